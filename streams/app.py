@@ -1,0 +1,119 @@
+"""The Faust app: a thin shell that moves segment batches through `Pipeline`.
+
+Offsets are acknowledged in order and only once the pipeline releases a message (see
+`streams/pipeline.py`); Faust flushes the producer before every commit, so a call is in
+`wiretide.calls` before the segments that made it are committed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import TP, EventT
+
+from schemas.codec import CodecError
+from streams.dissect.registry import default_registry
+from streams.pipeline import Pipeline, Processed
+from streams.redact import RedactionPolicy
+from wiretide import config
+from wiretide.serde import decode_segment_batch, encode_call
+
+BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
+_redaction_file = os.environ.get("WIRETIDE_REDACTION")
+POLICY = RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
+REGISTRY = default_registry()
+
+app = faust.App(
+    config.STREAMS_GROUP,
+    broker=f"kafka://{BOOTSTRAP}",
+    store="memory://",
+    web_enabled=False,
+    topic_partitions=config.partitions(),
+    consumer_auto_offset_reset="earliest",
+    broker_commit_interval=0.5,
+    producer_acks=-1,
+    producer_linger_ms=5,
+    producer_max_request_size=16 * 1024 * 1024,
+    consumer_max_fetch_size=16 * 1024 * 1024,
+    stream_buffer_maxsize=8192,
+)
+segments_topic = app.topic(config.SEGMENTS_TOPIC, key_serializer="raw", value_serializer="raw",
+                           partitions=config.partitions())
+calls_topic = app.topic(config.CALLS_TOPIC, key_serializer="raw", value_serializer="raw",
+                        partitions=config.partitions())
+dlq_topic = app.topic(config.SEGMENTS_TOPIC + config.DLQ_SUFFIX, key_serializer="raw",
+                      value_serializer="raw", partitions=1)
+
+
+@dataclass
+class PartitionState:
+    pipeline: Pipeline
+    waiting: deque[tuple[int, EventT]] = field(default_factory=deque)  # in offset order
+    released: set[int] = field(default_factory=set)
+    next_token: int = 0
+
+
+partitions: dict[TP, PartitionState] = {}
+
+
+def _state(tp: TP) -> PartitionState:
+    state = partitions.get(tp)
+    if state is None:
+        state = partitions[tp] = PartitionState(Pipeline(REGISTRY, POLICY))
+    return state
+
+
+async def _publish(result: Processed) -> None:
+    for call in result.calls:
+        await calls_topic.send(key=call.flow_id.encode(), value=encode_call(call))
+
+
+def _ack_released(state: PartitionState, released: list[int]) -> None:
+    """Ack events from the head of the partition while they are released, never past a gap."""
+    state.released.update(released)
+    waiting = state.waiting
+    while waiting and waiting[0][0] in state.released:
+        token, event = waiting.popleft()
+        state.released.discard(token)
+        event.ack()
+
+
+@app.agent(segments_topic)
+async def reassemble(stream: faust.StreamT) -> None:
+    async for event in stream.noack().events():
+        state = _state(event.message.tp)
+        token = state.next_token
+        state.next_token += 1
+        state.waiting.append((token, event))
+        headers = dict(event.message.headers or ())
+        if config.EOF_HEADER.encode() in headers or config.EOF_HEADER in headers:
+            result = state.pipeline.finish(token)
+        else:
+            try:
+                segments = decode_segment_batch(event.value)
+            except CodecError as exc:
+                await dlq_topic.send(key=event.key, value=event.value,
+                                     headers={"reason": str(exc).encode()})
+                _ack_released(state, [token])
+                continue
+            result = state.pipeline.process(token, segments)
+        await _publish(result)
+        _ack_released(state, result.released)
+
+
+@app.timer(interval=2.0)
+async def expire_idle_flows() -> None:
+    for state in list(partitions.values()):
+        result = state.pipeline.expire(state.pipeline.max_ts_ns)
+        await _publish(result)
+        _ack_released(state, result.released)
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(app: faust.App, revoked: set[TP], **kwargs: object) -> None:
+    # Whoever gets these partitions next replays them from the committed offset.
+    for tp in revoked:
+        partitions.pop(tp, None)

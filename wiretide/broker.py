@@ -1,0 +1,230 @@
+"""A local one-node Apache Kafka broker in KRaft mode, for the embedded defaults.
+
+The jars come from Maven Central once (through `mvn dependency:copy-dependencies` on a
+small pom) and are cached; the broker's data lives under the Wiretide data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from wiretide.errors import BrokerError
+
+KAFKA_VERSION = "3.9.1"  # KRaft; 3.9 keeps the protocol versions faust's aiokafka speaks
+DEFAULT_PORT = 9092
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.wiretide</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J = """log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.MaxFileSize=10MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+"""
+
+_SERVER = """process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{cport}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={logs}
+num.partitions={partitions}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=1
+message.max.bytes=16777216
+replica.fetch.max.bytes=16777216
+"""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("WIRETIDE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wiretide"
+    )
+    return Path(base) / f"kafka-{KAFKA_VERSION}"
+
+
+def fetch_jars() -> Path:
+    """Download the broker's jars once; return the folder that holds them."""
+    libs = cache_dir() / "libs"
+    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise BrokerError("Maven (mvn) is not installed: install it (apt-get install maven) "
+                          "or pass --kafka HOST:PORT of an existing broker")
+    work = cache_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pom.xml").write_text(_POM.format(version=KAFKA_VERSION))
+    tmp = work / "libs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+         "-DincludeScope=runtime"],
+        cwd=work, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise BrokerError(f"could not fetch Kafka {KAFKA_VERSION} jars with Maven: {last[0]}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    return libs
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """A broker whose files live in `home` (config, logs, pid)."""
+
+    home: Path
+    port: int = DEFAULT_PORT
+    partitions: int = 4
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid
+
+    def is_up(self) -> bool:
+        return self.pid() is not None and _port_open(self.port)
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start (or reuse) the broker; return its bootstrap address once it accepts clients."""
+        if self.is_up():
+            return self.bootstrap
+        if self.pid() is None and _port_open(self.port):
+            raise BrokerError(f"port {self.port} is taken by another program: stop it or pass "
+                              f"--kafka 127.0.0.1:{self.port} if it is a Kafka broker")
+        java = shutil.which("java")
+        if not java:
+            raise BrokerError("Java is not installed: install a JRE 17 (apt-get install "
+                              "openjdk-17-jre-headless) or pass --kafka HOST:PORT")
+        libs = fetch_jars()
+        self.home.mkdir(parents=True, exist_ok=True)
+        logs = self.home / "data"
+        conf = self.home / "server.properties"
+        conf.write_text(_SERVER.format(port=self.port, cport=self.port + 1, logs=logs,
+                                       partitions=self.partitions))
+        log4j = self.home / "log4j.properties"
+        log4j.write_text(_LOG4J.format(log=self.home / "broker.log"))
+        cp = f"{libs}/*"
+        jvm = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j.configuration=file:{log4j}",
+               "-XX:+UseG1GC", "-cp", cp]
+        if not (logs / "meta.properties").exists():
+            cluster = uuid.uuid4().hex[:22]
+            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster,
+                                        "-c", str(conf), "--ignore-formatted"],
+                                 capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise BrokerError(f"could not format the broker's storage in {logs}: "
+                                  f"{(fmt.stderr or fmt.stdout).strip().splitlines()[-1:]}")
+        out = open(self.home / "broker.out", "ab")
+        proc = subprocess.Popen(jvm + ["kafka.Kafka", str(conf)], stdout=out, stderr=out,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(f"the Kafka broker exited at start (code {proc.returncode}); "
+                                  f"see {self.home / 'broker.out'}")
+            if _port_open(self.port) and _broker_ready(self.bootstrap):
+                return self.bootstrap
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerError(f"the Kafka broker did not come up within {timeout:.0f}s; "
+                          f"see {self.home / 'broker.out'}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL). True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie child still answers kill(0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _broker_ready(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+    except Exception:  # not ready yet: any client error means "try again"
+        return False
+    return bool(md.brokers)
+
+
+def local_broker(data_dir: Path, port: int | None = None) -> LocalBroker:
+    port = port or int(os.environ.get("WIRETIDE_KAFKA_PORT", DEFAULT_PORT))
+    return LocalBroker(home=Path(data_dir) / "kafka", port=port)
+
+
+def resolve_bootstrap(explicit: str | None, data_dir: Path) -> str:
+    """`--kafka`, else WIRETIDE_KAFKA, else the local broker (started if needed)."""
+    bootstrap = explicit or os.environ.get("WIRETIDE_KAFKA")
+    if bootstrap:
+        return bootstrap
+    return local_broker(data_dir).start()

@@ -1,0 +1,70 @@
+"""`wiretide` command line: every failure is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from wiretide.errors import WiretideError
+
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser, kafka: bool = True, store: bool = True) -> None:
+    p.add_argument("--data", metavar="DIR",
+                   help="data dir (default: $WIRETIDE_DATA or ~/.wiretide)")
+    if kafka:
+        p.add_argument("--kafka", metavar="HOST:PORT",
+                       help="Kafka bootstrap (default: $WIRETIDE_KAFKA or a local broker)")
+    if store:
+        p.add_argument("--clickhouse", metavar="DSN",
+                       help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wiretide",
+                                     description="See every API call in your traffic.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    broker = sub.add_parser("broker", help="run the local one-node Kafka broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument("--port", type=int, help="listener port (default 9092)")
+    _common(broker, kafka=False, store=False)
+
+    tap = sub.add_parser("tap", help="capture traffic and store its API calls")
+    tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
+    tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
+    tap.add_argument("--quiet", action="store_true", help="no progress display")
+    _common(tap)
+
+    query = sub.add_parser("query", help="print stored calls, newest last")
+    query.add_argument("filter", nargs="?", default="", metavar="FILTER",
+                       help="a protocol name such as http (KFL comes later)")
+    query.add_argument("--json", action="store_true", help="one JSON object per line")
+    query.add_argument("--limit", type=int, help="print only the newest N calls")
+    _common(query, kafka=False)
+
+    worker = sub.add_parser("worker", help="run a stream worker (Faust) in the foreground")
+    _common(worker, store=False)
+    sink = sub.add_parser("sink", help="run a ClickHouse writer in the foreground")
+    _common(sink)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from wiretide import commands
+
+    try:
+        return getattr(commands, f"run_{args.command}")(args)
+    except WiretideError as exc:
+        print(f"wiretide: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("wiretide: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Run the pipeline's processes on this machine and tell when a replay is fully stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from wiretide import config
+from wiretide.errors import WiretideError
+
+
+class PipelineError(WiretideError):
+    """A pipeline process died or the pipeline stopped making progress."""
+
+
+def spawn(role: str, bootstrap: str, data: Path, extra: list[str] | None = None,
+          log_name: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `wiretide <role>` as a child process logging to the data dir."""
+    env = dict(os.environ, WIRETIDE_KAFKA=bootstrap, WIRETIDE_DATA=str(data))
+    log_dir = data / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"{log_name or role}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "wiretide", role, *(extra or [])],
+                            env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of `topic` that `group` has not committed yet (all partitions)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+        committed = consumer.committed(parts, timeout=10)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition),
+                                                       timeout=10)
+            done = tp.offset if tp.offset >= 0 else low
+            lag += max(0, high - done)
+        return lag
+    finally:
+        consumer.close()
+
+
+def read_status(data: Path) -> dict[str, int]:
+    try:
+        return json.loads((data / "sink-status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_until_stored(bootstrap: str, data: Path, procs: list[subprocess.Popen[bytes]],
+                      on_progress: Callable[[str, int], None] | None = None,
+                      stall_timeout: float = 120.0) -> None:
+    """Block until workers committed every segment and the sink every call."""
+    for group, topic, stage in ((config.STREAMS_GROUP, config.SEGMENTS_TOPIC, "dissecting"),
+                                (config.SINK_GROUP, config.CALLS_TOPIC, "storing")):
+        last_lag, last_change = None, time.monotonic()
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise PipelineError(f"a pipeline process exited (code {p.returncode}); "
+                                        f"see {data / 'logs'}")
+            lag = group_lag(bootstrap, group, topic)
+            if on_progress:
+                on_progress(stage, lag)
+            if lag == 0:
+                break
+            if lag != last_lag:
+                last_lag, last_change = lag, time.monotonic()
+            elif time.monotonic() - last_change > stall_timeout:
+                raise PipelineError(f"{stage} made no progress for {stall_timeout:.0f}s "
+                                    f"({lag} messages left); see {data / 'logs'}")
+            time.sleep(0.3)

@@ -1,0 +1,35 @@
+"""A one-line progress display on stderr (only when stderr is a terminal)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, enabled: bool | None = None, every_s: float = 0.2) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.every_s = every_s
+        self._last = 0.0
+        self._shown = False
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= self.every_s:
+            self._last = now
+            sys.stderr.write("\r\x1b[2K" + text)
+            sys.stderr.flush()
+            self._shown = True
+
+    @staticmethod
+    def bar(done: float, total: float, width: int = 30) -> str:
+        frac = 0.0 if total <= 0 else min(1.0, done / total)
+        full = int(frac * width)
+        return "[" + "#" * full + "-" * (width - full) + f"] {frac:4.0%}"
+
+    def done(self) -> None:
+        if self.enabled and self._shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()

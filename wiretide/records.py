@@ -1,0 +1,94 @@
+"""Records that cross stage boundaries: what capture saw and what dissection found.
+
+Every stage speaks these frozen dataclasses; the Avro codec in `schemas/` turns them
+into topic messages and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# TCP flag bits as on the wire.
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One TCP segment (or UDP datagram) as captured, payload included."""
+
+    ts_ns: int
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+    node: str = ""
+    source: str = "pcap"  # afpacket | tls | pcap
+    transport: str = "tcp"  # tcp | udp
+
+
+def endpoint(ip: str, port: int) -> str:
+    """`ip:port`, with IPv6 addresses bracketed."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def flow_id(src_ip: str, src_port: int, dst_ip: str, dst_port: int, transport: str = "tcp") -> str:
+    """Canonical flow id: both directions of a connection give the same id (and partition)."""
+    a, b = (src_ip, src_port), (dst_ip, dst_port)
+    if b < a:
+        a, b = b, a
+    return f"{transport}:{endpoint(*a)}-{endpoint(*b)}"
+
+
+def segment_flow_id(seg: Segment) -> str:
+    return flow_id(seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port, seg.transport)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One request and its response (or a request that never got one).
+
+    `src` is the side that sent the request. Times are Unix epoch nanoseconds taken from
+    capture timestamps. Bodies are decoded (de-chunked, decompressed) and capped; the
+    `*_body_size` fields keep the size on the wire.
+    """
+
+    call_id: str
+    protocol: str
+    ts_ns: int
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    flow_id: str
+    node: str = ""
+    source: str = "pcap"
+    tls: bool = False
+    method: str = ""
+    path: str = ""
+    query: str = ""
+    request_version: str = ""
+    request_headers: Headers = ()
+    request_body: bytes = b""
+    request_body_size: int = 0
+    request_end_ns: int = 0
+    status: int = 0
+    reason: str = ""
+    response_version: str = ""
+    response_headers: Headers = ()
+    response_body: bytes = b""
+    response_body_size: int = 0
+    response_ts_ns: int = 0
+    response_end_ns: int = 0
+    # "no_response", "request_truncated", "response_truncated", "gap", "malformed", ...
+    flags: tuple[str, ...] = field(default=())
+
+    @property
+    def elapsed_ns(self) -> int:
+        """Request's first byte to response's first byte; -1 without a response."""
+        return self.response_ts_ns - self.ts_ns if self.response_ts_ns else -1
