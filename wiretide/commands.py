@@ -47,7 +47,7 @@ def run_tap(args: argparse.Namespace) -> int:
     from producers.pcap import ReadStats, read_segments
     from producers.publisher import SegmentPublisher
     from wiretide.broker import resolve_bootstrap
-    from wiretide.local import read_status, spawn, stop, wait_until_stored
+    from wiretide.local import Supervisor, read_status, wait_until_stored
     from wiretide.progress import Progress
     from wiretide.topics import ensure_topics
 
@@ -63,7 +63,7 @@ def run_tap(args: argparse.Namespace) -> int:
     if args.redaction:
         os.environ["WIRETIDE_REDACTION"] = os.path.abspath(args.redaction)
     (data / "sink-status.json").unlink(missing_ok=True)
-    procs = [spawn("sink", bootstrap, data, extra), spawn("worker", bootstrap, data)]
+    supervisor = Supervisor(bootstrap, data, {"sink": extra, "worker": []})
     started = time.monotonic()
     try:
         publisher = SegmentPublisher(bootstrap)
@@ -86,10 +86,9 @@ def run_tap(args: argparse.Namespace) -> int:
             stored = read_status(data).get("written", 0)
             progress.show(f"{stage:9s} {lag} messages left, {stored} calls stored")
 
-        wait_until_stored(bootstrap, data, procs, on_progress)
+        wait_until_stored(bootstrap, supervisor, on_progress)
     finally:
-        for proc in reversed(procs):
-            stop(proc)
+        supervisor.stop()
         progress.done()
     elapsed = time.monotonic() - started
     status = read_status(data)
@@ -99,6 +98,9 @@ def run_tap(args: argparse.Namespace) -> int:
     again = status.get("stored_before", 0)
     note = f" ({again} calls were already stored)" if again else ""
     print(f"stored {stored} calls in {elapsed:.2f}s ({stored / elapsed:.0f} calls/s){note}")
+    restarts = {r: n for r, n in supervisor.restarts.items() if n}
+    if restarts:
+        print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
     return 0
 
 
@@ -144,7 +146,7 @@ def run_worker(args: argparse.Namespace) -> int:
     os.environ["WIRETIDE_KAFKA"] = resolve_bootstrap(args.kafka, config.data_dir(args.data))
     from streams.app import app
 
-    sys.argv = ["wiretide-worker", "worker", "--loglevel", "warning"]
+    sys.argv = ["wiretide-worker", "worker", "--loglevel", "warn"]
     app.main()
     return 0
 
@@ -155,17 +157,24 @@ def run_sink(args: argparse.Namespace) -> int:
     from sinks.clickhouse.writer import CallWriter
     from sinks.kafka_writer import CallSink
     from wiretide.broker import resolve_bootstrap
+    from wiretide.local import read_status
 
     data = config.data_dir(args.data)
     bootstrap = resolve_bootstrap(args.kafka, data)
     store = open_store(config.store_dsn(data, args.clickhouse))
-    before = count_calls(store)
+    status_file = data / "sink-status.json"
+    # A restarted sink keeps the first baseline, so the run's count stays right.
+    before = read_status(data).get("stored_before")
+    if before is None:
+        before = count_calls(store)
+        status_file.write_text(json.dumps({"stored_before": before}))
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
-    sink = CallSink(bootstrap, CallWriter(store), status_file=data / "sink-status.json")
+    sink = CallSink(bootstrap, CallWriter(store), status_file=status_file,
+                    extra_status={"stored_before": before})
     sink.run(lambda: bool(stopping))
     status = {"written": sink.written, "dead_letters": sink.dead_letters,
               "stored_before": before, "stored_after": count_calls(store)}
-    (data / "sink-status.json").write_text(json.dumps(status))
+    status_file.write_text(json.dumps(status))
     return 0

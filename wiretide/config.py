@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SEGMENTS_TOPIC = "wiretide.segments"
-CALLS_TOPIC = "wiretide.calls"
+# A prefix keeps several pipelines apart on one broker (tests, tenants).
+PREFIX = os.environ.get("WIRETIDE_PREFIX", "")
+SEGMENTS_TOPIC = PREFIX + "wiretide.segments"
+CALLS_TOPIC = PREFIX + "wiretide.calls"
 EOF_HEADER = "wiretide-eof"  # marks the end of a replayed capture on a segments partition
 DLQ_SUFFIX = ".dlq"
-STREAMS_GROUP = "wiretide-streams"
-SINK_GROUP = "wiretide-sink"
+STREAMS_GROUP = PREFIX + "wiretide-streams"
+SINK_GROUP = PREFIX + "wiretide-sink"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:

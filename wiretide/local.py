@@ -69,7 +69,32 @@ def read_status(data: Path) -> dict[str, int]:
         return {}
 
 
-def wait_until_stored(bootstrap: str, data: Path, procs: list[subprocess.Popen[bytes]],
+class Supervisor:
+    """Keeps one process per role running, restarting a crashed one (as a pod would be)."""
+
+    def __init__(self, bootstrap: str, data: Path, roles: dict[str, list[str]],
+                 max_restarts: int = 5) -> None:
+        self.bootstrap, self.data, self.roles = bootstrap, data, roles
+        self.max_restarts = max_restarts
+        self.restarts = dict.fromkeys(roles, 0)
+        self.procs = {role: spawn(role, bootstrap, data, extra) for role, extra in roles.items()}
+
+    def check(self) -> None:
+        for role, proc in self.procs.items():
+            if proc.poll() is None:
+                continue
+            if self.restarts[role] >= self.max_restarts:
+                raise PipelineError(f"the {role} process keeps exiting (code {proc.returncode}); "
+                                    f"see {self.data / 'logs' / (role + '.log')}")
+            self.restarts[role] += 1
+            self.procs[role] = spawn(role, self.bootstrap, self.data, self.roles[role])
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            stop(proc)
+
+
+def wait_until_stored(bootstrap: str, supervisor: Supervisor,
                       on_progress: Callable[[str, int], None] | None = None,
                       stall_timeout: float = 120.0) -> None:
     """Block until workers committed every segment and the sink every call."""
@@ -77,10 +102,7 @@ def wait_until_stored(bootstrap: str, data: Path, procs: list[subprocess.Popen[b
                                 (config.SINK_GROUP, config.CALLS_TOPIC, "storing")):
         last_lag, last_change = None, time.monotonic()
         while True:
-            for p in procs:
-                if p.poll() is not None:
-                    raise PipelineError(f"a pipeline process exited (code {p.returncode}); "
-                                        f"see {data / 'logs'}")
+            supervisor.check()
             lag = group_lag(bootstrap, group, topic)
             if on_progress:
                 on_progress(stage, lag)
@@ -90,5 +112,5 @@ def wait_until_stored(bootstrap: str, data: Path, procs: list[subprocess.Popen[b
                 last_lag, last_change = lag, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
                 raise PipelineError(f"{stage} made no progress for {stall_timeout:.0f}s "
-                                    f"({lag} messages left); see {data / 'logs'}")
+                                    f"({lag} messages left); see {supervisor.data / 'logs'}")
             time.sleep(0.3)

@@ -54,7 +54,7 @@ class GapSkipped:
 @dataclass(frozen=True, slots=True)
 class StreamClosed:
     flow: Flow
-    reason: str  # fin | rst | idle | eof | evicted
+    reason: str  # fin | rst | idle | eof | evicted | reused (a new SYN on the 4-tuple)
     ts_ns: int
 
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything Wiretide needs on a fresh Debian machine (idempotent):
+# system packages, a virtualenv in .venv with the project, and the Kafka broker's jars.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v ip >/dev/null || need_apt+=(iproute2)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[test]'
+# Fetch (once, cached) the Kafka jars the local broker runs on.
+.venv/bin/python -c "from wiretide.broker import fetch_jars; print('kafka jars in', fetch_jars())"

@@ -1,0 +1,63 @@
+"""`wiretide broker start|status|stop` runs a real KRaft broker from the cached jars."""
+
+from __future__ import annotations
+
+import os
+import sys
+import subprocess
+
+from confluent_kafka import Consumer, Producer
+
+from tests.conftest import ROOT, _free_port_pair
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wiretide", "broker", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_start_status_stop_and_messages_survive_a_restart(tmp_path) -> None:
+    port = _free_port_pair()
+    env = dict(os.environ, WIRETIDE_DATA=str(tmp_path))
+    try:
+        started = _cli("start", "--port", str(port), env=env)
+        assert started.returncode == 0, started.stderr
+        assert f"127.0.0.1:{port}" in started.stdout
+        again = _cli("start", "--port", str(port), env=env)  # reuses the running broker
+        assert again.returncode == 0 and f"127.0.0.1:{port}" in again.stdout
+        assert "up at" in _cli("status", "--port", str(port), env=env).stdout
+
+        bootstrap = f"127.0.0.1:{port}"
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        producer.produce("durable", b"kept")
+        assert producer.flush(30) == 0
+        assert "stopped" in _cli("stop", "--port", str(port), env=env).stdout
+        status = _cli("status", "--port", str(port), env=env)
+        assert status.returncode == 1 and "not running" in status.stdout
+
+        assert _cli("start", "--port", str(port), env=env).returncode == 0
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "g",
+                             "auto.offset.reset": "earliest"})
+        consumer.subscribe(["durable"])
+        msg = None
+        for _ in range(30):
+            msg = consumer.poll(1)
+            if msg is not None and not msg.error():
+                break
+        consumer.close()
+        assert msg is not None and msg.value() == b"kept"
+    finally:
+        _cli("stop", "--port", str(port), env=env)
+
+
+def test_port_taken_by_something_else_is_one_line(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = _cli("start", "--port", str(port), env=dict(os.environ, WIRETIDE_DATA=str(tmp_path)))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "taken" in proc.stderr
+    assert "Traceback" not in proc.stderr
