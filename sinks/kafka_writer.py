@@ -19,21 +19,32 @@ from wiretide.serde import decode_call
 class CallSink:
     """Consume `wiretide.calls` in a consumer group and store each batch idempotently."""
 
-    def __init__(self, bootstrap: str, writer: CallWriter, *, status_file: Path | None = None,
-                 max_rows: int = 10_000, max_wait_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        writer: CallWriter,
+        *,
+        status_file: Path | None = None,
+        max_rows: int = 10_000,
+        max_wait_s: float = 1.0,
+        extra_status: dict[str, int] | None = None,
+    ) -> None:
         self.writer = writer
+        self.extra_status = extra_status or {}
         self.status_file = status_file
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.written = 0
         self.dead_letters = 0
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": config.SINK_GROUP,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": config.SINK_GROUP,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            }
+        )
         self._dlq = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
         self._consumer.subscribe([config.CALLS_TOPIC])
 
@@ -51,7 +62,9 @@ class CallSink:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for msg in self._consumer.consume(num_messages=self.max_rows - len(calls), timeout=left):
+            for msg in self._consumer.consume(
+                num_messages=self.max_rows - len(calls), timeout=left
+            ):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -74,14 +87,28 @@ class CallSink:
 
     def _dead_letter(self, msg: object, reason: str) -> None:
         self.dead_letters += 1
-        self._dlq.produce(config.CALLS_TOPIC + config.DLQ_SUFFIX, key=msg.key(), value=msg.value(),
-                          headers={"reason": reason.encode(),
-                                   "origin": f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()})
+        self._dlq.produce(
+            config.CALLS_TOPIC + config.DLQ_SUFFIX,
+            key=msg.key(),
+            value=msg.value(),
+            headers={
+                "reason": reason.encode(),
+                "origin": f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode(),
+            },
+        )
 
     def _report(self) -> None:
         if self.status_file is None:
             return
         tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"written": self.written, "dead_letters": self.dead_letters,
-                                   "pid": os.getpid()}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "written": self.written,
+                    "dead_letters": self.dead_letters,
+                    "pid": os.getpid(),
+                    **self.extra_status,
+                }
+            )
+        )
         tmp.replace(self.status_file)

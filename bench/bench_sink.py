@@ -1,0 +1,176 @@
+"""Throughput of the ClickHouse sink on embedded chDB, next to a bare Arrow insert.
+
+    python bench/bench_sink.py [--calls N] [--batch B] [--dir DIR]
+
+Writes N typical small HTTP calls (8 request and 6 response headers, JSON bodies of
+~150 bytes) in batches of B through `CallWriter` into a fresh chDB data dir and prints
+calls/s. The reference, measured in the same run, is `insert_arrow` of the already
+built Arrow tables (the engine's floor: what the writer costs on top is the Python
+encoding). Then it writes the first half again (a replay), and times reads with and
+without FINAL, which is what deduplication costs readers.
+
+Rates are given by wall clock and by this process's CPU time (all threads, chDB's
+included), which stays meaningful on a machine shared with other work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls  # noqa: E402
+from sinks.clickhouse.arrow import calls_to_arrow  # noqa: E402
+from wiretide.records import ApiCall  # noqa: E402
+
+_PATHS = ["/api/v1/users", "/api/v1/orders", "/healthz", "/api/v1/catalogue", "/metrics"]
+
+
+def make_calls(n: int, start_ns: int) -> list[ApiCall]:
+    calls = []
+    for i in range(n):
+        ts = start_ns + i * 20_000
+        path = _PATHS[i % len(_PATHS)]
+        calls.append(
+            ApiCall(
+                call_id=f"{i:016x}-{start_ns:x}",
+                protocol="http",
+                ts_ns=ts,
+                src_ip=f"10.1.{i % 7}.{i % 250}",
+                src_port=30000 + i % 30000,
+                dst_ip=f"10.2.0.{i % 13}",
+                dst_port=8080,
+                flow_id=f"tcp:10.1.{i % 7}.{i % 250}:{30000 + i % 30000}-10.2.0.{i % 13}:8080",
+                node="node-a",
+                source="afpacket",
+                method="GET" if i % 3 else "POST",
+                path=path,
+                query=f"page={i % 10}&size=20",
+                request_version="HTTP/1.1",
+                request_headers=(
+                    ("Host", f"svc-{i % 13}.prod.svc.cluster.local"),
+                    ("User-Agent", "Go-http-client/1.1"),
+                    ("Accept", "application/json"),
+                    ("Accept-Encoding", "gzip"),
+                    ("Content-Type", "application/json"),
+                    ("X-Request-Id", f"{i:032x}"),
+                    ("Traceparent", f"00-{i:032x}-{i:016x}-01"),
+                    ("Authorization", "[REDACTED]"),
+                ),
+                request_body=b'{"user":"u%d","items":[1,2,3],"note":"hello"}' % i
+                if i % 3 == 0
+                else b"",
+                request_body_size=48 if i % 3 == 0 else 0,
+                request_end_ns=ts + 5_000,
+                status=200 if i % 17 else 503,
+                reason="OK" if i % 17 else "Service Unavailable",
+                response_version="HTTP/1.1",
+                response_headers=(
+                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("Content-Length", "152"),
+                    ("Date", "Wed, 01 May 2026 12:00:00 GMT"),
+                    ("Server", "envoy"),
+                    ("X-Envoy-Upstream-Service-Time", str(i % 90)),
+                    ("Vary", "Accept-Encoding"),
+                ),
+                response_body=(
+                    b'{"id":%d,"name":"item %d","price":12.5,"tags":["a","b"],'
+                    b'"owner":{"id":7,"name":"Ada"},"created":"2026-05-01T12:00:00Z"}' % (i, i)
+                ),
+                response_body_size=152,
+                response_ts_ns=ts + 1_000_000 + (i % 90) * 100_000,
+                response_end_ns=ts + 1_100_000 + (i % 90) * 100_000,
+            )
+        )
+    return calls
+
+
+def batches(calls: list[ApiCall], size: int) -> list[list[ApiCall]]:
+    return [calls[i : i + size] for i in range(0, len(calls), size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--dir", help="parent of the chDB data dirs (default: a temp dir)")
+    args = parser.parse_args()
+
+    if args.dir:
+        run(Path(args.dir), args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="wiretide-bench-") as tmp:
+            run(Path(tmp), args)
+
+
+def run(base: Path, args: argparse.Namespace) -> None:
+    start = time.time_ns() - 3_600_000_000_000
+    calls = make_calls(args.calls, start)
+    chunks = batches(calls, args.batch)
+    n = len(calls)
+
+    with open_store(f"chdb://{base / 'writer'}") as store:
+        writer = CallWriter(store)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for chunk in chunks:
+            writer.write(chunk)
+        write_s, write_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+        t0 = time.perf_counter()
+        for chunk in chunks[: len(chunks) // 2]:
+            writer.write(chunk)
+        replay_s = time.perf_counter() - t0
+        replayed = sum(len(c) for c in chunks[: len(chunks) // 2])
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        tables = [calls_to_arrow(chunk) for chunk in chunks]
+        encode_s, encode_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+        client = store.client
+        t0 = time.perf_counter()
+        total = count_calls(store)
+        count_final_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        raw_rows = client.query("SELECT count() FROM calls").result_rows[0][0]
+        count_raw_s = time.perf_counter() - t0
+
+        scan = "SELECT status, count(), avg(elapsed_ns) FROM calls{} GROUP BY status"
+        t0 = time.perf_counter()
+        client.query(
+            scan.format(" FINAL"), settings={"do_not_merge_across_partitions_select_final": 1}
+        )
+        scan_final_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        client.query(scan.format(""))
+        scan_raw_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        recent = read_calls(store, limit=1000)
+        read_s = time.perf_counter() - t0
+
+    with open_store(f"chdb://{base / 'reference'}") as ref:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for table in tables:
+            ref.client.insert_arrow("calls", table, settings={"optimize_on_insert": 0})
+        insert_s, insert_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    print(f"calls: {n} in batches of {args.batch}, data dir {base}")
+    print(f"{'':22}{'wall calls/s':>14}{'CPU calls/s':>14}")
+    print(f"CallWriter.write      {n / write_s:>14,.0f}{n / write_cpu:>14,.0f}  ({write_s:.2f} s)")
+    print(f"  encode to Arrow     {n / encode_s:>14,.0f}{n / encode_cpu:>14,.0f}")
+    print(f"reference insert_arrow{n / insert_s:>14,.0f}{n / insert_cpu:>14,.0f}  (prebuilt)")
+    print(f"replay of {replayed} calls {replayed / replay_s:>10,.0f} wall calls/s")
+    print(f"stored rows {raw_rows}, distinct calls (FINAL) {total}")
+    print(f"count(): FINAL {count_final_s * 1e3:.1f} ms, raw {count_raw_s * 1e3:.1f} ms")
+    print(f"group-by scan: FINAL {scan_final_s * 1e3:.1f} ms, raw {scan_raw_s * 1e3:.1f} ms")
+    print(f"read_calls(limit=1000): {read_s * 1e3:.1f} ms ({len(recent)} calls)")
+    if total != n:
+        sys.exit(f"FAIL: expected {n} distinct calls, found {total}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Reading calls back, deduplicated, as the nested dicts of view.py.
+
+Deduplication is FINAL: duplicates are identical rows within one partition, so
+ClickHouse only merges overlapping ranges inside each day partition
+(`do_not_merge_across_partitions_select_final`), and rows in parts that no longer
+overlap pass straight through. `LIMIT 1 BY call_id` or argMax would hash every
+selected row instead.
+
+`where_sql` is a SQL condition over the `calls` columns (ddl.py), normally made by the
+KFL compiler; its values must be bound parameters (`{name:Type}` placeholders with
+`params`), never pasted into the text. Parameter names starting with `wt_` are taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sinks.clickhouse.connect import Store
+from sinks.clickhouse.ddl import CALLS
+from sinks.clickhouse.view import call_view
+from sinks.errors import SinkError, one_line
+from wiretide.records import ApiCall
+
+# Select list: ApiCall field name → SQL expression.
+_FIELDS: dict[str, str] = {
+    "call_id": "call_id",
+    "protocol": "protocol",
+    "ts_ns": "toUnixTimestamp64Nano(ts)",
+    "src_ip": "src_ip",
+    "src_port": "src_port",
+    "dst_ip": "dst_ip",
+    "dst_port": "dst_port",
+    "flow_id": "flow_id",
+    "node": "node",
+    "source": "source",
+    "tls": "tls",
+    "method": "method",
+    "path": "path",
+    "query": "query",
+    "request_version": "request_version",
+    "request_headers": "request_headers",
+    "request_body": "request_body",
+    "request_body_size": "request_body_size",
+    "request_end_ns": "request_end_ns",
+    "status": "status",
+    "reason": "reason",
+    "response_version": "response_version",
+    "response_headers": "response_headers",
+    "response_body": "response_body",
+    "response_body_size": "response_body_size",
+    "response_ts_ns": "response_ts_ns",
+    "response_end_ns": "response_end_ns",
+    "flags": "flags",
+}
+_SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _FIELDS.items())
+_BYTES = {"request_body": "bytes", "response_body": "bytes"}
+_FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+
+
+def read_calls(
+    store: Store,
+    *,
+    protocol: str | None = None,
+    limit: int | None = None,
+    where_sql: str = "",
+    params: dict | None = None,
+) -> list[dict[str, Any]]:
+    """Matching calls, oldest first (by ts, then call id); with `limit`, the newest
+    `limit` of them, still oldest first."""
+    where, bound = _where(protocol, where_sql, params)
+    sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where}"
+    if limit is not None:
+        sql += f" ORDER BY ts DESC, call_id DESC LIMIT {max(int(limit), 0)}"
+    else:
+        sql += " ORDER BY ts, call_id"
+    try:
+        result = store.client.query(
+            sql, parameters=bound, settings=_FINAL_SETTINGS, column_formats=_BYTES
+        )
+    except Exception as ex:
+        raise SinkError(f"cannot read calls from {store.where}: {one_line(ex)}") from ex
+    names = result.column_names
+    rows = [_call(dict(zip(names, row, strict=True))) for row in result.result_rows]
+    if limit is not None:
+        rows.reverse()
+    return [call_view(call) for call in rows]
+
+
+def count_calls(store: Store, protocol: str | None = None) -> int:
+    """How many distinct calls are stored (of one protocol, if given)."""
+    where, bound = _where(protocol, "", None)
+    try:
+        result = store.client.query(
+            f"SELECT count() FROM {CALLS} FINAL{where}", parameters=bound, settings=_FINAL_SETTINGS
+        )
+    except Exception as ex:
+        raise SinkError(f"cannot count calls in {store.where}: {one_line(ex)}") from ex
+    return int(result.result_rows[0][0])
+
+
+def _where(protocol: str | None, where_sql: str, params: dict | None) -> tuple[str, dict]:
+    bound = dict(params or {})
+    conditions = []
+    if protocol is not None:
+        conditions.append("protocol = {wt_protocol:String}")
+        bound["wt_protocol"] = protocol
+    if where_sql.strip():
+        conditions.append(f"({where_sql})")
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), bound
+
+
+def _call(row: dict[str, Any]) -> ApiCall:
+    row["request_headers"] = tuple(row["request_headers"].items())
+    row["response_headers"] = tuple(row["response_headers"].items())
+    row["flags"] = tuple(row["flags"])
+    return ApiCall(**row)
