@@ -6,10 +6,12 @@ what to do about it; the CLI prints it as is, never a traceback.
 
 from __future__ import annotations
 
+from wiretide.errors import WiretideError
+
 _MAX_DETAIL = 300
 
 
-class SinkError(Exception):
+class SinkError(WiretideError):
     """Storage failed: bad DSN, unreachable server, data dir owned elsewhere, failed insert."""
 
     def __init__(self, message: str) -> None:

@@ -74,7 +74,7 @@ def run_tap(args: argparse.Namespace) -> int:
                 full = batcher.add(seg)
                 if full is not None:
                     publisher.publish(*full)
-                    progress.show(f"reading  {Progress.bar(stats.bytes_read, size)} "
+                    progress.show(f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
                                   f"{stats.packets} packets")
         for fid, batch in batcher.drain():
             publisher.publish(fid, batch)

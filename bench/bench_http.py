@@ -1,0 +1,257 @@
+"""HTTP/1.x dissector throughput: µs per call, compared with tshark on the same traffic.
+
+    python bench/bench_http.py [--flows 2000] [--calls 10] [--no-tshark]
+
+Builds keep-alive connections with realistic requests and responses (JSON with
+Content-Length, gzip, chunked, small and 20 KiB bodies), cut into 1448-byte segments,
+feeds them through one `Http1Dissector` per flow (the dissect stage alone: no Kafka, no
+reassembly), and times it. The same traffic is written to a pcap and timed through
+`tshark -Y http` so both numbers come from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams.dissect.http import HTTP1  # noqa: E402
+from streams.reassembly.events import Direction, Flow  # noqa: E402
+from streams.redact import redact  # noqa: E402
+from wiretide.records import ApiCall, flow_id  # noqa: E402
+
+MSS = 1448
+
+
+def make_exchange(rng: random.Random, k: int) -> tuple[bytes, bytes]:
+    kind = rng.choice(("json", "json", "json", "gzip", "chunked", "post", "big"))
+    user = rng.randrange(10**6)
+    req_headers = (
+        f"Host: api.svc.cluster.local\r\nUser-Agent: bench/1.0\r\nAccept: application/json\r\n"
+        f"Accept-Encoding: gzip\r\nX-Request-Id: {rng.getrandbits(64):016x}\r\n"
+        f"Authorization: Bearer {rng.getrandbits(128):032x}\r\n"
+    )
+    doc = {
+        "id": user,
+        "username": f"user{user}",
+        "tags": ["a", "b", "c"],
+        "n": k,
+        "ok": True,
+        "score": 0.5,
+    }
+    docs = [doc] * (rng.randint(1, 6) if kind != "big" else 160)
+    body = json.dumps({"items": docs, "total": len(docs)}).encode()
+    resp_headers = (
+        "Content-Type: application/json\r\nServer: bench\r\nDate: Tue, 25 Nov 2025 18:00:00 GMT\r\n"
+    )
+    if kind == "post":
+        req = (
+            f"POST /api/v1/users HTTP/1.1\r\n{req_headers}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        resp = (
+            f"HTTP/1.1 201 Created\r\n{resp_headers}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        return req, resp
+    req = f"GET /api/v1/users/{user}?fields=all&page={k} HTTP/1.1\r\n{req_headers}\r\n".encode()
+    if kind == "gzip":
+        z = gzip.compress(body, mtime=0)
+        resp = (
+            f"HTTP/1.1 200 OK\r\n{resp_headers}Content-Encoding: gzip\r\n"
+            f"Content-Length: {len(z)}\r\n\r\n"
+        ).encode() + z
+    elif kind == "chunked":
+        half = len(body) // 2
+        resp = (f"HTTP/1.1 200 OK\r\n{resp_headers}Transfer-Encoding: chunked\r\n\r\n").encode()
+        for piece in (body[:half], body[half:]):
+            resp += b"%x\r\n%s\r\n" % (len(piece), piece)
+        resp += b"0\r\n\r\n"
+    else:
+        resp = (
+            f"HTTP/1.1 200 OK\r\n{resp_headers}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    return req, resp
+
+
+def make_flows(n_flows: int, n_calls: int, seed: int = 1):
+    """[(Flow, [(direction, ts, seq, payload)], close_ts)] with MSS-sized segments."""
+    rng = random.Random(seed)
+    flows = []
+    ts = 1_760_000_000_000_000_000
+    for f in range(n_flows):
+        cip, cport, sip, sport = (
+            f"10.1.{f // 250 % 250}.{f % 250 + 1}",
+            30000 + f % 30000,
+            "10.2.0.9",
+            8080,
+        )
+        flow = Flow(flow_id(cip, cport, sip, sport), cip, cport, sip, sport)
+        seqs = [rng.getrandbits(32), rng.getrandbits(32)]
+        events = []
+        for k in range(n_calls):
+            for direction, payload in zip((0, 1), make_exchange(rng, k), strict=True):
+                for off in range(0, len(payload), MSS):
+                    seg = payload[off : off + MSS]
+                    ts += 20_000
+                    events.append((direction, ts, seqs[direction], seg))
+                    seqs[direction] = (seqs[direction] + len(seg)) & 0xFFFFFFFF
+        flows.append((flow, events, ts + 1000))
+    return flows
+
+
+def run_dissector(flows) -> tuple[list[ApiCall], float, int]:
+    dirs = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+    calls: list[ApiCall] = []
+    keep = calls.append
+    nbytes = sum(len(e[3]) for _, events, _ in flows for e in events)
+    t0 = time.perf_counter()
+    for flow, events, close_ts in flows:
+        d = HTTP1(flow)
+        for direction, ts, seq, data in events:
+            for e in d.receive(dirs[direction], data, ts, seq):
+                if type(e) is ApiCall:
+                    keep(e)
+        for e in d.close(close_ts):
+            if type(e) is ApiCall:
+                keep(e)
+    return calls, time.perf_counter() - t0, nbytes
+
+
+def run_redact(calls: list[ApiCall]) -> float:
+    t0 = time.perf_counter()
+    for c in calls:
+        redact(c)
+    return time.perf_counter() - t0
+
+
+def _ip4(s: str) -> bytes:
+    return bytes(int(x) for x in s.split("."))
+
+
+def _packet(out, ends, direction, ts, seq, flags, payload=b"", ack=0) -> None:
+    src, sport, dst, dport = ends[direction]
+    tcp = struct.pack(
+        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
+    )
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6, 0,
+        _ip4(src), _ip4(dst),
+    )  # fmt: skip
+    frame = b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
+    out.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(frame), len(frame)))
+    out.write(frame)
+
+
+def write_pcap(flows, path: Path) -> None:
+    """Ethernet/IPv4/TCP pcap of the flows, with handshake and FINs (checksums left 0)."""
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))  # ns resolution
+        for flow, events, close_ts in flows:
+            ends = {
+                0: (flow.client_ip, flow.client_port, flow.server_ip, flow.server_port),
+                1: (flow.server_ip, flow.server_port, flow.client_ip, flow.client_port),
+            }
+            nxt = {}
+            for direction, _, seq, _ in events:
+                nxt.setdefault(direction, seq)
+            nxt.setdefault(0, 1)
+            nxt.setdefault(1, 1)
+            t_open = events[0][1] - 3000
+            _packet(out, ends, 0, t_open, nxt[0] - 1, 0x02)
+            _packet(out, ends, 1, t_open + 1000, nxt[1] - 1, 0x12, ack=nxt[0])
+            _packet(out, ends, 0, t_open + 2000, nxt[0], 0x10, ack=nxt[1])
+            for direction, ts, seq, data in events:
+                _packet(out, ends, direction, ts, seq, 0x18, data, ack=nxt[1 - direction])
+                nxt[direction] = (seq + len(data)) & 0xFFFFFFFF
+            _packet(out, ends, 0, close_ts, nxt[0], 0x11, ack=nxt[1])
+            _packet(out, ends, 1, close_ts + 1000, nxt[1], 0x11, ack=nxt[0] + 1)
+
+
+def run_tshark(path: Path) -> tuple[int, float] | None:
+    if shutil.which("tshark") is None:
+        return None
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "http.response",
+        "-T",
+        "fields",
+        "-e",
+        "http.response.code",
+        "-o",
+        "tcp.desegment_tcp_streams:TRUE",
+        "-o",
+        "http.desegment_body:TRUE",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "HOME": tempfile.gettempdir()}
+    )
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f"tshark failed: {proc.stderr.strip()[:200]}")
+        return None
+    return len(proc.stdout.split()), elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flows", type=int, default=2000)
+    ap.add_argument("--calls", type=int, default=10, help="keep-alive calls per flow")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs")
+    ap.add_argument("--no-tshark", action="store_true")
+    args = ap.parse_args()
+
+    flows = make_flows(args.flows, args.calls)
+    n_segments = sum(len(e) for _, e, _ in flows)
+    best = best_redact = None
+    for _ in range(args.repeat):
+        made, elapsed, nbytes = run_dissector(flows)
+        best = elapsed if best is None else min(best, elapsed)
+        r_elapsed = run_redact(made)
+        best_redact = r_elapsed if best_redact is None else min(best_redact, r_elapsed)
+    calls = len(made)
+    expected = args.flows * args.calls
+    assert calls == expected, f"dissector made {calls} calls, expected {expected}"
+    us = best / calls * 1e6
+    print(
+        f"wiretide http dissect: {calls} calls, {n_segments} segments, {nbytes / 1e6:.1f} MB "
+        f"in {best:.3f} s -> {us:.2f} us/call, {calls / best:,.0f} calls/s, "
+        f"{nbytes / best / 1e6:.0f} MB/s"
+    )
+    print(f"wiretide redact (default policy): {best_redact / calls * 1e6:.2f} us/call")
+    if args.no_tshark:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "bench_http.pcap"
+        write_pcap(flows, pcap)
+        result = run_tshark(pcap)
+    if result is None:
+        print("tshark: not available")
+        return
+    t_calls, t_elapsed = result
+    t_us = t_elapsed / max(t_calls, 1) * 1e6
+    print(
+        f"tshark -Y http: {t_calls} responses in {t_elapsed:.3f} s -> {t_us:.2f} us/call "
+        f"(whole-process time, includes decoding every packet)"
+    )
+    print(f"ratio: wiretide dissector is {t_us / us:.1f}x tshark's rate")
+
+
+if __name__ == "__main__":
+    main()

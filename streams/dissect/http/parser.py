@@ -1,0 +1,800 @@
+"""HTTP/1.x framing for one direction of a flow, on httptools (llhttp).
+
+llhttp parses start lines, headers and chunked bodies, but it does not say where in the
+input a message begins or ends, and it cannot be told that a response answers a HEAD
+request. So this module frames messages itself with cheap C-level searches and feeds
+llhttp exactly one message at a time:
+
+* head: bytes up to and including the first ``CRLF CRLF`` (llhttp is strict about CRLF);
+* body: Content-Length bytes, or a chunk walker that follows chunk-size lines (one step
+  per chunk, never per byte), or everything until the connection closes.
+
+Knowing each message's first byte gives its TCP sequence number (for stable call ids)
+and lets a parser be reset whenever llhttp's view and ours part (HEAD, CONNECT, gaps).
+Malformed input becomes a `DissectFailed` through the sink, then the parser resyncs at
+the next line that looks like a start line; no method raises.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import TYPE_CHECKING, Protocol
+
+import brotli
+from httptools import (
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+    HttpResponseParser,
+)
+
+from streams.dissect.http.events import REQUEST, RESPONSE, HttpMessage
+
+if TYPE_CHECKING:
+    from streams.reassembly.events import Direction
+
+MASK = 0xFFFFFFFF
+
+DEFAULT_MAX_BODY = 64 * 1024  # decoded body bytes kept per message
+DEFAULT_MAX_HEADER = 1024 * 1024  # start line + headers, and bytes held across an Upgrade
+MAX_LINE = 64 * 1024  # a chunk-size / trailer line, or a partial line kept while resyncing
+PROBE_BUDGET = 64 * 1024  # bytes skipped before the first message before giving up
+RESYNC_BUDGET = 1024 * 1024  # bytes skipped in one resync episode before giving up
+MAX_FAILURES = 8  # malformed messages in a row before giving up
+
+# Parser states.
+RESYNC, IDLE, HEAD, BODY_CL, BODY_CHUNKED, BODY_EOF, HOLD, CLOSED = range(8)
+# Chunk walker states.
+_CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = range(4)
+
+_REQ = rb"[A-Z][A-Z0-9_-]{0,23} [^ \r\n]+ HTTP/1\.[0-9]\r\n"
+_RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r\n"
+REQUEST_LINE = re.compile(rb"^" + _REQ, re.M)
+STATUS_LINE = re.compile(rb"^" + _RESP, re.M)
+_NOT_CRLF = re.compile(rb"[^\r\n]")
+START_LINE = re.compile(rb"^(?:(" + _REQ + rb")|" + _RESP + rb")", re.M)
+
+
+class Sink(Protocol):
+    """What a parser tells its flow (implemented by the stitcher)."""
+
+    opaque: bool
+
+    def on_role(self, direction: int, kind: int) -> None: ...
+    def on_request_head(self, msg: HttpMessage) -> None: ...
+    def on_response_head(self, msg: HttpMessage) -> str: ...
+    def on_message_done(self, msg: HttpMessage) -> None: ...
+    def on_failed(self, direction: int, reason: str, ts: int) -> None: ...
+    def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None: ...
+    def on_response_lost(self) -> None: ...
+
+
+class Body:
+    """Collects a message body: decodes its Content-Encoding and keeps at most `cap` bytes."""
+
+    __slots__ = ("parts", "size", "cap", "dec", "mode", "pending", "truncated", "error", "stopped")
+
+    def __init__(self, cap: int, encoding: str) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cap = cap
+        self.dec = None
+        self.pending = b""
+        self.truncated = self.error = self.stopped = False
+        enc = encoding.strip().lower()
+        if not enc or enc == "identity":
+            self.mode = 0
+        elif enc == "gzip" or enc == "x-gzip":
+            self.mode = 1
+            self.dec = zlib.decompressobj(47)  # gzip or zlib header, auto-detected
+        elif enc == "deflate":
+            self.mode = 3  # zlib-wrapped or raw: decided on the first two bytes
+        elif enc == "br":
+            self.mode = 2
+            self.dec = brotli.Decompressor()
+        else:
+            self.mode = 0  # unknown or stacked codings: keep the bytes as they are
+
+    def _store(self, data: bytes) -> None:
+        room = self.cap - self.size
+        if len(data) <= room:
+            if data:
+                self.parts.append(data)
+                self.size += len(data)
+        else:
+            if room:
+                self.parts.append(data[:room])
+            self.size = self.cap
+            self.truncated = self.stopped = True
+
+    def add(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        mode = self.mode
+        if mode == 0:
+            self._store(data)
+            return
+        try:
+            if mode == 1:
+                self._store(self.dec.decompress(data, self.cap - self.size + 1))
+            elif mode == 2:
+                self._store(self.dec.process(data, output_buffer_limit=self.cap - self.size + 1))
+            else:
+                data = self.pending + data
+                if len(data) < 2:
+                    self.pending = data
+                    return
+                self.pending = b""
+                zlib_header = (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+                self.dec = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+                self.mode = 1
+                self._store(self.dec.decompress(data, self.cap - self.size + 1))
+        except (zlib.error, brotli.error):
+            self.error = self.stopped = True
+
+    def stop(self) -> None:
+        """Bytes were lost: keep what was decoded so far and ignore the rest."""
+        self.stopped = True
+
+    def finish(self) -> bytes:
+        if not self.stopped and self.mode == 1:
+            try:
+                self._store(self.dec.flush())
+            except zlib.error:
+                self.error = True
+        parts = self.parts
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+
+def decode_text(value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((n.decode("latin-1"), decode_text(v)) for n, v in raw)
+
+
+class Http1Parser:
+    """Frames the HTTP/1.x messages of one direction and reports them to `sink`."""
+
+    __slots__ = (
+        "direction",
+        "sink",
+        "kind",
+        "max_body",
+        "max_header",
+        "max_line",
+        "state",
+        "llp",
+        "msg",
+        "body",
+        "encoding",
+        "raw",
+        "clen",
+        "te",
+        "hc",
+        "mc",
+        "upgraded",
+        "head_len",
+        "htail",
+        "rem",
+        "ck_state",
+        "ck_line",
+        "tail",
+        "tail_ts",
+        "tail_seq",
+        "mid_line",
+        "skipped",
+        "reported",
+        "seen",
+        "failures",
+        "hold",
+        "hold_len",
+        "hold_gap",
+        "last_ts",
+    )
+
+    def __init__(
+        self,
+        direction: Direction | int,
+        sink: Sink,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_header: int = DEFAULT_MAX_HEADER,
+    ) -> None:
+        self.direction = direction
+        self.sink = sink
+        self.kind: int | None = None  # REQUEST / RESPONSE once the flow's roles are known
+        self.max_body = max_body
+        self.max_header = max_header
+        self.max_line = min(MAX_LINE, max_header)
+        self.state = RESYNC  # the first message is found like a resync: by its start line
+        self.llp: HttpRequestParser | HttpResponseParser | None = None
+        self.msg: HttpMessage | None = None
+        self.body: Body | None = None
+        self.encoding = ""
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.clen: bytes | None = None
+        self.te: bytes | None = None
+        self.hc = self.mc = self.upgraded = False
+        self.head_len = 0
+        self.htail = b""  # last bytes of an unfinished head (a CRLF CRLF may straddle feeds)
+        self.rem = 0
+        self.ck_state = _CK_SIZE
+        self.ck_line = b""
+        self.tail = b""  # resync: the unfinished last line, maybe a start line
+        self.tail_ts = 0
+        self.tail_seq = 0
+        self.mid_line = False
+        self.skipped = 0
+        self.reported = False
+        self.seen = False
+        self.failures = 0
+        self.hold: list[tuple[bytes, int, int]] = []
+        self.hold_len = 0
+        self.hold_gap = False
+        self.last_ts = 0
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def idle(self) -> bool:
+        st = self.state
+        return st == IDLE or st == CLOSED or (st == RESYNC and not self.tail)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes this parser holds for unfinished work (heads, bodies, partial lines)."""
+        n = len(self.tail) + len(self.ck_line) + self.hold_len
+        if self.state == HEAD:
+            n += self.head_len
+        if self.body is not None:
+            n += self.body.size + len(self.body.pending)
+        return n
+
+    def feed(self, data: bytes, ts: int, seq: int) -> None:
+        st = self.state
+        if st == HOLD:
+            self._hold(data, ts, seq)
+            return
+        if st == CLOSED:
+            return
+        self.last_ts = ts
+        self._run(data, 0, ts, seq)
+
+    def gap(self, size: int, ts: int) -> None:
+        """`size` bytes are missing: skip them inside a known-length body, else resync."""
+        st = self.state
+        if st == CLOSED:
+            return
+        if st == HOLD:
+            self.hold_gap = True
+            return
+        msg = self.msg
+        if msg is not None and (st == BODY_EOF or (st == BODY_CL and size <= self.rem)):
+            # The framing survives: count the lost bytes and stop keeping the body.
+            msg.flags.append("gap")
+            msg.wire_size += size
+            self.llp = None
+            self.mc = False
+            if self.body is not None:
+                self.body.stop()
+            else:
+                self.body = Body(0, "")
+                self.body.stopped = True
+            if st == BODY_CL:
+                self.rem -= size
+                if not self.rem:
+                    self._complete(ts)
+            return
+        if msg is not None and (st == BODY_CL or st == BODY_CHUNKED):
+            msg.flags.append("gap")
+            msg.flags.append(self._side("incomplete"))
+            self._complete(ts)
+        self._reset(mid_line=False)
+        self.reported = True  # skipping bytes after a gap is expected, not malformed
+        if self.kind == RESPONSE:
+            self.sink.on_response_lost()
+
+    def close(self, ts: int) -> None:
+        """The connection ended: finish a body delimited by close, flag a cut-off one."""
+        st = self.state
+        msg = self.msg
+        if st == HOLD:
+            self.release()
+            st = self.state
+            msg = self.msg
+        if msg is not None:
+            if st == BODY_EOF:
+                self._complete(self.last_ts)
+            elif st == BODY_CL or st == BODY_CHUNKED:
+                msg.flags.append(self._side("incomplete"))
+                self._complete(self.last_ts)
+            elif st == HEAD and self.head_len:
+                self.sink.on_failed(self.direction, "connection closed inside a message head", ts)
+        self.msg = None
+        self.body = None
+        self.tail = b""
+        self.state = CLOSED
+
+    def abort(self) -> None:
+        """The flow went opaque: finish a message in progress (flagged) and drop buffers."""
+        msg = self.msg
+        st = self.state
+        if msg is not None and st in (BODY_CL, BODY_CHUNKED, BODY_EOF):
+            msg.flags.append(self._side("incomplete"))
+            self._complete(self.last_ts)
+        self.msg = None
+        self.body = None
+        self.llp = None
+        self.tail = self.htail = self.ck_line = b""
+        self.hold = []
+        self.hold_len = 0
+        self.state = CLOSED
+
+    def release(self) -> None:
+        """The Upgrade / CONNECT request was refused: parse the held bytes as HTTP again."""
+        if self.state != HOLD:
+            return
+        held = self.hold
+        self.hold = []
+        self.hold_len = 0
+        if self.hold_gap:
+            self.hold_gap = False
+            self._reset(mid_line=False)
+            self.reported = True
+        else:
+            self.state = IDLE
+        for data, ts, seq in held:
+            if self.sink.opaque:
+                return
+            self.feed(data, ts, seq)
+
+    # ------------------------------------------------------ httptools callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self.msg.url += url
+
+    def on_status(self, status: bytes) -> None:
+        self.msg.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.hc:  # trailer fields of a chunked body, kept within the head cap
+            self.head_len += len(name) + len(value)
+            if self.head_len > self.max_header:
+                return
+            msg = self.msg
+            if msg.trailers is None:
+                msg.trailers = []
+            msg.trailers.append((name, value))
+            return
+        self.raw.append((name, value))
+        n = len(name)
+        if n == 14 or n == 16 or n == 17:
+            low = name.lower()
+            if low == b"content-length":
+                self.clen = value
+            elif low == b"transfer-encoding":
+                self.te = value
+            elif low == b"content-encoding":
+                self.encoding = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.hc = True
+
+    def on_body(self, data: bytes) -> None:
+        body = self.body
+        if body is None:
+            body = self.body = Body(self.max_body, self.encoding)
+        body.add(data)
+
+    def on_message_complete(self) -> None:
+        self.mc = True
+
+    # ---------------------------------------------------------------- framing
+
+    def _run(self, data: bytes, i: int, ts: int, seq: int) -> None:
+        n = len(data)
+        sink = self.sink
+        while i < n and not sink.opaque:
+            st = self.state
+            if st == IDLE:
+                c = data[i]
+                if c == 13 or c == 10:  # stray CRLFs between messages
+                    m = _NOT_CRLF.search(data, i)
+                    i = n if m is None else m.start()
+                    continue
+                self._begin(ts, (seq + i) & MASK)
+                i = self._head(data, i, ts)
+            elif st == HEAD:
+                i = self._head(data, i, ts)
+            elif st == BODY_CL:
+                i = self._body_cl(data, i, ts)
+            elif st == BODY_CHUNKED:
+                i = self._body_chunked(data, i, ts)
+            elif st == BODY_EOF:
+                if self.llp is None or self._exec(data[i:] if i else data):
+                    self.msg.wire_size += n - i
+                    i = n
+            elif st == RESYNC:
+                i = self._resync(data, i, ts, seq)
+            elif st == HOLD:
+                self._hold(data[i:], ts, (seq + i) & MASK)
+                return
+            else:
+                return
+
+    def _new_llp(self) -> None:
+        cls = HttpRequestParser if self.kind == REQUEST else HttpResponseParser
+        p = cls(self)
+        p.set_dangerous_leniencies(
+            lenient_keep_alive=True, lenient_data_after_close=True, lenient_chunked_length=True
+        )
+        self.llp = p
+
+    def _begin(self, ts: int, seq: int) -> None:
+        if self.llp is None:
+            self._new_llp()
+        self.msg = HttpMessage(self.kind, ts, seq)
+        self.state = HEAD
+        self.head_len = 0
+        self.htail = b""
+        self.hc = self.mc = self.upgraded = False
+        self.body = None
+        self.encoding = ""
+        self.raw = []
+        self.clen = self.te = None
+
+    def _exec(self, chunk: bytes) -> bool:
+        try:
+            self.llp.feed_data(chunk)
+        except HttpParserUpgrade:
+            self.upgraded = True  # llhttp pauses after an Upgrade/CONNECT message; we reset it
+        except Exception as e:
+            self._fail_exc(e)
+            return False
+        return True
+
+    def _fail_exc(self, e: Exception) -> None:
+        if isinstance(e, HttpParserError):
+            self._fail(f"malformed HTTP: {e}")
+        else:  # a bug in a callback must not escape
+            self._fail(f"HTTP parser error: {type(e).__name__}: {e}")
+
+    def _head(self, data: bytes, i: int, ts: int) -> int:
+        n = len(data)
+        end = -1
+        t = self.htail
+        if t:
+            p = (t + data[i : i + 3]).find(b"\r\n\r\n")
+            if p >= 0:
+                end = i + p + 4 - len(t)
+        if end < 0:
+            k = data.find(b"\r\n\r\n", i)
+            if k >= 0:
+                end = k + 4
+        stop = n if end < 0 else end
+        self.head_len += stop - i
+        if self.head_len > self.max_header:
+            self._fail(f"message head exceeds {self.max_header} bytes")
+            return i
+        try:
+            self.llp.feed_data(data[i:stop] if i or stop != n else data)
+        except HttpParserUpgrade:
+            self.upgraded = True
+        except Exception as e:
+            self._fail_exc(e)
+            return i
+        if end < 0:
+            self.htail = (t + data[i:])[-3:] if n - i < 3 else data[n - 3 :]
+            return n
+        if not self.hc:
+            self._fail("message head not understood")
+            return i
+        self.htail = b""
+        self._head_done(ts)
+        return end
+
+    def _head_done(self, ts: int) -> None:
+        msg = self.msg
+        p = self.llp
+        raw = self.raw
+        try:
+            msg.headers = tuple([(n.decode("latin-1"), v.decode()) for n, v in raw])
+        except UnicodeDecodeError:
+            msg.headers = _headers(raw)
+        clen = self.clen
+        te = self.te
+        msg.version = "HTTP/" + p.get_http_version()
+        chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+        length = 0
+        if clen is not None and not chunked:
+            try:
+                length = int(clen)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._fail(f"bad Content-Length {decode_text(clen)!r}")
+                return
+        if self.kind == REQUEST:
+            msg.method = p.get_method().decode("ascii", "replace")
+            msg.upgrade = self.upgraded or p.should_upgrade()
+            self.sink.on_request_head(msg)
+            if self.sink.opaque:
+                return
+            if chunked:
+                self._start_chunked()
+            elif length:
+                self.rem = length
+                self.state = BODY_CL
+            else:
+                self._complete(ts)
+            return
+        status = msg.status = p.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim response (100 Continue, 103 Early Hints): no body, not paired.
+            self.msg = None
+            self.state = IDLE
+            if not self.mc:
+                self.llp = None
+            return
+        method = self.sink.on_response_head(msg)
+        if self.sink.opaque:
+            return
+        if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+            msg.upgrade = True
+            self._complete(ts)
+        elif method == "HEAD" or status == 204 or status == 304:
+            self._complete(ts)
+        elif chunked:
+            self._start_chunked()
+        elif clen is not None:
+            if length:
+                self.rem = length
+                self.state = BODY_CL
+            else:
+                self._complete(ts)
+        else:
+            self.state = BODY_EOF  # delimited by the connection closing
+
+    def _start_chunked(self) -> None:
+        self.state = BODY_CHUNKED
+        self.ck_state = _CK_SIZE
+        self.ck_line = b""
+
+    def _body_cl(self, data: bytes, i: int, ts: int) -> int:
+        take = len(data) - i
+        if take > self.rem:
+            take = self.rem
+        llp = self.llp
+        if llp is not None:
+            try:
+                llp.feed_data(data[i : i + take] if i or take != len(data) else data)
+            except HttpParserUpgrade:
+                self.upgraded = True
+            except Exception as e:
+                self._fail_exc(e)
+                return i
+        self.msg.wire_size += take
+        self.rem -= take
+        if not self.rem:
+            self._complete(ts)
+        return i + take
+
+    def _body_chunked(self, data: bytes, i: int, ts: int) -> int:
+        end = self._walk(data, i)
+        if end == -2:
+            self._fail("malformed chunked body")
+            return i
+        stop = len(data) if end < 0 else end
+        if not self._exec(data[i:stop] if i or stop != len(data) else data):
+            return i
+        self.msg.wire_size += stop - i
+        if end >= 0:
+            self._complete(ts)
+        return stop
+
+    def _walk(self, data: bytes, i: int) -> int:
+        """Advance over chunk framing; the message's end offset in `data`, -1 if not in
+        `data`, -2 on nonsense (llhttp validates the details)."""
+        n = len(data)
+        st = self.ck_state
+        while i < n:
+            if st == _CK_DATA or st == _CK_CRLF:
+                take = n - i
+                if take > self.rem:
+                    take = self.rem
+                i += take
+                self.rem -= take
+                if not self.rem:
+                    if st == _CK_DATA:
+                        st = _CK_CRLF
+                        self.rem = 2
+                    else:
+                        st = _CK_SIZE
+                continue
+            j = data.find(b"\n", i)
+            if j < 0:
+                self.ck_line += data[i:]
+                if len(self.ck_line) > self.max_line:
+                    return -2
+                break
+            if self.ck_line:
+                line = self.ck_line + data[i:j]
+                self.ck_line = b""
+            else:
+                line = data[i:j]
+            i = j + 1
+            if st == _CK_SIZE:
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    return -2
+                if size < 0:
+                    return -2
+                if size:
+                    st = _CK_DATA
+                    self.rem = size
+                else:
+                    st = _CK_TRAILER
+            elif line == b"\r" or not line:  # the empty line after the last chunk / trailers
+                self.ck_state = _CK_SIZE
+                return i
+        self.ck_state = st
+        return -1
+
+    def _complete(self, ts: int) -> None:
+        msg = self.msg
+        msg.end_ts = ts
+        body = self.body
+        if body is not None:
+            msg.body = body.finish()
+            if body.truncated:
+                msg.flags.append(self._side("truncated"))
+            if body.error:
+                msg.flags.append("decode_error")
+        if msg.trailers:
+            msg.headers += _headers(msg.trailers)
+        msg.done = True
+        self.msg = None
+        self.body = None
+        if not self.mc or self.upgraded:
+            self.llp = None  # llhttp expects something else (HEAD, CONNECT, a gap): start fresh
+        self.mc = False
+        self.state = HOLD if msg.upgrade and self.kind == REQUEST else IDLE
+        self.seen = True
+        self.failures = 0
+        self.sink.on_message_done(msg)
+
+    def _side(self, what: str) -> str:
+        return ("request_" if self.kind == REQUEST else "response_") + what
+
+    # ------------------------------------------------------- errors and resync
+
+    def _reset(self, mid_line: bool) -> None:
+        self.msg = None
+        self.body = None
+        self.llp = None
+        self.state = RESYNC
+        self.tail = b""
+        self.htail = b""
+        self.ck_line = b""
+        self.mid_line = mid_line
+        self.skipped = 0
+
+    def _fail(self, reason: str) -> None:
+        st = self.state
+        msg = self.msg
+        ts = self.last_ts
+        sink = self.sink
+        sink.on_failed(self.direction, reason, ts)
+        self._reset(mid_line=True)
+        self.reported = True  # one event per resync episode
+        if msg is not None and st in (BODY_CL, BODY_CHUNKED, BODY_EOF):
+            # Its head was handed over (and maybe paired): finish it, flagged.
+            msg.flags.append("malformed")
+            msg.flags.append(self._side("incomplete"))
+            msg.end_ts = ts
+            msg.done = True
+            sink.on_message_done(msg)
+        if sink.opaque:
+            return
+        self.failures += 1
+        if self.failures > MAX_FAILURES:
+            sink.on_opaque(f"{self.failures} malformed messages in a row", ts, self.direction)
+            return
+        if self.kind == RESPONSE:
+            sink.on_response_lost()
+
+    def _skip(self, count: int, ts: int) -> None:
+        self.skipped += count
+        if not self.reported:
+            self.reported = True
+            self.sink.on_failed(
+                self.direction, "bytes before an HTTP start line skipped (resyncing)", ts
+            )
+        budget = RESYNC_BUDGET if self.seen else PROBE_BUDGET
+        if self.skipped > budget:
+            self.sink.on_opaque(
+                f"no HTTP/1.x start line in {self.skipped} bytes", ts, self.direction
+            )
+
+    def _resync(self, data: bytes, i: int, ts: int, seq: int) -> int:
+        n = len(data)
+        t = self.tail
+        chunk = data[i:] if i else data
+        if t:
+            buf = t + chunk
+            off = len(t)  # where data[i] sits in buf
+        else:
+            buf = chunk
+            off = 0
+        start = 0
+        if self.mid_line:
+            k = buf.find(b"\n")
+            if k < 0:
+                self.tail = b""
+                self._skip(len(buf), ts)
+                return n
+            start = k + 1
+            self.mid_line = False
+        kind = self.kind
+        if not self.seen and kind != RESPONSE and buf.startswith(b"PRI * HTTP/2", start):
+            self.sink.on_opaque("HTTP/2 connection preface: not HTTP/1.x", ts, self.direction)
+            return n
+        rx = START_LINE if kind is None else (REQUEST_LINE if kind == REQUEST else STATUS_LINE)
+        m = rx.search(buf, start)
+        if m is None:
+            k = buf.rfind(b"\n", start)
+            keep = start if k < 0 else k + 1
+            newtail = buf[keep:]
+            skipped = keep
+            if len(newtail) > self.max_line:
+                skipped = len(buf)
+                newtail = b""
+                self.mid_line = True
+            if newtail and (keep >= off or not t):
+                self.tail_ts = ts
+                self.tail_seq = (seq + i + keep - off) & MASK
+            self.tail = newtail
+            if skipped:
+                self._skip(skipped, ts)
+            return n
+        p = m.start()
+        if p:
+            self._skip(p, ts)
+            if self.sink.opaque:
+                return n
+        if kind is None:
+            self.sink.on_role(self.direction, REQUEST if m.group(1) else RESPONSE)
+        self.tail = b""
+        self.skipped = 0
+        self.reported = False
+        self.state = IDLE
+        if p >= off:
+            return i + p - off
+        # The start line began in the kept tail: parse the joined bytes from there.
+        tail_seq = self.tail_seq
+        self._begin(self.tail_ts, (tail_seq + p) & MASK)
+        self._run(buf, p, ts, tail_seq)
+        return n
+
+    def _hold(self, data: bytes, ts: int, seq: int) -> None:
+        """Bytes after an Upgrade / CONNECT request wait for the response's verdict."""
+        if not data:
+            return
+        self.last_ts = ts
+        self.hold_len += len(data)
+        if self.hold_len > self.max_header:
+            self.hold = []
+            self.hold_len = 0
+            self.sink.on_opaque(
+                "no answer to an Upgrade/CONNECT request; stopping", ts, self.direction
+            )
+            return
+        self.hold.append((data, ts, seq))

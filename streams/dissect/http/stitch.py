@@ -1,0 +1,391 @@
+"""Pair HTTP/1.x requests with their responses and build `ApiCall`s (one dissector per flow).
+
+Requests enter a FIFO when their head is complete; each response head takes the oldest
+request without one (HTTP/1.1 answers in order, pipelined or not). A call is emitted when
+both messages are complete, in request order. Interim 1xx responses are skipped; a 101
+or a successful CONNECT ends HTTP on the flow (it becomes opaque).
+
+Lost bytes are handled with capture causality: a response that began before the oldest
+waiting request began cannot answer it (that request's own request was lost), and after
+response bytes were lost, waiting requests older than the next response's likely request
+are given up as unanswered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from hashlib import blake2b
+
+from streams.dissect.base import DissectEvent, DissectFailed
+from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
+from streams.dissect.http.parser import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADER,
+    Http1Parser,
+    decode_text,
+)
+from streams.reassembly.events import Direction, Flow
+from wiretide.records import ApiCall
+
+PROTOCOL = "http"
+DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up
+_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+
+
+def call_id(flow_id: str, seq: int, ts_ns: int) -> str:
+    """Stable id of a call: the same captured bytes always give the same id."""
+    return blake2b(f"{flow_id}|{seq}|{ts_ns}".encode(), digest_size=16).hexdigest()
+
+
+def split_target(url: bytes) -> tuple[str, str]:
+    """Request target -> (path, raw query). Absolute-form loses scheme and authority."""
+    try:
+        u = url.decode()
+    except UnicodeDecodeError:
+        u = url.decode("latin-1")
+    if u[:1] != "/" and "://" in u[:12]:
+        rest = u.split("://", 1)[1]
+        cut = len(rest)
+        for sep in "/?#":
+            k = rest.find(sep)
+            if 0 <= k < cut:
+                cut = k
+        u = rest[cut:]
+        if u[:1] != "/":
+            u = "/" + u
+    k = u.find("#")
+    if k >= 0:
+        u = u[:k]
+    k = u.find("?")
+    if k < 0:
+        return u, ""
+    return u[:k], u[k + 1 :]
+
+
+def _flags(*lists: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for lst in lists:
+        for f in lst:
+            if f not in out:
+                out.append(f)
+    return tuple(out)
+
+
+class Http1Dissector:
+    """The `Dissector` for one HTTP/1.x flow (see `streams.dissect.base`)."""
+
+    protocol = PROTOCOL
+
+    def __init__(
+        self,
+        flow: Flow,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_header: int = DEFAULT_MAX_HEADER,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.flow = flow
+        self._parsers = (
+            Http1Parser(Direction.CLIENT_TO_SERVER, self, max_body, max_header),
+            Http1Parser(Direction.SERVER_TO_CLIENT, self, max_body, max_header),
+        )
+        self._max_pending = max_pending
+        self._req_dir = 0  # the direction carrying requests (1 when the flow's roles were wrong)
+        self._fifo: deque[HttpMessage] = deque()
+        self._n_answered = 0  # FIFO entries (a prefix) that have a response attached
+        self._evicted = 0  # responses still owed to requests given up on
+        self._out: list[DissectEvent] = []
+        self.opaque = False
+        self._closed = False
+        self._src: tuple[str, int, str, int] = (
+            flow.client_ip,
+            flow.client_port,
+            flow.server_ip,
+            flow.server_port,
+        )
+
+    # ---------------------------------------------------------------- contract
+
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self.opaque or self._closed or not data:
+            return []
+        try:
+            if type(data) is not bytes:
+                data = bytes(data)
+            self._parsers[direction].feed(data, ts_ns, seq)
+        except Exception as e:  # never raise out of the stage
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self.opaque or self._closed or size <= 0:
+            return []
+        try:
+            self._parsers[direction].gap(size, ts_ns)
+        except Exception as e:
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        if self._closed:
+            return self._take()
+        self._closed = True
+        try:
+            if not self.opaque:
+                req = self._req_dir
+                self._parsers[req].close(ts_ns)
+                self._parsers[1 - req].close(ts_ns)
+            self._flush()
+        except Exception as e:
+            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
+        return self._take()
+
+    @property
+    def idle(self) -> bool:
+        if self._fifo:
+            return False
+        if self.opaque or self._closed:
+            return True
+        return self._parsers[0].idle and self._parsers[1].idle
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for unfinished messages and calls (for memory accounting and tests)."""
+        n = self._parsers[0].buffered + self._parsers[1].buffered
+        for r in self._fifo:
+            n += len(r.body)
+            resp = r.response
+            if type(resp) is HttpMessage:
+                n += len(resp.body)
+        return n
+
+    def _take(self) -> list[DissectEvent]:
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
+        self.on_failed(direction, f"internal dissector error: {type(e).__name__}: {e}", ts)
+        self.opaque = True
+        try:
+            for p in self._parsers:
+                p.abort()
+            self._flush()
+        except Exception:
+            self._fifo.clear()
+
+    # -------------------------------------------------------- parser callbacks
+
+    def on_role(self, direction: int, kind: int) -> None:
+        """The first start line decides which direction carries requests."""
+        req = int(direction) if kind == REQUEST else 1 - int(direction)
+        self._req_dir = req
+        self._parsers[req].kind = REQUEST
+        self._parsers[1 - req].kind = RESPONSE
+        f = self.flow
+        if req == 0:
+            self._src = (f.client_ip, f.client_port, f.server_ip, f.server_port)
+        else:
+            self._src = (f.server_ip, f.server_port, f.client_ip, f.client_port)
+
+    def on_request_head(self, msg: HttpMessage) -> None:
+        fifo = self._fifo
+        fifo.append(msg)
+        if len(fifo) - self._n_answered > self._max_pending:
+            # One-sided capture or a silent server: give the oldest waiting request up.
+            oldest = fifo[self._n_answered]
+            oldest.response = NO_RESPONSE
+            self._n_answered += 1
+            self._evicted += 1
+            self._emit_ready()
+
+    def on_response_head(self, msg: HttpMessage) -> str:
+        if self._evicted:
+            self._evicted -= 1
+            msg.orphan = True
+            return ""
+        fifo = self._fifo
+        k = self._n_answered
+        n = len(fifo)
+        while k < n:
+            r = fifo[k]
+            if msg.ts < r.ts:
+                break  # began before this request: it answers one we never saw
+            if r.suspect and k + 1 < n and fifo[k + 1].ts <= msg.ts:
+                r.response = NO_RESPONSE  # its response was probably in the lost bytes
+                r.flags.append("gap")
+                k += 1
+                continue
+            r.response = msg
+            self._n_answered = k + 1
+            if r.upgrade and r.done and not self._switches(r, msg):
+                self._parsers[self._req_dir].release()
+            self._emit_ready()
+            return r.method
+        self._n_answered = k
+        msg.orphan = True
+        self._emit_ready()
+        return ""
+
+    def on_message_done(self, msg: HttpMessage) -> None:
+        if msg.kind == RESPONSE and msg.orphan:
+            self._out.append(self._call(None, msg))
+        else:
+            if msg.kind == REQUEST and msg.upgrade:
+                resp = msg.response
+                if type(resp) is HttpMessage and not self._switches(msg, resp):
+                    self._parsers[self._req_dir].release()
+            self._emit_ready()
+        if msg.kind == RESPONSE and msg.upgrade:
+            self.on_opaque("", msg.end_ts)
+
+    def on_failed(self, direction: int, reason: str, ts: int) -> None:
+        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], reason, ts))
+
+    def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None:
+        """Stop dissecting: a protocol switch (reason "") or input that is not HTTP/1.x."""
+        if self.opaque:
+            return
+        if reason:
+            self.on_failed(self._req_dir if direction is None else direction, reason, ts)
+        self.opaque = True
+        for p in self._parsers:
+            p.abort()
+        self._flush()
+
+    def on_response_lost(self) -> None:
+        fifo = self._fifo
+        for k in range(self._n_answered, len(fifo)):
+            fifo[k].suspect = True
+
+    # --------------------------------------------------------------- emitting
+
+    @staticmethod
+    def _switches(req: HttpMessage, resp: HttpMessage) -> bool:
+        return resp.status == 101 or (req.method == "CONNECT" and 200 <= resp.status < 300)
+
+    def _emit_ready(self) -> None:
+        fifo = self._fifo
+        out = self._out
+        while fifo:
+            r = fifo[0]
+            if not r.done:
+                return
+            resp = r.response
+            if resp is None:
+                return
+            if resp is NO_RESPONSE:
+                out.append(self._call(r, None))
+            elif resp.done:
+                out.append(self._call(r, resp))
+            else:
+                return
+            fifo.popleft()
+            self._n_answered -= 1
+
+    def _flush(self) -> None:
+        """Emit every waiting request, whatever it has (close, or the flow went opaque)."""
+        fifo = self._fifo
+        out = self._out
+        while fifo:
+            r = fifo.popleft()
+            if not r.done:
+                r.flags.append("request_incomplete")
+                r.done = True
+            resp = r.response
+            if type(resp) is HttpMessage:
+                if not resp.done:
+                    resp.flags.append("response_incomplete")
+                    resp.done = True
+                out.append(self._call(r, resp))
+            else:
+                out.append(self._call(r, None))
+        self._n_answered = 0
+
+    def _call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
+        f = self.flow
+        src_ip, src_port, dst_ip, dst_port = self._src
+        if req is None:  # a response whose request was never seen
+            return ApiCall(
+                call_id=call_id(f.flow_id, resp.seq, resp.ts),
+                protocol=PROTOCOL,
+                ts_ns=resp.ts,
+                src_ip=src_ip,
+                src_port=src_port,
+                dst_ip=dst_ip,
+                dst_port=dst_port,
+                flow_id=f.flow_id,
+                node=f.node,
+                source=f.source,
+                tls=f.source == "tls",
+                request_end_ns=resp.ts,
+                status=resp.status,
+                reason=decode_text(resp.reason),
+                response_version=resp.version,
+                response_headers=resp.headers,
+                response_body=resp.body,
+                response_body_size=resp.wire_size,
+                response_ts_ns=resp.ts,
+                response_end_ns=resp.end_ts,
+                flags=_flags(["no_request"], resp.flags),
+            )
+        if req.method == "CONNECT":
+            path, query = req.url.decode("latin-1"), ""
+        else:
+            path, query = split_target(req.url)
+        if resp is None:
+            return ApiCall(
+                call_id=call_id(f.flow_id, req.seq, req.ts),
+                protocol=PROTOCOL,
+                ts_ns=req.ts,
+                src_ip=src_ip,
+                src_port=src_port,
+                dst_ip=dst_ip,
+                dst_port=dst_port,
+                flow_id=f.flow_id,
+                node=f.node,
+                source=f.source,
+                tls=f.source == "tls",
+                method=req.method,
+                path=path,
+                query=query,
+                request_version=req.version,
+                request_headers=req.headers,
+                request_body=req.body,
+                request_body_size=req.wire_size,
+                request_end_ns=req.end_ts,
+                flags=_flags(req.flags, ["no_response"]),
+            )
+        return ApiCall(
+            call_id=call_id(f.flow_id, req.seq, req.ts),
+            protocol=PROTOCOL,
+            ts_ns=req.ts,
+            src_ip=src_ip,
+            src_port=src_port,
+            dst_ip=dst_ip,
+            dst_port=dst_port,
+            flow_id=f.flow_id,
+            node=f.node,
+            source=f.source,
+            tls=f.source == "tls",
+            method=req.method,
+            path=path,
+            query=query,
+            request_version=req.version,
+            request_headers=req.headers,
+            request_body=req.body,
+            request_body_size=req.wire_size,
+            request_end_ns=req.end_ts,
+            status=resp.status,
+            reason=decode_text(resp.reason),
+            response_version=resp.version,
+            response_headers=resp.headers,
+            response_body=resp.body,
+            response_body_size=resp.wire_size,
+            response_ts_ns=resp.ts,
+            response_end_ns=resp.end_ts,
+            flags=_flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else []),
+        )
