@@ -7,7 +7,7 @@ read is bounds-checked against `end` before it happens.
 
 The code is written for speed rather than beauty: offsets into the capture buffer
 instead of slices, one precompiled `struct` call per header, cached address strings, and
-one closure per link type so the per-packet path is two Python calls plus the record.
+one closure per link type so a packet costs three or four Python calls plus the record.
 """
 
 from __future__ import annotations

@@ -206,6 +206,7 @@ def test_connect_tunnel_stops_dissection(recorded):
     assert call.flags == ("upgrade",)
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl(recorded):
     recs = recorded["curl"]
     per_conn = []
