@@ -13,7 +13,7 @@ from schemas.codec import CodecError
 from sinks.clickhouse.writer import CallWriter
 from wiretide import config
 from wiretide.records import ApiCall
-from wiretide.serde import decode_call
+from wiretide.serde import decode_call_batch
 
 
 class CallSink:
@@ -63,7 +63,7 @@ class CallSink:
             if left <= 0:
                 break
             for msg in self._consumer.consume(
-                num_messages=self.max_rows - len(calls), timeout=left
+                num_messages=min(1000, self.max_rows - len(calls)), timeout=left
             ):
                 err = msg.error()
                 if err is not None:
@@ -72,7 +72,7 @@ class CallSink:
                     continue
                 last = msg
                 try:
-                    calls.append(decode_call(msg.value()))
+                    calls.extend(decode_call_batch(msg.value()))
                 except CodecError as exc:
                     self._dead_letter(msg, str(exc))
         if last is None:

@@ -19,7 +19,7 @@ from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
 from wiretide import config
-from wiretide.serde import decode_segment_batch, encode_call
+from wiretide.serde import decode_segment_batch, encode_call_batch
 
 BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
 _redaction_file = os.environ.get("WIRETIDE_REDACTION")
@@ -30,6 +30,7 @@ app = faust.App(
     config.STREAMS_GROUP,
     broker=f"kafka://{BOOTSTRAP}",
     store="memory://",
+    datadir=str(config.data_dir() / "faust"),
     web_enabled=False,
     topic_partitions=config.partitions(),
     consumer_auto_offset_reset="earliest",
@@ -67,8 +68,12 @@ def _state(tp: TP) -> PartitionState:
 
 
 async def _publish(result: Processed) -> None:
+    """One message per flow: calls of a flow stay in order on one partition."""
+    by_flow: dict[str, list] = {}
     for call in result.calls:
-        await calls_topic.send(key=call.flow_id.encode(), value=encode_call(call))
+        by_flow.setdefault(call.flow_id, []).append(call)
+    for flow, calls in by_flow.items():
+        await calls_topic.send(key=flow.encode(), value=encode_call_batch(flow, calls))
 
 
 def _ack_released(state: PartitionState, released: list[int]) -> None:

@@ -22,6 +22,16 @@ def _common(p: argparse.ArgumentParser, kafka: bool = True, store: bool = True) 
                        help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wiretide",
                                      description="See every API call in your traffic.")
@@ -35,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     tap = sub.add_parser("tap", help="capture traffic and store its API calls")
     tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
+    tap.add_argument("--workers", type=_positive, default=2, metavar="N",
+                     help="stream worker processes (default 2)")
     tap.add_argument("--quiet", action="store_true", help="no progress display")
     _common(tap)
 

@@ -74,10 +74,16 @@ class Supervisor:
 
     def __init__(self, bootstrap: str, data: Path, roles: dict[str, list[str]],
                  max_restarts: int = 5) -> None:
+        """`roles` maps a process name (`worker-2`) to its extra arguments; the command
+        is the name up to the first dash."""
         self.bootstrap, self.data, self.roles = bootstrap, data, roles
         self.max_restarts = max_restarts
         self.restarts = dict.fromkeys(roles, 0)
-        self.procs = {role: spawn(role, bootstrap, data, extra) for role, extra in roles.items()}
+        self.procs = {role: self._spawn(role) for role in roles}
+
+    def _spawn(self, role: str) -> subprocess.Popen[bytes]:
+        return spawn(role.split("-")[0], self.bootstrap, self.data, self.roles[role],
+                     log_name=role)
 
     def check(self) -> None:
         for role, proc in self.procs.items():
@@ -87,10 +93,14 @@ class Supervisor:
                 raise PipelineError(f"the {role} process keeps exiting (code {proc.returncode}); "
                                     f"see {self.data / 'logs' / (role + '.log')}")
             self.restarts[role] += 1
-            self.procs[role] = spawn(role, self.bootstrap, self.data, self.roles[role])
+            self.procs[role] = self._spawn(role)
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
+        """Stop every process at once (each flushes and commits on SIGTERM), then wait."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
             stop(proc)
 
 

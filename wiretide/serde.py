@@ -34,9 +34,20 @@ def encode_call(call: ApiCall) -> bytes:
     return codec("ApiCall").encode(_call_record(call))
 
 
-def decode_call(data: bytes) -> ApiCall:
-    rec = codec("ApiCall").decode(data)
+def _call(rec: dict[str, Any]) -> ApiCall:
     rec["request_headers"] = tuple((h["name"], h["value"]) for h in rec["request_headers"])
     rec["response_headers"] = tuple((h["name"], h["value"]) for h in rec["response_headers"])
     rec["flags"] = tuple(rec["flags"])
     return ApiCall(**rec)
+
+
+def decode_call(data: bytes) -> ApiCall:
+    return _call(codec("ApiCall").decode(data))
+
+
+def encode_call_batch(flow: str, calls: Iterable[ApiCall]) -> bytes:
+    return codec("CallBatch").encode({"flow_id": flow, "calls": [_call_record(c) for c in calls]})
+
+
+def decode_call_batch(data: bytes) -> list[ApiCall]:
+    return [_call(rec) for rec in codec("CallBatch").decode(data)["calls"]]
