@@ -43,6 +43,7 @@ class CallSink:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                "session.timeout.ms": 10000,
             }
         )
         self._dlq = Producer({"bootstrap.servers": bootstrap, "acks": "all"})

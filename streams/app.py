@@ -35,6 +35,9 @@ app = faust.App(
     topic_partitions=config.partitions(),
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=0.5,
+    # A killed worker's partitions move to the others within seconds, not a minute.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     producer_acks=-1,
     producer_linger_ms=5,
     producer_max_request_size=16 * 1024 * 1024,
@@ -51,6 +54,7 @@ dlq_topic = app.topic(config.SEGMENTS_TOPIC + config.DLQ_SUFFIX, key_serializer=
 
 @dataclass
 class PartitionState:
+    generation: int
     pipeline: Pipeline
     waiting: deque[tuple[int, EventT]] = field(default_factory=deque)  # in offset order
     released: set[int] = field(default_factory=set)
@@ -60,10 +64,12 @@ class PartitionState:
 partitions: dict[TP, PartitionState] = {}
 
 
-def _state(tp: TP) -> PartitionState:
+def _state(tp: TP, generation: int) -> PartitionState:
+    """The partition's state in this group generation. After a rebalance the consumer
+    resumes from the committed offset, so state built before it would see bytes twice."""
     state = partitions.get(tp)
-    if state is None:
-        state = partitions[tp] = PartitionState(Pipeline(REGISTRY, POLICY))
+    if state is None or state.generation != generation:
+        state = partitions[tp] = PartitionState(generation, Pipeline(REGISTRY, POLICY))
     return state
 
 
@@ -89,7 +95,7 @@ def _ack_released(state: PartitionState, released: list[int]) -> None:
 @app.agent(segments_topic)
 async def reassemble(stream: faust.StreamT) -> None:
     async for event in stream.noack().events():
-        state = _state(event.message.tp)
+        state = _state(event.message.tp, event.message.generation_id)
         token = state.next_token
         state.next_token += 1
         state.waiting.append((token, event))
