@@ -194,6 +194,13 @@ def make_decoder(
         skip("not_tcp_udp")
         return None
 
+    def remember(raw: bytes, family: int) -> str:
+        """Format an address once; the hot path is the `cache.get` beside each call."""
+        if len(cache) >= MAX_CACHE:
+            cache.clear()
+        name = cache[raw] = ntop(family, raw)
+        return name
+
     def ip4(buf, off, end, ts):
         if off + 20 > end:
             skip("truncated_packet")
@@ -219,16 +226,8 @@ def make_decoder(
         if off + hl > ip_end:
             skip("bad_header")
             return None
-        src = cache.get(s)
-        if src is None:
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            src = cache[s] = ntop(af4, s)
-        dst = cache.get(d)
-        if dst is None:
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            dst = cache[d] = ntop(af4, d)
+        src = cache.get(s) or remember(s, af4)
+        dst = cache.get(d) or remember(d, af4)
         return transport(buf, off + hl, ip_end, proto, src, dst, ts)
 
     def ip6(buf, off, end, ts):
@@ -282,16 +281,8 @@ def make_decoder(
         if p > ip_end:
             skip("bad_header")
             return None
-        src = cache.get(s)
-        if src is None:
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            src = cache[s] = ntop(af6, s)
-        dst = cache.get(d)
-        if dst is None:
-            if len(cache) >= MAX_CACHE:
-                cache.clear()
-            dst = cache[d] = ntop(af6, d)
+        src = cache.get(s) or remember(s, af6)
+        dst = cache.get(d) or remember(d, af6)
         return transport(buf, p, ip_end, nh, src, dst, ts)
 
     def by_ethertype(buf, off, end, ts, etype):
