@@ -22,16 +22,18 @@ class SegmentPublisher:
         self.errors: list[str] = []
         self.messages = 0
         self.segments = 0
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.kbytes": 512 * 1024,
-            "message.max.bytes": 16 * 1024 * 1024,
-            "error_cb": self._on_error,
-        })
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "batch.num.messages": 10000,
+                "queue.buffering.max.kbytes": 512 * 1024,
+                "message.max.bytes": 16 * 1024 * 1024,
+                "error_cb": self._on_error,
+            }
+        )
 
     def _on_error(self, err: object) -> None:
         self.errors.append(str(err))
@@ -62,8 +64,9 @@ class SegmentPublisher:
         except KafkaException as exc:
             raise PublishError(f"cannot read topic {self.topic}: {exc}") from None
         for p in md.topics[self.topic].partitions:
-            self._produce(partition=p, key=b"", value=b"",
-                          headers={config.EOF_HEADER: capture_id.encode()})
+            self._produce(
+                partition=p, key=b"", value=b"", headers={config.EOF_HEADER: capture_id.encode()}
+            )
         return capture_id
 
     def flush(self, timeout: float = 60.0) -> None:

@@ -23,7 +23,9 @@ from wiretide.serde import decode_segment_batch, encode_call_batch
 
 BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
 _redaction_file = os.environ.get("WIRETIDE_REDACTION")
-POLICY = RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
+POLICY = (
+    RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
+)
 REGISTRY = default_registry()
 
 app = faust.App(
@@ -44,12 +46,21 @@ app = faust.App(
     consumer_max_fetch_size=16 * 1024 * 1024,
     stream_buffer_maxsize=8192,
 )
-segments_topic = app.topic(config.SEGMENTS_TOPIC, key_serializer="raw", value_serializer="raw",
-                           partitions=config.partitions())
-calls_topic = app.topic(config.CALLS_TOPIC, key_serializer="raw", value_serializer="raw",
-                        partitions=config.partitions())
-dlq_topic = app.topic(config.SEGMENTS_TOPIC + config.DLQ_SUFFIX, key_serializer="raw",
-                      value_serializer="raw", partitions=1)
+segments_topic = app.topic(
+    config.SEGMENTS_TOPIC,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=config.partitions(),
+)
+calls_topic = app.topic(
+    config.CALLS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions()
+)
+dlq_topic = app.topic(
+    config.SEGMENTS_TOPIC + config.DLQ_SUFFIX,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=1,
+)
 
 
 @dataclass
@@ -106,8 +117,9 @@ async def reassemble(stream: faust.StreamT) -> None:
             try:
                 segments = decode_segment_batch(event.value)
             except CodecError as exc:
-                await dlq_topic.send(key=event.key, value=event.value,
-                                     headers={"reason": str(exc).encode()})
+                await dlq_topic.send(
+                    key=event.key, value=event.value, headers={"reason": str(exc).encode()}
+                )
                 _ack_released(state, [token])
                 continue
             result = state.pipeline.process(token, segments)

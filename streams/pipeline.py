@@ -33,11 +33,13 @@ class Processed:
 
 
 _UNSEEN = object()  # a flow whose protocol is not decided yet
+_FID_CACHE_MAX = 1 << 14  # flow ids cached (by 4-tuple) before the cache starts over
 
 
 class Pipeline:
-    def __init__(self, registry: Registry, policy: RedactionPolicy,
-                 reassembler: TcpReassembler | None = None) -> None:
+    def __init__(
+        self, registry: Registry, policy: RedactionPolicy, reassembler: TcpReassembler | None = None
+    ) -> None:
         self.registry = registry
         self.policy = policy
         self.reassembler = reassembler or TcpReassembler()
@@ -46,19 +48,27 @@ class Pipeline:
         self._refs: dict[int, int] = {}  # token -> flows still holding it
         self.max_ts_ns = 0
         self.skipped_segments = 0
+        self._fids: dict[tuple[str, int, str, int], str] = {}  # 4-tuple -> flow id (a cache)
 
     # -- input -------------------------------------------------------------------------
     def process(self, token: int, segments: Iterable[Segment]) -> Processed:
         out = Processed()
         touched: set[str] = set()
         feed = self.reassembler.feed
+        fids = self._fids
         for seg in segments:
             if seg.transport != "tcp":
                 self.skipped_segments += 1
                 continue
             if seg.ts_ns > self.max_ts_ns:
                 self.max_ts_ns = seg.ts_ns
-            touched.add(segment_flow_id(seg))
+            key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
+            fid = fids.get(key)
+            if fid is None:
+                if len(fids) >= _FID_CACHE_MAX:
+                    fids.clear()
+                fid = fids[key] = segment_flow_id(seg)
+            touched.add(fid)
             self._handle(feed(seg), out)
         if touched:
             self._hold(token, touched)
@@ -98,7 +108,9 @@ class Pipeline:
                     dissector = factory(ev.flow) if factory else None  # None: opaque flow
                     self.dissectors[fid] = dissector
                 if dissector is not None:
-                    self._emit(dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq), out)
+                    events = dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq)
+                    if events:
+                        self._emit(events, out)
             elif isinstance(ev, GapSkipped):
                 dissector = self.dissectors.get(ev.flow.flow_id)
                 if dissector is not None:

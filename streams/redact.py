@@ -25,12 +25,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
+from operator import attrgetter
 from pathlib import Path
 from urllib.parse import unquote_plus
 
 import yaml
 
-from wiretide.records import ApiCall, Headers
+from wiretide.records import ApiCall, Headers, record_maker
 
 REPLACEMENT = "[REDACTED]"
 DEFAULT_FIELDS: tuple[str, ...] = (
@@ -60,6 +61,15 @@ class RedactionPolicy:
     _cache: dict[str, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
     # Finds (a superset of) matching XML tags in one C-level pass, so most XML is left alone.
     _xml_rx: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    # The same for JSON keys (ASCII bodies without escapes only), so most JSON is not parsed.
+    _json_rx: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False, default=None)
+    # header name -> what to do with it (see _header_code); raw query name -> matches?
+    _header_codes: dict[str, int] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _query_cache: dict[str, bool] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         fields = tuple(dict.fromkeys(f for f in (normalize(x) for x in self.fields) if f))
@@ -69,6 +79,13 @@ class RedactionPolicy:
         if fields:
             alts = "|".join("[-_.]*".join(map(re.escape, f)) for f in fields)
             object.__setattr__(self, "_xml_rx", re.compile(rf"<[\w.:-]*?(?:{alts})", re.I))
+            ascii_alts = b"|".join(
+                b"[-_ ]*".join(re.escape(bytes([c])) for c in f.encode())
+                for f in fields
+                if f.isascii()
+            )
+            if ascii_alts:
+                object.__setattr__(self, "_json_rx", re.compile(ascii_alts, re.I))
         compiled = []
         for p in self.patterns:
             try:
@@ -174,59 +191,99 @@ DEFAULT_POLICY = RedactionPolicy()
 
 def redact(call: ApiCall, policy: RedactionPolicy = DEFAULT_POLICY) -> ApiCall:
     """The call with sensitive values replaced (the same object when nothing matched)."""
-    changes: dict[str, object] = {}
+    req_headers = resp_headers = query = req_body = resp_body = None
     req_ctype = resp_ctype = ""
     if call.request_headers:
-        headers, req_ctype = _headers(call.request_headers, policy)
-        if headers is not None:
-            changes["request_headers"] = headers
+        req_headers, req_ctype = _headers(call.request_headers, policy)
     if call.response_headers:
-        headers, resp_ctype = _headers(call.response_headers, policy)
-        if headers is not None:
-            changes["response_headers"] = headers
+        resp_headers, resp_ctype = _headers(call.response_headers, policy)
     if call.query:
-        query = _pairs(call.query, policy)
-        if query is not None:
-            changes["query"] = query
-    if call.request_body and req_ctype:
-        body = _body(call.request_body, req_ctype, policy)
-        if body is not None:
-            changes["request_body"] = body
-    if call.response_body and resp_ctype:
-        body = _body(call.response_body, resp_ctype, policy)
-        if body is not None:
-            changes["response_body"] = body
-    if not changes:
+        query = _query(call.query, policy)
+    if req_ctype and call.request_body:
+        req_body = _body(call.request_body, req_ctype, policy)
+    if resp_ctype and call.response_body:
+        resp_body = _body(call.response_body, resp_ctype, policy)
+    if (
+        req_headers is None
+        and resp_headers is None
+        and query is None
+        and req_body is None
+        and resp_body is None
+    ):
         return call
-    kw = {name: getattr(call, name) for name in _CALL_FIELDS}
-    kw.update(changes)
-    return ApiCall(**kw)
+    values = list(_GET_FIELDS(call))
+    if req_headers is not None:
+        values[_I_REQ_HEADERS] = req_headers
+    if resp_headers is not None:
+        values[_I_RESP_HEADERS] = resp_headers
+    if query is not None:
+        values[_I_QUERY] = query
+    if req_body is not None:
+        values[_I_REQ_BODY] = req_body
+    if resp_body is not None:
+        values[_I_RESP_BODY] = resp_body
+    return _make_call(*values)
 
 
 _CALL_FIELDS = tuple(f.name for f in dataclass_fields(ApiCall))
+_GET_FIELDS = attrgetter(*_CALL_FIELDS)
+_I_REQ_HEADERS = _CALL_FIELDS.index("request_headers")
+_I_RESP_HEADERS = _CALL_FIELDS.index("response_headers")
+_I_QUERY = _CALL_FIELDS.index("query")
+_I_REQ_BODY = _CALL_FIELDS.index("request_body")
+_I_RESP_BODY = _CALL_FIELDS.index("response_body")
+
+
+_make_call = record_maker(ApiCall)  # ApiCall(*values), faster
+
+# What a header asks for, by exact name (cached per policy): one action in the low bits,
+# plus _CTYPE when it is the Content-Type.
+_KEEP, _HIDE, _COOKIE, _SET_COOKIE, _ACTION, _CTYPE = 0, 1, 2, 3, 3, 4
+
+
+def _header_code(name: str, policy: RedactionPolicy) -> int:
+    low = name.lower()
+    code = _CTYPE if low == "content-type" else _KEEP
+    if policy.matches(name):
+        code |= _HIDE
+    elif low == "cookie":
+        code |= _COOKIE
+    elif low == "set-cookie":
+        code |= _SET_COOKIE
+    codes = policy._header_codes
+    if len(codes) >= _NAME_CACHE_MAX:
+        codes.clear()
+    codes[name] = code
+    return code
 
 
 def _headers(headers: Headers, policy: RedactionPolicy) -> tuple[Headers | None, str]:
     """(redacted headers or None if unchanged, the Content-Type value)."""
-    repl = policy.replacement
+    codes = policy._header_codes
     out: list[tuple[str, str]] | None = None
     ctype = ""
     for k, (name, value) in enumerate(headers):
-        new = value
-        low = name.lower()
-        if low == "content-type":
-            ctype = value
-        if policy.matches(name):
-            new = repl
-        elif low == "cookie":
-            new = _cookie(value, policy)
-        elif low == "set-cookie":
-            new = _set_cookie(value, policy)
-        if new != value:
-            if out is None:
-                out = list(headers[:k])
-            out.append((name, new))
-        elif out is not None:
+        code = codes.get(name)
+        if code is None:
+            code = _header_code(name, policy)
+        if code:
+            if code & _CTYPE:
+                ctype = value
+            action = code & _ACTION
+            if action == _HIDE:
+                new = policy.replacement
+            elif action == _COOKIE:
+                new = _cookie(value, policy)
+            elif action == _SET_COOKIE:
+                new = _set_cookie(value, policy)
+            else:
+                new = value
+            if new != value:
+                if out is None:
+                    out = list(headers[:k])
+                out.append((name, new))
+                continue
+        if out is not None:
             out.append((name, value))
     return (tuple(out) if out is not None else None), ctype
 
@@ -248,6 +305,29 @@ def _set_cookie(value: str, policy: RedactionPolicy) -> str:
     if eq and policy.matches(name.strip()):
         return f"{name}={policy.replacement}{sep}{attrs}"
     return value
+
+
+def _query(text: str, policy: RedactionPolicy) -> str | None:
+    """`_pairs` for a query string, with the verdict on each raw (still quoted) name cached."""
+    if "=" not in text:
+        return None
+    cache = policy._query_cache
+    repl = policy.replacement
+    parts = text.split("&")
+    changed = False
+    for k, part in enumerate(parts):
+        name, eq, value = part.partition("=")
+        if eq and value != repl:
+            hit = cache.get(name)
+            if hit is None:
+                hit = policy.matches(unquote_plus(name))
+                if len(cache) >= _NAME_CACHE_MAX:
+                    cache.clear()
+                cache[name] = hit
+            if hit:
+                parts[k] = f"{name}={repl}"
+                changed = True
+    return "&".join(parts) if changed else None
 
 
 def _pairs(text: str, policy: RedactionPolicy, sep: str = "&") -> str | None:
@@ -301,6 +381,13 @@ def _finite_float(s: str) -> float | str:
 def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
     """Parse (C), replace the values of matching keys while objects are built (one hook call
     per object, no second walk), and serialize again only when something changed."""
+    if not policy._body_rx and body.isascii() and b"\\" not in body and 0 not in body[:4]:
+        # Keys are then plain ASCII text in the body (UTF-8; a NUL up front would make
+        # json.loads read UTF-16/32): if no field can be spelled anywhere in it (any case,
+        # any "-", "_" or " " in between), no key matches.
+        rx = policy._json_rx
+        if rx is None or rx.search(body) is None:
+            return None
     matches = policy.matches
     known = policy._cache
     repl = policy.replacement
@@ -330,7 +417,7 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
     if not changed:
         return None
     try:
-        out = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        out = _JSON_OUT.encode(doc)
     except ValueError:  # a number too big for a float (1e999): keep it, as a string
         changed = False
         doc = json.loads(body, object_hook=hook, parse_constant=str, parse_float=_finite_float)
@@ -343,6 +430,8 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
         return json.dumps(json.loads(out), separators=(",", ":")).encode()
 
 
+# json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False), built once
+_JSON_OUT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _JSON_KEY = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"\s*:')
 _JSON_VALUE = r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|$)|-?[0-9][0-9.eE+-]*|true|false|null'
 

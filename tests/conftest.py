@@ -43,17 +43,30 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def wt_env(kafka: str, tmp_path: Path) -> dict[str, str]:
     """Environment for `wiretide` processes: this test's own topics, groups and data dir."""
-    return dict(os.environ, WIRETIDE_KAFKA=kafka, WIRETIDE_PREFIX=f"t{uuid.uuid4().hex[:8]}-",
-                WIRETIDE_DATA=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    return dict(
+        os.environ,
+        WIRETIDE_KAFKA=kafka,
+        WIRETIDE_PREFIX=f"t{uuid.uuid4().hex[:8]}-",
+        WIRETIDE_DATA=str(tmp_path / "data"),
+        PYTHONUNBUFFERED="1",
+    )
 
 
-def run_wiretide(args: list[str], env: dict[str, str], timeout: float = 300,
-                 check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "wiretide", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def run_wiretide(
+    args: list[str], env: dict[str, str], timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wiretide", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"wiretide {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"wiretide {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -80,17 +80,27 @@ def fetch_jars() -> Path:
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
-        raise BrokerError("Maven (mvn) is not installed: install it (apt-get install maven) "
-                          "or pass --kafka HOST:PORT of an existing broker")
+        raise BrokerError(
+            "Maven (mvn) is not installed: install it (apt-get install maven) "
+            "or pass --kafka HOST:PORT of an existing broker"
+        )
     work = cache_dir()
     work.mkdir(parents=True, exist_ok=True)
     (work / "pom.xml").write_text(_POM.format(version=KAFKA_VERSION))
     tmp = work / "libs.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     proc = subprocess.run(
-        [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
-         "-DincludeScope=runtime"],
-        cwd=work, capture_output=True, text=True,
+        [
+            mvn,
+            "-q",
+            "-B",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -132,46 +142,82 @@ class LocalBroker:
         if self.is_up():
             return self.bootstrap
         if self.pid() is None and _port_open(self.port):
-            raise BrokerError(f"port {self.port} is taken by another program: stop it or pass "
-                              f"--kafka 127.0.0.1:{self.port} if it is a Kafka broker")
+            raise BrokerError(
+                f"port {self.port} is taken by another program: stop it or pass "
+                f"--kafka 127.0.0.1:{self.port} if it is a Kafka broker"
+            )
         java = shutil.which("java")
         if not java:
-            raise BrokerError("Java is not installed: install a JRE 17 (apt-get install "
-                              "openjdk-17-jre-headless) or pass --kafka HOST:PORT")
+            raise BrokerError(
+                "Java is not installed: install a JRE 17 (apt-get install "
+                "openjdk-17-jre-headless) or pass --kafka HOST:PORT"
+            )
         libs = fetch_jars()
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "data"
         conf = self.home / "server.properties"
-        conf.write_text(_SERVER.format(port=self.port, cport=self.port + 1, logs=logs,
-                                       partitions=self.partitions))
+        conf.write_text(
+            _SERVER.format(
+                port=self.port, cport=self.port + 1, logs=logs, partitions=self.partitions
+            )
+        )
         log4j = self.home / "log4j.properties"
         log4j.write_text(_LOG4J.format(log=self.home / "broker.log"))
         cp = f"{libs}/*"
-        jvm = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j.configuration=file:{log4j}",
-               "-XX:+UseG1GC", "-cp", cp]
+        jvm = [
+            java,
+            "-Xms256m",
+            "-Xmx1g",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-XX:+UseG1GC",
+            "-cp",
+            cp,
+        ]
         if not (logs / "meta.properties").exists():
             cluster = uuid.uuid4().hex[:22]
-            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster,
-                                        "-c", str(conf), "--ignore-formatted"],
-                                 capture_output=True, text=True)
+            fmt = subprocess.run(
+                jvm
+                + [
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster,
+                    "-c",
+                    str(conf),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if fmt.returncode != 0:
-                raise BrokerError(f"could not format the broker's storage in {logs}: "
-                                  f"{(fmt.stderr or fmt.stdout).strip().splitlines()[-1:]}")
+                raise BrokerError(
+                    f"could not format the broker's storage in {logs}: "
+                    f"{(fmt.stderr or fmt.stdout).strip().splitlines()[-1:]}"
+                )
         out = open(self.home / "broker.out", "ab")
-        proc = subprocess.Popen(jvm + ["kafka.Kafka", str(conf)], stdout=out, stderr=out,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            jvm + ["kafka.Kafka", str(conf)],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BrokerError(f"the Kafka broker exited at start (code {proc.returncode}); "
-                                  f"see {self.home / 'broker.out'}")
+                raise BrokerError(
+                    f"the Kafka broker exited at start (code {proc.returncode}); "
+                    f"see {self.home / 'broker.out'}"
+                )
             if _port_open(self.port) and _broker_ready(self.bootstrap):
                 return self.bootstrap
             time.sleep(0.3)
         self.stop()
-        raise BrokerError(f"the Kafka broker did not come up within {timeout:.0f}s; "
-                          f"see {self.home / 'broker.out'}")
+        raise BrokerError(
+            f"the Kafka broker did not come up within {timeout:.0f}s; "
+            f"see {self.home / 'broker.out'}"
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL). True if one was running."""

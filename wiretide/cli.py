@@ -12,14 +12,21 @@ EXIT_USAGE = 2
 
 
 def _common(p: argparse.ArgumentParser, kafka: bool = True, store: bool = True) -> None:
-    p.add_argument("--data", metavar="DIR",
-                   help="data dir (default: $WIRETIDE_DATA or ~/.wiretide)")
+    p.add_argument(
+        "--data", metavar="DIR", help="data dir (default: $WIRETIDE_DATA or ~/.wiretide)"
+    )
     if kafka:
-        p.add_argument("--kafka", metavar="HOST:PORT",
-                       help="Kafka bootstrap (default: $WIRETIDE_KAFKA or a local broker)")
+        p.add_argument(
+            "--kafka",
+            metavar="HOST:PORT",
+            help="Kafka bootstrap (default: $WIRETIDE_KAFKA or a local broker)",
+        )
     if store:
-        p.add_argument("--clickhouse", metavar="DSN",
-                       help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)")
+        p.add_argument(
+            "--clickhouse",
+            metavar="DSN",
+            help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)",
+        )
 
 
 def _positive(text: str) -> int:
@@ -33,8 +40,9 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wiretide",
-                                     description="See every API call in your traffic.")
+    parser = argparse.ArgumentParser(
+        prog="wiretide", description="See every API call in your traffic."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     broker = sub.add_parser("broker", help="run the local one-node Kafka broker")
@@ -45,14 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     tap = sub.add_parser("tap", help="capture traffic and store its API calls")
     tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
-    tap.add_argument("--workers", type=_positive, default=2, metavar="N",
-                     help="stream worker processes (default 2)")
+    tap.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="stream worker processes (default 2)",
+    )
     tap.add_argument("--quiet", action="store_true", help="no progress display")
     _common(tap)
 
     query = sub.add_parser("query", help="print stored calls, newest last")
-    query.add_argument("filter", nargs="?", default="", metavar="FILTER",
-                       help="a protocol name such as http (KFL comes later)")
+    query.add_argument(
+        "filter",
+        nargs="?",
+        default="",
+        metavar="FILTER",
+        help="a protocol name such as http (KFL comes later)",
+    )
     query.add_argument("--json", action="store_true", help="one JSON object per line")
     query.add_argument("--limit", type=int, help="print only the newest N calls")
     _common(query, kafka=False)

@@ -41,8 +41,7 @@ def _policy(path: str | None):  # noqa: ANN202 - returns RedactionPolicy
 
 def run_tap(args: argparse.Namespace) -> int:
     if not args.pcap:
-        raise WiretideError("live capture is not available yet: replay a capture with "
-                            "--pcap FILE")
+        raise WiretideError("live capture is not available yet: replay a capture with --pcap FILE")
     from producers.batcher import FlowBatcher
     from producers.pcap import ReadStats, read_segments
     from producers.publisher import SegmentPublisher
@@ -75,8 +74,10 @@ def run_tap(args: argparse.Namespace) -> int:
                 full = batcher.add(seg)
                 if full is not None:
                     publisher.publish(*full)
-                    progress.show(f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
-                                  f"{stats.packets} packets")
+                    progress.show(
+                        f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
+                        f"{stats.packets} packets"
+                    )
         for fid, batch in batcher.drain():
             publisher.publish(fid, batch)
         publisher.flush()
@@ -117,7 +118,9 @@ def run_query(args: argparse.Namespace) -> int:
     data = config.data_dir(args.data)
     protocol = args.filter.strip() or None
     if protocol and not protocol.isidentifier():
-        raise WiretideError(f"unsupported filter {args.filter!r}: give a protocol name such as http")
+        raise WiretideError(
+            f"unsupported filter {args.filter!r}: give a protocol name such as http"
+        )
     if args.limit is not None and args.limit < 0:
         raise WiretideError("--limit must be zero or more")
     store = open_store(config.store_dsn(data, args.clickhouse))
@@ -137,8 +140,10 @@ def _one_line(call: dict) -> str:
     elapsed = f"{call['elapsed_ms']:.1f}ms" if call.get("elapsed_ms") is not None else "-"
     src, dst = call["src"], call["dst"]
     target = req["path"] + ("?" + req["query"] if req.get("query") else "")
-    return (f"{call['timestamp']}  {call['protocol']:5s} {src['ip']}:{src['port']} -> "
-            f"{dst['ip']}:{dst['port']}  {req['method']} {target}  {status}  {elapsed}")
+    return (
+        f"{call['timestamp']}  {call['protocol']:5s} {src['ip']}:{src['port']} -> "
+        f"{dst['ip']}:{dst['port']}  {req['method']} {target}  {status}  {elapsed}"
+    )
 
 
 def _tune_gc() -> None:
@@ -182,10 +187,18 @@ def run_sink(args: argparse.Namespace) -> int:
     _tune_gc()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
-    sink = CallSink(bootstrap, CallWriter(store), status_file=status_file,
-                    extra_status={"stored_before": before})
+    sink = CallSink(
+        bootstrap,
+        CallWriter(store),
+        status_file=status_file,
+        extra_status={"stored_before": before},
+    )
     sink.run(lambda: bool(stopping))
-    status = {"written": sink.written, "dead_letters": sink.dead_letters,
-              "stored_before": before, "stored_after": count_calls(store)}
+    status = {
+        "written": sink.written,
+        "dead_letters": sink.dead_letters,
+        "stored_before": before,
+        "stored_after": count_calls(store),
+    }
     status_file.write_text(json.dumps(status))
     return 0

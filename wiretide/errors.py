@@ -7,5 +7,3 @@ class WiretideError(Exception):
 
 class BrokerError(WiretideError):
     """The local Kafka broker could not be fetched, started or reached."""
-
-

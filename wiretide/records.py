@@ -6,7 +6,10 @@ into topic messages and back.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # TCP flag bits as on the wire.
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -92,3 +95,38 @@ class ApiCall:
     def elapsed_ns(self) -> int:
         """Request's first byte to response's first byte; -1 without a response."""
         return self.response_ts_ns - self.ts_ns if self.response_ts_ns else -1
+
+
+def slot_fields(cls: type) -> tuple[str, ...] | None:
+    """The field names of a frozen slots dataclass that can be built slot by slot (no
+    __post_init__, every field in __init__, no `_underscore` field); else None."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    if (
+        getattr(cls, "__slots__", None) != names
+        or hasattr(cls, "__post_init__")
+        or not all(f.init and not f.name.startswith("_") for f in fields)
+    ):
+        return None
+    return names
+
+
+def record_maker(cls: type) -> Callable[..., Any]:
+    """`cls(*values)` for a frozen slots dataclass, every field given (in field order), but
+    setting the slots directly: the dataclass's __init__ goes through object.__setattr__
+    once per field, which costs twice as much. The class itself when that is not safe."""
+    names = slot_fields(cls)
+    if names is None:
+        return cls
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    body = []
+    for k, name in enumerate(names):
+        ns[f"_set{k}"] = getattr(cls, name).__set__
+        body.append(f"    _set{k}(_o, {name})\n")
+    src = f"def make({', '.join(names)}):\n    _o = _new(_cls)\n{''.join(body)}    return _o\n"
+    exec(src, ns)  # built from the dataclass's own field names
+    make = ns["make"]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
+    return make

@@ -1,37 +1,59 @@
-"""Records <-> Avro messages: the only place that knows both the dataclasses and schemas."""
+"""Records <-> Avro messages: the only place that knows both the dataclasses and schemas.
+
+The batch messages on the hot paths (segment batches into the stream worker, call batches
+out of it and into the sink) go through codecs compiled at import time from the same
+.avsc schemas: straight-line Python per field that reads and writes the message bytes
+directly and builds the frozen dataclasses through their slots. fastavro's generic
+reader and writer walk the schema for every value (and read one byte at a time from a
+file object), which cost more than everything else in the worker; the compiled codecs
+are several times faster.
+
+They are exact: the same bytes out (fastavro writes each non-empty array as one block,
+and so do they) and the same records in. Whatever they are not sure of - a value of an
+unexpected type or range, a corrupt or unusual message - makes them give up, and the
+generic fastavro path (`_generic_*`) then does the work, raising exactly the errors it
+always raised. Should a schema or a dataclass change shape so that the two no longer
+line up field for field, the compiled codecs are not used at all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any
 
 from schemas.codec import codec
-from wiretide.records import ApiCall, Segment
+from wiretide.records import ApiCall, Segment, slot_fields
 
 _SEGMENT_FIELDS = Segment.__slots__
-_CALL_SIMPLE = [f for f in ApiCall.__slots__ if f not in ("request_headers", "response_headers", "flags")]
+_CALL_SIMPLE = [
+    f for f in ApiCall.__slots__ if f not in ("request_headers", "response_headers", "flags")
+]
+_GET_SIMPLE = attrgetter(*_CALL_SIMPLE)
 
 
-def encode_segment_batch(flow: str, segments: Iterable[Segment]) -> bytes:
+# ------------------------------------------------------------------- building records
+
+
+# ------------------------------------------------------------------ generic (fastavro) path
+
+
+def _generic_encode_segment_batch(flow: str, segments: Iterable[Segment]) -> bytes:
     records = [{f: getattr(s, f) for f in _SEGMENT_FIELDS} for s in segments]
     return codec("SegmentBatch").encode({"flow_id": flow, "segments": records})
 
 
-def decode_segment_batch(data: bytes) -> list[Segment]:
+def _generic_decode_segment_batch(data: bytes) -> list[Segment]:
     record = codec("SegmentBatch").decode(data)
     return [Segment(**r) for r in record["segments"]]
 
 
 def _call_record(call: ApiCall) -> dict[str, Any]:
-    rec = {f: getattr(call, f) for f in _CALL_SIMPLE}
+    rec = dict(zip(_CALL_SIMPLE, _GET_SIMPLE(call), strict=True))
     rec["request_headers"] = [{"name": n, "value": v} for n, v in call.request_headers]
     rec["response_headers"] = [{"name": n, "value": v} for n, v in call.response_headers]
     rec["flags"] = list(call.flags)
     return rec
-
-
-def encode_call(call: ApiCall) -> bytes:
-    return codec("ApiCall").encode(_call_record(call))
 
 
 def _call(rec: dict[str, Any]) -> ApiCall:
@@ -41,13 +63,466 @@ def _call(rec: dict[str, Any]) -> ApiCall:
     return ApiCall(**rec)
 
 
-def decode_call(data: bytes) -> ApiCall:
+def _generic_encode_call(call: ApiCall) -> bytes:
+    return codec("ApiCall").encode(_call_record(call))
+
+
+def _generic_decode_call(data: bytes) -> ApiCall:
     return _call(codec("ApiCall").decode(data))
 
 
-def encode_call_batch(flow: str, calls: Iterable[ApiCall]) -> bytes:
+def _generic_encode_call_batch(flow: str, calls: Iterable[ApiCall]) -> bytes:
     return codec("CallBatch").encode({"flow_id": flow, "calls": [_call_record(c) for c in calls]})
 
 
-def decode_call_batch(data: bytes) -> list[ApiCall]:
+def _generic_decode_call_batch(data: bytes) -> list[ApiCall]:
     return [_call(rec) for rec in codec("CallBatch").decode(data)["calls"]]
+
+
+# ------------------------------------------------------------------------ compiled codecs
+
+
+class _Unsupported(Exception):
+    """The schema uses something the compiler does not handle: stay on fastavro."""
+
+
+_INT64 = 1 << 63
+
+
+def _varint(u: int) -> bytes:
+    """Base-128 varint of a non-negative (already zigzagged) int."""
+    out = bytearray()
+    while u > 127:
+        out.append((u & 127) | 128)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+_HIGH: dict[int, bytes] = {}  # u >> 28 -> its varint (timestamps share their high bits)
+_LONGS: dict[int, bytes] = {}  # recent values -> their encoding (ports, sizes, end times)
+
+
+def _long(v: int) -> bytes:
+    """Zigzag varint of an Avro long that is not in [0, 64); raises outside int64."""
+    if not -_INT64 <= v < _INT64:
+        raise OverflowError(v)
+    u = (v << 1) ^ (v >> 63)
+    if u < 0x10000000:
+        enc = _varint(u)
+    else:
+        high = u >> 28
+        tail = _HIGH.get(high)
+        if tail is None:
+            if len(_HIGH) >= 4096:
+                _HIGH.clear()
+            tail = _HIGH[high] = _varint(high)
+        low = u & 0xFFFFFFF
+        low = (
+            (low & 0x7F)
+            | ((low << 1) & 0x7F00)
+            | ((low << 2) & 0x7F0000)
+            | ((low << 3) & 0x7F000000)
+        )
+        enc = (low | 0x80808080).to_bytes(4, "little") + tail
+    if len(_LONGS) >= 4096:
+        _LONGS.clear()
+    _LONGS[v] = enc
+    return enc
+
+
+_TAIL5: dict[bytes, int] = {}  # last 5 bytes of a 9-byte varint -> their bits, shifted
+
+
+def _read_long(d: bytes, p: int) -> tuple[int, int]:
+    """(value, next position) of a varint of two or more bytes starting at d[p]."""
+    b = d[p + 1]
+    n = (d[p] & 127) | ((b & 127) << 7)
+    if b < 128:
+        return (n >> 1) ^ -(n & 1), p + 2
+    b = d[p + 2]
+    n |= (b & 127) << 14
+    if b < 128:
+        return (n >> 1) ^ -(n & 1), p + 3
+    b = d[p + 3]
+    n |= (b & 127) << 21
+    if b < 128:
+        return (n >> 1) ^ -(n & 1), p + 4
+    b = d[p + 4]
+    if b < 128:
+        n |= b << 28
+        return (n >> 1) ^ -(n & 1), p + 5
+    # Six bytes or more. Timestamps take nine and share their last five for ~0.1 s.
+    tail = d[p + 4 : p + 9]
+    high = _TAIL5.get(tail)
+    if high is not None:
+        n |= high
+        return (n >> 1) ^ -(n & 1), p + 9
+    s = 28
+    q = p + 4
+    while b & 128:
+        n |= (b & 127) << s
+        s += 7
+        q += 1
+        b = d[q]
+    n |= b << s
+    if s > 63 or n >> 64:
+        raise ValueError("varint longer than 64 bits")
+    if s == 56:  # a nine-byte varint: remember its tail
+        if len(_TAIL5) >= 4096:
+            _TAIL5.clear()
+        _TAIL5[tail] = n & ~0xFFFFFFF
+    return (n >> 1) ^ -(n & 1), q + 1
+
+
+def _read_len(d: bytes, p: int) -> tuple[int, int]:
+    """(length, next position) for a string or bytes length that is not one small byte."""
+    b = d[p]
+    if b < 128:
+        raise ValueError("negative length")  # one byte, odd: negative
+    n, p = _read_long(d, p)
+    if n < 0:
+        raise ValueError("negative length")
+    return n, p
+
+
+# Varints of one byte: zigzag value (None: more bytes follow); as a length (-1: not one).
+_ZZ1: list[int | None] = [(b >> 1) ^ -(b & 1) if b < 128 else None for b in range(256)]
+_LEN1: list[int] = [b >> 1 if b < 128 and not b & 1 else -1 for b in range(256)]
+
+
+class _Compiler:
+    """Emits one Python function per message type (see the module notes).
+
+    Supported Avro: string, bytes, int, long, boolean, records and arrays. A record maps to
+    a dataclass (`classes`) or, for a record of two strings, to a 2-tuple in field order.
+    Arrays map to tuples inside a dataclass and to lists at the top of the message.
+    """
+
+    def __init__(self, named: dict[str, Any], classes: dict[str, type]) -> None:
+        self.named = named
+        self.classes = classes
+        self.ns: dict[str, Any] = {
+            "_long": _long,
+            "_LONGS": _LONGS,
+            "_read_long": _read_long,
+            "_read_len": _read_len,
+            "_ZZ1": _ZZ1,
+            "_LEN1": _LEN1,
+            "_new": object.__new__,
+            "_Fallback": _Fallback,
+        }
+        self.lines: list[str] = []
+        self.depth = 1
+        self.k = 0
+
+    # -- helpers ---------------------------------------------------------------------
+    def var(self, stem: str) -> str:
+        self.k += 1
+        return f"{stem}{self.k}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def resolve(self, t: Any) -> Any:
+        if isinstance(t, str) and t in self.named:
+            return self.named[t]
+        if isinstance(t, dict) and set(t) - {
+            "type",
+            "name",
+            "fields",
+            "items",
+            "doc",
+            "namespace",
+            "aliases",
+            "default",
+            "__fastavro_parsed",
+            "__named_schemas",
+        }:
+            raise _Unsupported(f"schema attributes {sorted(t)}")
+        return t
+
+    def kind(self, t: Any) -> str:
+        t = self.resolve(t)
+        if isinstance(t, str):
+            if t in ("string", "bytes", "int", "long", "boolean"):
+                return t
+            raise _Unsupported(t)
+        if isinstance(t, dict) and t.get("type") in ("record", "array"):
+            return t["type"]
+        raise _Unsupported(repr(t))
+
+    def pair_record(self, t: dict) -> bool:
+        fields = t["fields"]
+        return len(fields) == 2 and all(self.kind(f["type"]) == "string" for f in fields)
+
+    def record_class(self, t: dict) -> tuple[type | None, tuple[str, ...]]:
+        names = tuple(f["name"] for f in t["fields"])
+        cls = self.classes.get(t["name"])
+        if cls is not None:
+            fields = slot_fields(cls)
+            if fields is None or set(fields) != set(names) or len(names) != len(fields):
+                raise _Unsupported(f"{t['name']} and {cls.__name__} do not line up")
+            return cls, names
+        if self.pair_record(t):
+            return None, names
+        raise _Unsupported(f"no Python type for record {t['name']}")
+
+    def function(self, name: str, args: str) -> Callable[..., Any]:
+        src = f"def {name}({args}):\n" + "\n".join(self.lines) + "\n"
+        exec(compile(src, f"<wiretide.serde {name}>", "exec"), self.ns)
+        fn = self.ns[name]
+        fn.__source__ = src
+        self.lines = []
+        self.depth = 1
+        return fn
+
+    # -- writing -----------------------------------------------------------------------
+    def write_long_of(self, expr: str) -> None:
+        v = self.var("v")
+        self.emit(f"{v} = {expr}")
+        self.emit(f"if type({v}) is not int: raise _Fallback")
+        self.emit(f"if 0 <= {v} < 64: out.append({v} << 1)")
+        self.emit(f"else: out += _LONGS.get({v}) or _long({v})")
+
+    def write_len(self, n: str) -> None:
+        self.emit(f"if {n} < 64: out.append({n} << 1)")
+        self.emit(f"else: out += _LONGS.get({n}) or _long({n})")
+
+    def write(self, t: Any, expr: str, top: bool = False) -> None:
+        kind = self.kind(t)
+        t = self.resolve(t)
+        if kind == "string":
+            b, n = self.var("b"), self.var("n")
+            self.emit(f"{b} = {expr}.encode()")
+            self.emit(f"{n} = len({b})")
+            self.write_len(n)
+            self.emit(f"out += {b}")
+        elif kind == "bytes":
+            b, n = self.var("b"), self.var("n")
+            self.emit(f"{b} = {expr}")
+            self.emit(f"if type({b}) is not bytes: raise _Fallback")
+            self.emit(f"{n} = len({b})")
+            self.write_len(n)
+            self.emit(f"out += {b}")
+        elif kind in ("int", "long"):
+            self.write_long_of(expr)
+        elif kind == "boolean":
+            self.emit(f"out.append(1 if {expr} else 0)")
+        elif kind == "array":
+            items, item, n = self.var("items"), self.var("item"), self.var("n")
+            self.emit(f"{items} = {expr}")
+            if top:  # fastavro gets a list built from any iterable here
+                self.emit(f"if type({items}) is not list: {items} = list({items})")
+            else:  # a dataclass field: a tuple (any sequence works for fastavro too)
+                self.emit(f"if type({items}) is not tuple: raise _Fallback")
+            self.emit(f"{n} = len({items})")
+            self.emit(f"if {n}:")
+            self.depth += 1
+            self.write_len(n)
+            self.emit(f"for {item} in {items}:")
+            self.depth += 1
+            self.write(t["items"], item)
+            self.depth -= 2
+            self.emit("out.append(0)")
+        else:  # record
+            cls, names = self.record_class(t)
+            if cls is None:  # a pair of strings
+                a, b = self.var("a"), self.var("b")
+                self.emit(f"{a}, {b} = {expr}")
+                for f, x in zip(t["fields"], (a, b), strict=True):
+                    self.write(f["type"], x)
+                return
+            o = self.var("o")
+            self.emit(f"{o} = {expr}")
+            self.emit(f"if type({o}) is not {self.export(cls)}: raise _Fallback")
+            for f in t["fields"]:
+                self.write(f["type"], f"{o}.{f['name']}")
+
+    def export(self, cls: type) -> str:
+        name = f"_cls_{cls.__name__}"
+        self.ns[name] = cls
+        return name
+
+    def encoder(self, name: str, schema: dict, header: bytes) -> Callable[..., bytes]:
+        """encode(value of each field of the top record, in order) -> message bytes"""
+        self.ns["_HEADER"] = header
+        fields = schema["fields"]
+        args = [self.var("f") for _ in fields]
+        self.emit("out = bytearray(_HEADER)")
+        for f, arg in zip(fields, args, strict=True):
+            self.write(f["type"], arg, top=True)
+        self.emit("return bytes(out)")
+        return self.function(name, ", ".join(args))
+
+    # -- reading -----------------------------------------------------------------------
+    def read_long_into(self, v: str) -> None:
+        self.emit(f"{v} = _ZZ1[d[p]]")
+        self.emit(f"if {v} is None: {v}, p = _read_long(d, p)")
+        self.emit("else: p += 1")
+
+    def read(self, t: Any, top: bool = False) -> str:
+        """Emit code reading a value; returns the variable holding it."""
+        kind = self.kind(t)
+        t = self.resolve(t)
+        if kind in ("string", "bytes"):
+            # No bounds check: a slice past the end is short, and p then ends up past the
+            # end, which the final check catches (every value takes at least one byte).
+            n, e, v = self.var("n"), self.var("e"), self.var("v")
+            self.emit(f"{n} = _LEN1[d[p]]")
+            self.emit(f"if {n} < 0: {n}, p = _read_len(d, p)")
+            self.emit("else: p += 1")
+            self.emit(f"{e} = p + {n}")
+            self.emit(f"{v} = d[p:{e}]{'.decode()' if kind == 'string' else ''}")
+            self.emit(f"p = {e}")
+            return v
+        if kind in ("int", "long"):
+            v = self.var("v")
+            self.read_long_into(v)
+            return v
+        if kind == "boolean":
+            v = self.var("v")
+            self.emit(f"{v} = d[p] != 0")
+            self.emit("p += 1")
+            return v
+        if kind == "array":
+            lst, n, skip = self.var("lst"), self.var("n"), self.var("skip")
+            self.emit(f"{lst} = []")
+            self.read_long_into(n)
+            self.emit(f"while {n}:")
+            self.depth += 1
+            self.emit(f"if {n} < 0:")
+            self.depth += 1
+            self.emit(f"{n} = -{n}")
+            self.read_long_into(skip)
+            self.depth -= 1
+            self.emit(f"for _ in range({n}):")
+            self.depth += 1
+            item = self.read(t["items"])
+            self.emit(f"{lst}.append({item})")
+            self.depth -= 1
+            self.read_long_into(n)
+            self.depth -= 1
+            if top:
+                return lst
+            v = self.var("t")
+            self.emit(f"{v} = tuple({lst})")
+            return v
+        cls, names = self.record_class(t)
+        if not names:
+            raise _Unsupported("a record without fields")
+        values = [self.read(f["type"]) for f in t["fields"]]
+        o = self.var("o")
+        if cls is None:
+            self.emit(f"{o} = ({', '.join(values)})")
+            return o
+        self.emit(f"{o} = _new({self.export(cls)})")
+        for f, v in zip(t["fields"], values, strict=True):
+            setter = f"_set_{cls.__name__}_{f['name']}"
+            self.ns[setter] = getattr(cls, f["name"]).__set__
+            self.emit(f"{setter}({o}, {v})")
+        return o
+
+    def decoder(self, name: str, schema: dict, header: bytes, pick: int) -> Callable[[bytes], Any]:
+        """decode(message) -> the value of the top record's field number `pick`"""
+        self.ns["_HEADER"] = header
+        self.emit("if type(d) is not bytes or d[:10] != _HEADER: raise _Fallback")
+        self.emit("end = len(d)")
+        self.emit("p = 10")
+        values = [self.read(f["type"], top=True) for f in schema["fields"]]
+        self.emit("if p != end: raise _Fallback")
+        self.emit(f"return {values[pick]}")
+        return self.function(name, "d")
+
+
+class _Fallback(Exception):
+    """A compiled codec met something it does not handle exactly: use the generic path."""
+
+
+_CLASSES = {"dev.wiretide.Segment": Segment, "dev.wiretide.ApiCall": ApiCall}
+
+
+def _compile(name: str, pick: int) -> tuple[Callable[..., bytes] | None, Callable | None]:
+    """(encode(*top-level field values), decode(message) -> field `pick`) for one message
+    type, or (None, None) when its schema and records do not line up."""
+    c = codec(name)
+    named = dict(c.schema.get("__named_schemas", {}))
+    schema = c.schema
+    if schema["name"] in _CLASSES:  # a single record: wrap it, the value is the record
+        named[schema["name"]] = schema
+        schema = {"name": "", "fields": [{"name": "value", "type": schema["name"]}]}
+    try:
+        comp = _Compiler(named, _CLASSES)
+        enc = comp.encoder(f"encode_{name}", schema, c.header)
+        dec = comp.decoder(f"decode_{name}", schema, c.header, pick)
+    except _Unsupported:
+        return None, None
+    return enc, dec
+
+
+# (encoder, decoder) per message type; None when the schema cannot be compiled
+_ENC_SEGMENTS, _DEC_SEGMENTS = _compile("SegmentBatch", 1)  # decode -> the segments
+_ENC_CALLS, _DEC_CALLS = _compile("CallBatch", 1)  # decode -> the calls
+_ENC_CALL, _DEC_CALL = _compile("ApiCall", 0)
+
+
+# ------------------------------------------------------------------------------ public
+# Each tries the compiled codec and, on any exception, does it again the generic way.
+
+
+def encode_segment_batch(flow: str, segments: Iterable[Segment]) -> bytes:
+    if _ENC_SEGMENTS is not None:
+        if type(segments) is not list:
+            segments = list(segments)  # an iterator must survive a fallback
+        try:
+            return _ENC_SEGMENTS(flow, segments)
+        except Exception:
+            pass
+    return _generic_encode_segment_batch(flow, segments)
+
+
+def decode_segment_batch(data: bytes) -> list[Segment]:
+    if _DEC_SEGMENTS is not None:
+        try:
+            return _DEC_SEGMENTS(data)
+        except Exception:
+            pass
+    return _generic_decode_segment_batch(data)
+
+
+def encode_call(call: ApiCall) -> bytes:
+    if _ENC_CALL is not None:
+        try:
+            return _ENC_CALL(call)
+        except Exception:
+            pass
+    return _generic_encode_call(call)
+
+
+def decode_call(data: bytes) -> ApiCall:
+    if _DEC_CALL is not None:
+        try:
+            return _DEC_CALL(data)
+        except Exception:
+            pass
+    return _generic_decode_call(data)
+
+
+def encode_call_batch(flow: str, calls: Iterable[ApiCall]) -> bytes:
+    if _ENC_CALLS is not None:
+        if type(calls) is not list:
+            calls = list(calls)  # an iterator must survive a fallback
+        try:
+            return _ENC_CALLS(flow, calls)
+        except Exception:
+            pass
+    return _generic_encode_call_batch(flow, calls)
+
+
+def decode_call_batch(data: bytes) -> list[ApiCall]:
+    if _DEC_CALLS is not None:
+        try:
+            return _DEC_CALLS(data)
+        except Exception:
+            pass
+    return _generic_decode_call_batch(data)

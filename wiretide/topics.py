@@ -15,8 +15,12 @@ def ensure_topics(bootstrap: str, partitions: int | None = None) -> None:
     partitions = partitions or config.partitions()
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [
-        NewTopic(config.SEGMENTS_TOPIC, partitions, 1,
-                 config={"retention.ms": str(_HOUR_MS), "max.message.bytes": "16777216"}),
+        NewTopic(
+            config.SEGMENTS_TOPIC,
+            partitions,
+            1,
+            config={"retention.ms": str(_HOUR_MS), "max.message.bytes": "16777216"},
+        ),
         NewTopic(config.CALLS_TOPIC, partitions, 1, config={"max.message.bytes": "16777216"}),
         NewTopic(config.SEGMENTS_TOPIC + config.DLQ_SUFFIX, 1, 1),
         NewTopic(config.CALLS_TOPIC + config.DLQ_SUFFIX, 1, 1),

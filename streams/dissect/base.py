@@ -30,7 +30,9 @@ class Dissector(Protocol):
 
     protocol: str
 
-    def receive(self, direction: Direction, data: bytes, ts_ns: int, seq: int) -> list[DissectEvent]:
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
         """Feed in-order bytes of one direction; `seq` is the TCP sequence number of data[0]."""
         ...
 

@@ -43,7 +43,7 @@ from streams.reassembly.events import (
     StreamEvent,
     StreamOpened,
 )
-from wiretide.records import ACK, FIN, RST, SYN, Segment, segment_flow_id
+from wiretide.records import ACK, FIN, RST, SYN, Segment, record_maker, segment_flow_id
 
 __all__ = ["COMMON_SERVER_PORTS", "ReassemblyStats", "TcpReassembler"]
 
@@ -54,6 +54,8 @@ _MAX_WINDOW = 1 << 30
 _SLOW_FLAGS = SYN | FIN | RST
 _C2S = Direction.CLIENT_TO_SERVER
 _S2C = Direction.SERVER_TO_CLIENT
+
+_data_received = record_maker(DataReceived)  # DataReceived(...) at half the cost
 
 COMMON_SERVER_PORTS = frozenset(
     {8080, 8000, 8443, 3000, 5000, 6379, 9092, 5432, 3306, 27017, 5672, 53}
@@ -224,7 +226,7 @@ class TcpReassembler:
             if seq == h.fast_seq and not h.buf:
                 if not conn.opened:
                     self._open(conn, out)
-                out.append(DataReceived(conn.flow, h.direction, payload, ts, seq))
+                out.append(_data_received(conn.flow, h.direction, payload, ts, seq))
                 h.next_abs += n
                 h.next_seq = h.fast_seq = (seq + n) & _MASK
                 st.delivered_bytes += n
@@ -531,7 +533,7 @@ class TcpReassembler:
         if not conn.opened:
             self._open(conn, out)
         n = len(data)
-        out.append(DataReceived(conn.flow, h.direction, data, ts, h.next_seq))
+        out.append(_data_received(conn.flow, h.direction, data, ts, h.next_seq))
         h.next_abs += n
         h.next_seq = (h.next_seq + n) & _MASK
         h.fast_seq = h.next_seq if h.fin_abs is None else -1

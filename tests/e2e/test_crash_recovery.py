@@ -25,8 +25,12 @@ pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump")]
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("capture") / "load.pcap"
-    subprocess.run(["bash", str(ROOT / "bench" / "make_capture.sh"), "--calls", "30000",
-                    str(out), "20", "8"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["bash", str(ROOT / "bench" / "make_capture.sh"), "--calls", "30000", str(out), "20", "8"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
@@ -36,8 +40,14 @@ def _stored(env: dict[str, str]) -> list[dict]:
 
 
 def _key(call: dict) -> tuple:
-    return (call["timestamp_ns"], call["src"]["port"], call["request"]["method"],
-            call["request"]["path"], call["request"]["query"], call["response"]["status"])
+    return (
+        call["timestamp_ns"],
+        call["src"]["port"],
+        call["request"]["method"],
+        call["request"]["path"],
+        call["request"]["query"],
+        call["response"]["status"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +55,12 @@ def reference(capture: Path, kafka: str, tmp_path_factory: pytest.TempPathFactor
     import os
     import uuid
 
-    env = dict(os.environ, WIRETIDE_KAFKA=kafka, WIRETIDE_PREFIX=f"ref{uuid.uuid4().hex[:6]}-",
-               WIRETIDE_DATA=str(tmp_path_factory.mktemp("ref")))
+    env = dict(
+        os.environ,
+        WIRETIDE_KAFKA=kafka,
+        WIRETIDE_PREFIX=f"ref{uuid.uuid4().hex[:6]}-",
+        WIRETIDE_DATA=str(tmp_path_factory.mktemp("ref")),
+    )
     run_wiretide(["tap", "--pcap", str(capture)], env)
     calls = _stored(env)
     assert len(calls) > 20000
@@ -56,9 +70,14 @@ def reference(capture: Path, kafka: str, tmp_path_factory: pytest.TempPathFactor
 def _tap_and_kill(capture: Path, env: dict[str, str], role: str) -> str:
     """Run `wiretide tap`, SIGKILL its `role` child once calls are flowing, return tap's output."""
     data = Path(env["WIRETIDE_DATA"])
-    tap = subprocess.Popen([sys.executable, "-m", "wiretide", "tap", "--pcap", str(capture)],
-                           env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    tap = subprocess.Popen(
+        [sys.executable, "-m", "wiretide", "tap", "--pcap", str(capture)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = False
     deadline = time.monotonic() + 120
     while not killed and tap.poll() is None and time.monotonic() < deadline:
@@ -80,9 +99,9 @@ def _tap_and_kill(capture: Path, env: dict[str, str], role: str) -> str:
 
 
 @pytest.mark.parametrize("role", ["worker", "sink"])
-def test_sigkill_mid_run_loses_and_duplicates_nothing(role: str, capture: Path,
-                                                      reference: list[tuple],
-                                                      wt_env: dict[str, str]) -> None:
+def test_sigkill_mid_run_loses_and_duplicates_nothing(
+    role: str, capture: Path, reference: list[tuple], wt_env: dict[str, str]
+) -> None:
     out = _tap_and_kill(capture, wt_env, role)
     assert f"restarted after a crash: {role}" in out
     assert f"stored {len(reference)} calls" in out

@@ -11,8 +11,9 @@ PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 
 
 def _dlq(bootstrap: str, topic: str) -> list:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-reader",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "dlq-reader", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     got = []
     for _ in range(20):

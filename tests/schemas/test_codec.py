@@ -51,8 +51,9 @@ def test_a_plain_avro_reader_can_decode_the_body() -> None:
     msg = encode_segment_batch("flow", [seg])
     named: dict = {}
     parse_schema(json.loads((SCHEMAS / "Segment.avsc").read_text()), named_schemas=named)
-    schema = parse_schema(json.loads((SCHEMAS / "SegmentBatch.avsc").read_text()),
-                          named_schemas=named)
+    schema = parse_schema(
+        json.loads((SCHEMAS / "SegmentBatch.avsc").read_text()), named_schemas=named
+    )
     record = schemaless_reader(io.BytesIO(msg[10:]), schema, None)
     assert record["segments"][0]["payload"] == seg.payload
     assert record["segments"][0]["src_ip"] == "::1"
@@ -60,13 +61,23 @@ def test_a_plain_avro_reader_can_decode_the_body() -> None:
 
 headers = st.lists(st.tuples(st.text(max_size=10), st.text(max_size=20)), max_size=4).map(tuple)
 calls = st.builds(
-    ApiCall, call_id=st.text(max_size=32), protocol=st.sampled_from(["http", "dns"]),
-    ts_ns=st.integers(0, 2**62), src_ip=st.ip_addresses().map(str),
-    src_port=st.integers(0, 65535), dst_ip=st.ip_addresses().map(str),
-    dst_port=st.integers(0, 65535), flow_id=st.text(max_size=50), method=st.text(max_size=8),
-    request_headers=headers, response_headers=headers, request_body=st.binary(max_size=200),
-    response_body=st.binary(max_size=200), status=st.integers(0, 999),
-    response_ts_ns=st.integers(0, 2**62), flags=st.lists(st.text(max_size=8), max_size=3).map(tuple),
+    ApiCall,
+    call_id=st.text(max_size=32),
+    protocol=st.sampled_from(["http", "dns"]),
+    ts_ns=st.integers(0, 2**62),
+    src_ip=st.ip_addresses().map(str),
+    src_port=st.integers(0, 65535),
+    dst_ip=st.ip_addresses().map(str),
+    dst_port=st.integers(0, 65535),
+    flow_id=st.text(max_size=50),
+    method=st.text(max_size=8),
+    request_headers=headers,
+    response_headers=headers,
+    request_body=st.binary(max_size=200),
+    response_body=st.binary(max_size=200),
+    status=st.integers(0, 999),
+    response_ts_ns=st.integers(0, 2**62),
+    flags=st.lists(st.text(max_size=8), max_size=3).map(tuple),
 )
 
 
@@ -75,11 +86,23 @@ def test_calls_round_trip_exactly(call: ApiCall) -> None:
     assert decode_call(encode_call(call)) == call
 
 
-@given(st.lists(st.builds(Segment, ts_ns=st.integers(0, 2**62), src_ip=st.ip_addresses().map(str),
-                          src_port=st.integers(0, 65535), dst_ip=st.ip_addresses().map(str),
-                          dst_port=st.integers(0, 65535), seq=st.integers(0, 2**32 - 1),
-                          ack=st.integers(0, 2**32 - 1), flags=st.integers(0, 255),
-                          payload=st.binary(max_size=300)), max_size=5))
+@given(
+    st.lists(
+        st.builds(
+            Segment,
+            ts_ns=st.integers(0, 2**62),
+            src_ip=st.ip_addresses().map(str),
+            src_port=st.integers(0, 65535),
+            dst_ip=st.ip_addresses().map(str),
+            dst_port=st.integers(0, 65535),
+            seq=st.integers(0, 2**32 - 1),
+            ack=st.integers(0, 2**32 - 1),
+            flags=st.integers(0, 255),
+            payload=st.binary(max_size=300),
+        ),
+        max_size=5,
+    )
+)
 def test_segment_batches_round_trip_exactly(segments: list[Segment]) -> None:
     assert decode_segment_batch(encode_segment_batch("f", segments)) == segments
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -406,3 +407,54 @@ def test_anything_is_redacted_without_error_and_idempotently(ctype, body, query,
             pass
         else:
             json.loads(out.request_body)  # valid JSON in, valid JSON out
+
+
+# ------------------------------------------------------- shortcuts change nothing
+
+JSON_TEXT = st.one_of(
+    JSON_VALUES.map(lambda d: json.dumps(d).encode()),
+    JSON_VALUES.map(lambda d: json.dumps(d, ensure_ascii=False).encode()),
+    JSON_VALUES.map(lambda d: json.dumps(d).encode("utf-16")),
+    JSON_VALUES.map(lambda d: json.dumps(d).encode("utf-16-le")),
+    st.lists(
+        st.sampled_from(['{"', '"', "User", "-", "_", " ", "Name", "id", "\\u0075ser", ":", "1",
+                         ",", "}", "[", "]", "ZIP", "key", "\x00"]),
+        max_size=30,
+    ).map(lambda xs: "".join(xs).encode()),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON_TEXT, fields=st.sampled_from([(), ("user",), ("na me",), ("ké",), DEFAULT_FIELDS]))
+def test_json_bodies_without_a_possible_key_are_skipped_exactly(body, fields):
+    """The C-level pre-check that skips parsing JSON no key of which can match gives the
+    same result as parsing every body."""
+    quick = RedactionPolicy(fields=fields)
+    slow = RedactionPolicy(fields=fields)
+    object.__setattr__(slow, "_json_rx", re.compile(b""))  # matches anywhere: always parse
+    call = body_call("application/json", body)
+    out = redact(call, quick)
+    assert out == redact(call, slow)
+    assert (out is call) == (redact(call, slow) is call)
+
+
+def test_header_and_query_verdicts_are_cached_per_policy():
+    call = make(
+        query="user=1&a%75th=2&x=3",
+        request_headers=(("X-User", "a"), ("Cookie", "user=1; b=2"), ("content-type", "text/x")),
+    )
+    narrow = RedactionPolicy(fields=("x",))
+    wide = RedactionPolicy.default()
+    for _ in range(2):  # the second time from the caches
+        assert redact(call, narrow).request_headers == (
+            ("X-User", R),
+            ("Cookie", "user=1; b=2"),
+            ("content-type", "text/x"),
+        )
+        assert redact(call, narrow).query == f"user=1&a%75th=2&x={R}"
+        assert redact(call, wide).request_headers == (
+            ("X-User", R),
+            ("Cookie", R),
+            ("content-type", "text/x"),
+        )
+        assert redact(call, wide).query == f"user={R}&a%75th={R}&x=3"

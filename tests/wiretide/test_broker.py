@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
+import sys
 
 from confluent_kafka import Consumer, Producer
 
@@ -12,8 +12,14 @@ from tests.conftest import ROOT, _free_port_pair
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wiretide", "broker", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "wiretide", "broker", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_start_status_stop_and_messages_survive_a_restart(tmp_path) -> None:
@@ -36,8 +42,9 @@ def test_start_status_stop_and_messages_survive_a_restart(tmp_path) -> None:
         assert status.returncode == 1 and "not running" in status.stdout
 
         assert _cli("start", "--port", str(port), env=env).returncode == 0
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "g",
-                             "auto.offset.reset": "earliest"})
+        consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "g", "auto.offset.reset": "earliest"}
+        )
         consumer.subscribe(["durable"])
         msg = None
         for _ in range(30):

@@ -156,6 +156,17 @@ def decode_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
+_NAMES: dict[bytes, str] = {}  # header names seen, decoded (a small cache)
+
+
+def _name(name: bytes) -> str:
+    text = name.decode("latin-1")
+    if len(_NAMES) >= 1024:
+        _NAMES.clear()
+    _NAMES[name] = text
+    return text
+
+
 def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((n.decode("latin-1"), decode_text(v)) for n, v in raw)
 
@@ -504,8 +515,9 @@ class Http1Parser:
         msg = self.msg
         p = self.llp
         raw = self.raw
+        names = _NAMES
         try:
-            msg.headers = tuple([(n.decode("latin-1"), v.decode()) for n, v in raw])
+            msg.headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
         except UnicodeDecodeError:
             msg.headers = _headers(raw)
         clen = self.clen

@@ -14,6 +14,8 @@ are given up as unanswered.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from dataclasses import fields
 from hashlib import blake2b
 
 from streams.dissect.base import DissectEvent, DissectFailed
@@ -25,7 +27,7 @@ from streams.dissect.http.parser import (
     decode_text,
 )
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
+from wiretide.records import ApiCall, record_maker
 
 PROTOCOL = "http"
 DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up
@@ -60,6 +62,22 @@ def split_target(url: bytes) -> tuple[str, str]:
     if k < 0:
         return u, ""
     return u[:k], u[k + 1 :]
+
+
+# The field order `_call` passes values in; should ApiCall's differ, go by name instead.
+_CALL_ORDER = (
+    "call_id", "protocol", "ts_ns", "src_ip", "src_port", "dst_ip", "dst_port", "flow_id",
+    "node", "source", "tls", "method", "path", "query", "request_version", "request_headers",
+    "request_body", "request_body_size", "request_end_ns", "status", "reason",
+    "response_version", "response_headers", "response_body", "response_body_size",
+    "response_ts_ns", "response_end_ns", "flags",
+)  # fmt: skip
+if tuple(f.name for f in fields(ApiCall)) == _CALL_ORDER:
+    _new_call: Callable[..., ApiCall] = record_maker(ApiCall)  # type: ignore[assignment]
+else:  # pragma: no cover - only if ApiCall changes shape
+
+    def _new_call(*values: object) -> ApiCall:
+        return ApiCall(**dict(zip(_CALL_ORDER, values, strict=True)))  # type: ignore[arg-type]
 
 
 def _flags(*lists: list[str]) -> tuple[str, ...]:
@@ -359,33 +377,38 @@ class Http1Dissector:
                 request_end_ns=req.end_ts,
                 flags=_flags(req.flags, ["no_response"]),
             )
-        return ApiCall(
-            call_id=call_id(f.flow_id, req.seq, req.ts),
-            protocol=PROTOCOL,
-            ts_ns=req.ts,
-            src_ip=src_ip,
-            src_port=src_port,
-            dst_ip=dst_ip,
-            dst_port=dst_port,
-            flow_id=f.flow_id,
-            node=f.node,
-            source=f.source,
-            tls=f.source == "tls",
-            method=req.method,
-            path=path,
-            query=query,
-            request_version=req.version,
-            request_headers=req.headers,
-            request_body=req.body,
-            request_body_size=req.wire_size,
-            request_end_ns=req.end_ts,
-            status=resp.status,
-            reason=decode_text(resp.reason),
-            response_version=resp.version,
-            response_headers=resp.headers,
-            response_body=resp.body,
-            response_body_size=resp.wire_size,
-            response_ts_ns=resp.ts,
-            response_end_ns=resp.end_ts,
-            flags=_flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else []),
+        if req.flags or resp.flags or resp.upgrade:
+            flags = _flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else [])
+        else:
+            flags = ()
+        source = f.source
+        return _new_call(  # positional: the order of ApiCall's fields
+            call_id(f.flow_id, req.seq, req.ts),  # call_id
+            PROTOCOL,  # protocol
+            req.ts,  # ts_ns
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            f.flow_id,  # flow_id
+            f.node,  # node
+            source,  # source
+            source == "tls",  # tls
+            req.method,  # method
+            path,
+            query,
+            req.version,  # request_version
+            req.headers,  # request_headers
+            req.body,  # request_body
+            req.wire_size,  # request_body_size
+            req.end_ts,  # request_end_ns
+            resp.status,  # status
+            decode_text(resp.reason),  # reason
+            resp.version,  # response_version
+            resp.headers,  # response_headers
+            resp.body,  # response_body
+            resp.wire_size,  # response_body_size
+            resp.ts,  # response_ts_ns
+            resp.end_ts,  # response_end_ns
+            flags,
         )
