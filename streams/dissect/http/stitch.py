@@ -326,11 +326,9 @@ class Http1Dissector:
     def _call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
         f = self.flow
         src_ip, src_port, dst_ip, dst_port = self._src
-        if req is None:  # a response whose request was never seen
-            return ApiCall(
-                call_id=call_id(f.flow_id, resp.seq, resp.ts),
+        if req is None or resp is None:  # half a call: the rare path, built by keyword
+            half = dict(
                 protocol=PROTOCOL,
-                ts_ns=resp.ts,
                 src_ip=src_ip,
                 src_port=src_port,
                 dst_ip=dst_ip,
@@ -339,6 +337,11 @@ class Http1Dissector:
                 node=f.node,
                 source=f.source,
                 tls=f.source == "tls",
+            )
+        if req is None:  # a response whose request was never seen
+            return ApiCall(
+                call_id=call_id(f.flow_id, resp.seq, resp.ts),
+                ts_ns=resp.ts,
                 request_end_ns=resp.ts,
                 status=resp.status,
                 reason=decode_text(resp.reason),
@@ -349,6 +352,7 @@ class Http1Dissector:
                 response_ts_ns=resp.ts,
                 response_end_ns=resp.end_ts,
                 flags=_flags(["no_request"], resp.flags),
+                **half,
             )
         if req.method == "CONNECT":
             path, query = req.url.decode("latin-1"), ""
@@ -357,16 +361,7 @@ class Http1Dissector:
         if resp is None:
             return ApiCall(
                 call_id=call_id(f.flow_id, req.seq, req.ts),
-                protocol=PROTOCOL,
                 ts_ns=req.ts,
-                src_ip=src_ip,
-                src_port=src_port,
-                dst_ip=dst_ip,
-                dst_port=dst_port,
-                flow_id=f.flow_id,
-                node=f.node,
-                source=f.source,
-                tls=f.source == "tls",
                 method=req.method,
                 path=path,
                 query=query,
@@ -376,6 +371,7 @@ class Http1Dissector:
                 request_body_size=req.wire_size,
                 request_end_ns=req.end_ts,
                 flags=_flags(req.flags, ["no_response"]),
+                **half,
             )
         if req.flags or resp.flags or resp.upgrade:
             flags = _flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else [])
