@@ -84,12 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from confluent_kafka import KafkaException
+
     from wiretide import commands
 
     try:
         return getattr(commands, f"run_{args.command}")(args)
     except WiretideError as exc:
         print(f"wiretide: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KafkaException as exc:
+        print(f"wiretide: error: Kafka: {exc.args[0].str() if exc.args else exc}; "
+              "check the broker (wiretide broker status) and retry", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("wiretide: interrupted", file=sys.stderr)

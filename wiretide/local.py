@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from wiretide import config
 from wiretide.errors import WiretideError
@@ -53,8 +53,9 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return proc.returncode
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int:
-    """Messages of `topic` that `group` has not committed yet (all partitions)."""
+def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
+    """Messages of `topic` that `group` has not committed yet (all partitions); None while
+    Kafka cannot tell (a coordinator moving or loading: ask again)."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )
@@ -70,6 +71,8 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
             done = tp.offset if tp.offset >= 0 else low
             lag += max(0, high - done)
         return lag
+    except KafkaException:
+        return None
     finally:
         consumer.close()
 
@@ -133,15 +136,15 @@ def wait_until_stored(
         while True:
             supervisor.check()
             lag = group_lag(bootstrap, group, topic)
-            if on_progress:
+            if lag is not None and on_progress:
                 on_progress(stage, lag)
             if lag == 0:
                 break
-            if lag != last_lag:
+            if lag is not None and lag != last_lag:
                 last_lag, last_change = lag, time.monotonic()
             elif time.monotonic() - last_change > stall_timeout:
                 raise PipelineError(
                     f"{stage} made no progress for {stall_timeout:.0f}s "
-                    f"({lag} messages left); see {supervisor.data / 'logs'}"
+                    f"({last_lag} messages left); see {supervisor.data / 'logs'}"
                 )
             time.sleep(0.3)
