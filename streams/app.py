@@ -70,6 +70,7 @@ class PartitionState:
     waiting: deque[tuple[int, EventT]] = field(default_factory=deque)  # in offset order
     released: set[int] = field(default_factory=set)
     next_token: int = 0
+    last_offset: int = -1
 
 
 partitions: dict[TP, PartitionState] = {}
@@ -106,7 +107,15 @@ def _ack_released(state: PartitionState, released: list[int]) -> None:
 @app.agent(segments_topic)
 async def reassemble(stream: faust.StreamT) -> None:
     async for event in stream.noack().events():
-        state = _state(event.message.tp, event.message.generation_id)
+        message = event.message
+        # Faust re-yields the previous event when it skips one from an older group
+        # generation; either kind must not touch the state of the current generation.
+        if message.generation_id != app.consumer_generation_id:
+            continue
+        state = _state(message.tp, message.generation_id)
+        if message.offset <= state.last_offset:
+            continue
+        state.last_offset = message.offset
         token = state.next_token
         state.next_token += 1
         state.waiting.append((token, event))

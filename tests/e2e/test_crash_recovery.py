@@ -64,6 +64,7 @@ def reference(capture: Path, kafka: str, tmp_path_factory: pytest.TempPathFactor
     run_wiretide(["tap", "--pcap", str(capture)], env)
     calls = _stored(env)
     assert len(calls) > 20000
+    assert [c for c in calls if c["flags"]] == []  # a clean capture: every call complete
     return sorted(_key(c) for c in calls)
 
 
@@ -106,5 +107,6 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
     assert f"restarted after a crash: {role}" in out
     assert f"stored {len(reference)} calls" in out
     calls = _stored(wt_env)
+    assert [c for c in calls if c["flags"]] == []
     assert len({c["id"] for c in calls}) == len(calls)
     assert sorted(_key(c) for c in calls) == reference
