@@ -68,12 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
         "filter",
         nargs="?",
         default="",
-        metavar="FILTER",
-        help="a protocol name such as http (KFL comes later)",
+        metavar="KFL",
+        help="a KFL filter, e.g. 'http and response.status >= 500' (default: every call)",
     )
     query.add_argument("--json", action="store_true", help="one JSON object per line")
     query.add_argument("--limit", type=int, help="print only the newest N calls")
     _common(query, kafka=False)
+
+    kfl = sub.add_parser("kfl", help="check a KFL filter, list the fields it knows")
+    kfl_sub = kfl.add_subparsers(dest="kfl_command", required=True, metavar="ACTION")
+    check = kfl_sub.add_parser("check", help="validate a filter and show how it is read")
+    check.add_argument("filter", metavar="KFL")
+    kfl_sub.add_parser("fields", help="list the fields and aliases a filter can use")
 
     worker = sub.add_parser("worker", help="run a stream worker (Faust) in the foreground")
     _common(worker, store=False)
@@ -94,8 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wiretide: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KafkaException as exc:
-        print(f"wiretide: error: Kafka: {exc.args[0].str() if exc.args else exc}; "
-              "check the broker (wiretide broker status) and retry", file=sys.stderr)
+        print(
+            f"wiretide: error: Kafka: {exc.args[0].str() if exc.args else exc}; "
+            "check the broker (wiretide broker status) and retry",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("wiretide: interrupted", file=sys.stderr)

@@ -114,23 +114,28 @@ def _chain(first, rest):  # noqa: ANN001, ANN202
 def run_query(args: argparse.Namespace) -> int:
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.reader import read_calls
+    from wiretide.kfl import parse, to_sql
 
-    data = config.data_dir(args.data)
-    protocol = args.filter.strip() or None
-    if protocol and not protocol.isidentifier():
-        raise WiretideError(
-            f"unsupported filter {args.filter!r}: give a protocol name such as http"
-        )
     if args.limit is not None and args.limit < 0:
         raise WiretideError("--limit must be zero or more")
-    store = open_store(config.store_dsn(data, args.clickhouse))
-    calls = read_calls(store, protocol=protocol, limit=args.limit)
+    query = parse(args.filter)  # before opening the store: a typo costs nothing
+    where, params = to_sql(query)
+    limit = args.limit if args.limit is not None else query.limit
+    store = open_store(config.store_dsn(config.data_dir(args.data), args.clickhouse))
+    calls = read_calls(store, limit=limit, where_sql=where, params=params)
     out = sys.stdout
     for call in calls:
         if args.json:
             out.write(json.dumps(call, ensure_ascii=False) + "\n")
         else:
             out.write(_one_line(call) + "\n")
+    return 0
+
+
+def run_kfl(args: argparse.Namespace) -> int:
+    from wiretide.kfl import check, describe_fields
+
+    print(check(args.filter) if args.kfl_command == "check" else describe_fields())
     return 0
 
 
