@@ -25,6 +25,7 @@ class SegmentPublisher:
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
+                "log_level": 3,  # transient warnings (a coordinator loading) are retried
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 20,

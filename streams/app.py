@@ -45,6 +45,9 @@ app = faust.App(
     producer_max_request_size=16 * 1024 * 1024,
     consumer_max_fetch_size=16 * 1024 * 1024,
     stream_buffer_maxsize=8192,
+    # Events held by open flows stay unacked on purpose; a rebalance must not wait for
+    # them (the next owner replays them from the committed offset).
+    stream_wait_empty=False,
 )
 segments_topic = app.topic(
     config.SEGMENTS_TOPIC,

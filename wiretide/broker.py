@@ -257,7 +257,7 @@ def _broker_ready(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+        md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3}).list_topics(timeout=2)
     except Exception:  # not ready yet: any client error means "try again"
         return False
     return bool(md.brokers)

@@ -57,7 +57,12 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
     """Messages of `topic` that `group` has not committed yet (all partitions); None while
     Kafka cannot tell (a coordinator moving or loading: ask again)."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
     )
     try:
         md = consumer.list_topics(topic, timeout=10)
