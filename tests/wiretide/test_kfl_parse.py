@@ -341,3 +341,13 @@ def test_fields_only_from_the_fixed_map() -> None:
     where, params = to_sql(parse('request.headers["x`y"] == "1" and path == "p"'))
     assert "x`y" not in where and params["kfl0"] == "x`y"
     assert not isinstance(parse("http").filter, Bool)
+
+
+def test_a_repeated_non_ascii_character_must_be_grouped() -> None:
+    """ClickHouse's substring pre-filter reads `Éé?` as requiring `é`; Python's `re` does
+    not. Refusing the form (with the fix in the message) keeps both back ends equal."""
+    from wiretide.kfl import KflError, parse
+
+    with pytest.raises(KflError, match=r"1:14: .*\(é\)\?"):
+        parse('path.matches(r"/Éé?")')
+    parse('path.matches(r"/É(é)?")')

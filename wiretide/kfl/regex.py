@@ -61,6 +61,12 @@ def to_python(pattern: str) -> str:
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
+        if ch in "*+?{" and i and ord(pattern[i - 1]) > 127:
+            # ClickHouse pre-filters on a required substring built byte by byte, which
+            # wrongly keeps all of `é` in `xé?`: the two sides would disagree.
+            raise RegexError(
+                f"to repeat a non-ASCII character, put it in a group: ({pattern[i - 1]}){ch}", i
+            )
         if ch == "\\":
             if i + 1 >= n:
                 raise RegexError("regex ends with a lone backslash", i)
