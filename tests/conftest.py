@@ -12,8 +12,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from wiretide.broker import LocalBroker
+
+# CI replays the same examples every run (a new counterexample should be found on a
+# developer's machine, not block a landing at random); no per-example deadline there.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
