@@ -12,7 +12,7 @@ class FlowBatcher:
     batches share one key, so they land on one partition in order.
     """
 
-    def __init__(self, max_segments: int = 64, max_bytes: int = 256 * 1024) -> None:
+    def __init__(self, max_segments: int = 256, max_bytes: int = 1024 * 1024) -> None:
         self.max_segments = max_segments
         self.max_bytes = max_bytes
         self._open: dict[str, tuple[list[Segment], list[int]]] = {}
