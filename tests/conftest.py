@@ -47,16 +47,21 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> str:
     broker.stop()
 
 
-@pytest.fixture
-def wt_env(kafka: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for `wiretide` processes: this test's own topics, groups and data dir."""
+def pipeline_env(kafka: str, data: Path) -> dict[str, str]:
+    """Environment for `wiretide` processes with their own topics, groups and data dir."""
     return dict(
         os.environ,
         WIRETIDE_KAFKA=kafka,
         WIRETIDE_PREFIX=f"t{uuid.uuid4().hex[:8]}-",
-        WIRETIDE_DATA=str(tmp_path / "data"),
+        WIRETIDE_DATA=str(data),
         PYTHONUNBUFFERED="1",
     )
+
+
+@pytest.fixture
+def wt_env(kafka: str, tmp_path: Path) -> dict[str, str]:
+    """A test's own pipeline environment on the session's broker."""
+    return pipeline_env(kafka, tmp_path / "data")
 
 
 def run_wiretide(

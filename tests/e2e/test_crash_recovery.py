@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, needs, run_wiretide
+from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
 
 pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump")]
 
@@ -52,15 +52,7 @@ def _key(call: dict) -> tuple:
 
 @pytest.fixture(scope="module")
 def reference(capture: Path, kafka: str, tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
-    import os
-    import uuid
-
-    env = dict(
-        os.environ,
-        WIRETIDE_KAFKA=kafka,
-        WIRETIDE_PREFIX=f"ref{uuid.uuid4().hex[:6]}-",
-        WIRETIDE_DATA=str(tmp_path_factory.mktemp("ref")),
-    )
+    env = pipeline_env(kafka, tmp_path_factory.mktemp("ref"))
     run_wiretide(["tap", "--pcap", str(capture)], env)
     calls = _stored(env)
     assert len(calls) > 20000

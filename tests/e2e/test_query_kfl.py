@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import GOLDEN, run_wiretide
+from tests.conftest import GOLDEN, pipeline_env, run_wiretide
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 EXPECTED = json.loads((GOLDEN / "e2e" / "http_basic.expected.json").read_text())
@@ -20,15 +20,7 @@ def _where(pred) -> list[tuple]:  # noqa: ANN001
 
 @pytest.fixture(scope="module")
 def env(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    import os
-    import uuid
-
-    env = dict(
-        os.environ,
-        WIRETIDE_KAFKA=kafka,
-        WIRETIDE_PREFIX=f"q{uuid.uuid4().hex[:6]}-",
-        WIRETIDE_DATA=str(tmp_path_factory.mktemp("kfl")),
-    )
+    env = pipeline_env(kafka, tmp_path_factory.mktemp("kfl"))
     run_wiretide(["tap", "--pcap", str(PCAP)], env)
     return env
 
