@@ -79,12 +79,18 @@ class PartitionState:
 partitions: dict[TP, PartitionState] = {}
 
 
-def _state(tp: TP, generation: int) -> PartitionState:
-    """The partition's state in this group generation. After a rebalance the consumer
-    resumes from the committed offset, so state built before it would see bytes twice."""
+def _state(tp: TP, generation: int, offset: int) -> PartitionState:
+    """The partition's state for an event. After a rebalance a kept partition either
+    continues where it was (keep the state) or goes back to the committed offset
+    (start over: the replay rebuilds every open flow)."""
     state = partitions.get(tp)
-    if state is None or state.generation != generation:
+    if state is None or (state.generation != generation and offset != state.last_offset + 1):
+        if state is not None and offset > state.last_offset + 1:
+            app.log.warning(
+                "partition %s resumed at %d after %d: flows restart", tp, offset, state.last_offset
+            )
         state = partitions[tp] = PartitionState(generation, Pipeline(REGISTRY, POLICY))
+    state.generation = generation
     return state
 
 
@@ -115,7 +121,7 @@ async def reassemble(stream: faust.StreamT) -> None:
         # generation; either kind must not touch the state of the current generation.
         if message.generation_id != app.consumer_generation_id:
             continue
-        state = _state(message.tp, message.generation_id)
+        state = _state(message.tp, message.generation_id, message.offset)
         if message.offset <= state.last_offset:
             continue
         state.last_offset = message.offset
@@ -147,8 +153,8 @@ async def expire_idle_flows() -> None:
         _ack_released(state, result.released)
 
 
-@app.on_partitions_revoked.connect
-async def forget_revoked(app: faust.App, revoked: set[TP], **kwargs: object) -> None:
-    # Whoever gets these partitions next replays them from the committed offset.
-    for tp in revoked:
-        partitions.pop(tp, None)
+@app.on_partitions_assigned.connect
+async def forget_moved(app: faust.App, assigned: set[TP], **kwargs: object) -> None:
+    # Partitions now owned elsewhere are replayed there from the committed offset.
+    for tp in set(partitions) - set(assigned):
+        del partitions[tp]
