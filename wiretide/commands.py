@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -70,7 +71,7 @@ def run_tap(args: argparse.Namespace) -> int:
         batcher = FlowBatcher()
         size = max(1, os.path.getsize(args.pcap))
         if first is not None:
-            for seg in _chain(first, segments):
+            for seg in itertools.chain((first,), segments):
                 full = batcher.add(seg)
                 if full is not None:
                     publisher.publish(*full)
@@ -104,11 +105,6 @@ def run_tap(args: argparse.Namespace) -> int:
     if restarts:
         print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
     return 0
-
-
-def _chain(first, rest):  # noqa: ANN001, ANN202
-    yield first
-    yield from rest
 
 
 def run_query(args: argparse.Namespace) -> int:
