@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Producer
@@ -49,7 +50,7 @@ class CallSink:
         self._dlq = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
         self._consumer.subscribe([config.CALLS_TOPIC])
 
-    def run(self, should_stop: callable) -> None:  # type: ignore[valid-type]
+    def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
             self.step()
         self._consumer.close()
