@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector
+from streams.dissect.opaque import OpaqueDissector
 from streams.dissect.registry import Registry
 from streams.reassembly.events import (
     DataReceived,
@@ -21,6 +22,7 @@ from streams.reassembly.events import (
     StreamEvent,
 )
 from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.udp import UdpTracker
 from streams.redact import RedactionPolicy, redact
 from wiretide.records import ApiCall, Segment, segment_flow_id
 
@@ -43,7 +45,8 @@ class Pipeline:
         self.registry = registry
         self.policy = policy
         self.reassembler = reassembler or TcpReassembler()
-        self.dissectors: dict[str, Dissector | None] = {}
+        self.udp = UdpTracker()
+        self.dissectors: dict[str, Dissector] = {}
         self._held: dict[str, list[int]] = {}  # flow id -> tokens waiting on it
         self._refs: dict[int, int] = {}  # token -> flows still holding it
         self.max_ts_ns = 0
@@ -57,11 +60,16 @@ class Pipeline:
         feed = self.reassembler.feed
         fids = self._fids
         for seg in segments:
-            if seg.transport != "tcp":
-                self.skipped_segments += 1
-                continue
             if seg.ts_ns > self.max_ts_ns:
                 self.max_ts_ns = seg.ts_ns
+            if seg.transport != "tcp":
+                if seg.transport != "udp":
+                    self.skipped_segments += 1
+                    continue
+                fid = segment_flow_id(seg)
+                touched.add(fid)
+                self._handle(self.udp.feed(seg, fid), out)
+                continue
             key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
             fid = fids.get(key)
             if fid is None:
@@ -73,7 +81,7 @@ class Pipeline:
         if touched:
             self._hold(token, touched)
             self._release_quiescent(touched, out)
-        else:  # a message with no TCP flow in it (UDP only, say) is free at once
+        else:  # a message with no flow in it is free at once
             out.released.append(token)
         return out
 
@@ -81,12 +89,14 @@ class Pipeline:
         """Close flows idle since before `now_ns` minus the reassembler's idle timeout."""
         out = Processed()
         self._handle(self.reassembler.expire(now_ns), out)
+        self._handle(self.udp.expire(now_ns), out)
         return out
 
     def finish(self, token: int | None = None) -> Processed:
         """End of input (a capture replayed to its end): close every flow."""
         out = Processed()
         self._handle(self.reassembler.close_all(self.max_ts_ns), out)
+        self._handle(self.udp.close_all(self.max_ts_ns), out)
         for fid in list(self._held):
             self._release(fid, out)
         if token is not None:
@@ -105,12 +115,14 @@ class Pipeline:
                 dissector = self.dissectors.get(fid, _UNSEEN)
                 if dissector is _UNSEEN:
                     factory = self.registry.detect(ev.flow, ev.data)
-                    dissector = factory(ev.flow) if factory else None  # None: opaque flow
+                    if factory is not None:
+                        dissector = factory(ev.flow)
+                    else:
+                        dissector = OpaqueDissector(ev.flow, fid.partition(":")[0])
                     self.dissectors[fid] = dissector
-                if dissector is not None:
-                    events = dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq)
-                    if events:
-                        self._emit(events, out)
+                events = dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq)
+                if events:
+                    self._emit(events, out)
             elif isinstance(ev, GapSkipped):
                 dissector = self.dissectors.get(ev.flow.flow_id)
                 if dissector is not None:
@@ -138,7 +150,7 @@ class Pipeline:
     def _release_quiescent(self, flows: set[str], out: Processed) -> None:
         for fid in flows:
             dissector = self.dissectors.get(fid)
-            if self.reassembler.is_quiescent(fid) and (dissector is None or dissector.idle):
+            if (dissector is None or dissector.idle) and self.reassembler.is_quiescent(fid):
                 self._release(fid, out)
 
     def _release(self, fid: str, out: Processed) -> None:

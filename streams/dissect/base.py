@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from hashlib import blake2b
+from typing import Any, Protocol
 
 from streams.reassembly.events import Direction, Flow
 from wiretide.records import ApiCall
@@ -23,6 +24,31 @@ class DissectFailed:
 
 
 DissectEvent = ApiCall | DissectFailed
+
+
+def call_id(flow_id: str, seq: int, ts_ns: int) -> str:
+    """Stable id of a call: the same captured bytes always give the same id, so a call
+    replayed after a crash replaces its first copy in storage."""
+    return blake2b(f"{flow_id}|{seq}|{ts_ns}".encode(), digest_size=16).hexdigest()
+
+
+def new_call(flow: Flow, protocol: str, seq: int, ts_ns: int, **fields: Any) -> ApiCall:
+    """An `ApiCall` of `flow` whose request began at TCP sequence `seq` (or datagram
+    number, for UDP) at `ts_ns`; `fields` are the protocol's (see README.md here)."""
+    return ApiCall(
+        call_id=call_id(flow.flow_id, seq, ts_ns),
+        protocol=protocol,
+        ts_ns=ts_ns,
+        src_ip=flow.client_ip,
+        src_port=flow.client_port,
+        dst_ip=flow.server_ip,
+        dst_port=flow.server_port,
+        flow_id=flow.flow_id,
+        node=flow.node,
+        source=flow.source,
+        tls=flow.source == "tls",
+        **fields,
+    )
 
 
 class Dissector(Protocol):
@@ -54,6 +80,7 @@ class Dissector(Protocol):
 class DissectorFactory(Protocol):
     protocol: str
     ports: frozenset[int]
+    # Optional class attribute `transports: frozenset[str]` ({"tcp"} when absent).
 
     def probe(self, data: bytes) -> float:
         """Confidence 0..1 that `data` (first bytes of a direction) is this protocol."""

@@ -10,18 +10,27 @@ from streams.reassembly.events import Flow
 MIN_PROBE_SCORE = 0.5
 
 
+def transports(factory: DissectorFactory) -> frozenset[str]:
+    return getattr(factory, "transports", frozenset({"tcp"}))
+
+
 class Registry:
     def __init__(self, factories: Sequence[DissectorFactory]) -> None:
         self.factories = list(factories)
+        self._by_transport: dict[str, list[DissectorFactory]] = {}
+        for factory in self.factories:
+            for transport in transports(factory):
+                self._by_transport.setdefault(transport, []).append(factory)
 
     def detect(self, flow: Flow, first_bytes: bytes) -> DissectorFactory | None:
         """Pick a dissector for a flow from its first bytes (either direction)."""
-        hinted = [f for f in self.factories if flow.server_port in f.ports]
+        candidates = self._by_transport.get(flow.flow_id.partition(":")[0], ())
+        hinted = [f for f in candidates if flow.server_port in f.ports]
         for factory in hinted:
             if factory.probe(first_bytes) >= MIN_PROBE_SCORE:
                 return factory
         best, score = None, MIN_PROBE_SCORE
-        for factory in self.factories:
+        for factory in candidates:
             s = factory.probe(first_bytes)
             if s >= score:
                 best, score = factory, s
@@ -29,6 +38,7 @@ class Registry:
 
 
 def default_registry() -> Registry:
+    """Every dissector Wiretide ships, in the order ties are broken."""
     from streams.dissect.http import HTTP1
 
     return Registry([HTTP1])

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.dissect.base import DissectFailed
+from streams.dissect.base import DissectFailed, call_id
 from streams.dissect.http import HTTP1, Http1Dissector, Http1Factory
-from streams.dissect.http.stitch import call_id, split_target
+from streams.dissect.http.stitch import split_target
 from streams.reassembly.events import Direction, Flow
 from wiretide.records import ApiCall, flow_id
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import fields
-from hashlib import blake2b
 
-from streams.dissect.base import DissectEvent, DissectFailed
+from streams.dissect.base import DissectEvent, DissectFailed, call_id
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import (
     DEFAULT_MAX_BODY,
@@ -32,11 +31,6 @@ from wiretide.records import ApiCall, record_maker
 PROTOCOL = "http"
 DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up
 _DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
-
-
-def call_id(flow_id: str, seq: int, ts_ns: int) -> str:
-    """Stable id of a call: the same captured bytes always give the same id."""
-    return blake2b(f"{flow_id}|{seq}|{ts_ns}".encode(), digest_size=16).hexdigest()
 
 
 def split_target(url: bytes) -> tuple[str, str]:

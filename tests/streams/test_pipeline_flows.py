@@ -1,0 +1,70 @@
+"""Flows no dissector claims, and UDP: they still reach the calls topic as `tcp`/`udp`
+records with endpoints, bytes each way and timings (what the service map needs)."""
+
+from __future__ import annotations
+
+from streams.dissect.registry import Registry, default_registry
+from streams.pipeline import Pipeline
+from streams.redact import RedactionPolicy
+from wiretide.records import ACK, FIN, PSH, SYN, Segment
+
+CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 7777)
+
+
+def tcp(src, dst, seq, payload=b"", flags=ACK | PSH, ts=0):
+    return Segment(ts, src[0], src[1], dst[0], dst[1], seq, 0, flags, payload)
+
+
+def udp(src, dst, payload, ts):
+    return Segment(ts, src[0], src[1], dst[0], dst[1], 0, 0, 0, payload, transport="udp")
+
+
+def run(segments, registry=None):
+    pipe = Pipeline(registry or default_registry(), RedactionPolicy.default())
+    calls = []
+    for token, seg in enumerate(segments):
+        calls += pipe.process(token, [seg]).calls
+    return calls + pipe.finish().calls, pipe
+
+
+def test_unknown_tcp_flow_becomes_one_tcp_record_with_bytes_and_timings():
+    segs = [
+        tcp(CLIENT, SERVER, 100, flags=SYN, ts=1_000),
+        tcp(SERVER, CLIENT, 900, flags=SYN | ACK, ts=2_000),
+        tcp(CLIENT, SERVER, 101, b"\x00\x01binary hello", ts=3_000),
+        tcp(SERVER, CLIENT, 901, b"\xff" * 40, ts=5_000),
+        tcp(CLIENT, SERVER, 115, b"more", ts=6_000),
+        tcp(CLIENT, SERVER, 119, flags=FIN | ACK, ts=7_000),
+        tcp(SERVER, CLIENT, 941, flags=FIN | ACK, ts=8_000),
+    ]
+    calls, _ = run(segs)
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.protocol == "tcp"
+    assert (call.src_ip, call.src_port, call.dst_ip, call.dst_port) == (*CLIENT, *SERVER)
+    assert (call.request_body_size, call.response_body_size) == (18, 40)
+    assert (call.ts_ns, call.response_ts_ns, call.response_end_ns) == (3_000, 5_000, 5_000)
+    assert call.request_end_ns == 6_000
+    assert call.flags == ()
+
+
+def test_udp_datagrams_without_a_dissector_become_a_udp_record():
+    segs = [
+        udp(CLIENT, ("10.0.0.2", 9999), b"ping", 10),
+        udp(("10.0.0.2", 9999), CLIENT, b"pong!", 20),
+        udp(CLIENT, ("10.0.0.2", 9999), b"ping", 30),
+    ]
+    calls, pipe = run(segs, Registry([]))
+    assert pipe.skipped_segments == 0
+    [call] = calls
+    assert call.protocol == "udp"
+    assert (call.src_port, call.dst_port) == (40000, 9999)
+    assert (call.request_body_size, call.response_body_size) == (8, 5)
+
+
+def test_udp_flow_closes_when_idle_and_its_tokens_are_released():
+    pipe = Pipeline(Registry([]), RedactionPolicy.default())
+    out = pipe.process(0, [udp(CLIENT, ("10.0.0.2", 9999), b"x", 1)])
+    assert out.released == [0]  # an opaque flow never holds commits back
+    expired = pipe.expire(1 + 31 * 1_000_000_000)
+    assert [c.protocol for c in expired.calls] == ["udp"]
