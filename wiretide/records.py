@@ -90,6 +90,13 @@ class ApiCall:
     response_end_ns: int = 0
     # "no_response", "request_truncated", "response_truncated", "gap", "malformed", ...
     flags: tuple[str, ...] = field(default=())
+    # Kubernetes identity of each side ("" when unknown), filled in by `enrich`.
+    src_pod: str = ""
+    src_namespace: str = ""
+    src_service: str = ""
+    dst_pod: str = ""
+    dst_namespace: str = ""
+    dst_service: str = ""
 
     @property
     def elapsed_ns(self) -> int:

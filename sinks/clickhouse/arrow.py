@@ -45,6 +45,12 @@ _PLAIN: tuple[tuple[str, str, pa.DataType], ...] = (
     ("response_ts_ns", "response_ts_ns", pa.int64()),
     ("response_end_ns", "response_end_ns", pa.int64()),
     ("elapsed_ns", "elapsed_ns", pa.int64()),
+    ("src_pod", "src_pod", pa.string()),
+    ("src_namespace", "src_namespace", pa.string()),
+    ("src_service", "src_service", pa.string()),
+    ("dst_pod", "dst_pod", pa.string()),
+    ("dst_namespace", "dst_namespace", pa.string()),
+    ("dst_service", "dst_service", pa.string()),
 )
 COLUMNS: tuple[str, ...] = (
     *(name for name, _, _ in _PLAIN),

@@ -97,8 +97,17 @@ class Migration:
     statements: tuple[str, ...]
 
 
+_ADD_IDENTITY = tuple(
+    f"ALTER TABLE {CALLS} ADD COLUMN IF NOT EXISTS {side}_{what} LowCardinality(String)"
+    for side in ("src", "dst")
+    for what in ("pod", "namespace", "service")
+)
+
 # Append only: never edit or renumber a migration that has shipped.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create calls", (_CREATE_CALLS,)),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create calls", (_CREATE_CALLS,)),
+    Migration(2, "kubernetes identity of both sides", _ADD_IDENTITY),
+)
 
 
 def applied_versions(client: Client) -> set[int]:

@@ -51,6 +51,12 @@ _FIELDS: dict[str, str] = {
     "response_ts_ns": "response_ts_ns",
     "response_end_ns": "response_end_ns",
     "flags": "flags",
+    "src_pod": "src_pod",
+    "src_namespace": "src_namespace",
+    "src_service": "src_service",
+    "dst_pod": "dst_pod",
+    "dst_namespace": "dst_namespace",
+    "dst_service": "dst_service",
 }
 _SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _FIELDS.items())
 _BYTES = {"request_body": "bytes", "response_body": "bytes"}

@@ -46,3 +46,20 @@ SELECTORS: dict[str, str] = {
     "response.body": _response("response_body"),
     "response.body_size": _response("response_body_size"),
 }
+
+
+def _identity(side: str) -> dict[str, str]:
+    pod, ns, svc = f"{side}_pod", f"{side}_namespace", f"{side}_service"
+    return {
+        f"{side}.name": f"if({pod} = '' AND {svc} = '', NULL, if({pod} != '', {pod}, {svc}))",
+        f"{side}.namespace": f"if({ns} = '', NULL, {ns})",
+        f"{side}.pod.name": f"if({pod} = '', NULL, {pod})",
+        f"{side}.pod.namespace": f"if({pod} = '', NULL, {ns})",
+        f"{side}.service.name": f"if({svc} = '', NULL, {svc})",
+        f"{side}.service.namespace": f"if({svc} = '', NULL, {ns})",
+    }
+
+
+# Kubernetes identity: NULL (missing) where unknown, as the view's None.
+SELECTORS.update(_identity("src"))
+SELECTORS.update(_identity("dst"))

@@ -4,7 +4,9 @@ Pure functions over `ApiCall`, so a live call (hub tail) and a stored one (`read
 look the same:
 
     {"id", "protocol", "timestamp", "timestamp_ns", "elapsed_ms", "flow_id",
-     "src": {"ip", "port"}, "dst": {"ip", "port"}, "node", "source", "tls", "flags",
+     "src": {"ip", "port", "name", "namespace", "pod": {"name", "namespace"},
+             "service": {"name", "namespace"}}, "dst": {...the same}, "node", "source",
+     "tls", "flags",
      "request": {"method", "path", "query", "version", "headers", "body",
                  "body_encoding", "body_size"},
      "response": {"status", "reason", "version", "headers", "body",
@@ -16,6 +18,8 @@ look the same:
   response (`response` is None then too).
 * headers: lower-cased names; a name seen more than once keeps one entry, its values
   joined with ", " in order (as HTTP allows for all but Set-Cookie, where it is lossy).
+* Kubernetes identity: `name` is the pod, else the service; any of them is None
+  when unknown (a plain IP outside the cluster, or a capture without Kubernetes).
 * bodies: `body` is text when the bytes are UTF-8 (`body_encoding` "utf-8"); a body
   cut mid-character by the capture cap still counts as text, the broken tail becomes
   U+FFFD. Anything else, or text with NUL bytes, is binary: `body` is base64 and
@@ -68,6 +72,17 @@ def has_response(call: ApiCall) -> bool:
     return call.response_ts_ns != 0
 
 
+def endpoint_view(ip: str, port: int, pod: str, namespace: str, service: str) -> dict[str, Any]:
+    return {
+        "ip": ip,
+        "port": port,
+        "name": pod or service or None,
+        "namespace": namespace or None,
+        "pod": {"name": pod, "namespace": namespace} if pod else None,
+        "service": {"name": service, "namespace": namespace} if service else None,
+    }
+
+
 def call_view(call: ApiCall) -> dict[str, Any]:
     request_body, request_encoding = body_view(call.request_body)
     response = None
@@ -89,8 +104,12 @@ def call_view(call: ApiCall) -> dict[str, Any]:
         "timestamp_ns": call.ts_ns,
         "elapsed_ms": call.elapsed_ns / 1e6 if response is not None else None,
         "flow_id": call.flow_id,
-        "src": {"ip": call.src_ip, "port": call.src_port},
-        "dst": {"ip": call.dst_ip, "port": call.dst_port},
+        "src": endpoint_view(
+            call.src_ip, call.src_port, call.src_pod, call.src_namespace, call.src_service
+        ),
+        "dst": endpoint_view(
+            call.dst_ip, call.dst_port, call.dst_pod, call.dst_namespace, call.dst_service
+        ),
         "node": call.node,
         "source": call.source,
         "tls": call.tls,

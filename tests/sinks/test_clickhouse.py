@@ -106,6 +106,10 @@ def test_round_trip_of_every_field_kind(store):
         response_body=b"\x89PNG\r\n\x1a\n\x00\xff\xfe",
         response_body_size=9,
         flags=("response_truncated", "gap"),
+        src_pod="front-7d9c-x2",
+        src_namespace="shop",
+        dst_namespace="shop",
+        dst_service="catalogue",
     )
     bare = make_call(
         2,
@@ -134,8 +138,17 @@ def test_round_trip_of_every_field_kind(store):
         "2026-01-01T00:00:00.000000Z"
     )
     assert one["elapsed_ms"] == pytest.approx(2.5)
-    assert one["src"] == {"ip": "fd00::1", "port": 65535}
-    assert one["dst"] == {"ip": "2001:db8::2", "port": 0}
+    assert one["src"] == {
+        "ip": "fd00::1",
+        "port": 65535,
+        "name": "front-7d9c-x2",
+        "namespace": "shop",
+        "pod": {"name": "front-7d9c-x2", "namespace": "shop"},
+        "service": None,
+    }
+    assert one["dst"]["name"] == "catalogue" and one["dst"]["pod"] is None
+    assert one["dst"]["service"] == {"name": "catalogue", "namespace": "shop"}
+    assert two["src"]["name"] is None and two["dst"]["namespace"] is None
     assert one["tls"] is True and one["flags"] == ["response_truncated", "gap"]
     request, response = one["request"], one["response"]
     assert request["path"] == "/ünïcødé/😀" and request["query"] == "q=caf%C3%A9&x=é"

@@ -184,6 +184,12 @@ def make_call(
         request_body=body(),
         request_body_size=pick([0, 5, 11, 2**40]),
         flags=tuple(f for f in FLAGS if pick([False, False, True])),
+        src_pod=pick(["", "", "front-1"]),
+        src_namespace=pick(["", "shop"]),
+        src_service=pick(["", "front"]),
+        dst_pod=pick(["", "db-0"]),
+        dst_namespace=pick(["", "", "data"]),
+        dst_service=pick(["", "catalogue"]),
         **response,
     )
 
@@ -247,6 +253,12 @@ STRING_FIELDS = [
     "flags.*",
     "src.name",
     "namespace",
+    "dst.name",
+    "src.namespace",
+    "src.pod.name",
+    "dst.pod.namespace",
+    "src.service.name",
+    "dst.service.namespace",
     *HEADER_FIELDS,
 ]
 INT_FIELDS = [
@@ -371,6 +383,8 @@ atoms = st.one_of(
                 "response.status",
                 "elapsed_ms",
                 "src.name",
+                "dst.pod.name",
+                "src.service.namespace",
                 "flags[0]",
                 "flags[2]",
                 *HEADER_FIELDS[:6],

@@ -8,10 +8,9 @@ presence condition and `<expr>`, so a comparison compiles to `presence AND expr 
 two-valued (never NULL), and index-friendly on the bare column. Only these fixed
 expressions are ever pasted into SQL text; every value is a bound parameter.
 
-Kubernetes identity (`src.name`, `dst.pod.namespace`, `namespace`, ...) is not stored
-yet: those fields are accepted and are *missing* on every call (comparisons with them
-are false; `x == nil` is true) until both the view (at the `view` path listed here) and
-SELECTORS (under the canonical name) carry them; then they work with no change here.
+Kubernetes identity (`src.name`, `dst.pod.namespace`, `namespace`, ...) is stored by
+the `enrich` stage; it is *missing* on calls whose endpoints are unknown (comparisons
+with it are false; `x == nil` is true).
 """
 
 from __future__ import annotations
