@@ -1,0 +1,231 @@
+"""Record the AMQP 0-9-1 golden capture: a real RabbitMQ broker and the real pika client
+on loopback, captured with tcpdump.
+
+    sudo /tmp/v/bin/python tests/golden/protocols/amqp/record.py
+
+Starts `rabbitmq-server` (Debian package) by hand on 127.0.0.1:21400 with its data, logs
+and Erlang ports (21401 distribution, 21402 epmd) under a temp dir, records
+`tcp port 21400` on `lo` into `basic.pcap`, runs `client_session` with pika and saves
+what the client sent and got back in `basic.facts.json` (the test checks the dissected
+calls against it), then stops tcpdump and the broker. Then regenerate the expected calls:
+
+    /tmp/v/bin/python -m tests.golden.protocols.dissect \
+        tests/golden/protocols/amqp/basic.pcap --write
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PORT, DIST_PORT, EPMD_PORT = 21400, 21401, 21402
+RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+EXCHANGE, QUEUE, ROUTING_KEY = "wt.orders", "wt.orders.q", "order.created"
+MISSING_QUEUE, MISSING_EXCHANGE = "wt.no-such-queue", "wt.no-such-exchange"
+
+
+def wait_port(port: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def start_broker(base: Path) -> subprocess.Popen:
+    (base / "plugins").write_text("")
+    (base / "env.conf").write_text("")
+    env = dict(
+        os.environ,
+        HOME=str(base),
+        RABBITMQ_NODE_PORT=str(PORT),
+        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+        RABBITMQ_DIST_PORT=str(DIST_PORT),
+        ERL_EPMD_PORT=str(EPMD_PORT),
+        RABBITMQ_NODENAME="wiretide_amqp@localhost",
+        RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
+        RABBITMQ_LOG_BASE=str(base / "log"),
+        RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "plugins"),
+        RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"),
+        RABBITMQ_ADVANCED_CONFIG_FILE=str(base / "advanced.config"),
+        RABBITMQ_CONF_ENV_FILE=str(base / "env.conf"),
+        RABBITMQ_PID_FILE=str(base / "pid"),
+    )
+    log = open(base / "server.out", "wb")  # noqa: SIM115 - lives as long as the broker
+    proc = subprocess.Popen([RABBIT], env=env, stdout=log, stderr=log, start_new_session=True)
+    wait_port(PORT)
+    return proc
+
+
+def stop_broker(proc: subprocess.Popen) -> None:
+    """Stop the broker's process group, then the epmd daemon it started on our port."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    epmd_env = dict(os.environ, ERL_EPMD_PORT=str(EPMD_PORT))
+    subprocess.run(["epmd", "-kill"], env=epmd_env, capture_output=True, check=False)
+
+
+def start_tcpdump(pcap: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    proc.stderr.readline()  # "listening on lo, ..." once the filter is in place
+    return proc
+
+
+def props_fact(props: Any) -> dict[str, Any]:
+    keys = ("content_type", "delivery_mode", "correlation_id", "reply_to", "message_id")
+    out = {k: getattr(props, k) for k in keys if getattr(props, k) is not None}
+    if props.headers:
+        out["headers"] = props.headers
+    return out
+
+
+def client_session() -> dict[str, Any]:
+    """Everything the broker is asked, with the answers pika hands back."""
+    import pika
+    from pika.exceptions import ChannelClosedByBroker
+
+    facts: dict[str, Any] = {"published": [], "delivered": [], "errors": []}
+    params = pika.ConnectionParameters(
+        "127.0.0.1", PORT, frame_max=4096, heartbeat=0, client_properties={"product": "wt-rec"}
+    )
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.exchange_declare(EXCHANGE, "direct")
+    ok = ch.queue_declare(QUEUE)
+    facts["queue_declare_ok"] = {
+        "queue": ok.method.queue,
+        "message_count": ok.method.message_count,
+        "consumer_count": ok.method.consumer_count,
+    }
+    ch.queue_bind(QUEUE, EXCHANGE, ROUTING_KEY)
+    ch.basic_qos(prefetch_count=10)
+
+    def publish(exchange: str, key: str, body: bytes, props: pika.BasicProperties) -> None:
+        ch.basic_publish(exchange, key, body, props)
+        facts["published"].append(
+            {
+                "exchange": exchange,
+                "routing_key": key,
+                "body_size": len(body),
+                "body_head": body[:64].decode(),
+                **props_fact(props),
+            }
+        )
+
+    publish(
+        EXCHANGE,
+        ROUTING_KEY,
+        b'{"order": 1, "item": "tea"}',
+        pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=2,
+            correlation_id="corr-1",
+            reply_to="wt.replies",
+            message_id="msg-1",
+            headers={"x-tenant": "acme", "attempt": 1},
+        ),
+    )
+    big = ("lorem ipsum " * 900).encode()  # 10800 bytes: three body frames at frame_max 4096
+    publish(EXCHANGE, ROUTING_KEY, big, pika.BasicProperties(content_type="text/plain"))
+    publish("", QUEUE, b"via the default exchange", pika.BasicProperties(message_id="msg-3"))
+
+    for method, props, body in ch.consume(QUEUE, inactivity_timeout=5):
+        assert method is not None, "a published message was not delivered"
+        facts["delivered"].append(
+            {
+                "consumer_tag": method.consumer_tag,
+                "delivery_tag": method.delivery_tag,
+                "exchange": method.exchange,
+                "routing_key": method.routing_key,
+                "body_size": len(body),
+                "body_head": body[:64].decode(),
+                **props_fact(props),
+            }
+        )
+        ch.basic_ack(method.delivery_tag)
+        if len(facts["delivered"]) == 3:
+            break
+    ch.cancel()
+
+    publish(EXCHANGE, ROUTING_KEY, b"fetch me", pika.BasicProperties(correlation_id="corr-4"))
+    for _ in range(20):  # the publish is asynchronous: poll until the broker has routed it
+        method, props, body = ch.basic_get(QUEUE)
+        if method is not None:
+            break
+        time.sleep(0.1)
+    assert method is not None
+    facts["get_ok"] = {"delivery_tag": method.delivery_tag, "body": body.decode()}
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    method, _, _ = ch.basic_get(QUEUE)
+    facts["get_empty"] = method is None
+
+    # Publisher confirms on a second channel: the broker acks (basic.ack from the server).
+    confirm = conn.channel()
+    confirm.confirm_delivery()
+    confirm.basic_publish(EXCHANGE, ROUTING_KEY, b"confirmed", pika.BasicProperties())
+    facts["confirmed_channel"] = confirm.channel_number
+    confirm.close()
+
+    # Errors: a passive declare of a missing queue, then a publish to a missing exchange.
+    try:
+        ch.queue_declare(MISSING_QUEUE, passive=True)
+    except ChannelClosedByBroker as e:
+        facts["errors"].append({"op": "queue.declare", "code": e.reply_code, "text": e.reply_text})
+    ch = conn.channel()
+    facts["error_channel"] = ch.channel_number
+    ch.basic_publish(MISSING_EXCHANGE, "nowhere", b"lost")
+    try:
+        ch.queue_declare(QUEUE, passive=True)  # the broker closes the channel first
+    except ChannelClosedByBroker as e:
+        facts["errors"].append({"op": "basic.publish", "code": e.reply_code, "text": e.reply_text})
+    ch = conn.channel()
+    ch.queue_delete(QUEUE)
+    ch.exchange_delete(EXCHANGE)
+    ch.close()
+    conn.close()
+    return facts
+
+
+def main() -> None:
+    if shutil.which("tcpdump") is None or not Path(RABBIT).exists():
+        raise SystemExit("needs tcpdump and rabbitmq-server (apt-get install rabbitmq-server)")
+    pcap, facts_path = HERE / "basic.pcap", HERE / "basic.facts.json"
+    with tempfile.TemporaryDirectory(prefix="wt-amqp-") as tmp:
+        broker = start_broker(Path(tmp))
+        try:
+            dump = start_tcpdump(pcap)
+            try:
+                facts = client_session()
+                time.sleep(1)  # let the last segments reach tcpdump
+            finally:
+                dump.send_signal(signal.SIGINT)
+                dump.wait(timeout=10)
+        finally:
+            stop_broker(broker)
+    facts_path.write_text(json.dumps(facts, indent=2) + "\n")
+    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {facts_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
