@@ -40,5 +40,6 @@ class Registry:
 def default_registry() -> Registry:
     """Every dissector Wiretide ships, in the order ties are broken."""
     from streams.dissect.http import HTTP1
+    from streams.dissect.postgresql import POSTGRESQL
 
-    return Registry([HTTP1])
+    return Registry([HTTP1, POSTGRESQL])
