@@ -1,0 +1,229 @@
+"""Pairs DNS queries with responses by transaction id and question, over UDP (one
+datagram per message) or TCP (length-prefixed messages), and builds the calls."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
+from streams.dissect.dns.events import DnsMessage
+from streams.dissect.dns.names import class_name, flag_text, opcode_name, rcode_name, type_name
+from streams.dissect.dns.parser import TcpFramer, parse_message
+from streams.reassembly.events import Direction, Flow
+from wiretide.records import ApiCall
+
+PROTOCOL = "dns"
+DEFAULT_MAX_PENDING = 1024  # queries waiting for a response, per flow
+MAX_FAILURES = 8  # malformed messages in a row before the flow goes opaque
+
+_Key = tuple[int, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A message with where it was on the wire."""
+
+    msg: DnsMessage
+    seq: int
+    ts: int
+    end_ts: int
+
+
+def _key(msg: DnsMessage) -> _Key:
+    if not msg.questions:
+        return (msg.txid, "", -1, -1)
+    q = msg.questions[0]
+    return (msg.txid, q.name.lower(), q.qtype, q.qclass)
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class DnsDissector:
+    protocol = PROTOCOL
+
+    def __init__(self, flow: Flow, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self.flow = flow
+        self.transport = flow.flow_id.partition(":")[0]
+        self.max_pending = max_pending
+        self._framers = (TcpFramer(), TcpFramer()) if self.transport == "tcp" else None
+        self._pending: OrderedDict[_Key, list[_Seen]] = OrderedDict()
+        self._n_pending = 0
+        self._failures = 0
+        self.opaque = False
+        self._closed = False
+
+    # ---------------------------------------------------------------- contract
+
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self.opaque or self._closed or not data:
+            return []
+        out: list[DissectEvent] = []
+        try:
+            if self._framers is None:
+                self._message(direction, bytes(data), seq, ts_ns, ts_ns, out)
+            else:
+                try:
+                    frames = self._framers[direction].feed(bytes(data), ts_ns, seq)
+                except DissectError as e:
+                    self._fail(direction, str(e), ts_ns, out)
+                    frames = []
+                for msg, mseq, mts in frames:
+                    self._message(direction, msg, mseq, mts, ts_ns, out)
+        except Exception as e:  # never raise out of the stage
+            self._fail(direction, f"internal dissector error: {type(e).__name__}: {e}", ts_ns, out)
+            self.opaque = True
+        return out
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self._framers is not None and not self.opaque:
+            self._framers[direction].gap()
+        return []
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        out: list[DissectEvent] = []
+        self._closed = True
+        for waiting in self._pending.values():
+            for q in waiting:
+                out.append(self._call(q, None))
+        self._pending.clear()
+        self._n_pending = 0
+        if self._framers is not None:
+            for f in self._framers:
+                f.buf = bytearray()
+        out.sort(key=lambda c: c.ts_ns)
+        return out
+
+    @property
+    def idle(self) -> bool:
+        if self._n_pending and not self.opaque:
+            return False
+        return self._framers is None or not (self._framers[0].buf or self._framers[1].buf)
+
+    @property
+    def buffered(self) -> int:
+        if self._framers is None:
+            return 0
+        return self._framers[0].buffered + self._framers[1].buffered
+
+    # ----------------------------------------------------------------- messages
+
+    def _fail(self, direction: int, reason: str, ts: int, out: list[DissectEvent]) -> None:
+        out.append(DissectFailed(self.flow.flow_id, PROTOCOL, Direction(direction), reason, ts))
+        self._failures += 1
+        if self._failures >= MAX_FAILURES:
+            self.opaque = True
+
+    def _message(
+        self, direction: int, raw: bytes, seq: int, ts: int, end_ts: int, out: list[DissectEvent]
+    ) -> None:
+        try:
+            msg = parse_message(raw)
+        except DissectError as e:
+            self._fail(direction, str(e), end_ts, out)
+            return
+        self._failures = 0
+        seen = _Seen(msg, seq, ts, end_ts)
+        if not msg.is_response:
+            self._query(seen, out)
+            return
+        key = _key(msg)
+        waiting = self._pending.get(key)
+        if waiting is None:  # a response without its question (FORMERR): the id alone
+            for k in self._pending:
+                if k[0] == msg.txid:
+                    key, waiting = k, self._pending[k]
+                    break
+        if waiting is None:
+            out.append(self._call(None, seen))
+            return
+        query = waiting.pop(0)
+        if not waiting:
+            del self._pending[key]
+        self._n_pending -= 1
+        out.append(self._call(query, seen))
+
+    def _query(self, seen: _Seen, out: list[DissectEvent]) -> None:
+        self._pending.setdefault(_key(seen.msg), []).append(seen)
+        self._n_pending += 1
+        if self._n_pending > self.max_pending:
+            # A one-sided capture or a silent server: give the oldest query up.
+            key, waiting = next(iter(self._pending.items()))
+            out.append(self._call(waiting.pop(0), None))
+            if not waiting:
+                del self._pending[key]
+            self._n_pending -= 1
+
+    # -------------------------------------------------------------------- calls
+
+    def _call(self, query: _Seen | None, response: _Seen | None) -> ApiCall:
+        first = query or response
+        assert first is not None
+        msg = first.msg
+        q = msg.questions[0] if msg.questions else None
+        fields: dict = {
+            "method": type_name(q.qtype) if q else "",
+            "path": q.name if q else "",
+        }
+        flags: list[str] = []
+        if query is not None:
+            qm = query.msg
+            headers = [
+                ("id", str(qm.txid)),
+                ("opcode", opcode_name(qm.opcode)),
+                ("flags", flag_text(qm.flags)),
+                ("transport", self.transport),
+            ]
+            if q is not None and q.qclass != 1:
+                headers.append(("class", class_name(q.qclass)))
+            if len(qm.questions) != 1:
+                headers.append(("questions", str(len(qm.questions))))
+            fields.update(
+                request_headers=tuple(headers),
+                request_body=_dumps(_request_body(qm)),
+                request_body_size=qm.size,
+                request_end_ns=query.end_ts,
+            )
+        else:
+            flags.append("no_request")
+            fields["request_end_ns"] = response.ts  # type: ignore[union-attr]
+        if response is not None:
+            rm = response.msg
+            sections = dict(zip(("answers", "authority", "additional"), rm.sections, strict=True))
+            fields.update(
+                status=rm.rcode,
+                reason=rcode_name(rm.rcode),
+                response_headers=(
+                    ("flags", flag_text(rm.flags)),
+                    ("ancount", str(rm.counts[0])),
+                    ("nscount", str(rm.counts[1])),
+                    ("arcount", str(rm.counts[2])),
+                ),
+                response_body=_dumps({k: list(v) for k, v in sections.items()}),
+                response_body_size=rm.size,
+                response_ts_ns=response.ts,
+                response_end_ns=response.end_ts,
+            )
+            if rm.truncated:
+                flags.append("response_truncated")
+        else:
+            flags.append("no_response")
+        return new_call(self.flow, PROTOCOL, first.seq, first.ts, flags=tuple(flags), **fields)
+
+
+def _request_body(msg: DnsMessage) -> dict:
+    body: dict = {
+        "questions": [
+            {"name": q.name, "type": type_name(q.qtype), "class": class_name(q.qclass)}
+            for q in msg.questions
+        ]
+    }
+    for name, records in zip(("answers", "authority", "additional"), msg.sections, strict=True):
+        if records:
+            body[name] = list(records)
+    return body
