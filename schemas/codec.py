@@ -23,7 +23,7 @@ class CodecError(Exception):
 def _named_schemas() -> dict[str, Any]:
     named: dict[str, Any] = {}
     # Order matters: a schema may refer to names defined by an earlier one.
-    for name in ("Segment", "SegmentBatch", "ApiCall", "CallBatch"):
+    for name in ("Segment", "SegmentBatch", "ApiCall", "CallBatch", "Endpoint"):
         parse_schema(json.loads((_HERE / f"{name}.avsc").read_text()), named_schemas=named)
     return named
 

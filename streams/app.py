@@ -16,6 +16,8 @@ from faust.types import TP, EventT
 
 from schemas.codec import CodecError
 from streams.dissect.registry import default_registry
+from streams.endpoints import EndpointFollower
+from streams.enrich import Directory
 from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
 from wiretide import config
@@ -27,6 +29,7 @@ POLICY = (
     RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
 )
 REGISTRY = default_registry()
+DIRECTORY = Directory()  # IP -> pod/service, from the endpoints topic
 
 app = faust.App(
     config.STREAMS_GROUP,
@@ -89,7 +92,9 @@ def _state(tp: TP, generation: int, offset: int) -> PartitionState:
             app.log.warning(
                 "partition %s resumed at %d after %d: flows restart", tp, offset, state.last_offset
             )
-        state = partitions[tp] = PartitionState(generation, Pipeline(REGISTRY, POLICY))
+        state = partitions[tp] = PartitionState(
+            generation, Pipeline(REGISTRY, POLICY, directory=DIRECTORY)
+        )
     state.generation = generation
     return state
 
@@ -143,6 +148,11 @@ async def reassemble(stream: faust.StreamT) -> None:
             result = state.pipeline.process(token, segments)
         await _publish(result)
         _ack_released(state, result.released)
+
+
+@app.task
+async def follow_endpoints() -> None:
+    EndpointFollower(BOOTSTRAP, config.ENDPOINTS_TOPIC, DIRECTORY).start()
 
 
 @app.timer(interval=2.0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector
 from streams.dissect.opaque import OpaqueDissector
 from streams.dissect.registry import Registry
+from streams.enrich import Directory, enrich
 from streams.reassembly.events import (
     DataReceived,
     GapSkipped,
@@ -40,9 +41,14 @@ _FID_CACHE_MAX = 1 << 14  # flow ids cached (by 4-tuple) before the cache starts
 
 class Pipeline:
     def __init__(
-        self, registry: Registry, policy: RedactionPolicy, reassembler: TcpReassembler | None = None
+        self,
+        registry: Registry,
+        policy: RedactionPolicy,
+        reassembler: TcpReassembler | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.registry = registry
+        self.directory = directory
         self.policy = policy
         self.reassembler = reassembler or TcpReassembler()
         self.udp = UdpTracker()
@@ -137,7 +143,10 @@ class Pipeline:
     def _emit(self, events: list[DissectEvent], out: Processed) -> None:
         for ev in events:
             if isinstance(ev, ApiCall):
-                out.calls.append(redact(ev, self.policy))
+                call = redact(ev, self.policy)
+                if self.directory:
+                    call = enrich(call, self.directory)
+                out.calls.append(call)
             else:
                 out.failures.append(ev)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 PREFIX = os.environ.get("WIRETIDE_PREFIX", "")
 SEGMENTS_TOPIC = PREFIX + "wiretide.segments"
 CALLS_TOPIC = PREFIX + "wiretide.calls"
+ENDPOINTS_TOPIC = PREFIX + "wiretide.endpoints"  # compacted: IP -> Endpoint
 EOF_HEADER = "wiretide-eof"  # marks the end of a replayed capture on a segments partition
 DLQ_SUFFIX = ".dlq"
 STREAMS_GROUP = PREFIX + "wiretide-streams"

@@ -104,6 +104,21 @@ class ApiCall:
         return self.response_ts_ns - self.ts_ns if self.response_ts_ns else -1
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Who an IP is in the cluster: a pod (with the service that selects it) or a
+    service's cluster IP."""
+
+    ip: str
+    kind: str  # pod | service
+    name: str
+    namespace: str
+    service: str = ""
+    node: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    updated_ns: int = 0
+
+
 def slot_fields(cls: type) -> tuple[str, ...] | None:
     """The field names of a frozen slots dataclass that can be built slot by slot (no
     __post_init__, every field in __init__, no `_underscore` field); else None."""

@@ -23,7 +23,7 @@ from operator import attrgetter
 from typing import Any
 
 from schemas.codec import codec
-from wiretide.records import ApiCall, Segment, slot_fields
+from wiretide.records import ApiCall, Endpoint, Segment, slot_fields
 
 _SEGMENT_FIELDS = Segment.__slots__
 _CALL_SIMPLE = [
@@ -526,3 +526,18 @@ def decode_call_batch(data: bytes) -> list[ApiCall]:
         except Exception:
             pass
     return _generic_decode_call_batch(data)
+
+
+# ----------------------------------------------------------------- endpoints (low volume)
+
+
+def encode_endpoint(endpoint: Endpoint) -> bytes:
+    rec = {f: getattr(endpoint, f) for f in Endpoint.__slots__}
+    rec["labels"] = dict(endpoint.labels)
+    return codec("Endpoint").encode(rec)
+
+
+def decode_endpoint(data: bytes) -> Endpoint:
+    rec = codec("Endpoint").decode(data)
+    rec["labels"] = tuple(sorted(rec["labels"].items()))
+    return Endpoint(**rec)
