@@ -41,6 +41,7 @@ def default_registry() -> Registry:
     """Every dissector Wiretide ships, in the order ties are broken."""
     from streams.dissect.dns import DNS
     from streams.dissect.http import HTTP1
+    from streams.dissect.http2 import HTTP2
     from streams.dissect.postgresql import POSTGRESQL
 
-    return Registry([HTTP1, DNS, POSTGRESQL])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2])
