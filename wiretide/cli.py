@@ -39,6 +39,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wiretide", description="See every API call in your traffic."
@@ -50,8 +67,45 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, help="listener port (default 9092)")
     _common(broker, kafka=False, store=False)
 
-    tap = sub.add_parser("tap", help="capture traffic and store its API calls")
+    tap = sub.add_parser(
+        "tap",
+        help="capture traffic and store its API calls",
+        description="Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
+        "out or Ctrl-C, or replay a capture file with --pcap; then store every call.",
+    )
     tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
+    live = tap.add_argument_group("live capture (without --pcap)")
+    live.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        metavar="NAME",
+        help="capture on this interface (repeatable; default: every interface)",
+    )
+    live.add_argument(
+        "--port", action="append", type=_port, metavar="N", help="only this TCP/UDP port"
+    )
+    live.add_argument("--host", action="append", metavar="IP", help="only to or from this IP")
+    live.add_argument(
+        "--for",
+        dest="duration",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop after this long (default: on Ctrl-C or SIGTERM)",
+    )
+    live.add_argument(
+        "--netns",
+        metavar="NAME",
+        help="capture inside a network namespace: a name from ip netns, pid:PID or a path",
+    )
+    live.add_argument("--tls", action="store_true", help="also capture TLS plaintext (eBPF)")
+    live.add_argument(
+        "--buffer",
+        type=_positive,
+        default=16,
+        metavar="MiB",
+        help="kernel ring size per interface (default 16)",
+    )
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
     tap.add_argument(
         "--workers",

@@ -9,9 +9,16 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wiretide import config
 from wiretide.errors import WiretideError
+
+if TYPE_CHECKING:
+    from producers.publisher import SegmentPublisher
+    from wiretide.local import Supervisor
+    from wiretide.progress import Progress
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -40,31 +47,90 @@ def _policy(path: str | None):  # noqa: ANN202 - returns RedactionPolicy
         raise WiretideError(f"redaction file {path}: {exc}") from None
 
 
+def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervisor]:
+    """Broker, topics, stream workers and the sink, ready for segments."""
+    from wiretide.broker import resolve_bootstrap
+    from wiretide.local import Supervisor
+    from wiretide.topics import ensure_topics
+
+    bootstrap = resolve_bootstrap(args.kafka, data)
+    ensure_topics(bootstrap)
+    extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
+    if args.redaction:
+        os.environ["WIRETIDE_REDACTION"] = os.path.abspath(args.redaction)
+    (data / "sink-status.json").unlink(missing_ok=True)
+    workers = {f"worker-{i + 1}": [] for i in range(args.workers)}
+    return bootstrap, Supervisor(bootstrap, data, {"sink": extra, **workers})
+
+
+def _store_all(
+    publisher: SegmentPublisher,
+    bootstrap: str,
+    supervisor: Supervisor,
+    progress: Progress,
+    data: Path,
+) -> None:
+    """Mark the end of the capture, then wait until every call is stored."""
+    from wiretide.local import read_status, wait_until_stored
+
+    publisher.flush()
+    publisher.publish_end_of_capture()
+    publisher.flush()
+
+    def on_progress(stage: str, lag: int) -> None:
+        stored = read_status(data).get("written", 0)
+        progress.show(f"{stage:9s} {lag} messages left, {stored} calls stored")
+
+    wait_until_stored(bootstrap, supervisor, on_progress)
+
+
+def _report_stored(supervisor: Supervisor, data: Path, elapsed: float) -> None:
+    from wiretide.local import read_status
+
+    status = read_status(data)
+    stored = status.get("stored_after", 0) - status.get("stored_before", 0)
+    again = status.get("stored_before", 0)
+    note = f" ({again} calls were already stored)" if again else ""
+    print(f"stored {stored} calls in {elapsed:.2f}s ({stored / elapsed:.0f} calls/s){note}")
+    restarts = {r: n for r, n in supervisor.restarts.items() if n}
+    if restarts:
+        print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
+
+
+LIVE_ONLY = {
+    "interface": "--interface",
+    "port": "--port",
+    "host": "--host",
+    "duration": "--for",
+    "netns": "--netns",
+    "tls": "--tls",
+}
+
+
 def run_tap(args: argparse.Namespace) -> int:
-    if not args.pcap:
-        raise WiretideError("live capture is not available yet: replay a capture with --pcap FILE")
+    if args.pcap:
+        used = [flag for name, flag in LIVE_ONLY.items() if getattr(args, name, None)]
+        if used:
+            raise WiretideError(
+                f"{', '.join(used)}: for live capture only; leave out --pcap to capture live"
+            )
+        return _tap_pcap(args)
+    return _tap_live(args)
+
+
+def _tap_pcap(args: argparse.Namespace) -> int:
     from producers.batcher import FlowBatcher
     from producers.pcap import ReadStats, read_segments
     from producers.publisher import SegmentPublisher
-    from wiretide.broker import resolve_bootstrap
-    from wiretide.local import Supervisor, read_status, wait_until_stored
     from wiretide.progress import Progress
-    from wiretide.topics import ensure_topics
 
     _policy(args.redaction)  # fail now on a bad file, not inside a worker
     data = config.data_dir(args.data)
     data.mkdir(parents=True, exist_ok=True)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)  # opens and checks the file before anything starts
-    bootstrap = resolve_bootstrap(args.kafka, data)
-    ensure_topics(bootstrap)
+    bootstrap, supervisor = _start_pipeline(args, data)
     progress = Progress(False if args.quiet else None)
-    extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
-    if args.redaction:
-        os.environ["WIRETIDE_REDACTION"] = os.path.abspath(args.redaction)
-    (data / "sink-status.json").unlink(missing_ok=True)
-    workers = {f"worker-{i + 1}": [] for i in range(args.workers)}
-    supervisor = Supervisor(bootstrap, data, {"sink": extra, **workers})
     started = time.monotonic()
     try:
         publisher = SegmentPublisher(bootstrap)
@@ -81,29 +147,107 @@ def run_tap(args: argparse.Namespace) -> int:
                     )
         for fid, batch in batcher.drain():
             publisher.publish(fid, batch)
-        publisher.flush()
-        publisher.publish_end_of_capture()
-        publisher.flush()
-
-        def on_progress(stage: str, lag: int) -> None:
-            stored = read_status(data).get("written", 0)
-            progress.show(f"{stage:9s} {lag} messages left, {stored} calls stored")
-
-        wait_until_stored(bootstrap, supervisor, on_progress)
+        _store_all(publisher, bootstrap, supervisor, progress, data)
     finally:
         supervisor.stop()
         progress.done()
     elapsed = time.monotonic() - started
-    status = read_status(data)
-    stored = status.get("stored_after", 0) - status.get("stored_before", 0)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
     print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
-    again = status.get("stored_before", 0)
-    note = f" ({again} calls were already stored)" if again else ""
-    print(f"stored {stored} calls in {elapsed:.2f}s ({stored / elapsed:.0f} calls/s){note}")
-    restarts = {r: n for r, n in supervisor.restarts.items() if n}
-    if restarts:
-        print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
+    _report_stored(supervisor, data, elapsed)
+    return 0
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the capture to stop and store what it has; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self._old:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _tap_live(args: argparse.Namespace) -> int:
+    from producers.afpacket import RingSpec
+    from producers.live import LiveLoop, open_sources
+    from producers.publisher import SegmentPublisher
+    from wiretide.local import read_status
+    from wiretide.progress import Progress
+
+    _policy(args.redaction)
+    data = config.data_dir(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    node = os.environ.get("WIRETIDE_NODE") or os.uname().nodename
+    # Opened first: no privilege, no such interface or a bad filter fails in one line
+    # before the broker and workers start.
+    sources = open_sources(
+        args.interface,
+        ports=args.port or [],
+        hosts=args.host or [],
+        netns=args.netns,
+        tls=args.tls,
+        node=node,
+        spec=RingSpec(block_size=1 << 20, block_nr=max(2, args.buffer)),
+    )
+    where = sources[0].where  # type: ignore[attr-defined]
+    stop = _StopOnSignal()
+    progress = Progress(False if args.quiet else None)
+    supervisor = None
+    try:
+        bootstrap, supervisor = _start_pipeline(args, data)
+        publisher = SegmentPublisher(bootstrap)
+        loop = LiveLoop(sources, publisher.publish)
+        started = time.monotonic()
+        deadline = started + args.duration if args.duration else None
+
+        def should_stop() -> bool:
+            return stop.requested or (deadline is not None and time.monotonic() >= deadline)
+
+        def on_status() -> None:
+            supervisor.check()
+            s = loop.stats()
+            stored = read_status(data).get("written", 0)
+            progress.show(
+                f"capturing {s.get('packets', 0)} packets, {s.get('kernel_drops', 0)} "
+                f"kernel drops, {stored} calls stored ({time.monotonic() - started:.0f}s)",
+                force=True,
+            )
+
+        if not args.quiet:
+            print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr)
+        loop.run(should_stop, on_status)
+        loop.finish()
+        _store_all(publisher, bootstrap, supervisor, progress, data)
+    finally:
+        for source in sources:
+            source.close()
+        if supervisor is not None:
+            supervisor.stop()
+        progress.done()
+        stop.restore()
+    elapsed = time.monotonic() - started
+    s = loop.stats()
+    skipped = ", ".join(
+        f"{k.removeprefix('skipped_')} {v}"
+        for k, v in sorted(s.items())
+        if k.startswith("skipped_")
+    )
+    print(
+        f"captured {s.get('packets', 0)} packets ({s.get('segments', 0)} segments) on {where}; "
+        f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)}; "
+        f"skipped: {skipped or 'none'}"
+    )
+    _report_stored(supervisor, data, elapsed)
     return 0
 
 

@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
+from wiretide.errors import WiretideError
+
 Instruction = tuple[int, int, int, int]  # code, jt, jf, k: struct sock_filter
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -35,7 +37,7 @@ AND_K, JEQ_K, JSET_K, RET_K = 0x54, 0x15, 0x45, 0x06
 _TCPDUMP_LINE = re.compile(r"\{\s*(0x[0-9a-f]+),\s*(\d+),\s*(\d+),\s*(0x[0-9a-f]+)\s*\}")
 
 
-class FilterError(ValueError):
+class FilterError(WiretideError, ValueError):
     """A --port or --host value that cannot become a filter; the message says which."""
 
 
