@@ -120,7 +120,7 @@ class PostgresDissector:
         self.evicted = 0  # ReadyForQuery messages owed to units given up on
         self.statements: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self.portals: OrderedDict[str, tuple[str, str, str, list[int]]] = OrderedDict()
-        self.ssl = ""  # how the server answered an SSLRequest before the startup
+        self.refused: list[str] = []  # encryption requests (ssl, gssenc) before the startup
         self.opaque = False
         self.closed = False
         self.out: list[DissectEvent] = []
@@ -193,12 +193,14 @@ class PostgresDissector:
             ex = Exchange("startup", f)
             ex.path = params.get("database") or params.get("user", "")
             ex.headers = [(k, params[k]) for k in _STARTUP_HEADERS if k in params]
-            if self.ssl:
-                ex.headers.append(("ssl", self.ssl))
+            # A plain startup after an SSL/GSS request means the server said no.
+            ex.headers += [(name, "refused") for name in self.refused]
+            self.refused = []
             ex.version = version
             self._push(Unit("startup", ex))
         elif kind in (SSL_REQUEST, GSS_REQUEST):
             self.framers[1].answers += 1
+            self.refused.append("ssl" if kind == SSL_REQUEST else "gssenc")
             self._push(Unit("ssl", Exchange(kind, f)))
         elif kind == CANCEL:
             self.out.append(self._call(Exchange("cancel", f)))
@@ -316,9 +318,7 @@ class PostgresDissector:
         if unit is not None:
             self.units.popleft()
         if answer == "N":
-            self.ssl = "refused"
-            self.framers[0].untyped = True
-            return
+            return  # the framer reads the client's next message as a startup packet
         if unit is not None:
             ex = unit.exchanges[0]
             ex.answered(f)
