@@ -1,0 +1,198 @@
+"""TlsCapture: plaintext of TLS connections (OpenSSL/BoringSSL and Go crypto/tls) as
+Segments, from uprobes through a BPF ring buffer."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import time
+from typing import Any
+
+from producers.ebpf.errors import ProcessNotFoundError
+from producers.ebpf.support import compile_bpf, require_ebpf, tracefs_root
+from producers.tls import elf, program
+from producers.tls.chunks import SegmentMaker, TlsChunk, TlsClose
+from producers.tls.sockets import resolve_fd, tuple_from_event
+from producers.tls.targets import ProbeTarget, all_pids, process_targets
+from wiretide.records import Segment
+
+_OPENSSL_PROBES = {
+    "SSL_write": "ssl_write",
+    "SSL_read": "ssl_read",
+    "SSL_write_ex": "ssl_write_ex",
+    "SSL_read_ex": "ssl_read_ex",
+}
+_GO_PROBES = {elf.GO_TLS_WRITE: "go_write", elf.GO_TLS_READ: "go_read"}
+
+
+def _optional_tracepoints() -> list[str]:
+    root = tracefs_root() or ""
+    flags = []
+    if os.path.isdir(f"{root}/events/sock/sock_send_length"):
+        flags.append("-DHAVE_SOCK_LENGTH")
+    if os.path.isdir(f"{root}/events/tcp/tcp_rcv_space_adjust"):
+        flags.append("-DHAVE_RCV_SPACE")
+    return flags
+
+
+class TlsCapture:
+    """Capture TLS plaintext of `pids` (None: every process that maps libssl or is a Go
+    binary with crypto/tls, rescanned every `rescan_interval_s`).
+
+    `poll()` returns Segments with source="tls" whose endpoints are the socket's and whose
+    sequence numbers count plaintext bytes per direction (see producers/tls/chunks.py).
+    """
+
+    def __init__(
+        self,
+        pids: list[int] | None = None,
+        *,
+        node: str = "",
+        rescan_interval_s: float = 2.0,
+        ring_pages: int = 2048,
+    ) -> None:
+        self.pids = None if pids is None else sorted(set(pids))
+        self.node = node or socket.gethostname()
+        self.rescan_interval_s = rescan_interval_s
+        self.ring_pages = ring_pages
+        self._bpf: Any = None
+        self._maker = SegmentMaker(resolve_fd, self.node)
+        self._pending: list[Segment] = []
+        self._attached: dict[tuple[int, int], ProbeTarget] = {}
+        self._traced_pids: set[int] = set()
+        self._uprobes = 0
+        self._attach_errors: list[str] = []
+        self._next_scan = 0.0
+        self._clock_offset = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._bpf is not None:
+            return
+        require_ebpf(tracing=True)
+        for pid in self.pids or ():
+            if not os.path.exists(f"/proc/{pid}"):
+                raise ProcessNotFoundError(pid)
+        self._bpf = compile_bpf(
+            "the TLS capture program", program.source(self.ring_pages), _optional_tracepoints()
+        )
+        if self.pids is None:
+            self._bpf["config"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+        self._bpf["ignored"][ctypes.c_uint32(os.getpid())] = ctypes.c_uint8(1)
+        # bpf_ktime_get_ns() is CLOCK_MONOTONIC; segments carry Unix time
+        self._clock_offset = time.time_ns() - time.monotonic_ns()
+        self._bpf["events"].open_ring_buffer(self._on_event)
+        self._scan()
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> TlsCapture:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- data --------------------------------------------------------------------------
+    def poll(self, timeout_s: float) -> list[Segment]:
+        """Segments that arrived within `timeout_s` (returns early once some did)."""
+        if self._bpf is None:
+            raise RuntimeError("TlsCapture.poll() before start()")
+        if time.monotonic() >= self._next_scan:
+            self._scan()
+        self._bpf.ring_buffer_poll(max(0, int(timeout_s * 1000)))
+        out, self._pending = self._pending, []
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        kernel = {}
+        if self._bpf is not None:
+            table = self._bpf["stats"]
+            kernel = {
+                name: table[ctypes.c_int(i)].value for i, name in enumerate(program.STAT_NAMES)
+            }
+        m = self._maker.stats
+        return {
+            "processes": len(self._traced_pids),
+            "files": len(self._attached),
+            "uprobes": self._uprobes,
+            "attach_errors": len(self._attach_errors),
+            "chunks": m.chunks,
+            "bytes": m.bytes,
+            "closes": m.closes,
+            "unresolved": m.unresolved,
+            **kernel,
+        }
+
+    @property
+    def attached_files(self) -> list[ProbeTarget]:
+        return list(self._attached.values())
+
+    def _on_event(self, _ctx: Any, data: int, size: int) -> None:
+        hdr = program.EventHeader.from_address(data)
+        sock = None
+        if hdr.has_tuple:
+            t = hdr.tuple
+            sock = tuple_from_event(t.family, t.sport, t.dport, bytes(t.saddr), bytes(t.daddr))
+        ts = hdr.ts + self._clock_offset
+        if hdr.ev == program.EV_CLOSE:
+            close = TlsClose(ts, hdr.pid, hdr.fd, hdr.seq, hdr.seq2, sock)
+            self._pending.extend(self._maker.close(close))
+            return
+        n = min(hdr.len, size - program.HEADER_SIZE)
+        payload = ctypes.string_at(data + program.HEADER_SIZE, n)
+        seg = self._maker.chunk(TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock))
+        if seg is not None:
+            self._pending.append(seg)
+
+    # -- targets -----------------------------------------------------------------------
+    def _scan(self) -> None:
+        self._next_scan = time.monotonic() + self.rescan_interval_s
+        me = os.getpid()
+        for pid in self.pids if self.pids is not None else all_pids():
+            if pid == me:
+                continue
+            targets = process_targets(pid)
+            if not targets:
+                continue
+            for target in targets:
+                if target.identity not in self._attached:
+                    self._attach(target)
+            if pid not in self._traced_pids:
+                self._traced_pids.add(pid)
+                self._bpf["traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+
+    def _attach(self, target: ProbeTarget) -> None:
+        b = self._bpf
+        self._attached[target.identity] = target
+        try:
+            if target.kind == "openssl":
+                for fn in target.functions:
+                    probe = _OPENSSL_PROBES[fn]
+                    b.attach_uprobe(name=target.path, sym=fn, fn_name=f"{probe}_enter")
+                    b.attach_uretprobe(name=target.path, sym=fn, fn_name=f"{probe}_exit")
+                    self._uprobes += 2
+                return
+            symbols = elf.go_tls_functions(target.path, (*target.identity, _mtime(target.path)))
+            for fn in target.functions:
+                probe = _GO_PROBES[fn]
+                rets = elf.ret_offsets(target.path, symbols[fn])
+                if not rets:
+                    raise ValueError(f"no RET found in {fn}")
+                b.attach_uprobe(name=target.path, sym=fn, fn_name=f"{probe}_enter")
+                for off in rets:
+                    b.attach_uprobe(name=target.path, sym=fn, sym_off=off, fn_name=f"{probe}_exit")
+                self._uprobes += 1 + len(rets)
+        except Exception as e:  # bcc raises bare Exception when an attach fails
+            self._attach_errors.append(f"{target.path}: {e}")
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0

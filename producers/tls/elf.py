@@ -1,0 +1,119 @@
+"""Just enough ELF64 reading for uprobes: symbols, their file offsets and their bytes."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+_SHT_SYMTAB, _SHT_DYNSYM = 2, 11
+_STT_FUNC = 2
+_PT_LOAD = 1
+
+
+class NotElfError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    name: str
+    value: int  # virtual address
+    size: int
+    file_offset: int  # where its bytes are in the file (-1 when not in a loaded segment)
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    vaddr: int
+    offset: int
+    filesz: int
+
+
+def _read_elf_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
+    if data[:4] != b"\x7fELF":
+        raise NotElfError("not an ELF file")
+    if data[4] != 2 or data[5] != 1:
+        raise NotElfError("only little-endian ELF64 is supported")
+    (phoff, shoff) = struct.unpack_from("<QQ", data, 0x20)
+    (phentsize, phnum, shentsize, shnum, shstrndx) = struct.unpack_from("<HHHHH", data, 0x36)
+    return phoff, shoff, phentsize, phnum, shentsize, shnum, shstrndx
+
+
+def function_symbols(path: str, wanted: frozenset[str] | None = None) -> dict[str, Symbol]:
+    """Function symbols of an ELF64 file (.symtab and .dynsym), optionally only `wanted`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return _function_symbols(data, wanted)
+
+
+def _function_symbols(data: bytes, wanted: frozenset[str] | None) -> dict[str, Symbol]:
+    phoff, shoff, phentsize, phnum, shentsize, shnum, _ = _read_elf_header(data)
+    segments = []
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _pa, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize
+        )
+        if p_type == _PT_LOAD:
+            segments.append(_Segment(p_vaddr, p_offset, p_filesz))
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+    ]
+    found: dict[str, Symbol] = {}
+    wanted_bytes = {w.encode() for w in wanted} if wanted is not None else None
+    for sh in sections:
+        sh_type, sh_offset, sh_size, sh_link, sh_entsize = sh[1], sh[4], sh[5], sh[6], sh[9]
+        if sh_type not in (_SHT_SYMTAB, _SHT_DYNSYM) or not sh_entsize:
+            continue
+        strtab_off = sections[sh_link][4]
+        for off in range(sh_offset, sh_offset + sh_size, sh_entsize):
+            st_name, st_info, _other, st_shndx, st_value, st_size = struct.unpack_from(
+                "<IBBHQQ", data, off
+            )
+            if st_info & 0xF != _STT_FUNC or st_shndx == 0 or not st_value:
+                continue
+            end = data.index(b"\0", strtab_off + st_name)
+            raw = data[strtab_off + st_name : end]
+            if wanted_bytes is not None and raw not in wanted_bytes:
+                continue
+            name = raw.decode(errors="replace")
+            if name in found:
+                continue
+            found[name] = Symbol(name, st_value, st_size, _file_offset(segments, st_value))
+    return found
+
+
+def _file_offset(segments: list[_Segment], vaddr: int) -> int:
+    for seg in segments:
+        if seg.vaddr <= vaddr < seg.vaddr + seg.filesz:
+            return vaddr - seg.vaddr + seg.offset
+    return -1
+
+
+GO_TLS_WRITE = "crypto/tls.(*Conn).Write"
+GO_TLS_READ = "crypto/tls.(*Conn).Read"
+
+
+@lru_cache(maxsize=256)
+def go_tls_functions(path: str, _identity: tuple[int, int, int]) -> dict[str, Symbol]:
+    """crypto/tls.(*Conn).Write/Read in a Go binary, or {} (cached per file identity)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"crypto/tls.(*Conn).Write" not in data:
+            return {}
+        return _function_symbols(data, frozenset({GO_TLS_WRITE, GO_TLS_READ}))
+    except (OSError, NotElfError, struct.error, ValueError, IndexError):
+        return {}
+
+
+def ret_offsets(path: str, symbol: Symbol) -> list[int]:
+    """Offsets (from the symbol's start) of every RET instruction in an x86-64 function."""
+    import capstone
+
+    with open(path, "rb") as f:
+        f.seek(symbol.file_offset)
+        code = f.read(symbol.size)
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.skipdata = True  # Go pads functions with INT3; keep decoding past oddities
+    return [insn.address for insn in md.disasm(code, 0) if insn.mnemonic in ("ret", "retq")]

@@ -1,0 +1,384 @@
+"""The BPF side of TLS capture (C for BCC), with the layout user space decodes.
+
+Where plaintext comes from:
+* OpenSSL/BoringSSL: uprobe on entry of SSL_write/SSL_read(_ex) stashes the arguments per
+  thread; the uretprobe reads the buffer (for writes as well: the caller's buffer is
+  unchanged until the call returns) with the length the call reports.
+* Go crypto/tls: uprobe on entry of (*Conn).Write/Read stashes the arguments per goroutine
+  (the g pointer in R14, Go's register ABI), and uprobes on every RET of the function read
+  the result — uretprobes would corrupt Go's movable stacks.
+
+Which socket: syscall tracepoints note the fd each thread last did I/O on, so the fd an
+SSL call used is known at its return (and cached per SSL object, for reads served from
+OpenSSL's buffer without a syscall); Go's fd is read from the tls.Conn's net.Conn. The
+sock:sock_{send,recv}_length tracepoints tie that fd to its `struct sock`, whose 4-tuple
+comes from sock:inet_sock_set_state (connections made after start) and
+tcp:tcp_rcv_space_adjust (older ones, on their next read). User space falls back to
+/proc/<pid>/net/tcp for the rest.
+
+Sequence numbers: a per-(process, fd, direction) byte counter, reset when the fd closes,
+so both ends of a local connection number the same bytes alike and chunks lost in the
+ring buffer show up as gaps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+MAX_CHUNK = 16384  # bytes of plaintext per event; longer calls are split
+MAX_PIECES = 16  # per call; bytes beyond MAX_CHUNK * MAX_PIECES are counted as lost
+
+# call kinds (also the event kind for data)
+SSL_WRITE, SSL_READ, SSL_WRITE_EX, SSL_READ_EX, GO_WRITE, GO_READ = 1, 2, 3, 4, 5, 6
+EV_DATA, EV_CLOSE = 0, 1
+EGRESS, INGRESS = 0, 1
+
+# counters in the `stats` array
+STAT_NAMES = ("ring_full", "no_fd", "truncated_bytes", "calls")
+
+
+class Tuple(ctypes.Structure):
+    _fields_ = [
+        ("family", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("saddr", ctypes.c_uint8 * 16),
+        ("daddr", ctypes.c_uint8 * 16),
+    ]
+
+
+class EventHeader(ctypes.Structure):
+    _fields_ = [
+        ("ts", ctypes.c_uint64),
+        ("seq", ctypes.c_uint64),  # stream offset of data[0]; for close: egress count
+        ("seq2", ctypes.c_uint64),  # for close: ingress count
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("len", ctypes.c_uint32),
+        ("ev", ctypes.c_uint8),
+        ("dir", ctypes.c_uint8),
+        ("call", ctypes.c_uint8),
+        ("has_tuple", ctypes.c_uint8),
+        ("pad", ctypes.c_uint32),
+        ("tuple", Tuple),
+    ]
+
+
+HEADER_SIZE = ctypes.sizeof(EventHeader)
+
+SOURCE = r"""
+#include <uapi/linux/ptrace.h>
+#include <linux/socket.h>
+#include <uapi/linux/in.h>
+
+#define MAX_CHUNK __MAX_CHUNK__
+#define MAX_PIECES __MAX_PIECES__
+
+struct call_t { u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; };
+struct fdkey_t { u32 tgid; s32 fd; };
+struct objkey_t { u64 tgid; u64 obj; };
+struct ctrkey_t { u32 tgid; s32 fd; u32 dir; u32 pad; };
+struct tuple_t { u16 family; u16 sport; u16 dport; u16 pad; u8 saddr[16]; u8 daddr[16]; };
+struct event_t {
+    u64 ts; u64 seq; u64 seq2; u32 pid; u32 tid; s32 fd; u32 len;
+    u8 ev; u8 dir; u8 call; u8 has_tuple; u32 pad;
+    struct tuple_t tuple;
+    u8 data[MAX_CHUNK];
+};
+
+BPF_RINGBUF_OUTPUT(events, __RING_PAGES__);
+BPF_HASH(traced, u32, u8, 65536);
+BPF_HASH(ignored, u32, u8, 64);                // the capturing process itself
+BPF_ARRAY(config, u32, 1);                     // [0]: 1 = every process
+BPF_ARRAY(stats, u64, 4);
+BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
+BPF_TABLE("lru_hash", u64, struct call_t, active, 65536);   // tid or Go g -> call
+BPF_TABLE("lru_hash", u64, s32, tid_fd, 65536);              // tid -> fd of last I/O
+BPF_TABLE("lru_hash", struct fdkey_t, u64, fd_sk, 65536);    // (tgid, fd) -> struct sock *
+BPF_TABLE("lru_hash", u64, struct tuple_t, sk_tuple, 65536); // struct sock * -> 4-tuple
+BPF_TABLE("lru_hash", struct objkey_t, s32, obj_fd, 65536);  // (tgid, SSL *) -> fd
+BPF_TABLE("lru_hash", struct ctrkey_t, u64, counters, 65536);
+
+static __always_inline void count(int i, u64 n) {
+    u64 *c = stats.lookup(&i);
+    if (c) __sync_fetch_and_add(c, n);
+}
+
+static __always_inline int wanted(u32 tgid) {
+    if (ignored.lookup(&tgid)) return 0;
+    int zero = 0;
+    u32 *all = config.lookup(&zero);
+    if (all && *all) return 1;
+    return traced.lookup(&tgid) != 0;
+}
+
+static __always_inline int lookup_tuple(u32 tgid, s32 fd, struct tuple_t *out) {
+    struct fdkey_t k = {.tgid = tgid, .fd = fd};
+    u64 *sk = fd_sk.lookup(&k);
+    if (!sk) return 0;
+    struct tuple_t *t = sk_tuple.lookup(sk);
+    if (!t) return 0;
+    __builtin_memcpy(out, t, sizeof(*out));
+    return 1;
+}
+
+static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, u64 n) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    count(3, 1);
+    if (fd < 0) { count(1, 1); return; }
+    struct ctrkey_t ck = {.tgid = tgid, .fd = fd, .dir = dir};
+    u64 zero64 = 0;
+    u64 *ctr = counters.lookup_or_try_init(&ck, &zero64);
+    if (!ctr) return;
+    u64 base = __sync_fetch_and_add(ctr, n);
+    int zero = 0;
+    struct event_t *e = scratch.lookup(&zero);
+    if (!e) return;
+    e->ts = bpf_ktime_get_ns();
+    e->seq2 = 0;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    e->fd = fd;
+    e->ev = 0;
+    e->dir = dir;
+    e->call = kind;
+    e->pad = 0;
+    e->has_tuple = lookup_tuple(tgid, fd, &e->tuple);
+    if (n > (u64)MAX_CHUNK * MAX_PIECES) count(2, n - (u64)MAX_CHUNK * MAX_PIECES);
+    for (int i = 0; i < MAX_PIECES; i++) {
+        u64 off = (u64)i * MAX_CHUNK;
+        if (off >= n) break;
+        u32 piece = n - off > MAX_CHUNK ? MAX_CHUNK : (u32)(n - off);
+        e->seq = base + off;
+        e->len = piece;
+        if (piece > MAX_CHUNK) break;  // for the verifier
+        bpf_probe_read_user(e->data, piece, (void *)(buf + off));
+        u64 size = sizeof(*e) - MAX_CHUNK + piece;
+        if (size > sizeof(*e)) break;
+        if (events.ringbuf_output(e, size, 0) < 0) count(0, 1);
+    }
+}
+
+// ---- OpenSSL / BoringSSL -------------------------------------------------------------
+static __always_inline int ssl_enter(struct pt_regs *ctx, u32 kind) {
+    u64 id = bpf_get_current_pid_tgid();
+    if (!wanted(id >> 32)) return 0;
+    struct call_t c = {};
+    c.obj = PT_REGS_PARM1(ctx);
+    c.buf = PT_REGS_PARM2(ctx);
+    c.len = PT_REGS_PARM3(ctx);
+    c.lenp = PT_REGS_PARM4(ctx);
+    c.fd = -1;
+    c.kind = kind;
+    active.update(&id, &c);
+    tid_fd.delete(&id);
+    return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
+    u64 id = bpf_get_current_pid_tgid();
+    struct call_t *cp = active.lookup(&id);
+    if (!cp) return 0;
+    struct call_t c = *cp;
+    active.delete(&id);
+    if (c.kind != kind) return 0;
+    long ret = PT_REGS_RC(ctx);
+    u64 n = 0;
+    if (kind == __SSL_WRITE_EX__ || kind == __SSL_READ_EX__) {
+        if ((int)ret != 1) return 0;
+        if (bpf_probe_read_user(&n, sizeof(n), (void *)c.lenp) < 0) return 0;
+    } else {
+        if ((int)ret <= 0) return 0;
+        n = (u64)(int)ret;
+    }
+    if (n == 0) return 0;
+    struct objkey_t ok = {.tgid = id >> 32, .obj = c.obj};
+    s32 fd = -1;
+    s32 *f = tid_fd.lookup(&id);
+    if (f) {
+        fd = *f;
+        obj_fd.update(&ok, &fd);
+    } else {
+        s32 *cached = obj_fd.lookup(&ok);
+        if (cached) fd = *cached;
+    }
+    u32 dir = (kind == __SSL_WRITE__ || kind == __SSL_WRITE_EX__) ? 0 : 1;
+    emit(ctx, kind, dir, fd, c.buf, n);
+    return 0;
+}
+
+int ssl_write_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_WRITE__); }
+int ssl_write_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_WRITE__); }
+int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_READ__); }
+int ssl_read_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_READ__); }
+int ssl_write_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_WRITE_EX__); }
+int ssl_write_ex_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_WRITE_EX__); }
+int ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_READ_EX__); }
+int ssl_read_ex_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_READ_EX__); }
+
+// ---- Go crypto/tls (register ABI: receiver in RAX, slice in RBX/RCX, g in R14) -------
+static __always_inline s32 go_conn_fd(u64 conn) {
+    // tls.Conn{conn net.Conn (itab, data)} -> *net.TCPConn{conn{fd *netFD}}
+    // -> netFD{pfd poll.FD{fdmu fdMutex (16 bytes), Sysfd int}}
+    u64 data = 0, netfd = 0;
+    s64 sysfd = -1;
+    if (bpf_probe_read_user(&data, 8, (void *)(conn + 8)) < 0 || !data) return -1;
+    if (bpf_probe_read_user(&netfd, 8, (void *)data) < 0 || !netfd) return -1;
+    if (bpf_probe_read_user(&sysfd, 8, (void *)(netfd + 16)) < 0) return -1;
+    if (sysfd < 0 || sysfd > 0x7fffffff) return -1;
+    return (s32)sysfd;
+}
+
+static __always_inline int go_enter(struct pt_regs *ctx, u32 kind) {
+    u64 id = bpf_get_current_pid_tgid();
+    if (!wanted(id >> 32)) return 0;
+    u64 g = ctx->r14;
+    struct call_t c = {};
+    c.obj = ctx->ax;
+    c.buf = ctx->bx;
+    c.len = ctx->cx;
+    c.fd = go_conn_fd(c.obj);
+    c.kind = kind;
+    active.update(&g, &c);
+    return 0;
+}
+
+static __always_inline int go_exit(struct pt_regs *ctx, u32 kind) {
+    u64 g = ctx->r14;
+    struct call_t *cp = active.lookup(&g);
+    if (!cp) return 0;
+    struct call_t c = *cp;
+    active.delete(&g);
+    if (c.kind != kind) return 0;
+    s64 n = (s64)ctx->ax;
+    if (n <= 0 || (u64)n > c.len) return 0;
+    emit(ctx, kind, kind == __GO_WRITE__ ? 0 : 1, c.fd, c.buf, (u64)n);
+    return 0;
+}
+
+int go_write_enter(struct pt_regs *ctx) { return go_enter(ctx, __GO_WRITE__); }
+int go_write_exit(struct pt_regs *ctx) { return go_exit(ctx, __GO_WRITE__); }
+int go_read_enter(struct pt_regs *ctx) { return go_enter(ctx, __GO_READ__); }
+int go_read_exit(struct pt_regs *ctx) { return go_exit(ctx, __GO_READ__); }
+
+// ---- which fd, which socket ----------------------------------------------------------
+static __always_inline void note_fd(s64 fd) {
+    u64 id = bpf_get_current_pid_tgid();
+    if (!wanted(id >> 32)) return;
+    s32 f = (s32)fd;
+    tid_fd.update(&id, &f);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_write) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_read) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_writev) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_readv) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) { note_fd(args->fd); return 0; }
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) { note_fd(args->fd); return 0; }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct ctrkey_t out = {.tgid = tgid, .fd = (s32)args->fd, .dir = 0};
+    struct ctrkey_t in = {.tgid = tgid, .fd = (s32)args->fd, .dir = 1};
+    u64 out_count = 0, in_count = 0;
+    int found = 0;
+    u64 *o = counters.lookup(&out);
+    if (o) { out_count = *o; found = 1; }
+    u64 *i = counters.lookup(&in);
+    if (i) { in_count = *i; found = 1; }
+    if (!found) return 0;
+    int zero = 0;
+    struct event_t *e = scratch.lookup(&zero);
+    if (!e) return 0;
+    e->ts = bpf_ktime_get_ns();
+    e->seq = out_count;
+    e->seq2 = in_count;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    e->fd = (s32)args->fd;
+    e->len = 0;
+    e->ev = 1;
+    e->dir = 0;
+    e->call = 0;
+    e->pad = 0;
+    e->has_tuple = lookup_tuple(tgid, e->fd, &e->tuple);
+    if (events.ringbuf_output(e, sizeof(*e) - MAX_CHUNK, 0) < 0) count(0, 1);
+    counters.delete(&out);
+    counters.delete(&in);
+    struct fdkey_t fk = {.tgid = tgid, .fd = (s32)args->fd};
+    fd_sk.delete(&fk);
+    return 0;
+}
+
+#ifdef HAVE_SOCK_LENGTH
+static __always_inline void note_sock(u64 sk, u16 family) {
+    if (family != AF_INET && family != AF_INET6) return;
+    u64 id = bpf_get_current_pid_tgid();
+    s32 *fd = tid_fd.lookup(&id);
+    if (!fd) return;
+    struct fdkey_t k = {.tgid = id >> 32, .fd = *fd};
+    fd_sk.update(&k, &sk);
+}
+TRACEPOINT_PROBE(sock, sock_send_length) { note_sock((u64)args->sk, args->family); return 0; }
+TRACEPOINT_PROBE(sock, sock_recv_length) { note_sock((u64)args->sk, args->family); return 0; }
+#endif
+
+#define FILL_TUPLE(t, a) do {                                            \
+    t.family = a->family; t.sport = a->sport; t.dport = a->dport;       \
+    if (a->family == AF_INET) {                                          \
+        t.saddr[10] = 0xff; t.saddr[11] = 0xff;                          \
+        t.daddr[10] = 0xff; t.daddr[11] = 0xff;                          \
+        __builtin_memcpy(&t.saddr[12], a->saddr, 4);                     \
+        __builtin_memcpy(&t.daddr[12], a->daddr, 4);                     \
+    } else {                                                             \
+        __builtin_memcpy(t.saddr, a->saddr_v6, 16);                      \
+        __builtin_memcpy(t.daddr, a->daddr_v6, 16);                      \
+    }                                                                    \
+} while (0)
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    if (args->protocol != IPPROTO_TCP) return 0;
+    u64 sk = (u64)args->skaddr;
+    if (args->newstate == 1) {  // TCP_ESTABLISHED
+        struct tuple_t t = {};
+        FILL_TUPLE(t, args);
+        sk_tuple.update(&sk, &t);
+    }
+    return 0;
+}
+
+#ifdef HAVE_RCV_SPACE
+TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust) {
+    u64 sk = (u64)args->skaddr;
+    if (sk_tuple.lookup(&sk)) return 0;
+    struct tuple_t t = {};
+    FILL_TUPLE(t, args);
+    sk_tuple.update(&sk, &t);
+    return 0;
+}
+#endif
+"""
+
+
+def source(ring_pages: int = 2048) -> str:
+    """The program text with its constants filled in (ring_pages: a power of two)."""
+    text = SOURCE
+    for name, value in {
+        "__MAX_CHUNK__": MAX_CHUNK,
+        "__MAX_PIECES__": MAX_PIECES,
+        "__RING_PAGES__": ring_pages,
+        "__SSL_WRITE_EX__": SSL_WRITE_EX,
+        "__SSL_READ_EX__": SSL_READ_EX,
+        "__SSL_WRITE__": SSL_WRITE,
+        "__SSL_READ__": SSL_READ,
+        "__GO_WRITE__": GO_WRITE,
+        "__GO_READ__": GO_READ,
+    }.items():
+        text = text.replace(name, str(value))
+    return text

@@ -1,0 +1,93 @@
+"""Which files to put uprobes on for a process: its libssl, or its Go binary."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from producers.tls.elf import GO_TLS_READ, GO_TLS_WRITE, NotElfError, function_symbols
+from producers.tls.elf import go_tls_functions as _go_tls_functions
+
+OPENSSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+_LIBSSL = re.compile(r"/lib(ssl|boringssl)[^/]*\.so[^/]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One file to attach to. `path` opens it from our mount namespace; `identity` is
+    (st_dev, st_ino), the same for every process that maps it (uprobes are per inode)."""
+
+    kind: str  # "openssl" | "go"
+    path: str
+    identity: tuple[int, int]
+    functions: tuple[str, ...]
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _in_root(pid: int, path: str) -> str:
+    """The process's file seen through its root, so other mount namespaces work."""
+    return f"/proc/{pid}/root{path}"
+
+
+def openssl_targets(pid: int) -> list[ProbeTarget]:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    seen: set[str] = set()
+    out = []
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or not _LIBSSL.search(parts[5]) or parts[5] in seen:
+            continue
+        seen.add(parts[5])
+        path = _in_root(pid, parts[5])
+        ident = _identity(path)
+        if ident is None:
+            continue
+        try:
+            symbols = function_symbols(path, frozenset(OPENSSL_FUNCTIONS))
+        except (OSError, NotElfError, ValueError):
+            continue
+        names = tuple(n for n in OPENSSL_FUNCTIONS if n in symbols)
+        if names:
+            out.append(ProbeTarget("openssl", path, ident[:2], names))
+    return out
+
+
+def go_target(pid: int) -> ProbeTarget | None:
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    path = f"/proc/{pid}/exe" if exe.endswith(" (deleted)") else _in_root(pid, exe)
+    ident = _identity(path)
+    if ident is None:
+        return None
+    symbols = _go_tls_functions(path, ident)
+    names = tuple(n for n in (GO_TLS_WRITE, GO_TLS_READ) if n in symbols)
+    if len(names) < 2:
+        return None
+    return ProbeTarget("go", path, ident[:2], names)
+
+
+def process_targets(pid: int) -> list[ProbeTarget]:
+    """Every file of `pid` that TLS capture attaches to (empty: nothing to trace yet)."""
+    targets = openssl_targets(pid)
+    go = go_target(pid)
+    if go is not None:
+        targets.append(go)
+    return targets
+
+
+def all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
