@@ -42,6 +42,7 @@ def default_registry() -> Registry:
     from streams.dissect.dns import DNS
     from streams.dissect.http import HTTP1
     from streams.dissect.http2 import HTTP2
+    from streams.dissect.kafka import KAFKA
     from streams.dissect.postgresql import POSTGRESQL
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA])

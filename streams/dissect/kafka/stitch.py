@@ -1,0 +1,387 @@
+"""Pair Kafka requests with their responses by correlation id and build `ApiCall`s.
+
+A response carries only its correlation id, so each request's API key and version are
+kept (with its summary, never its bytes) until the response comes. A broker answers the
+requests of a connection in order, so when a response arrives, requests sent before its
+own that are still waiting will never be answered (they are emitted as `no_response`).
+Produce requests with acks=0 get no response by design and are emitted at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from streams.dissect.base import DissectEvent, DissectFailed, new_call
+from streams.dissect.kafka import requests, responses
+from streams.dissect.kafka.apis import API_NAMES, error_name, is_flexible
+from streams.dissect.kafka.events import Frame
+from streams.dissect.kafka.parser import DEFAULT_MAX_FRAME, MAX_SIZE, FrameParser
+from streams.dissect.kafka.summary import Summary, path_of
+from streams.dissect.kafka.wire import Malformed, Reader, Truncated
+from streams.reassembly.events import Direction, Flow
+from wiretide.records import ApiCall
+
+PROTOCOL = "kafka"
+DEFAULT_MAX_PENDING = 1024  # requests waiting for a response before the oldest is given up
+MAX_CLIENT_ID = 1024
+_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+
+# Newest version of each API whose body layout this package knows; newer ones are shown
+# with their header fields only.
+PARSED_UP_TO = {
+    0: 13, 1: 18, 2: 10, 3: 13, 8: 10, 9: 10, 10: 6, 11: 9, 12: 4, 13: 5, 14: 5, 18: 4,
+    19: 7, 22: 6,
+}  # fmt: skip
+MAX_VERSION = 31  # an API version above this is not a real request
+
+
+def api_name(api_key: int) -> str:
+    return API_NAMES.get(api_key) or f"ApiKey{api_key}"
+
+
+def check_request_head(head: bytes, size: int) -> str | None:
+    """Why these first bytes of a message cannot start a request (None if they may)."""
+    if size < 10:
+        return f"Kafka request of {size} bytes is shorter than a request header"
+    if len(head) < 4:
+        return None
+    api_key = (head[0] << 8) | head[1]
+    version = (head[2] << 8) | head[3]
+    if api_key not in API_NAMES:
+        return f"unknown Kafka API key {api_key}"
+    if version > MAX_VERSION:
+        return f"implausible Kafka API version {version}"
+    if len(head) >= 10:
+        n = int.from_bytes(head[8:10], "big", signed=True)
+        if n < -1 or n > MAX_CLIENT_ID or n > size - 10:
+            return f"implausible Kafka client id length {n}"
+        if not _PRINTABLE.fullmatch(head[10 : 10 + max(n, 0)]):
+            return "Kafka client id is not printable text"
+    return None
+
+
+def check_response_head(head: bytes, size: int) -> str | None:
+    return None if size >= 4 else f"Kafka response of {size} bytes has no correlation id"
+
+
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+# size (< 256 MiB), API key (< 256), version (< 32), correlation id, client id length
+_REQUEST_START = re.compile(rb"(?=[\x00-\x0f][\s\S]{3}\x00[\s\S]\x00[\x00-\x1f][\s\S]{4})")
+
+
+@dataclass(slots=True)
+class Pending:
+    frame: Frame
+    order: int
+    api_key: int
+    version: int
+    correlation_id: int
+    headers: list[tuple[str, str]]
+    summary: Summary | None
+    flags: list[str]
+
+
+class KafkaDissector:
+    """The `Dissector` for one Kafka connection (see `streams.dissect.base`)."""
+
+    protocol = PROTOCOL
+
+    def __init__(
+        self,
+        flow: Flow,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.flow = flow
+        self.max_pending = max_pending
+        self.pending: OrderedDict[int, Pending] = OrderedDict()
+        self.topic_ids: dict[str, str] = {}  # topic id -> name, learned on this flow
+        self.order = 0
+        self.opaque = False
+        self.closed = False
+        self._out: list[DissectEvent] = []
+        self._parsers = (
+            FrameParser(check_request_head, self._find_request, max_frame),
+            FrameParser(check_response_head, self._find_response, max_frame),
+        )
+
+    # ------------------------------------------------------------------- contract
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self.opaque or self.closed or not data:
+            return []
+        d = int(direction)
+        frames: list[Frame] = []
+        failed: list[str] = []
+        try:
+            self._parsers[d].feed(bytes(data), ts_ns, seq, frames, failed)
+            self._failed(d, failed, ts_ns)
+            for frame in frames:
+                if self.opaque:
+                    break
+                self._on_frame(d, frame)
+        except Exception as e:  # never raise out of the stage
+            self._internal_error(d, e, ts_ns)
+        return self._take()
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self.opaque or self.closed or size <= 0:
+            return []
+        d = int(direction)
+        frames: list[Frame] = []
+        try:
+            self._parsers[d].gap(size, frames, ts_ns)
+            for frame in frames:
+                self._on_frame(d, frame)
+        except Exception as e:
+            self._internal_error(d, e, ts_ns)
+        return self._take()
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        if self.closed:
+            return self._take()
+        self.closed = True
+        try:
+            for d in (0, 1):
+                frame = self._parsers[d].close(ts_ns)
+                if frame is not None and not self.opaque:
+                    self._on_frame(d, frame)
+        except Exception as e:
+            self._internal_error(0, e, ts_ns)
+        self._flush()
+        return self._take()
+
+    @property
+    def idle(self) -> bool:
+        if self.pending:
+            return False
+        return self.opaque or self.closed or (self._parsers[0].idle and self._parsers[1].idle)
+
+    @property
+    def buffered(self) -> int:
+        """Message bytes held for unfinished frames (summaries of waiting requests aside)."""
+        return self._parsers[0].buffered + self._parsers[1].buffered
+
+    # ------------------------------------------------------------------- frames
+    def _on_frame(self, d: int, frame: Frame) -> None:
+        if d == 0:
+            self._on_request(frame)
+        else:
+            self._on_response(frame)
+
+    def _on_request(self, frame: Frame) -> None:
+        data = frame.data
+        if len(data) < 8:
+            self._fail(0, "Kafka request header cut short", frame.ts)
+            return
+        r = Reader(data)
+        api_key, version, correlation_id = r.int16(), r.int16(), r.int32()
+        headers = [
+            ("api_key", str(api_key)),
+            ("api_version", str(version)),
+            ("correlation_id", str(correlation_id)),
+        ]
+        flags = _frame_flags(frame, "request")
+        summary = None
+        try:
+            client_id = r.string()
+            if client_id is not None:
+                headers.append(("client_id", client_id))
+            if is_flexible(api_key, version):
+                r.flexible = True
+                r.tagged_fields()
+            reader = requests.READERS.get(api_key)
+            if reader is not None and version <= PARSED_UP_TO[api_key]:
+                summary = Summary(self.topic_ids)
+                reader(r, version, summary)
+        except Truncated as e:
+            if not frame.cut:
+                flags.append("malformed")
+                self._fail(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
+        except Malformed as e:
+            flags.append("malformed")
+            self._fail(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
+        req = Pending(frame, self.order, api_key, version, correlation_id, headers, summary, flags)
+        self.order += 1
+        if api_key == 0 and summary is not None and ("acks", "0") in summary.headers:
+            self._out.append(self._call(req, None))  # acks=0: the broker never answers
+            return
+        old = self.pending.pop(correlation_id, None)
+        if old is not None:
+            self._give_up(old)
+        self.pending[correlation_id] = req
+        if len(self.pending) > self.max_pending:
+            self._give_up(self.pending.popitem(last=False)[1])
+
+    def _on_response(self, frame: Frame) -> None:
+        data = frame.data
+        if len(data) < 4:
+            self._fail(1, "Kafka response header cut short", frame.ts)
+            return
+        r = Reader(data)
+        correlation_id = r.int32()
+        req = self.pending.pop(correlation_id, None)
+        if req is None:
+            self._out.append(self._orphan(frame, correlation_id))
+            return
+        # Answers come in request order: older requests still waiting were not answered.
+        while self.pending:
+            first = next(iter(self.pending.values()))
+            if first.order > req.order:
+                break
+            self._give_up(self.pending.popitem(last=False)[1])
+        flags = _frame_flags(frame, "response")
+        summary = None
+        reader = responses.READERS.get(req.api_key)
+        if reader is not None and req.version <= PARSED_UP_TO[req.api_key]:
+            summary = Summary(self.topic_ids)
+            try:
+                # ApiVersions responses keep header v0 so that any client can read them.
+                if is_flexible(req.api_key, req.version):
+                    r.flexible = True
+                    if req.api_key != 18:
+                        r.tagged_fields()
+                reader(r, req.version, summary)
+            except Truncated as e:
+                if not frame.cut:
+                    flags.append("malformed")
+                    self._fail(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
+            except Malformed as e:
+                flags.append("malformed")
+                self._fail(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
+        self._out.append(self._call(req, frame, summary, flags))
+        if req.api_key == 17 and req.version == 0 and summary is None and len(data) >= 6:
+            if data[4:6] == b"\x00\x00":
+                # SaslHandshake v0 accepted: raw SASL tokens follow, without Kafka headers.
+                self._go_opaque()
+
+    # ------------------------------------------------------------------- resync
+    def _find_request(self, buf: bytes) -> int:
+        pos = 0
+        while True:
+            m = _REQUEST_START.search(buf, pos)
+            if m is None:
+                return -1
+            k = m.start()
+            size = int.from_bytes(buf[k : k + 4], "big", signed=True)
+            head = buf[k + 4 : k + 18]
+            if check_request_head(head, size) is None and len(head) >= 10:
+                return k
+            pos = k + 1
+
+    def _find_response(self, buf: bytes) -> int:
+        """The earliest place where a waiting request's correlation id follows a sane size."""
+        best = -1
+        for correlation_id in self.pending:
+            needle = correlation_id.to_bytes(4, "big", signed=True)
+            pos = 4
+            while True:
+                k = buf.find(needle, pos)
+                if k < 0 or (best >= 0 and k - 4 >= best):
+                    break
+                size = int.from_bytes(buf[k - 4 : k], "big", signed=True)
+                if 4 <= size <= MAX_SIZE:
+                    best = k - 4
+                    break
+                pos = k + 1
+        return best
+
+    # ------------------------------------------------------------------- emitting
+    def _give_up(self, req: Pending) -> None:
+        self._out.append(self._call(req, None))
+
+    def _flush(self) -> None:
+        while self.pending:
+            self._give_up(self.pending.popitem(last=False)[1])
+
+    def _call(
+        self,
+        req: Pending,
+        resp: Frame | None,
+        summary: Summary | None = None,
+        resp_flags: list[str] | None = None,
+    ) -> ApiCall:
+        frame = req.frame
+        rs = req.summary
+        flags = list(req.flags)
+        fields: dict = dict(
+            method=api_name(req.api_key),
+            path=path_of(rs, summary),
+            request_version=str(req.version),
+            request_headers=tuple(req.headers + (rs.finish_headers() if rs else [])),
+            request_body=rs.body() if rs else b"",
+            request_body_size=frame.size,
+            request_end_ns=frame.end_ts,
+        )
+        if resp is None:
+            flags.append("no_response")
+        else:
+            status = summary.error if summary is not None else 0
+            headers = [("correlation_id", str(req.correlation_id))]
+            if summary is not None:
+                headers += summary.finish_headers()
+            fields.update(
+                status=status,
+                reason=error_name(status) if summary is not None else "",
+                response_version=str(req.version),
+                response_headers=tuple(headers),
+                response_body=summary.body() if summary is not None else b"",
+                response_body_size=resp.size,
+                response_ts_ns=resp.ts,
+                response_end_ns=resp.end_ts,
+            )
+            flags += [f for f in resp_flags or () if f not in flags]
+        return new_call(self.flow, PROTOCOL, frame.seq, frame.ts, flags=tuple(flags), **fields)
+
+    def _orphan(self, frame: Frame, correlation_id: int) -> ApiCall:
+        """A response whose request was never seen (the capture began after it)."""
+        return new_call(
+            self.flow,
+            PROTOCOL,
+            frame.seq,
+            frame.ts,
+            request_end_ns=frame.ts,
+            response_headers=(("correlation_id", str(correlation_id)),),
+            response_body_size=frame.size,
+            response_ts_ns=frame.ts,
+            response_end_ns=frame.end_ts,
+            flags=("no_request", *_frame_flags(frame, "response")),
+        )
+
+    def _fail(self, d: int, reason: str, ts: int) -> None:
+        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[d], reason, ts))
+
+    def _failed(self, d: int, reasons: list[str], ts: int) -> None:
+        for reason in reasons:
+            self._fail(d, reason, ts)
+        if self._parsers[d].failure:
+            self._go_opaque()
+
+    def _go_opaque(self) -> None:
+        self.opaque = True
+        for p in self._parsers:
+            p.stop(p.failure or "opaque")
+        self._flush()
+
+    def _internal_error(self, d: int, e: Exception, ts: int) -> None:
+        self._fail(d, f"internal dissector error: {type(e).__name__}: {e}", ts)
+        self._go_opaque()
+
+    def _take(self) -> list[DissectEvent]:
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+
+def _frame_flags(frame: Frame, side: str) -> list[str]:
+    flags = []
+    if frame.gap:
+        flags.append("gap")
+    if frame.cut:
+        flags.append(f"{side}_truncated")
+    return flags
