@@ -1,0 +1,314 @@
+"""Split one direction of an AMQP 0-9-1 connection into frames.
+
+Frames are type (1 byte), channel (2), payload size (4), payload, 0xCE. Method and content
+header frames are held until whole (at most `max_frame` payload bytes); body frames are
+passed on in pieces as they arrive, so a large message never sits in a buffer here.
+After bytes that are not framing (or a gap that cannot be bridged) the framer resyncs: it
+looks for a method frame of a known class with its end marker where it should be, or a
+heartbeat, and goes on from there.
+"""
+
+from __future__ import annotations
+
+import re
+from struct import Struct
+
+from streams.dissect.amqp.events import (
+    BodyChunk,
+    ContentHeader,
+    Frame,
+    FrameError,
+    Method,
+    ProtocolHeader,
+    UnknownMethod,
+)
+from streams.dissect.amqp.spec import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    METHODS,
+)
+from streams.dissect.amqp.wire import decode_args, decode_properties
+from streams.dissect.base import DissectError
+
+DEFAULT_MAX_FRAME = 256 * 1024  # method / header payload bytes held; RabbitMQ's default is 128 KiB
+_HEAD = Struct(">BHI")
+_IDS = Struct(">HH")
+_BODY_SIZE = Struct(">Q")
+_SEQ_MASK = 0xFFFFFFFF
+# A method frame of a known class (size < 16 MiB) or a heartbeat: where resyncing may resume.
+_ANCHOR = re.compile(
+    rb"\x01[\x00-\xff]{2}\x00[\x00-\xff]{3}\x00[\x0a\x14\x28\x32\x3c\x55\x5a]"
+    rb"|\x08\x00\x00\x00\x00\x00\x00\xce",
+    re.S,
+)
+
+FRAMES, BODY, BODY_END, SKIP, RESYNC = range(5)
+
+
+class FrameParser:
+    """One direction's framer: `feed` bytes in order, get frame events back."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self.mode = FRAMES
+        self.buf = bytearray()  # an incomplete frame (FRAMES) or unparsed bytes (RESYNC)
+        self.buf_ts = 0
+        self.buf_seq = 0
+        self.channel = 0  # the body frame being streamed
+        self.remaining = 0  # payload bytes left in that body frame (or to skip)
+
+    @property
+    def idle(self) -> bool:
+        """No frame half-read (bytes held while resyncing are junk already reported)."""
+        return self.mode == RESYNC or (self.mode == FRAMES and not self.buf)
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buf)
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, data: bytes, ts: int, seq: int) -> list[Frame]:
+        out: list[Frame] = []
+        pos, n = 0, len(data)
+        while pos < n:
+            mode = self.mode
+            if mode == FRAMES:
+                if self.buf:
+                    pos = self._complete(data, pos, ts, out)
+                else:
+                    pos = self._frames(data, pos, ts, seq, out)
+            elif mode == BODY:
+                k = min(self.remaining, n - pos)
+                out.append(BodyChunk(self.channel, data[pos : pos + k], 0, ts))
+                pos += k
+                self.remaining -= k
+                if not self.remaining:
+                    self.mode = BODY_END
+            elif mode == BODY_END:
+                if data[pos] == FRAME_END:
+                    pos += 1
+                    self.mode = FRAMES
+                else:
+                    self._lost("body frame without its end marker", ts, out)
+            elif mode == SKIP:
+                k = min(self.remaining, n - pos)
+                pos += k
+                self.remaining -= k
+                if not self.remaining:
+                    self.mode = FRAMES
+            else:
+                pos = self._resync(data, pos, ts, seq, out)
+        return out
+
+    def gap(self, size: int, ts: int) -> tuple[list[Frame], bool]:
+        """`size` bytes were lost. Inside a body frame the frame goes on (the loss is
+        reported as a chunk with `lost` bytes); elsewhere the framer resyncs. Returns the
+        events and whether framing was lost."""
+        if self.mode == BODY and size <= self.remaining:
+            self.remaining -= size
+            if not self.remaining:
+                self.mode = BODY_END
+            return [BodyChunk(self.channel, b"", size, ts)], False
+        if self.mode == SKIP and size < self.remaining:
+            self.remaining -= size
+            return [], False
+        self.buf.clear()
+        self.mode = RESYNC
+        return [], True
+
+    def abort(self) -> None:
+        self.buf.clear()
+        self.mode = RESYNC
+
+    # ---------------------------------------------------------------- framing
+
+    def _frames(self, data: bytes, pos: int, ts: int, seq: int, out: list[Frame]) -> int:
+        """Whole frames straight from `data`; an incomplete tail is buffered."""
+        n = len(data)
+        while pos < n:
+            if data[pos] == 0x41:  # "AMQP" and a version
+                if n - pos < 8:
+                    self._hold(data[pos:], ts, seq + pos)
+                    return n
+                if not self._protocol_header(data[pos : pos + 8], ts, out):
+                    return pos
+                pos += 8
+                continue
+            if n - pos < 7:
+                self._hold(data[pos:], ts, seq + pos)
+                return n
+            kind, channel, size = _HEAD.unpack_from(data, pos)
+            if kind == FRAME_BODY:
+                self._body(channel, size)
+                return pos + 7
+            if not self._check_head(kind, size, ts, out):
+                return pos if self.mode == RESYNC else pos + 7
+            end = pos + 7 + size
+            if end >= n:
+                self._hold(data[pos:], ts, seq + pos)
+                return n
+            if data[end] != FRAME_END:
+                self._lost(f"frame type {kind} without its end marker", ts, out)
+                return pos + 1
+            self._frame(kind, channel, data, pos + 7, end, ts, ts, seq + pos, out)
+            pos = end + 1
+        return pos
+
+    def _body(self, channel: int, size: int) -> None:
+        self.mode, self.channel, self.remaining = BODY, channel, size
+        if not size:
+            self.mode = BODY_END
+
+    def _complete(self, data: bytes, pos: int, ts: int, out: list[Frame]) -> int:
+        """Add bytes to the buffered frame head or frame; handle it once whole."""
+        buf = self.buf
+        n = len(data)
+        if buf[0] == 0x41:
+            take = min(8 - len(buf), n - pos)
+            buf += data[pos : pos + take]
+            if len(buf) == 8:
+                head = bytes(buf)
+                buf.clear()
+                if not self._protocol_header(head, self.buf_ts, out):
+                    buf += head[1:]
+            return pos + take
+        if len(buf) < 7:
+            take = min(7 - len(buf), n - pos)
+            buf += data[pos : pos + take]
+            pos += take
+            if len(buf) < 7:
+                return pos
+            kind, channel, size = _HEAD.unpack_from(buf, 0)
+            if kind == FRAME_BODY:
+                buf.clear()
+                self._body(channel, size)
+                return pos
+            if not self._check_head(kind, size, ts, out):
+                junk = bytes(buf[1:]) if self.mode == RESYNC else b""
+                buf.clear()
+                buf += junk
+                return pos
+        kind, channel, size = _HEAD.unpack_from(buf, 0)
+        take = min(8 + size - len(buf), n - pos)
+        buf += data[pos : pos + take]
+        pos += take
+        if len(buf) < 8 + size:
+            return pos
+        frame = bytes(buf)
+        buf.clear()
+        if frame[-1] != FRAME_END:
+            self._lost(f"frame type {kind} without its end marker", ts, out)
+            self.buf += frame[1:]
+            return pos
+        self._frame(kind, channel, frame, 7, 7 + size, self.buf_ts, ts, self.buf_seq, out)
+        return pos
+
+    def _check_head(self, kind: int, size: int, ts: int, out: list[Frame]) -> bool:
+        """A method, header or heartbeat head we can hold; else skip or resync."""
+        if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
+            self._lost(f"unknown frame type {kind}", ts, out)
+            return False
+        if size > self.max_frame:
+            out.append(FrameError(f"{size}-byte frame over the {self.max_frame}-byte cap", ts))
+            self.mode, self.remaining = SKIP, size + 1
+            return False
+        return True
+
+    def _hold(self, chunk: bytes, ts: int, seq: int) -> None:
+        self.buf += chunk
+        self.buf_ts, self.buf_seq = ts, seq & _SEQ_MASK
+
+    def _protocol_header(self, head: bytes, ts: int, out: list[Frame]) -> bool:
+        if head[:4] != b"AMQP":
+            self._lost("bytes that are not AMQP framing", ts, out)
+            return False
+        out.append(ProtocolHeader(head[4:], ts))
+        return True
+
+    def _frame(
+        self,
+        kind: int,
+        channel: int,
+        buf: bytes,
+        start: int,
+        end: int,
+        ts: int,
+        end_ts: int,
+        seq: int,
+        out: list[Frame],
+    ) -> None:
+        if kind == FRAME_HEARTBEAT:
+            return
+        size = end - start
+        if kind == FRAME_METHOD:
+            if size < 4:
+                out.append(FrameError("method frame too short for its ids", ts))
+                return
+            class_id, method_id = _IDS.unpack_from(buf, start)
+            spec = METHODS.get((class_id, method_id))
+            if spec is None:
+                out.append(UnknownMethod(channel, class_id, method_id, ts))
+                return
+            try:
+                args = decode_args(buf, start + 4, end, spec.args)
+            except DissectError:
+                args = None
+            out.append(Method(channel, spec, args, size, ts, seq & _SEQ_MASK, end_ts))
+            return
+        if size < 14:  # class, weight, body size, property flags
+            out.append(FrameError("content header frame too short", ts))
+            return
+        body_size = _BODY_SIZE.unpack_from(buf, start + 4)[0]
+        try:
+            props = decode_properties(buf, start + 12, end)
+        except DissectError:
+            props = None
+        out.append(ContentHeader(channel, body_size, props, end_ts))
+
+    # ---------------------------------------------------------------- resync
+
+    def _lost(self, reason: str, ts: int, out: list[Frame]) -> None:
+        """Framing is lost: report it once and look for the next good frame."""
+        out.append(FrameError(reason, ts))
+        self.mode = RESYNC
+
+    def _resync(self, data: bytes, pos: int, ts: int, seq: int, out: list[Frame]) -> int:
+        """Scan held and new bytes for an anchor frame and resume framing at it."""
+        buf = self.buf
+        old = len(buf)
+        buf += data[pos:]
+        end_seq = seq + len(data)  # the sequence number just after `buf`
+        scan = 0
+        while True:
+            m = _ANCHOR.search(buf, scan)
+            if m is None:
+                del buf[: max(0, len(buf) - 10)]  # an anchor may begin in the last bytes
+                break
+            p = m.start()
+            if buf[p] == FRAME_METHOD:
+                size = int.from_bytes(buf[p + 3 : p + 7], "big")
+                if size > self.max_frame or size < 4:
+                    scan = p + 1
+                    continue
+                if len(buf) < p + 8 + size:
+                    del buf[:p]  # wait for the rest of this candidate
+                    break
+                ids = (buf[p + 7] << 8 | buf[p + 8], buf[p + 9] << 8 | buf[p + 10])
+                if buf[p + 7 + size] != FRAME_END or ids not in METHODS:
+                    scan = p + 1
+                    continue
+            self.mode = FRAMES
+            if p >= old:  # the anchor is in the new bytes: frame on from there
+                buf.clear()
+                return pos + p - old
+            # It began in held bytes: keep them as a frame prefix, then take `data` again.
+            self.buf_seq = (end_seq - (len(buf) - p)) & _SEQ_MASK
+            del buf[old:]
+            del buf[:p]
+            return pos
+        self.buf_ts, self.buf_seq = ts, (end_seq - len(buf)) & _SEQ_MASK
+        return len(data)

@@ -1,0 +1,610 @@
+"""Turn AMQP 0-9-1 frames into calls (one dissector per connection).
+
+* Synchronous methods wait, per channel, for a reply the spec allows (queue.declare for
+  queue.declare-ok, basic.get for get-ok or get-empty, ...) from the other side. Methods
+  the broker starts (connection.start, connection.tune, a broker's channel.close) are
+  calls too, flagged "push", answered by the client.
+* A channel.close / connection.close from the broker fails the calls waiting on that
+  channel (on every channel for connection.close): they get the close as their response,
+  with its reply code as status and its reply text as reason. The client's close-ok is
+  then absorbed. With nothing waiting, the broker's close is a call of its own.
+* Asynchronous methods are calls of their own: from the client (basic.publish, ack, nack,
+  reject, any method with no-wait) flagged "oneway"; from the broker (basic.deliver,
+  basic.return, publisher-confirm acks) flagged "push", their message as the response.
+* Content (header + body frames) is attached to its method; the call is emitted when the
+  body is complete. Bodies keep their first `max_body` bytes and their full size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+from streams.dissect.amqp.events import (
+    BodyChunk,
+    ContentHeader,
+    Frame,
+    FrameError,
+    Method,
+    ProtocolHeader,
+    UnknownMethod,
+)
+from streams.dissect.amqp.parser import DEFAULT_MAX_FRAME, FrameParser
+from streams.dissect.amqp.spec import (
+    BOTH,
+    CHANNEL_CLOSE,
+    CLIENT,
+    CLOSE_OK,
+    CONNECTION_CLOSE,
+    KEY_ARGS,
+    REQUEST_OF,
+    method_name,
+)
+from streams.dissect.base import DissectEvent, DissectFailed, new_call
+from streams.reassembly.events import Direction, Flow
+from wiretide.records import ApiCall
+
+PROTOCOL = "amqp"
+DEFAULT_MAX_BODY = 64 * 1024  # message body (or argument JSON) bytes kept per message
+DEFAULT_MAX_HELD = 1024 * 1024  # body bytes held across all messages still arriving
+DEFAULT_MAX_PENDING = 256  # calls waiting for a reply before the oldest is given up
+_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+_CLOSES = (CHANNEL_CLOSE, CONNECTION_CLOSE)
+_AMQP_1 = frozenset({b"\x00\x01\x00\x00", b"\x02\x01\x00\x00", b"\x03\x01\x00\x00"})
+
+
+class Content:
+    """A message body arriving in frames after its method (and content header)."""
+
+    __slots__ = ("side", "props", "size", "received", "parts", "kept", "end_ts", "headed")
+
+    def __init__(self, side: str, end_ts: int) -> None:
+        self.side = side  # "request" or "response": names the flags
+        self.props: dict[str, Any] = {}
+        self.size = 0  # body size the content header announced
+        self.received = 0
+        self.parts: list[bytes] = []
+        self.kept = 0
+        self.end_ts = end_ts
+        self.headed = False
+
+
+class Call:
+    """A call being put together: its request method, its reply, their content."""
+
+    __slots__ = (
+        "request", "response", "request_content", "response_content", "initiator", "push",
+        "oneway", "status", "reason", "flags", "resolved", "open", "emitted", "suspect",
+    )  # fmt: skip
+
+    def __init__(self, request: Method | None, initiator: int, push: bool) -> None:
+        self.request = request
+        self.response: Method | None = None
+        self.request_content: Content | None = None
+        self.response_content: Content | None = None
+        self.initiator = initiator  # direction the request came from
+        self.push = push  # the broker started it
+        self.oneway = False  # asynchronous by design: no reply expected
+        self.status = 0
+        self.reason = ""
+        self.flags: list[str] = []
+        self.resolved = False  # its reply is here, or will never be
+        self.open = 0  # contents still arriving
+        self.emitted = False
+        self.suspect = False  # reply bytes were lost after it was sent
+
+
+class AmqpDissector:
+    """The `Dissector` for one AMQP 0-9-1 connection (see `streams.dissect.base`)."""
+
+    protocol = PROTOCOL
+
+    def __init__(
+        self,
+        flow: Flow,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_held: int = DEFAULT_MAX_HELD,
+    ) -> None:
+        self.flow = flow
+        self.max_body = max_body
+        self.max_pending = max_pending
+        self.max_held = max_held
+        self._parsers = (FrameParser(max_frame), FrameParser(max_frame))
+        self._client = 0  # the direction the AMQP client writes in
+        self._roles_known = False
+        self._pending: dict[int, list[Call]] = {}  # channel -> calls waiting for a reply
+        self._order: deque[Call] = deque()  # waiting calls, oldest first (for the cap)
+        self._n_pending = 0
+        self._contents: tuple[dict[int, tuple[Call, Content]], ...] = ({}, {})
+        self._held = 0
+        self._absorb: dict[int, int] = {}  # channel -> client close-oks to absorb
+        self._out: list[DissectEvent] = []
+        self.opaque = False
+        self._closed = False
+
+    # ---------------------------------------------------------------- contract
+
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self.opaque or self._closed or not data:
+            return []
+        try:
+            d = int(direction)
+            for frame in self._parsers[d].feed(bytes(data), ts_ns, seq):
+                self._on_frame(d, frame)
+                if self.opaque:
+                    break
+        except Exception as e:  # never raise out of the stage
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self.opaque or self._closed or size <= 0:
+            return []
+        try:
+            d = int(direction)
+            frames, lost = self._parsers[d].gap(size, ts_ns)
+            for frame in frames:
+                self._on_frame(d, frame)
+            if lost:
+                self._framing_lost(d)
+        except Exception as e:
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        if self._closed:
+            return self._take()
+        self._closed = True
+        try:
+            self._flush()
+        except Exception as e:
+            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
+        return self._take()
+
+    @property
+    def idle(self) -> bool:
+        if self._n_pending or self._contents[0] or self._contents[1] or self._absorb:
+            return False
+        return self.opaque or self._closed or (self._parsers[0].idle and self._parsers[1].idle)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for frames and bodies not yet complete (bounded by the caps)."""
+        return self._parsers[0].buffered + self._parsers[1].buffered + self._held
+
+    def _take(self) -> list[DissectEvent]:
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+    def _failed(self, direction: int, reason: str, ts: int) -> None:
+        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], reason, ts))
+
+    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
+        self._failed(int(direction), f"internal dissector error: {type(e).__name__}: {e}", ts)
+        self._go_opaque()
+
+    def _go_opaque(self) -> None:
+        self.opaque = True
+        for p in self._parsers:
+            p.abort()
+        try:
+            self._flush()
+        except Exception:
+            self._pending.clear()
+            self._order.clear()
+            self._n_pending = 0
+
+    # ------------------------------------------------------------------ frames
+
+    def _on_frame(self, d: int, frame: Frame) -> None:
+        kind = type(frame)
+        if kind is Method:
+            self._on_method(d, frame)  # type: ignore[arg-type]
+        elif kind is BodyChunk:
+            self._on_body(d, frame)  # type: ignore[arg-type]
+        elif kind is ContentHeader:
+            self._on_header(d, frame)  # type: ignore[arg-type]
+        elif kind is ProtocolHeader:
+            self._on_protocol_header(d, frame)  # type: ignore[arg-type]
+        elif kind is UnknownMethod:
+            f: Any = frame
+            self._failed(d, f"unknown method {f.class_id}.{f.method_id}", f.ts)
+        elif kind is FrameError:
+            self._failed(d, frame.reason, frame.ts)  # type: ignore[union-attr]
+
+    def _on_protocol_header(self, d: int, h: ProtocolHeader) -> None:
+        if h.version in _AMQP_1:
+            self._failed(d, "AMQP 1.0 is a different protocol; not dissected", h.ts)
+            self._go_opaque()
+            return
+        if not self._roles_known:
+            self._client, self._roles_known = d, True
+
+    def _on_method(self, d: int, m: Method) -> None:
+        ch = m.channel
+        current = self._contents[d].pop(ch, None)
+        if current is not None:  # a new method ends the content before it
+            self._end_content(current, "incomplete")
+        spec = m.spec
+        if not self._roles_known and spec.sender != BOTH:
+            self._client = d if spec.sender == CLIENT else 1 - d
+            self._roles_known = True
+        key = (spec.class_id, spec.method_id)
+        if key in REQUEST_OF:
+            self._on_reply(d, m)
+            return
+        from_broker = d != self._client
+        if from_broker and key in _CLOSES and self._fail_waiting(d, m):
+            return
+        call = Call(m, d, from_broker)
+        if m.args is None:
+            call.flags.append("malformed")
+        if spec.replies and not (m.args and m.args.get("no-wait")):
+            if from_broker and key in _CLOSES and m.args:
+                call.status = m.args["reply-code"]
+                call.reason = m.args["reply-text"]
+            self._wait(ch, call)
+        else:
+            call.resolved = True
+            call.oneway = not from_broker
+        if spec.content:
+            content = Content("response" if from_broker else "request", m.end_ts)
+            if from_broker:
+                call.response_content = content
+            else:
+                call.request_content = content
+            self._start_content(d, ch, call, content)
+        else:
+            self._ready(call)
+
+    def _on_reply(self, d: int, m: Method) -> None:
+        ch = m.channel
+        spec = m.spec
+        waiting = self._pending.get(ch, ())
+        match = None
+        for k, c in enumerate(waiting):
+            if c.initiator == d or not _answers(c.request, m):
+                continue
+            if (
+                c.suspect
+                and any(
+                    o.initiator != d and _answers(o.request, m) and o.request.ts <= m.ts  # type: ignore[union-attr]
+                    for o in waiting[k + 1 :]
+                )
+            ):
+                continue  # its reply was probably in lost bytes; a later call owns this one
+            match = c
+            break
+        if match is not None:
+            for c in list(waiting):
+                if c is match:
+                    break
+                if c.suspect and c.initiator != d and _answers(c.request, m):
+                    c.flags += ["gap", "no_response"]
+                    self._unwait(ch, c)
+                    self._resolve(c)
+            self._unwait(ch, match)
+            call = match
+        else:
+            if (spec.class_id, spec.method_id) in CLOSE_OK and self._absorb.get(ch):
+                self._absorb[ch] -= 1
+                if not self._absorb[ch]:
+                    del self._absorb[ch]
+                return
+            call = Call(None, 1 - d, False)
+            call.flags.append("no_request")
+        call.response = m
+        if m.args is None:
+            call.flags.append("malformed")
+        call.resolved = True
+        if spec.content:
+            content = Content("response", m.end_ts)
+            call.response_content = content
+            self._start_content(d, ch, call, content)
+        else:
+            self._ready(call)
+
+    def _fail_waiting(self, d: int, close: Method) -> bool:
+        """The broker closed a channel (or the connection): its waiting calls fail."""
+        whole = (close.spec.class_id, close.spec.method_id) == CONNECTION_CLOSE
+        victims = [
+            c
+            for ch, calls in self._pending.items()
+            if whole or ch == close.channel
+            for c in calls
+            if c.initiator != d
+        ]
+        if not victims:
+            return False
+        args = close.args or {}
+        for c in victims:
+            self._unwait(c.request.channel, c)  # type: ignore[union-attr]
+            c.response = close
+            c.status = args.get("reply-code", 0)
+            c.reason = args.get("reply-text", "")
+            self._resolve(c)
+        self._absorb[close.channel] = self._absorb.get(close.channel, 0) + 1
+        return True
+
+    def _on_header(self, d: int, h: ContentHeader) -> None:
+        entry = self._contents[d].get(h.channel)
+        if entry is None or entry[1].headed:
+            self._failed(d, f"content header on channel {h.channel} without a method", h.end_ts)
+            return
+        call, content = entry
+        content.headed = True
+        content.size = h.body_size
+        content.end_ts = h.end_ts
+        if h.properties is None:
+            call.flags.append("malformed")
+        else:
+            content.props = h.properties
+        if not h.body_size:
+            del self._contents[d][h.channel]
+            self._end_content(entry, "")
+
+    def _on_body(self, d: int, b: BodyChunk) -> None:
+        entry = self._contents[d].get(b.channel)
+        if entry is None or not entry[1].headed:
+            return  # a body whose method was lost (a gap, or the capture began mid-message)
+        call, content = entry
+        data = b.data
+        content.received += len(data) + b.lost
+        content.end_ts = b.end_ts
+        if data:
+            room = min(self.max_body - content.kept, self.max_held - self._held, len(data))
+            if room > 0:
+                content.parts.append(data[:room] if room < len(data) else data)
+                content.kept += room
+                self._held += room
+            if room < len(data) and f"{content.side}_truncated" not in call.flags:
+                call.flags.append(f"{content.side}_truncated")
+        if b.lost and "gap" not in call.flags:
+            call.flags.append("gap")
+        if content.received >= content.size:
+            if content.received > content.size:
+                call.flags.append("malformed")
+            del self._contents[d][b.channel]
+            self._end_content(entry, "")
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _wait(self, ch: int, call: Call) -> None:
+        self._pending.setdefault(ch, []).append(call)
+        self._order.append(call)
+        self._n_pending += 1
+        if self._n_pending > self.max_pending:  # a silent peer or a one-sided capture
+            while self._order:
+                oldest = self._order.popleft()
+                if not oldest.resolved:
+                    self._unwait(oldest.request.channel, oldest)  # type: ignore[union-attr]
+                    oldest.flags.append("no_response")
+                    self._resolve(oldest)
+                    break
+
+    def _unwait(self, ch: int, call: Call) -> None:
+        calls = self._pending.get(ch)
+        if calls is None or call not in calls:
+            return
+        calls.remove(call)
+        if not calls:
+            del self._pending[ch]
+        self._n_pending -= 1
+
+    def _resolve(self, call: Call) -> None:
+        call.resolved = True
+        self._ready(call)
+
+    def _start_content(self, d: int, ch: int, call: Call, content: Content) -> None:
+        call.open += 1
+        self._contents[d][ch] = (call, content)
+
+    def _end_content(self, entry: tuple[Call, Content], why: str) -> None:
+        call, content = entry
+        self._held -= content.kept
+        if why:
+            flag = f"{content.side}_{why}"
+            if flag not in call.flags:
+                call.flags.append(flag)
+        call.open -= 1
+        self._ready(call)
+
+    def _ready(self, call: Call) -> None:
+        if call.resolved and not call.open and not call.emitted:
+            call.emitted = True
+            self._out.append(self._build(call))
+
+    def _framing_lost(self, d: int) -> None:
+        """Framing in direction `d` was lost: cut its messages short; replies it owed
+        may be gone."""
+        for entry in list(self._contents[d].values()):
+            if "gap" not in entry[0].flags:
+                entry[0].flags.append("gap")
+            self._end_content(entry, "incomplete")
+        self._contents[d].clear()
+        for calls in self._pending.values():
+            for c in calls:
+                if c.initiator != d:
+                    c.suspect = True
+
+    def _flush(self) -> None:
+        """The connection ended: emit everything still open, flagged."""
+        for d in (0, 1):
+            for entry in list(self._contents[d].values()):
+                self._end_content(entry, "incomplete")
+            self._contents[d].clear()
+        for call in list(self._order):
+            if not call.resolved:
+                call.flags.append("no_response")
+                call.resolved = True
+                self._ready(call)
+        self._pending.clear()
+        self._order.clear()
+        self._n_pending = 0
+        self._absorb.clear()
+
+    # --------------------------------------------------------------- building
+
+    def _build(self, call: Call) -> ApiCall:
+        req, resp = call.request, call.response
+        first = req if req is not None else resp
+        assert first is not None
+        f = self.flow
+        fields: dict[str, Any] = {}
+        if req is None:  # a reply whose request was never seen
+            assert resp is not None
+            request_of = REQUEST_OF[(resp.spec.class_id, resp.spec.method_id)]
+            fields.update(method=request_of.name, request_end_ns=resp.ts)
+            fields["request_headers"] = (("channel", str(resp.channel)),)
+        else:
+            self._request_fields(call, req, fields)
+        if resp is not None:
+            self._response_fields(call, resp, fields)
+        elif call.response_content is not None:  # a pushed message (deliver, return)
+            self._pushed_fields(call, req, fields)  # type: ignore[arg-type]
+        flags = ["push"] if call.push else ["oneway"] if call.oneway else []
+        flags += [x for x in dict.fromkeys(call.flags) if x not in flags]
+        out = new_call(f, PROTOCOL, first.seq, first.ts, flags=tuple(flags), **fields)
+        if self._client == 1:  # the capture guessed the roles wrong: the frames tell
+            out = replace(
+                out,
+                src_ip=f.server_ip,
+                src_port=f.server_port,
+                dst_ip=f.client_ip,
+                dst_port=f.client_port,
+            )
+        return out
+
+    def _request_fields(self, call: Call, req: Method, fields: dict[str, Any]) -> None:
+        args = req.args or {}
+        spec = req.spec
+        headers = [("channel", str(req.channel))]
+        content = call.request_content
+        if spec.content:
+            headers += _scalar_headers(args)
+        else:
+            headers += [(k, _text(args[k])) for k in KEY_ARGS if k in args]
+        path = _path(req, call.response)
+        fields.update(method=spec.name, path=path, request_end_ns=req.end_ts)
+        if content is not None:
+            headers += _property_headers(content.props)
+            fields.update(
+                request_body=b"".join(content.parts),
+                request_body_size=content.size,
+                request_end_ns=content.end_ts,
+            )
+        elif not (spec.content and call.response_content is not None):
+            fields.update(
+                request_body=self._json(args, call, "request"), request_body_size=req.size
+            )
+        fields["request_headers"] = tuple(headers)
+
+    def _response_fields(self, call: Call, resp: Method, fields: dict[str, Any]) -> None:
+        args = resp.args or {}
+        headers = [("method", resp.spec.name)]
+        key = (resp.spec.class_id, resp.spec.method_id)
+        if key in _CLOSES and resp is not call.request and args.get("class-id"):
+            headers.append(("failed-method", method_name(args["class-id"], args["method-id"])))
+        content = call.response_content
+        fields.update(
+            status=call.status,
+            reason=call.reason,
+            response_ts_ns=resp.ts,
+            response_end_ns=resp.end_ts,
+        )
+        if content is not None:
+            headers += _scalar_headers(args) + _property_headers(content.props)
+            fields.update(
+                response_body=b"".join(content.parts),
+                response_body_size=content.size,
+                response_end_ns=content.end_ts,
+            )
+        else:
+            body = self._json(args, call, "response")
+            fields.update(response_body=body, response_body_size=resp.size)
+        fields["response_headers"] = tuple(headers)
+
+    def _pushed_fields(self, call: Call, req: Method, fields: dict[str, Any]) -> None:
+        content = call.response_content
+        assert content is not None
+        args = req.args or {}
+        fields.update(
+            status=args.get("reply-code", 0),
+            reason=args.get("reply-text", ""),
+            response_headers=tuple(_property_headers(content.props)),
+            response_body=b"".join(content.parts),
+            response_body_size=content.size,
+            response_ts_ns=req.ts,
+            response_end_ns=content.end_ts,
+        )
+
+    def _json(self, args: dict[str, Any], call: Call, side: str) -> bytes:
+        if not args:
+            return b""
+        body = json.dumps(args, ensure_ascii=False).encode()
+        if len(body) > self.max_body:
+            call.flags.append(f"{side}_truncated")
+            return body[: self.max_body]
+        return body
+
+
+def _answers(request: Method | None, reply: Method) -> bool:
+    if request is None:
+        return False
+    spec = request.spec
+    return spec.class_id == reply.spec.class_id and reply.spec.method_id in spec.replies
+
+
+def _path(req: Method, resp: Method | None) -> str:
+    """exchange/routing-key for messages; else the queue, exchange or vhost acted on."""
+    args = req.args
+    if not args:
+        return ""
+    if req.spec.content:
+        return f"{args.get('exchange', '')}/{args.get('routing-key', '')}"
+    for name in ("queue", "exchange", "destination", "virtual-host"):
+        if name in args:
+            value = args[name]
+            if not value and name == "queue" and resp is not None and resp.args:
+                value = resp.args.get("queue", "")  # a queue the broker named
+            return _text(value)
+    return ""
+
+
+def _text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def _scalar_headers(args: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(k, _text(v)) for k, v in args.items() if not isinstance(v, dict)]
+
+
+def _property_headers(props: dict[str, Any]) -> list[tuple[str, str]]:
+    """Message properties, then the application headers table, as header pairs."""
+    out: list[tuple[str, str]] = []
+    table = None
+    for name, value in props.items():
+        if name == "headers":
+            table = value
+        else:
+            out.append((name, _text(value)))
+    if table:
+        out += [(str(k).lower(), _text(v)) for k, v in table.items()]
+    return out
