@@ -39,10 +39,11 @@ class Registry:
 
 def default_registry() -> Registry:
     """Every dissector Wiretide ships, in the order ties are broken."""
+    from streams.dissect.amqp import AMQP
     from streams.dissect.dns import DNS
     from streams.dissect.http import HTTP1
     from streams.dissect.http2 import HTTP2
     from streams.dissect.kafka import KAFKA
     from streams.dissect.postgresql import POSTGRESQL
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, AMQP])
