@@ -177,6 +177,27 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def _pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
+    """Ports of the pipeline's own connections, kept out of a live capture: Kafka (and
+    a local broker's controller, on the next port) and a ClickHouse server."""
+    from urllib.parse import urlsplit
+
+    ports = set()
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit():
+            ports.add(int(port))
+            if host in ("127.0.0.1", "localhost", "[::1]"):
+                ports.add(int(port) + 1)
+    if clickhouse and clickhouse.startswith(("http://", "https://")):
+        try:
+            url = urlsplit(clickhouse)
+            ports.add(url.port or (443 if url.scheme == "https" else 8123))
+        except ValueError:
+            pass
+    return sorted(p for p in ports if 0 < p < 65536)
+
+
 def _tap_live(args: argparse.Namespace) -> int:
     from producers.afpacket import RingSpec
     from producers.live import LiveLoop, open_sources
@@ -205,6 +226,7 @@ def _tap_live(args: argparse.Namespace) -> int:
     supervisor = None
     try:
         bootstrap, supervisor = _start_pipeline(args, data)
+        sources[0].exclude_ports(_pipeline_ports(bootstrap, args.clickhouse))  # type: ignore[attr-defined]
         publisher = SegmentPublisher(bootstrap)
         loop = LiveLoop(sources, publisher.publish)
         started = time.monotonic()
@@ -223,8 +245,8 @@ def _tap_live(args: argparse.Namespace) -> int:
                 force=True,
             )
 
-        if not args.quiet:
-            print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr)
+        # Always said (like tcpdump's "listening on"): scripts wait for it.
+        print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr, flush=True)
         loop.run(should_stop, on_status)
         loop.finish()
         _store_all(publisher, bootstrap, supervisor, progress, data)

@@ -1,9 +1,10 @@
 """Classic BPF socket filters for raw IP packets (the ring socket is SOCK_DGRAM, so the
 filter sees the packet from its IP header on, whatever the interface's link type).
 
-`capture_filter(ports, hosts)` gives the program for "(tcp or udp) [and (port P or ...)]
-[and (host H or ...)]": compiled by `tcpdump -dd` when tcpdump is installed, else by the
-small compiler below, which knows only that shape. Both accept IPv4 and IPv6 (IPv6 with
+`capture_filter(ports, hosts, exclude_ports)` gives the program for "(tcp or udp)
+[and (port P or ...)] [and (host H or ...)] [and not (port X or ...)]": compiled by
+`tcpdump -dd` when tcpdump is installed, else by the small compiler below, which knows
+only that shape. Both accept IPv4 and IPv6 (IPv6 with
 TCP/UDP right after the fixed header, as tcpdump's own `port` does); ports are checked
 on unfragmented packets only, again as tcpdump does.
 """
@@ -48,12 +49,16 @@ class CaptureFilter:
     compiler: str  # "tcpdump" | "builtin"
 
 
-def filter_expression(ports: list[int], hosts: list[str]) -> str:
+def filter_expression(
+    ports: list[int], hosts: list[str], exclude_ports: list[int] | tuple[int, ...] = ()
+) -> str:
     parts = ["(tcp or udp)"]
     if ports:
         parts.append("(" + " or ".join(f"port {p}" for p in ports) + ")")
     if hosts:
         parts.append("(" + " or ".join(f"host {h}" for h in hosts) + ")")
+    if exclude_ports:
+        parts.append("not (" + " or ".join(f"port {p}" for p in exclude_ports) + ")")
     return " and ".join(parts)
 
 
@@ -72,14 +77,22 @@ def check_values(ports: list[int], hosts: list[str]) -> list[Address]:
     return addrs
 
 
-def capture_filter(ports: list[int], hosts: list[str], use_tcpdump: bool = True) -> CaptureFilter:
+def capture_filter(
+    ports: list[int],
+    hosts: list[str],
+    exclude_ports: list[int] | tuple[int, ...] = (),
+    use_tcpdump: bool = True,
+) -> CaptureFilter:
+    """The filter for what the user asked (`ports`, `hosts`) minus `exclude_ports` (the
+    pipeline's own Kafka traffic, which would otherwise feed back into the capture)."""
     addrs = check_values(ports, hosts)
-    expr = filter_expression(ports, [str(a) for a in addrs])
+    check_values(list(exclude_ports), [])
+    expr = filter_expression(ports, [str(a) for a in addrs], exclude_ports)
     if use_tcpdump and shutil.which("tcpdump"):
         program = compile_with_tcpdump(expr)
         if program is not None:
             return CaptureFilter(expr, program, "tcpdump")
-    return CaptureFilter(expr, compile_builtin(ports, addrs), "builtin")
+    return CaptureFilter(expr, compile_builtin(ports, addrs, list(exclude_ports)), "builtin")
 
 
 def compile_with_tcpdump(expression: str) -> tuple[Instruction, ...] | None:
@@ -137,7 +150,10 @@ class _Assembler:
         return tuple(out)
 
 
-def compile_builtin(ports: list[int], hosts: list[Address]) -> tuple[Instruction, ...]:
+def compile_builtin(
+    ports: list[int], hosts: list[Address], exclude_ports: list[int] | None = None
+) -> tuple[Instruction, ...]:
+    exclude = exclude_ports or []
     a = _Assembler()
     a.op(LDB_ABS, 0)
     a.op(AND_K, 0xF0)
@@ -164,18 +180,22 @@ def compile_builtin(ports: list[int], hosts: list[Address]) -> tuple[Instruction
         if mine:
             a.op(RET_K, 0)
         a.label(f"ports{family}")
-        if not ports:
+        if not ports and not exclude:
             a.op(RET_K, SNAPLEN)
             continue
         if family == 4:
             a.op(LDH_ABS, 6)
             a.op(JSET_K, 0x1FFF, jt="reject")  # a fragment: no transport header to read
             a.op(LDX_MSH, 0)
+        for side in (0, 2) if exclude else ():
+            _load_port(a, family, side)
+            for port in exclude:
+                a.op(JEQ_K, port, jt="reject")
+        if not ports:
+            a.op(RET_K, SNAPLEN)
+            continue
         for side in (0, 2):
-            if family == 4:
-                a.op(LDH_IND, side)
-            else:
-                a.op(LDH_ABS, 40 + side)
+            _load_port(a, family, side)
             for i, port in enumerate(ports):
                 last = side == 2 and i == len(ports) - 1
                 a.op(JEQ_K, port, jt="accept", jf="reject" if last else None)
@@ -184,6 +204,14 @@ def compile_builtin(ports: list[int], hosts: list[Address]) -> tuple[Instruction
     a.label("reject")
     a.op(RET_K, 0)
     return a.assemble()
+
+
+def _load_port(a: _Assembler, family: int, side: int) -> None:
+    """Source (side 0) or destination (side 2) port into A; IPv4 needs X = header length."""
+    if family == 4:
+        a.op(LDH_IND, side)
+    else:
+        a.op(LDH_ABS, 40 + side)
 
 
 def pack_program(program: tuple[Instruction, ...]) -> tuple[bytes, ctypes.Array]:

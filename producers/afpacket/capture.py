@@ -78,7 +78,8 @@ class AfPacketCapture:
         spec: RingSpec | None = None,
         capture_filter_: CaptureFilter | None = None,
     ) -> None:
-        self.filter = capture_filter_ or capture_filter(ports or [], hosts or [])
+        self._ports, self._hosts = ports or [], hosts or []
+        self.filter = capture_filter_ or capture_filter(self._ports, self._hosts)
         self.skipped: dict[str, int] = {}
         self.packets = 0  # frames read from the rings
         self.segments = 0
@@ -98,6 +99,13 @@ class AfPacketCapture:
         self._poller = select.poll()
         for rs in self.sockets:
             self._poller.register(rs.fd, select.POLLIN | select.POLLERR)
+
+    def exclude_ports(self, ports: list[int]) -> None:
+        """Leave out traffic on these ports from now on (the pipeline's own Kafka
+        connections); what the rings hold so far is dropped unread."""
+        self.filter = capture_filter(self._ports, self._hosts, exclude_ports=ports)
+        for rs in self.sockets:
+            rs.attach_filter(self.filter.program)
 
     @property
     def where(self) -> str:

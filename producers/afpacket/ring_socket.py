@@ -71,6 +71,12 @@ def _bind(sock: socket.socket, ifindex: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def _attach(sock: socket.socket, program: tuple[Instruction, ...]) -> None:
+    fprog, keep = pack_program(program)
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    del keep  # the kernel has copied the program
+
+
 class RingSocket:
     def __init__(
         self,
@@ -125,9 +131,7 @@ class RingSocket:
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
             if program:
-                fprog, keep = pack_program(program)
-                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-                del keep
+                _attach(sock, program)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, self.spec.pack())
         except OSError as exc:
             sock.close()
@@ -138,6 +142,11 @@ class RingSocket:
                 ) from None
             raise LiveCaptureError(f"cannot set up the capture ring ({exc.strerror})") from None
         return sock
+
+    def attach_filter(self, program: tuple[Instruction, ...]) -> None:
+        """Replace the filter; the packets already in the ring are given back unread."""
+        _attach(self._sock, program)
+        self.blocks()
 
     def ready(self) -> bool:
         """True when the next block is in user space."""
