@@ -168,13 +168,15 @@ class TlsCapture:
 
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
+        path = target.path.encode()
         self._attached[target.identity] = target
         try:
             if target.kind == "openssl":
                 for fn in target.functions:
                     probe = _OPENSSL_PROBES[fn]
-                    b.attach_uprobe(name=target.path, sym=fn, fn_name=f"{probe}_enter")
-                    b.attach_uretprobe(name=target.path, sym=fn, fn_name=f"{probe}_exit")
+                    sym = fn.encode()
+                    b.attach_uprobe(name=path, sym=sym, fn_name=f"{probe}_enter".encode())
+                    b.attach_uretprobe(name=path, sym=sym, fn_name=f"{probe}_exit".encode())
                     self._uprobes += 2
                 return
             symbols = elf.go_tls_functions(target.path, (*target.identity, _mtime(target.path)))
@@ -183,9 +185,10 @@ class TlsCapture:
                 rets = elf.ret_offsets(target.path, symbols[fn])
                 if not rets:
                     raise ValueError(f"no RET found in {fn}")
-                b.attach_uprobe(name=target.path, sym=fn, fn_name=f"{probe}_enter")
+                sym, exit_fn = fn.encode(), f"{probe}_exit".encode()
+                b.attach_uprobe(name=path, sym=sym, fn_name=f"{probe}_enter".encode())
                 for off in rets:
-                    b.attach_uprobe(name=target.path, sym=fn, sym_off=off, fn_name=f"{probe}_exit")
+                    b.attach_uprobe(name=path, sym=sym, sym_off=off, fn_name=exit_fn)
                 self._uprobes += 1 + len(rets)
         except Exception as e:  # bcc raises bare Exception when an attach fails
             self._attach_errors.append(f"{target.path}: {e}")

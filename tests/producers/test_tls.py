@@ -1,0 +1,256 @@
+"""TLS plaintext capture with eBPF uprobes, against real HTTPS clients and servers.
+
+Needs root and the host setup of producers/tls/setup.sh (CI runs both). Python's ssl
+module (OpenSSL, SSL_read_ex/SSL_write_ex) and Go's crypto/tls are each captured from both
+ends, and the segments go through the real reassemble → dissect → redact pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from producers.tls import TlsCapture, probe_ebpf
+from streams.dissect.registry import default_registry
+from streams.pipeline import Pipeline
+from streams.redact import RedactionPolicy
+from wiretide.records import FIN, ApiCall, Segment
+
+GO_SOURCE = Path(__file__).parent / "tls_go"
+
+if os.geteuid() != 0:
+    pytest.skip("TLS capture tests need root (CI runs them as root)", allow_module_level=True)
+
+PY_SERVER = r"""
+import http.server, ssl, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        out = b'{"echo": ' + body + b'}'
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Test", "yes")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+# Two requests on one keep-alive connection; the second body is bigger than one chunk.
+PY_CLIENT = r"""
+import http.client, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+conn = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)
+bodies = [b'{"item": "tea"}', b'{"blob": "' + b"x" * 40000 + b'"}']
+for i, body in enumerate(bodies):
+    conn.request("POST", f"/orders?id={i}", body=body,
+                 headers={"Content-Type": "application/json", "X-Req": f"abc{i}"})
+    resp = conn.getresponse()
+    resp.read()
+    print(resp.status, conn.sock.getsockname()[1], flush=True)
+conn.close()
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ebpf_ready() -> None:
+    support = probe_ebpf()
+    assert support.tls, "eBPF TLS capture unavailable: " + "; ".join(support.problems)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("cert")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    return str(crt), str(key)
+
+
+@pytest.fixture(scope="module")
+def go_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    go = shutil.which("go")
+    assert go, "Go toolchain not found (needed to build tests/producers/tls_go)"
+    out = tmp_path_factory.mktemp("go") / "tlsgo"
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    subprocess.run([go, "build", "-o", str(out), "."], cwd=GO_SOURCE, check=True, env=env)
+    return str(out)
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", f"{argv[0]} did not start: {line!r} {proc.stderr.read()}"
+    return proc
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def _run_client(cap: TlsCapture, client: subprocess.Popen[str], fins: int) -> list[Segment]:
+    """Let the client go, then poll until it exited and `fins` FINs (socket closes in
+    traced processes) arrived."""
+    assert client.stdin is not None
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    segments: list[Segment] = []
+    while client.poll() is None or sum(1 for s in segments if s.flags & FIN) < fins:
+        segments += cap.poll(0.2)
+    assert client.returncode == 0, client.stderr.read() if client.stderr else ""
+    return segments
+
+
+def _calls(segments: list[Segment]) -> list[ApiCall]:
+    pipe = Pipeline(default_registry(), RedactionPolicy.default())
+    calls = pipe.process(1, segments).calls
+    calls += pipe.finish().calls
+    return sorted(calls, key=lambda c: c.ts_ns)
+
+
+def _stream(segments: list[Segment], dst_port: int) -> bytes:
+    """Bytes of one direction in sequence order, each offset once (both ends report them)."""
+    pieces = {s.seq: s.payload for s in segments if s.dst_port == dst_port and s.payload}
+    return b"".join(pieces[k] for k in sorted(pieces))
+
+
+def test_python_https_plaintext_and_calls(cert, processes) -> None:
+    crt, key = cert
+    port = 21810
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
+    client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
+    processes += [server, client]
+    with TlsCapture(pids=[server.pid, client.pid]) as cap:
+        files = cap.attached_files
+        segments = _run_client(cap, client, fins=2)
+        stats = cap.stats()
+    assert [f.kind for f in files] == ["openssl"]
+    assert {"SSL_read_ex", "SSL_write_ex"} <= set(files[0].functions)
+    assert stats["processes"] == 2 and stats["unresolved"] == 0 and stats["ring_full"] == 0
+
+    assert client.stdout is not None
+    out = client.stdout.read().split()
+    client_port = int(out[1])
+    assert out[::2] == ["201", "201"]
+    assert {s.source for s in segments} == {"tls"}
+    assert {(s.src_port, s.dst_port) for s in segments} == {
+        (client_port, port),
+        (port, client_port),
+    }
+    request_stream = _stream(segments, port)
+    assert request_stream.startswith(b"POST /orders?id=0 HTTP/1.1\r\n")
+    assert b'{"blob": "' + b"x" * 40000 + b'"}' in request_stream
+    # the 40 kB body was split into chunks of at most 16 KiB
+    assert max(len(s.payload) for s in segments) == 16384
+
+    calls = _calls(segments)
+    assert [(c.method, c.path, c.query, c.status) for c in calls] == [
+        ("POST", "/orders", "id=0", 201),
+        ("POST", "/orders", "id=1", 201),
+    ]
+    first, second = calls
+    for c in calls:
+        assert c.tls and c.source == "tls" and c.protocol == "http"
+        assert (c.src_ip, c.src_port, c.dst_ip, c.dst_port) == (
+            "127.0.0.1",
+            client_port,
+            "127.0.0.1",
+            port,
+        )
+        assert ("X-Test", "yes") in c.response_headers
+    assert ("X-Req", "abc0") in first.request_headers
+    assert first.request_body == b'{"item": "tea"}'
+    assert first.response_body == b'{"echo": {"item": "tea"}}'
+    assert second.request_body_size == 40000 + 12
+    assert second.response_body_size == 40000 + 12 + len(b'{"echo": }')
+    assert "no_response" not in first.flags and "gap" not in second.flags
+
+
+def test_discovers_processes_without_pids(cert, processes) -> None:
+    """pids=None traces every process that maps libssl, including ones started later."""
+    crt, key = cert
+    port = 21811
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
+    processes.append(server)
+    with TlsCapture() as cap:
+        client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
+        processes.append(client)
+        segments = _run_client(cap, client, fins=2)
+    mine = [s for s in segments if port in (s.src_port, s.dst_port)]
+    calls = _calls(mine)
+    assert [(c.path, c.query, c.status, c.tls) for c in calls] == [
+        ("/orders", "id=0", 201, True),
+        ("/orders", "id=1", 201, True),
+    ]
+
+
+def test_go_https_plaintext_and_calls(cert, go_binary, processes) -> None:
+    crt, key = cert
+    port = 21812
+    server = _spawn([go_binary, "server", str(port), crt, key])
+    url = f"https://127.0.0.1:{port}/echo?x=1"
+    client = _spawn([go_binary, "client", url, crt, '{"go": 1}'])
+    processes += [server, client]
+    with TlsCapture(pids=[server.pid, client.pid]) as cap:
+        files = cap.attached_files
+        segments = _run_client(cap, client, fins=2)
+    assert [f.kind for f in files] == ["go"]
+    assert client.stdout is not None
+    assert client.stdout.read().strip() == '202 {"go_echo": {"go": 1}}'
+
+    calls = _calls(segments)
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.tls and call.source == "tls"
+    assert (call.method, call.path, call.query, call.status) == ("POST", "/echo", "x=1", 202)
+    assert (call.dst_ip, call.dst_port) == ("127.0.0.1", port)
+    assert call.src_port not in (0, port)
+    assert ("X-Go-Client", "abc") in call.request_headers
+    assert ("X-Go-Server", "yes") in call.response_headers
+    assert call.request_body == b'{"go": 1}'
+    assert call.response_body == b'{"go_echo": {"go": 1}}'
+
+
+def test_go_client_alone_gives_both_directions(cert, go_binary, processes) -> None:
+    """Tracing only one end (a Go client against a Python server) still gives the call."""
+    crt, key = cert
+    port = 21813
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
+    client = _spawn([go_binary, "client", f"https://127.0.0.1:{port}/p", crt, '{"a": 2}'])
+    processes += [server, client]
+    with TlsCapture(pids=[client.pid]) as cap:
+        segments = _run_client(cap, client, fins=2)
+    calls = _calls(segments)
+    assert [(c.path, c.status, c.request_body, c.response_body) for c in calls] == [
+        ("/p", 201, b'{"a": 2}', b'{"echo": {"a": 2}}')
+    ]

@@ -1,0 +1,3 @@
+module wiretide/tlsgo
+
+go 1.21
