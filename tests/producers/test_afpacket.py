@@ -23,6 +23,7 @@ import pytest
 
 from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.afpacket.bpf import capture_filter
+from producers.afpacket.capture import ForwardedCopies
 from producers.afpacket.ring import (
     PACKET_HOST,
     PACKET_OUTGOING,
@@ -401,3 +402,37 @@ def test_full_ring_is_counted_as_kernel_drops() -> None:
     assert stats["kernel_packets"] == 2 * sent  # sent and received copies, drops included
     assert stats["packets"] + stats["kernel_drops"] == stats["kernel_packets"]
     assert len(segs) < sent
+
+
+def test_every_interface_keeps_one_copy_of_forwarded_packets(lan: Lan) -> None:
+    """A datagram from one pod to another crosses the bridge: received on the sender's
+    veth, sent out of the receiver's. On all interfaces it comes out once; sent by the
+    host itself (no received copy) it is kept."""
+    a, b = lan.add_pod("a"), lan.add_pod("b")
+    port = next(PORTS)
+    sender = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for i in range(20): s.sendto(b'fwd-%02d' % i, (sys.argv[1], int(sys.argv[2])))\n"
+    )
+    with AfPacketCapture(None, ports=[port]) as cap:
+        subprocess.run(
+            ["ip", "netns", "exec", lan.netns("a"), sys.executable, "-c", sender, b, str(port)],
+            check=True,
+            timeout=30,
+        )
+        segs = drain(cap)
+        stats = cap.stats()
+    payloads = sorted(s.payload for s in segs if s.src_ip == a and s.dst_ip == b)
+    assert payloads == [b"fwd-%02d" % i for i in range(20)]
+    assert stats["forwarded_skipped"] == 20
+
+
+def test_forwarded_copies_match_once_and_forget_the_oldest() -> None:
+    seen = ForwardedCopies(capacity=2)
+    for key in (b"one", b"two", b"three"):
+        seen.received(key)
+    assert not seen.is_forwarded(b"one")  # pushed out by the third
+    assert seen.is_forwarded(b"two")
+    assert not seen.is_forwarded(b"two")  # a second sent copy is the host's own
+    assert seen.is_forwarded(b"three")
