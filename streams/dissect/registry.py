@@ -45,5 +45,6 @@ def default_registry() -> Registry:
     from streams.dissect.http2 import HTTP2
     from streams.dissect.kafka import KAFKA
     from streams.dissect.postgresql import POSTGRESQL
+    from streams.dissect.redis import REDIS
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, AMQP])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP])
