@@ -46,5 +46,6 @@ def default_registry() -> Registry:
     from streams.dissect.kafka import KAFKA
     from streams.dissect.postgresql import POSTGRESQL
     from streams.dissect.redis import REDIS
+    from streams.dissect.websocket import WEBSOCKET
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP, WEBSOCKET])

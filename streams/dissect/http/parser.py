@@ -68,6 +68,7 @@ class Sink(Protocol):
     def on_failed(self, direction: int, reason: str, ts: int) -> None: ...
     def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None: ...
     def on_response_lost(self) -> None: ...
+    def on_rest(self, direction: int, data: bytes, ts: int, seq: int) -> None: ...
 
 
 class Body:
@@ -246,7 +247,7 @@ class Http1Parser:
         self.reported = False
         self.seen = False
         self.failures = 0
-        self.hold: list[tuple[bytes, int, int]] = []
+        self.hold: list[tuple[bytes | None, int, int]] = []
         self.hold_len = 0
         self.hold_gap = False
         self.last_ts = 0
@@ -285,6 +286,7 @@ class Http1Parser:
             return
         if st == HOLD:
             self.hold_gap = True
+            self.hold.append((None, ts, size))  # kept in order for a protocol switch
             return
         msg = self.msg
         if msg is not None and (st == BODY_EOF or (st == BODY_CL and size <= self.rem)):
@@ -364,7 +366,22 @@ class Http1Parser:
         for data, ts, seq in held:
             if self.sink.opaque:
                 return
-            self.feed(data, ts, seq)
+            if data is not None:
+                self.feed(data, ts, seq)
+
+    @property
+    def held(self) -> bool:
+        """Waiting for the verdict on an Upgrade / CONNECT request."""
+        return self.state == HOLD
+
+    def take_hold(self) -> list[tuple[bytes | None, int, int]]:
+        """The bytes held after an Upgrade request (gaps as `(None, ts, size)`), handed to
+        the protocol the flow switched to."""
+        held = self.hold
+        self.hold = []
+        self.hold_len = 0
+        self.hold_gap = False
+        return held
 
     # ------------------------------------------------------ httptools callbacks
 
@@ -439,6 +456,8 @@ class Http1Parser:
                 return
             else:
                 return
+        if i < n and sink.opaque:
+            sink.on_rest(self.direction, data[i:], ts, (seq + i) & MASK)
 
     def _new_llp(self) -> None:
         cls = HttpRequestParser if self.kind == REQUEST else HttpResponseParser

@@ -3,7 +3,9 @@
 Requests enter a FIFO when their head is complete; each response head takes the oldest
 request without one (HTTP/1.1 answers in order, pipelined or not). A call is emitted when
 both messages are complete, in request order. Interim 1xx responses are skipped; a 101
-or a successful CONNECT ends HTTP on the flow (it becomes opaque).
+or a successful CONNECT ends HTTP on the flow. After a 101 the flow is handed to the
+dissector of the protocol it switched to (`upgrade.UPGRADES`: WebSocket, h2c) with the
+bytes that followed the handshake both ways; otherwise it becomes opaque.
 
 Lost bytes are handled with capture causality: a response that began before the oldest
 waiting request began cannot answer it (that request's own request was lost), and after
@@ -17,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import fields
 
-from streams.dissect.base import DissectEvent, DissectFailed, call_id
+from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import (
     DEFAULT_MAX_BODY,
@@ -25,6 +27,7 @@ from streams.dissect.http.parser import (
     Http1Parser,
     decode_text,
 )
+from streams.dissect.http.upgrade import UPGRADES, Held, Switch, next_dissector, upgrade_token
 from streams.reassembly.events import Direction, Flow
 from wiretide.records import ApiCall, record_maker
 
@@ -108,6 +111,10 @@ class Http1Dissector:
         self._out: list[DissectEvent] = []
         self.opaque = False
         self._closed = False
+        self._next: Dissector | None = None  # reads the flow after a protocol switch
+        self._upgrading: HttpMessage | None = None  # the request a 101 answered
+        self._switch: tuple[HttpMessage, HttpMessage, Held] | None = None
+        self._rest: Held = []  # the 101's direction: bytes after it in its segment
         self._src: tuple[str, int, str, int] = (
             flow.client_ip,
             flow.client_port,
@@ -121,17 +128,23 @@ class Http1Dissector:
         self, direction: Direction, data: bytes, ts_ns: int, seq: int
     ) -> list[DissectEvent]:
         if self.opaque or self._closed or not data:
+            if self._next is not None and not self._closed:
+                return self._next.receive(direction, data, ts_ns, seq)
             return []
         try:
             if type(data) is not bytes:
                 data = bytes(data)
             self._parsers[direction].feed(data, ts_ns, seq)
+            if self._switch is not None:
+                self._hand_over()
         except Exception as e:  # never raise out of the stage
             self._internal_error(direction, e, ts_ns)
         return self._take()
 
     def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
         if self.opaque or self._closed or size <= 0:
+            if self._next is not None and not self._closed:
+                return self._next.gap(direction, size, ts_ns)
             return []
         try:
             self._parsers[direction].gap(size, ts_ns)
@@ -148,7 +161,11 @@ class Http1Dissector:
                 req = self._req_dir
                 self._parsers[req].close(ts_ns)
                 self._parsers[1 - req].close(ts_ns)
+            if self._switch is not None:
+                self._hand_over()
             self._flush()
+            if self._next is not None:
+                self._out += self._next.close(ts_ns)
         except Exception as e:
             self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
         return self._take()
@@ -158,13 +175,15 @@ class Http1Dissector:
         if self._fifo:
             return False
         if self.opaque or self._closed:
-            return True
+            return self._next is None or self._next.idle
         return self._parsers[0].idle and self._parsers[1].idle
 
     @property
     def buffered(self) -> int:
         """Bytes held for unfinished messages and calls (for memory accounting and tests)."""
         n = self._parsers[0].buffered + self._parsers[1].buffered
+        if self._next is not None:
+            n += getattr(self._next, "buffered", 0)
         for r in self._fifo:
             n += len(r.body)
             resp = r.response
@@ -233,6 +252,8 @@ class Http1Dissector:
                 continue
             r.response = msg
             self._n_answered = k + 1
+            if msg.status == 101:
+                self._upgrading = r
             if r.upgrade and r.done and not self._switches(r, msg):
                 self._parsers[self._req_dir].release()
             self._emit_ready()
@@ -252,6 +273,7 @@ class Http1Dissector:
                     self._parsers[self._req_dir].release()
             self._emit_ready()
         if msg.kind == RESPONSE and msg.upgrade:
+            self._switching(msg)
             self.on_opaque("", msg.end_ts)
 
     def on_failed(self, direction: int, reason: str, ts: int) -> None:
@@ -268,10 +290,54 @@ class Http1Dissector:
             p.abort()
         self._flush()
 
+    def on_rest(self, direction: int, data: bytes, ts: int, seq: int) -> None:
+        """Bytes after the point where HTTP stopped in a segment (after a 101's head)."""
+        if self._switch is not None and direction != self._req_dir:
+            self._rest.append((data, ts, seq))
+
     def on_response_lost(self) -> None:
         fifo = self._fifo
         for k in range(self._n_answered, len(fifo)):
             fifo[k].suspect = True
+
+    # -------------------------------------------------------- protocol switch
+
+    def _switching(self, resp: HttpMessage) -> None:
+        """A 101 completed: keep what the next protocol needs before the parsers stop."""
+        req = self._upgrading
+        requests = self._parsers[self._req_dir]
+        if req is None or req.response is not resp or resp.status != 101 or not requests.held:
+            return
+        self._switch = (req, resp, requests.take_hold())
+
+    def _hand_over(self) -> None:
+        req, resp, held = self._switch
+        rest = self._rest
+        self._switch = None
+        self._rest = []
+        upgrade = UPGRADES.get(upgrade_token(resp))
+        if upgrade is None:
+            return
+        out = self._out
+        made = None  # the upgraded request's call, for a protocol that answers it itself
+        if upgrade.takes_request:
+            cid = call_id(self.flow.flow_id, req.seq, req.ts)
+            made = next((c for c in out if type(c) is ApiCall and c.call_id == cid), None)
+        path, query = split_target(req.url)
+        switch = Switch(req, resp, path, query, self._req_dir, held, rest, made)
+        nxt = next_dissector(self.flow, switch, upgrade)
+        if nxt is None:
+            return
+        self._next = nxt
+        if made is not None:
+            out.remove(made)
+        client, server = _DIRS[self._req_dir], _DIRS[1 - self._req_dir]
+        for direction, chunks in ((client, held), (server, rest)):
+            for data, ts, seq in chunks:
+                if data is None:
+                    out += nxt.gap(direction, seq, ts)
+                else:
+                    out += nxt.receive(direction, data, ts, seq)
 
     # --------------------------------------------------------------- emitting
 

@@ -1,0 +1,297 @@
+"""WebSocket messages → `ApiCall`s (one dissector per upgraded flow).
+
+The side that opened the handshake is the call's `src` for every call. Data messages are
+one-way: a client message is a call with no response; a server message is a call whose
+response holds it, flagged `push`. Ping ↔ pong and close ↔ close are paired across the
+directions (a pong answers the latest matching ping); an exchange the server started is
+flagged `push`, with the server's frame in the response fields.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from streams.dissect.base import DissectEvent, DissectFailed, call_id
+from streams.dissect.websocket.events import (
+    BINARY,
+    CLOSE,
+    NO_STATUS,
+    PING,
+    PONG,
+    TEXT,
+    WsFailed,
+    WsMessage,
+)
+from streams.dissect.websocket.handshake import Handshake
+from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE, FrameParser
+from streams.reassembly.events import Direction, Flow
+from wiretide.records import ApiCall
+
+PROTOCOL = "websocket"
+DEFAULT_MAX_PENDING = 64  # unanswered pings per side before the oldest is given up
+_METHODS = {TEXT: "text", BINARY: "binary", PING: "ping", PONG: "pong", CLOSE: "close"}
+_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+
+
+def close_code(payload: bytes) -> tuple[int, str]:
+    """A close frame's status code and reason (1005 when it carries none)."""
+    if len(payload) < 2:
+        return NO_STATUS, ""
+    return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")
+
+
+def _side_flags(flags: tuple[str, ...], side: str) -> list[str]:
+    """Parser flags with "truncated" / "incomplete" named after the side they concern."""
+    return [side + f if f in ("truncated", "incomplete") else f for f in flags]
+
+
+class WebSocketDissector:
+    """The `Dissector` for a WebSocket connection (see `streams.dissect.base`).
+
+    `client_dir` is the stream direction carrying the client's frames (1 when the flow's
+    roles were guessed backwards). Without a known handshake it is decided by the first
+    masked frame (only clients mask)."""
+
+    protocol = PROTOCOL
+
+    def __init__(
+        self,
+        flow: Flow,
+        handshake: Handshake | None = None,
+        client_dir: int = 0,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.flow = flow
+        self.handshake = handshake or Handshake(known=False)
+        self.client_dir = client_dir
+        self.max_pending = max_pending
+        # Parsers are indexed by side: 0 = client's frames, 1 = server's.
+        self._sides = (
+            FrameParser(0, self.handshake, max_message),
+            FrameParser(1, self.handshake, max_message),
+        )
+        self._roles_known = self.handshake.known
+        self._pings: tuple[deque[WsMessage], deque[WsMessage]] = (deque(), deque())
+        self._closing: WsMessage | None = None  # the first close frame, awaiting the other
+        self._out: list[DissectEvent] = []
+        self._closed = False
+
+    # ---------------------------------------------------------------- contract
+
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self._closed or not data:
+            return []
+        try:
+            d = int(direction)
+            if not self._roles_known:
+                self._guess_roles(d, data)
+            self._handle(self._sides[self._side(d)].feed(bytes(data), ts_ns, seq))
+        except Exception as e:  # never raise out of the stage
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self._closed or size <= 0:
+            return []
+        try:
+            self._handle(self._sides[self._side(int(direction))].gap(size, ts_ns))
+        except Exception as e:
+            self._internal_error(direction, e, ts_ns)
+        return self._take()
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        if self._closed:
+            return self._take()
+        self._closed = True
+        try:
+            for parser in self._sides:
+                self._handle(parser.close(ts_ns))
+            self._flush()
+        except Exception as e:
+            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
+        return self._take()
+
+    @property
+    def idle(self) -> bool:
+        if self._pings[0] or self._pings[1] or self._closing is not None:
+            return False
+        return self._closed or (self._sides[0].idle and self._sides[1].idle)
+
+    @property
+    def buffered(self) -> int:
+        n = self._sides[0].buffered + self._sides[1].buffered
+        for pending in self._pings:
+            n += sum(len(p.payload) for p in pending)
+        return n
+
+    # ---------------------------------------------------------------- roles
+
+    def _side(self, direction: int) -> int:
+        return 0 if direction == self.client_dir else 1
+
+    def _guess_roles(self, direction: int, data: bytes) -> None:
+        """Mid-stream pick-up: the side that masks its frames is the client (the first
+        bytes seen start a frame: the probe checked them)."""
+        if len(data) >= 2:
+            self.client_dir = direction if data[1] & 0x80 else 1 - direction
+            self._roles_known = True
+
+    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
+        self._out.append(
+            DissectFailed(
+                self.flow.flow_id,
+                PROTOCOL,
+                _DIRS[int(direction)],
+                f"internal dissector error: {type(e).__name__}: {e}",
+                ts,
+            )
+        )
+        self._closed = True
+        self._pings[0].clear()
+        self._pings[1].clear()
+        self._closing = None
+
+    def _take(self) -> list[DissectEvent]:
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+    # --------------------------------------------------------------- stitching
+
+    def _handle(self, events: list) -> None:
+        for ev in events:
+            if type(ev) is WsFailed:
+                direction = ev.direction if self.client_dir == 0 else 1 - ev.direction
+                self._out.append(
+                    DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], ev.reason, ev.ts)
+                )
+            elif ev.opcode == TEXT or ev.opcode == BINARY:
+                self._out.append(self._one_way(ev))
+            elif ev.opcode == PING:
+                pending = self._pings[ev.direction]
+                pending.append(ev)
+                if len(pending) > self.max_pending:
+                    self._out.append(self._pair(pending.popleft(), None))
+            elif ev.opcode == PONG:
+                self._pong(ev)
+            else:
+                self._close_frame(ev)
+
+    def _pong(self, pong: WsMessage) -> None:
+        """A pong answers the latest ping from the other side with the same payload (RFC
+        6455 5.5.3 lets an endpoint answer only the most recent); older ones went unanswered."""
+        pending = self._pings[1 - pong.direction]
+        for k in range(len(pending) - 1, -1, -1):
+            if pending[k].payload == pong.payload:
+                for _ in range(k):
+                    self._out.append(self._pair(pending.popleft(), None))
+                self._out.append(self._pair(pending.popleft(), pong))
+                return
+        self._out.append(self._one_way(pong))  # unsolicited: a heartbeat
+
+    def _close_frame(self, frame: WsMessage) -> None:
+        first = self._closing
+        if first is None or first.direction == frame.direction:
+            if first is not None:
+                self._out.append(self._pair(first, None))
+            self._closing = frame
+            return
+        self._closing = None
+        self._out.append(self._pair(first, frame))
+
+    def _flush(self) -> None:
+        for pending in self._pings:
+            while pending:
+                self._out.append(self._pair(pending.popleft(), None))
+        if self._closing is not None:
+            self._out.append(self._pair(self._closing, None))
+            self._closing = None
+
+    # ------------------------------------------------------------------- calls
+
+    def _endpoints(self) -> tuple[str, int, str, int]:
+        f = self.flow
+        if self.client_dir == 0:
+            return f.client_ip, f.client_port, f.server_ip, f.server_port
+        return f.server_ip, f.server_port, f.client_ip, f.client_port
+
+    def _call(self, first: WsMessage, **fields: object) -> ApiCall:
+        f = self.flow
+        src_ip, src_port, dst_ip, dst_port = self._endpoints()
+        return ApiCall(
+            call_id=call_id(f.flow_id, first.seq, first.ts),
+            protocol=PROTOCOL,
+            ts_ns=first.ts,
+            src_ip=src_ip,
+            src_port=src_port,
+            dst_ip=dst_ip,
+            dst_port=dst_port,
+            flow_id=f.flow_id,
+            node=f.node,
+            source=f.source,
+            tls=f.source == "tls",
+            method=_METHODS[first.opcode],
+            path=self.handshake.path,
+            query=self.handshake.query,
+            **fields,
+        )
+
+    def _one_way(self, msg: WsMessage) -> ApiCall:
+        """A data message (or an unsolicited pong): no answer expected."""
+        if msg.direction == 0:
+            return self._call(
+                msg,
+                request_body=msg.payload,
+                request_body_size=msg.size,
+                request_end_ns=msg.end_ts,
+                flags=(*_side_flags(msg.flags, "request_"), "no_response"),
+            )
+        return self._call(
+            msg,
+            request_end_ns=msg.ts,
+            response_body=msg.payload,
+            response_body_size=msg.size,
+            response_ts_ns=msg.ts,
+            response_end_ns=msg.end_ts,
+            flags=("push", *_side_flags(msg.flags, "response_")),
+        )
+
+    def _pair(self, first: WsMessage, reply: WsMessage | None) -> ApiCall:
+        """A ping and its pong, or a close and the other side's close."""
+        client, server = (first, reply) if first.direction == 0 else (reply, first)
+        fields: dict[str, object] = {}
+        flags = [] if first.direction == 0 else ["push"]
+        if first.opcode == CLOSE:
+            fields["status"], fields["reason"] = close_code(first.payload)
+        if client is not None:
+            fields["request_body"], fields["request_body_size"] = _body(client), client.size
+            fields["request_end_ns"] = client.end_ts
+            if client.opcode == CLOSE:
+                fields["request_headers"] = _close_headers(client.payload)
+        else:
+            fields["request_end_ns"] = first.ts
+        if server is not None:
+            fields["response_body"], fields["response_body_size"] = _body(server), server.size
+            fields["response_ts_ns"], fields["response_end_ns"] = server.ts, server.end_ts
+            if server.opcode == CLOSE:
+                fields["response_headers"] = _close_headers(server.payload)
+        if reply is None:
+            flags.append("no_response")
+        return self._call(first, flags=tuple(flags), **fields)
+
+
+def _close_headers(payload: bytes) -> tuple[tuple[str, str], ...]:
+    code, reason = close_code(payload)
+    if reason:
+        return (("websocket-close-code", str(code)), ("websocket-close-reason", reason))
+    return (("websocket-close-code", str(code)),)
+
+
+def _body(frame: WsMessage) -> bytes:
+    """A ping / pong payload, or a close frame's reason (its code is in the headers)."""
+    return frame.payload[2:] if frame.opcode == CLOSE else frame.payload
