@@ -206,6 +206,29 @@ def compile_builtin(
     return a.assemble()
 
 
+# Linux ancillary loads (SKF_AD_OFF + ...): facts about the packet, not its bytes.
+LD_PKTTYPE = 0xFFFFF000 + 4
+LD_IFINDEX = 0xFFFFF000 + 8
+PACKET_OUTGOING = 4
+ACCEPT_ALL: tuple[Instruction, ...] = ((RET_K, 0, 0, SNAPLEN),)
+
+
+def skip_loopback_sends(
+    program: tuple[Instruction, ...], loopback_ifindex: int, every_interface: bool
+) -> tuple[Instruction, ...]:
+    """`program` behind a guard that drops the sent copy of loopback packets in the
+    kernel (each is also received): half the ring traffic on `lo`. On a socket for one
+    interface (`lo`) it checks the packet type; on every interface also the ifindex."""
+    guard: tuple[Instruction, ...] = (
+        (LD_ABS, 0, 0, LD_PKTTYPE),
+        (JEQ_K, 0, 1, PACKET_OUTGOING),
+        (RET_K, 0, 0, 0),
+    )
+    if every_interface:
+        guard = ((LD_ABS, 0, 0, LD_IFINDEX), (JEQ_K, 0, 3, loopback_ifindex), *guard)
+    return guard + program
+
+
 def _load_port(a: _Assembler, family: int, side: int) -> None:
     """Source (side 0) or destination (side 2) port into A; IPv4 needs X = header length."""
     if family == 4:

@@ -7,12 +7,12 @@
     cap.close()
 
 Which copies of a packet are kept: on `lo` every packet shows up twice (sent, then
-received), so the sent copy (PACKET_OUTGOING) is skipped. On a named interface both
-directions are kept (the packets a pod receives leave the host side of its veth as
-OUTGOING). On all interfaces at once, a packet the host forwards (in on one veth, out on
-another or on the uplink) would show up twice too: its OUTGOING copy is skipped when the
-same packet was received moments before (`ForwardedCopies`); packets the host itself
-sends are kept.
+received), so the socket's filter drops the sent copy (PACKET_OUTGOING) in the kernel.
+On a named interface both directions are kept (the packets a pod receives leave the host
+side of its veth as OUTGOING). On all interfaces at once, a packet the host forwards (in
+on one veth, out on another or on the uplink) would show up twice too: its OUTGOING copy
+is skipped when the same packet was received moments before (`ForwardedCopies`); packets
+the host itself sends are kept.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class AfPacketCapture:
         self.skipped: dict[str, int] = {}
         self.packets = 0  # frames read from the rings
         self.segments = 0
-        self.outgoing_skipped = 0  # loopback's sent copies
         self.forwarded_skipped = 0  # sent copies of forwarded packets
         self._decode = make_decoder(LINKTYPE_RAW, self.skipped, node=node, source="afpacket")
         self._forwarded = ForwardedCopies()
@@ -130,24 +129,16 @@ class AfPacketCapture:
         append = out.append
         frames = read_block(block)
         self.packets += len(frames)
-        lo = rs.loopback_ifindex
-        every_if = rs.ifindex == 0
-        if rs.ifindex == lo:
-            kept = [f for f in frames if f[3] != PACKET_OUTGOING]
-            self.outgoing_skipped += len(frames) - len(kept)
-            frames = kept
+        every_if = rs.ifindex == 0  # loopback's sent copies never get here (see bpf.py)
         n = len(out)
-        for ts, start, end, pkttype, ifindex in frames:
+        for ts, start, end, pkttype, _ifindex in frames:
             if every_if:
-                if pkttype == PACKET_OUTGOING:
-                    if ifindex == lo:
-                        self.outgoing_skipped += 1
-                        continue
-                    if self._forwarded.is_forwarded(fingerprint(block, start, end)):
-                        self.forwarded_skipped += 1
-                        continue
-                elif ifindex != lo:
-                    self._forwarded.received(fingerprint(block, start, end))
+                key = fingerprint(block, start, end)
+                if pkttype != PACKET_OUTGOING:
+                    self._forwarded.received(key)
+                elif self._forwarded.is_forwarded(key):
+                    self.forwarded_skipped += 1
+                    continue
             try:
                 seg = decode(block, start, end, ts)
             except Exception:  # a decoder bug must not stop the capture; counted
@@ -174,7 +165,6 @@ class AfPacketCapture:
             "kernel_packets": k.packets,
             "kernel_drops": k.drops,
             "kernel_freeze_q": k.freeze_q,
-            "outgoing_skipped": self.outgoing_skipped,
             "forwarded_skipped": self.forwarded_skipped,
             **{f"skipped_{reason}": n for reason, n in sorted(self.skipped.items())},
         }

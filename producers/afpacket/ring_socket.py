@@ -19,7 +19,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from producers.afpacket.bpf import Instruction, pack_program
+from producers.afpacket.bpf import ACCEPT_ALL, Instruction, pack_program, skip_loopback_sends
 from producers.afpacket.netns import in_netns
 from producers.afpacket.ring import (
     BLOCK_STATUS_OFFSET,
@@ -130,8 +130,7 @@ class RingSocket:
             ) from None
         try:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-            if program:
-                _attach(sock, program)
+            _attach(sock, self._guarded(program or ACCEPT_ALL))
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, self.spec.pack())
         except OSError as exc:
             sock.close()
@@ -143,9 +142,14 @@ class RingSocket:
             raise LiveCaptureError(f"cannot set up the capture ring ({exc.strerror})") from None
         return sock
 
+    def _guarded(self, program: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
+        if self.ifindex in (0, self.loopback_ifindex):
+            return skip_loopback_sends(program, self.loopback_ifindex, self.ifindex == 0)
+        return program
+
     def attach_filter(self, program: tuple[Instruction, ...]) -> None:
         """Replace the filter; the packets already in the ring are given back unread."""
-        _attach(self._sock, program)
+        _attach(self._sock, self._guarded(program))
         self.blocks()
 
     def ready(self) -> bool:
