@@ -114,7 +114,7 @@ class IpFilter:
         self._fn = load_func(
             self._bpf, "the pod-IP socket filter", "ip_filter", bcc.BPF.SOCKET_FILTER
         )
-        self._targets = self._bpf["targets"]
+        self._targets = self._bpf[b"targets"]
         self._key_type = self._targets.Key
         self._one = self._targets.Leaf(1)
         self._ips: dict[bytes, str] = {}
@@ -145,7 +145,7 @@ class IpFilter:
 
     def counts(self) -> dict[str, int]:
         """IP packets kept and dropped so far, all attached sockets together."""
-        table = self._bpf["counts"]
+        table = self._bpf[b"counts"]
         return {"kept": table[ctypes.c_int(0)].value, "dropped": table[ctypes.c_int(1)].value}
 
     def _key(self, raw: bytes) -> Any:

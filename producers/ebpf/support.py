@@ -176,7 +176,7 @@ def compile_bpf(what: str, text: str, cflags: list[str] | None = None) -> Any:
     bcc = load_bcc()
     with _stderr_captured() as log:
         try:
-            return bcc.BPF(text=text, cflags=cflags or [])
+            return bcc.BPF(text=text.encode(), cflags=cflags or [])
         except Exception as e:  # bcc raises bare Exception on compile failures
             err: BaseException = e
     raise _classify(what, err, log)
@@ -185,7 +185,7 @@ def compile_bpf(what: str, text: str, cflags: list[str] | None = None) -> Any:
 def load_func(bpf: Any, what: str, name: str, prog_type: int) -> Any:
     with _stderr_captured() as log:
         try:
-            return bpf.load_func(name, prog_type)
+            return bpf.load_func(name.encode(), prog_type)
         except Exception as e:
             err: BaseException = e
     raise _classify(what, err, log)

@@ -78,11 +78,11 @@ class TlsCapture:
             "the TLS capture program", program.source(self.ring_pages), _optional_tracepoints()
         )
         if self.pids is None:
-            self._bpf["config"][ctypes.c_int(0)] = ctypes.c_uint32(1)
-        self._bpf["ignored"][ctypes.c_uint32(os.getpid())] = ctypes.c_uint8(1)
+            self._bpf[b"config"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+        self._bpf[b"ignored"][ctypes.c_uint32(os.getpid())] = ctypes.c_uint8(1)
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; segments carry Unix time
         self._clock_offset = time.time_ns() - time.monotonic_ns()
-        self._bpf["events"].open_ring_buffer(self._on_event)
+        self._bpf[b"events"].open_ring_buffer(self._on_event)
         self._scan()
 
     def close(self) -> None:
@@ -111,7 +111,7 @@ class TlsCapture:
     def stats(self) -> dict[str, Any]:
         kernel = {}
         if self._bpf is not None:
-            table = self._bpf["stats"]
+            table = self._bpf[b"stats"]
             kernel = {
                 name: table[ctypes.c_int(i)].value for i, name in enumerate(program.STAT_NAMES)
             }
@@ -164,7 +164,7 @@ class TlsCapture:
                     self._attach(target)
             if pid not in self._traced_pids:
                 self._traced_pids.add(pid)
-                self._bpf["traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+                self._bpf[b"traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
