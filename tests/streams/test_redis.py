@@ -9,7 +9,6 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -364,4 +363,3 @@ def test_truncated_streams_never_raise_and_flag_what_is_missing(k, cut_c, cut_s)
 
 def test_flows_for_properties_exist():
     assert len(FLOWS) >= 3
-    pytest.importorskip("hypothesis")
