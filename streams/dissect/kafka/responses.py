@@ -295,9 +295,7 @@ def api_versions(r: Reader, v: int, s: Summary) -> None:
         v = 0
     n = r.array_len()
     for _ in range(max(n, 0)):
-        r.int16()
-        r.int16()
-        r.int16()
+        r.skip(6)  # API key, min and max version
         r.tagged_fields()
     s.head("api_count", max(n, 0))
     if v >= 1:

@@ -306,6 +306,8 @@ class KafkaDissector:
     ) -> ApiCall:
         frame = req.frame
         rs = req.summary
+        if rs is not None and rs.by_id:
+            rs.resolve()
         flags = list(req.flags)
         fields: dict = dict(
             method=api_name(req.api_key),

@@ -28,6 +28,7 @@ class Summary:
         "listed",
         "cut",
         "topic_ids",
+        "by_id",
     )
 
     def __init__(self, topic_ids: dict[str, str] | None = None) -> None:
@@ -41,6 +42,7 @@ class Summary:
         self.listed = 0  # partition entries in the body
         self.cut = False  # entries were left out of the body
         self.topic_ids = topic_ids if topic_ids is not None else {}
+        self.by_id: set[str] = set()  # topics named by an id not known yet
 
     def head(self, name: str, value: object) -> None:
         if value is None:
@@ -70,7 +72,23 @@ class Summary:
         return entry
 
     def topic_by_id(self, topic_id: str) -> dict[str, Any]:
-        return self.topic(self.topic_ids.get(topic_id, topic_id))
+        name = self.topic_ids.get(topic_id)
+        if name is not None:
+            return self.topic(name)
+        self.by_id.add(topic_id)
+        return self.topic(topic_id)
+
+    def resolve(self) -> None:
+        """Name the topics known only by id when they were read, if the flow has learned
+        their names since (a request's ids are named by the time its response comes)."""
+        for topic_id in [t for t in self.by_id if t in self.topic_ids]:
+            self.by_id.discard(topic_id)
+            name = self.topic_ids[topic_id]
+            self.names.discard(topic_id)
+            self.names.add(name)
+            entry = self.topics.pop(topic_id, None)
+            if entry is not None:
+                self.topics.setdefault(name, {}).update(entry)
 
     def partition(self, topic: dict[str, Any], index: int, **fields: Any) -> None:
         self.partitions += 1

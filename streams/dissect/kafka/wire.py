@@ -135,6 +135,10 @@ class Reader:
         """Skip a tagged-field section (flexible versions only)."""
         if not self.flexible:
             return
+        p = self.pos
+        if p < self.end and not self.buf[p]:  # the usual case: no tagged fields
+            self.pos = p + 1
+            return
         for _ in range(self.uvarint()):
             self.uvarint()  # tag
             self.skip(self.uvarint())
