@@ -24,7 +24,7 @@ class SegmentPublisher:
         self.segments = 0
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
+                **config.kafka_client(bootstrap),
                 "log_level": 3,  # transient warnings (a coordinator loading) are retried
                 "acks": "all",
                 "enable.idempotence": True,

@@ -39,7 +39,7 @@ class CallSink:
         self.dead_letters = 0
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **config.kafka_client(bootstrap),
                 "group.id": config.SINK_GROUP,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -47,7 +47,7 @@ class CallSink:
                 "session.timeout.ms": 10000,
             }
         )
-        self._dlq = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        self._dlq = Producer(config.kafka_client(bootstrap, acks="all"))
         self._consumer.subscribe([config.CALLS_TOPIC])
 
     def run(self, should_stop: Callable[[], bool]) -> None:

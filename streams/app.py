@@ -8,6 +8,7 @@ Offsets are acknowledged in order and only once the pipeline releases a message 
 from __future__ import annotations
 
 import os
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -29,11 +30,33 @@ POLICY = (
     RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
 )
 REGISTRY = default_registry()
+
+
+def _credentials() -> faust.types.auth.CredentialsT | None:
+    """Faust's (aiokafka's) view of the same TLS/SASL settings the other clients use."""
+    security = config.kafka_security()
+    protocol = security.get("security.protocol", "")
+    if not protocol:
+        return None
+    context = ssl.create_default_context(cafile=security.get("ssl.ca.location")) if (
+        "SSL" in protocol
+    ) else None  # fmt: skip
+    if "SASL" in protocol:
+        return faust.SASLCredentials(
+            username=security["sasl.username"],
+            password=security["sasl.password"],
+            ssl_context=context,
+            mechanism=security["sasl.mechanism"],
+        )
+    return faust.SSLCredentials(context)
+
+
 DIRECTORY = Directory()  # IP -> pod/service, from the endpoints topic
 
 app = faust.App(
     config.STREAMS_GROUP,
     broker=f"kafka://{BOOTSTRAP}",
+    broker_credentials=_credentials(),
     store="memory://",
     datadir=str(config.data_dir() / "faust"),
     web_enabled=False,

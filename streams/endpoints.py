@@ -11,6 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from schemas.codec import CodecError
 from streams.enrich import Directory
+from wiretide import config
 from wiretide.serde import decode_endpoint
 
 
@@ -23,7 +24,7 @@ class EndpointFollower(threading.Thread):
         self._stop_event = threading.Event()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **config.kafka_client(bootstrap),
                 "group.id": f"wiretide-endpoints-{uuid.uuid4().hex}",  # never commits
                 "enable.auto.commit": False,
                 "log_level": 3,

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from wiretide import config
 from wiretide.errors import BrokerError
 
 KAFKA_VERSION = "3.9.1"  # KRaft; 3.9 keeps the protocol versions faust's aiokafka speaks
@@ -257,7 +258,7 @@ def _broker_ready(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3}).list_topics(timeout=2)
+        md = AdminClient(config.kafka_client(bootstrap, log_level=3)).list_topics(timeout=2)
     except Exception:  # not ready yet: any client error means "try again"
         return False
     return bool(md.brokers)

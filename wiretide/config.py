@@ -28,3 +28,26 @@ def store_dsn(data: Path, explicit: str | None = None) -> str:
 
 def partitions() -> int:
     return int(os.environ.get("WIRETIDE_PARTITIONS", "4"))
+
+
+def kafka_security() -> dict[str, str]:
+    """librdkafka settings for an existing Kafka with TLS and/or SASL, from the environment
+    (WIRETIDE_KAFKA_SECURITY_PROTOCOL: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL;
+    WIRETIDE_KAFKA_SASL_MECHANISM, _USERNAME, _PASSWORD; WIRETIDE_KAFKA_CA: a CA file)."""
+    env = os.environ
+    protocol = env.get("WIRETIDE_KAFKA_SECURITY_PROTOCOL", "").upper()
+    if not protocol or protocol == "PLAINTEXT":
+        return {}
+    out = {"security.protocol": protocol}
+    if "SASL" in protocol:
+        out["sasl.mechanism"] = env.get("WIRETIDE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        out["sasl.username"] = env.get("WIRETIDE_KAFKA_USERNAME", "")
+        out["sasl.password"] = env.get("WIRETIDE_KAFKA_PASSWORD", "")
+    if "SSL" in protocol and env.get("WIRETIDE_KAFKA_CA"):
+        out["ssl.ca.location"] = env["WIRETIDE_KAFKA_CA"]
+    return out
+
+
+def kafka_client(bootstrap: str, **settings: object) -> dict[str, object]:
+    """Settings for a confluent-kafka client: bootstrap, security, then `settings`."""
+    return {"bootstrap.servers": bootstrap, **kafka_security(), **settings}

@@ -58,7 +58,7 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
     Kafka cannot tell (a coordinator moving or loading: ask again)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **config.kafka_client(bootstrap),
             "group.id": group,
             "enable.auto.commit": False,
             "log_level": 3,

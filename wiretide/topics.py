@@ -13,7 +13,7 @@ _HOUR_MS = 3600 * 1000
 
 def ensure_topics(bootstrap: str, partitions: int | None = None) -> None:
     partitions = partitions or config.partitions()
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    admin = AdminClient(config.kafka_client(bootstrap, log_level=3))
     wanted = [
         NewTopic(
             config.SEGMENTS_TOPIC,

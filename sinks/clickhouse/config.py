@@ -14,6 +14,7 @@ class StoreConfig:
     """`ttl_days`: how long a stored call is kept after it was ingested; 0 keeps calls forever."""
 
     ttl_days: int = DEFAULT_TTL_DAYS
+    cluster: str = ""  # a ClickHouse cluster name: tables ON CLUSTER (see ddl.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.ttl_days, bool) or not isinstance(self.ttl_days, int):

@@ -8,6 +8,7 @@ clickhouse-connect client API, so the writer and reader do not know which one th
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,12 @@ class Store:
         self.close()
 
 
-def open_store(dsn: str, *, ttl_days: int = DEFAULT_TTL_DAYS) -> Store:
-    """Connect, run pending migrations and make the retention `ttl_days` (0: forever)."""
-    config = StoreConfig(ttl_days=ttl_days)
+def open_store(dsn: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None) -> Store:
+    """Connect, run pending migrations and make the retention `ttl_days` (0: forever).
+    `cluster` (default: WIRETIDE_CLICKHOUSE_CLUSTER) makes the tables ON CLUSTER."""
+    if cluster is None:
+        cluster = os.environ.get("WIRETIDE_CLICKHOUSE_CLUSTER", "")
+    config = StoreConfig(ttl_days=ttl_days, cluster=cluster)
     parsed = urlparse(dsn or "")
     if parsed.scheme == "chdb":
         store = _open_embedded(dsn, parsed, config)
@@ -57,8 +61,8 @@ def open_store(dsn: str, *, ttl_days: int = DEFAULT_TTL_DAYS) -> Store:
     else:
         raise SinkError(f"bad store DSN {_safe(dsn)!r}: {_DSN_HELP}")
     try:
-        migrate(store.client)
-        apply_ttl(store.client, config.ttl_days)
+        migrate(store.client, config.cluster)
+        apply_ttl(store.client, config.ttl_days, config.cluster)
     except Exception as ex:
         store.close()
         raise SinkError(f"cannot prepare tables in {store.where}: {one_line(ex)}") from ex

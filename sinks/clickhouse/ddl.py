@@ -97,17 +97,52 @@ class Migration:
     statements: tuple[str, ...]
 
 
-_ADD_IDENTITY = tuple(
-    f"ALTER TABLE {CALLS} ADD COLUMN IF NOT EXISTS {side}_{what} LowCardinality(String)"
-    for side in ("src", "dst")
-    for what in ("pod", "namespace", "service")
-)
+def _add_identity(table: str, on_cluster: str = "") -> tuple[str, ...]:
+    return tuple(
+        f"ALTER TABLE {table}{on_cluster} ADD COLUMN IF NOT EXISTS {side}_{what}"
+        " LowCardinality(String)"
+        for side in ("src", "dst")
+        for what in ("pod", "namespace", "service")
+    )
+
 
 # Append only: never edit or renumber a migration that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create calls", (_CREATE_CALLS,)),
-    Migration(2, "kubernetes identity of both sides", _ADD_IDENTITY),
+    Migration(2, "kubernetes identity of both sides", _add_identity(CALLS)),
 )
+
+# On a ClickHouse cluster: each shard keeps its calls in a replicated `calls_local`, and
+# `calls` is a Distributed table over them, sharded by call id, so a call written twice
+# (a replay after a crash) lands on the same shard and collapses there as on one server.
+CALLS_LOCAL = "calls_local"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def cluster_migrations(cluster: str) -> tuple[Migration, ...]:
+    """The same migrations, ON CLUSTER, as replicated shards behind a Distributed table."""
+    if not _IDENT.match(cluster):
+        raise ValueError(f"bad ClickHouse cluster name {cluster!r}")
+    on = f" ON CLUSTER '{cluster}'"
+    local = _CREATE_CALLS.replace(
+        f"IF NOT EXISTS {CALLS}\n", f"IF NOT EXISTS {CALLS_LOCAL}{on}\n"
+    ).replace(
+        "ENGINE = ReplacingMergeTree\n",
+        "ENGINE = ReplicatedReplacingMergeTree("
+        "'/clickhouse/tables/{shard}/{database}/calls_local', '{replica}')\n",
+    )
+    distributed = (
+        f"CREATE TABLE IF NOT EXISTS {CALLS}{on} AS {CALLS_LOCAL}"
+        f" ENGINE = Distributed('{cluster}', currentDatabase(), {CALLS_LOCAL}, cityHash64(call_id))"
+    )
+    return (
+        Migration(1, "create calls", (local, distributed)),
+        Migration(
+            2,
+            "kubernetes identity of both sides",
+            _add_identity(CALLS_LOCAL, on) + _add_identity(CALLS, on),
+        ),
+    )
 
 
 def applied_versions(client: Client) -> set[int]:
@@ -115,7 +150,7 @@ def applied_versions(client: Client) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def migrate(client: Client) -> list[int]:
+def migrate(client: Client, cluster: str = "") -> list[int]:
     """Apply the migrations this database lacks, in order; return their versions.
 
     Each statement is idempotent (IF NOT EXISTS), and the version rows collapse by
@@ -124,7 +159,7 @@ def migrate(client: Client) -> list[int]:
     client.command(_CREATE_MIGRATIONS)
     done = applied_versions(client)
     applied = []
-    for migration in MIGRATIONS:
+    for migration in cluster_migrations(cluster) if cluster else MIGRATIONS:
         if migration.version in done:
             continue
         for statement in migration.statements:
@@ -141,12 +176,12 @@ def migrate(client: Client) -> list[int]:
 _TTL = re.compile(r"\bTTL\s+ingested_at\s*\+\s*toIntervalDay\((\d+)\)")
 
 
-def current_ttl_days(client: Client) -> int:
-    """The TTL on `calls` in days, 0 when it has none."""
+def current_ttl_days(client: Client, cluster: str = "") -> int:
+    """The TTL on `calls` (on a cluster: its shards' `calls_local`) in days, 0 for none."""
     engine = client.query(
         "SELECT engine_full FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
-        parameters={"t": CALLS},
+        parameters={"t": CALLS_LOCAL if cluster else CALLS},
     ).result_rows
     if not engine:
         raise LookupError(f"table {CALLS} does not exist")
@@ -154,12 +189,17 @@ def current_ttl_days(client: Client) -> int:
     return int(match.group(1)) if match else 0
 
 
-def apply_ttl(client: Client, ttl_days: int) -> bool:
+def apply_ttl(client: Client, ttl_days: int, cluster: str = "") -> bool:
     """Make the TTL on `calls` `ttl_days` (0: none); True if it had to change."""
-    if current_ttl_days(client) == ttl_days:
+    if current_ttl_days(client, cluster) == ttl_days:
         return False
-    if ttl_days:
-        client.command(f"ALTER TABLE {CALLS} MODIFY TTL ingested_at + INTERVAL {int(ttl_days)} DAY")
-    else:
-        client.command(f"ALTER TABLE {CALLS} REMOVE TTL")
+    for statement in ttl_statements(ttl_days, cluster):
+        client.command(statement)
     return True
+
+
+def ttl_statements(ttl_days: int, cluster: str = "") -> list[str]:
+    table = f"{CALLS_LOCAL} ON CLUSTER '{cluster}'" if cluster else CALLS
+    if ttl_days:
+        return [f"ALTER TABLE {table} MODIFY TTL ingested_at + INTERVAL {int(ttl_days)} DAY"]
+    return [f"ALTER TABLE {table} REMOVE TTL"]

@@ -17,7 +17,7 @@ from wiretide.serde import encode_endpoint
 class EndpointPublisher:
     def __init__(self, bootstrap: str, topic: str = config.ENDPOINTS_TOPIC) -> None:
         self.topic = topic
-        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "log_level": 3})
+        self._producer = Producer(config.kafka_client(bootstrap, acks="all", log_level=3))
         self._published: dict[str, Endpoint] = {}
 
     def sync(self, endpoints: Iterable[Endpoint]) -> int:
