@@ -283,10 +283,14 @@ class FrameParser:
         buf += data[pos:]
         end_seq = seq + len(data)  # the sequence number just after `buf`
         scan = 0
+        waiting = -1  # the first candidate still missing bytes
         while True:
             m = _ANCHOR.search(buf, scan)
             if m is None:
-                del buf[: max(0, len(buf) - 10)]  # an anchor may begin in the last bytes
+                if waiting >= 0:
+                    del buf[:waiting]  # hold that candidate until it can be checked
+                else:
+                    del buf[: max(0, len(buf) - 10)]  # an anchor may begin in the last bytes
                 break
             p = m.start()
             if buf[p] == FRAME_METHOD:
@@ -295,8 +299,12 @@ class FrameParser:
                     scan = p + 1
                     continue
                 if len(buf) < p + 8 + size:
-                    del buf[:p]  # wait for the rest of this candidate
-                    break
+                    # A later candidate that checks out wins over one we cannot check yet
+                    # (else junk announcing a large frame would stall the flow).
+                    if waiting < 0:
+                        waiting = p
+                    scan = p + 1
+                    continue
                 ids = (buf[p + 7] << 8 | buf[p + 8], buf[p + 9] << 8 | buf[p + 10])
                 if buf[p + 7 + size] != FRAME_END or ids not in METHODS:
                     scan = p + 1
