@@ -308,6 +308,17 @@ def test_pairing_by_correlation_id_and_unanswered_requests():
     assert second.reason == "REBALANCE_IN_PROGRESS"
 
 
+def test_requests_waiting_beyond_the_cap_are_given_up_oldest_first():
+    d = KafkaFactory(max_pending=2)(FLOW)
+    events = d.receive(C, heartbeat_v3(1) + heartbeat_v3(2), 10, 0)
+    assert events == [] and not d.idle
+    (given_up,) = calls_of(d.receive(C, heartbeat_v3(3), 11, 200))
+    assert header(given_up, "correlation_id") == "1" and given_up.flags == ("no_response",)
+    answered = calls_of(d.receive(S, heartbeat_v3_response(2) + heartbeat_v3_response(3), 12, 0))
+    assert [(header(c, "correlation_id"), c.flags) for c in answered] == [("2", ()), ("3", ())]
+    assert d.idle
+
+
 def test_other_apis_are_calls_with_their_name_only():
     events = run(
         (C, request(71, 0, 5, b"\x00", flexible=True)),  # GetTelemetrySubscriptions

@@ -73,7 +73,9 @@ class FrameParser:
 
     @property
     def idle(self) -> bool:
-        return (self.state == SIZE and not self.head) or self.state == DEAD
+        """No message begun: bytes held while resyncing are junk already reported."""
+        st = self.state
+        return (st == SIZE and not self.head) or st == RESYNC or st == DEAD
 
     @property
     def buffered(self) -> int:
