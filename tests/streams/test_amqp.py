@@ -522,3 +522,11 @@ def test_buffers_stay_under_the_cap(data, junk):
             d.receive(direction, chunk[k : k + 700], ts, seq + k)
             assert d.buffered <= cap
     d.close(0)
+
+
+def test_heartbeats_are_ignored_and_broker_cancel_is_pushed():
+    heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    cancel = method(1, 60, 30, shortstr("ctag-1") + b"\x01")  # no-wait: no cancel-ok
+    calls = calls_of(dialog((C, heartbeat), (S, heartbeat + cancel + heartbeat)))
+    assert [(c.method, c.flags) for c in calls] == [("basic.cancel", ("push",))]
+    assert header(calls[0].request_headers, "consumer-tag") == "ctag-1"
