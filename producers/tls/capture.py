@@ -165,6 +165,9 @@ class TlsCapture:
             if pid not in self._traced_pids:
                 self._traced_pids.add(pid)
                 self._bpf[b"traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        for pid in [p for p in self._traced_pids if not os.path.exists(f"/proc/{p}")]:
+            self._traced_pids.discard(pid)
+            del self._bpf[b"traced"][ctypes.c_uint32(pid)]
 
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
