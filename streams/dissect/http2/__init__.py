@@ -87,8 +87,8 @@ class Http2Factory:
         }
 
     def probe(self, data: bytes) -> float:
-        """1.0 for the client preface; 0.8 for a server's first SETTINGS frame; 0.55-0.65
-        for a run of plausible frames (a capture that began after the preface)."""
+        """1.0 for the client preface; 0.8 for a server's first SETTINGS frame; 0.5-0.65
+        for plausible frames (a capture that began after the preface)."""
         head = bytes(data[:4096])
         if head.startswith(PREFACE):
             return 1.0
@@ -103,6 +103,8 @@ class Http2Factory:
             return 0.65
         if count == 2:
             return 0.55
+        if count == 1 and head[3] in _FIXED_LENGTH | {4: 0} and len(head) == 9 + head[2]:
+            return 0.5  # one whole control frame (a SETTINGS ACK, a PING, ...) alone
         return 0.0
 
     def __call__(self, flow: Flow) -> Http2Dissector:

@@ -254,13 +254,16 @@ class Http2Dissector:
         elif isinstance(frame, SettingsFrame):
             size = frame.settings.get(SettingsFrame.HEADER_TABLE_SIZE)
             peer = self.decoders[1 - direction]
-            if size is not None and self.synced[1 - direction]:
+            if size is not None:
                 # Lenient: the peer's encoder may still use the old size until it sees these.
                 peer.max_allowed_table_size = max(peer.max_allowed_table_size, size)
             return
         elif isinstance(frame, GoAwayFrame):
+            # Streams the receiver began above the last one processed were not processed:
+            # the client's (odd) when the server says so, pushed (even) ones the other way.
+            parity = 0 if direction == self.req_dir else 1
             for st in self.streams.values():
-                if st.sid > frame.last_stream_id:
+                if st.sid > frame.last_stream_id and st.sid & 1 == parity:
                     st.flag("goaway")
             return
         else:
@@ -332,10 +335,6 @@ class Http2Dissector:
         if st is not None:
             st.flag("hpack_unknown")
         if self.synced[direction]:
-            if st is None:
-                st = self._open(sid)
-                if st is not None:
-                    st.flag("hpack_unknown")
             self.on_malformed(direction, reason, ts)
         else:
             dec = self.decoders[direction]
