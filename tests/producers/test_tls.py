@@ -118,14 +118,19 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         p.wait()
 
 
-def _run_client(cap: TlsCapture, client: subprocess.Popen[str], fins: int) -> list[Segment]:
-    """Let the client go, then poll until it exited and `fins` FINs (socket closes in
-    traced processes) arrived."""
+def _run_client(
+    cap: TlsCapture, client: subprocess.Popen[str], port: int, fins: int
+) -> list[Segment]:
+    """Let the client go, then poll until it exited and `fins` FINs to or from `port`
+    (socket closes in traced processes) arrived."""
     assert client.stdin is not None
     client.stdin.write("go\n")
     client.stdin.flush()
     segments: list[Segment] = []
-    while client.poll() is None or sum(1 for s in segments if s.flags & FIN) < fins:
+    while (
+        client.poll() is None
+        or sum(1 for s in segments if s.flags & FIN and port in (s.src_port, s.dst_port)) < fins
+    ):
         segments += cap.poll(0.2)
     assert client.returncode == 0, client.stderr.read() if client.stderr else ""
     return segments
@@ -152,11 +157,13 @@ def test_python_https_plaintext_and_calls(cert, processes) -> None:
     processes += [server, client]
     with TlsCapture(pids=[server.pid, client.pid]) as cap:
         files = cap.attached_files
-        segments = _run_client(cap, client, fins=2)
+        traced = cap.stats()["processes"]
+        segments = _run_client(cap, client, port, fins=2)
         stats = cap.stats()
+    assert traced == 2
     assert [f.kind for f in files] == ["openssl"]
     assert {"SSL_read_ex", "SSL_write_ex"} <= set(files[0].functions)
-    assert stats["processes"] == 2 and stats["unresolved"] == 0 and stats["ring_full"] == 0
+    assert stats["unresolved"] == 0 and stats["ring_full"] == 0 and stats["no_fd"] == 0
 
     assert client.stdout is not None
     out = client.stdout.read().split()
@@ -205,7 +212,7 @@ def test_discovers_processes_without_pids(cert, processes) -> None:
     with TlsCapture() as cap:
         client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
         processes.append(client)
-        segments = _run_client(cap, client, fins=2)
+        segments = _run_client(cap, client, port, fins=2)
     mine = [s for s in segments if port in (s.src_port, s.dst_port)]
     calls = _calls(mine)
     assert [(c.path, c.query, c.status, c.tls) for c in calls] == [
@@ -223,7 +230,7 @@ def test_go_https_plaintext_and_calls(cert, go_binary, processes) -> None:
     processes += [server, client]
     with TlsCapture(pids=[server.pid, client.pid]) as cap:
         files = cap.attached_files
-        segments = _run_client(cap, client, fins=2)
+        segments = _run_client(cap, client, port, fins=2)
     assert [f.kind for f in files] == ["go"]
     assert client.stdout is not None
     assert client.stdout.read().strip() == '202 {"go_echo": {"go": 1}}'
@@ -249,7 +256,7 @@ def test_go_client_alone_gives_both_directions(cert, go_binary, processes) -> No
     client = _spawn([go_binary, "client", f"https://127.0.0.1:{port}/p", crt, '{"a": 2}'])
     processes += [server, client]
     with TlsCapture(pids=[client.pid]) as cap:
-        segments = _run_client(cap, client, fins=2)
+        segments = _run_client(cap, client, port, fins=2)
     calls = _calls(segments)
     assert [(c.path, c.status, c.request_body, c.response_body) for c in calls] == [
         ("/p", 201, b'{"a": 2}', b'{"echo": {"a": 2}}')
