@@ -44,8 +44,9 @@ def default_registry() -> Registry:
     from streams.dissect.http import HTTP1
     from streams.dissect.http2 import HTTP2
     from streams.dissect.kafka import KAFKA
+    from streams.dissect.mysql import MYSQL
     from streams.dissect.postgresql import POSTGRESQL
     from streams.dissect.redis import REDIS
     from streams.dissect.websocket import WEBSOCKET
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP, WEBSOCKET])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP, WEBSOCKET, MYSQL])
