@@ -432,3 +432,22 @@ def test_forwarded_copies_match_once_and_forget_the_oldest() -> None:
     assert seen.is_forwarded(b"two")
     assert not seen.is_forwarded(b"two")  # a second sent copy is the host's own
     assert seen.is_forwarded(b"three")
+
+
+@pytest.mark.parametrize("compiler", ["tcpdump", "builtin"])
+def test_excluded_ports_stay_out(compiler: str) -> None:
+    """The pipeline's own Kafka port is excluded once the capture is open (as `tap` does
+    with `exclude_ports`): its traffic is not captured, everything else still is."""
+    if compiler == "tcpdump" and shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump is not installed")
+    kept, excluded = next(PORTS), next(PORTS)
+    with AfPacketCapture(["lo"]) as cap:
+        new = capture_filter([], [], [excluded], use_tcpdump=compiler == "tcpdump")
+        assert new.compiler == compiler
+        for rs in cap.sockets:
+            rs.attach_filter(new.program)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for port in (kept, excluded, kept):
+                s.sendto(b"to %d" % port, ("127.0.0.1", port))
+        segs = [s for s in drain(cap) if s.dst_port in (kept, excluded)]
+    assert [s.payload for s in segs] == [b"to %d" % kept] * 2
