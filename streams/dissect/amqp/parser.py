@@ -34,6 +34,7 @@ from streams.dissect.amqp.wire import decode_args, decode_properties
 from streams.dissect.base import DissectError
 
 DEFAULT_MAX_FRAME = 256 * 1024  # method / header payload bytes held; RabbitMQ's default is 128 KiB
+BODY_FRAME_FACTOR = 64  # body frames (streamed, never held) may be this many times larger
 _HEAD = Struct(">BHI")
 _IDS = Struct(">HH")
 _BODY_SIZE = Struct(">Q")
@@ -45,7 +46,7 @@ _ANCHOR = re.compile(
     re.S,
 )
 
-FRAMES, BODY, BODY_END, SKIP, RESYNC = range(5)
+FRAMES, BODY, BODY_END, RESYNC = range(4)
 
 
 class FrameParser:
@@ -58,7 +59,7 @@ class FrameParser:
         self.buf_ts = 0
         self.buf_seq = 0
         self.channel = 0  # the body frame being streamed
-        self.remaining = 0  # payload bytes left in that body frame (or to skip)
+        self.remaining = 0  # payload bytes left in that body frame
 
     @property
     def idle(self) -> bool:
@@ -94,12 +95,6 @@ class FrameParser:
                     self.mode = FRAMES
                 else:
                     self._lost("body frame without its end marker", ts, out)
-            elif mode == SKIP:
-                k = min(self.remaining, n - pos)
-                pos += k
-                self.remaining -= k
-                if not self.remaining:
-                    self.mode = FRAMES
             else:
                 pos = self._resync(data, pos, ts, seq, out)
         return out
@@ -113,9 +108,6 @@ class FrameParser:
             if not self.remaining:
                 self.mode = BODY_END
             return [BodyChunk(self.channel, b"", size, ts)], False
-        if self.mode == SKIP and size < self.remaining:
-            self.remaining -= size
-            return [], False
         self.buf.clear()
         self.mode = RESYNC
         return [], True
@@ -142,11 +134,11 @@ class FrameParser:
                 self._hold(data[pos:], ts, seq + pos)
                 return n
             kind, channel, size = _HEAD.unpack_from(data, pos)
+            if not self._check_head(kind, size, ts, out):
+                return pos
             if kind == FRAME_BODY:
                 self._body(channel, size)
                 return pos + 7
-            if not self._check_head(kind, size, ts, out):
-                return pos if self.mode == RESYNC else pos + 7
             end = pos + 7 + size
             if end >= n:
                 self._hold(data[pos:], ts, seq + pos)
@@ -183,14 +175,12 @@ class FrameParser:
             if len(buf) < 7:
                 return pos
             kind, channel, size = _HEAD.unpack_from(buf, 0)
+            if not self._check_head(kind, size, ts, out):
+                del buf[:1]  # the rest is scanned for a good frame
+                return pos
             if kind == FRAME_BODY:
                 buf.clear()
                 self._body(channel, size)
-                return pos
-            if not self._check_head(kind, size, ts, out):
-                junk = bytes(buf[1:]) if self.mode == RESYNC else b""
-                buf.clear()
-                buf += junk
                 return pos
         kind, channel, size = _HEAD.unpack_from(buf, 0)
         take = min(8 + size - len(buf), n - pos)
@@ -208,15 +198,18 @@ class FrameParser:
         return pos
 
     def _check_head(self, kind: int, size: int, ts: int, out: list[Frame]) -> bool:
-        """A method, header or heartbeat head we can hold; else skip or resync."""
-        if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
+        """A frame head worth following; else resync. A size over the caps is taken for
+        junk rather than skipped: trusting it could swallow the rest of the flow."""
+        if kind == FRAME_BODY:
+            if size <= self.max_frame * BODY_FRAME_FACTOR:
+                return True
+        elif kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
             self._lost(f"unknown frame type {kind}", ts, out)
             return False
-        if size > self.max_frame:
-            out.append(FrameError(f"{size}-byte frame over the {self.max_frame}-byte cap", ts))
-            self.mode, self.remaining = SKIP, size + 1
-            return False
-        return True
+        elif size <= self.max_frame:
+            return True
+        self._lost(f"{size}-byte frame type {kind} over the cap", ts, out)
+        return False
 
     def _hold(self, chunk: bytes, ts: int, seq: int) -> None:
         self.buf += chunk

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -117,8 +116,7 @@ class AmqpDissector:
         self._client = 0  # the direction the AMQP client writes in
         self._roles_known = False
         self._pending: dict[int, list[Call]] = {}  # channel -> calls waiting for a reply
-        self._order: deque[Call] = deque()  # waiting calls, oldest first (for the cap)
-        self._n_pending = 0
+        self._waiting: dict[int, Call] = {}  # id -> waiting call, oldest first (for the cap)
         self._contents: tuple[dict[int, tuple[Call, Content]], ...] = ({}, {})
         self._held = 0
         self._absorb: dict[int, int] = {}  # channel -> client close-oks to absorb
@@ -169,7 +167,7 @@ class AmqpDissector:
 
     @property
     def idle(self) -> bool:
-        if self._n_pending or self._contents[0] or self._contents[1] or self._absorb:
+        if self._waiting or self._contents[0] or self._contents[1] or self._absorb:
             return False
         return self.opaque or self._closed or (self._parsers[0].idle and self._parsers[1].idle)
 
@@ -200,8 +198,7 @@ class AmqpDissector:
             self._flush()
         except Exception:
             self._pending.clear()
-            self._order.clear()
-            self._n_pending = 0
+            self._waiting.clear()
 
     # ------------------------------------------------------------------ frames
 
@@ -380,16 +377,12 @@ class AmqpDissector:
 
     def _wait(self, ch: int, call: Call) -> None:
         self._pending.setdefault(ch, []).append(call)
-        self._order.append(call)
-        self._n_pending += 1
-        if self._n_pending > self.max_pending:  # a silent peer or a one-sided capture
-            while self._order:
-                oldest = self._order.popleft()
-                if not oldest.resolved:
-                    self._unwait(oldest.request.channel, oldest)  # type: ignore[union-attr]
-                    oldest.flags.append("no_response")
-                    self._resolve(oldest)
-                    break
+        self._waiting[id(call)] = call
+        if len(self._waiting) > self.max_pending:  # a silent peer or a one-sided capture
+            oldest = next(iter(self._waiting.values()))
+            self._unwait(oldest.request.channel, oldest)  # type: ignore[union-attr]
+            oldest.flags.append("no_response")
+            self._resolve(oldest)
 
     def _unwait(self, ch: int, call: Call) -> None:
         calls = self._pending.get(ch)
@@ -398,7 +391,7 @@ class AmqpDissector:
         calls.remove(call)
         if not calls:
             del self._pending[ch]
-        self._n_pending -= 1
+        del self._waiting[id(call)]
 
     def _resolve(self, call: Call) -> None:
         call.resolved = True
@@ -442,14 +435,12 @@ class AmqpDissector:
             for entry in list(self._contents[d].values()):
                 self._end_content(entry, "incomplete")
             self._contents[d].clear()
-        for call in list(self._order):
-            if not call.resolved:
-                call.flags.append("no_response")
-                call.resolved = True
-                self._ready(call)
+        for call in list(self._waiting.values()):
+            call.flags.append("no_response")
+            call.resolved = True
+            self._ready(call)
         self._pending.clear()
-        self._order.clear()
-        self._n_pending = 0
+        self._waiting.clear()
         self._absorb.clear()
 
     # --------------------------------------------------------------- building
