@@ -16,6 +16,7 @@ from typing import Protocol
 
 from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.batcher import FlowBatcher
+from wiretide.errors import WiretideError
 from wiretide.records import Segment
 
 Publish = Callable[[str, list[Segment]], None]
@@ -27,8 +28,9 @@ class SegmentSource(Protocol):
     def close(self) -> None: ...
 
 
-def open_tls_source(pids: list[int] | None = None) -> SegmentSource:
-    """The eBPF TLS capture, started; a one-line error when it is not installed."""
+def open_tls_source(pids: list[int] | None = None, node: str = "") -> SegmentSource:
+    """The eBPF TLS capture, started; a one-line error when it is not installed or
+    cannot start here."""
     try:
         from producers.tls import TlsCapture  # type: ignore[import-not-found]
     except ImportError as exc:
@@ -36,8 +38,13 @@ def open_tls_source(pids: list[int] | None = None) -> SegmentSource:
             f"--tls: TLS capture is not available in this installation ({exc}); "
             "capture without --tls"
         ) from None
-    tls = TlsCapture(pids)
-    tls.start()
+    tls = TlsCapture(pids, node=node)
+    try:
+        tls.start()
+    except WiretideError:
+        raise
+    except Exception as exc:  # BCC and the kernel speak many dialects of failure
+        raise LiveCaptureError(f"--tls: the TLS capture did not start ({exc})") from None
     return tls
 
 
@@ -58,7 +65,7 @@ def open_sources(
     ]
     if tls:
         try:
-            sources.append(open_tls_source())
+            sources.append(open_tls_source(node=node))
         except BaseException:
             sources[0].close()
             raise
@@ -139,5 +146,6 @@ class LiveLoop:
         merged: dict[str, int] = {}
         for source in self.sources:
             for key, value in source.stats().items():
-                merged[key] = merged.get(key, 0) + value
+                if isinstance(value, int):
+                    merged[key] = merged.get(key, 0) + value
         return merged
