@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
+from streams.dissect.graphql import graphql_call, maybe_graphql
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import (
     DEFAULT_MAX_BODY,
@@ -419,7 +420,7 @@ class Http1Dissector:
         else:
             path, query = split_target(req.url)
         if resp is None:
-            return ApiCall(
+            call = ApiCall(
                 call_id=call_id(f.flow_id, req.seq, req.ts),
                 ts_ns=req.ts,
                 method=req.method,
@@ -433,12 +434,15 @@ class Http1Dissector:
                 flags=_flags(req.flags, ["no_response"]),
                 **half,
             )
+            if maybe_graphql(req.body, query):
+                return graphql_call(call) or call
+            return call
         if req.flags or resp.flags or resp.upgrade:
             flags = _flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else [])
         else:
             flags = ()
         source = f.source
-        return _new_call(  # positional: the order of ApiCall's fields
+        call = _new_call(  # positional: the order of ApiCall's fields
             call_id(f.flow_id, req.seq, req.ts),  # call_id
             PROTOCOL,  # protocol
             req.ts,  # ts_ns
@@ -468,3 +472,6 @@ class Http1Dissector:
             resp.end_ts,  # response_end_ns
             flags,
         )
+        if maybe_graphql(req.body, query):
+            return graphql_call(call) or call  # GraphQL over HTTP: a `gql` call
+        return call
