@@ -189,13 +189,36 @@ DEFAULT_POLICY = RedactionPolicy()
 # ------------------------------------------------------------------ the stage
 
 
+# Protocols whose headers are HTTP headers (names and values a user chose); other
+# protocols put their own structural fields there (streams/dissect/README.md).
+HEADER_PROTOCOLS = frozenset({"http", "http2", "grpc", "gql", "websocket"})
+# Protocols whose bodies are the user's documents, redacted by key when they are JSON;
+# other protocols' bodies are the dissector's own summary (DNS answers, Kafka offsets).
+DOCUMENT_PROTOCOLS = frozenset({"websocket", "mongodb"})
+
+
+def _declared_type(headers: tuple[tuple[str, str], ...]) -> str:
+    for name, value in headers:
+        if name in ("content_type", "content-type"):
+            return value
+    return ""
+
+
 def redact(call: ApiCall, policy: RedactionPolicy = DEFAULT_POLICY) -> ApiCall:
     """The call with sensitive values replaced (the same object when nothing matched)."""
     req_headers = resp_headers = query = req_body = resp_body = None
     req_ctype = resp_ctype = ""
-    if call.request_headers:
+    protocol = call.protocol
+    if protocol in DOCUMENT_PROTOCOLS:
+        req_ctype = resp_ctype = "application/json"  # bodies are the user's documents
+    if protocol not in HEADER_PROTOCOLS:
+        # Its "headers" are the protocol's own fields (api_key, client_id, user, ...);
+        # a message body is redacted by the content type it declares (AMQP).
+        req_ctype = req_ctype or _declared_type(call.request_headers)
+        resp_ctype = resp_ctype or _declared_type(call.response_headers)
+    elif call.request_headers:
         req_headers, req_ctype = _headers(call.request_headers, policy)
-    if call.response_headers:
+    if call.response_headers and protocol in HEADER_PROTOCOLS:
         resp_headers, resp_ctype = _headers(call.response_headers, policy)
     if call.query:
         query = _query(call.query, policy)

@@ -458,3 +458,27 @@ def test_header_and_query_verdicts_are_cached_per_policy():
             ("content-type", "text/x"),
         )
         assert redact(call, wide).query == f"user={R}&a%75th={R}&x=3"
+
+
+def test_other_protocols_keep_their_own_fields_and_redact_declared_documents():
+    """Kafka's api_key/client_id, PostgreSQL's user and DNS's authority are the protocol's
+    field names, not user data; a message body is redacted by its declared type."""
+    from wiretide.records import ApiCall
+
+    base = dict(call_id="c", ts_ns=1, src_ip="a", src_port=1, dst_ip="b", dst_port=2, flow_id="f")
+    kafka = ApiCall(protocol="kafka", request_headers=(("api_key", "3"), ("client_id", "svc")),
+                    **base)  # fmt: skip
+    assert redact(kafka) is kafka
+    dns = ApiCall(protocol="dns", response_body=b'{"answers":[],"authority":[]}', **base)
+    assert redact(dns) is dns
+    amqp = ApiCall(
+        protocol="amqp",
+        request_headers=(("content_type", "application/json"), ("routing_key", "orders")),
+        request_body=b'{"order": 7, "password": "hunter2"}',
+        **base,
+    )
+    out = redact(amqp)
+    assert b"hunter2" not in out.request_body and b'"order"' in out.request_body
+    assert out.request_headers == amqp.request_headers
+    mongo = ApiCall(protocol="mongodb", request_body=b'{"insert":"users","token":"t0p"}', **base)
+    assert b"t0p" not in redact(mongo).request_body
