@@ -743,3 +743,139 @@ def test_probe():
     assert p(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == 0.0
     assert p(b"") == 0.0
     assert HTTP1.protocol == "http" and 80 in HTTP1.ports and 8081 in HTTP1.ports
+
+
+# ------------------------------------------- protocol switch: hand-off after 101
+
+H2C_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = ('{"path": "%s", "version": "%s"}' % (scope["path"], scope["http_version"])).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def _wait_port(port: int) -> None:
+    import socket
+    import time
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _idle_trace(rec) -> tuple[list, list[bool]]:
+    trace: list[bool] = []
+    events = R.feed(rec, check=lambda d: trace.append(d.idle))
+    return events, trace
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_h2c_upgrade_is_handed_to_the_http2_dissector(tmp_path):
+    """curl --http2 on http:// asks for `Upgrade: h2c`; hypercorn switches. Stream 1 answers
+    the upgraded request, the second URL goes on stream 3: both become http2 calls."""
+    import subprocess
+
+    pytest.importorskip("hypercorn")
+    pytest.importorskip("streams.dissect.http2")
+    (tmp_path / "h2c_app.py").write_text(H2C_APP)
+    port = 21620
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hypercorn", "h2c_app:app", "--bind", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+    )
+    proxy = None
+    try:
+        _wait_port(port)
+        proxy = R.RecordingProxy(("127.0.0.1", port))
+        url = f"http://127.0.0.1:{proxy.port}"
+        out = subprocess.run(
+            ["curl", "-s", "--http2", f"{url}/first", f"{url}/second"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        (rec,) = proxy.wait_closed()
+    finally:
+        if proxy is not None:
+            proxy.close()
+        server.terminate()
+        server.wait()
+    assert '"version": "2"' in out.stdout  # curl really switched
+    assert b"Upgrade: h2c" in rec.stream(0) and b" 101 " in rec.stream(1)
+    events, idle = _idle_trace(rec)
+    assert not any(f.reason.startswith("internal") for f in failures_of(events))
+    calls = calls_of(events)
+    assert [(c.protocol, c.method, c.path, c.status) for c in calls] == [
+        ("http2", "GET", "/first", 200),
+        ("http2", "GET", "/second", 200),
+    ]
+    first = calls[0]
+    assert "h2c_upgrade" in first.flags
+    assert first.call_id == call_id(rec.flow.flow_id, rec.isn[0], rec.events[0][1])
+    assert json.loads(calls[1].response_body) == {"path": "/second", "version": "2"}
+    assert idle[-1] and not all(idle)
+
+
+def test_websocket_upgrade_through_a_real_server_and_client():
+    """A `websockets` client and server: the 101 call, then the messages as websocket calls."""
+    import asyncio
+    import threading
+
+    pytest.importorskip("websockets")
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    port = 21621
+    ready = threading.Event()
+    stop: list = []
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async def server_main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        stop.append((loop, done))
+        async with serve(echo, "127.0.0.1", port):
+            ready.set()
+            await done
+
+    thread = threading.Thread(target=lambda: asyncio.run(server_main()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    proxy = R.RecordingProxy(("127.0.0.1", port))
+
+    async def client():
+        async with connect(f"ws://127.0.0.1:{proxy.port}/echo?v=1") as ws:
+            await ws.send("hi there")
+            assert await ws.recv() == "hi there"
+            await ws.send(b"\x01\x02")
+            assert await ws.recv() == b"\x01\x02"
+
+    try:
+        asyncio.run(client())
+        (rec,) = proxy.wait_closed()
+    finally:
+        proxy.close()
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set_result, None)
+        thread.join(10)
+    events, idle = _idle_trace(rec)
+    assert failures_of(events) == []
+    calls = calls_of(events)
+    summary_ = [(c.protocol, c.method, c.path, c.query) for c in calls]
+    assert summary_ == [("http", "GET", "/echo", "v=1")] + [
+        ("websocket", "text", "/echo", "v=1")
+    ] * 2 + [("websocket", "binary", "/echo", "v=1")] * 2 + [("websocket", "close", "/echo", "v=1")]
+    assert [c.request_body or c.response_body for c in calls[1:5]] == [
+        b"hi there", b"hi there", b"\x01\x02", b"\x01\x02",
+    ]  # fmt: skip
+    assert calls[-1].status == 1000 and idle[-1]
