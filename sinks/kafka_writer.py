@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from schemas.codec import CodecError
 from sinks.clickhouse.writer import CallWriter
-from wiretide import config
+from wiretide import config, health
 from wiretide.records import ApiCall
 from wiretide.serde import decode_call_batch
 
@@ -48,7 +48,12 @@ class CallSink:
             }
         )
         self._dlq = Producer(config.kafka_client(bootstrap, acks="all"))
-        self._consumer.subscribe([config.CALLS_TOPIC])
+        # What was consumed but not yet stored and committed (see `_flush`).
+        self._pending: list[ApiCall] = []
+        self._consumed = False
+        # Store and commit before partitions move, so their next owner starts after what
+        # this writer stored (with one store per writer, it would store them again).
+        self._consumer.subscribe([config.CALLS_TOPIC], on_revoke=self._on_revoke)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
@@ -57,35 +62,48 @@ class CallSink:
 
     def step(self) -> int:
         """Take one batch (≥ max_rows or max_wait_s), store it, commit. Returns rows stored."""
-        calls: list[ApiCall] = []
-        last = None
+        health.beat("sink")
         deadline = time.monotonic() + self.max_wait_s
-        while len(calls) < self.max_rows:
+        while len(self._pending) < self.max_rows:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             for msg in self._consumer.consume(
-                num_messages=min(1000, self.max_rows - len(calls)), timeout=left
+                num_messages=min(1000, self.max_rows - len(self._pending)), timeout=left
             ):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"Kafka consumer error: {err}")
                     continue
-                last = msg
+                self._consumed = True
                 try:
-                    calls.extend(decode_call_batch(msg.value()))
+                    self._pending.extend(decode_call_batch(msg.value()))
                 except CodecError as exc:
                     self._dead_letter(msg, str(exc))
-        if last is None:
+        return self._flush()
+
+    def _flush(self) -> int:
+        """Store what is pending, then commit the positions consumed (never the other way)."""
+        if not self._consumed:
             return 0
+        calls = self._pending
         if calls:
             self.writer.write(calls)  # raises SinkError: nothing committed, batch replays
         self._dlq.flush(30)
-        self._consumer.commit(asynchronous=False)
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as ex:
+            if ex.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+        self._pending = []
+        self._consumed = False
         self.written += len(calls)
         self._report()
         return len(calls)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
+        self._flush()
 
     def _dead_letter(self, msg: object, reason: str) -> None:
         self.dead_letters += 1

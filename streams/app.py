@@ -21,7 +21,7 @@ from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
 from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
-from wiretide import config
+from wiretide import config, health
 from wiretide.serde import decode_segment_batch, encode_call_batch
 
 BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
@@ -180,6 +180,7 @@ async def follow_endpoints() -> None:
 
 @app.timer(interval=2.0)
 async def expire_idle_flows() -> None:
+    health.beat("worker")
     for state in list(partitions.values()):
         result = state.pipeline.expire(state.pipeline.max_ts_ns)
         await _publish(result)

@@ -52,6 +52,9 @@ class Pipeline:
         self.policy = policy
         self.reassembler = reassembler or TcpReassembler()
         self.udp = UdpTracker()
+        # TLS plaintext (transport "tls") is a stream of its own beside the ciphertext of
+        # the same connection, so it gets its own reassembler (and "tls:" flow ids).
+        self.tls = TcpReassembler()
         self.dissectors: dict[str, Dissector] = {}
         self._held: dict[str, list[int]] = {}  # flow id -> tokens waiting on it
         self._refs: dict[int, int] = {}  # token -> flows still holding it
@@ -69,12 +72,16 @@ class Pipeline:
             if seg.ts_ns > self.max_ts_ns:
                 self.max_ts_ns = seg.ts_ns
             if seg.transport != "tcp":
-                if seg.transport != "udp":
+                if seg.transport == "udp":
+                    fid = segment_flow_id(seg)
+                    self._handle(self.udp.feed(seg, fid), out)
+                elif seg.transport == "tls":
+                    fid = segment_flow_id(seg)
+                    self._handle(self.tls.feed(seg), out)
+                else:
                     self.skipped_segments += 1
                     continue
-                fid = segment_flow_id(seg)
                 touched.add(fid)
-                self._handle(self.udp.feed(seg, fid), out)
                 continue
             key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
             fid = fids.get(key)
@@ -95,6 +102,7 @@ class Pipeline:
         """Close flows idle since before `now_ns` minus the reassembler's idle timeout."""
         out = Processed()
         self._handle(self.reassembler.expire(now_ns), out)
+        self._handle(self.tls.expire(now_ns), out)
         self._handle(self.udp.expire(now_ns), out)
         return out
 
@@ -102,6 +110,7 @@ class Pipeline:
         """End of input (a capture replayed to its end): close every flow."""
         out = Processed()
         self._handle(self.reassembler.close_all(self.max_ts_ns), out)
+        self._handle(self.tls.close_all(self.max_ts_ns), out)
         self._handle(self.udp.close_all(self.max_ts_ns), out)
         for fid in list(self._held):
             self._release(fid, out)
@@ -124,7 +133,9 @@ class Pipeline:
                     if factory is not None:
                         dissector = factory(ev.flow)
                     else:
-                        dissector = OpaqueDissector(ev.flow, fid.partition(":")[0])
+                        transport = fid.partition(":")[0]
+                        protocol = "udp" if transport == "udp" else "tcp"
+                        dissector = OpaqueDissector(ev.flow, protocol)
                     self.dissectors[fid] = dissector
                 events = dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq)
                 if events:
@@ -159,7 +170,9 @@ class Pipeline:
     def _release_quiescent(self, flows: set[str], out: Processed) -> None:
         for fid in flows:
             dissector = self.dissectors.get(fid)
-            if (dissector is None or dissector.idle) and self.reassembler.is_quiescent(fid):
+            if (dissector is None or dissector.idle) and (
+                self.tls if fid.startswith("tls:") else self.reassembler
+            ).is_quiescent(fid):
                 self._release(fid, out)
 
     def _release(self, fid: str, out: Processed) -> None:

@@ -39,6 +39,7 @@ def spawn(
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a terminal's Ctrl-C is the tap's to handle, not theirs
     )
 
 

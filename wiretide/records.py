@@ -32,7 +32,7 @@ class Segment:
     payload: bytes
     node: str = ""
     source: str = "pcap"  # afpacket | tls | pcap
-    transport: str = "tcp"  # tcp | udp
+    transport: str = "tcp"  # tcp | udp | tls (plaintext of a TCP connection; own flow ids)
 
 
 def endpoint(ip: str, port: int) -> str:

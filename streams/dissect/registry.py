@@ -24,7 +24,10 @@ class Registry:
 
     def detect(self, flow: Flow, first_bytes: bytes) -> DissectorFactory | None:
         """Pick a dissector for a flow from its first bytes (either direction)."""
-        candidates = self._by_transport.get(flow.flow_id.partition(":")[0], ())
+        transport = flow.flow_id.partition(":")[0]
+        if transport == "tls":  # plaintext of a TCP connection
+            transport = "tcp"
+        candidates = self._by_transport.get(transport, ())
         hinted = [f for f in candidates if flow.server_port in f.ports]
         for factory in hinted:
             if factory.probe(first_bytes) >= MIN_PROBE_SCORE:
@@ -44,9 +47,10 @@ def default_registry() -> Registry:
     from streams.dissect.http import HTTP1
     from streams.dissect.http2 import HTTP2
     from streams.dissect.kafka import KAFKA
+    from streams.dissect.mongodb import MONGODB
     from streams.dissect.mysql import MYSQL
     from streams.dissect.postgresql import POSTGRESQL
     from streams.dissect.redis import REDIS
     from streams.dissect.websocket import WEBSOCKET
 
-    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP, WEBSOCKET, MYSQL])
+    return Registry([HTTP1, DNS, POSTGRESQL, HTTP2, KAFKA, REDIS, AMQP, WEBSOCKET, MYSQL, MONGODB])
