@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from producers.tls.elf import GO_TLS_READ, GO_TLS_WRITE, NotElfError, function_symbols
 from producers.tls.elf import go_tls_functions as _go_tls_functions
@@ -54,14 +55,20 @@ def openssl_targets(pid: int) -> list[ProbeTarget]:
         ident = _identity(path)
         if ident is None:
             continue
-        try:
-            symbols = function_symbols(path, frozenset(OPENSSL_FUNCTIONS))
-        except (OSError, NotElfError, ValueError):
-            continue
-        names = tuple(n for n in OPENSSL_FUNCTIONS if n in symbols)
+        names = _openssl_functions(path, ident)
         if names:
             out.append(ProbeTarget("openssl", path, ident[:2], names))
     return out
+
+
+@lru_cache(maxsize=256)
+def _openssl_functions(path: str, _identity: tuple[int, int, int]) -> tuple[str, ...]:
+    """The SSL_* functions a library exports (cached per file identity)."""
+    try:
+        symbols = function_symbols(path, frozenset(OPENSSL_FUNCTIONS))
+    except (OSError, NotElfError, ValueError, IndexError):
+        return ()
+    return tuple(n for n in OPENSSL_FUNCTIONS if n in symbols)
 
 
 def go_target(pid: int) -> ProbeTarget | None:
