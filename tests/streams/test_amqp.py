@@ -213,10 +213,80 @@ def test_broker_closes_fail_the_waiting_call():
     assert not [c for c in RAW if "no_request" in c.flags]
 
 
-def test_view_redacts_routing_keys_in_headers_but_keeps_the_path():
+def test_view_keeps_the_routing_key_in_the_path():
     publish = [v for v in VIEWS if v["request"]["method"] == "basic.publish"][0]
-    assert publish["request"]["headers"]["routing-key"] == "[REDACTED]"  # "key" is a default
     assert publish["request"]["path"] == "wt.orders/order.created"
+    assert publish["request"]["body"] == '{"order": 1, "item": "tea"}'
+
+
+# ---------------------------------------------------------- the extras capture
+
+EXTRAS_FACTS = json.loads((GOLDEN / "extras.facts.json").read_text())
+EXTRAS = [c for c in dissect_pcap(GOLDEN / "extras.pcap") if c["protocol"] == "amqp"]
+
+
+def _extras(method: str) -> list[dict]:
+    return [v for v in EXTRAS if v["request"]["method"] == method]
+
+
+def test_mandatory_publish_comes_back_as_a_pushed_return():
+    fact = EXTRAS_FACTS["returned"]
+    (ret,) = _extras("basic.return")
+    assert ret["flags"] == ["push"]
+    assert ret["request"]["path"] == f"{fact['exchange']}/{fact['routing_key']}"
+    assert (ret["response"]["status"], ret["response"]["reason"]) == (
+        fact["reply_code"],
+        fact["reply_text"],
+    )
+    assert ret["response"]["body"] == fact["body"]
+    publish = _extras("basic.publish")[0]
+    assert publish["request"]["headers"]["mandatory"] == "true"
+
+
+def test_server_named_queue_bindings_and_transaction():
+    queue = EXTRAS_FACTS["server_named_queue"]
+    declare = _extras("queue.declare")[0]
+    assert declare["request"]["headers"]["queue"] == ""
+    assert declare["request"]["path"] == queue  # named by the broker's declare-ok
+    (bind,) = _extras("exchange.bind")
+    assert (bind["request"]["headers"]["source"], bind["request"]["path"]) == (
+        "wt.fanout",
+        "wt.topic",
+    )
+    channel = str(EXTRAS_FACTS["tx_channel"])
+    in_tx = [
+        v["request"]["method"] for v in EXTRAS if v["request"]["headers"]["channel"] == channel
+    ]
+    assert in_tx == [
+        "channel.open",
+        "tx.select",
+        "basic.publish",
+        "basic.publish",
+        "tx.commit",
+        "channel.close",
+    ]
+    (get,) = _extras("basic.get")
+    assert get["request"]["path"] == queue
+    assert get["response"]["body"] == EXTRAS_FACTS["get_ok"]["body"]
+    (nack,) = _extras("basic.nack")
+    assert json.loads(nack["request"]["body"])["requeue"] is False
+    (purge,) = _extras("queue.purge")
+    assert json.loads(purge["response"]["body"]) == {"message-count": EXTRAS_FACTS["purged"]}
+    assert [v["response"]["headers"]["method"] for v in _extras("basic.recover")] == [
+        "basic.recover-ok"
+    ]
+
+
+def test_missing_vhost_fails_connection_open():
+    refused = EXTRAS_FACTS["refused"]
+    assert "530" in refused["detail"]
+    opens = _extras("connection.open")
+    assert [o["request"]["path"] for o in opens] == ["/", "wt-no-such-vhost"]
+    failed = opens[1]["response"]
+    assert failed["status"] == 530 and failed["reason"] in refused["detail"]
+    assert failed["headers"]["failed-method"] == "connection.open"
+    # heartbeats flowed (heartbeat=1 and a 2.5 s sleep) and left no trace
+    assert not [v for v in EXTRAS if set(v["flags"]) & {"no_request", "no_response"}]
 
 
 def test_registry_picks_amqp_from_the_first_bytes_on_any_port():
@@ -404,6 +474,15 @@ def test_junk_then_frames_resyncs():
     )
     assert [type(e) for e in out] == [DissectFailed, ApiCall]
     assert calls_of(out)[0].path == "q"
+
+
+def test_junk_announcing_a_huge_body_frame_does_not_swallow_the_flow():
+    d = AmqpDissector(FLOW)
+    out = d.receive(C, b"\x03\x00\x00\x00", 1, 0)  # a body frame head cut short
+    for direction, chunk, ts, seq in STEPS:
+        out += d.receive(direction, chunk, ts, seq)
+    assert [type(e) for e in out][:1] == [DissectFailed]
+    assert timeless(calls_of(out + d.close(0))) == timeless(RAW)
 
 
 def test_pending_calls_are_capped():

@@ -34,7 +34,6 @@ from streams.dissect.amqp.wire import decode_args, decode_properties
 from streams.dissect.base import DissectError
 
 DEFAULT_MAX_FRAME = 256 * 1024  # method / header payload bytes held; RabbitMQ's default is 128 KiB
-BODY_FRAME_FACTOR = 64  # body frames (streamed, never held) may be this many times larger
 _HEAD = Struct(">BHI")
 _IDS = Struct(">HH")
 _BODY_SIZE = Struct(">Q")
@@ -60,6 +59,7 @@ class FrameParser:
         self.buf_seq = 0
         self.channel = 0  # the body frame being streamed
         self.remaining = 0  # payload bytes left in that body frame
+        self.expect: dict[int, int] = {}  # channel -> body bytes its content header announced
 
     @property
     def idle(self) -> bool:
@@ -108,12 +108,15 @@ class FrameParser:
             if not self.remaining:
                 self.mode = BODY_END
             return [BodyChunk(self.channel, b"", size, ts)], False
-        self.buf.clear()
-        self.mode = RESYNC
+        self._resync_from_here()
         return [], True
 
     def abort(self) -> None:
+        self._resync_from_here()
+
+    def _resync_from_here(self) -> None:
         self.buf.clear()
+        self.expect.clear()
         self.mode = RESYNC
 
     # ---------------------------------------------------------------- framing
@@ -134,7 +137,7 @@ class FrameParser:
                 self._hold(data[pos:], ts, seq + pos)
                 return n
             kind, channel, size = _HEAD.unpack_from(data, pos)
-            if not self._check_head(kind, size, ts, out):
+            if not self._check_head(kind, channel, size, ts, out):
                 return pos
             if kind == FRAME_BODY:
                 self._body(channel, size)
@@ -151,6 +154,11 @@ class FrameParser:
         return pos
 
     def _body(self, channel: int, size: int) -> None:
+        left = self.expect[channel] - size
+        if left:
+            self.expect[channel] = left
+        else:
+            del self.expect[channel]
         self.mode, self.channel, self.remaining = BODY, channel, size
         if not size:
             self.mode = BODY_END
@@ -175,8 +183,9 @@ class FrameParser:
             if len(buf) < 7:
                 return pos
             kind, channel, size = _HEAD.unpack_from(buf, 0)
-            if not self._check_head(kind, size, ts, out):
-                del buf[:1]  # the rest is scanned for a good frame
+            head = bytes(buf)
+            if not self._check_head(kind, channel, size, ts, out):
+                buf += head[1:]  # (the check emptied it) scanned for a good frame next
                 return pos
             if kind == FRAME_BODY:
                 buf.clear()
@@ -197,13 +206,16 @@ class FrameParser:
         self._frame(kind, channel, frame, 7, 7 + size, self.buf_ts, ts, self.buf_seq, out)
         return pos
 
-    def _check_head(self, kind: int, size: int, ts: int, out: list[Frame]) -> bool:
-        """A frame head worth following; else resync. A size over the caps is taken for
-        junk rather than skipped: trusting it could swallow the rest of the flow."""
+    def _check_head(self, kind: int, channel: int, size: int, ts: int, out: list[Frame]) -> bool:
+        """A frame head worth following; else resync. A size over the cap (or a body frame
+        larger than what its message still lacks) is taken for junk rather than skipped:
+        trusting it could swallow the rest of the flow."""
         if kind == FRAME_BODY:
-            if size <= self.max_frame * BODY_FRAME_FACTOR:
+            if size <= self.expect.get(channel, -1):
                 return True
-        elif kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
+            self._lost(f"body frame of {size} bytes on channel {channel} not announced", ts, out)
+            return False
+        if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
             self._lost(f"unknown frame type {kind}", ts, out)
             return False
         elif size <= self.max_frame:
@@ -250,6 +262,7 @@ class FrameParser:
                 args = decode_args(buf, start + 4, end, spec.args)
             except DissectError:
                 args = None
+            self.expect.pop(channel, None)  # a method ends any content before it
             out.append(Method(channel, spec, args, size, ts, seq & _SEQ_MASK, end_ts))
             return
         if size < 14:  # class, weight, body size, property flags
@@ -260,6 +273,10 @@ class FrameParser:
             props = decode_properties(buf, start + 12, end)
         except DissectError:
             props = None
+        if body_size:
+            self.expect[channel] = body_size
+        else:
+            self.expect.pop(channel, None)
         out.append(ContentHeader(channel, body_size, props, end_ts))
 
     # ---------------------------------------------------------------- resync
@@ -267,7 +284,7 @@ class FrameParser:
     def _lost(self, reason: str, ts: int, out: list[Frame]) -> None:
         """Framing is lost: report it once and look for the next good frame."""
         out.append(FrameError(reason, ts))
-        self.mode = RESYNC
+        self._resync_from_here()
 
     def _resync(self, data: bytes, pos: int, ts: int, seq: int, out: list[Frame]) -> int:
         """Scan held and new bytes for an anchor frame and resume framing at it."""

@@ -145,7 +145,15 @@ REQUEST_OF: dict[tuple[int, int], MethodSpec] = {
 CONNECTION_CLOSE, CHANNEL_CLOSE = (10, 50), (20, 40)
 CLOSE_OK = {(10, 51), (20, 41)}
 SECRET_ARGS = frozenset({"response", "new-secret"})  # credentials: only their size is shown
-KEY_ARGS = ("exchange", "routing-key", "queue", "consumer-tag", "delivery-tag")  # also headers
+KEY_ARGS = (
+    "exchange",
+    "source",
+    "destination",
+    "routing-key",
+    "queue",
+    "consumer-tag",
+    "delivery-tag",
+)
 
 # Basic content properties, in property-flag order (bit 15 first).
 PROPERTIES: tuple[tuple[str, str], ...] = _args(

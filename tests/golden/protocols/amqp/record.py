@@ -1,16 +1,17 @@
 """Record the AMQP 0-9-1 golden capture: a real RabbitMQ broker and the real pika client
 on loopback, captured with tcpdump.
 
-    sudo /tmp/v/bin/python tests/golden/protocols/amqp/record.py
+    sudo /tmp/v/bin/python tests/golden/protocols/amqp/record.py [basic] [extras]
 
 Starts `rabbitmq-server` (Debian package) by hand on 127.0.0.1:21400 with its data, logs
 and Erlang ports (21401 distribution, 21402 epmd) under a temp dir, records
-`tcp port 21400` on `lo` into `basic.pcap`, runs `client_session` with pika and saves
-what the client sent and got back in `basic.facts.json` (the test checks the dissected
-calls against it), then stops tcpdump and the broker. Then regenerate the expected calls:
+`tcp port 21400` on `lo` into `<case>.pcap` for each case (`basic`: `client_session`,
+`extras`: `extras_session`, both with pika) and saves what the client sent and got back
+in `<case>.facts.json` (the test checks the dissected calls against it), then stops
+tcpdump and the broker. Then regenerate the expected calls for each case:
 
     /tmp/v/bin/python -m tests.golden.protocols.dissect \
-        tests/golden/protocols/amqp/basic.pcap --write
+        tests/golden/protocols/amqp/<case>.pcap --write
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PORT, DIST_PORT, EPMD_PORT = 21400, 21401, 21402
 RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EXCHANGE, QUEUE, ROUTING_KEY = "wt.orders", "wt.orders.q", "order.created"
 MISSING_QUEUE, MISSING_EXCHANGE = "wt.no-such-queue", "wt.no-such-exchange"
+SOURCE_EXCHANGE, TOPIC_EXCHANGE = "wt.fanout", "wt.topic"
 
 
 def wait_port(port: int, timeout: float = 90.0) -> None:
@@ -207,24 +209,86 @@ def client_session() -> dict[str, Any]:
     return facts
 
 
+def extras_session() -> dict[str, Any]:
+    """Less common paths: a mandatory publish the broker returns (with confirms), a
+    server-named queue, exchange-to-exchange bindings, a transaction, nack, recover,
+    purge, heartbeats, and a connection refused for a missing virtual host."""
+    import pika
+    from pika.exceptions import AMQPConnectionError, UnroutableError
+
+    facts: dict[str, Any] = {}
+    params = pika.ConnectionParameters("127.0.0.1", PORT, heartbeat=1)
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare(SOURCE_EXCHANGE, "fanout")
+    ch.exchange_declare(TOPIC_EXCHANGE, "topic")
+    try:
+        ch.basic_publish(TOPIC_EXCHANGE, "no.route", b"returned", mandatory=True)
+    except UnroutableError as e:
+        returned = e.messages[0]
+        facts["returned"] = {
+            "reply_code": returned.method.reply_code,
+            "reply_text": returned.method.reply_text,
+            "exchange": returned.method.exchange,
+            "routing_key": returned.method.routing_key,
+            "body": returned.body.decode(),
+        }
+    ok = ch.queue_declare("", exclusive=True)
+    queue = facts["server_named_queue"] = ok.method.queue
+    ch.exchange_bind(TOPIC_EXCHANGE, SOURCE_EXCHANGE)
+    ch.queue_bind(queue, TOPIC_EXCHANGE, "#")
+
+    tx = conn.channel()
+    tx.tx_select()
+    tx.basic_publish(SOURCE_EXCHANGE, "", b"in a transaction")
+    tx.basic_publish(SOURCE_EXCHANGE, "", b"second in the transaction")
+    tx.tx_commit()
+    facts["tx_channel"] = tx.channel_number
+
+    method, _, body = ch.basic_get(queue)
+    facts["get_ok"] = {"delivery_tag": method.delivery_tag, "body": body.decode()}
+    ch.basic_nack(method.delivery_tag, requeue=False)
+    ch.basic_recover(requeue=True)
+    conn.sleep(2.5)  # heartbeats both ways (heartbeat=1)
+    purged = ch.queue_purge(queue)
+    facts["purged"] = purged.method.message_count
+    conn.close()
+
+    try:
+        pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", PORT, "wt-no-such-vhost"))
+    except AMQPConnectionError as e:
+        cause = e.args[0] if e.args else e
+        facts["refused"] = {"type": type(e).__name__, "detail": str(cause)}
+    return facts
+
+
+CASES = {"basic": client_session, "extras": extras_session}
+
+
 def main() -> None:
     if shutil.which("tcpdump") is None or not Path(RABBIT).exists():
         raise SystemExit("needs tcpdump and rabbitmq-server (apt-get install rabbitmq-server)")
-    pcap, facts_path = HERE / "basic.pcap", HERE / "basic.facts.json"
+    names = sys.argv[1:] or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case {unknown[0]!r}; cases: {', '.join(CASES)}")
     with tempfile.TemporaryDirectory(prefix="wt-amqp-") as tmp:
         broker = start_broker(Path(tmp))
         try:
-            dump = start_tcpdump(pcap)
-            try:
-                facts = client_session()
-                time.sleep(1)  # let the last segments reach tcpdump
-            finally:
-                dump.send_signal(signal.SIGINT)
-                dump.wait(timeout=10)
+            for name in names:
+                pcap, facts_path = HERE / f"{name}.pcap", HERE / f"{name}.facts.json"
+                dump = start_tcpdump(pcap)
+                try:
+                    facts = CASES[name]()
+                    time.sleep(1)  # let the last segments reach tcpdump
+                finally:
+                    dump.send_signal(signal.SIGINT)
+                    dump.wait(timeout=10)
+                facts_path.write_text(json.dumps(facts, indent=2) + "\n")
+                print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {facts_path}")
         finally:
             stop_broker(broker)
-    facts_path.write_text(json.dumps(facts, indent=2) + "\n")
-    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {facts_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
