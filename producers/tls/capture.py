@@ -22,6 +22,7 @@ _OPENSSL_PROBES = {
     "SSL_read": "ssl_read",
     "SSL_write_ex": "ssl_write_ex",
     "SSL_read_ex": "ssl_read_ex",
+    "SSL_do_handshake": "ssl_handshake",
 }
 _GO_PROBES = {elf.GO_TLS_WRITE: "go_write", elf.GO_TLS_READ: "go_read"}
 

@@ -30,6 +30,7 @@ MAX_PIECES = 16  # per call; bytes beyond MAX_CHUNK * MAX_PIECES are counted as 
 
 # call kinds (also the event kind for data)
 SSL_WRITE, SSL_READ, SSL_WRITE_EX, SSL_READ_EX, GO_WRITE, GO_READ = 1, 2, 3, 4, 5, 6
+SSL_HANDSHAKE = 7
 EV_DATA, EV_CLOSE = 0, 1
 EGRESS, INGRESS = 0, 1
 
@@ -210,6 +211,35 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
     return 0;
 }
 
+// Memory-BIO TLS (Python asyncio, many event loops) does its socket I/O outside the SSL
+// calls. The handshake's last step follows a read of the peer's flight on the same thread,
+// so the thread's latest socket fd at SSL_do_handshake's return is the connection's.
+int ssl_handshake_enter(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    if (!wanted(id >> 32)) return 0;
+    struct call_t c = {};
+    c.obj = PT_REGS_PARM1(ctx);
+    c.fd = -1;
+    c.kind = __SSL_HANDSHAKE__;
+    active.update(&id, &c);
+    return 0;
+}
+
+int ssl_handshake_exit(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    struct call_t *cp = active.lookup(&id);
+    if (!cp) return 0;
+    struct call_t c = *cp;
+    active.delete(&id);
+    if (c.kind != __SSL_HANDSHAKE__) return 0;
+    s32 *f = tid_fd.lookup(&id);
+    if (!f) return 0;
+    s32 fd = *f;
+    struct objkey_t ok = {.tgid = id >> 32, .obj = c.obj};
+    obj_fd.update(&ok, &fd);
+    return 0;
+}
+
 int ssl_write_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_WRITE__); }
 int ssl_write_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_WRITE__); }
 int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_READ__); }
@@ -378,6 +408,7 @@ def source(ring_pages: int = 2048) -> str:
         "__SSL_WRITE__": SSL_WRITE,
         "__SSL_READ__": SSL_READ,
         "__GO_WRITE__": GO_WRITE,
+        "__SSL_HANDSHAKE__": SSL_HANDSHAKE,
         "__GO_READ__": GO_READ,
     }.items():
         text = text.replace(name, str(value))

@@ -10,7 +10,7 @@ from functools import lru_cache
 from producers.tls.elf import GO_TLS_READ, GO_TLS_WRITE, NotElfError, function_symbols
 from producers.tls.elf import go_tls_functions as _go_tls_functions
 
-OPENSSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+OPENSSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake")
 _LIBSSL = re.compile(r"/lib(ssl|boringssl)[^/]*\.so[^/]*$")
 
 

@@ -68,6 +68,51 @@ conn.close()
 """
 
 
+# asyncio's TLS runs OpenSSL over memory BIOs: socket I/O happens outside the SSL calls.
+ASYNC_SERVER = r"""
+import asyncio, ssl, sys
+async def handle(reader, writer):
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+        body = await reader.readexactly(int(length[0].split(b":")[1]))
+        out = b'{"async_echo": ' + body + b"}"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Async: 1\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+        await writer.drain()
+        if b"close" in head.lower():
+            break
+    writer.close()
+async def main():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), ssl=ctx)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+ASYNC_CLIENT = r"""
+import asyncio, ssl, sys
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]), ssl=ctx)
+    for i, conn in enumerate([b"keep-alive", b"close"]):
+        body = b'{"n": %d}' % i
+        writer.write(b"POST /async/%d HTTP/1.1\r\nHost: a\r\nConnection: %s\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (i, conn, len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+        await reader.readexactly(int(length[0].split(b":")[1]))
+    print(writer.get_extra_info("sockname")[1], flush=True)
+    writer.close()
+    await writer.wait_closed()
+asyncio.run(main())
+"""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def ebpf_ready() -> None:
     support = probe_ebpf()
@@ -261,3 +306,24 @@ def test_go_client_alone_gives_both_directions(cert, go_binary, processes) -> No
     assert [(c.path, c.status, c.request_body, c.response_body) for c in calls] == [
         ("/p", 201, b'{"a": 2}', b'{"echo": {"a": 2}}')
     ]
+
+
+def test_asyncio_memory_bio_tls(cert, processes) -> None:
+    crt, key = cert
+    port = 21814
+    server = _spawn([sys.executable, "-c", ASYNC_SERVER, str(port), crt, key])
+    client = _spawn([sys.executable, "-c", ASYNC_CLIENT, str(port), crt])
+    processes += [server, client]
+    with TlsCapture(pids=[server.pid, client.pid]) as cap:
+        segments = _run_client(cap, client, port, fins=2)
+        stats = cap.stats()
+    assert stats["no_fd"] == 0
+    assert client.stdout is not None
+    client_port = int(client.stdout.read())
+    calls = _calls(segments)
+    assert [(c.path, c.status, c.request_body, c.response_body) for c in calls] == [
+        ("/async/0", 200, b'{"n": 0}', b'{"async_echo": {"n": 0}}'),
+        ("/async/1", 200, b'{"n": 1}', b'{"async_echo": {"n": 1}}'),
+    ]
+    assert all(c.tls and (c.src_port, c.dst_port) == (client_port, port) for c in calls)
+    assert ("X-Async", "1") in calls[0].response_headers
