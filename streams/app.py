@@ -173,9 +173,13 @@ async def reassemble(stream: faust.StreamT) -> None:
         _ack_released(state, result.released)
 
 
-@app.task
-async def follow_endpoints() -> None:
-    EndpointFollower(BOOTSTRAP, config.ENDPOINTS_TOPIC, DIRECTORY).start()
+def follow_endpoints(timeout_s: float = 10.0) -> EndpointFollower:
+    """Start folding the endpoints topic into DIRECTORY, and wait (a while) until what it
+    held at start is in: the first calls are then enriched too."""
+    follower = EndpointFollower(BOOTSTRAP, config.ENDPOINTS_TOPIC, DIRECTORY)
+    follower.start()
+    follower.caught_up.wait(timeout_s)
+    return follower
 
 
 @app.timer(interval=2.0)

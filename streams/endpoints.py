@@ -21,6 +21,7 @@ class EndpointFollower(threading.Thread):
         self.topic = topic
         self.directory = directory
         self.undecodable = 0
+        self.caught_up = threading.Event()  # set once what the topic held at start is in
         self._stop_event = threading.Event()
         self._consumer = Consumer(
             {
@@ -36,15 +37,27 @@ class EndpointFollower(threading.Thread):
         try:
             meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
             parts = list(meta.partitions) if meta and not meta.error else [0]
+            ends = {}
+            for p in parts:
+                _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)
+                if high > 0:
+                    ends[p] = high
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
+            if not ends:
+                self.caught_up.set()
             while not self._stop_event.is_set():
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
                 self.apply(msg.key(), msg.value())
+                if not self.caught_up.is_set() and msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                    ends.pop(msg.partition(), None)
+                    if not ends:
+                        self.caught_up.set()
         except KafkaException:
             pass  # enrichment is best effort; calls still flow without identity
         finally:
+            self.caught_up.set()
             consumer.close()
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:

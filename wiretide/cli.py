@@ -56,25 +56,25 @@ def _seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wiretide", description="See every API call in your traffic."
+def _live_options(p: argparse.ArgumentParser, pcap: bool = True) -> None:
+    """Live capture and Kubernetes targeting options, shared by `tap` and `agent`."""
+    p.add_argument(
+        "pod_regex",
+        nargs="?",
+        metavar="POD_REGEX",
+        help="capture the pods whose names match (needs a cluster: kubeconfig or in-cluster)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    broker = sub.add_parser("broker", help="run the local one-node Kafka broker")
-    broker.add_argument("action", choices=["start", "stop", "status"])
-    broker.add_argument("--port", type=int, help="listener port (default 9092)")
-    _common(broker, kafka=False, store=False)
-
-    tap = sub.add_parser(
-        "tap",
-        help="capture traffic and store its API calls",
-        description="Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
-        "out or Ctrl-C, or replay a capture file with --pcap; then store every call.",
+    k8s = p.add_argument_group("Kubernetes targeting")
+    k8s.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="pods of this namespace (repeatable; default: default)",
     )
-    tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
-    live = tap.add_argument_group("live capture (without --pcap)")
+    k8s.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
+    k8s.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
+    live = p.add_argument_group("live capture" + (" (without --pcap)" if pcap else ""))
     live.add_argument(
         "-i",
         "--interface",
@@ -106,6 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MiB",
         help="kernel ring size per interface (default 16)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wiretide", description="See every API call in your traffic."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    broker = sub.add_parser("broker", help="run the local one-node Kafka broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument("--port", type=int, help="listener port (default 9092)")
+    _common(broker, kafka=False, store=False)
+
+    tap = sub.add_parser(
+        "tap",
+        help="capture traffic and store its API calls",
+        description="Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
+        "out or Ctrl-C, or replay a capture file with --pcap; then store every call.",
+    )
+    tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
+    _live_options(tap)
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
     tap.add_argument(
         "--workers",
@@ -136,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     check = kfl_sub.add_parser("check", help="validate a filter and show how it is read")
     check.add_argument("filter", metavar="KFL")
     kfl_sub.add_parser("fields", help="list the fields and aliases a filter can use")
+
+    agent = sub.add_parser(
+        "agent",
+        help="run a node agent: capture live and publish segments to Kafka (no storage)",
+        description="The node agent of a cluster deployment: live capture (and TLS with "
+        "--tls) of this node, aimed at the pods POD_REGEX/-n/-A select, published to Kafka "
+        "for the stream workers; runs until SIGTERM or --for.",
+    )
+    _live_options(agent, pcap=False)
+    _common(agent, store=False)
+
+    health = sub.add_parser("health", help="exit 0 when a local process is alive (a probe)")
+    health.add_argument("component", choices=["agent", "worker", "sink"])
+    health.add_argument(
+        "--max-age",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="the heartbeat may be this old (default 30)",
+    )
+    _common(health, kafka=False, store=False)
 
     worker = sub.add_parser("worker", help="run a stream worker (Faust) in the foreground")
     _common(worker, store=False)

@@ -104,6 +104,9 @@ LIVE_ONLY = {
     "duration": "--for",
     "netns": "--netns",
     "tls": "--tls",
+    "pod_regex": "POD_REGEX",
+    "namespace": "-n",
+    "all_namespaces": "-A",
 }
 
 
@@ -198,10 +201,61 @@ def _pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
     return sorted(p for p in ports if 0 < p < 65536)
 
 
-def _tap_live(args: argparse.Namespace) -> int:
+def _wants_targeting(args: argparse.Namespace) -> bool:
+    return bool(args.pod_regex or args.namespace or args.all_namespaces)
+
+
+def _aim_at_pods(args: argparse.Namespace, capture: object, bootstrap: str, node: str):  # noqa: ANN202
+    """Kubernetes targeting: pods from the API, the capture narrowed to their IPs, the
+    endpoints topic filled; returns (TapTargets, extra sources for meshed pods here)."""
+    from producers.afpacket import AfPacketCapture
+    from wiretide.kube import model
+    from wiretide.kube.client import KubeApi
+    from wiretide.kube.follow import TapTargets
+    from wiretide.kube.pids import pids_of_containers
+    from wiretide.kube.publish import EndpointPublisher
+
+    try:
+        selector = model.PodSelector.parse(
+            args.pod_regex, args.namespace or (), args.all_namespaces
+        )
+    except ValueError as ex:
+        raise WiretideError(str(ex)) from None
+    targets = TapTargets(KubeApi(args.kubeconfig), selector, capture, EndpointPublisher(bootstrap))
+    picture = targets.start()
+    where = "every namespace" if selector.all_namespaces else ", ".join(selector.namespaces)
+    print(f"targeting {len(picture.targets)} pods ({len(picture.target_ips)} IPs) in {where}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    # A meshed pod's calls are mTLS between pods; the plaintext leg runs between the app
+    # and its sidecar on the pod's own loopback, so capture there too (pods on this node).
+    extra = []
+    for pod in picture.targets:
+        if not model.mesh_of(pod) or (pod.get("spec") or {}).get("nodeName") != node:
+            continue
+        pids = [p for ps in pids_of_containers(model.container_ids(pod)).values() for p in ps]
+        if pids:
+            extra.append(AfPacketCapture(["lo"], netns=f"pid:{pids[0]}", node=node))
+    return targets, extra
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """A node agent: the live capture of `tap`, publishing to Kafka, no local storage."""
+    return _tap_live(args, store=False)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from wiretide import health
+
+    ok, message = health.check(args.component, args.max_age, config.data_dir(args.data))
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     from producers.afpacket import RingSpec
     from producers.live import LiveLoop, open_sources
     from producers.publisher import SegmentPublisher
+    from wiretide import health
     from wiretide.local import read_status
     from wiretide.progress import Progress
 
@@ -222,11 +276,22 @@ def _tap_live(args: argparse.Namespace) -> int:
     )
     where = sources[0].where  # type: ignore[attr-defined]
     stop = _StopOnSignal()
-    progress = Progress(False if args.quiet else None)
-    supervisor = None
+    progress = Progress(False if args.quiet or not store else None)
+    supervisor = targets = None
     try:
-        bootstrap, supervisor = _start_pipeline(args, data)
-        sources[0].exclude_ports(_pipeline_ports(bootstrap, args.clickhouse))  # type: ignore[attr-defined]
+        if store:
+            bootstrap, supervisor = _start_pipeline(args, data)
+        else:
+            from wiretide.broker import resolve_bootstrap
+            from wiretide.topics import ensure_topics
+
+            bootstrap = resolve_bootstrap(args.kafka, data)
+            ensure_topics(bootstrap)
+        clickhouse = getattr(args, "clickhouse", None)
+        sources[0].exclude_ports(_pipeline_ports(bootstrap, clickhouse))  # type: ignore[attr-defined]
+        if _wants_targeting(args):
+            targets, meshed = _aim_at_pods(args, sources[0], bootstrap, node)
+            sources.extend(meshed)
         publisher = SegmentPublisher(bootstrap)
         loop = LiveLoop(sources, publisher.publish)
         started = time.monotonic()
@@ -236,7 +301,9 @@ def _tap_live(args: argparse.Namespace) -> int:
             return stop.requested or (deadline is not None and time.monotonic() >= deadline)
 
         def on_status() -> None:
-            supervisor.check()
+            health.beat("agent", data)
+            if supervisor is not None:
+                supervisor.check()
             s = loop.stats()
             stored = read_status(data).get("written", 0)
             progress.show(
@@ -249,8 +316,13 @@ def _tap_live(args: argparse.Namespace) -> int:
         print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr, flush=True)
         loop.run(should_stop, on_status)
         loop.finish()
-        _store_all(publisher, bootstrap, supervisor, progress, data)
+        if supervisor is not None:
+            _store_all(publisher, bootstrap, supervisor, progress, data)
+        else:
+            publisher.flush()
     finally:
+        if targets is not None:
+            targets.stop()
         for source in sources:
             source.close()
         if supervisor is not None:
@@ -269,7 +341,8 @@ def _tap_live(args: argparse.Namespace) -> int:
         f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)}; "
         f"skipped: {skipped or 'none'}"
     )
-    _report_stored(supervisor, data, elapsed)
+    if supervisor is not None:
+        _report_stored(supervisor, data, elapsed)
     return 0
 
 
@@ -325,8 +398,9 @@ def run_worker(args: argparse.Namespace) -> int:
     from wiretide.broker import resolve_bootstrap
 
     os.environ["WIRETIDE_KAFKA"] = resolve_bootstrap(args.kafka, config.data_dir(args.data))
-    from streams.app import app
+    from streams.app import app, follow_endpoints
 
+    follow_endpoints()
     sys.argv = ["wiretide-worker", "worker", "--loglevel", "warn", "--without-web"]
     _tune_gc()
     app.main()

@@ -66,6 +66,10 @@ class ForwardedCopies:
         return True
 
 
+# A host no packet comes from or goes to: the filter of a capture with no targets.
+NO_HOST = "0.0.0.0"
+
+
 class AfPacketCapture:
     def __init__(
         self,
@@ -79,6 +83,7 @@ class AfPacketCapture:
         capture_filter_: CaptureFilter | None = None,
     ) -> None:
         self._ports, self._hosts = ports or [], hosts or []
+        self._excluded: list[int] = []
         self.filter = capture_filter_ or capture_filter(self._ports, self._hosts)
         self.skipped: dict[str, int] = {}
         self.packets = 0  # frames read from the rings
@@ -102,7 +107,17 @@ class AfPacketCapture:
     def exclude_ports(self, ports: list[int]) -> None:
         """Leave out traffic on these ports from now on (the pipeline's own Kafka
         connections); what the rings hold so far is dropped unread."""
-        self.filter = capture_filter(self._ports, self._hosts, exclude_ports=ports)
+        self._excluded = list(ports)
+        self._refilter()
+
+    def set_hosts(self, hosts: list[str]) -> None:
+        """Capture only traffic to or from these IPs from now on (the targeted pods, as
+        they come and go); an empty list captures nothing."""
+        self._hosts = list(hosts) or [NO_HOST]
+        self._refilter()
+
+    def _refilter(self) -> None:
+        self.filter = capture_filter(self._ports, self._hosts, exclude_ports=self._excluded)
         for rs in self.sockets:
             rs.attach_filter(self.filter.program)
 

@@ -1,0 +1,26 @@
+"""Which processes on this node belong to a pod's containers: the container id appears
+in each process's cgroup path (containerd, CRI-O and Docker alike)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def pids_of_containers(container_ids: Iterable[str], proc: str = "/proc") -> dict[str, list[int]]:
+    wanted = [cid for cid in container_ids if len(cid) >= 12]
+    found: dict[str, list[int]] = {cid: [] for cid in wanted}
+    if not wanted:
+        return found
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = Path(entry.path, "cgroup").read_text()
+        except OSError:
+            continue  # gone, or not ours to read
+        for cid in wanted:
+            if cid in cgroup:
+                found[cid].append(int(entry.name))
+    return found
