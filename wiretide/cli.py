@@ -56,7 +56,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _live_options(p: argparse.ArgumentParser, pcap: bool = True) -> None:
+def _live_options(p: argparse.ArgumentParser) -> None:
     """Live capture and Kubernetes targeting options, shared by `tap` and `agent`."""
     p.add_argument(
         "pod_regex",
@@ -74,7 +74,7 @@ def _live_options(p: argparse.ArgumentParser, pcap: bool = True) -> None:
     )
     k8s.add_argument("-A", "--all-namespaces", action="store_true", help="pods of every namespace")
     k8s.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
-    live = p.add_argument_group("live capture" + (" (without --pcap)" if pcap else ""))
+    live = p.add_argument_group("live capture (without --pcap)")
     live.add_argument(
         "-i",
         "--interface",
@@ -165,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls) of this node, aimed at the pods POD_REGEX/-n/-A select, published to Kafka "
         "for the stream workers; runs until SIGTERM or --for.",
     )
-    _live_options(agent, pcap=False)
+    agent.add_argument(
+        "--pcap", metavar="FILE", help="publish a capture file's segments instead, then exit"
+    )
+    _live_options(agent)
     _common(agent, store=False)
 
     health = sub.add_parser("health", help="exit 0 when a local process is alive (a probe)")

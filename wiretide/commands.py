@@ -16,9 +16,13 @@ from wiretide import config
 from wiretide.errors import WiretideError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from producers.pcap import ReadStats
     from producers.publisher import SegmentPublisher
     from wiretide.local import Supervisor
     from wiretide.progress import Progress
+    from wiretide.records import Segment
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -122,7 +126,6 @@ def run_tap(args: argparse.Namespace) -> int:
 
 
 def _tap_pcap(args: argparse.Namespace) -> int:
-    from producers.batcher import FlowBatcher
     from producers.pcap import ReadStats, read_segments
     from producers.publisher import SegmentPublisher
     from wiretide.progress import Progress
@@ -137,19 +140,7 @@ def _tap_pcap(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         publisher = SegmentPublisher(bootstrap)
-        batcher = FlowBatcher()
-        size = max(1, os.path.getsize(args.pcap))
-        if first is not None:
-            for seg in itertools.chain((first,), segments):
-                full = batcher.add(seg)
-                if full is not None:
-                    publisher.publish(*full)
-                    progress.show(
-                        f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
-                        f"{stats.packets} packets"
-                    )
-        for fid, batch in batcher.drain():
-            publisher.publish(fid, batch)
+        _publish_capture(args.pcap, first, segments, stats, publisher, progress)
         _store_all(publisher, bootstrap, supervisor, progress, data)
     finally:
         supervisor.stop()
@@ -158,6 +149,55 @@ def _tap_pcap(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
     print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
     _report_stored(supervisor, data, elapsed)
+    return 0
+
+
+def _publish_capture(
+    path: str,
+    first: Segment | None,
+    segments: Iterator[Segment],
+    stats: ReadStats,
+    publisher: SegmentPublisher,
+    progress: Progress,
+) -> None:
+    from producers.batcher import FlowBatcher
+
+    batcher = FlowBatcher()
+    size = max(1, os.path.getsize(path))
+    if first is not None:
+        for seg in itertools.chain((first,), segments):
+            full = batcher.add(seg)
+            if full is not None:
+                publisher.publish(*full)
+                progress.show(
+                    f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
+                    f"{stats.packets} packets"
+                )
+    for fid, batch in batcher.drain():
+        publisher.publish(fid, batch)
+
+
+def _agent_pcap(args: argparse.Namespace) -> int:
+    """Publish a capture's segments to Kafka for the stream workers, then mark its end."""
+    from producers.pcap import ReadStats, read_segments
+    from producers.publisher import SegmentPublisher
+    from wiretide.broker import resolve_bootstrap
+    from wiretide.progress import Progress
+    from wiretide.topics import ensure_topics
+
+    data = config.data_dir(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    segments = read_segments(args.pcap, stats=(stats := ReadStats()))
+    first = next(segments, None)
+    bootstrap = resolve_bootstrap(args.kafka, data)
+    ensure_topics(bootstrap)
+    progress = Progress(False)
+    publisher = SegmentPublisher(bootstrap)
+    _publish_capture(args.pcap, first, segments, stats, publisher, progress)
+    publisher.flush()
+    publisher.publish_end_of_capture()
+    publisher.flush()
+    print(f"published {stats.segments} segments of {stats.packets} packets to {bootstrap}")
     return 0
 
 
@@ -239,7 +279,13 @@ def _aim_at_pods(args: argparse.Namespace, capture: object, bootstrap: str, node
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    """A node agent: the live capture of `tap`, publishing to Kafka, no local storage."""
+    """A node agent: the live capture of `tap` (or a capture file's replay), publishing to
+    Kafka, no local storage."""
+    if args.pcap:
+        used = [flag for name, flag in LIVE_ONLY.items() if getattr(args, name, None)]
+        if used:
+            raise WiretideError(f"{', '.join(used)}: for live capture only; leave out --pcap")
+        return _agent_pcap(args)
     return _tap_live(args, store=False)
 
 
@@ -259,7 +305,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     from wiretide.local import read_status
     from wiretide.progress import Progress
 
-    _policy(args.redaction)
+    _policy(getattr(args, "redaction", None))
     data = config.data_dir(args.data)
     data.mkdir(parents=True, exist_ok=True)
     node = os.environ.get("WIRETIDE_NODE") or os.uname().nodename
@@ -276,7 +322,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     )
     where = sources[0].where  # type: ignore[attr-defined]
     stop = _StopOnSignal()
-    progress = Progress(False if args.quiet or not store else None)
+    progress = Progress(False if not store or args.quiet else None)
     supervisor = targets = None
     try:
         if store:

@@ -23,15 +23,8 @@ pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump")]
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("capture") / "load.pcap"
-    subprocess.run(
-        ["bash", str(ROOT / "bench" / "make_capture.sh"), "--calls", "30000", str(out), "20", "8"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return out
+def capture(load_capture: Path) -> Path:
+    return load_capture
 
 
 def _stored(env: dict[str, str]) -> list[dict]:

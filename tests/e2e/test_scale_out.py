@@ -1,0 +1,139 @@
+"""Scale-out on one broker: two stream workers and two ClickHouse writers, as separate
+processes in their consumer groups, over six partitions. They split the partitions, and
+together store every call of a real load capture (nginx + wrk, made at test time) exactly
+once - also when one worker is SIGKILLed mid-run and its partitions move to the other.
+
+Each writer owns its own embedded chDB (one process per data dir), so each is a shard;
+"exactly once" means no call is missing, none is in both shards, and none is stored
+twice within one. The expected calls come from the sans-IO pipeline over the capture."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from producers.pcap import read_segments
+from streams.dissect.registry import default_registry
+from streams.pipeline import Pipeline
+from streams.redact import RedactionPolicy
+from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
+from wiretide.local import group_lag
+
+pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump"), pytest.mark.timeout(900)]
+
+PARTITIONS = 6
+
+
+def expected_ids(capture: Path) -> set[str]:
+    pipe = Pipeline(default_registry(), RedactionPolicy.default())
+    calls = []
+    for token, seg in enumerate(read_segments(capture)):
+        calls += pipe.process(token, [seg]).calls
+    calls += pipe.finish().calls
+    return {c.call_id for c in calls}
+
+
+def start(role: str, env: dict[str, str], data: Path, *extra: str) -> subprocess.Popen:
+    data.mkdir(parents=True, exist_ok=True)
+    log = open(data / f"{role}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "wiretide", role, "--data", str(data), *extra],
+        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+    )  # fmt: skip
+
+
+def assignments(kafka: str, group: str) -> list[list[int]]:
+    """Partitions per member of a consumer group, as the group coordinator has them."""
+    admin = AdminClient({"bootstrap.servers": kafka})
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return sorted(
+        sorted(tp.partition for tp in m.assignment.topic_partitions) for m in desc.members
+    )
+
+
+def written(shards: list[Path]) -> int:
+    total = 0
+    for shard in shards:
+        try:
+            total += json.loads((shard / "sink-status.json").read_text()).get("written", 0)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def stored_ids(env: dict[str, str], shard: Path) -> list[str]:
+    out = run_wiretide(["query", "--json", "--data", str(shard)], env).stdout
+    calls = [json.loads(line) for line in out.splitlines()]
+    assert [c for c in calls if c["flags"]] == [], "every call complete"
+    return [c["id"] for c in calls]
+
+
+def test_two_workers_and_two_writers_store_every_call_once_despite_a_killed_worker(
+    load_capture: Path, kafka: str, tmp_path: Path
+) -> None:
+    env = dict(pipeline_env(kafka, tmp_path / "agent"), WIRETIDE_PARTITIONS=str(PARTITIONS))
+    prefix = env["WIRETIDE_PREFIX"]
+    want = expected_ids(load_capture)
+    assert len(want) > 20000
+    shards = [tmp_path / "writer-1", tmp_path / "writer-2"]
+    procs = {}
+    try:
+        for shard in shards:
+            procs[shard.name] = start("sink", env, shard, "--clickhouse", f"chdb://{shard}/chdb")
+        for name in ("worker-1", "worker-2"):
+            procs[name] = start("worker", env, tmp_path / name)
+        run_wiretide(["agent", "--pcap", str(load_capture)], env)
+
+        # Both workers and both writers own a share of the six partitions.
+        deadline = time.monotonic() + 120
+        split = None
+        while time.monotonic() < deadline:
+            split = assignments(kafka, prefix + "wiretide-streams")
+            if len(split) == 2 and all(split):
+                break
+            time.sleep(0.5)
+        assert split and len(split) == 2 and sorted(sum(split, [])) == list(range(PARTITIONS))
+        assert all(split), split
+
+        # Kill one worker once calls are being stored; the other takes its partitions.
+        while written(shards) < len(want) // 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert written(shards) >= len(want) // 5, "calls were not being stored"
+        procs["worker-1"].send_signal(signal.SIGKILL)
+        procs["worker-1"].wait(30)
+
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            lags = (
+                group_lag(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"),
+                group_lag(kafka, prefix + "wiretide-sink", prefix + "wiretide.calls"),
+            )
+            if lags == (0, 0):
+                break
+            time.sleep(1)
+        assert lags == (0, 0), f"not drained: {lags}"
+        writers = assignments(kafka, prefix + "wiretide-sink")
+        assert len(writers) == 2 and all(writers), writers
+        assert assignments(kafka, prefix + "wiretide-streams") == [list(range(PARTITIONS))]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    one, two = (stored_ids(env, shard) for shard in shards)
+    assert one and two, "both writers stored calls"
+    assert len(one) == len(set(one)) and len(two) == len(set(two))
+    assert not set(one) & set(two), "a call stored by both writers"
+    assert set(one) | set(two) == want
