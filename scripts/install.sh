@@ -13,16 +13,29 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v capsh >/dev/null || need_apt+=(libcap2-bin)
+command -v mergecap >/dev/null || need_apt+=(tshark)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
+  apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# eBPF (TLS uprobes, the BPF socket filter): BCC from Debian, kernel headers, tracefs.
+if [ "$(id -u)" = 0 ]; then
+  sh producers/tls/setup.sh >/dev/null
+else
+  echo "not root: skipping the eBPF set-up (producers/tls/setup.sh); --tls will say what is missing"
 fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
+# helm (for `wiretide deploy` and the chart's tests), built once from Go modules.
+if [ -f scripts/build-helm.sh ]; then
+  bash scripts/build-helm.sh
+fi
 # Fetch (once, cached) the Kafka jars the local broker runs on.
 .venv/bin/python -c "from wiretide.broker import fetch_jars; print('kafka jars in', fetch_jars())"
