@@ -140,6 +140,9 @@ class TlsCapture:
             t = hdr.tuple
             sock = tuple_from_event(t.family, t.sport, t.dport, bytes(t.saddr), bytes(t.daddr))
         ts = hdr.ts + self._clock_offset
+        if hdr.ev == program.EV_EXIT:
+            self._pending.extend(self._maker.exit(hdr.pid, ts))
+            return
         if hdr.ev == program.EV_CLOSE:
             close = TlsClose(ts, hdr.pid, hdr.fd, hdr.seq, hdr.seq2, sock)
             self._pending.extend(self._maker.close(close))

@@ -61,6 +61,8 @@ class SegmentMaker:
         self.node = node
         self.stats = ChunkStats()
         self._sockets: dict[tuple[int, int], SocketTuple] = {}
+        # (pid, fd) -> bytes seen per direction, for the FINs of a process that exits
+        self._counts: dict[tuple[int, int], list[int]] = {}
 
     def _socket(self, pid: int, fd: int, known: SocketTuple | None) -> SocketTuple | None:
         key = (pid, fd)
@@ -81,11 +83,16 @@ class SegmentMaker:
             return None
         self.stats.chunks += 1
         self.stats.bytes += len(c.data)
+        counts = self._counts.setdefault((c.pid, c.fd), [0, 0])
+        end = c.offset + len(c.data)
+        if end > counts[c.direction]:
+            counts[c.direction] = end
         return self._segment(sock, c.direction, c.offset, c.data, c.ts_ns, PSH)
 
     def close(self, c: TlsClose) -> list[Segment]:
         sock = self._socket(c.pid, c.fd, c.socket)
         self._sockets.pop((c.pid, c.fd), None)
+        self._counts.pop((c.pid, c.fd), None)
         if sock is None:
             return []
         self.stats.closes += 1
@@ -93,6 +100,16 @@ class SegmentMaker:
             self._segment(sock, EGRESS, c.egress_bytes, b"", c.ts_ns, FIN),
             self._segment(sock, INGRESS, c.ingress_bytes, b"", c.ts_ns, FIN),
         ]
+
+    def exit(self, pid: int, ts_ns: int) -> list[Segment]:
+        """A process exited: its sockets closed without close(2); FINs for each."""
+        out: list[Segment] = []
+        for key in [k for k in self._counts if k[0] == pid]:
+            egress, ingress = self._counts[key]
+            out += self.close(TlsClose(ts_ns, pid, key[1], egress, ingress))
+        for key in [k for k in self._sockets if k[0] == pid]:
+            del self._sockets[key]
+        return out
 
     def _segment(
         self, sock: SocketTuple, direction: int, offset: int, data: bytes, ts: int, flags: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,12 +44,11 @@ def _read_elf_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
 
 def function_symbols(path: str, wanted: frozenset[str] | None = None) -> dict[str, Symbol]:
     """Function symbols of an ELF64 file (.symtab and .dynsym), optionally only `wanted`."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return _function_symbols(data, wanted)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _function_symbols(data, wanted)
 
 
-def _function_symbols(data: bytes, wanted: frozenset[str] | None) -> dict[str, Symbol]:
+def _function_symbols(data: bytes | mmap.mmap, wanted: frozenset[str] | None) -> dict[str, Symbol]:
     phoff, shoff, phentsize, phnum, shentsize, shnum, _ = _read_elf_header(data)
     segments = []
     for i in range(phnum):
@@ -72,7 +73,7 @@ def _function_symbols(data: bytes, wanted: frozenset[str] | None) -> dict[str, S
             )
             if st_info & 0xF != _STT_FUNC or st_shndx == 0 or not st_value:
                 continue
-            end = data.index(b"\0", strtab_off + st_name)
+            end = data.find(b"\0", strtab_off + st_name)
             raw = data[strtab_off + st_name : end]
             if wanted_bytes is not None and raw not in wanted_bytes:
                 continue
@@ -97,14 +98,29 @@ GO_TLS_READ = "crypto/tls.(*Conn).Read"
 @lru_cache(maxsize=256)
 def go_tls_functions(path: str, _identity: tuple[int, int, int]) -> dict[str, Symbol]:
     """crypto/tls.(*Conn).Write/Read in a Go binary, or {} (cached per file identity)."""
+    return _functions_if_present(path, b"crypto/tls.(*Conn).Write", (GO_TLS_WRITE, GO_TLS_READ))
+
+
+def _functions_if_present(path: str, marker: bytes, names: tuple[str, ...]) -> dict[str, Symbol]:
+    """`names` among the file's function symbols, read only when `marker` occurs in it."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
-        if b"crypto/tls.(*Conn).Write" not in data:
-            return {}
-        return _function_symbols(data, frozenset({GO_TLS_WRITE, GO_TLS_READ}))
+            if not os.fstat(f.fileno()).st_size:
+                return {}
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if data[:4] != b"\x7fELF" or data.find(marker) < 0:
+                    return {}
+                return _function_symbols(data, frozenset(names))
     except (OSError, NotElfError, struct.error, ValueError, IndexError):
         return {}
+
+
+@lru_cache(maxsize=256)
+def static_openssl_functions(
+    path: str, _identity: tuple[int, int, int], names: tuple[str, ...]
+) -> dict[str, Symbol]:
+    """OpenSSL/BoringSSL functions linked into an executable (Node.js, Envoy, ...)."""
+    return _functions_if_present(path, b"SSL_write", names)
 
 
 def ret_offsets(path: str, symbol: Symbol) -> list[int]:

@@ -31,11 +31,11 @@ MAX_PIECES = 16  # per call; bytes beyond MAX_CHUNK * MAX_PIECES are counted as 
 # call kinds (also the event kind for data)
 SSL_WRITE, SSL_READ, SSL_WRITE_EX, SSL_READ_EX, GO_WRITE, GO_READ = 1, 2, 3, 4, 5, 6
 SSL_HANDSHAKE = 7
-EV_DATA, EV_CLOSE = 0, 1
+EV_DATA, EV_CLOSE, EV_EXIT = 0, 1, 2
 EGRESS, INGRESS = 0, 1
 
 # counters in the `stats` array
-STAT_NAMES = ("ring_full", "no_fd", "truncated_bytes", "calls")
+STAT_NAMES = ("ring_full", "no_fd", "truncated_bytes", "calls", "guessed_fd")
 
 
 class Tuple(ctypes.Structure):
@@ -77,7 +77,8 @@ SOURCE = r"""
 #define MAX_CHUNK __MAX_CHUNK__
 #define MAX_PIECES __MAX_PIECES__
 
-struct call_t { u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; };
+struct call_t { u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; u64 io; };
+struct sockio_t { s32 fd; u32 pad; u64 io; };  // a thread's last socket fd, I/O count
 struct fdkey_t { u32 tgid; s32 fd; };
 struct objkey_t { u64 tgid; u64 obj; };
 struct ctrkey_t { u32 tgid; s32 fd; u32 dir; u32 pad; };
@@ -93,13 +94,15 @@ BPF_RINGBUF_OUTPUT(events, __RING_PAGES__);
 BPF_HASH(traced, u32, u8, 65536);
 BPF_HASH(ignored, u32, u8, 64);                // the capturing process itself
 BPF_ARRAY(config, u32, 1);                     // [0]: 1 = every process
-BPF_ARRAY(stats, u64, 4);
+BPF_ARRAY(stats, u64, 5);
 BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
 BPF_TABLE("lru_hash", u64, struct call_t, active, 65536);   // tid or Go g -> call
 BPF_TABLE("lru_hash", u64, s32, tid_fd, 65536);              // tid -> fd of last I/O
+BPF_TABLE("lru_hash", u64, struct sockio_t, tid_sock, 65536); // tid -> last socket I/O
 BPF_TABLE("lru_hash", struct fdkey_t, u64, fd_sk, 65536);    // (tgid, fd) -> struct sock *
 BPF_TABLE("lru_hash", u64, struct tuple_t, sk_tuple, 65536); // struct sock * -> 4-tuple
 BPF_TABLE("lru_hash", struct objkey_t, s32, obj_fd, 65536);  // (tgid, SSL *) -> fd
+BPF_TABLE("lru_hash", struct objkey_t, s32, obj_guess, 65536); // memory-BIO guesses
 BPF_TABLE("lru_hash", struct ctrkey_t, u64, counters, 65536);
 
 static __always_inline void count(int i, u64 n) {
@@ -164,6 +167,14 @@ static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, 
 }
 
 // ---- OpenSSL / BoringSSL -------------------------------------------------------------
+// Which socket an SSL object talks over, learned per call:
+// 1. socket I/O on this thread during the call (socket BIO): certain, cached in obj_fd;
+// 2. obj_fd from an earlier call;
+// 3. memory BIO (asyncio, Node.js: socket I/O happens outside the SSL calls): a read or
+//    handshake step runs right after the thread read the peer's bytes from the socket, so
+//    the thread's last socket fd before the call is a guess, kept in obj_guess (each such
+//    read renews it); a write uses the guess, or makes one only when there is none (the
+//    first request of a client, right after its handshake read the server's last flight).
 static __always_inline int ssl_enter(struct pt_regs *ctx, u32 kind) {
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32)) return 0;
@@ -173,10 +184,38 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u32 kind) {
     c.len = PT_REGS_PARM3(ctx);
     c.lenp = PT_REGS_PARM4(ctx);
     c.fd = -1;
+    struct sockio_t *last = tid_sock.lookup(&id);
+    if (last) {
+        c.fd = last->fd;
+        c.io = last->io;
+    }
     c.kind = kind;
     active.update(&id, &c);
-    tid_fd.delete(&id);
     return 0;
+}
+
+static __always_inline s32 ssl_socket(u64 id, struct call_t *c, int is_read) {
+    struct objkey_t ok = {.tgid = id >> 32, .obj = c->obj};
+    struct sockio_t *now = tid_sock.lookup(&id);
+    if (now && now->io != c->io) {
+        s32 fd = now->fd;
+        obj_fd.update(&ok, &fd);
+        return fd;
+    }
+    s32 *known = obj_fd.lookup(&ok);
+    if (known) return *known;
+    if (c->fd < 0) {
+        s32 *guessed = obj_guess.lookup(&ok);
+        return guessed ? *guessed : -1;
+    }
+    s32 guess = c->fd;
+    if (!is_read) {
+        s32 *guessed = obj_guess.lookup(&ok);
+        if (guessed) return *guessed;
+    }
+    obj_guess.update(&ok, &guess);
+    count(4, 1);
+    return guess;
 }
 
 static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
@@ -186,6 +225,9 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
     struct call_t c = *cp;
     active.delete(&id);
     if (c.kind != kind) return 0;
+    u32 dir = (kind == __SSL_WRITE__ || kind == __SSL_WRITE_EX__) ? 0 : 1;
+    s32 fd = ssl_socket(id, &c, dir == 1 || kind == __SSL_HANDSHAKE__);
+    if (kind == __SSL_HANDSHAKE__) return 0;
     long ret = PT_REGS_RC(ctx);
     u64 n = 0;
     if (kind == __SSL_WRITE_EX__ || kind == __SSL_READ_EX__) {
@@ -196,50 +238,12 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
         n = (u64)(int)ret;
     }
     if (n == 0) return 0;
-    struct objkey_t ok = {.tgid = id >> 32, .obj = c.obj};
-    s32 fd = -1;
-    s32 *f = tid_fd.lookup(&id);
-    if (f) {
-        fd = *f;
-        obj_fd.update(&ok, &fd);
-    } else {
-        s32 *cached = obj_fd.lookup(&ok);
-        if (cached) fd = *cached;
-    }
-    u32 dir = (kind == __SSL_WRITE__ || kind == __SSL_WRITE_EX__) ? 0 : 1;
     emit(ctx, kind, dir, fd, c.buf, n);
     return 0;
 }
 
-// Memory-BIO TLS (Python asyncio, many event loops) does its socket I/O outside the SSL
-// calls. The handshake's last step follows a read of the peer's flight on the same thread,
-// so the thread's latest socket fd at SSL_do_handshake's return is the connection's.
-int ssl_handshake_enter(struct pt_regs *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (!wanted(id >> 32)) return 0;
-    struct call_t c = {};
-    c.obj = PT_REGS_PARM1(ctx);
-    c.fd = -1;
-    c.kind = __SSL_HANDSHAKE__;
-    active.update(&id, &c);
-    return 0;
-}
-
-int ssl_handshake_exit(struct pt_regs *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
-    struct call_t *cp = active.lookup(&id);
-    if (!cp) return 0;
-    struct call_t c = *cp;
-    active.delete(&id);
-    if (c.kind != __SSL_HANDSHAKE__) return 0;
-    s32 *f = tid_fd.lookup(&id);
-    if (!f) return 0;
-    s32 fd = *f;
-    struct objkey_t ok = {.tgid = id >> 32, .obj = c.obj};
-    obj_fd.update(&ok, &fd);
-    return 0;
-}
-
+int ssl_handshake_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_HANDSHAKE__); }
+int ssl_handshake_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_HANDSHAKE__); }
 int ssl_write_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_WRITE__); }
 int ssl_write_exit(struct pt_regs *ctx) { return ssl_exit(ctx, __SSL_WRITE__); }
 int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, __SSL_READ__); }
@@ -295,11 +299,25 @@ int go_read_enter(struct pt_regs *ctx) { return go_enter(ctx, __GO_READ__); }
 int go_read_exit(struct pt_regs *ctx) { return go_exit(ctx, __GO_READ__); }
 
 // ---- which fd, which socket ----------------------------------------------------------
+static __always_inline void note_socket_io(u64 id, s32 fd) {
+    struct sockio_t *last = tid_sock.lookup(&id);
+    if (last) {
+        last->fd = fd;
+        last->io += 1;
+        return;
+    }
+    struct sockio_t first = {.fd = fd, .io = 1};
+    tid_sock.update(&id, &first);
+}
+
 static __always_inline void note_fd(s64 fd) {
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32)) return;
     s32 f = (s32)fd;
     tid_fd.update(&id, &f);
+#ifndef HAVE_SOCK_LENGTH
+    note_socket_io(id, f);
+#endif
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_write) { note_fd(args->fd); return 0; }
@@ -346,6 +364,24 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     return 0;
 }
 
+// A process that exits closes its sockets without close(2) calls.
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if ((u32)id != tgid || !wanted(tgid)) return 0;
+    int zero = 0;
+    struct event_t *e = scratch.lookup(&zero);
+    if (!e) return 0;
+    __builtin_memset(e, 0, sizeof(*e) - MAX_CHUNK);
+    e->ts = bpf_ktime_get_ns();
+    e->pid = tgid;
+    e->tid = tgid;
+    e->fd = -1;
+    e->ev = 2;
+    if (events.ringbuf_output(e, sizeof(*e) - MAX_CHUNK, 0) < 0) count(0, 1);
+    return 0;
+}
+
 #ifdef HAVE_SOCK_LENGTH
 static __always_inline void note_sock(u64 sk, u16 family) {
     if (family != AF_INET && family != AF_INET6) return;
@@ -354,6 +390,7 @@ static __always_inline void note_sock(u64 sk, u16 family) {
     if (!fd) return;
     struct fdkey_t k = {.tgid = id >> 32, .fd = *fd};
     fd_sk.update(&k, &sk);
+    note_socket_io(id, *fd);
 }
 TRACEPOINT_PROBE(sock, sock_send_length) { note_sock((u64)args->sk, args->family); return 0; }
 TRACEPOINT_PROBE(sock, sock_recv_length) { note_sock((u64)args->sk, args->family); return 0; }

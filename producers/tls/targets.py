@@ -7,7 +7,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from producers.tls.elf import GO_TLS_READ, GO_TLS_WRITE, NotElfError, function_symbols
+from producers.tls.elf import (
+    GO_TLS_READ,
+    GO_TLS_WRITE,
+    NotElfError,
+    function_symbols,
+    static_openssl_functions,
+)
 from producers.tls.elf import go_tls_functions as _go_tls_functions
 
 OPENSSL_FUNCTIONS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "SSL_do_handshake")
@@ -71,7 +77,9 @@ def _openssl_functions(path: str, _identity: tuple[int, int, int]) -> tuple[str,
     return tuple(n for n in OPENSSL_FUNCTIONS if n in symbols)
 
 
-def go_target(pid: int) -> ProbeTarget | None:
+def exe_target(pid: int) -> ProbeTarget | None:
+    """The process's executable when it is a Go binary with crypto/tls, or has OpenSSL /
+    BoringSSL linked in statically."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
@@ -80,19 +88,22 @@ def go_target(pid: int) -> ProbeTarget | None:
     ident = _identity(path)
     if ident is None:
         return None
-    symbols = _go_tls_functions(path, ident)
-    names = tuple(n for n in (GO_TLS_WRITE, GO_TLS_READ) if n in symbols)
-    if len(names) < 2:
-        return None
-    return ProbeTarget("go", path, ident[:2], names)
+    go = _go_tls_functions(path, ident)
+    if GO_TLS_WRITE in go and GO_TLS_READ in go:
+        return ProbeTarget("go", path, ident[:2], (GO_TLS_WRITE, GO_TLS_READ))
+    static = static_openssl_functions(path, ident, OPENSSL_FUNCTIONS)
+    names = tuple(n for n in OPENSSL_FUNCTIONS if n in static)
+    if "SSL_write" in names or "SSL_write_ex" in names:
+        return ProbeTarget("openssl", path, ident[:2], names)
+    return None
 
 
 def process_targets(pid: int) -> list[ProbeTarget]:
     """Every file of `pid` that TLS capture attaches to (empty: nothing to trace yet)."""
     targets = openssl_targets(pid)
-    go = go_target(pid)
-    if go is not None:
-        targets.append(go)
+    exe = exe_target(pid)
+    if exe is not None and exe.identity not in {t.identity for t in targets}:
+        targets.append(exe)
     return targets
 
 

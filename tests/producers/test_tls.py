@@ -113,6 +113,25 @@ asyncio.run(main())
 """
 
 
+# Node.js links OpenSSL statically and drives it over memory BIOs from libuv.
+NODE_CLIENT = r"""
+const https = require("https"), fs = require("fs");
+const [port, ca, body] = process.argv.slice(-3);
+console.log("ready");
+process.stdin.once("data", () => {
+  const req = https.request({host: "127.0.0.1", port: +port, method: "POST",
+      path: "/node?q=1", ca: fs.readFileSync(ca), agent: false,
+      headers: {"Content-Type": "application/json", "X-Node": "n1",
+                "Content-Length": Buffer.byteLength(body)}}, (res) => {
+    let data = "";
+    res.on("data", (c) => (data += c));
+    res.on("end", () => { console.log(req.socket.localPort); process.exit(0); });
+  });
+  req.end(body);
+});
+"""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def ebpf_ready() -> None:
     support = probe_ebpf()
@@ -327,3 +346,30 @@ def test_asyncio_memory_bio_tls(cert, processes) -> None:
     ]
     assert all(c.tls and (c.src_port, c.dst_port) == (client_port, port) for c in calls)
     assert ("X-Async", "1") in calls[0].response_headers
+
+
+def test_node_static_openssl_client_exits_without_close(cert, processes) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    crt, key = cert
+    port = 21815
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
+    client = _spawn([node, "-e", NODE_CLIENT, str(port), crt, '{"node": true}'])
+    processes += [server, client]
+    with TlsCapture(pids=[client.pid]) as cap:
+        files = cap.attached_files
+        # process.exit() closes the socket without close(2): the exit gives the FINs
+        segments = _run_client(cap, client, port, fins=2)
+        stats = cap.stats()
+    assert [(f.kind, Path(f.path).name) for f in files] == [("openssl", Path(node).name)]
+    assert stats["no_fd"] == 0 and stats["unresolved"] == 0
+    assert client.stdout is not None
+    client_port = int(client.stdout.read())
+    calls = _calls(segments)
+    assert [(c.method, c.path, c.query, c.status) for c in calls] == [("POST", "/node", "q=1", 201)]
+    call = calls[0]
+    assert call.tls and (call.src_port, call.dst_port) == (client_port, port)
+    assert ("X-Node", "n1") in call.request_headers
+    assert call.request_body == b'{"node": true}'
+    assert call.response_body == b'{"echo": {"node": true}}'

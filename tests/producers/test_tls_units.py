@@ -70,6 +70,16 @@ def test_lost_chunk_becomes_a_gap_and_fins_carry_the_counts() -> None:
     assert maker.stats.unresolved == 1 and maker.stats.closes == 1
 
 
+def test_process_exit_closes_its_sockets_at_the_counts_seen() -> None:
+    maker = SegmentMaker(_no_proc)
+    maker.chunk(TlsChunk(1, 7, 3, EGRESS, 0, b"hello", CLIENT))
+    maker.chunk(TlsChunk(2, 7, 3, INGRESS, 0, b"hi!", CLIENT))
+    maker.chunk(TlsChunk(3, 8, 3, EGRESS, 0, b"other process", SERVER))
+    fins = maker.exit(7, 4)
+    assert [(s.flags, s.seq, s.src_port) for s in fins] == [(FIN, 5, 40000), (FIN, 3, 8443)]
+    assert maker.exit(7, 5) == []
+
+
 def test_sequence_wraps_modulo_2_32() -> None:
     maker = SegmentMaker(_no_proc)
     seg = maker.chunk(TlsChunk(1, 1, 3, INGRESS, (1 << 32) + 5, b"z", CLIENT))
