@@ -162,9 +162,14 @@ def go_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-def _spawn(argv: list[str]) -> subprocess.Popen[str]:
+def _spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -297,7 +302,7 @@ def test_go_https_plaintext_and_calls(cert, go_binary, processes) -> None:
         segments = _run_client(cap, client, port, fins=2)
     assert [f.kind for f in files] == ["go"]
     assert client.stdout is not None
-    assert client.stdout.read().strip() == '202 {"go_echo": {"go": 1}}'
+    assert client.stdout.read().strip() == 'HTTP/1.1 202 {"go_echo": {"go": 1}}'
 
     calls = _calls(segments)
     assert len(calls) == 1
@@ -373,3 +378,28 @@ def test_node_static_openssl_client_exits_without_close(cert, processes) -> None
     assert ("X-Node", "n1") in call.request_headers
     assert call.request_body == b'{"node": true}'
     assert call.response_body == b'{"echo": {"node": true}}'
+
+
+def test_go_http2_over_tls(cert, go_binary, processes) -> None:
+    crt, key = cert
+    port = 21816
+    h2 = {"TLSGO_H2": "1"}
+    server = _spawn([go_binary, "server", str(port), crt, key], h2)
+    url = f"https://127.0.0.1:{port}/echo?v=2"
+    client = _spawn([go_binary, "client", url, crt, '{"h2": true}'], h2)
+    processes += [server, client]
+    with TlsCapture(pids=[server.pid, client.pid]) as cap:
+        segments = _run_client(cap, client, port, fins=2)
+    assert client.stdout is not None
+    assert client.stdout.read().strip() == 'HTTP/2.0 202 {"go_echo": {"h2": true}}'
+    request_stream = _stream(segments, port)
+    assert request_stream.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    calls = _calls(segments)
+    assert [(c.protocol, c.method, c.path, c.query, c.status) for c in calls] == [
+        ("http2", "POST", "/echo", "v=2", 202)
+    ]
+    call = calls[0]
+    assert call.tls and (call.dst_ip, call.dst_port) == ("127.0.0.1", port)
+    assert ("x-go-client", "abc") in call.request_headers
+    assert call.request_body == b'{"h2": true}'
+    assert call.response_body == b'{"go_echo": {"h2": true}}'

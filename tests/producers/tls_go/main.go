@@ -2,6 +2,8 @@
 //
 //	tlsgo server PORT CERT KEY     serve POST /echo (prints "ready" once listening)
 //	tlsgo client URL CAFILE BODY   print "ready", wait for a line on stdin, POST BODY
+//
+// HTTP/1.1 only, unless TLSGO_H2=1 (then HTTP/2 through ALPN, as Go does by default).
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 	"strings"
 )
 
+var h2 = os.Getenv("TLSGO_H2") == "1"
+
 func server(port, cert, key string) error {
 	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -29,8 +33,10 @@ func server(port, cert, key string) error {
 		return err
 	}
 	fmt.Println("ready")
-	// HTTP/1.1 only, so the capture sees HTTP/1 text
-	srv := &http.Server{TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	srv := &http.Server{}
+	if !h2 {
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
 	return srv.ServeTLS(ln, cert, key)
 }
 
@@ -41,10 +47,9 @@ func client(url, caFile, body string) error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: pool},
-		ForceAttemptHTTP2: false,
-		TLSNextProto:      map[string]func(string, *tls.Conn) http.RoundTripper{},
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	fmt.Println("ready")
 	bufio.NewReader(os.Stdin).ReadString('\n')
@@ -61,7 +66,7 @@ func client(url, caFile, body string) error {
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	tr.CloseIdleConnections()
-	fmt.Println(resp.StatusCode, string(out))
+	fmt.Println(resp.Proto, resp.StatusCode, string(out))
 	return nil
 }
 
