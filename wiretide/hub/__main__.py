@@ -1,0 +1,3 @@
+from wiretide.hub.cli import main
+
+raise SystemExit(main())
