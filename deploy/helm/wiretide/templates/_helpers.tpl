@@ -1,5 +1,5 @@
 {{- define "wiretide.fullname" -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "wiretide.labels" -}}
@@ -24,46 +24,74 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.agentRepository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* Replicas that can have work: a consumer group never gives one partition to two members. */}}
+{{- define "wiretide.replicas" -}}
+{{- min .replicas .root.Values.partitions -}}
+{{- end -}}
+
+{{/* The Kafka the Strimzi template creates, and the KafkaUser it makes for SASL. */}}
+{{- define "wiretide.strimziCluster" -}}
+{{- printf "%s-kafka" (include "wiretide.fullname" .) -}}
+{{- end -}}
+
 {{- define "wiretide.bootstrap" -}}
-{{- if and .Values.strimzi.enabled (not .Values.kafka.bootstrap) -}}
-{{- printf "%s-kafka-kafka-bootstrap:9092" (include "wiretide.fullname" .) -}}
+{{- if .Values.strimzi.enabled -}}
+{{- printf "%s-kafka-bootstrap:%s" (include "wiretide.strimziCluster" .) (ternary "9093" "9092" .Values.kafka.tls.enabled) -}}
 {{- else -}}
-{{- required "kafka.bootstrap is required (or strimzi.enabled)" .Values.kafka.bootstrap -}}
+{{- required "kafka.bootstrap is required (or set strimzi.enabled)" .Values.kafka.bootstrap -}}
 {{- end -}}
 {{- end -}}
 
+{{/* Secret holding the Kafka CA (key ca.crt): the user's, or the Strimzi cluster CA. */}}
+{{- define "wiretide.kafkaCaSecret" -}}
+{{- if .Values.kafka.tls.enabled -}}
+{{- if .Values.kafka.tls.caSecret -}}
+{{- .Values.kafka.tls.caSecret -}}
+{{- else if .Values.strimzi.enabled -}}
+{{- printf "%s-cluster-ca-cert" (include "wiretide.strimziCluster" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ClickHouse cluster for ON CLUSTER DDL: the user's, or the one the Altinity template makes. */}}
+{{- define "wiretide.clickhouseCluster" -}}
+{{- if .Values.clickhouse.cluster -}}
+{{- .Values.clickhouse.cluster -}}
+{{- else if .Values.altinity.enabled -}}
+wiretide
+{{- end -}}
+{{- end -}}
+
+{{/* The store DSN. A password from a Secret goes in through the kubelet's $(VAR)
+     expansion of CLICKHOUSE_PASSWORD, so it never lands in the rendered manifest. */}}
 {{- define "wiretide.dsn" -}}
-{{- if and .Values.altinity.enabled (not .Values.clickhouse.dsn) -}}
-{{- printf "http://clickhouse-%s:8123" (include "wiretide.fullname" .) -}}
+{{- $dsn := .Values.clickhouse.dsn -}}
+{{- if .Values.altinity.enabled -}}
+{{- $dsn = printf "http://wiretide@clickhouse-%s:8123" (include "wiretide.fullname" .) -}}
+{{- end -}}
+{{- $dsn = required "clickhouse.dsn is required (or set altinity.enabled)" $dsn -}}
+{{- if .Values.clickhouse.passwordSecret -}}
+{{- $u := urlParse $dsn -}}
+{{- $user := (splitList ":" $u.userinfo) | first | default "default" -}}
+{{- $query := ternary (printf "?%s" $u.query) "" (ne $u.query "") -}}
+{{- printf "%s://%s:$(CLICKHOUSE_PASSWORD)@%s%s%s" $u.scheme $user $u.host $u.path $query -}}
 {{- else -}}
-{{- required "clickhouse.dsn is required (or altinity.enabled)" .Values.clickhouse.dsn -}}
+{{- $dsn -}}
 {{- end -}}
 {{- end -}}
 
-{{/* Environment every Wiretide process shares: Kafka, ClickHouse, names. */}}
-{{- define "wiretide.env" -}}
+{{/* Kafka settings every process needs. */}}
+{{- define "wiretide.kafkaEnv" -}}
 - name: WIRETIDE_KAFKA
   value: {{ include "wiretide.bootstrap" . | quote }}
 - name: WIRETIDE_PARTITIONS
   value: {{ .Values.partitions | quote }}
 - name: WIRETIDE_PREFIX
   value: {{ .Values.prefix | quote }}
-- name: WIRETIDE_CLICKHOUSE
-  value: {{ include "wiretide.dsn" . | quote }}
-- name: WIRETIDE_RETENTION_DAYS
-  value: {{ .Values.clickhouse.retentionDays | quote }}
-{{- with .Values.clickhouse.cluster }}
-- name: WIRETIDE_CLICKHOUSE_CLUSTER
-  value: {{ . | quote }}
-{{- end }}
-{{- with .Values.clickhouse.passwordSecret }}
-- name: WIRETIDE_CLICKHOUSE_PASSWORD
-  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: password}}
-{{- end }}
 {{- if .Values.kafka.tls.enabled }}
 - name: WIRETIDE_KAFKA_SECURITY_PROTOCOL
   value: {{ ternary "SASL_SSL" "SSL" .Values.kafka.sasl.enabled | quote }}
-{{- if .Values.kafka.tls.caSecret }}
+{{- if include "wiretide.kafkaCaSecret" . }}
 - name: WIRETIDE_KAFKA_CA
   value: /etc/wiretide/kafka-ca/ca.crt
 {{- end }}
@@ -71,25 +99,48 @@ app.kubernetes.io/component: {{ .component }}
 - name: WIRETIDE_KAFKA_SECURITY_PROTOCOL
   value: SASL_PLAINTEXT
 {{- end }}
-{{- if .Values.kafka.sasl.enabled }}
+{{- if and .Values.kafka.sasl.enabled .Values.strimzi.enabled }}
+- name: WIRETIDE_KAFKA_SASL_MECHANISM
+  value: SCRAM-SHA-512
+- name: WIRETIDE_KAFKA_USERNAME
+  value: {{ include "wiretide.fullname" . | quote }}
+- name: WIRETIDE_KAFKA_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ include "wiretide.fullname" . | quote }}, key: password}}
+{{- else if .Values.kafka.sasl.enabled }}
 - name: WIRETIDE_KAFKA_SASL_MECHANISM
   value: {{ .Values.kafka.sasl.mechanism | quote }}
 - name: WIRETIDE_KAFKA_USERNAME
-  valueFrom: {secretKeyRef: {name: {{ required "kafka.sasl.secret is required with SASL" .Values.kafka.sasl.secret | quote }}, key: username}}
+  valueFrom: {secretKeyRef: {name: {{ required "kafka.sasl.secret is required with kafka.sasl.enabled" .Values.kafka.sasl.secret | quote }}, key: username}}
 - name: WIRETIDE_KAFKA_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ .Values.kafka.sasl.secret | quote }}, key: password}}
 {{- end }}
 {{- end -}}
 
+{{/* Store settings, only for the processes that talk to ClickHouse (writer, hub). */}}
+{{- define "wiretide.storeEnv" -}}
+{{- with .Values.clickhouse.passwordSecret }}
+- name: CLICKHOUSE_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: password}}
+{{- end }}
+- name: WIRETIDE_CLICKHOUSE
+  value: {{ include "wiretide.dsn" . | quote }}
+- name: WIRETIDE_RETENTION_DAYS
+  value: {{ .Values.clickhouse.retentionDays | quote }}
+{{- with include "wiretide.clickhouseCluster" . }}
+- name: WIRETIDE_CLICKHOUSE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "wiretide.kafkaCaVolume" -}}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+{{- with include "wiretide.kafkaCaSecret" . }}
 - name: kafka-ca
-  secret: {secretName: {{ .Values.kafka.tls.caSecret | quote }}}
+  secret: {secretName: {{ . | quote }}, items: [{key: ca.crt, path: ca.crt}]}
 {{- end }}
 {{- end -}}
 
 {{- define "wiretide.kafkaCaMount" -}}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+{{- if include "wiretide.kafkaCaSecret" . }}
 - name: kafka-ca
   mountPath: /etc/wiretide/kafka-ca
   readOnly: true
@@ -108,4 +159,18 @@ seccompProfile: {type: RuntimeDefault}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* An exec probe on the heartbeat file the component beats in its data dir. */}}
+{{- define "wiretide.healthProbes" -}}
+livenessProbe:
+  exec: {command: [wiretide, health, {{ .component }}, --max-age, "60"]}
+  initialDelaySeconds: 30
+  periodSeconds: 20
+  timeoutSeconds: 10
+readinessProbe:
+  exec: {command: [wiretide, health, {{ .component }}, --max-age, "30"]}
+  initialDelaySeconds: 5
+  periodSeconds: 10
+  timeoutSeconds: 10
 {{- end -}}
