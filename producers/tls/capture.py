@@ -131,7 +131,13 @@ class TlsCapture:
 
     @property
     def attached_files(self) -> list[ProbeTarget]:
+        """Files with probes on them (those with a `problem` have none)."""
         return list(self._attached.values())
+
+    @property
+    def attach_errors(self) -> list[str]:
+        """One line per file that could not be traced, and why."""
+        return list(self._attach_errors)
 
     def _on_event(self, _ctx: Any, data: int, size: int) -> None:
         hdr = program.EventHeader.from_address(data)
@@ -176,6 +182,9 @@ class TlsCapture:
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
         path = target.path.encode()
+        if target.problem:
+            self._attach_errors.append(f"{target.path}: {target.problem}")
+            return
         self._attached[target.identity] = target
         try:
             if target.kind == "openssl":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -133,3 +134,30 @@ def ret_offsets(path: str, symbol: Symbol) -> list[int]:
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.skipdata = True  # Go pads functions with INT3; keep decoding past oddities
     return [insn.address for insn in md.disasm(code, 0) if insn.mnemonic in ("ret", "retq")]
+
+
+_BUILDINFO_MAGIC = b"\xff Go buildinf:"
+
+
+@lru_cache(maxsize=256)
+def go_version(path: str, _identity: tuple[int, int, int]) -> tuple[int, int] | None:
+    """(major, minor) from a Go binary's build info, or None when it has none or uses the
+    pre-1.18 layout (version behind pointers)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = data.find(_BUILDINFO_MAGIC)
+            if at < 0 or not data[at + 15] & 2:  # flag 2: strings inline (Go 1.18+)
+                return None
+            n, shift, pos = 0, 0, at + 32
+            while True:  # uvarint length, then the version string
+                byte = data[pos]
+                n |= (byte & 0x7F) << shift
+                pos += 1
+                if byte < 0x80:
+                    break
+                shift += 7
+            text = bytes(data[pos : pos + min(n, 64)]).decode("ascii", "replace")
+    except (OSError, ValueError, IndexError):
+        return None
+    m = re.match(r"go1\.(\d+)", text)
+    return (1, int(m.group(1))) if m else None

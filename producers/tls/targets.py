@@ -12,6 +12,7 @@ from producers.tls.elf import (
     GO_TLS_WRITE,
     NotElfError,
     function_symbols,
+    go_version,
     static_openssl_functions,
 )
 from producers.tls.elf import go_tls_functions as _go_tls_functions
@@ -29,6 +30,7 @@ class ProbeTarget:
     path: str
     identity: tuple[int, int]
     functions: tuple[str, ...]
+    problem: str = ""  # why it cannot be traced (then nothing is attached)
 
 
 def _identity(path: str) -> tuple[int, int, int] | None:
@@ -90,7 +92,13 @@ def exe_target(pid: int) -> ProbeTarget | None:
         return None
     go = _go_tls_functions(path, ident)
     if GO_TLS_WRITE in go and GO_TLS_READ in go:
-        return ProbeTarget("go", path, ident[:2], (GO_TLS_WRITE, GO_TLS_READ))
+        names = (GO_TLS_WRITE, GO_TLS_READ)
+        version = go_version(path, ident)
+        if version is None or version < (1, 17):
+            # arguments in registers (the probes' assumption) came with Go 1.17 on amd64
+            problem = "built with Go older than 1.18 (only Go 1.18+ binaries are traced)"
+            return ProbeTarget("go", path, ident[:2], names, problem)
+        return ProbeTarget("go", path, ident[:2], names)
     static = static_openssl_functions(path, ident, OPENSSL_FUNCTIONS)
     names = tuple(n for n in OPENSSL_FUNCTIONS if n in static)
     if "SSL_write" in names or "SSL_write_ex" in names:

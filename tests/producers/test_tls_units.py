@@ -17,6 +17,7 @@ from producers.tls.elf import (
     GO_TLS_WRITE,
     function_symbols,
     go_tls_functions,
+    go_version,
     ret_offsets,
 )
 from producers.tls.sockets import SocketTuple, parse_proc_net_tcp, resolve_fd, tuple_from_event
@@ -158,3 +159,7 @@ def test_go_binary_functions_and_rets(tmp_path: Path) -> None:
         assert rets and all(0 < off < sym.size for off in rets)
         assert all(data[sym.file_offset + off] == 0xC3 for off in rets)
     assert go_tls_functions("/bin/sh", (0, 0, 0)) == {}
+    go_env = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True).stdout
+    minor = int(go_env.strip().removeprefix("go1.").split(".")[0])
+    assert go_version(str(out), (st.st_dev, st.st_ino, st.st_mtime_ns)) == (1, minor)
+    assert go_version("/bin/sh", (0, 0, 0)) is None
