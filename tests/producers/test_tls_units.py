@@ -118,6 +118,7 @@ def test_proc_net_tcp_lines() -> None:
 
 def test_resolve_fd_of_a_real_connection() -> None:
     with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", 21830))
         server.listen()
         with socket.create_connection(("127.0.0.1", 21830)) as c:
