@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
-from streams.dissect.graphql import graphql_call, maybe_graphql
+from streams.dissect.graphql import graphql_call
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import (
     DEFAULT_MAX_BODY,
@@ -434,7 +434,7 @@ class Http1Dissector:
                 flags=_flags(req.flags, ["no_response"]),
                 **half,
             )
-            if maybe_graphql(req.body, query):
+            if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
                 return graphql_call(call) or call
             return call
         if req.flags or resp.flags or resp.upgrade:
@@ -472,6 +472,6 @@ class Http1Dissector:
             resp.end_ts,  # response_end_ns
             flags,
         )
-        if maybe_graphql(req.body, query):
+        if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
             return graphql_call(call) or call  # GraphQL over HTTP: a `gql` call
         return call
