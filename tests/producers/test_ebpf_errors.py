@@ -5,6 +5,7 @@ headers or without tracefs. The probe reports what works so capture can fall bac
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ try:
     elif sys.argv[1] == "filter":
         from producers.ebpf_filter import IpFilter
         IpFilter().close()
+    elif sys.argv[1] == "memlock":
+        import resource
+        from producers.ebpf_filter import IpFilter
+        IpFilter().close()
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        print(f"memlock={soft}")
     else:
         from producers.tls import probe_ebpf
         s = probe_ebpf()
@@ -120,3 +127,19 @@ def test_unknown_pid() -> None:
         f"ProcessNotFoundError: no process with pid {gone.strip()}: give the pid of a "
         "running process"
     ]
+
+
+def test_low_memlock_limit_is_raised() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    limit = f"--memlock=65536:{'unlimited' if hard == resource.RLIM_INFINITY else hard}"
+    assert _run(["prlimit", limit], "memlock") == (0, [f"memlock={hard}", "started"])
+
+
+def test_memlock_limit_that_cannot_be_raised() -> None:
+    # Kernels since 5.11 charge BPF memory to the cgroup, not RLIMIT_MEMLOCK: capture
+    # runs; older kernels report MemlockError instead.
+    code, out = _run(["prlimit", "--memlock=65536:65536"], "memlock")
+    if tuple(int(x) for x in os.uname().release.split(".")[:2]) >= (5, 11):
+        assert (code, out) == (0, ["memlock=65536", "started"])
+    else:
+        assert code == 2 and out[0].startswith("MemlockError: RLIMIT_MEMLOCK is 64 KiB")
