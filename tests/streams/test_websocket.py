@@ -664,3 +664,20 @@ def test_random_bytes_after_a_handshake_never_raise_and_buffers_stay_capped(clie
             assert not e.reason.startswith("internal"), e.reason
         else:
             assert isinstance(e, ApiCall) and e.protocol == "websocket"
+
+
+@pytest.mark.parametrize(
+    "ext", ["permessage-deflate", "permessage-deflate; client_no_context_takeover"]
+)
+def test_a_compressed_message_over_the_cap_is_cut_and_the_next_still_inflates(ext):
+    req, resp = handshake(ext)
+    takeover = "no_context" not in ext
+    big, small = b"abcdefgh" * 10_000, b"after the big one"
+    p1, p2 = deflate_messages([big, small], takeover)
+    _, out = run(
+        [("c", req), ("s", resp), ("c", frame(2, p1, rsv1=True) + frame(1, p2, rsv1=True))]
+    )
+    first, second = ws_only(out)
+    assert first.request_body == big[:DEFAULT_MAX_MESSAGE] and first.request_body_size == len(p1)
+    assert "request_truncated" in first.flags
+    assert second.request_body == small and "decode_error" not in second.flags

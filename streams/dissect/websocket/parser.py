@@ -255,9 +255,11 @@ class FrameParser:
         else:
             msg = self.message
             if msg.compressed:
-                if self.inflater is not None and (
-                    not self.reset_context or msg.kept < self.max_message
-                ):
+                if self.inflater is None:
+                    pass  # undecodable (flagged): only the size is counted
+                elif self.reset_context and msg.kept >= self.max_message:
+                    self._truncated(msg)  # no later message needs this one's window
+                else:
                     chunk = data[i:end]
                     if self.key:
                         chunk = unmask(chunk, self.key, self.key_offset)

@@ -50,7 +50,10 @@ class WebSocketDissector:
 
     `client_dir` is the stream direction carrying the client's frames (1 when the flow's
     roles were guessed backwards). Without a known handshake it is decided by the first
-    masked frame (only clients mask)."""
+    frame: only clients mask.
+
+    Memory per flow stays under 2 × (14 + `max_message` + 125) bytes of frames and
+    messages plus 2 × `max_pending` × 125 bytes of unanswered pings."""
 
     protocol = PROTOCOL
 
