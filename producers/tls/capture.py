@@ -24,6 +24,7 @@ _OPENSSL_PROBES = {
     "SSL_read_ex": "ssl_read_ex",
     "SSL_do_handshake": "ssl_handshake",
 }
+_RECHECK_EVERY = 5
 _GO_PROBES = {elf.GO_TLS_WRITE: "go_write", elf.GO_TLS_READ: "go_read"}
 
 
@@ -65,6 +66,8 @@ class TlsCapture:
         self._uprobes = 0
         self._attach_errors: list[str] = []
         self._next_scan = 0.0
+        self._scans = 0
+        self._checked: dict[int, int] = {}  # pid -> scan number it was last looked at
         self._clock_offset = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -161,23 +164,36 @@ class TlsCapture:
 
     # -- targets -----------------------------------------------------------------------
     def _scan(self) -> None:
+        """Attach to the files of new processes. Watching every process, a pid already
+        looked at is looked at again only every `_RECHECK_EVERY` scans (it may load libssl
+        later); its calls are captured meanwhile when it maps an already probed file."""
         self._next_scan = time.monotonic() + self.rescan_interval_s
+        self._scans += 1
         me = os.getpid()
-        for pid in self.pids if self.pids is not None else all_pids():
-            if pid == me:
+        everyone = self.pids is None
+        candidates = all_pids() if everyone else (self.pids or [])
+        for pid in candidates:
+            if pid == me or pid in self._traced_pids:
                 continue
+            if everyone:
+                last = self._checked.get(pid)
+                if last is not None and self._scans - last < _RECHECK_EVERY:
+                    continue
+                self._checked[pid] = self._scans
             targets = process_targets(pid)
             if not targets:
                 continue
             for target in targets:
                 if target.identity not in self._attached:
                     self._attach(target)
-            if pid not in self._traced_pids:
-                self._traced_pids.add(pid)
-                self._bpf[b"traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
-        for pid in [p for p in self._traced_pids if not os.path.exists(f"/proc/{p}")]:
+            self._traced_pids.add(pid)
+            self._bpf[b"traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        alive = set(candidates)
+        for pid in [p for p in self._traced_pids if p not in alive]:
             self._traced_pids.discard(pid)
             del self._bpf[b"traced"][ctypes.c_uint32(pid)]
+        if everyone:
+            self._checked = {p: n for p, n in self._checked.items() if p in alive}
 
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
