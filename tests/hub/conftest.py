@@ -94,6 +94,18 @@ def hub(stored_env: dict[str, str]) -> Iterator[Hub]:
     running.stop()
 
 
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="session")
+def token_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """Listening on every interface, over an empty store, with a token the operator chose."""
+    env = empty_env(tmp_path_factory.mktemp("auth"), WIRETIDE_HUB_TOKEN=TOKEN)
+    running = start_hub(env, listen="0.0.0.0:0")
+    yield running
+    running.stop()
+
+
 @pytest.fixture(scope="session")
 def all_calls(hub: Hub) -> list[dict]:
     """Every stored call in full (detail of each listed id)."""

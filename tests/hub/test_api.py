@@ -100,7 +100,7 @@ def test_kfl_limit_sets_the_page_size(hub: Hub) -> None:
 @pytest.mark.parametrize(
     ("kfl", "line", "column"),
     [
-        ("response.status == ", 1, 19),
+        ("response.status ==", 1, 19),
         ("http and\n  nosuchfield == 1", 2, 3),
         ('path == "open', 1, 9),
     ],

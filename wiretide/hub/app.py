@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
@@ -76,13 +76,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "token missing or wrong"},
     403: {"model": ErrorBody, "description": "request names a host beyond loopback"},
 }
+# Documents the token in the OpenAPI description; `Access` does the checking.
+_BEARER = HTTPBearer(auto_error=False, description="needed when the hub listens beyond loopback")
 _READ_ERRORS = {**_ERRORS, 503: {"model": ErrorBody, "description": "the store failed"}}
 
 
 def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
-    bearer = HTTPBearer(auto_error=False, description="needed when the hub listens beyond loopback")
-
-    def require_access(request: Request, _: Annotated[Any, Depends(bearer)] = None) -> None:
+    def require_access(request: Request) -> None:
         why = access.check_http(request.headers)
         if why is None:
             return
@@ -100,8 +100,13 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         version="1",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,  # operationId: list_calls, ...
     )
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_access)], responses=_ERRORS)
+    # Only a hub that wants a token says so in its description.
+    described = [Security(_BEARER)] if access.token is not None else []
+    api = APIRouter(
+        prefix="/api", dependencies=[Depends(require_access), *described], responses=_ERRORS
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, ex: ApiError) -> JSONResponse:

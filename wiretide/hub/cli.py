@@ -129,7 +129,9 @@ def run_hub(args: argparse.Namespace) -> int:
 
     app = create_app(store, access, LiveTail(bootstrap))
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio")
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio"
+        )
     )
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]

@@ -1,0 +1,114 @@
+"""The live tail over a real broker: calls published to the calls topic after the hub
+says "ready" reach each WebSocket whose KFL filter takes them, and only those."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from sinks.clickhouse.view import call_view
+from tests.hub.conftest import Hub
+from wiretide.records import ApiCall
+from wiretide.serde import encode_call_batch
+
+_T0 = time.time_ns()
+
+
+def _call(n: int, path: str, status: int, method: str = "GET") -> ApiCall:
+    ts = _T0 + n * 1_000_000
+    return ApiCall(
+        call_id=f"live-{n}",
+        protocol="http",
+        ts_ns=ts,
+        src_ip="10.1.0.5",
+        src_port=40000 + n,
+        dst_ip="10.1.0.9",
+        dst_port=8080,
+        flow_id=f"flow-{n}",
+        method=method,
+        path=path,
+        request_version="HTTP/1.1",
+        request_headers=(("Host", "svc"), ("X-Request-Id", f"r{n}")),
+        status=status,
+        reason="OK" if status < 400 else "Error",
+        response_version="HTTP/1.1",
+        response_headers=(("Content-Type", "text/plain"),),
+        response_body=f"body {n}".encode(),
+        response_body_size=6,
+        response_ts_ns=ts + 2_000_000,
+    )
+
+
+def _publish(env: dict[str, str], *calls: ApiCall) -> None:
+    producer = Producer({"bootstrap.servers": env["WIRETIDE_KAFKA"]})
+    topic = env["WIRETIDE_PREFIX"] + "wiretide.calls"
+    producer.produce(topic, key=b"flow", value=encode_call_batch("flow", list(calls)))
+    assert producer.flush(30) == 0
+
+
+@contextlib.contextmanager
+def _open(hub: Hub, kfl: str) -> Iterator[ClientConnection]:
+    with connect(hub.url.replace("http", "ws") + "/api/live?" + _query(kfl)) as ws:
+        assert json.loads(ws.recv(timeout=60)) == {"type": "ready"}
+        yield ws
+
+
+def _query(kfl: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"q": kfl})
+
+
+def _next_call(ws: ClientConnection) -> dict:
+    message = json.loads(ws.recv(timeout=60))
+    assert message["type"] == "call", message
+    return message["call"]
+
+
+def test_only_matching_calls_arrive_in_order(hub: Hub, stored_env: dict[str, str]) -> None:
+    with _open(hub, 'response.status >= 400 and path.startsWith("/live")') as ws:
+        _publish(stored_env, _call(1, "/live/a", 200), _call(2, "/live/b", 500))
+        _publish(stored_env, _call(3, "/other", 503), _call(4, "/live/c", 404, "POST"))
+        # Calls come in publishing order: had a non-matching one been sent, it would
+        # arrive before the matching one that follows it.
+        assert _next_call(ws)["id"] == "live-2"
+        assert _next_call(ws)["id"] == "live-4"
+
+
+def test_live_call_is_the_call_view(hub: Hub, stored_env: dict[str, str]) -> None:
+    call = _call(5, "/live/shape", 201)
+    with _open(hub, 'request.headers["x-request-id"] == "r5"') as ws:
+        _publish(stored_env, _call(6, "/live/shape", 201), call)
+        assert _next_call(ws) == call_view(call)
+
+
+def test_each_socket_gets_its_own_filter(hub: Hub, stored_env: dict[str, str]) -> None:
+    with (
+        _open(hub, 'method == "POST" and path.startsWith("/two")') as posts,
+        _open(hub, 'method == "GET" and path.startsWith("/two")') as gets,
+    ):
+        _publish(
+            stored_env,
+            _call(7, "/two/a", 200, "GET"),
+            _call(8, "/two/b", 200, "POST"),
+            _call(9, "/two/c", 200, "GET"),
+        )
+        assert _next_call(posts)["id"] == "live-8"
+        assert [_next_call(gets)["id"], _next_call(gets)["id"]] == ["live-7", "live-9"]
+
+
+def test_bad_filter_closes_with_the_error_first(hub: Hub) -> None:
+    with connect(hub.url.replace("http", "ws") + "/api/live?" + _query("status >> 3")) as ws:
+        message = json.loads(ws.recv(timeout=60))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=60)
+    assert message["type"] == "error" and (message["line"], message["column"]) == (1, 9)
+    assert message["error"].startswith("1:9: ")
+    assert closed.value.rcvd.code == 4400
