@@ -53,7 +53,10 @@ class CallSink:
         self._consumed = False
         # Store and commit before partitions move, so their next owner starts after what
         # this writer stored (with one store per writer, it would store them again).
-        self._consumer.subscribe([config.CALLS_TOPIC], on_revoke=self._on_revoke)
+        self._owned: set[int] = set()  # partitions assigned to this writer right now
+        self._consumer.subscribe(
+            [config.CALLS_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
@@ -76,6 +79,8 @@ class CallSink:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"Kafka consumer error: {err}")
                     continue
+                if msg.partition() not in self._owned:
+                    continue  # fetched before its partition moved: the new owner reads it
                 self._consumed = True
                 try:
                     self._pending.extend(decode_call_batch(msg.value()))
@@ -102,8 +107,12 @@ class CallSink:
         self._report()
         return len(calls)
 
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        self._owned.update(tp.partition for tp in partitions)
+
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         self._flush()
+        self._owned.difference_update(tp.partition for tp in partitions)
 
     def _dead_letter(self, msg: object, reason: str) -> None:
         self.dead_letters += 1
