@@ -128,5 +128,5 @@ class SegmentMaker:
             payload=data,
             node=self.node,
             source="tls",
-            transport="tcp",
+            transport="tls",  # its own flow ids: the ciphertext flow is another stream
         )

@@ -57,6 +57,10 @@ _S2C = Direction.SERVER_TO_CLIENT
 
 _data_received = record_maker(DataReceived)  # DataReceived(...) at half the cost
 
+# Transports that are TCP byte streams: TCP itself, and TLS plaintext of a TCP connection
+# (fed to a reassembler of its own: its flow ids differ from the ciphertext's).
+_STREAMS = frozenset({"tcp", "tls"})
+
 COMMON_SERVER_PORTS = frozenset(
     {8080, 8000, 8443, 3000, 5000, 6379, 9092, 5432, 3306, 27017, 5672, 53}
 )
@@ -204,7 +208,7 @@ class TcpReassembler:
     # -- public ------------------------------------------------------------------------
     def feed(self, seg: Segment) -> list[StreamEvent]:
         h = self._halves.get((seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port))
-        if h is None or seg.flags & _SLOW_FLAGS or seg.transport != "tcp":
+        if h is None or seg.flags & _SLOW_FLAGS or seg.transport not in _STREAMS:
             return self._feed_slow(seg, h)
         st = self.stats
         st.segments += 1
@@ -390,7 +394,7 @@ class TcpReassembler:
     def _feed_slow(self, seg: Segment, h: _Half | None) -> list[StreamEvent]:
         st = self.stats
         out: list[StreamEvent] = []
-        if seg.transport != "tcp":
+        if seg.transport not in _STREAMS:
             st.udp_ignored += 1
             return out
         st.segments += 1

@@ -68,3 +68,30 @@ def test_udp_flow_closes_when_idle_and_its_tokens_are_released():
     assert out.released == [0]  # an opaque flow never holds commits back
     expired = pipe.expire(1 + 31 * 1_000_000_000)
     assert [c.protocol for c in expired.calls] == ["udp"]
+
+
+def test_tls_plaintext_and_its_ciphertext_are_separate_flows():
+    """With --tls, one connection arrives twice: its encrypted segments (AF_PACKET) and
+    its plaintext (uprobes, transport "tls"). They must not be mixed into one stream."""
+    server = ("10.0.0.2", 443)
+    req = b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def plain(src, dst, seq, payload, ts):
+        return Segment(ts, *src, *dst, seq, 0, ACK | PSH, payload, source="tls", transport="tls")
+
+    segs = [
+        tcp(CLIENT, server, 100, flags=SYN, ts=1),
+        tcp(server, CLIENT, 900, flags=SYN | ACK, ts=2),
+        tcp(CLIENT, server, 101, b"\x16\x03\x01" + bytes(60), ts=3),  # ciphertext
+        plain(CLIENT, server, 0, req, 4),
+        tcp(server, CLIENT, 901, b"\x17\x03\x03" + bytes(80), ts=5),
+        plain(server, CLIENT, 0, resp, 6),
+    ]
+    calls, _ = run(segs)
+    by_protocol = {c.protocol: c for c in calls}
+    assert set(by_protocol) == {"http", "tcp"}
+    http = by_protocol["http"]
+    assert (http.path, http.status, http.tls) == ("/secret", 200, True)
+    assert http.flow_id.startswith("tls:")
+    assert by_protocol["tcp"].request_body_size == 63
