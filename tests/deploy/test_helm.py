@@ -4,6 +4,7 @@ without losing a field, and the rendered cluster does what the values promise.""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import subprocess
@@ -480,8 +481,14 @@ def test_hub_is_served_on_its_port_with_its_token(combo: dict[str, str]) -> None
     assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
     pod_labels = hub["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Every replica must ask for the same token: the user's Secret, or one the chart makes.
     token = _secret_refs(env_of(container), "WIRETIDE_HUB_TOKEN")
-    assert token == (("hub-token", "token") if combo["hub"] == "on-token" else None)
+    made = one(docs, "Secret", f"{FULLNAME}-hub-token")
+    if combo["hub"] == "on-token":
+        assert token == ("hub-token", "token") and made is None
+    else:
+        assert token == (f"{FULLNAME}-hub-token", "token")
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", base64.b64decode(made["data"]["token"]).decode())
 
 
 # Settings that cannot work say so in one line instead of rendering a broken cluster.

@@ -174,3 +174,7 @@ readinessProbe:
   periodSeconds: 10
   timeoutSeconds: 10
 {{- end -}}
+
+{{- define "wiretide.hubTokenSecret" -}}
+{{- default (printf "%s-hub-token" (include "wiretide.fullname" .)) .Values.hub.tokenSecret -}}
+{{- end -}}
