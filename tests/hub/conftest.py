@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ class Hub:
     proc: subprocess.Popen[str]
     url: str
     token: str | None
+    log: IO[str]
     banner: list[str] = field(default_factory=list)
 
     def client(self, token: str | None = None, **kw: object) -> httpx.Client:
@@ -39,18 +42,21 @@ class Hub:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return self.proc.stderr.read() if self.proc.stderr else ""
+        self.log.seek(0)
+        return self.log.read()
 
 
 def start_hub(env: dict[str, str], *args: str, listen: str = "127.0.0.1:0") -> Hub:
     """Run `python -m wiretide.hub` and wait for its banner; fail with its stderr if it
     exits instead."""
+    # stderr to a file: a pipe nobody reads would stall a hub that logs a lot
+    log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "wiretide.hub", "--listen", listen, *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     banner, token = [], None
@@ -61,9 +67,10 @@ def start_hub(env: dict[str, str], *args: str, listen: str = "127.0.0.1:0") -> H
         if "listening on http://" in line:
             address = line.split("http://", 1)[1].split()[0]
             port = address.rsplit(":", 1)[1]
-            return Hub(proc, f"http://127.0.0.1:{port}", token, banner)
+            return Hub(proc, f"http://127.0.0.1:{port}", token, log, banner)
     proc.wait()
-    raise AssertionError(f"hub exited {proc.returncode}: {proc.stderr.read()}")
+    log.seek(0)
+    raise AssertionError(f"hub exited {proc.returncode}: {log.read()}")
 
 
 def run_hub_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

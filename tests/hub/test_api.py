@@ -114,6 +114,12 @@ def test_bad_filter_is_400_with_its_position(hub: Hub, kfl: str, line: int, colu
     assert body["error"].startswith(f"{line}:{column}: ") and "\n" not in body["error"]
 
 
+def test_filter_kfl_chokes_on_is_a_400_not_a_server_error(hub: Hub) -> None:
+    with hub.client() as c:
+        r = c.get("/api/calls", params={"q": "response.status == 2²"})
+    assert r.status_code == 400 and "\n" not in r.json()["error"]
+
+
 def test_bad_cursor_and_limit_are_400(hub: Hub) -> None:
     with hub.client() as c:
         cursor = c.get("/api/calls", params={"before": "not-a-cursor"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security, WebSocket
@@ -31,6 +32,7 @@ from wiretide.hub.models import Call, CallPage, ErrorBody, KflField, KflFields, 
 from wiretide.hub.store import Cursor, CursorError, HubStore
 from wiretide.kfl import KflError, parse, to_predicate, to_sql
 
+_log = logging.getLogger("wiretide.hub")
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_FILTER = 10_000  # characters
@@ -67,8 +69,13 @@ def _error(status: int, body: ErrorBody, headers: dict[str, str] | None = None) 
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _kfl_error(ex: KflError) -> ErrorBody:
-    return ErrorBody(error=str(ex), line=ex.line, column=ex.column)
+def _filter_error(text: str, ex: Exception) -> ErrorBody:
+    """The 400 body for a filter. A KFL bug (any other exception) is logged with its
+    traceback but still answered as a bad filter: the user gets one line, not a 500."""
+    if isinstance(ex, KflError):
+        return ErrorBody(error=str(ex), line=ex.line, column=ex.column)
+    _log.error("KFL failed on filter %r", text, exc_info=ex)
+    return ErrorBody(error=f"this filter could not be read (a KFL bug, please report it: {ex!r})")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -141,8 +148,8 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         try:
             query = parse(q)
             where, params = to_sql(query)
-        except KflError as ex:
-            raise ApiError(400, _kfl_error(ex)) from None
+        except Exception as ex:
+            raise ApiError(400, _filter_error(q, ex)) from None
         try:
             cursor = Cursor.decode(before) if before else None
         except CursorError as ex:
@@ -198,8 +205,8 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         try:
             predicate = to_predicate(parse(q))
-        except KflError as ex:
-            await websocket.send_json({"type": "error", **_kfl_error(ex).model_dump()})
+        except Exception as ex:
+            await websocket.send_json({"type": "error", **_filter_error(q, ex).model_dump()})
             await websocket.close(code=4400, reason="bad filter")
             return
         try:
