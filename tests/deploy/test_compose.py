@@ -5,7 +5,9 @@ the images copy are exactly the project's packages and are enough to build it.""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -276,3 +278,68 @@ def test_what_the_images_copy_builds_a_complete_wheel(tmp_path: Path) -> None:
         if "__pycache__" not in path.parts
     } | {str(p.relative_to(ROOT)) for p in (ROOT / "schemas").glob("*.avsc")}
     assert expected <= names, sorted(expected - names)[:10]
+
+
+def _go() -> str | None:
+    found = shutil.which("go")
+    return found or next((g for g in ("/usr/local/go/bin/go",) if Path(g).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def compose_go() -> Path:
+    """tests/deploy/composecheck built once (keyed by its sources) in ~/.cache/wiretide."""
+    go = _go()
+    if go is None:
+        pytest.skip("no Go toolchain to build the compose-go checker (tests/deploy/composecheck)")
+    source = Path(__file__).parent / "composecheck"
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((source / name).read_bytes())
+    binary = Path.home() / ".cache" / "wiretide" / f"composecheck-{digest.hexdigest()[:12]}"
+    if not binary.is_file():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [go, "build", "-o", str(binary), "."],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+    return binary
+
+
+def test_docker_compose_loads_the_file_as_read_here(compose_go: Path) -> None:
+    """compose-go (the loader of `docker compose`) accepts the file, and its normalized
+    project agrees with what the tests above read: merged environments, defaulted
+    ${VAR:-x} commands, published ports, replicas."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIRETIDE_")}
+    done = subprocess.run(
+        [str(compose_go), str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    project = json.loads(done.stdout)["services"]
+    assert set(project) == set(SERVICES)
+    for name, service in SERVICES.items():
+        loaded = project[name]
+        expected_env = {k: interpolate(str(v)) for k, v in service.get("environment", {}).items()}
+        assert {k: v or "" for k, v in loaded.get("environment", {}).items()} == expected_env
+        if "command" in service:
+            assert loaded["command"] == [interpolate(a) for a in service["command"]]
+        ports = [f"{p['published']}:{p['target']}" for p in loaded.get("ports", [])]
+        assert ports == [str(p) for p in service.get("ports", [])], name
+    assert project["worker"]["deploy"]["replicas"] == 2
+
+
+def test_docker_compose_rejects_a_misspelt_key(compose_go: Path, tmp_path: Path) -> None:
+    """The check above can fail: a key compose does not know is refused."""
+    broken = tmp_path / "docker-compose.yml"
+    text = (ROOT / "docker-compose.yml").read_text()
+    broken.write_text(text.replace("    healthcheck:", "    healthchek:", 1))
+    done = subprocess.run([str(compose_go), str(broken)], capture_output=True, text=True)
+    assert done.returncode == 1 and "healthchek" in done.stderr
