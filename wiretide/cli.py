@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(worker, store=False)
     sink = sub.add_parser("sink", help="run a ClickHouse writer in the foreground")
     _common(sink)
+
+    from wiretide.deploy import add_parsers as add_deploy_parsers
+
+    add_deploy_parsers(sub)
     return parser
 
 

@@ -161,6 +161,7 @@ def _publish_capture(
     progress: Progress,
 ) -> None:
     from producers.batcher import FlowBatcher
+    from wiretide.progress import Progress
 
     batcher = FlowBatcher()
     size = max(1, os.path.getsize(path))
@@ -402,7 +403,7 @@ def run_query(args: argparse.Namespace) -> int:
     query = parse(args.filter)  # before opening the store: a typo costs nothing
     where, params = to_sql(query)
     limit = args.limit if args.limit is not None else query.limit
-    store = open_store(config.store_dsn(config.data_dir(args.data), args.clickhouse))
+    store = open_store(config.store_dsn(config.data_dir(args.data), args.clickhouse), ttl_days=None)
     calls = read_calls(store, limit=limit, where_sql=where, params=params)
     out = sys.stdout
     for call in calls:
@@ -463,7 +464,7 @@ def run_sink(args: argparse.Namespace) -> int:
 
     data = config.data_dir(args.data)
     bootstrap = resolve_bootstrap(args.kafka, data)
-    store = open_store(config.store_dsn(data, args.clickhouse))
+    store = open_store(config.store_dsn(data, args.clickhouse), ttl_days=config.retention_days())
     status_file = data / "sink-status.json"
     # A restarted sink keeps the first baseline, so the run's count stays right.
     before = read_status(data).get("stored_before")
@@ -489,3 +490,15 @@ def run_sink(args: argparse.Namespace) -> int:
     }
     status_file.write_text(json.dumps(status))
     return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from wiretide.deploy import run_deploy as run
+
+    return run(args)
+
+
+def run_undeploy(args: argparse.Namespace) -> int:
+    from wiretide.deploy import run_undeploy as run
+
+    return run(args)

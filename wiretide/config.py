@@ -51,3 +51,17 @@ def kafka_security() -> dict[str, str]:
 def kafka_client(bootstrap: str, **settings: object) -> dict[str, object]:
     """Settings for a confluent-kafka client: bootstrap, security, then `settings`."""
     return {"bootstrap.servers": bootstrap, **kafka_security(), **settings}
+
+
+def retention_days() -> int:
+    """How long the writer keeps calls: WIRETIDE_RETENTION_DAYS (default 7; 0: forever)."""
+    from wiretide.errors import WiretideError
+
+    raw = os.environ.get("WIRETIDE_RETENTION_DAYS", "").strip()
+    if not raw:
+        return 7
+    if not raw.isdigit():
+        raise WiretideError(
+            f"WIRETIDE_RETENTION_DAYS must be a whole number of days (0: forever), not {raw!r}"
+        )
+    return int(raw)

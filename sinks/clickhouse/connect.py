@@ -47,8 +47,11 @@ class Store:
         self.close()
 
 
-def open_store(dsn: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None) -> Store:
-    """Connect, run pending migrations and make the retention `ttl_days` (0: forever).
+def open_store(
+    dsn: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS, cluster: str | None = None
+) -> Store:
+    """Connect, run pending migrations and make the retention `ttl_days` (0: forever;
+    None: leave it as the writer set it - what readers pass).
     `cluster` (default: WIRETIDE_CLICKHOUSE_CLUSTER) makes the tables ON CLUSTER."""
     if cluster is None:
         cluster = os.environ.get("WIRETIDE_CLICKHOUSE_CLUSTER", "")
@@ -62,7 +65,8 @@ def open_store(dsn: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | Non
         raise SinkError(f"bad store DSN {_safe(dsn)!r}: {_DSN_HELP}")
     try:
         migrate(store.client, config.cluster)
-        apply_ttl(store.client, config.ttl_days, config.cluster)
+        if config.ttl_days is not None:
+            apply_ttl(store.client, config.ttl_days, config.cluster)
     except Exception as ex:
         store.close()
         raise SinkError(f"cannot prepare tables in {store.where}: {one_line(ex)}") from ex

@@ -480,3 +480,11 @@ def test_selector_sql_agrees_with_the_view(store):
             if name.endswith(".body") and value is not None:
                 value = value.decode()
             assert value == expected, name
+
+
+def test_readers_leave_the_writers_retention_alone(data_dir):
+    dsn = f"chdb://{data_dir}"
+    with open_store(dsn, ttl_days=30):
+        pass
+    with open_store(dsn, ttl_days=None) as reader:  # `wiretide query`, the hub
+        assert "TTL ingested_at + toIntervalDay(30)" in show_create(reader)
