@@ -109,6 +109,8 @@ def test_all_namespaces_and_default_namespace(api_server):
     api = KubeApi(api_server)
     every = Targeting(api, PodSelector.parse("front", all_namespaces=True)).refresh()
     assert "10.244.0.41" in every.target_ips and "10.244.0.31" in every.target_ips
+    anything = Targeting(api, PodSelector.parse(".*", all_namespaces=True)).refresh()
+    assert "10.244.0.99" not in anything.target_ips  # Wiretide's own agent pod
     default = Targeting(api, PodSelector.parse("front")).refresh()
     assert default.target_ips == {"10.244.0.41"}
 

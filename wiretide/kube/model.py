@@ -41,6 +41,8 @@ class PodSelector:
 
     def matches(self, pod: Obj) -> bool:
         meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get("app.kubernetes.io/name") == "wiretide":
+            return False  # Wiretide's own pods: capturing them would feed back into itself
         return self.wants_namespace(meta.get("namespace", "")) and bool(
             self.regex.search(meta.get("name", ""))
         )
