@@ -14,24 +14,17 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.pcap import read_segments
 from streams.dissect.amqp import AMQP, AmqpDissector, AmqpFactory
 from streams.dissect.base import DissectFailed
 from streams.dissect.registry import default_registry
-from streams.reassembly.events import DataReceived, Direction, Flow
-from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, flows_in, header, spans
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "amqp"
 PCAP = GOLDEN / "basic.pcap"
 FACTS = json.loads((GOLDEN / "basic.facts.json").read_text())
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-TIME_FIELDS = ("call_id", "ts_ns", "request_end_ns", "response_ts_ns", "response_end_ns")
-
-
-def calls_of(events: list) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
 
 
 def ordered(calls: list[ApiCall]) -> list[ApiCall]:
@@ -45,27 +38,10 @@ def timeless(calls: list[ApiCall]) -> list[ApiCall]:
     )
 
 
-def header(headers, name: str) -> str | None:
-    return dict(headers).get(name)
-
-
 # ----------------------------------------------------------------- the recording
 
 
-def _recording() -> tuple[Flow, list[tuple[Direction, bytes, int, int]]]:
-    """The golden capture's one connection as in-order bytes per direction."""
-    reassembler = TcpReassembler()
-    steps, flow = [], None
-    for seg in read_segments(PCAP):
-        for ev in reassembler.feed(seg):
-            if isinstance(ev, DataReceived):
-                flow = ev.flow
-                steps.append((ev.direction, ev.data, ev.ts_ns, ev.seq))
-    assert flow is not None
-    return flow, steps
-
-
-FLOW, STEPS = _recording()
+[(FLOW, STEPS)] = flows_in(PCAP)  # the golden capture's one connection
 
 
 def run(steps, flow: Flow = FLOW, **caps) -> list:
@@ -524,10 +500,8 @@ PROPS = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 def test_any_split_gives_the_same_calls(data):
     steps = []
     for direction, chunk, ts, seq in STEPS:
-        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(chunk) - 1)), max_size=4)))
-        for a, b in zip([0, *cuts], [*cuts, len(chunk)], strict=True):
-            if a < b:
-                steps.append((direction, chunk[a:b], ts, seq + a))
+        for a, b in spans(data.draw, len(chunk), 4):
+            steps.append((direction, chunk[a:b], ts, seq + a))
     assert ordered(calls_of(run(steps))) == ordered(RAW)
 
 
@@ -543,10 +517,8 @@ def test_any_segmentation_gives_the_same_calls_but_times(data):
     steps = []
     for r in runs:
         stream = b"".join(s[1] for s in r)
-        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(stream) - 1)), max_size=6)))
-        for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
-            if a < b:
-                steps.append((r[0][0], stream[a:b], r[0][2] + a, r[0][3] + a))
+        for a, b in spans(data.draw, len(stream), 6):
+            steps.append((r[0][0], stream[a:b], r[0][2] + a, r[0][3] + a))
     assert timeless(calls_of(run(steps))) == timeless(RAW)
 
 

@@ -23,6 +23,7 @@ from streams.dissect.dns.names import read_name
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import calls_of, merged, receive_each, spans
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "dns"
@@ -32,10 +33,6 @@ C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 def flow(transport: str = "udp", port: int = 53) -> Flow:
     return Flow(flow_id("10.0.0.1", 40000, "10.0.0.2", port, transport), "10.0.0.1", 40000,
                 "10.0.0.2", port)  # fmt: skip
-
-
-def calls_of(events) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
 
 
 def answer_view(call: ApiCall) -> list[dict]:
@@ -250,19 +247,14 @@ REQ_STREAM, RESP_STREAM = _tcp_streams()
 
 
 def _cuts(data: st.DataObject, stream: bytes) -> list[bytes]:
-    points = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=30)))
-    return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    return [stream[a:b] for a, b in spans(data.draw, len(stream), 30)]
 
 
 def _run_tcp(req_parts: list[bytes], resp_parts: list[bytes], order: list[int]) -> list:
     d = DnsDissector(flow("tcp"))
-    out, seqs, k = [], [0, 0], [0, 0]
-    parts = (req_parts, resp_parts)
-    for direction in order:
-        chunk = parts[direction][k[direction]]
-        k[direction] += 1
-        out += d.receive(Direction(direction), chunk, 1, seqs[direction])
-        seqs[direction] += len(chunk)
+    out = []
+    for events in receive_each(d, merged((req_parts, resp_parts), order)):
+        out += events
         assert d.buffered <= 0xFFFF + 2
     return out + d.close(2)
 

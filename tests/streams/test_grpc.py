@@ -20,11 +20,11 @@ from streams.dissect.http2.grpc import (
     message_view,
 )
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import calls_of
 from tests.streams.test_http2 import (
     GRPC_PCAP,
     GRPC_RECS,
     Peer,
-    calls_of,
     data,
     opened,
     request,

@@ -20,6 +20,8 @@ from streams.dissect.base import DissectFailed, call_id
 from streams.dissect.http import HTTP1, Http1Dissector, Http1Factory
 from streams.dissect.http.stitch import split_target
 from streams.reassembly.events import Direction, Flow
+from tests.streams import dissect_kit as kit
+from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of, spans
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "http"
@@ -35,15 +37,6 @@ def _load_recorder():
 
 R = _load_recorder()
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-TIME_FIELDS = ("call_id", "ts_ns", "request_end_ns", "response_ts_ns", "response_end_ns")
-
-
-def calls_of(events: list) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
-
-
-def failures_of(events: list) -> list[DissectFailed]:
-    return [e for e in events if isinstance(e, DissectFailed)]
 
 
 def summary(calls: list[ApiCall]) -> list[tuple[str, str, int]]:
@@ -51,10 +44,7 @@ def summary(calls: list[ApiCall]) -> list[tuple[str, str, int]]:
 
 
 def header(headers, name: str) -> str | None:
-    for k, v in headers:
-        if k.lower() == name.lower():
-            return v
-    return None
+    return kit.header(headers, name, any_case=True)
 
 
 def request_starts(rec) -> list[int]:
@@ -317,12 +307,8 @@ def recut(rec, data, coalesce: bool) -> list[tuple[int, int, int, bytes]]:
         events = merged
     out = []
     for d, ts, seq, payload in events:
-        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(payload) - 1)), max_size=6)))
-        prev = 0
-        for cut in [*cuts, len(payload)]:
-            if cut > prev:
-                out.append((d, ts, (seq + prev) & 0xFFFFFFFF, payload[prev:cut]))
-                prev = cut
+        for a, b in spans(data.draw, len(payload), 6):
+            out.append((d, ts, (seq + a) & 0xFFFFFFFF, payload[a:b]))
     return out
 
 

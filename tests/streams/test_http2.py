@@ -30,14 +30,13 @@ from streams.dissect.http2.frames import PREFACE
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, failures_of, header, spans
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols"
 HTTP2_PCAP = GOLDEN / "http2" / "basic.pcap"
 GRPC_PCAP = GOLDEN / "grpc" / "basic.pcap"
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 FLOW = Flow(flow_id("10.0.0.1", 40000, "10.0.0.2", 8080), "10.0.0.1", 40000, "10.0.0.2", 8080)
-TIME_FIELDS = ("call_id", "ts_ns", "request_end_ns", "response_ts_ns", "response_end_ns")
 
 
 # ------------------------------------------------------------- helpers
@@ -80,27 +79,12 @@ def feed(factory, flow: Flow, events, close: bool = True) -> list:
     return out
 
 
-def calls_of(events: list) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
-
-
-def failures_of(events: list) -> list[DissectFailed]:
-    return [e for e in events if isinstance(e, DissectFailed)]
-
-
 def strip_times(calls: list[ApiCall]) -> list[tuple]:
     out = []
     for c in calls:
         d = {k: getattr(c, k) for k in c.__slots__ if k not in TIME_FIELDS}
         out.append(tuple(sorted(d.items(), key=lambda kv: kv[0])))
     return sorted(out, key=repr)
-
-
-def header(headers, name: str) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
 
 
 HTTP2_RECS = recordings(HTTP2_PCAP, 21050) + recordings(HTTP2_PCAP, 21051)
@@ -478,12 +462,8 @@ def recut(rec: Recording, data_, coalesce: bool) -> list[tuple[int, int, int, by
             pd, pts, pseq, pp = out[-1]
             out[-1] = (pd, pts, pseq, pp + payload)
             continue
-        cuts = sorted(data_.draw(st.sets(st.integers(1, max(1, len(payload) - 1)), max_size=4)))
-        prev = 0
-        for cut in [*cuts, len(payload)]:
-            if cut > prev:
-                out.append((d, ts, (seq + prev) & 0xFFFFFFFF, payload[prev:cut]))
-                prev = cut
+        for a, b in spans(data_.draw, len(payload), 4):
+            out.append((d, ts, (seq + a) & 0xFFFFFFFF, payload[a:b]))
     return out
 
 

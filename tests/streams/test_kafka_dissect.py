@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -15,83 +14,38 @@ from hypothesis import strategies as st
 from producers.pcap import read_segments
 from streams.dissect.base import DissectFailed
 from streams.dissect.http import HTTP1
-from streams.dissect.kafka import KAFKA, KafkaDissector, KafkaFactory
+from streams.dissect.kafka import KAFKA, KafkaFactory
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
-from streams.reassembly.events import DataReceived, Direction, Flow
-from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.events import Direction, Flow
 from streams.redact import RedactionPolicy
+from tests.streams.dissect_kit import (
+    JUNK_STEPS,
+    C,
+    S,
+    call_header,
+    cuts_and_interleavings,
+    flows_in,
+    receive_each,
+    replay,
+    truncated_or_damaged,
+)
+from tests.streams.dissect_kit import (
+    calls_by_time as calls_of,
+)
 from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "kafka"
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-Chunk = tuple[Direction, bytes, int, int]  # direction, data, ts_ns, seq
 FLOW = Flow("tcp:10.0.0.1:40000-10.0.0.2:9092", "10.0.0.1", 40000, "10.0.0.2", 9092)
-
-# ------------------------------------------------------------- replay helpers
-
-
-def flows_in(pcap: Path) -> list[tuple[Flow, list[Chunk]]]:
-    """Each TCP flow of a capture with its in-order data chunks, as reassembly gives them."""
-    reasm = TcpReassembler()
-    flows: dict[str, tuple[Flow, list[Chunk]]] = {}
-    for seg in read_segments(pcap):
-        for ev in reasm.feed(seg):
-            if isinstance(ev, DataReceived):
-                entry = flows.setdefault(ev.flow.flow_id, (ev.flow, []))
-                entry[1].append((ev.direction, ev.data, ev.ts_ns, ev.seq))
-    return list(flows.values())
-
-
-def replay(make: Callable[[Flow], KafkaDissector], flow: Flow, chunks: Sequence[Chunk]) -> list:
-    d = make(flow)
-    events = []
-    for direction, data, ts, seq in chunks:
-        events += d.receive(direction, data, ts, seq)
-    return events + d.close(chunks[-1][2] if chunks else 0)
-
-
-def calls_of(events: list) -> list[ApiCall]:
-    return sorted((e for e in events if isinstance(e, ApiCall)), key=lambda c: c.ts_ns)
 
 
 def header(call: ApiCall, name: str, response: bool = False) -> str | None:
-    for key, value in call.response_headers if response else call.request_headers:
-        if key == name:
-            return value
-    return None
+    return call_header(call, name, response)
 
 
 def body(call: ApiCall, response: bool = False) -> dict:
     raw = call.response_body if response else call.request_body
     return json.loads(raw) if raw else {}
-
-
-@st.composite
-def cuts_and_interleavings(draw, chunks: Sequence[Chunk]) -> list[Chunk]:
-    """The same bytes cut anywhere (pieces keep their segment's time), client bytes
-    sometimes sent earlier than server bytes before them: never a response before its
-    request."""
-    pieces: list[tuple[int, Chunk]] = []
-    for k, (d, data, ts, seq) in enumerate(chunks):
-        cuts = sorted(draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=4)))
-        start = 0
-        for cut in [*[c for c in cuts if c < len(data)], len(data)]:
-            pieces.append((k, (d, data[start:cut], ts, (seq + start) & 0xFFFFFFFF)))
-            start = cut
-    client = [p for p in pieces if p[1][0] == C]
-    server = [p for p in pieces if p[1][0] == S]
-    out: list[Chunk] = []
-    i = j = 0
-    while i < len(client) or j < len(server):
-        server_ok = j < len(server) and (i >= len(client) or client[i][0] > server[j][0])
-        if i < len(client) and (not server_ok or draw(st.booleans())):
-            out.append(client[i][1])
-            i += 1
-        else:
-            out.append(server[j][1])
-            j += 1
-    return out
 
 
 # ---------------------------------------------------------------- the capture
@@ -406,13 +360,10 @@ def test_any_cut_and_interleaving_gives_the_same_calls(data, k):
 
 
 @settings(max_examples=300, deadline=None)
-@given(junk=st.lists(st.tuples(st.sampled_from([C, S]), st.binary(max_size=64)), max_size=12))
+@given(junk=JUNK_STEPS)
 def test_random_bytes_never_break_it(junk):
     d = KafkaFactory(max_frame=256)(FLOW)
-    seqs = {C: 0, S: 0}
-    for direction, data in [(C, heartbeat_v3(1)), *junk]:
-        events = d.receive(direction, data, 1, seqs[direction])
-        seqs[direction] += len(data)
+    for events in receive_each(d, [(C, heartbeat_v3(1)), *junk]):
         assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
         assert d.buffered <= 256 + 4 + 64
     events = d.close(2)
@@ -424,13 +375,7 @@ def test_random_bytes_never_break_it(junk):
 @given(data=st.data(), k=st.sampled_from(range(len(FLOWS))))
 def test_cut_or_damaged_streams_never_break_it(data, k):
     flow, chunks = FLOWS[k]
-    n = data.draw(st.integers(0, len(chunks)))
-    damaged = list(chunks[:n])
-    if damaged and data.draw(st.booleans()):
-        d, payload, ts, seq = damaged[-1]
-        at = data.draw(st.integers(0, len(payload) - 1))
-        payload = payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
-        damaged[-1] = (d, payload, ts, seq)
+    damaged = data.draw(truncated_or_damaged(chunks))
     events = replay(KAFKA, flow, damaged)
     assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
     assert len(calls_of(events)) <= len(calls_of(replay(KAFKA, flow, chunks))) + 1

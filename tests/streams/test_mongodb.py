@@ -17,12 +17,23 @@ from hypothesis import strategies as st
 
 from streams.dissect.base import DissectFailed
 from streams.dissect.mongodb import MONGODB, MongoDissector, bson
-from streams.reassembly.events import Direction, Flow
-from tests.streams.test_postgresql import calls_of, cuts_and_interleavings, flows_in, replay
+from streams.reassembly.events import Flow
+from tests.streams.dissect_kit import (
+    JUNK_STEPS,
+    C,
+    S,
+    call_header,
+    calls_of,
+    cuts_and_interleavings,
+    dialog_chunks,
+    flows_in,
+    receive_each,
+    replay,
+    truncated_or_damaged,
+)
 from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "mongodb"
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 FLOWS = flows_in(GOLDEN / "basic.pcap")
 FACTS = json.loads((GOLDEN / "basic.client.json").read_text())
 
@@ -37,7 +48,7 @@ def golden_calls() -> list[ApiCall]:
 
 
 def header(call: ApiCall, name: str) -> str | None:
-    return next((v for k, v in call.response_headers if k == name), None)
+    return call_header(call, name, response=True)
 
 
 def test_golden_commands_match_what_pymongo_did():
@@ -137,13 +148,8 @@ def compressed(message: bytes, compressor: int) -> bytes:
     return struct.pack("<iiii", 16 + len(body), *head, 2012) + body
 
 
-def run(*steps: tuple[Direction, bytes]) -> list:
-    seqs = {C: 1, S: 1}
-    chunks = []
-    for k, (d, data) in enumerate(steps):
-        chunks.append((d, data, 1000 * (k + 1), seqs[d]))
-        seqs[d] += len(data)
-    return replay(MONGODB, FLOW, chunks)
+def run(*steps) -> list:
+    return replay(MONGODB, FLOW, dialog_chunks(steps))
 
 
 def test_legacy_op_query_hello_and_op_reply():
@@ -237,13 +243,10 @@ def test_any_cut_and_interleaving_gives_the_same_calls(data, k):
 
 
 @settings(max_examples=300, deadline=None)
-@given(junk=st.lists(st.tuples(st.sampled_from([C, S]), st.binary(max_size=64)), max_size=12))
+@given(junk=JUNK_STEPS)
 def test_random_bytes_never_break_it(junk):
     d = MongoDissector(FLOW, max_message=256)
-    seqs = {C: 0, S: 0}
-    for direction, data in [(C, op_msg(1, 0, {"ping": 1})), *junk]:
-        events = d.receive(direction, data, 1, seqs[direction])
-        seqs[direction] += len(data)
+    for events in receive_each(d, [(C, op_msg(1, 0, {"ping": 1})), *junk]):
         assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
         assert d.buffered <= 2 * (256 + 16) + 4096
     d.close(2)
@@ -254,12 +257,6 @@ def test_random_bytes_never_break_it(junk):
 @given(data=st.data(), k=st.sampled_from(range(len(FLOWS))))
 def test_cut_or_damaged_streams_never_break_it(data, k):
     flow, chunks = FLOWS[k]
-    n = data.draw(st.integers(0, len(chunks)))
-    damaged = list(chunks[:n])
-    if damaged and data.draw(st.booleans()):
-        d, payload, ts, seq = damaged[-1]
-        at = data.draw(st.integers(0, len(payload) - 1))
-        payload = payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
-        damaged[-1] = (d, payload, ts, seq)
+    damaged = data.draw(truncated_or_damaged(chunks))
     events = replay(MONGODB, flow, damaged)
     assert all(isinstance(e, ApiCall | DissectFailed) for e in events)

@@ -14,19 +14,29 @@ from hypothesis import strategies as st
 from streams.dissect.base import DissectFailed
 from streams.dissect.mysql import MYSQL, MySqlDissector
 from streams.dissect.mysql import parser as p
-from streams.reassembly.events import Direction, Flow
-from tests.streams.test_postgresql import calls_of, cuts_and_interleavings, flows_in, replay
+from streams.reassembly.events import Flow
+from tests.streams.dissect_kit import (
+    JUNK_STEPS,
+    C,
+    S,
+    call_header,
+    calls_of,
+    cuts_and_interleavings,
+    dialog_chunks,
+    flows_in,
+    receive_each,
+    replay,
+    truncated_or_damaged,
+)
 from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "mysql"
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 FLOWS = sorted(flows_in(GOLDEN / "basic.pcap"), key=lambda f: f[1][0][2])
 FACTS = json.loads((GOLDEN / "basic.client.json").read_text())
 
 
 def header(call: ApiCall, name: str, response: bool = True) -> str | None:
-    headers = call.response_headers if response else call.request_headers
-    return next((v for k, v in headers if k == name), None)
+    return call_header(call, name, response)
 
 
 def session(k: int) -> list[ApiCall]:
@@ -140,13 +150,8 @@ def coldef(name: str, ctype: int, flags: int = 0) -> bytes:
     return body + struct.pack("<HIBHB", 33, 11, ctype, flags, 0) + b"\0\0"
 
 
-def run(*steps: tuple[Direction, bytes], make=MYSQL) -> list:
-    seqs = {C: 1, S: 1}
-    chunks = []
-    for k, (d, data) in enumerate(steps):
-        chunks.append((d, data, 1000 * (k + 1), seqs[d]))
-        seqs[d] += len(data)
-    return replay(make, FLOW, chunks)
+def run(*steps, make=MYSQL) -> list:
+    return replay(make, FLOW, dialog_chunks(steps))
 
 
 def test_deprecate_eof_result_set_ends_with_an_ok():
@@ -257,13 +262,10 @@ def test_any_cut_and_interleaving_gives_the_same_calls(data, k):
 
 
 @settings(max_examples=300, deadline=None)
-@given(junk=st.lists(st.tuples(st.sampled_from([C, S]), st.binary(max_size=64)), max_size=12))
+@given(junk=JUNK_STEPS)
 def test_random_bytes_never_break_it(junk):
     d = MySqlDissector(FLOW, max_payload=256)
-    seqs = {C: 0, S: 0}
-    for direction, data in [(S, greeting(CAPS)), *junk]:
-        events = d.receive(direction, data, 1, seqs[direction])
-        seqs[direction] += len(data)
+    for events in receive_each(d, [(S, greeting(CAPS)), *junk]):
         assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
         assert d.buffered <= 2 * (256 + 4) + 4096
     d.close(2)
@@ -274,12 +276,6 @@ def test_random_bytes_never_break_it(junk):
 @given(data=st.data(), k=st.sampled_from(range(3)))
 def test_cut_or_damaged_streams_never_break_it(data, k):
     flow, chunks = FLOWS[k]
-    n = data.draw(st.integers(0, len(chunks)))
-    damaged = list(chunks[:n])
-    if damaged and data.draw(st.booleans()):
-        d, payload, ts, seq = damaged[-1]
-        at = data.draw(st.integers(0, len(payload) - 1))
-        payload = payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
-        damaged[-1] = (d, payload, ts, seq)
+    damaged = data.draw(truncated_or_damaged(chunks))
     events = replay(MYSQL, flow, damaged)
     assert all(isinstance(e, ApiCall | DissectFailed) for e in events)

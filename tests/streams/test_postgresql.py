@@ -1,86 +1,37 @@
 """PostgreSQL dissector: the golden capture (psql and psycopg against a real server)
 checked against what the clients saw, edge cases on hand-made messages, and Hypothesis
 properties (any cut and interleaving gives the same calls; junk never breaks it).
-
-The replay helpers here (`flows_in`, `replay`, `cuts_and_interleavings`) serve the MySQL
-and MongoDB tests too."""
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import struct
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.pcap import read_segments
 from streams.dissect.base import DissectFailed
 from streams.dissect.postgresql import POSTGRESQL, PostgresDissector
-from streams.reassembly.events import DataReceived, Direction, Flow
-from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.events import Flow
+from tests.streams.dissect_kit import (
+    JUNK_STEPS,
+    C,
+    S,
+    call_header,
+    calls_of,
+    cuts_and_interleavings,
+    dialog_chunks,
+    flows_in,
+    receive_each,
+    replay,
+    truncated_or_damaged,
+)
 from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "postgresql"
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-Chunk = tuple[Direction, bytes, int, int]  # direction, data, ts_ns, seq
-
-# ------------------------------------------------------------- replay helpers
-
-
-def flows_in(pcap: Path) -> list[tuple[Flow, list[Chunk]]]:
-    """Each TCP flow of a capture with its in-order data chunks, as reassembly gives them."""
-    reasm = TcpReassembler()
-    flows: dict[str, tuple[Flow, list[Chunk]]] = {}
-    for seg in read_segments(pcap):
-        for ev in reasm.feed(seg):
-            if isinstance(ev, DataReceived):
-                entry = flows.setdefault(ev.flow.flow_id, (ev.flow, []))
-                entry[1].append((ev.direction, ev.data, ev.ts_ns, ev.seq))
-    return list(flows.values())
-
-
-def replay(make: Callable[[Flow], object], flow: Flow, chunks: Sequence[Chunk]) -> list:
-    d = make(flow)
-    events = []
-    for direction, data, ts, seq in chunks:
-        events += d.receive(direction, data, ts, seq)
-    return events + d.close(chunks[-1][2] if chunks else 0)
-
-
-def calls_of(events: list) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
-
-
-@st.composite
-def cuts_and_interleavings(draw, chunks: Sequence[Chunk]) -> list[Chunk]:
-    """The same bytes cut anywhere (pieces keep their segment's time), and client bytes
-    sometimes sent earlier than the server bytes before them: a request never comes
-    after its response."""
-    pieces: list[tuple[int, Chunk]] = []
-    for k, (d, data, ts, seq) in enumerate(chunks):
-        cuts = sorted(draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=4)))
-        start = 0
-        for cut in [*[c for c in cuts if c < len(data)], len(data)]:
-            pieces.append((k, (d, data[start:cut], ts, (seq + start) & 0xFFFFFFFF)))
-            start = cut
-    client = [p for p in pieces if p[1][0] == C]
-    server = [p for p in pieces if p[1][0] == S]
-    out: list[Chunk] = []
-    i = j = 0
-    while i < len(client) or j < len(server):
-        # A server piece may go once every client piece captured before it has gone.
-        server_ok = j < len(server) and (i >= len(client) or client[i][0] > server[j][0])
-        if i < len(client) and (not server_ok or draw(st.booleans())):
-            out.append(client[i][1])
-            i += 1
-        else:
-            out.append(server[j][1])
-            j += 1
-    return out
-
 
 # ---------------------------------------------------------------- the capture
 
@@ -97,8 +48,7 @@ def golden_calls() -> list[ApiCall]:
 
 
 def header(call: ApiCall, name: str, response: bool = True) -> str | None:
-    headers = call.response_headers if response else call.request_headers
-    return next((v for k, v in headers if k == name), None)
+    return call_header(call, name, response)
 
 
 def dollar_params(sql: str) -> str:
@@ -196,14 +146,8 @@ READY = msg("Z", b"I")
 FLOW = Flow("tcp:10.0.0.1:40000-10.0.0.2:5432", "10.0.0.1", 40000, "10.0.0.2", 5432)
 
 
-def run(*steps: tuple[Direction, bytes], make=POSTGRESQL) -> list:
-    chunks = [(d, data, 1000 * (k + 1), 0) for k, (d, data) in enumerate(steps)]
-    seqs = {C: 1, S: 1}
-    fixed = []
-    for d, data, ts, _ in chunks:
-        fixed.append((d, data, ts, seqs[d]))
-        seqs[d] += len(data)
-    return replay(make, FLOW, fixed)
+def run(*steps, make=POSTGRESQL) -> list:
+    return replay(make, FLOW, dialog_chunks(steps))
 
 
 def test_cleartext_and_md5_passwords_are_never_recorded():
@@ -324,13 +268,10 @@ def test_any_cut_and_interleaving_gives_the_same_calls(data, k):
 
 
 @settings(max_examples=300, deadline=None)
-@given(junk=st.lists(st.tuples(st.sampled_from([C, S]), st.binary(max_size=64)), max_size=12))
+@given(junk=JUNK_STEPS)
 def test_random_bytes_never_break_it(junk):
     d = PostgresDissector(FLOW, max_frame=256)
-    seqs = {C: 0, S: 0}
-    for direction, data in [(C, startup(user="u")), *junk]:
-        events = d.receive(direction, data, 1, seqs[direction])
-        seqs[direction] += len(data)
+    for events in receive_each(d, [(C, startup(user="u")), *junk]):
         assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
         assert d.buffered <= 256 + 5 + 4096
     d.close(2)
@@ -341,12 +282,6 @@ def test_random_bytes_never_break_it(junk):
 @given(data=st.data(), k=st.sampled_from(range(len(FLOWS))))
 def test_cut_or_damaged_streams_never_break_it(data, k):
     flow, chunks = FLOWS[k]
-    n = data.draw(st.integers(0, len(chunks)))
-    damaged = list(chunks[:n])
-    if damaged and data.draw(st.booleans()):
-        d, payload, ts, seq = damaged[-1]
-        at = data.draw(st.integers(0, len(payload) - 1))
-        payload = payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
-        damaged[-1] = (d, payload, ts, seq)
+    damaged = data.draw(truncated_or_damaged(chunks))
     events = replay(POSTGRESQL, flow, damaged)
     assert all(isinstance(e, ApiCall | DissectFailed) for e in events)

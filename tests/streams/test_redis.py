@@ -19,6 +19,7 @@ from streams.dissect.redis.parser import MAX_LINE
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import calls_of, merged, receive_each, spans
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "redis"
@@ -29,10 +30,6 @@ C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 def flow(port: int = 6379) -> Flow:
     return Flow(flow_id("10.0.0.1", 40000, "10.0.0.2", port), "10.0.0.1", 40000, "10.0.0.2",
                 port)  # fmt: skip
-
-
-def calls_of(events) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
 
 
 def resp(*args: str | bytes) -> bytes:
@@ -290,13 +287,9 @@ FLOWS = [f for f in _flows().values() if len(f["c"]) > 200]
 
 def _run(f: dict, c_parts: list[bytes], s_parts: list[bytes], order: list[int]) -> list:
     d = RedisDissector(flow(PORT))
-    out, pos, k = [], [0, 0], [0, 0]
-    parts = (c_parts, s_parts)
-    for direction in order:
-        chunk = parts[direction][k[direction]]
-        k[direction] += 1
-        out += d.receive(Direction(direction), chunk, 1, pos[direction])
-        pos[direction] += len(chunk)
+    out = []
+    for events in receive_each(d, merged((c_parts, s_parts), order)):
+        out += events
         assert d.buffered <= 64 * 1024 + MAX_LINE + 1448
     return out + d.close(2)
 
@@ -307,8 +300,7 @@ def _sig(events) -> list[tuple]:
 
 
 def _cuts(data, stream: bytes) -> list[bytes]:
-    points = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=40)))
-    return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    return [stream[a:b] for a, b in spans(data.draw, len(stream), 40)]
 
 
 def _needed(f: dict, s_end: int) -> int:

@@ -27,20 +27,12 @@ from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE
 from streams.reassembly.events import DataReceived, Direction, Flow, StreamClosed
 from streams.reassembly.tcp import TcpReassembler
 from tests.golden.protocols.dissect import dissect_pcap
+from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of
 from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "websocket"
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 FLOW = Flow(flow_id("10.0.0.1", 40000, "10.0.0.2", 80), "10.0.0.1", 40000, "10.0.0.2", 80)
-TIME_FIELDS = ("call_id", "ts_ns", "request_end_ns", "response_ts_ns", "response_end_ns")
-
-
-def calls_of(events: list) -> list[ApiCall]:
-    return [e for e in events if isinstance(e, ApiCall)]
-
-
-def failures_of(events: list) -> list[DissectFailed]:
-    return [e for e in events if isinstance(e, DissectFailed)]
 
 
 def body_text(side: dict) -> object:
