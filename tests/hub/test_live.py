@@ -3,10 +3,13 @@ says "ready" reach each WebSocket whose KFL filter takes them, and only those.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -14,7 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from sinks.clickhouse.view import call_view
-from tests.hub.conftest import Hub
+from tests.conftest import pipeline_env
+from tests.hub.conftest import Hub, start_hub
+from wiretide.hub.live import LiveError, Subscription
 from wiretide.records import ApiCall
 from wiretide.serde import encode_call_batch
 
@@ -112,3 +117,41 @@ def test_bad_filter_closes_with_the_error_first(hub: Hub) -> None:
     assert message["type"] == "error" and (message["line"], message["column"]) == (1, 9)
     assert message["error"].startswith("1:9: ")
     assert closed.value.rcvd.code == 4400
+
+
+def test_a_slow_socket_is_told_how_many_calls_it_missed() -> None:
+    async def scenario() -> tuple[list[str], int, int]:
+        sub = Subscription(lambda view: True, asyncio.get_running_loop(), size=2)
+        for n in range(5):
+            sub.offer(call_view(_call(n, f"/slow/{n}", 200)))
+        got = [(await sub.next())["id"] for _ in range(2)]
+        missed = sub.take_dropped()
+        return got, missed, sub.take_dropped()
+
+    got, missed, again = asyncio.run(scenario())
+    assert got == ["live-0", "live-1"] and missed == 3 and again == 0
+
+
+def test_a_tail_that_stops_ends_the_socket_even_when_it_is_behind() -> None:
+    async def scenario() -> str:
+        sub = Subscription(lambda view: True, asyncio.get_running_loop(), size=1)
+        sub.offer(call_view(_call(1, "/x", 200)))
+        sub.offer(LiveError("live tail stopped: broker gone"))
+        with pytest.raises(LiveError) as stopped:
+            await sub.next()
+        return str(stopped.value)
+
+    assert asyncio.run(scenario()) == "live tail stopped: broker gone"
+
+
+def test_ctrl_c_closes_open_sockets_and_exits_cleanly(kafka: str, tmp_path: Path) -> None:
+    env = pipeline_env(kafka, tmp_path / "data")  # empty store; its own topics
+    hub = start_hub(env)
+    with _open(hub, "http") as ws:
+        hub.proc.send_signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=60)
+    hub.proc.wait(timeout=120)
+    stderr = hub.stop()
+    assert closed.value.rcvd.code == 1012  # "service restart": the client may reconnect
+    assert hub.proc.returncode == 0 and "Traceback" not in stderr

@@ -154,7 +154,7 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
             cursor = Cursor.decode(before) if before else None
         except CursorError as ex:
             raise ApiError(400, str(ex)) from None
-        size = limit or min(query.limit or DEFAULT_PAGE, MAX_PAGE)
+        size = limit or min(DEFAULT_PAGE if query.limit is None else query.limit, MAX_PAGE)
         if size < 1:
             return {"calls": [], "next": None}
         try:

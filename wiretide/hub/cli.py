@@ -6,10 +6,12 @@ Kept free of heavy imports at module level: the CLI builds its parser on every r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from wiretide.errors import WiretideError
 
@@ -128,7 +130,7 @@ def run_hub(args: argparse.Namespace) -> int:
         )
 
     app = create_app(store, access, LiveTail(bootstrap))
-    server = uvicorn.Server(
+    server = _quiet_exit_server(uvicorn)(
         uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio"
         )
@@ -148,6 +150,24 @@ def run_hub(args: argparse.Namespace) -> int:
         sock.close()
         store.close()
     return 0
+
+
+def _quiet_exit_server(uvicorn):  # noqa: ANN001, ANN202 - the module, a Server subclass
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful stop (ending the process before
+    the store is closed); this one just returns, and `wiretide hub` exits 0."""
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            wanted = (signal.SIGINT, signal.SIGTERM)
+            before = {sig: signal.signal(sig, self.handle_exit) for sig in wanted}
+            try:
+                yield
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,14 @@ from wiretide.serde import decode_call_batch
 
 Predicate = Callable[[dict[str, Any]], bool]
 _TIMEOUT_S = 10.0
+# Answers about a topic that is still being created (librdkafka does not call them retriable)
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+}
 
 
 class LiveError(WiretideError):
@@ -91,19 +100,35 @@ class _TailThread(threading.Thread):
 
         try:
             ensure_topics(self.bootstrap)  # a hub may be up before the first capture
-            meta = self.consumer.list_topics(self.topic, timeout=_TIMEOUT_S)
-            partitions = sorted(meta.topics[self.topic].partitions)
-            starts = []
-            for p in partitions:
-                tp = TopicPartition(self.topic, p)
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-                starts.append(TopicPartition(self.topic, p, high))
-            self.consumer.assign(starts)
+            self.consumer.assign(self._ends(time.monotonic() + _TIMEOUT_S))
         except (KafkaException, WiretideError) as ex:
             self.consumer.close()
             raise LiveError(
                 f"live tail: cannot read {self.topic} at {self.bootstrap}: {_kafka_reason(ex)}"
             ) from None
+
+    def _ends(self, deadline: float) -> list[TopicPartition]:
+        """The high watermark of each partition. A topic just created has no leaders for
+        a moment: retry those answers until the deadline."""
+        while True:
+            try:
+                meta = self.consumer.list_topics(self.topic, timeout=_TIMEOUT_S).topics[self.topic]
+                if meta.error is not None:
+                    raise KafkaException(meta.error)
+                ends = []
+                for p in sorted(meta.partitions):
+                    tp = TopicPartition(self.topic, p)
+                    _, high = self.consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+                    ends.append(TopicPartition(self.topic, p, high))
+                return ends
+            except KafkaException as ex:
+                err = ex.args[0] if ex.args else None
+                settling = isinstance(err, KafkaError) and (
+                    err.retriable() or err.code() in _SETTLING
+                )
+                if not settling or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def run(self) -> None:
         try:
@@ -161,6 +186,7 @@ class LiveTail:
         self.subscribers: tuple[Subscription, ...] = ()  # replaced, never mutated
         self.undecodable = 0
         self._thread: _TailThread | None = None
+        self._retired: list[_TailThread] = []  # stopping; joined by `close`
         self._lock = asyncio.Lock()
 
     async def subscribe(self, predicate: Predicate) -> Subscription:
@@ -183,12 +209,18 @@ class LiveTail:
         return thread
 
     async def unsubscribe(self, sub: Subscription) -> None:
+        """Leave; the last one out stops the thread (without waiting for it: a handler
+        being cancelled at shutdown must not hang, and `close` joins it)."""
         async with self._lock:
             self.subscribers = tuple(s for s in self.subscribers if s is not sub)
             if not self.subscribers and self._thread is not None:
-                thread, self._thread = self._thread, None
-                thread.stopping.set()
-                await asyncio.to_thread(thread.join)
+                self._retire()
+
+    def _retire(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stopping.set()
+            self._retired = [t for t in self._retired if t.is_alive()] + [thread]
 
     def fail(self, error: LiveError) -> None:
         """From the thread: end every subscription with `error`."""
@@ -196,8 +228,9 @@ class LiveTail:
             sub.loop.call_soon_threadsafe(sub.offer, error)
 
     async def close(self) -> None:
+        """Stop the thread and wait for every consumer to be closed."""
         async with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                thread.stopping.set()
-                await asyncio.to_thread(thread.join)
+            self._retire()
+            retired, self._retired = self._retired, []
+        for thread in retired:
+            await asyncio.to_thread(thread.join)
