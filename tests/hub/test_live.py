@@ -147,11 +147,13 @@ def test_a_tail_that_stops_ends_the_socket_even_when_it_is_behind() -> None:
 def test_ctrl_c_closes_open_sockets_and_exits_cleanly(kafka: str, tmp_path: Path) -> None:
     env = pipeline_env(kafka, tmp_path / "data")  # empty store; its own topics
     hub = start_hub(env)
-    with _open(hub, "http") as ws:
-        hub.proc.send_signal(signal.SIGINT)
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=60)
-    hub.proc.wait(timeout=120)
-    stderr = hub.stop()
+    try:
+        with _open(hub, "http") as ws:
+            hub.proc.send_signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=60)
+        hub.proc.wait(timeout=120)
+    finally:
+        stderr = hub.stop()
     assert closed.value.rcvd.code == 1012  # "service restart": the client may reconnect
     assert hub.proc.returncode == 0 and "Traceback" not in stderr
