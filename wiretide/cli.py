@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sink)
 
     from wiretide.deploy import add_parsers as add_deploy_parsers
+    from wiretide.hub.cli import add_parser as add_hub_parser
 
     add_deploy_parsers(sub)
+    add_hub_parser(sub)
     return parser
 
 

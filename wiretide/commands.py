@@ -502,3 +502,9 @@ def run_undeploy(args: argparse.Namespace) -> int:
     from wiretide.deploy import run_undeploy as run
 
     return run(args)
+
+
+def run_hub(args: argparse.Namespace) -> int:
+    from wiretide.hub.cli import run_hub as run
+
+    return run(args)

@@ -351,3 +351,10 @@ def test_a_repeated_non_ascii_character_must_be_grouped() -> None:
     with pytest.raises(KflError, match=r"1:14: .*\(é\)\?"):
         parse('path.matches(r"/Éé?")')
     parse('path.matches(r"/É(é)?")')
+
+
+@pytest.mark.parametrize("text", ["response.status == 2²", "response.status == ٣٠٠"])
+def test_only_ascii_digits_make_numbers(text):
+    """Found by schemathesis through the hub: a superscript digit crashed the lexer."""
+    with pytest.raises(KflError, match="unexpected character"):
+        parse(text)

@@ -75,7 +75,8 @@ _OPS = (
     "-",
     "+",
 )
-_NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: str.isdigit and \d also take "²" or Arabic-Indic digits.
+_NUMBER = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES = {
     "n": "\n",
@@ -146,7 +147,7 @@ class Lexer:
         if ch in "\"'":
             value, end = self._string(i)
             return self._emit(T.STRING, value, pos, end)
-        if ch.isdigit() or (ch == "." and i + 1 < len(text) and text[i + 1].isdigit()):
+        if "0" <= ch <= "9" or (ch == "." and i + 1 < len(text) and "0" <= text[i + 1] <= "9"):
             m = _NUMBER.match(text, i)
             assert m
             end = m.end()
