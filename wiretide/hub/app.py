@@ -238,6 +238,10 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
             return Status(status="ready")
         return JSONResponse(Status(status="unavailable", error=why).model_dump(), 503)
 
+    from wiretide.hub.routes import routers
+
+    for extra in routers(store):
+        api.include_router(extra)
     app.include_router(api)
     _drop_default_422(app)
     return app
