@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.dissect.base import DissectError
+from streams.dissect.common import SegmentBuffer
 from streams.dissect.mongodb import bson
 
 DEFAULT_MAX_MESSAGE = 1024 * 1024
@@ -56,15 +57,12 @@ class Decoded:
     notes: list[str] = field(default_factory=list)
 
 
-class Framer:
+class Framer(SegmentBuffer):
     """Bytes of one direction in, whole `Message`s out (raises `DissectError` on bad headers)."""
 
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+        super().__init__()
         self.max_message = max_message
-        self.buf = bytearray()
-        self.seq = 0
-        self.ts = 0
-        self.skip = 0
         self.cut: Message | None = None
 
     @property
@@ -78,9 +76,7 @@ class Framer:
     def feed(self, data: bytes, ts: int, seq: int) -> list[Message]:
         out: list[Message] = []
         if self.skip:
-            n = min(self.skip, len(data))
-            self.skip -= n
-            data, seq = data[n:], (seq + n) & 0xFFFFFFFF
+            data, seq = self._skip(data, seq)
             if not self.skip and self.cut is not None:
                 c = self.cut
                 out.append(Message(c.request_id, c.response_to, c.opcode, c.body, c.seq, c.ts,

@@ -11,16 +11,16 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
+from streams.dissect.common import FramedDissector
 from streams.dissect.mongodb import parser as p
-from streams.reassembly.events import Direction, Flow
+from streams.reassembly.events import Flow
 
 PROTOCOL = "mongodb"
 DEFAULT_MAX_PENDING = 256
 MAX_DOCS = 100  # documents kept per document sequence
 MAX_BODY = 64 * 1024  # bytes of JSON kept per body
 SECRET_FIELDS = frozenset({"payload", "pwd", "password", "key", "nonce", "saslSupportedMechs"})
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 
 class Pending:
@@ -31,7 +31,7 @@ class Pending:
         self.decoded = decoded
 
 
-class MongoDissector:
+class MongoDissector(FramedDissector):
     """The `Dissector` for one MongoDB connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
@@ -42,48 +42,13 @@ class MongoDissector:
         max_message: int = p.DEFAULT_MAX_MESSAGE,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.framers = (p.Framer(max_message), p.Framer(max_message))
         self.max_pending = max_pending
         self.pending: OrderedDict[int, Pending] = OrderedDict()
-        self.opaque = False
-        self.closed = False
-        self.out: list[DissectEvent] = []
 
     # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self.closed or not data:
-            return []
-        d = int(direction)
-        try:
-            messages = self.framers[d].feed(bytes(data), ts_ns, seq)
-        except DissectError as e:
-            messages = []
-            self._give_up(d, str(e), ts_ns)
-        except Exception as e:  # never raise out of the stage
-            messages = []
-            self._give_up(d, f"internal dissector error: {type(e).__name__}: {e}", ts_ns)
-        for msg in messages:
-            try:
-                self._request(msg) if d == 0 else self._reply(msg)
-            except Exception as e:
-                self._failed(d, f"bad message: {type(e).__name__}: {e}", msg.ts)
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self.closed or size <= 0:
-            return []
-        self._give_up(int(direction), f"{size} bytes lost: message boundaries unknown", ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if not self.closed:
-            self.closed = True
-            self._flush("")
-        return self._take()
 
     @property
     def idle(self) -> bool:
@@ -98,7 +63,7 @@ class MongoDissector:
 
     # ----------------------------------------------------------------- pairing
 
-    def _request(self, msg: p.Message) -> None:
+    def _client(self, msg: p.Message) -> None:
         decoded = p.decode(msg, MAX_DOCS)
         if decoded.flags & p.MORE_TO_COME and msg.opcode == p.OP_MSG:
             self.out.append(self._call(msg, decoded, None, None))  # no reply is coming
@@ -109,13 +74,13 @@ class MongoDissector:
             _, oldest = self.pending.popitem(last=False)
             self.out.append(self._call(oldest.msg, oldest.decoded, None, None))
 
-    def _reply(self, msg: p.Message) -> None:
+    def _server(self, msg: p.Message) -> None:
         req = self.pending.pop(msg.response_to, None)
         if req is None:
             return  # the reply to a request sent before the capture began
         self.out.append(self._call(req.msg, req.decoded, msg, p.decode(msg, MAX_DOCS)))
 
-    def _flush(self, flag: str) -> None:
+    def _flush(self, flag: str = "") -> None:
         while self.pending:
             _, req = self.pending.popitem(last=False)
             call = self._call(req.msg, req.decoded, None, None, flag)
@@ -204,9 +169,6 @@ class MongoDissector:
 
     # ------------------------------------------------------------ failures
 
-    def _failed(self, d: int, reason: str, ts: int) -> None:
-        self.out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[d], reason, ts))
-
     def _give_up(self, d: int, reason: str, ts: int) -> None:
         self._failed(d, reason, ts)
         self._flush("gap" if "lost" in reason else "malformed")
@@ -215,10 +177,6 @@ class MongoDissector:
             framer.buf.clear()
             framer.skip = 0
             framer.cut = None
-
-    def _take(self) -> list[DissectEvent]:
-        out, self.out = self.out, []
-        return out
 
 
 def _verdict(reply: dict[str, Any] | None) -> tuple[int, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from datetime import date
 
+from streams.dissect.common import SegmentBuffer
 from streams.dissect.mysql.events import Packet
 
 DEFAULT_MAX_PAYLOAD = 256 * 1024
@@ -29,16 +30,13 @@ SERVER_MORE_RESULTS_EXISTS = 0x8
 SERVER_STATUS_CURSOR_EXISTS = 0x40
 
 
-class Framer:
+class Framer(SegmentBuffer):
     """Bytes of one direction in, whole `Packet`s out. Never raises: any 4 bytes are a
     header, so junk shows up as packets the stitcher does not understand."""
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        super().__init__()
         self.max_payload = max_payload
-        self.buf = bytearray()
-        self.seq = 0  # sequence number of buf[0]
-        self.ts = 0  # capture time of buf[0]
-        self.skip = 0  # payload bytes still to skip of a packet cut at the cap
         self.more = False  # the packet being skipped is followed by a continuation
         # A logical packet being assembled from 16 MiB pieces (or cut at the cap).
         self.parts: list[bytes] = []
@@ -58,9 +56,7 @@ class Framer:
     def feed(self, data: bytes, ts: int, seq: int) -> list[Packet]:
         out: list[Packet] = []
         if self.skip:
-            n = min(self.skip, len(data))
-            self.skip -= n
-            data, seq = data[n:], (seq + n) & 0xFFFFFFFF
+            data, seq = self._skip(data, seq)
             if not self.skip and not self.more:
                 out.append(self._finish(ts))
             if not data:

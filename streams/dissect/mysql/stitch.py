@@ -14,17 +14,17 @@ import json
 from collections import OrderedDict, deque
 from typing import Any
 
-from streams.dissect.base import DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
+from streams.dissect.common import FramedDissector
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
-from streams.reassembly.events import Direction, Flow
+from streams.reassembly.events import Flow
 
 PROTOCOL = "mysql"
 DEFAULT_MAX_PENDING = 256
 MAX_ROWS = 100
 MAX_BODY_TEXT = 64 * 1024
 MAX_STATEMENTS = 1024
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 COMMANDS = {
     0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST",
@@ -86,7 +86,7 @@ class Command:
             self.flags.append("response_truncated")
 
 
-class MySqlDissector:
+class MySqlDissector(FramedDissector):
     """The `Dissector` for one MySQL / MariaDB connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
@@ -97,6 +97,7 @@ class MySqlDissector:
         max_payload: int = p.DEFAULT_MAX_PAYLOAD,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.framers = (p.Framer(max_payload), p.Framer(max_payload))
         self.max_pending = max_pending
@@ -107,46 +108,8 @@ class MySqlDissector:
         self.deprecate_eof: bool | None = None  # None: no login seen, learnt from traffic
         # statement id -> (SQL, parameter count, parameter types of the last execute)
         self.statements: OrderedDict[int, tuple[str, int, list]] = OrderedDict()
-        self.opaque = False
-        self.closed = False
-        self.out: list[DissectEvent] = []
 
     # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self.closed or not data:
-            return []
-        d = int(direction)
-        try:
-            packets = self.framers[d].feed(bytes(data), ts_ns, seq)
-        except Exception as e:  # never raise out of the stage
-            packets = []
-            self._give_up(d, f"internal dissector error: {type(e).__name__}: {e}", ts_ns)
-        handle = self._client if d == 0 else self._server
-        for pkt in packets:
-            if self.opaque:
-                break
-            try:
-                handle(pkt)
-            except Exception as e:  # a packet that does not decode
-                self._failed(d, f"bad packet: {type(e).__name__}: {e}", pkt.ts)
-                if d == 1 and self.pending:  # its command can no longer be followed
-                    self._finish(self.pending[0], "malformed")
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self.closed or size <= 0:
-            return []
-        self._give_up(int(direction), f"{size} bytes lost: packet boundaries unknown", ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if not self.closed:
-            self.closed = True
-            self._flush()
-        return self._take()
 
     @property
     def idle(self) -> bool:
@@ -494,8 +457,10 @@ class MySqlDissector:
 
     # ------------------------------------------------------------ failures
 
-    def _failed(self, d: int, reason: str, ts: int) -> None:
-        self.out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[d], reason, ts))
+    def _bad_frame(self, d: int, frame: Packet, e: Exception) -> None:
+        self._failed(d, f"bad packet: {type(e).__name__}: {e}", frame.ts)
+        if d == 1 and self.pending:  # its command can no longer be followed
+            self._finish(self.pending[0], "malformed")
 
     def _give_up(self, d: int, reason: str, ts: int) -> None:
         self._failed(d, reason, ts)
@@ -512,10 +477,6 @@ class MySqlDissector:
             framer.first = None
             framer.parts = []
             framer.kept = 0
-
-    def _take(self) -> list[DissectEvent]:
-        out, self.out = self.out, []
-        return out
 
 
 def _json(value: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 from streams.dissect.base import DissectError
+from streams.dissect.common import SegmentBuffer
 from streams.dissect.postgresql.events import (
     CANCEL,
     GSS_REQUEST,
@@ -47,19 +48,16 @@ def untyped_kind(length: int, code: int) -> str | None:
     return kind
 
 
-class Framer:
+class Framer(SegmentBuffer):
     """Bytes of one direction in, whole `Frame`s out (raises `DissectError` on bad framing)."""
 
     def __init__(self, client: bool, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__()
         self.client = client
         self.types = CLIENT_TYPES if client else SERVER_TYPES
         self.max_frame = max_frame
         self.untyped = False  # next client message has no type byte
         self.answers = 0  # bare one-byte answers the server owes (SSL / GSS requests)
-        self.buf = bytearray()
-        self.seq = 0  # sequence number of buf[0]
-        self.ts = 0  # capture time of buf[0]
-        self.skip = 0  # bytes still to skip of a message cut at the cap
         self.cut: Frame | None = None  # that message, emitted once skipped
         self.dead = False
         self.first = client  # the first client message may be typed (capture began late)
@@ -77,9 +75,7 @@ class Framer:
             return []
         out: list[Frame] = []
         if self.skip:
-            n = min(self.skip, len(data))
-            self.skip -= n
-            data, seq = data[n:], (seq + n) & 0xFFFFFFFF
+            data, seq = self._skip(data, seq)
             if not self.skip and self.cut is not None:
                 c = self.cut
                 out.append(Frame(c.kind, c.body, c.seq, c.ts, ts, c.size, True))
@@ -145,7 +141,7 @@ class Framer:
             break
         del buf[:pos]
         if pos:
-            self.seq = self._at(pos)
+            self.seq = (self.seq + pos) & 0xFFFFFFFF
             if buf:
                 self.ts = self.ts if pos < old else ts
         return out

@@ -14,7 +14,8 @@ import json
 from collections import OrderedDict, deque
 from typing import Any
 
-from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
+from streams.dissect.common import FramedDissector
 from streams.dissect.postgresql import parser as p
 from streams.dissect.postgresql.events import (
     CANCEL,
@@ -24,14 +25,13 @@ from streams.dissect.postgresql.events import (
     STARTUP,
     Frame,
 )
-from streams.reassembly.events import Direction, Flow
+from streams.reassembly.events import Flow
 
 PROTOCOL = "postgresql"
 DEFAULT_MAX_PENDING = 256  # units waiting for ReadyForQuery before the oldest is given up
 MAX_ROWS = 100  # rows shown in a response body
 MAX_BODY_TEXT = 64 * 1024  # characters of values shown in a response body
 MAX_STATEMENTS = 1024  # prepared statements / portals remembered per flow
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 # Which server message ends the answer to each extended-protocol client message.
 _LAST_ANSWER = {"P": "1", "B": "2", "D": "Tn", "E": "CIs", "C": "3", "S": "Z", "F": "V"}
 _OP_METHOD = {"P": "parse", "B": "bind", "D": "describe", "C": "close", "F": "function_call"}
@@ -101,7 +101,7 @@ class Unit:
         self.failed = False
 
 
-class PostgresDissector:
+class PostgresDissector(FramedDissector):
     """The `Dissector` for one PostgreSQL connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
@@ -112,6 +112,7 @@ class PostgresDissector:
         max_frame: int = p.DEFAULT_MAX_FRAME,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.framers = (p.Framer(True, max_frame), p.Framer(False, max_frame))
         self.framers[0].untyped = True  # unless the first message says otherwise
@@ -121,47 +122,8 @@ class PostgresDissector:
         self.statements: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self.portals: OrderedDict[str, tuple[str, str, str, list[int]]] = OrderedDict()
         self.refused: list[str] = []  # encryption requests (ssl, gssenc) before the startup
-        self.opaque = False
-        self.closed = False
-        self.out: list[DissectEvent] = []
 
     # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self.closed or not data:
-            return []
-        d = int(direction)
-        try:
-            frames = self.framers[d].feed(bytes(data), ts_ns, seq)
-        except DissectError as e:
-            frames = []
-            self._give_up(d, str(e), ts_ns)
-        except Exception as e:  # never raise out of the stage
-            frames = []
-            self._give_up(d, f"internal dissector error: {type(e).__name__}: {e}", ts_ns)
-        handle = self._client if d == 0 else self._server
-        for frame in frames:
-            if self.opaque:
-                break
-            try:
-                handle(frame)
-            except Exception as e:  # a message that frames but does not decode
-                self._failed(d, f"bad {frame.kind!r} message: {type(e).__name__}: {e}", frame.ts)
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self.closed or size <= 0:
-            return []
-        self._give_up(int(direction), f"{size} bytes lost: message boundaries unknown", ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if not self.closed:
-            self.closed = True
-            self._flush(())
-        return self._take()
 
     @property
     def idle(self) -> bool:
@@ -422,7 +384,7 @@ class PostgresDissector:
         for ex in unit.exchanges:
             self.out.append(self._call(ex))
 
-    def _flush(self, flags: tuple[str, ...]) -> None:
+    def _flush(self, flags: tuple[str, ...] = ()) -> None:
         while self.units:
             unit = self.units.popleft()
             for ex in unit.exchanges:
@@ -474,8 +436,8 @@ class PostgresDissector:
 
     # ------------------------------------------------------------ failures
 
-    def _failed(self, d: int, reason: str, ts: int) -> None:
-        self.out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[d], reason, ts))
+    def _bad_frame(self, d: int, frame: Frame, e: Exception) -> None:
+        self._failed(d, f"bad {frame.kind!r} message: {type(e).__name__}: {e}", frame.ts)
 
     def _give_up(self, d: int, reason: str, ts: int) -> None:
         """Framing is lost: report it, emit what is pending, and stop dissecting the flow."""
@@ -491,10 +453,6 @@ class PostgresDissector:
             framer.skip = 0
             framer.cut = None
             framer.dead = True
-
-    def _take(self) -> list[DissectEvent]:
-        out, self.out = self.out, []
-        return out
 
 
 def _format(formats: list[int], k: int) -> int:
