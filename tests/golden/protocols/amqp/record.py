@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,23 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PORT, DIST_PORT, EPMD_PORT = 21400, 21401, 21402
 RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EXCHANGE, QUEUE, ROUTING_KEY = "wt.orders", "wt.orders.q", "order.created"
 MISSING_QUEUE, MISSING_EXCHANGE = "wt.no-such-queue", "wt.no-such-exchange"
 SOURCE_EXCHANGE, TOPIC_EXCHANGE = "wt.fanout", "wt.topic"
-
-
-def wait_port(port: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
 def start_broker(base: Path) -> subprocess.Popen:
@@ -68,7 +59,7 @@ def start_broker(base: Path) -> subprocess.Popen:
     )
     log = open(base / "server.out", "wb")  # noqa: SIM115 - lives as long as the broker
     proc = subprocess.Popen([RABBIT], env=env, stdout=log, stderr=log, start_new_session=True)
-    wait_port(PORT)
+    wait_port(PORT, timeout=90)
     return proc
 
 
@@ -82,16 +73,6 @@ def stop_broker(proc: subprocess.Popen) -> None:
         proc.wait()
     epmd_env = dict(os.environ, ERL_EPMD_PORT=str(EPMD_PORT))
     subprocess.run(["epmd", "-kill"], env=epmd_env, capture_output=True, check=False)
-
-
-def start_tcpdump(pcap: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    proc.stderr.readline()  # "listening on lo, ..." once the filter is in place
-    return proc
 
 
 def props_fact(props: Any) -> dict[str, Any]:
@@ -278,13 +259,8 @@ def main() -> None:
         try:
             for name in names:
                 pcap, facts_path = HERE / f"{name}.pcap", HERE / f"{name}.facts.json"
-                dump = start_tcpdump(pcap)
-                try:
+                with tcpdump(pcap, f"tcp port {PORT}"):
                     facts = CASES[name]()
-                    time.sleep(1)  # let the last segments reach tcpdump
-                finally:
-                    dump.send_signal(signal.SIGINT)
-                    dump.wait(timeout=10)
                 facts_path.write_text(json.dumps(facts, indent=2) + "\n")
                 print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {facts_path}")
         finally:

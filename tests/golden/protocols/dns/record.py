@@ -16,13 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21153
@@ -113,21 +115,12 @@ def main() -> None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install dnsmasq-base dnsutils)")
     pcap = HERE / "basic.pcap"
     server = subprocess.Popen(DNSMASQ, stderr=subprocess.DEVNULL)
-    dump = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-w", str(pcap), f"port {PORT}"],
-        stderr=subprocess.PIPE,
-    )
-    dump.stderr.readline()  # "listening on lo": capture has begun
-    time.sleep(0.5)  # dnsmasq binds its sockets
     try:
-        facts = run_dig(DIG_UDP, tcp=False)
-        facts += run_dig(DIG_TCP, tcp=True)
-        facts += [run_dnspython(*q) for q in PYTHON]
-        time.sleep(0.5)
+        with tcpdump(pcap, f"port {PORT}", settle=0.5):  # settle: dnsmasq binds its sockets
+            facts = run_dig(DIG_UDP, tcp=False)
+            facts += run_dig(DIG_TCP, tcp=True)
+            facts += [run_dnspython(*q) for q in PYTHON]
     finally:
-        time.sleep(0.5)
-        dump.terminate()
-        dump.wait()
         server.terminate()
         server.wait()
     (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21610
@@ -155,26 +156,11 @@ def main() -> None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install {tool})")
     pcap = HERE / "basic.pcap"
     server = subprocess.Popen([sys.executable, __file__, "serve"])
-    dump = None
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", PORT)).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        dump = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-w", str(pcap), f"tcp port {PORT}"],
-            stderr=subprocess.PIPE,
-        )
-        dump.stderr.readline()  # "listening on lo": capture has begun
-        time.sleep(0.3)
-        facts = run_clients()
-        time.sleep(0.5)
+        wait_port(PORT, timeout=10)
+        with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
+            facts = run_clients()
     finally:
-        if dump is not None:
-            dump.terminate()
-            dump.wait()
         server.terminate()
         server.wait()
     (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")

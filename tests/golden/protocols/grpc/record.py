@@ -21,13 +21,14 @@ import importlib
 import json
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21000
@@ -171,31 +172,17 @@ def client_session(pb2: Any, pb2_grpc: Any) -> list[dict[str, Any]]:
     return facts
 
 
-def start_tcpdump(pcap: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-w", str(pcap)]
-        + [f"tcp port {PORT}"],
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    proc.stderr.readline()  # "listening on lo, ..." once the filter is in place
-    return proc
-
-
 def main() -> None:
     if shutil.which("tcpdump") is None:
         raise SystemExit("tcpdump is not installed")
     with tempfile.TemporaryDirectory() as tmp:
         pb2, pb2_grpc = load_stubs(Path(tmp))
-        dump = start_tcpdump(PCAP)
-        server = serve(pb2, pb2_grpc)
-        try:
-            facts = client_session(pb2, pb2_grpc)
-        finally:
-            server.stop(grace=1).wait()
-            time.sleep(1)  # let the last FIN reach the capture
-            dump.terminate()
-            dump.wait()
+        with tcpdump(PCAP, f"tcp port {PORT}"):
+            server = serve(pb2, pb2_grpc)
+            try:
+                facts = client_session(pb2, pb2_grpc)
+            finally:
+                server.stop(grace=1).wait()
     FACTS.write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {PCAP.name} ({PCAP.stat().st_size} bytes) and {FACTS.name}")
 

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PORT = 21050
 NGINX_PORT = 21051
@@ -71,17 +74,6 @@ def start_server(args: list[str], port: int) -> subprocess.Popen:
             time.sleep(0.1)
     proc.terminate()
     raise SystemExit(f"{args[0]} did not start on port {port}")
-
-
-def start_tcpdump(pcap: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-w", str(pcap)]
-        + [f"tcp portrange {PORT}-{NGINX_PORT}"],
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    proc.stderr.readline()  # "listening on lo, ..." once the filter is in place
-    return proc
 
 
 def run_curl(base: str, session: list[tuple[str, str, list[str]]], tmp: Path) -> list[dict]:
@@ -134,16 +126,11 @@ def main() -> None:
             start_server(["nginx", "-c", str(conf), "-p", tmp], NGINX_PORT),
         ]
         try:
-            dump = start_tcpdump(PCAP)
-            try:
+            with tcpdump(PCAP, f"tcp portrange {PORT}-{NGINX_PORT}"):
                 bodies = Path(tmp) / "bodies"
                 bodies.mkdir()
                 facts = [run_curl(base, s, bodies) for base, s in SESSIONS]
                 facts.append(run_nghttp(MULTIPLEXED))
-            finally:
-                time.sleep(1)  # let the last FIN reach the capture
-                dump.terminate()
-                dump.wait()
         finally:
             for server in servers:
                 server.terminate()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,25 +23,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from wiretide.broker import LocalBroker
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PORT = 21210  # the broker's client port (its controller listens on PORT + 1)
 TOPIC = "wiretide-orders"
 MISSING = "wiretide-no-such-topic"
 GROUP = "wiretide-golden"
 MESSAGES = [(b"k1", b"apple"), (b"k2", b"banana"), (b"k1", b"cherry"), (b"k3", b"damson")]
-
-
-def _tcpdump(pcap: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stderr.readline()  # "listening on lo ..." once the capture runs
-    if "listening" not in line:
-        proc.kill()
-        raise SystemExit(f"tcpdump did not start: {line.strip()}")
-    return proc
 
 
 def run_clients(bootstrap: str) -> dict:
@@ -123,13 +113,8 @@ def main() -> None:
         broker = LocalBroker(home=Path(tmp), port=PORT)
         bootstrap = broker.start()
         try:
-            dump = _tcpdump(pcap)
-            try:
+            with tcpdump(pcap, f"tcp port {PORT}"):
                 facts = run_clients(bootstrap)
-                time.sleep(1.0)  # let the last segments reach the capture
-            finally:
-                dump.terminate()
-                dump.wait(10)
         finally:
             broker.stop()
     (HERE / "basic.facts.json").write_text(json.dumps(facts, indent=2) + "\n")

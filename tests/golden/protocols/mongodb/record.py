@@ -17,25 +17,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT, DEBUG_PORT = 21530, 21531
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    sys.exit(f"record.py: nothing listens on {port}")
 
 
 def client_session(facts: list[dict]) -> None:
@@ -85,18 +76,9 @@ def main() -> None:
     )  # fmt: skip
     facts: list[dict] = []
     try:
-        wait_for_port(PORT)
-        dump = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
-            stderr=subprocess.PIPE,
-        )
-        try:
-            time.sleep(1.5)
+        wait_port(PORT)
+        with tcpdump(pcap, f"tcp port {PORT}"):
             client_session(facts)
-            time.sleep(1.0)
-        finally:
-            dump.send_signal(signal.SIGINT)
-            dump.wait(timeout=10)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PORT = 21520
 USER, PASSWORD = "golden", "golden-secret-pw"  # the test checks neither auth data leaks
@@ -95,13 +98,8 @@ def main() -> None:
         setup = (f"CREATE DATABASE shop; CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY "
                  f"'{PASSWORD}'; GRANT ALL ON *.* TO '{USER}'@'127.0.0.1';")  # fmt: skip
         subprocess.run([*cli, f"--socket={sock}", "-u", "root", "-e", setup], check=True)
-        dump = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
-            stderr=subprocess.PIPE,
-        )
         facts: dict = {"cli": {}, "pymysql": [], "prepared": []}
-        try:
-            time.sleep(1.5)
+        with tcpdump(pcap, f"tcp port {PORT}"):
             tcp = [*cli, "-h", "127.0.0.1", "-P", str(PORT), "-u", USER, f"-p{PASSWORD}",
                    "--protocol=TCP", "--force", "-B", "-N", "shop"]  # fmt: skip
             proc = subprocess.run(tcp, input=";\n".join(CLI_STATEMENTS) + ";\n",
@@ -110,10 +108,6 @@ def main() -> None:
                             "stderr": proc.stderr}  # fmt: skip
             pymysql_session(facts["pymysql"])
             prepared_session(facts["prepared"])
-            time.sleep(1.0)
-        finally:
-            dump.send_signal(signal.SIGINT)
-            dump.wait(timeout=10)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21510
@@ -89,25 +90,22 @@ def main() -> None:
     opts = f"-p {PORT} -k {tmp} -c listen_addresses=127.0.0.1 -c ssl=off"
     run(as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
                      str(tmp / "log"), "-w", "start"]))  # fmt: skip
-    dump = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pcap), f"tcp port {PORT}"],
-        stderr=subprocess.PIPE,
-    )
     facts: dict = {"psql": [], "psycopg": []}
     try:
-        time.sleep(1.5)  # tcpdump is listening once it has printed to stderr
-        env = dict(os.environ, PGPASSWORD=PASSWORD, PGAPPNAME="psql")
-        args = ["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-d", "postgres",
-                "-X", "-A", "-t", "-v", "ON_ERROR_STOP=0"]  # fmt: skip
-        for c in PSQL_COMMANDS:
-            args += ["-c", c]
-        proc = subprocess.run(args, env=env, capture_output=True, text=True)
-        facts["psql"] = {"commands": PSQL_COMMANDS, "stdout": proc.stdout, "stderr": proc.stderr}
-        psycopg_session(facts["psycopg"])
-        time.sleep(1.0)
+        with tcpdump(pcap, f"tcp port {PORT}"):
+            env = dict(os.environ, PGPASSWORD=PASSWORD, PGAPPNAME="psql")
+            args = ["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-d", "postgres",
+                    "-X", "-A", "-t", "-v", "ON_ERROR_STOP=0"]  # fmt: skip
+            for c in PSQL_COMMANDS:
+                args += ["-c", c]
+            proc = subprocess.run(args, env=env, capture_output=True, text=True)
+            facts["psql"] = {
+                "commands": PSQL_COMMANDS,
+                "stdout": proc.stdout,
+                "stderr": proc.stderr,
+            }
+            psycopg_session(facts["psycopg"])
     finally:
-        dump.send_signal(signal.SIGINT)
-        dump.wait(timeout=10)
         run(as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]))
         shutil.rmtree(tmp, ignore_errors=True)
     (HERE / "basic.client.json").write_text(json.dumps(facts, indent=2) + "\n")

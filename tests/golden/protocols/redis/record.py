@@ -21,6 +21,9 @@ from pathlib import Path
 
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PORT = 21179
 BIG = 70_000  # bytes of the big value: more than the dissector keeps (64 KiB)
@@ -144,29 +147,16 @@ def main() -> None:
         ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no"], stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", PORT)).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    dump = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-w", str(pcap), f"tcp port {PORT}"],
-        stderr=subprocess.PIPE,
-    )
-    dump.stderr.readline()  # "listening on lo": capture has begun
-    time.sleep(0.3)
     facts: list[dict] = []
     try:
-        facts += [cli(c) for c in CLI]
-        python_session(facts)
-        pubsub_session(facts)
-        resp3_session(facts)
-        inline_session(facts)
-        time.sleep(0.5)
+        wait_port(PORT, timeout=5)
+        with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
+            facts += [cli(c) for c in CLI]
+            python_session(facts)
+            pubsub_session(facts)
+            resp3_session(facts)
+            inline_session(facts)
     finally:
-        dump.terminate()
-        dump.wait()
         server.terminate()
         server.wait()
     (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")

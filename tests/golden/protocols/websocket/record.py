@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
+from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORTS = {"basic": 21600, "deflate": 21601, "deflate_reset": 21602}
@@ -205,16 +207,6 @@ def node_client(port: int, facts: list[dict]) -> None:
 # ------------------------------------------------------------------ record
 
 
-def wait_port(port: int) -> None:
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"record.py: the server on port {port} did not start")
-
-
 def record(case: str, clients) -> None:
     port = PORTS[case]
     pcap = HERE / f"{case}.pcap"
@@ -222,23 +214,13 @@ def record(case: str, clients) -> None:
         [sys.executable, __file__, "serve", str(port), "reset" if case == "deflate_reset" else ""]
     )
     facts: list[dict] = []
-    dump = None
     try:
-        wait_port(port)
-        dump = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-Z", "root", "-w", str(pcap), f"tcp port {port}"],
-            stderr=subprocess.PIPE,
-        )
-        dump.stderr.readline()  # "listening on lo": capture has begun
-        time.sleep(0.3)
-        for client in clients:
-            client(port, facts)
-            time.sleep(0.2)
-        time.sleep(0.5)
+        wait_port(port, timeout=10)
+        with tcpdump(pcap, f"tcp port {port}", settle=0.3, drain=0.5):
+            for client in clients:
+                client(port, facts)
+                time.sleep(0.2)
     finally:
-        if dump is not None:
-            dump.terminate()
-            dump.wait()
         server.terminate()
         server.wait()
     (HERE / f"{case}.client.json").write_text(json.dumps(facts, indent=1) + "\n")

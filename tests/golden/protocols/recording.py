@@ -1,0 +1,50 @@
+"""What every golden recorder does around its clients: wait for the server to listen,
+then capture loopback with tcpdump and a port filter while the clients run, and stop the
+capture once the last segments are in."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    """Return once something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"record.py: nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+
+
+@contextmanager
+def tcpdump(pcap: Path, bpf: str, settle: float = 0.0, drain: float = 1.0) -> Iterator[None]:
+    """Capture loopback packets matching `bpf` into `pcap` while the block runs. Enters
+    once tcpdump listens (and `settle` seconds more); on leaving, waits `drain` seconds
+    for the last segments, then stops tcpdump with SIGINT so it flushes the file."""
+    if shutil.which("tcpdump") is None:
+        raise SystemExit("record.py: tcpdump is not installed (apt-get install tcpdump)")
+    args = ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-Z", "root", "-s", "0"]
+    proc = subprocess.Popen([*args, "-w", str(pcap), bpf], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # "listening on lo, ..." once the filter is in place
+    if "listening" not in line:
+        proc.kill()
+        proc.wait()
+        raise SystemExit(f"record.py: tcpdump did not start: {line.strip()}")
+    time.sleep(settle)
+    try:
+        yield
+    finally:
+        time.sleep(drain)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
