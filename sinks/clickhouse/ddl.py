@@ -106,10 +106,150 @@ def _add_identity(table: str, on_cluster: str = "") -> tuple[str, ...]:
     )
 
 
+# --- Service map (migration 3) -------------------------------------------------------
+# Edges per minute between workloads, kept up to date by a materialized view on `calls`.
+# A workload is what a map node shows: the pod's owner-ish name (a Deployment's
+# `front-7d9c4b-x2x9q` → `front`, a StatefulSet's `db-0` → `db`, a DaemonSet's or Job's
+# `agent-x2x9q` → `agent`), else the service name, else the IP. The hash suffixes use
+# Kubernetes' safe alphabet (no vowels, no 0/1/3), so names like `redis` keep their tail.
+#
+# The view counts inserts, not distinct calls: `calls` collapses a call written twice (a
+# writer that crashed after inserting but before committing its Kafka offsets replays
+# that batch) only when it is read with FINAL, but the view has already added both
+# copies. So after a crash (or a capture replayed twice into the same store) the map
+# over-counts those calls, at most one writer batch per crash; `read_map(exact=True)` and
+# every filtered map aggregate `calls FINAL` instead (see service_map.py for the cost).
+SERVICE_MAP = "service_map"
+SERVICE_MAP_VIEW = "service_map_mv"
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
+# Shortest name followed by one owner suffix: ReplicaSet hash + pod id, ordinal, pod id.
+POD_OWNER_PATTERN = rf"^(.+?)(?:-{_SAFE}{{6,10}}-{_SAFE}{{5}}|-[0-9]+|-{_SAFE}{{5}})$"
+KIND_CODES = {0: "ip", 1: "service", 2: "pod"}  # max() over a node keeps the best known
+# Calls that expect no answer: a missing response is not an error for them.
+_ONE_WAY = (
+    "(hasAny(flags, ['oneway', 'more_to_come', 'push'])"
+    " OR (protocol = 'websocket' AND method IN ('text', 'binary', 'pong'))"
+    " OR (protocol = 'kafka' AND method = 'Produce' AND request_headers['acks'] = '0'))"
+)
+# What counts as a failed call, from what `status` means per protocol
+# (streams/dissect/README.md): HTTP-like protocols fail with 5xx (GraphQL also with
+# `errors` in a 200); a WebSocket close fails unless normal (1000, 1001, none = 1005);
+# DNS fails on rcodes other than NOERROR and NXDOMAIN (search-path lookups in a cluster
+# are mostly NXDOMAIN); every other protocol fails on a non-zero result code.
+ERROR_SQL = (
+    f"multiIf(has(flags, 'no_response'), NOT {_ONE_WAY},"
+    " protocol IN ('http', 'http2', 'gql'), status >= 500 OR has(flags, 'graphql_error'),"
+    " protocol = 'websocket', status NOT IN (0, 1000, 1001, 1005),"
+    " protocol = 'dns', status NOT IN (0, 3),"
+    " status != 0)"
+)
+# Latency of calls answered by the other side (a push's "response" is the push itself).
+ANSWERED_SQL = "response_ts_ns != 0 AND NOT has(flags, 'push')"
+QUANTILES = (0.5, 0.95, 0.99)
+_Q = ", ".join(map(str, QUANTILES))
+
+
+def workload_sql(side: str) -> str:
+    pod, svc, ip = f"{side}_pod", f"{side}_service", f"{side}_ip"
+    return (
+        f"multiIf({pod} != '', replaceRegexpOne({pod}, '{POD_OWNER_PATTERN}', '\\\\1'),"
+        f" {svc} != '', {svc}, {ip})"
+    )
+
+
+def kind_sql(side: str) -> str:
+    return f"multiIf({side}_pod != '', 2, {side}_service != '', 1, 0)"
+
+
+# The map's key columns and aggregates as a SELECT over `calls`: the view, its backfill
+# and the exact reader (service_map.py) all use it, so they agree by construction.
+EDGE_KEYS = ("minute", "src_namespace", "src", "dst_namespace", "dst", "protocol")
+EDGE_SELECT = f"""toStartOfMinute(ts) AS minute,
+    src_namespace,
+    {workload_sql("src")} AS src,
+    dst_namespace,
+    {workload_sql("dst")} AS dst,
+    protocol,
+    max(toUInt8({kind_sql("src")})) AS src_kind,
+    max(toUInt8({kind_sql("dst")})) AS dst_kind,
+    count() AS calls,
+    countIf({ERROR_SQL}) AS errors,
+    sum(request_body_size + response_body_size) AS bytes,
+    quantilesStateIf({_Q})(elapsed_ns, {ANSWERED_SQL}) AS latency"""
+_EDGE_GROUP = ", ".join(EDGE_KEYS)
+
+_CREATE_SERVICE_MAP = f"""
+CREATE TABLE IF NOT EXISTS {SERVICE_MAP}
+(
+    minute DateTime('UTC'),
+    src_namespace LowCardinality(String),
+    src LowCardinality(String),
+    dst_namespace LowCardinality(String),
+    dst LowCardinality(String),
+    protocol LowCardinality(String),
+    src_kind SimpleAggregateFunction(max, UInt8),
+    dst_kind SimpleAggregateFunction(max, UInt8),
+    calls SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    bytes SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles({_Q}), Int64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toDate(minute)
+ORDER BY ({_EDGE_GROUP})
+"""
+
+
+def _edges_from(table: str) -> str:
+    return f"SELECT {EDGE_SELECT}\nFROM {table}"
+
+
+# Calls stored before this migration: aggregated once, from the deduplicated table, and
+# only into an empty map (a migration retried after a crash does not add them again).
+# Then the view, so calls inserted from now on are counted as they arrive.
+_BACKFILL_SERVICE_MAP = (
+    f"INSERT INTO {SERVICE_MAP} {_edges_from(CALLS + ' FINAL')}"
+    f"\nWHERE (SELECT count() FROM {SERVICE_MAP}) = 0\nGROUP BY {_EDGE_GROUP}"
+    "\nSETTINGS do_not_merge_across_partitions_select_final = 1"
+)
+_CREATE_SERVICE_MAP_VIEW = (
+    f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SERVICE_MAP_VIEW} TO {SERVICE_MAP} AS\n"
+    f"{_edges_from(CALLS)}\nGROUP BY {_EDGE_GROUP}"
+)
+SERVICE_MAP_LOCAL = "service_map_local"
+
+
+def _service_map_on_cluster(cluster: str, on: str) -> tuple[str, ...]:
+    """Each shard aggregates the calls it stores (the view hangs on `calls_local`, where
+    the Distributed table's inserts land); `service_map` reads every shard. Calls stored
+    before the migration are not backfilled on a cluster (INSERT has no ON CLUSTER)."""
+    local = _CREATE_SERVICE_MAP.replace(
+        f"IF NOT EXISTS {SERVICE_MAP}\n", f"IF NOT EXISTS {SERVICE_MAP_LOCAL}{on}\n"
+    ).replace(
+        "ENGINE = AggregatingMergeTree\n",
+        "ENGINE = ReplicatedAggregatingMergeTree("
+        "'/clickhouse/tables/{shard}/{database}/service_map_local', '{replica}')\n",
+    )
+    distributed = (
+        f"CREATE TABLE IF NOT EXISTS {SERVICE_MAP}{on} AS {SERVICE_MAP_LOCAL}"
+        f" ENGINE = Distributed('{cluster}', currentDatabase(), {SERVICE_MAP_LOCAL}, rand())"
+    )
+    view = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SERVICE_MAP_VIEW}{on} TO {SERVICE_MAP_LOCAL}"
+        f" AS\n{_edges_from(CALLS_LOCAL)}\nGROUP BY {_EDGE_GROUP}"
+    )
+    return (local, distributed, view)
+
+
 # Append only: never edit or renumber a migration that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create calls", (_CREATE_CALLS,)),
     Migration(2, "kubernetes identity of both sides", _add_identity(CALLS)),
+    Migration(
+        3,
+        "service map: edges per minute",
+        (_CREATE_SERVICE_MAP, _BACKFILL_SERVICE_MAP, _CREATE_SERVICE_MAP_VIEW),
+    ),
 )
 
 # On a ClickHouse cluster: each shard keeps its calls in a replicated `calls_local`, and
@@ -142,6 +282,7 @@ def cluster_migrations(cluster: str) -> tuple[Migration, ...]:
             "kubernetes identity of both sides",
             _add_identity(CALLS_LOCAL, on) + _add_identity(CALLS, on),
         ),
+        Migration(3, "service map: edges per minute", _service_map_on_cluster(cluster, on)),
     )
 
 
