@@ -97,11 +97,35 @@ class ApiCall:
     dst_pod: str = ""
     dst_namespace: str = ""
     dst_service: str = ""
+    # (rule name, "pass" or "fail: <observed> <op> <limit>") per applicable rule, in the
+    # rules file's order; filled in by `validate` (streams/rules), empty without rules.
+    verdicts: tuple[tuple[str, str], ...] = ()
 
     @property
     def elapsed_ns(self) -> int:
         """Request's first byte to response's first byte; -1 without a response."""
         return self.response_ts_ns - self.ts_ns if self.response_ts_ns else -1
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A call that failed a validation rule (the violations topic, keyed by rule name).
+    `src_name`/`dst_name` are the pod, else the service, else `ip:port`."""
+
+    rule: str
+    kind: str  # latency | json | header
+    call_id: str
+    ts_ns: int
+    observed: str  # e.g. "412.5ms", 'content-type: "text/html"', "no response"
+    op: str  # e.g. ">", "!~", "at"
+    limit: str  # e.g. "300ms", "/^application/json/"
+    protocol: str = ""
+    method: str = ""
+    path: str = ""
+    src_name: str = ""
+    src_namespace: str = ""
+    dst_name: str = ""
+    dst_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,13 @@ from operator import attrgetter
 from typing import Any
 
 from schemas.codec import codec
-from wiretide.records import ApiCall, Endpoint, Segment, slot_fields
+from wiretide.records import ApiCall, Endpoint, Segment, Violation, slot_fields
 
 _SEGMENT_FIELDS = Segment.__slots__
 _CALL_SIMPLE = [
-    f for f in ApiCall.__slots__ if f not in ("request_headers", "response_headers", "flags")
+    f
+    for f in ApiCall.__slots__
+    if f not in ("request_headers", "response_headers", "flags", "verdicts")
 ]
 _GET_SIMPLE = attrgetter(*_CALL_SIMPLE)
 
@@ -53,6 +55,7 @@ def _call_record(call: ApiCall) -> dict[str, Any]:
     rec["request_headers"] = [{"name": n, "value": v} for n, v in call.request_headers]
     rec["response_headers"] = [{"name": n, "value": v} for n, v in call.response_headers]
     rec["flags"] = list(call.flags)
+    rec["verdicts"] = [{"rule": r, "verdict": v} for r, v in call.verdicts]
     return rec
 
 
@@ -60,6 +63,7 @@ def _call(rec: dict[str, Any]) -> ApiCall:
     rec["request_headers"] = tuple((h["name"], h["value"]) for h in rec["request_headers"])
     rec["response_headers"] = tuple((h["name"], h["value"]) for h in rec["response_headers"])
     rec["flags"] = tuple(rec["flags"])
+    rec["verdicts"] = tuple((v["rule"], v["verdict"]) for v in rec["verdicts"])
     return ApiCall(**rec)
 
 
@@ -528,7 +532,15 @@ def decode_call_batch(data: bytes) -> list[ApiCall]:
     return _generic_decode_call_batch(data)
 
 
-# ----------------------------------------------------------------- endpoints (low volume)
+# ------------------------------------------------------ endpoints, violations (low volume)
+
+
+def encode_violation(violation: Violation) -> bytes:
+    return codec("Violation").encode({f: getattr(violation, f) for f in Violation.__slots__})
+
+
+def decode_violation(data: bytes) -> Violation:
+    return Violation(**codec("Violation").decode(data))
 
 
 def encode_endpoint(endpoint: Endpoint) -> bytes:

@@ -57,6 +57,7 @@ COLUMNS: tuple[str, ...] = (
     "request_headers",
     "response_headers",
     "flags",
+    "verdicts",
 )
 
 
@@ -68,6 +69,7 @@ def calls_to_arrow(calls: Sequence[ApiCall]) -> pa.Table:
     columns["request_headers"] = _headers(calls, attrgetter("request_headers"))
     columns["response_headers"] = _headers(calls, attrgetter("response_headers"))
     columns["flags"] = _flags(calls)
+    columns["verdicts"] = _verdicts(calls)
     return pa.table(columns)
 
 
@@ -107,3 +109,18 @@ def _flags(calls: Sequence[ApiCall]) -> pa.Array:
             flat.extend(call.flags)
         offsets.append(len(flat))
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _strings(flat))
+
+
+def _verdicts(calls: Sequence[ApiCall]) -> pa.Array:
+    """Rule name → verdict; names are unique per call (the rules file guarantees it)."""
+    offsets = [0]
+    keys: list[str] = []
+    values: list[str] = []
+    for call in calls:
+        for rule, verdict in call.verdicts:
+            keys.append(rule)
+            values.append(verdict)
+        offsets.append(len(keys))
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), _strings(keys), _strings(values), type=_HEADERS
+    )

@@ -19,6 +19,8 @@
   rewritten; `materialize_ttl_recalculate_only` keeps a TTL change cheap.
 * Headers: names lower-cased, repeated names joined with ", " (see `normalize_headers`).
 * `elapsed_ns` is -1 for a call without a response; `response_ts_ns` is 0 then.
+* `verdicts` (migration 4): rule name → "pass" or "fail: ..." for each validation rule
+  that applied to the call (streams/rules); empty without rules.
 
 Column names are the `ApiCall` field names, with `ts` for `ts_ns`.
 """
@@ -241,6 +243,13 @@ def _service_map_on_cluster(cluster: str, on: str) -> tuple[str, ...]:
     return (local, distributed, view)
 
 
+def _add_verdicts(table: str, on_cluster: str = "") -> tuple[str, ...]:
+    return (
+        f"ALTER TABLE {table}{on_cluster} ADD COLUMN IF NOT EXISTS verdicts"
+        " Map(LowCardinality(String), String) CODEC(ZSTD(1))",
+    )
+
+
 # Append only: never edit or renumber a migration that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create calls", (_CREATE_CALLS,)),
@@ -250,6 +259,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "service map: edges per minute",
         (_CREATE_SERVICE_MAP, _BACKFILL_SERVICE_MAP, _CREATE_SERVICE_MAP_VIEW),
     ),
+    Migration(4, "validation rule verdicts", _add_verdicts(CALLS)),
 )
 
 # On a ClickHouse cluster: each shard keeps its calls in a replicated `calls_local`, and
@@ -283,6 +293,9 @@ def cluster_migrations(cluster: str) -> tuple[Migration, ...]:
             _add_identity(CALLS_LOCAL, on) + _add_identity(CALLS, on),
         ),
         Migration(3, "service map: edges per minute", _service_map_on_cluster(cluster, on)),
+        Migration(
+            4, "validation rule verdicts", _add_verdicts(CALLS_LOCAL, on) + _add_verdicts(CALLS, on)
+        ),
     )
 
 

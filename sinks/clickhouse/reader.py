@@ -57,6 +57,7 @@ _FIELDS: dict[str, str] = {
     "dst_pod": "dst_pod",
     "dst_namespace": "dst_namespace",
     "dst_service": "dst_service",
+    "verdicts": "verdicts",
 }
 _SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _FIELDS.items())
 _BYTES = {"request_body": "bytes", "response_body": "bytes"}
@@ -119,4 +120,5 @@ def _call(row: dict[str, Any]) -> ApiCall:
     row["request_headers"] = tuple(row["request_headers"].items())
     row["response_headers"] = tuple(row["response_headers"].items())
     row["flags"] = tuple(row["flags"])
+    row["verdicts"] = tuple(row["verdicts"].items())
     return ApiCall(**row)

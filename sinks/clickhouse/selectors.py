@@ -48,6 +48,13 @@ SELECTORS: dict[str, str] = {
 }
 
 
+# Validation verdicts: a Map(rule name, verdict); `verdict` sums them up as view.py does.
+VERDICT_PRESENT = "notEmpty(verdicts)"
+VERDICT_SQL = "if(arrayExists(v -> v != 'pass', mapValues(verdicts)), 'fail', 'pass')"
+SELECTORS["verdicts"] = "verdicts"
+SELECTORS["verdict"] = f"if(NOT {VERDICT_PRESENT}, NULL, {VERDICT_SQL})"
+
+
 def _identity(side: str) -> dict[str, str]:
     pod, ns, svc = f"{side}_pod", f"{side}_namespace", f"{side}_service"
     return {

@@ -10,7 +10,8 @@ look the same:
      "request": {"method", "path", "query", "version", "headers", "body",
                  "body_encoding", "body_size"},
      "response": {"status", "reason", "version", "headers", "body",
-                  "body_encoding", "body_size"} | None}
+                  "body_encoding", "body_size"} | None,
+     "verdicts": {rule name: "pass" | "fail: ..."}, "verdict": "pass" | "fail" | None}
 
 * `timestamp`: RFC 3339 UTC with microseconds, e.g. "2026-05-01T12:00:00.123456Z";
   `timestamp_ns` keeps full precision.
@@ -20,6 +21,8 @@ look the same:
   joined with ", " in order (as HTTP allows for all but Set-Cookie, where it is lossy).
 * Kubernetes identity: `name` is the pod, else the service; any of them is None
   when unknown (a plain IP outside the cluster, or a capture without Kubernetes).
+* `verdicts`: what each validation rule that applied said (streams/rules); `verdict` is
+  "fail" when any failed, "pass" when all passed, None when no rule applied.
 * bodies: `body` is text when the bytes are UTF-8 (`body_encoding` "utf-8"); a body
   cut mid-character by the capture cap still counts as text, the broken tail becomes
   U+FFFD. Anything else, or text with NUL bytes, is binary: `body` is base64 and
@@ -70,6 +73,16 @@ def rfc3339(ts_ns: int) -> str:
 
 def has_response(call: ApiCall) -> bool:
     return call.response_ts_ns != 0
+
+
+def verdict_summary(verdicts: Iterable[tuple[str, str]]) -> str | None:
+    """Sum verdicts up: "fail" if any is not "pass", "pass" if all are, None for none."""
+    seen = False
+    for _, text in verdicts:
+        if text != "pass":
+            return "fail"
+        seen = True
+    return "pass" if seen else None
 
 
 def endpoint_view(ip: str, port: int, pod: str, namespace: str, service: str) -> dict[str, Any]:
@@ -125,4 +138,6 @@ def call_view(call: ApiCall) -> dict[str, Any]:
             "body_size": call.request_body_size,
         },
         "response": response,
+        "verdicts": dict(call.verdicts),
+        "verdict": verdict_summary(call.verdicts),
     }

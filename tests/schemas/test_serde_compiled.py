@@ -25,6 +25,7 @@ calls = st.builds(
     status=ints, reason=text, response_version=text, response_headers=headers,
     response_body=st.binary(max_size=300), response_body_size=ints, response_ts_ns=ints,
     response_end_ns=ints, flags=st.lists(text, max_size=3).map(tuple),
+    src_pod=text, dst_service=text, verdicts=headers,
 )  # fmt: skip
 segments = st.builds(
     Segment,

@@ -39,6 +39,8 @@ PATHS = ["/", "/api/users", "/api", "/api/users/7", "/health", "", "/Api", "/é/
 HEADER_NAMES = ["host", "Host", "content-type", "Content-Type", "x-id", "X-ID", "accept"]
 STRINGS = [
     "",
+    "pass",
+    "fail",
     "a",
     "A",
     "GET",
@@ -86,6 +88,8 @@ BODIES = [
     b"\x00",
     "日本".encode(),
 ]
+RULES = ["slow", "json-name", "Header Check", "é"]
+VERDICTS = ["pass", "pass", "fail: 412.5ms > 300ms", 'fail: content-type: "text/html" !~ /json/']
 STATUSES = [0, 100, 200, 201, 204, 301, 404, 500, 503, 599]
 ELAPSED = [None, None, 1, 999_999, 1_000_000, 2_500_000, 123_456_789, 10 * S]
 OFFSETS = [-3 * 3600 * S, -600 * S, -S, 0, 1, S, 300 * S]
@@ -190,6 +194,7 @@ def make_call(
         dst_pod=pick(["", "db-0"]),
         dst_namespace=pick(["", "", "data"]),
         dst_service=pick(["", "catalogue"]),
+        verdicts=tuple((r, pick(VERDICTS)) for r in RULES if pick([False, True])),
         **response,
     )
 
@@ -259,6 +264,10 @@ STRING_FIELDS = [
     "dst.pod.namespace",
     "src.service.name",
     "dst.service.namespace",
+    "verdict",
+    'verdicts["slow"]',
+    "verdicts.*",
+    "verdicts[*]",
     *HEADER_FIELDS,
 ]
 INT_FIELDS = [
@@ -271,6 +280,7 @@ INT_FIELDS = [
     "timestamp_ns",
     "size(request.path)",
     "size(request.headers)",
+    "size(verdicts)",
     "size(flags)",
     "size(response.body)",
     'size(request.headers["host"])',
@@ -387,6 +397,8 @@ atoms = st.one_of(
                 "src.service.namespace",
                 "flags[0]",
                 "flags[2]",
+                "verdict",
+                'verdicts["json-name"]',
                 *HEADER_FIELDS[:6],
             ]
         ),
@@ -496,6 +508,9 @@ def test_the_fixed_batch_is_varied(fixed_store) -> None:
         'flags.* == "gap"',
         "timestamp > minutes(-5)",
         'response.body == "AAH/"',
+        'verdict == "fail"',
+        "verdict == nil",
+        'verdicts["slow"].startsWith("fail")',
     ]:
         hits = len(sql_ids(fixed_store, text))
         assert 0 < hits < len(FIXED), text

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sinks.clickhouse.selectors import SELECTORS
+from sinks.clickhouse.selectors import SELECTORS, VERDICT_PRESENT, VERDICT_SQL
 from wiretide.kfl.ast import Type
 
 
@@ -139,6 +139,15 @@ _SPECS: list[FieldSpec] = [
     _stored("response.headers", Type.MAP, doc="header name (lower-case) → value"),
     _stored("response.body", _S, doc="text, or base64 when binary", body=True),
     _stored("response.body_size", _N, doc="bytes on the wire"),
+    _stored("verdicts", Type.MAP, doc="validation rule name → pass, or fail: <why>"),
+    FieldSpec(
+        "verdict",
+        _S,
+        ("verdict",),
+        VERDICT_SQL,
+        VERDICT_PRESENT,
+        doc="fail if any validation rule failed, else pass (missing when none applied)",
+    ),
 ]
 _elapsed = next(s for s in _SPECS if s.name == "elapsed_ms")
 _SPECS.append(

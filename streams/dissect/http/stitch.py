@@ -68,7 +68,8 @@ _CALL_ORDER = (
     "node", "source", "tls", "method", "path", "query", "request_version", "request_headers",
     "request_body", "request_body_size", "request_end_ns", "status", "reason",
     "response_version", "response_headers", "response_body", "response_body_size",
-    "response_ts_ns", "response_end_ns", "flags",
+    "response_ts_ns", "response_end_ns", "flags", "src_pod", "src_namespace", "src_service",
+    "dst_pod", "dst_namespace", "dst_service", "verdicts",
 )  # fmt: skip
 if tuple(f.name for f in fields(ApiCall)) == _CALL_ORDER:
     _new_call: Callable[..., ApiCall] = record_maker(ApiCall)  # type: ignore[assignment]
@@ -471,6 +472,13 @@ class Http1Dissector:
             resp.ts,  # response_ts_ns
             resp.end_ts,  # response_end_ns
             flags,
+            "",  # src_pod: enrich fills in the Kubernetes identity
+            "",  # src_namespace
+            "",  # src_service
+            "",  # dst_pod
+            "",  # dst_namespace
+            "",  # dst_service
+            (),  # verdicts: validate's
         )
         if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
             return graphql_call(call) or call  # GraphQL over HTTP: a `gql` call

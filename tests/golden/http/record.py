@@ -119,8 +119,11 @@ def feed(
     return out
 
 
-# Fields capture never fills (the enrich stage does); left out of the golden files.
-_ENRICHED = ("src_pod", "src_namespace", "src_service", "dst_pod", "dst_namespace", "dst_service")
+# Fields capture never fills (the enrich and validate stages do); left out of the golden files.
+_ENRICHED = (
+    "src_pod", "src_namespace", "src_service", "dst_pod", "dst_namespace", "dst_service",
+    "verdicts",
+)  # fmt: skip
 
 
 def call_to_json(call: ApiCall) -> dict:
