@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
@@ -244,6 +246,10 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         api.include_router(extra)
     app.include_router(api)
     _drop_default_422(app)
+    # The web UI (built from ui/ by `npm run build`), at / after every API route.
+    ui_dist = Path(__file__).with_name("ui_dist")
+    if (ui_dist / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=ui_dist, html=True), name="ui")
     return app
 
 

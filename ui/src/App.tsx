@@ -1,0 +1,137 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { ApiError, type Call } from "./api";
+import { Detail } from "./Detail";
+import { Feed } from "./feed";
+import { KflBar } from "./KflBar";
+import { boundsOf, compose, hasLimit, type Place, placeError, type TimeRange } from "./query";
+import { ServiceMap } from "./ServiceMap";
+import { TimeRangePicker } from "./TimeRange";
+import { TrafficList } from "./TrafficList";
+
+const DEBOUNCE_MS = 400;
+
+export function App() {
+  const [tab, setTab] = useState<"traffic" | "map">("traffic");
+  const [text, setText] = useState(() => new URLSearchParams(location.search).get("q") ?? "");
+  const [range, setRange] = useState<TimeRange>({ kind: "all" });
+  const [feed, setFeed] = useState<Feed | null>(null);
+  const [version, setVersion] = useState(0);
+  const [kflError, setKflError] = useState<Place | null>(null);
+  const [plainError, setPlainError] = useState<string | null>(null);
+  const [selected, setSelected] = useState<Call | null>(null);
+  const [applying, setApplying] = useState(false);
+  const generation = useRef(0);
+  const current = useRef<Feed | null>(null);
+  const timer = useRef<number | undefined>(undefined);
+
+  const apply = useCallback(
+    (user: string, r: TimeRange, force = false) => {
+      clearTimeout(timer.current);
+      const composed = compose(user, boundsOf(r));
+      if (!force && current.current?.q === composed.q) return;
+      const gen = ++generation.current;
+      const next = new Feed(composed.q, !hasLimit(user));
+      setApplying(true);
+      next.start().then(
+        () => {
+          if (gen !== generation.current) return next.stop();
+          current.current?.stop();
+          current.current = next;
+          next.onChange = () => setVersion((v) => v + 1);
+          setFeed(next);
+          setKflError(null);
+          setPlainError(null);
+          setApplying(false);
+        },
+        (ex) => {
+          if (gen !== generation.current) return;
+          setApplying(false);
+          if (ex instanceof ApiError && ex.status === 400) {
+            const place = placeError(user, composed, ex.body.error, ex.body.line, ex.body.column);
+            setKflError(place);
+            setPlainError(place ? null : ex.body.error);
+          } else {
+            setKflError(null);
+            setPlainError(ex instanceof Error ? ex.message : String(ex));
+          }
+        },
+      );
+    },
+    [],
+  );
+
+  // Typing re-queries once it pauses; a new time range at once.
+  useEffect(() => {
+    clearTimeout(timer.current);
+    timer.current = window.setTimeout(() => apply(text, range), DEBOUNCE_MS);
+    return () => clearTimeout(timer.current);
+  }, [text]);
+  useEffect(() => apply(text, range, true), [range]);
+  useEffect(() => () => current.current?.stop(), []);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => e.key === "Escape" && setSelected(null);
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
+  const bounds = useMemo(() => boundsOf(range), [range]);
+  return (
+    <div class="app">
+      <header class="top">
+        <h1>Wiretide</h1>
+        <nav>
+          <button type="button" class={tab === "traffic" ? "on" : ""} data-testid="tab-traffic" onClick={() => setTab("traffic")}>
+            Traffic
+          </button>
+          <button type="button" class={tab === "map" ? "on" : ""} data-testid="tab-map" onClick={() => setTab("map")}>
+            Service map
+          </button>
+        </nav>
+        <TimeRangePicker range={range} onChange={setRange} />
+        {feed && <Status feed={feed} applying={applying} />}
+      </header>
+      {tab === "traffic" ? (
+        <>
+          <KflBar
+            text={text}
+            error={kflError}
+            plainError={plainError}
+            onInput={setText}
+            onApply={() => apply(text, range, true)}
+          />
+          <main class={`split${selected ? " with-detail" : ""}`}>
+            {feed ? (
+              <TrafficList feed={feed} version={version} selected={selected?.id ?? null} onSelect={setSelected} />
+            ) : (
+              <div class="traffic empty">{plainError ? "" : "Loading…"}</div>
+            )}
+            {selected && <Detail call={selected} onClose={() => setSelected(null)} />}
+          </main>
+        </>
+      ) : (
+        <ServiceMap bounds={bounds} />
+      )}
+    </div>
+  );
+}
+
+function Status({ feed, applying }: { feed: Feed; applying: boolean }) {
+  const live = feed.liveState;
+  return (
+    <div class="status">
+      <span data-testid="count" data-count={feed.size}>
+        {feed.size.toLocaleString()} calls{feed.more ? "+" : ""}
+      </span>
+      {(feed.loading || applying) && <span class="spinner">loading…</span>}
+      {feed.pageError && <span class="error">{feed.pageError}</span>}
+      <span
+        class={`live ${live.kind}`}
+        data-testid="live"
+        title={live.kind === "down" ? live.why : "new calls appear at the top"}
+      >
+        {live.kind === "live" ? "● live" : live.kind === "connecting" ? "○ connecting" : "○ live off"}
+      </span>
+      {feed.dropped > 0 && <span class="error">{feed.dropped} live calls missed</span>}
+    </div>
+  );
+}

@@ -1,0 +1,169 @@
+// One call in full: summary, timings, TLS mark, flags, rule verdicts, then request and
+// response with their (already redacted) headers and bodies.
+
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, type Call, getJson, type RequestPart, type ResponsePart } from "./api";
+import { bytes, bytesAsText, decodeBase64, elapsed, endpoint, hexDump, prettyJson } from "./format";
+import { verdictsOf } from "./verdict";
+
+type Props = { call: Call; onClose: () => void };
+
+const isFull = (c: Call) => c.request.headers !== undefined;
+
+export function Detail({ call, onClose }: Props) {
+  const [full, setFull] = useState<Call | null>(isFull(call) ? call : null);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    setError(null);
+    const abort = new AbortController();
+    setFull(isFull(call) ? call : null);
+    getJson<Call>(`calls/${encodeURIComponent(call.id)}`, {}, abort.signal)
+      .then(setFull)
+      .catch((ex) => {
+        if (abort.signal.aborted) return;
+        // A live call may not be stored yet: what the tail sent is already in full.
+        if (!isFull(call)) setError(ex instanceof ApiError ? ex.message : String(ex));
+      });
+    return () => abort.abort();
+  }, [call.id]);
+
+  const c = full ?? call;
+  const verdicts = verdictsOf(c);
+  const responseAt = c.elapsed_ms === null ? null : new Date(c.timestamp_ns / 1e6 + c.elapsed_ms);
+  return (
+    <aside class="detail" data-testid="detail">
+      <header>
+        <h2>
+          <span class={`proto p-${c.protocol}`}>{c.protocol}</span> {c.request.method}{" "}
+          <span class="path">{c.request.path}</span>
+        </h2>
+        <button type="button" class="close" onClick={onClose} title="close (Esc)">
+          ×
+        </button>
+      </header>
+      {error && <div class="error">{error}</div>}
+      <dl class="facts">
+        <dt>Status</dt>
+        <dd data-testid="detail-status">
+          {c.response ? `${c.response.status} ${c.response.reason}` : "no response"}
+        </dd>
+        <dt>From</dt>
+        <dd>
+          {endpoint(c.src)} <small>{c.src.ip}:{c.src.port}</small>
+        </dd>
+        <dt>To</dt>
+        <dd>
+          {endpoint(c.dst)} <small>{c.dst.ip}:{c.dst.port}</small>
+        </dd>
+        <dt>Request at</dt>
+        <dd>{c.timestamp}</dd>
+        <dt>Response at</dt>
+        <dd>{responseAt ? responseAt.toISOString() : "–"}</dd>
+        <dt>Elapsed</dt>
+        <dd>{elapsed(c.elapsed_ms)}</dd>
+        <dt>TLS</dt>
+        <dd data-testid="detail-tls">{c.tls ? "🔒 captured as TLS plaintext" : "no"}</dd>
+        <dt>Flags</dt>
+        <dd>{c.flags.length ? c.flags.map((f) => <span class="flag">{f}</span>) : "none"}</dd>
+        <dt>Captured</dt>
+        <dd>
+          {c.source}
+          {c.node ? ` on ${c.node}` : ""} · flow {c.flow_id}
+        </dd>
+      </dl>
+      {verdicts.rules.length > 0 || verdicts.state ? (
+        <section class="verdicts" data-testid="verdicts">
+          <h3 class={`v-${verdicts.state}`}>Rules: {verdicts.state ?? "–"}</h3>
+          <ul>
+            {verdicts.rules.map((r) => (
+              <li class={r.passed ? "pass" : "fail"}>
+                <b>{r.rule}</b> {r.text}
+              </li>
+            ))}
+          </ul>
+        </section>
+      ) : null}
+      <Part title="Request" part={c.request} loading={!full && !error} testid="request" />
+      {c.response ? (
+        <Part title="Response" part={c.response} loading={!full && !error} testid="response" />
+      ) : (
+        <section class="part">
+          <h3>Response</h3>
+          <p>No response came.</p>
+        </section>
+      )}
+    </aside>
+  );
+}
+
+type PartProps = {
+  title: string;
+  part: RequestPart | ResponsePart;
+  loading: boolean;
+  testid: string;
+};
+
+function Part({ title, part, loading, testid }: PartProps) {
+  const headers = Object.entries(part.headers ?? {});
+  return (
+    <section class="part" data-testid={testid}>
+      <h3>
+        {title} <small>{part.version}</small>
+      </h3>
+      {loading && <p>Loading…</p>}
+      {headers.length > 0 && (
+        <table class="headers" data-testid={`${testid}-headers`}>
+          <tbody>
+            {headers.map(([name, value]) => (
+              <tr>
+                <th>{name}</th>
+                <td class={value.includes("[REDACTED]") ? "redacted" : ""}>{value}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {part.body !== undefined && (
+        <Body
+          body={part.body}
+          encoding={part.body_encoding ?? "utf-8"}
+          size={part.body_size}
+          testid={`${testid}-body`}
+        />
+      )}
+    </section>
+  );
+}
+
+function Body(props: { body: string; encoding: string; size: number; testid: string }) {
+  const { body, encoding, size, testid } = props;
+  const [asHex, setAsHex] = useState(true);
+  if (!body) return <p class="nobody">No body{size ? ` (${bytes(size)} on the wire)` : ""}.</p>;
+  if (encoding === "base64") {
+    const data = decodeBase64(body);
+    return (
+      <div class="body">
+        <div class="body-bar">
+          binary, {bytes(data.length)}
+          <button type="button" class={asHex ? "on" : ""} onClick={() => setAsHex(true)}>
+            hex
+          </button>
+          <button type="button" class={asHex ? "" : "on"} onClick={() => setAsHex(false)}>
+            text
+          </button>
+        </div>
+        <pre data-testid={testid}>{asHex ? hexDump(data) : bytesAsText(data)}</pre>
+      </div>
+    );
+  }
+  const pretty = prettyJson(body);
+  return (
+    <div class="body">
+      <div class="body-bar">
+        {pretty ? "JSON" : "text"}, {bytes(size)} on the wire
+      </div>
+      <pre data-testid={testid}>{pretty ?? body}</pre>
+    </div>
+  );
+}

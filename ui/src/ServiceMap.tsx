@@ -1,0 +1,228 @@
+// The service map of a time window (GET /api/map?since=&until=): workloads as nodes,
+// grouped by namespace, edges for who calls whom by protocol. Plain SVG, laid out on
+// circles (namespaces round the middle, their workloads round each namespace), so the
+// same map always looks the same. Click an edge for its figures.
+
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { ApiError, getJson } from "./api";
+import { elapsed } from "./format";
+import type { Bounds } from "./query";
+
+type Raw = Record<string, unknown>;
+type MapNode = { key: string; name: string; namespace: string; raw: Raw };
+type MapEdge = { key: string; source: string; target: string; protocol: string; calls: number; errors: number; p95: number | null; raw: Raw };
+type Graph = { nodes: MapNode[]; edges: MapEdge[] };
+
+const str = (v: unknown) => (typeof v === "string" ? v : v === undefined || v === null ? "" : String(v));
+const num = (v: unknown) => (typeof v === "number" ? v : Number(v ?? 0) || 0);
+const first = (o: Raw, keys: string[]) => keys.map((k) => o[k]).find((v) => v !== undefined && v !== null);
+
+function endpointOf(v: unknown, prefix: string, edge: Raw): MapNode {
+  if (v && typeof v === "object") {
+    const o = v as Raw;
+    const name = str(first(o, ["name", "workload", "pod", "service", "ip"]));
+    const namespace = str(o.namespace);
+    return { key: str(o.id) || (namespace ? `${namespace}/${name}` : name), name, namespace, raw: o };
+  }
+  const namespace = str(first(edge, [`${prefix}_namespace`, `${prefix}Namespace`]));
+  const name = str(v);
+  const key = namespace && !name.includes("/") ? `${namespace}/${name}` : name;
+  return { key, name: name.includes("/") ? name.split("/").pop()! : name, namespace: namespace || (name.includes("/") ? name.split("/")[0] : ""), raw: {} };
+}
+
+/** The hub's answer as nodes and edges, whatever it names its keys. */
+export function toGraph(data: Raw): Graph {
+  const nodes = new Map<string, MapNode>();
+  for (const n of (data.nodes as Raw[] | undefined) ?? []) {
+    const node = endpointOf(n, "", {});
+    nodes.set(node.key, node);
+  }
+  const edges: MapEdge[] = [];
+  for (const e of (data.edges as Raw[] | undefined) ?? []) {
+    const s = endpointOf(first(e, ["source", "src", "from"]), "src", e);
+    const t = endpointOf(first(e, ["target", "dst", "to", "destination"]), "dst", e);
+    for (const n of [s, t]) if (!nodes.has(n.key)) nodes.set(n.key, n);
+    const protocol = str(e.protocol);
+    const p95 = first(e, ["p95_ms", "latency_p95_ms", "p95", "latency_p95"]);
+    edges.push({
+      key: `${s.key}→${t.key}:${protocol}`,
+      source: s.key,
+      target: t.key,
+      protocol,
+      calls: num(first(e, ["calls", "count", "requests"])),
+      errors: num(first(e, ["errors", "error_count", "failures"])),
+      p95: p95 === undefined ? null : num(p95),
+      raw: e,
+    });
+  }
+  const sorted = [...nodes.values()].sort(
+    (a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name),
+  );
+  return { nodes: sorted, edges };
+}
+
+const W = 1000;
+const H = 640;
+
+function layout(nodes: MapNode[]) {
+  const groups = new Map<string, MapNode[]>();
+  for (const n of nodes) groups.set(n.namespace, [...(groups.get(n.namespace) ?? []), n]);
+  const where = new Map<string, { x: number; y: number }>();
+  const halos: { namespace: string; x: number; y: number; r: number }[] = [];
+  const names = [...groups.keys()];
+  const outer = names.length > 1 ? Math.min(W, H) * 0.3 : 0;
+  names.forEach((ns, gi) => {
+    const members = groups.get(ns)!;
+    const angle = (2 * Math.PI * gi) / names.length - Math.PI / 2;
+    const cx = W / 2 + outer * Math.cos(angle);
+    const cy = H / 2 + outer * Math.sin(angle);
+    const r =
+      members.length === 1 ? 0 : Math.min(names.length > 1 ? 120 : 260, 30 + members.length * 14);
+    members.forEach((n, i) => {
+      const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
+      where.set(n.key, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
+    });
+    halos.push({ namespace: ns, x: cx, y: cy, r: r + 45 });
+  });
+  return { where, halos };
+}
+
+export function ServiceMap({ bounds }: { bounds: Bounds }) {
+  const [graph, setGraph] = useState<Graph | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [picked, setPicked] = useState<string | null>(null);
+  const since = bounds.since?.toISOString();
+  const until = bounds.until?.toISOString();
+
+  useEffect(() => {
+    const abort = new AbortController();
+    setError(null);
+    getJson<Raw>("map", { since, until }, abort.signal)
+      .then((data) => setGraph(toGraph(data)))
+      .catch((ex) => {
+        if (abort.signal.aborted) return;
+        const missing = ex instanceof ApiError && ex.status === 404;
+        setError(missing ? "This hub has no service map (GET /api/map)." : String(ex.message ?? ex));
+        setGraph(null);
+      });
+    return () => abort.abort();
+  }, [since, until]);
+
+  const placed = useMemo(() => (graph ? layout(graph.nodes) : null), [graph]);
+  if (error) return <div class="map-message error" data-testid="map-error">{error}</div>;
+  if (!graph || !placed) return <div class="map-message">Loading the service map…</div>;
+  if (graph.edges.length === 0)
+    return <div class="map-message" data-testid="map-empty">No calls in this time range.</div>;
+  const edge = graph.edges.find((e) => e.key === picked) ?? null;
+  return (
+    <div class="map">
+      <svg viewBox={`0 0 ${W} ${H}`} data-testid="map-svg" role="img" aria-label="service map">
+        <defs>
+          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+            <path d="M0,0 L10,5 L0,10 z" fill="context-stroke" />
+          </marker>
+        </defs>
+        {placed.halos.map((h) => (
+          <g class="ns">
+            <circle cx={h.x} cy={h.y} r={h.r} />
+            <text x={h.x} y={h.y - h.r + 16} text-anchor="middle">
+              {h.namespace || "outside the cluster"}
+            </text>
+          </g>
+        ))}
+        {graph.edges.map((e) => (
+          <EdgePath edge={e} from={placed.where.get(e.source)!} to={placed.where.get(e.target)!} picked={e.key === picked} onPick={() => setPicked(e.key)} />
+        ))}
+        {graph.nodes.map((n) => {
+          const p = placed.where.get(n.key)!;
+          return (
+            <g class="node" data-testid="map-node" data-key={n.key}>
+              <circle cx={p.x} cy={p.y} r={9} />
+              <text x={p.x} y={p.y + 24} text-anchor="middle">
+                {n.name}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+      <aside class="edge-detail" data-testid="edge-detail">
+        {edge ? <EdgeFacts edge={edge} /> : <p>Click an edge for its calls, errors and latency.</p>}
+      </aside>
+    </div>
+  );
+}
+
+type EdgeProps = { edge: MapEdge; from: { x: number; y: number }; to: { x: number; y: number }; picked: boolean; onPick: () => void };
+
+function EdgePath({ edge, from, to, picked, onPick }: EdgeProps) {
+  let d: string;
+  let label: { x: number; y: number };
+  if (edge.source === edge.target) {
+    d = `M${from.x - 6},${from.y - 8} C${from.x - 40},${from.y - 60} ${from.x + 40},${from.y - 60} ${from.x + 6},${from.y - 8}`;
+    label = { x: from.x, y: from.y - 52 };
+  } else {
+    // bend to one side, so A→B and B→A do not overlap; stop short of the node circle
+    const dx = to.x - from.x;
+    const dy = to.y - from.y;
+    const len = Math.hypot(dx, dy) || 1;
+    const cx = (from.x + to.x) / 2 - (dy / len) * len * 0.12;
+    const cy = (from.y + to.y) / 2 + (dx / len) * len * 0.12;
+    const ex = to.x - ((to.x - cx) / Math.hypot(to.x - cx, to.y - cy)) * 12;
+    const ey = to.y - ((to.y - cy) / Math.hypot(to.x - cx, to.y - cy)) * 12;
+    d = `M${from.x},${from.y} Q${cx},${cy} ${ex},${ey}`;
+    label = { x: (from.x + 2 * cx + to.x) / 4, y: (from.y + 2 * cy + to.y) / 4 };
+  }
+  const width = 1.5 + Math.log2(1 + edge.calls);
+  return (
+    <g
+      class={`edge${edge.errors > 0 ? " failing" : ""}${picked ? " picked" : ""}`}
+      data-testid="map-edge"
+      data-source={edge.source}
+      data-target={edge.target}
+      data-protocol={edge.protocol}
+      data-calls={edge.calls}
+      onClick={onPick}
+    >
+      <path d={d} class="hit" />
+      <path d={d} style={{ strokeWidth: width }} marker-end="url(#arrow)" />
+      <text x={label.x} y={label.y - 4} text-anchor="middle">
+        {edge.protocol} · {edge.calls}
+      </text>
+    </g>
+  );
+}
+
+function EdgeFacts({ edge }: { edge: MapEdge }) {
+  const rate = edge.calls ? ((100 * edge.errors) / edge.calls).toFixed(1) : "0";
+  const extra = Object.entries(edge.raw).filter(([, v]) => typeof v === "number" || typeof v === "string");
+  return (
+    <div data-testid="edge-facts">
+      <h3>
+        {edge.source} → {edge.target}
+      </h3>
+      <dl class="facts">
+        <dt>Protocol</dt>
+        <dd>{edge.protocol}</dd>
+        <dt>Calls</dt>
+        <dd data-testid="edge-calls">{edge.calls}</dd>
+        <dt>Errors</dt>
+        <dd>
+          {edge.errors} ({rate}%)
+        </dd>
+        <dt>p95</dt>
+        <dd>{edge.p95 === null ? "–" : elapsed(edge.p95)}</dd>
+      </dl>
+      <details>
+        <summary>All figures</summary>
+        <dl class="facts">
+          {extra.map(([k, v]) => (
+            <>
+              <dt>{k}</dt>
+              <dd>{String(v)}</dd>
+            </>
+          ))}
+        </dl>
+      </details>
+    </div>
+  );
+}

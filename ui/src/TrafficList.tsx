@@ -1,0 +1,119 @@
+// The traffic list: only the rows in view (plus a margin) are in the DOM, so scrolling
+// stays smooth with tens of thousands of calls; nearing the end pages back in history.
+
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import type { Call } from "./api";
+import type { Feed } from "./feed";
+import { clock, elapsed, endpoint, statusClass } from "./format";
+import { verdictsOf } from "./verdict";
+
+const ROW = 26; // px, fixed so a row's place is index × ROW
+const OVERSCAN = 10;
+const PAGE_AHEAD = 40; // rows from the end at which the next page is fetched
+
+type Props = { feed: Feed; version: number; selected: string | null; onSelect: (c: Call) => void };
+
+export function TrafficList({ feed, version, selected, onSelect }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const [top, setTop] = useState(0);
+  const [height, setHeight] = useState(600);
+  const seenLive = useRef({ feed, count: feed.liveCount });
+
+  // Keep the rows in view still when live calls arrive above them (unless at the top,
+  // where the newest calls are followed).
+  useLayoutEffect(() => {
+    const seen = seenLive.current;
+    const added = seen.feed === feed ? feed.liveCount - seen.count : 0;
+    seenLive.current = { feed, count: feed.liveCount };
+    const el = box.current;
+    if (el && added > 0 && el.scrollTop > 0) {
+      el.scrollTop += added * ROW;
+      setTop(el.scrollTop);
+    }
+    if (el && seen.feed !== feed) {
+      el.scrollTop = 0;
+      setTop(0);
+    }
+  }, [feed, version]);
+
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const observer = new ResizeObserver(() => setHeight(el.clientHeight));
+    observer.observe(el);
+    setHeight(el.clientHeight);
+    return () => observer.disconnect();
+  }, []);
+
+  const total = feed.size;
+  const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+  const last = Math.min(total, Math.ceil((top + height) / ROW) + OVERSCAN);
+  const nearEnd = feed.more && last >= total - PAGE_AHEAD;
+  useEffect(() => {
+    if (nearEnd) void feed.loadMore();
+  }, [feed, nearEnd, version]);
+
+  const rows = [];
+  for (let i = first; i < last; i++) {
+    const call = feed.at(i);
+    rows.push(
+      <Row key={call.id} call={call} index={i} selected={call.id === selected} onSelect={onSelect} />,
+    );
+  }
+  return (
+    <div class="traffic">
+      <div class="row head" role="row">
+        <span>Time</span>
+        <span>Protocol</span>
+        <span>Method</span>
+        <span>Path</span>
+        <span>Status</span>
+        <span class="num">Elapsed</span>
+        <span>Source → Destination</span>
+        <span title="captured as TLS plaintext">TLS</span>
+      </div>
+      <div
+        class="rows"
+        ref={box}
+        data-testid="rows"
+        onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
+      >
+        <div style={{ height: `${total * ROW}px`, position: "relative" }}>{rows}</div>
+        {total === 0 && !feed.loading && <div class="empty">No calls match.</div>}
+      </div>
+    </div>
+  );
+}
+
+type RowProps = { call: Call; index: number; selected: boolean; onSelect: (c: Call) => void };
+
+function Row({ call, index, selected, onSelect }: RowProps) {
+  const verdict = verdictsOf(call).state;
+  const query = call.request.query ? `?${call.request.query}` : "";
+  const cls = `row call v-${verdict ?? "none"}${selected ? " selected" : ""}`;
+  return (
+    <div
+      class={cls}
+      role="row"
+      data-testid="row"
+      data-id={call.id}
+      data-verdict={verdict ?? ""}
+      style={{ top: `${index * ROW}px` }}
+      onClick={() => onSelect(call)}
+    >
+      <span title={call.timestamp}>{clock(call.timestamp)}</span>
+      <span class={`proto p-${call.protocol}`}>{call.protocol}</span>
+      <span class="method">{call.request.method}</span>
+      <span class="path" data-testid="path" title={call.request.path + query}>
+        {call.request.path}
+        <span class="query">{query}</span>
+      </span>
+      <span class={`status ${statusClass(call)}`}>{call.response ? call.response.status : "–"}</span>
+      <span class="num">{elapsed(call.elapsed_ms)}</span>
+      <span class="peers" title={`${call.src.ip}:${call.src.port} → ${call.dst.ip}:${call.dst.port}`}>
+        {endpoint(call.src)} → {endpoint(call.dst)}
+      </span>
+      <span>{call.tls ? <span class="tls" title="TLS">🔒</span> : ""}</span>
+    </div>
+  );
+}

@@ -1,0 +1,79 @@
+import type { Call, Endpoint } from "./api";
+
+const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+
+/** Local wall-clock time with milliseconds, e.g. 14:03:07.251. */
+export function clock(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+export function elapsed(ms: number | null): string {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
+  if (ms < 1000) return `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function endpoint(e: Endpoint): string {
+  if (e.name) return e.namespace ? `${e.namespace}/${e.name}` : e.name;
+  return e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+}
+
+export function statusClass(call: Call): string {
+  const s = call.response?.status;
+  if (s === undefined) return "st-none";
+  if (call.protocol.startsWith("http") || call.protocol === "gql") {
+    if (s >= 500) return "st-5xx";
+    if (s >= 400) return "st-4xx";
+    if (s >= 300) return "st-3xx";
+    return "st-2xx";
+  }
+  return "";
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export function decodeBase64(b64: string): Uint8Array {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+const printable = (b: number) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".");
+
+/** Classic hex dump: offset, 16 bytes, their ASCII. */
+export function hexDump(data: Uint8Array, max = 64 * 1024): string {
+  const rows: string[] = [];
+  const end = Math.min(data.length, max);
+  for (let off = 0; off < end; off += 16) {
+    const chunk = Array.from(data.subarray(off, Math.min(off + 16, end)));
+    const hex = chunk.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    rows.push(`${off.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${chunk.map(printable).join("")}`);
+  }
+  if (data.length > max) rows.push(`… ${data.length - max} more bytes`);
+  return rows.join("\n");
+}
+
+/** Bytes as text: UTF-8 where it decodes, control bytes as dots. */
+export function bytesAsText(data: Uint8Array): string {
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(data);
+  return text.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, ".");
+}
+
+/** JSON pretty-printed when the text is JSON, else null. */
+export function prettyJson(text: string): string | null {
+  const t = text.trim();
+  if (!t || !"{[".includes(t[0])) return null;
+  try {
+    return JSON.stringify(JSON.parse(t), null, 2);
+  } catch {
+    return null;
+  }
+}
