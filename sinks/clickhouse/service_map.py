@@ -25,9 +25,9 @@ with no answered call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sinks.clickhouse.ddl import (
     CALLS,
@@ -141,6 +141,21 @@ def read_map(
     except Exception as ex:
         raise SinkError(f"cannot read the service map from {store.where}: {one_line(ex)}") from ex
     return _graph(start, end, exact, rows)
+
+
+def graph_dict(graph: Graph) -> dict[str, Any]:
+    """The graph as JSON values: what `GET /api/map` and `wiretide map --json` return."""
+    return {
+        "since": _rfc3339(graph.since),
+        "until": _rfc3339(graph.until),
+        "exact": graph.exact,
+        "nodes": [asdict(n) for n in graph.nodes],
+        "edges": [asdict(e) for e in graph.edges],
+    }
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def node_id(namespace: str, workload: str) -> str:

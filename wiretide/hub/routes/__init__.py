@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from wiretide.hub.store import HubStore
 
-ROUTES: tuple[str, ...] = ()
+ROUTES: tuple[str, ...] = ("map",)
 
 
 def routers(store: HubStore) -> list[APIRouter]:

@@ -1,0 +1,228 @@
+"""`wiretide map`: the service map of a time window as a terminal table (or JSON).
+
+    wiretide map                      # the last 15 minutes
+    wiretide map --since 2h --json    # the graph the hub's GET /api/map returns
+    wiretide map --since 2024-05-06T07:00:00Z --until 2024-05-06T08:00:00Z 'http'
+
+While another process owns the embedded data dir (a hub, or `wiretide tap` storing), the
+map comes from that process's API (wiretide.hub.client), so both give the same graph.
+
+Kept free of heavy imports at module level: the CLI builds its parser on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from wiretide.errors import WiretideError
+
+DEFAULT_SINCE = "15m"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+# What the map's DateTime column holds (whole years, to keep the message simple).
+_EPOCH, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+_TIME_HELP = "a duration ago (30s, 15m, 2h, 7d, 1w), 'now', or an RFC 3339 time (UTC if no offset)"
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """`15m` (ago), `now`, or an ISO/RFC 3339 time; ValueError with one line if neither."""
+    text = text.strip()
+    if text == "now":
+        return now
+    ago = _AGO.fullmatch(text)
+    if ago:
+        seconds = float(ago.group(1)) * _UNITS[ago.group(2)]
+        if seconds > 100 * 365 * 86400:
+            raise ValueError(f"{text!r} is too long ago")
+        return now - timedelta(seconds=seconds)
+    try:
+        at = datetime.fromisoformat(text)
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"expected {_TIME_HELP}; got {text!r}") from None
+
+
+def window(since: str, until: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The [since, until) a user asked for; ValueError (one line) if it is not a window."""
+    now = now or datetime.now(UTC)
+    start = parse_time(since, now)
+    end = parse_time(until, now) if until else now
+    if not _EPOCH <= start < _LAST or not _EPOCH < end <= _LAST:
+        raise ValueError(f"times must lie between {_EPOCH.year} and {_LAST.year} (UTC)")
+    if end <= start:
+        raise ValueError(
+            f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})"
+        )
+    return start, end
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "map",
+        help="print the service map: who calls whom, how often, errors, latency",
+        description="Edges between workloads (a pod's Deployment/StatefulSet name, else "
+        "the service, else the IP) per protocol in a time window, grouped by the caller's "
+        "namespace, busiest first. Windows are whole minutes.",
+    )
+    p.add_argument(
+        "filter",
+        nargs="?",
+        default="",
+        metavar="KFL",
+        help="map only the calls this KFL filter takes (reads every call of the window)",
+    )
+    p.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        metavar="WHEN",
+        help=f"{_TIME_HELP} (default {DEFAULT_SINCE})",
+    )
+    p.add_argument("--until", metavar="WHEN", help="end of the window (default: now)")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="count each call once even after a writer replayed a batch (slower: reads calls)",
+    )
+    p.add_argument("--json", action="store_true", help="the graph as one JSON object")
+    p.add_argument(
+        "--data", metavar="DIR", help="data dir (default: $WIRETIDE_DATA or ~/.wiretide)"
+    )
+    p.add_argument(
+        "--clickhouse",
+        metavar="DSN",
+        help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)",
+    )
+    return p
+
+
+def run_map(args: argparse.Namespace) -> int:
+    try:
+        since, until = window(args.since, args.until)
+    except ValueError as ex:
+        raise WiretideError(f"--since/--until: {ex}") from None
+    graph = _read(args, since, until)
+    sys.stdout.write(json.dumps(graph, ensure_ascii=False) + "\n" if args.json else render(graph))
+    return 0
+
+
+def _read(args: argparse.Namespace, since: datetime, until: datetime) -> dict[str, Any]:
+    """The graph as the API's JSON: from the data dir's owner if one runs, else the store."""
+    from wiretide import config
+
+    data = config.data_dir(args.data)
+    if not args.clickhouse and not _env_dsn():
+        from wiretide.hub.client import find_hub
+
+        hub = find_hub(data)
+        if hub is not None:
+            params = {"since": since.isoformat(), "until": until.isoformat()}
+            params.update({"q": args.filter or None, "exact": "true" if args.exact else None})
+            return hub.get_json("/api/map", params)
+    from sinks.clickhouse.connect import open_store
+    from sinks.clickhouse.service_map import graph_dict, read_map
+    from wiretide.kfl import parse, to_sql
+
+    where = to_sql(parse(args.filter)) if args.filter.strip() else None  # before opening
+    with open_store(config.store_dsn(data, args.clickhouse), ttl_days=None) as store:
+        return graph_dict(read_map(store, since, until, where, exact=args.exact))
+
+
+def _env_dsn() -> bool:
+    import os
+
+    return bool(os.environ.get("WIRETIDE_CLICKHOUSE"))
+
+
+# --- the table --------------------------------------------------------------------
+
+_HEAD = ("SOURCE", "DESTINATION", "PROTO", "CALLS", "ERRORS", "BYTES", "P50", "P95", "P99")
+_RIGHT = {3, 4, 5, 6, 7, 8}
+
+
+def render(graph: dict[str, Any]) -> str:
+    """Edges grouped by the caller's namespace (cluster namespaces first, then callers
+    outside the cluster), busiest first; a destination in another namespace keeps its
+    `namespace/` prefix."""
+    span = f"{graph['since']} .. {graph['until']}"
+    if not graph["edges"]:
+        return f"no calls between {span}\n"
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    groups: dict[str, list[dict]] = {}
+    for edge in graph["edges"]:
+        groups.setdefault(nodes[edge["src"]]["namespace"], []).append(edge)
+    out = []
+    for ns in sorted(groups, key=lambda n: (n == "", n)):
+        rows = [_HEAD]
+        for e in sorted(groups[ns], key=lambda e: (-e["calls"], e["src"], e["dst"], e["protocol"])):
+            src, dst = nodes[e["src"]], nodes[e["dst"]]
+            rows.append(
+                (
+                    src["workload"],
+                    dst["workload"] if dst["namespace"] == ns else dst["id"],
+                    e["protocol"],
+                    str(e["calls"]),
+                    _errors(e["errors"], e["calls"]),
+                    _size(e["bytes"]),
+                    *(_ms(e[q]) for q in ("p50_ms", "p95_ms", "p99_ms")),
+                )
+            )
+        out.append(f"namespace {ns}" if ns else "outside the cluster")
+        out.extend(_table(rows))
+        out.append("")
+    calls = sum(e["calls"] for e in graph["edges"])
+    exact = "" if graph["exact"] else " (from the map view; --exact recounts from calls)"
+    out.append(f"{len(graph['edges'])} edges, {calls} calls, {span}{exact}")
+    return "\n".join(out) + "\n"
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  "
+        + "  ".join(
+            c.rjust(w) if i in _RIGHT else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def _errors(errors: int, calls: int) -> str:
+    return f"{errors} ({100 * errors / calls:.0f}%)" if errors else "0"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return (
+        f"{value:.0f}ms" if value >= 100 else f"{value:.1f}ms" if value >= 1 else f"{value:.2f}ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m wiretide.map_cli [options]`, the same as `wiretide map [options]`."""
+    parser = argparse.ArgumentParser(prog="wiretide")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["map", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run_map(args)
+    except WiretideError as exc:
+        print(f"wiretide: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
