@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     _live_options(tap)
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
     tap.add_argument(
+        "--rules", metavar="FILE", help="YAML traffic validation rules (see: wiretide rules check)"
+    )
+    tap.add_argument(
         "--workers",
         type=_positive,
         default=1,

@@ -51,6 +51,19 @@ def _policy(path: str | None):  # noqa: ANN202 - returns RedactionPolicy
         raise WiretideError(f"redaction file {path}: {exc}") from None
 
 
+def _check_rules(path: str | None) -> None:
+    """Read the validation rules now: a bad file fails in one line before anything starts."""
+    if not path:
+        return
+    from streams.rules import RulesError, load_rules
+
+    try:
+        load_rules(path)
+    except RulesError as ex:
+        more = f"; see all with: wiretide rules check {path}" if len(ex.problems) > 1 else ""
+        raise WiretideError(f"rules file {ex}{more}") from None
+
+
 def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervisor]:
     """Broker, topics, stream workers and the sink, ready for segments."""
     from wiretide.broker import resolve_bootstrap
@@ -62,6 +75,8 @@ def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervis
     extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
     if args.redaction:
         os.environ["WIRETIDE_REDACTION"] = os.path.abspath(args.redaction)
+    if getattr(args, "rules", None):  # the workers validate, the hub shows them
+        os.environ["WIRETIDE_RULES"] = os.path.abspath(args.rules)
     (data / "sink-status.json").unlink(missing_ok=True)
     workers = {f"worker-{i + 1}": [] for i in range(args.workers)}
     return bootstrap, Supervisor(bootstrap, data, {"sink": extra, **workers})
@@ -131,6 +146,7 @@ def _tap_pcap(args: argparse.Namespace) -> int:
     from wiretide.progress import Progress
 
     _policy(args.redaction)  # fail now on a bad file, not inside a worker
+    _check_rules(args.rules or config.rules_file())
     data = config.data_dir(args.data)
     data.mkdir(parents=True, exist_ok=True)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
@@ -307,6 +323,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     from wiretide.progress import Progress
 
     _policy(getattr(args, "redaction", None))
+    _check_rules(getattr(args, "rules", None) or config.rules_file())
     data = config.data_dir(args.data)
     data.mkdir(parents=True, exist_ok=True)
     node = os.environ.get("WIRETIDE_NODE") or os.uname().nodename
