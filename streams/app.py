@@ -21,8 +21,9 @@ from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
 from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
+from streams.rules import load_rules
 from wiretide import config, health
-from wiretide.serde import decode_segment_batch, encode_call_batch
+from wiretide.serde import decode_segment_batch, encode_call_batch, encode_violation
 
 BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
 _redaction_file = os.environ.get("WIRETIDE_REDACTION")
@@ -30,6 +31,10 @@ POLICY = (
     RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
 )
 REGISTRY = default_registry()
+# Validation rules (WIRETIDE_RULES, a YAML file): a bad file stops the worker at start
+# with a one-line RulesError (`wiretide tap --rules` checks it before anything starts).
+_rules_file = config.rules_file()
+RULES = load_rules(_rules_file) if _rules_file else ()
 
 
 def _credentials() -> faust.types.auth.CredentialsT | None:
@@ -84,6 +89,12 @@ segments_topic = app.topic(
 calls_topic = app.topic(
     config.CALLS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions()
 )
+violations_topic = app.topic(
+    config.VIOLATIONS_TOPIC,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=config.partitions(),
+)
 dlq_topic = app.topic(
     config.SEGMENTS_TOPIC + config.DLQ_SUFFIX,
     key_serializer="raw",
@@ -116,19 +127,23 @@ def _state(tp: TP, generation: int, offset: int) -> PartitionState:
                 "partition %s resumed at %d after %d: flows restart", tp, offset, state.last_offset
             )
         state = partitions[tp] = PartitionState(
-            generation, Pipeline(REGISTRY, POLICY, directory=DIRECTORY)
+            generation, Pipeline(REGISTRY, POLICY, directory=DIRECTORY, rules=RULES)
         )
     state.generation = generation
     return state
 
 
 async def _publish(result: Processed) -> None:
-    """One message per flow: calls of a flow stay in order on one partition."""
+    """One message per flow: calls of a flow stay in order on one partition. Then one
+    message per failed verdict, keyed by rule name (sent before the segments are acked,
+    so a crash replays them rather than losing them)."""
     by_flow: dict[str, list] = {}
     for call in result.calls:
         by_flow.setdefault(call.flow_id, []).append(call)
     for flow, calls in by_flow.items():
         await calls_topic.send(key=flow.encode(), value=encode_call_batch(flow, calls))
+    for found in result.violations:
+        await violations_topic.send(key=found.rule.encode(), value=encode_violation(found))
 
 
 def _ack_released(state: PartitionState, released: list[int]) -> None:

@@ -1,4 +1,5 @@
-"""reassemble → dissect → redact for the flows of one partition, with commit bookkeeping.
+"""reassemble → dissect → redact → enrich → validate for the flows of one partition, with
+commit bookkeeping.
 
 Sans-IO. Input arrives as numbered tokens (one per topic message). A token is *released*
 once every flow it touched is quiescent: no out-of-order bytes buffered, no partial
@@ -9,8 +10,8 @@ deterministic ids, so the idempotent sink stores each once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector
 from streams.dissect.opaque import OpaqueDissector
@@ -25,7 +26,8 @@ from streams.reassembly.events import (
 from streams.reassembly.tcp import TcpReassembler
 from streams.reassembly.udp import UdpTracker
 from streams.redact import RedactionPolicy, redact
-from wiretide.records import ApiCall, Segment, segment_flow_id
+from streams.rules import Rule, judge, violation
+from wiretide.records import ApiCall, Segment, Violation, segment_flow_id
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class Processed:
     calls: list[ApiCall] = field(default_factory=list)
     failures: list[DissectFailed] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)  # one per failed verdict
 
 
 _UNSEEN = object()  # a flow whose protocol is not decided yet
@@ -46,9 +49,11 @@ class Pipeline:
         policy: RedactionPolicy,
         reassembler: TcpReassembler | None = None,
         directory: Directory | None = None,
+        rules: Sequence[Rule] = (),
     ) -> None:
         self.registry = registry
         self.directory = directory
+        self.rules = tuple(rules)
         self.policy = policy
         self.reassembler = reassembler or TcpReassembler()
         self.udp = UdpTracker()
@@ -157,6 +162,11 @@ class Pipeline:
                 call = redact(ev, self.policy)
                 if self.directory:
                     call = enrich(call, self.directory)
+                if self.rules:  # last: the service regex needs enrich's names
+                    verdicts = judge(call, self.rules)
+                    if verdicts:
+                        call = replace(call, verdicts=tuple((v.rule, v.text) for v in verdicts))
+                        out.violations.extend(violation(call, v) for v in verdicts if not v.passed)
                 out.calls.append(call)
             else:
                 out.failures.append(ev)

@@ -10,6 +10,7 @@ PREFIX = os.environ.get("WIRETIDE_PREFIX", "")
 SEGMENTS_TOPIC = PREFIX + "wiretide.segments"
 CALLS_TOPIC = PREFIX + "wiretide.calls"
 ENDPOINTS_TOPIC = PREFIX + "wiretide.endpoints"  # compacted: IP -> Endpoint
+VIOLATIONS_TOPIC = PREFIX + "wiretide.violations"  # keyed by rule name: Violation
 EOF_HEADER = "wiretide-eof"  # marks the end of a replayed capture on a segments partition
 DLQ_SUFFIX = ".dlq"
 STREAMS_GROUP = PREFIX + "wiretide-streams"
@@ -65,3 +66,8 @@ def retention_days() -> int:
             f"WIRETIDE_RETENTION_DAYS must be a whole number of days (0: forever), not {raw!r}"
         )
     return int(raw)
+
+
+def rules_file() -> str | None:
+    """The validation rules file the workers and the hub use: WIRETIDE_RULES, else none."""
+    return os.environ.get("WIRETIDE_RULES") or None

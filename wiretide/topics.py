@@ -23,6 +23,7 @@ def ensure_topics(bootstrap: str, partitions: int | None = None) -> None:
         ),
         NewTopic(config.CALLS_TOPIC, partitions, 1, config={"max.message.bytes": "16777216"}),
         NewTopic(config.ENDPOINTS_TOPIC, 1, 1, config={"cleanup.policy": "compact"}),
+        NewTopic(config.VIOLATIONS_TOPIC, partitions, 1),
         NewTopic(config.SEGMENTS_TOPIC + config.DLQ_SUFFIX, 1, 1),
         NewTopic(config.CALLS_TOPIC + config.DLQ_SUFFIX, 1, 1),
     ]

@@ -41,9 +41,7 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as ex:
         reason = ex.strerror if isinstance(ex, OSError) and ex.strerror else str(ex)
-        raise RulesError(
-            [Problem(str(path), 1, 1, f"cannot read the rules file: {reason}")]
-        ) from None
+        raise RulesError([Problem(str(path), 1, 1, f"cannot read it: {reason}")]) from None
     return parse_rules(text, str(path))
 
 

@@ -188,7 +188,7 @@ def test_load_rules_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(REFERENCE_EXAMPLE)
     assert len(load_rules(path)) == 3
-    with pytest.raises(RulesError, match=r"nope.yaml:1:1: cannot read the rules file: No such"):
+    with pytest.raises(RulesError, match=r"nope.yaml:1:1: cannot read it: No such"):
         load_rules(tmp_path / "nope.yaml")
 
 

@@ -1,0 +1,63 @@
+"""`wiretide rules check FILE`: read a traffic validation rules file and say what is wrong.
+
+Prints "ok: N rules" (and the rules) and exits 0, or prints every problem as one
+`file:line:column: what` line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from streams.rules import Rule, RulesError, load_rules
+
+EXIT_USAGE = 2
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    rules = sub.add_parser("rules", help="check a traffic validation rules file")
+    actions = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="validate a rules file; every problem with its line and column",
+        description="Read a rules file (YAML: rules with name, type latency|json|header, "
+        "path, service, latency, key, value) the way `wiretide tap --rules` does.",
+    )
+    check.add_argument("file", metavar="FILE")
+
+
+def describe(rule: Rule) -> str:
+    d = rule.describe()
+    if rule.kind == "latency":
+        what = f"latency <= {d['latency_ms']:g}ms"
+    else:
+        value = f" ~ /{d['value']}/" if d["value"] else " present"
+        what = f"{rule.kind} {d['key']}{value}"
+    scope = " ".join(f'{k} "{d[k]}"' for k in ("path", "service", "method") if d[k])
+    return f"  {rule.name}: {what}" + (f" where {scope}" if scope else " on every call")
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(args.file)
+    except RulesError as ex:
+        for problem in ex.problems:
+            print(f"wiretide: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"ok: {len(rules)} rule{'' if len(rules) == 1 else 's'}")
+    for rule in rules:
+        print(describe(rule))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m wiretide.rules_cli check FILE`, the same as `wiretide rules check FILE`."""
+    parser = argparse.ArgumentParser(prog="wiretide")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser(sub)
+    return run_rules(parser.parse_args(["rules", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
