@@ -46,6 +46,10 @@ def _port(text: str) -> int:
     return value
 
 
+def _port_or_zero(text: str) -> int:
+    return 0 if text == "0" else _port(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -141,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream worker processes (default 1)",
     )
     tap.add_argument("--quiet", action="store_true", help="no progress display")
+    ui = tap.add_argument_group("web UI")
+    ui.add_argument(
+        "--ui-port",
+        type=_port_or_zero,
+        default=8899,
+        metavar="N",
+        help="serve the UI on 127.0.0.1:N while tapping (default 8899; 0 picks a free one)",
+    )
+    ui.add_argument("--no-ui", action="store_true", help="do not serve the UI")
+    ui.add_argument(
+        "--keep-ui", action="store_true", help="keep serving the UI after the tap, until Ctrl-C"
+    )
     _common(tap)
 
     query = sub.add_parser("query", help="print stored calls, newest last")
@@ -188,7 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a stream worker (Faust) in the foreground")
     _common(worker, store=False)
     sink = sub.add_parser("sink", help="run a ClickHouse writer in the foreground")
+    sink.add_argument(
+        "--serve",
+        metavar="HOST:PORT",
+        help="also serve the hub API/UI from this process, on the same open store",
+    )
     _common(sink)
+
+    export = sub.add_parser(
+        "export",
+        help="write the packets behind stored calls to a capture file",
+        description="Find the calls a KFL filter takes and write their packets (read back "
+        "from Kafka, which keeps them about an hour) to a pcap file, or pcapng for a "
+        ".pcapng name.",
+    )
+    export.add_argument(
+        "--pcap", required=True, metavar="OUT", help="the capture file to write (- for stdout)"
+    )
+    export.add_argument(
+        "filter", nargs="?", default="", metavar="KFL", help="a KFL filter (default: every call)"
+    )
+    export.add_argument("--since", metavar="TIME", help="calls from then on: 5m, 2h or an ISO time")
+    export.add_argument("--until", metavar="TIME", help="calls up to then: 5m, 2h or an ISO time")
+    _common(export)
 
     from wiretide.deploy import add_parsers as add_deploy_parsers
     from wiretide.hub.cli import add_parser as add_hub_parser

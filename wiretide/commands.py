@@ -67,12 +67,14 @@ def _check_rules(path: str | None) -> None:
 def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervisor]:
     """Broker, topics, stream workers and the sink, ready for segments."""
     from wiretide.broker import resolve_bootstrap
-    from wiretide.local import Supervisor
+    from wiretide.local import Supervisor, ui_listen
     from wiretide.topics import ensure_topics
 
     bootstrap = resolve_bootstrap(args.kafka, data)
     ensure_topics(bootstrap)
     extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
+    listen = ui_listen(data, getattr(args, "ui_port", None), getattr(args, "no_ui", True))
+    extra += ["--serve", listen] if listen else []
     if args.redaction:
         os.environ["WIRETIDE_REDACTION"] = os.path.abspath(args.redaction)
     if getattr(args, "rules", None):  # the workers validate, the hub shows them
@@ -155,6 +157,7 @@ def _tap_pcap(args: argparse.Namespace) -> int:
     progress = Progress(False if args.quiet else None)
     started = time.monotonic()
     try:
+        ui_port = _announce_ui(args, supervisor)
         publisher = SegmentPublisher(bootstrap)
         _publish_capture(args.pcap, first, segments, stats, publisher, progress)
         _store_all(publisher, bootstrap, supervisor, progress, data)
@@ -165,6 +168,7 @@ def _tap_pcap(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
     print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
     _report_stored(supervisor, data, elapsed)
+    _keep_ui(args, data, bootstrap, ui_port)
     return 0
 
 
@@ -306,6 +310,21 @@ def run_agent(args: argparse.Namespace) -> int:
     return _tap_live(args, store=False)
 
 
+def _announce_ui(args: argparse.Namespace, supervisor: Supervisor) -> int | None:
+    from wiretide.local import announce_ui
+
+    if "--serve" not in supervisor.roles["sink"]:
+        return None
+    return announce_ui(supervisor, args.quiet)
+
+
+def _keep_ui(args: argparse.Namespace, data: Path, bootstrap: str, port: int | None) -> None:
+    from wiretide.local import keep_serving_ui
+
+    if args.keep_ui and port is not None:
+        keep_serving_ui(config.store_dsn(data, args.clickhouse), data, bootstrap, port)
+
+
 def run_health(args: argparse.Namespace) -> int:
     from wiretide import health
 
@@ -341,10 +360,11 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     where = sources[0].where  # type: ignore[attr-defined]
     stop = _StopOnSignal()
     progress = Progress(False if not store or args.quiet else None)
-    supervisor = targets = None
+    supervisor = targets = ui_port = None
     try:
         if store:
             bootstrap, supervisor = _start_pipeline(args, data)
+            ui_port = _announce_ui(args, supervisor)
         else:
             from wiretide.broker import resolve_bootstrap
             from wiretide.topics import ensure_topics
@@ -407,12 +427,14 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     )
     if supervisor is not None:
         _report_stored(supervisor, data, elapsed)
+        _keep_ui(args, data, bootstrap, ui_port)
     return 0
 
 
 def run_query(args: argparse.Namespace) -> int:
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.reader import read_calls
+    from wiretide.hub.client import find_owner
     from wiretide.kfl import parse, to_sql
 
     if args.limit is not None and args.limit < 0:
@@ -420,9 +442,15 @@ def run_query(args: argparse.Namespace) -> int:
     query = parse(args.filter)  # before opening the store: a typo costs nothing
     where, params = to_sql(query)
     limit = args.limit if args.limit is not None else query.limit
-    store = open_store(config.store_dsn(config.data_dir(args.data), args.clickhouse), ttl_days=None)
-    calls = read_calls(store, limit=limit, where_sql=where, params=params)
+    data = config.data_dir(args.data)
     out = sys.stdout
+    hub = find_owner(data, args.clickhouse)
+    if hub is not None:  # a tap owns the store: ask it
+        for line in hub.lines("/api/export.jsonl", {"q": args.filter, "limit": limit}):
+            out.write((line if args.json else _one_line(json.loads(line))) + "\n")
+        return 0
+    store = open_store(config.store_dsn(data, args.clickhouse), ttl_days=None)
+    calls = read_calls(store, limit=limit, where_sql=where, params=params)
     for call in calls:
         if args.json:
             out.write(json.dumps(call, ensure_ascii=False) + "\n")
@@ -492,13 +520,17 @@ def run_sink(args: argparse.Namespace) -> int:
     _tune_gc()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
-    sink = CallSink(
-        bootstrap,
-        CallWriter(store),
-        status_file=status_file,
-        extra_status={"stored_before": before},
-    )
-    sink.run(lambda: bool(stopping))
+    writer, hub = CallWriter(store), None
+    if args.serve:
+        writer, hub = _serve_beside_sink(args.serve, store, writer, data, bootstrap)
+    try:
+        sink = CallSink(
+            bootstrap, writer, status_file=status_file, extra_status={"stored_before": before}
+        )
+        sink.run(lambda: bool(stopping))
+    finally:
+        if hub is not None:
+            hub.stop(data)
     status = {
         "written": sink.written,
         "dead_letters": sink.dead_letters,
@@ -507,6 +539,30 @@ def run_sink(args: argparse.Namespace) -> int:
     }
     status_file.write_text(json.dumps(status))
     return 0
+
+
+def _serve_beside_sink(listen: str, store, writer, data: Path, bootstrap: str):  # noqa: ANN001, ANN202
+    """The hub in this process on the sink's open store (chDB has one owner): inserts and
+    the hub's reads take turns on one lock. (writer, ServedHub); a hub that cannot start
+    is one line in the log, and the sink goes on."""
+    from wiretide.hub.store import HubStore
+    from wiretide.local import ServedHub, SharedStoreWriter
+
+    shared = HubStore(store)
+    os.environ.setdefault("WIRETIDE_KAFKA", bootstrap)  # where the export route reads
+    try:
+        hub = ServedHub.start(shared, listen, data, lambda: bootstrap)
+    except WiretideError as ex:
+        print(f"wiretide sink: not serving the hub: {ex}", file=sys.stderr, flush=True)
+        return writer, None
+    print(f"wiretide sink: hub listening on {hub.url}", flush=True)
+    return SharedStoreWriter(writer, shared._lock), hub  # noqa: SLF001
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from wiretide.export import run_export as run
+
+    return run(args)
 
 
 def run_deploy(args: argparse.Namespace) -> int:

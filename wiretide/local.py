@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +155,177 @@ def wait_until_stored(
                     f"({last_lag} messages left); see {supervisor.data / 'logs'}"
                 )
             time.sleep(0.3)
+
+
+class SharedStoreWriter:
+    """A CallWriter taking turns with the hub's reads on one open embedded store (chDB
+    is not thread-safe): each insert holds the same lock as the hub's queries."""
+
+    def __init__(self, writer: object, lock: threading.Lock) -> None:
+        self._writer, self._lock = writer, lock
+
+    def write(self, calls: list) -> None:
+        with self._lock:
+            self._writer.write(calls)
+
+
+class ServedHub:
+    """The hub API served from a thread of this process over an open store, advertised
+    in `<data>/hub.json` while it runs (see wiretide.hub.client)."""
+
+    def __init__(self, server: object, thread: threading.Thread, sock: object, url: str) -> None:
+        self._server, self._thread, self._sock, self.url = server, thread, sock, url
+
+    @classmethod
+    def start(
+        cls,
+        store: object,
+        listen: str,
+        data: Path,
+        bootstrap: Callable[[], str],
+        ready_timeout: float = 60.0,
+    ) -> ServedHub:
+        """Serve `store` (a HubStore) on `listen` (HOST:PORT, port 0 picks one); returns
+        once it answers. A busy port or bad address raises WiretideError (one line)."""
+        import uvicorn
+
+        from wiretide.hub.app import create_app
+        from wiretide.hub.auth import Access
+        from wiretide.hub.cli import bind, parse_listen
+        from wiretide.hub.client import advertise
+        from wiretide.hub.live import LiveTail
+
+        host, port = parse_listen(listen)
+        access, _ = Access.for_listen(host)
+        sock = bind(host, port)
+        app = create_app(store, access, LiveTail(bootstrap))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio"
+            )
+        )
+        # uvicorn leaves signals alone outside the main thread: the caller's handlers stay.
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="wiretide-hub", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + ready_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                sock.close()
+                raise WiretideError(f"the hub did not start on {listen}")
+            time.sleep(0.02)
+        bound_port = sock.getsockname()[1]
+        # A wildcard address is reached on loopback from this machine.
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        shown = f"[{local}]" if ":" in local else local
+        url = f"http://{shown}:{bound_port}"
+        advertise(data, url, access.token)
+        return cls(server, thread, sock, url)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, data: Path, timeout: float = 30.0) -> None:
+        """Withdraw the advert first (new callers open the store once we are gone)."""
+        from wiretide.hub.client import withdraw
+
+        withdraw(data)
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()
+
+
+# ----------------------------------------------------------------- tap's web UI
+
+
+def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
+    """The sink's --serve address for tap's UI; None with --no-ui or when the port is
+    taken (said in one warning line: the tap goes on without the UI)."""
+    import socket
+
+    from wiretide.hub.client import clear_stale
+
+    clear_stale(data)
+    if no_ui or port is None:
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+        except OSError as ex:
+            print(
+                f"wiretide: warning: UI port {port} is busy ({(ex.strerror or str(ex)).lower()});"
+                " going on without the UI (pick another with --ui-port N)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+    return f"127.0.0.1:{port}"
+
+
+def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> int | None:
+    """Wait for the sink to serve the UI; say where and open a browser (when there is a
+    display and not --quiet). The port, or None if it did not come up (a warning)."""
+    from wiretide.hub.client import find_hub
+
+    sink = supervisor.procs["sink"]
+    deadline = time.monotonic() + timeout
+    hub = None
+    while time.monotonic() < deadline:
+        supervisor.check()
+        hub = find_hub(supervisor.data)
+        if hub is not None and hub.pid == supervisor.procs["sink"].pid:
+            break
+        if sink is not supervisor.procs["sink"] or sink.poll() is not None:
+            break  # restarted: it will serve again, but do not hold the tap up
+        hub = None
+        time.sleep(0.1)
+    if hub is None:
+        print(
+            "wiretide: warning: the UI did not come up; going on without it "
+            f"(see {supervisor.data / 'logs' / 'sink.log'})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    port = int(hub.url.rsplit(":", 1)[1])
+    url = f"http://localhost:{port}"
+    print(f"UI: {url}", file=sys.stderr, flush=True)
+    if not quiet and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        import webbrowser
+
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: S110 - no browser is fine: the URL is printed
+            pass
+    return port
+
+
+def keep_serving_ui(store_dsn: str, data: Path, bootstrap: str, port: int) -> None:
+    """After the tap: this process opens the store and serves the UI on the same port
+    until Ctrl-C or SIGTERM."""
+    from sinks.clickhouse.connect import open_store
+    from wiretide.hub.store import HubStore
+
+    stopping = threading.Event()
+    before = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    store = HubStore(open_store(store_dsn, ttl_days=None))
+    try:
+        os.environ.setdefault("WIRETIDE_KAFKA", bootstrap)  # where the export route reads
+        hub = ServedHub.start(store, f"127.0.0.1:{port}", data, lambda: bootstrap)
+        print(f"UI: http://localhost:{hub.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        try:
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            hub.stop(data)
+    finally:
+        store.close()
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
