@@ -112,13 +112,14 @@ def _flags(calls: Sequence[ApiCall]) -> pa.Array:
 
 
 def _verdicts(calls: Sequence[ApiCall]) -> pa.Array:
-    """Rule name → verdict; names are unique per call (the rules file guarantees it)."""
+    """Lower-cased rule name → verdict (KFL folds map keys, as for header names); unique
+    per call, as the rules file wants names unique regardless of case."""
     offsets = [0]
     keys: list[str] = []
     values: list[str] = []
     for call in calls:
         for rule, verdict in call.verdicts:
-            keys.append(rule)
+            keys.append(rule.lower())
             values.append(verdict)
         offsets.append(len(keys))
     return pa.MapArray.from_arrays(

@@ -11,7 +11,8 @@ look the same:
                  "body_encoding", "body_size"},
      "response": {"status", "reason", "version", "headers", "body",
                   "body_encoding", "body_size"} | None,
-     "verdicts": {rule name: "pass" | "fail: ..."}, "verdict": "pass" | "fail" | None}
+     "verdicts": {rule name (lower-case): "pass" | "fail: ..."},
+     "verdict": "pass" | "fail" | None}
 
 * `timestamp`: RFC 3339 UTC with microseconds, e.g. "2026-05-01T12:00:00.123456Z";
   `timestamp_ns` keeps full precision.
@@ -21,7 +22,8 @@ look the same:
   joined with ", " in order (as HTTP allows for all but Set-Cookie, where it is lossy).
 * Kubernetes identity: `name` is the pod, else the service; any of them is None
   when unknown (a plain IP outside the cluster, or a capture without Kubernetes).
-* `verdicts`: what each validation rule that applied said (streams/rules); `verdict` is
+* `verdicts`: what each validation rule that applied said (streams/rules), by rule name
+  lower-cased (KFL folds map keys as for header names); `verdict` is
   "fail" when any failed, "pass" when all passed, None when no rule applied.
 * bodies: `body` is text when the bytes are UTF-8 (`body_encoding` "utf-8"); a body
   cut mid-character by the capture cap still counts as text, the broken tail becomes
@@ -138,6 +140,6 @@ def call_view(call: ApiCall) -> dict[str, Any]:
             "body_size": call.request_body_size,
         },
         "response": response,
-        "verdicts": dict(call.verdicts),
+        "verdicts": {rule.lower(): verdict for rule, verdict in call.verdicts},
         "verdict": verdict_summary(call.verdicts),
     }

@@ -93,15 +93,16 @@ class _Reader:
         seen: dict[str, int] = {}
         for item in items.value:
             name, rule = self.rule(item)
-            if name in seen:
+            folded = name.lower()  # stored verdicts are keyed by the lower-cased name
+            if folded in seen:
                 self.fault(
                     item,
-                    f"rule name {name!r} is used twice (first on line {seen[name]}):"
-                    " names key the verdicts, so each must be unique",
+                    f"rule name {name!r} is used twice (first on line {seen[folded]}):"
+                    " names key the verdicts, so each must be unique (ignoring case)",
                 )
                 continue
             if name:
-                seen[name] = item.start_mark.line + 1
+                seen[folded] = item.start_mark.line + 1
             if rule is not None:
                 rules.append(rule)
         return tuple(rules)
