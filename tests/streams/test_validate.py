@@ -395,3 +395,42 @@ def test_a_call_passes_iff_every_applicable_rule_passes(docs: list[dict], c: Api
     assert (summary(verdicts) == "pass") == (bool(applicable) and all(passes_alone))
     assert (summary(verdicts) == "fail") == (not all(passes_alone))
     assert (summary(verdicts) is None) == (not applicable)
+
+
+# ------------------------------------------------------------------ the pipeline stage
+
+
+def test_pipeline_judges_calls_after_enrich_and_returns_violations() -> None:
+    from producers.pcap import read_segments
+    from streams.dissect.registry import default_registry
+    from streams.enrich import Directory
+    from streams.pipeline import Pipeline
+    from streams.redact import RedactionPolicy
+    from tests.conftest import GOLDEN
+    from wiretide.records import Endpoint
+
+    directory = Directory()
+    segments = list(read_segments(GOLDEN / "e2e" / "http_basic.pcap"))
+    server = segments[0].dst_ip
+    directory.update(Endpoint(ip=server, kind="pod", name="catalogue-0", namespace="shop"))
+    rules = parse_rules(
+        "rules:\n- {name: Slow, type: latency, latency: 2, service: '^catalogue'}\n"
+        "- {name: elsewhere, type: latency, latency: 2, service: '^orders'}\n"
+    )
+    pipeline = Pipeline(
+        default_registry(), RedactionPolicy.default(), directory=directory, rules=rules
+    )
+    out = pipeline.process(0, segments)
+    end = pipeline.finish()
+    calls, found = out.calls + end.calls, out.violations + end.violations
+    assert len(calls) == 17 and all(c.dst_pod == "catalogue-0" for c in calls)
+    slow = {c.call_id for c in calls if c.elapsed_ns > 2 * MS}
+    assert 0 < len(slow) < len(calls)
+    assert {c.call_id for c in calls if summary(c.verdicts) == "fail"} == slow
+    assert all([name for name, _ in c.verdicts] == ["Slow"] for c in calls)
+    assert sorted(v.call_id for v in found) == sorted(slow)
+    assert {(v.rule, v.dst_name, v.dst_namespace) for v in found} == {
+        ("Slow", "catalogue-0", "shop")
+    }
+    plain = Pipeline(default_registry(), RedactionPolicy.default())
+    assert all(c.verdicts == () for c in plain.process(0, segments).calls)
