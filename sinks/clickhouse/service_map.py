@@ -13,8 +13,13 @@ Two sources, one definition (ddl.EDGE_SELECT):
   and minute, so the map of a day costs about as much as the map of a minute. It counts
   inserts: a batch a writer replays after a crash is counted twice (see ddl.py).
 * `calls FINAL` (`exact=True`, and always with a KFL filter, which can name any call
-  field): each call once, at the price of reading every call of the window. bench/bench_map.py
-  measures both.
+  field): each call once, at the price of reading every call of the window.
+
+The view is the default because the map is looked at often and over long windows, and
+its only inexactness is the rare replayed batch. bench/bench_map.py, 1M calls over an
+hour, 80 edges, 2 cores: the hour's map takes 44 ms from the view, 387 ms from
+`calls FINAL`; one minute 14 ms and 22 ms. The view costs the writer about 5 us per call
+(45k calls/s against 59k without it) and holds 4,800 rows (0.5 MiB) for the hour.
 
 Errors and latency follow ddl.ERROR_SQL and ddl.ANSWERED_SQL (what `status` means per
 protocol, which calls expect no answer); quantiles are ClickHouse's `quantiles`
