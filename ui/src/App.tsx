@@ -20,6 +20,7 @@ export function App() {
   const [plainError, setPlainError] = useState<string | null>(null);
   const [selected, setSelected] = useState<Call | null>(null);
   const [applying, setApplying] = useState(false);
+  const [appliedText, setAppliedText] = useState("");
   const generation = useRef(0);
   const current = useRef<Feed | null>(null);
   const timer = useRef<number | undefined>(undefined);
@@ -39,6 +40,7 @@ export function App() {
           current.current = next;
           next.onChange = () => setVersion((v) => v + 1);
           setFeed(next);
+          setAppliedText(user);
           setKflError(null);
           setPlainError(null);
           setApplying(false);
@@ -90,15 +92,15 @@ export function App() {
         <TimeRangePicker range={range} onChange={setRange} />
         {feed && <Status feed={feed} applying={applying} />}
       </header>
+      <KflBar
+        text={text}
+        error={kflError}
+        plainError={plainError}
+        onInput={setText}
+        onApply={() => apply(text, range, true)}
+      />
       {tab === "traffic" ? (
         <>
-          <KflBar
-            text={text}
-            error={kflError}
-            plainError={plainError}
-            onInput={setText}
-            onApply={() => apply(text, range, true)}
-          />
           <main class={`split${selected ? " with-detail" : ""}`}>
             {feed ? (
               <TrafficList feed={feed} version={version} selected={selected?.id ?? null} onSelect={setSelected} />
@@ -109,7 +111,7 @@ export function App() {
           </main>
         </>
       ) : (
-        <ServiceMap bounds={bounds} />
+        <ServiceMap bounds={bounds} filter={appliedText} />
       )}
     </div>
   );

@@ -82,33 +82,54 @@ function layout(nodes: MapNode[]) {
       const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
       where.set(n.key, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
     });
-    halos.push({ namespace: ns, x: cx, y: cy, r: r + 45 });
+    halos.push({ namespace: ns, x: cx, y: cy, r: names.length > 1 ? r + 45 : Math.max(r + 60, 200) });
   });
   return { where, halos };
 }
 
-export function ServiceMap({ bounds }: { bounds: Bounds }) {
+const ALL_TIME = "1970-01-01T00:00:00Z";
+
+/** Edges sharing a pair of nodes (either way) get their own bend, self-calls their own
+ * loop, so no edge hides another. */
+function fanOut(edges: MapEdge[]): Map<string, [number, number]> {
+  const pairOf = (e: MapEdge) => [e.source, e.target].sort().join("\u0000");
+  const count = new Map<string, number>();
+  for (const e of edges) count.set(pairOf(e), (count.get(pairOf(e)) ?? 0) + 1);
+  const seen = new Map<string, number>();
+  const slot = new Map<string, [number, number]>();
+  for (const e of edges) {
+    const n = seen.get(pairOf(e)) ?? 0;
+    seen.set(pairOf(e), n + 1);
+    slot.set(e.key, [n, count.get(pairOf(e))!]);
+  }
+  return slot;
+}
+
+export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string }) {
   const [graph, setGraph] = useState<Graph | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string | null>(null);
-  const since = bounds.since?.toISOString();
+  const since = bounds.since?.toISOString() ?? ALL_TIME;
   const until = bounds.until?.toISOString();
+  const q = filter.trim() ? filter : undefined;
 
   useEffect(() => {
     const abort = new AbortController();
     setError(null);
-    getJson<Raw>("map", { since, until }, abort.signal)
+    getJson<Raw>("map", { since, until, q }, abort.signal)
       .then((data) => setGraph(toGraph(data)))
       .catch((ex) => {
         if (abort.signal.aborted) return;
         const missing = ex instanceof ApiError && ex.status === 404;
         setError(missing ? "This hub has no service map (GET /api/map)." : String(ex.message ?? ex));
+        setPicked(null);
         setGraph(null);
       });
     return () => abort.abort();
-  }, [since, until]);
+  }, [since, until, q]);
 
   const placed = useMemo(() => (graph ? layout(graph.nodes) : null), [graph]);
+  const slots = useMemo(() => fanOut(graph?.edges ?? []), [graph]);
   if (error) return <div class="map-message error" data-testid="map-error">{error}</div>;
   if (!graph || !placed) return <div class="map-message">Loading the service map…</div>;
   if (graph.edges.length === 0)
@@ -118,20 +139,20 @@ export function ServiceMap({ bounds }: { bounds: Bounds }) {
     <div class="map">
       <svg viewBox={`0 0 ${W} ${H}`} data-testid="map-svg" role="img" aria-label="service map">
         <defs>
-          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" fill="context-stroke" />
           </marker>
         </defs>
         {placed.halos.map((h) => (
           <g class="ns">
             <circle cx={h.x} cy={h.y} r={h.r} />
-            <text x={h.x} y={h.y - h.r + 16} text-anchor="middle">
+            <text x={h.x} y={h.y - h.r - 8} text-anchor="middle">
               {h.namespace || "outside the cluster"}
             </text>
           </g>
         ))}
         {graph.edges.map((e) => (
-          <EdgePath edge={e} from={placed.where.get(e.source)!} to={placed.where.get(e.target)!} picked={e.key === picked} onPick={() => setPicked(e.key)} />
+          <EdgePath edge={e} slot={slots.get(e.key) ?? [0, 1]} from={placed.where.get(e.source)!} to={placed.where.get(e.target)!} picked={e.key === picked} onPick={() => setPicked(e.key)} />
         ))}
         {graph.nodes.map((n) => {
           const p = placed.where.get(n.key)!;
@@ -152,21 +173,27 @@ export function ServiceMap({ bounds }: { bounds: Bounds }) {
   );
 }
 
-type EdgeProps = { edge: MapEdge; from: { x: number; y: number }; to: { x: number; y: number }; picked: boolean; onPick: () => void };
+type EdgeProps = { edge: MapEdge; slot: [number, number]; from: { x: number; y: number }; to: { x: number; y: number }; picked: boolean; onPick: () => void };
 
-function EdgePath({ edge, from, to, picked, onPick }: EdgeProps) {
+function EdgePath({ edge, slot: [slot, of], from, to, picked, onPick }: EdgeProps) {
   let d: string;
   let label: { x: number; y: number };
   if (edge.source === edge.target) {
-    d = `M${from.x - 6},${from.y - 8} C${from.x - 40},${from.y - 60} ${from.x + 40},${from.y - 60} ${from.x + 6},${from.y - 8}`;
-    label = { x: from.x, y: from.y - 52 };
+    // loops spread evenly round the node, alternately long and short
+    const a = -Math.PI / 2 + (2 * Math.PI * slot) / of;
+    const spread = Math.min(0.45, Math.PI / of);
+    const reach = 90 + (slot % 2) * 45;
+    const at = (angle: number, r: number) => `${from.x + r * Math.cos(angle)},${from.y + r * Math.sin(angle)}`;
+    d = `M${at(a - spread, 10)} C${at(a - spread, reach)} ${at(a + spread, reach)} ${at(a + spread, 12)}`;
+    label = { x: from.x + (reach * 0.75 + 14) * Math.cos(a), y: from.y + (reach * 0.75 + 14) * Math.sin(a) + 4 };
   } else {
     // bend to one side, so A→B and B→A do not overlap; stop short of the node circle
     const dx = to.x - from.x;
     const dy = to.y - from.y;
     const len = Math.hypot(dx, dy) || 1;
-    const cx = (from.x + to.x) / 2 - (dy / len) * len * 0.12;
-    const cy = (from.y + to.y) / 2 + (dx / len) * len * 0.12;
+    const bend = len * (0.12 + 0.1 * slot);
+    const cx = (from.x + to.x) / 2 - (dy / len) * bend;
+    const cy = (from.y + to.y) / 2 + (dx / len) * bend;
     const ex = to.x - ((to.x - cx) / Math.hypot(to.x - cx, to.y - cy)) * 12;
     const ey = to.y - ((to.y - cy) / Math.hypot(to.x - cx, to.y - cy)) * 12;
     d = `M${from.x},${from.y} Q${cx},${cy} ${ex},${ey}`;
@@ -185,7 +212,7 @@ function EdgePath({ edge, from, to, picked, onPick }: EdgeProps) {
     >
       <path d={d} class="hit" />
       <path d={d} style={{ strokeWidth: width }} marker-end="url(#arrow)" />
-      <text x={label.x} y={label.y - 4} text-anchor="middle">
+      <text x={label.x} y={label.y} text-anchor="middle">
         {edge.protocol} · {edge.calls}
       </text>
     </g>

@@ -9,8 +9,11 @@ export type LiveState =
   | { kind: "live" }
   | { kind: "down"; why: string };
 
-const FIRST_PAGE = 200;
-const MORE_PAGE = 500;
+// Page sizes; ?page=N in the address sets both (1..1000), e.g. to see paging at work.
+const pageParam = Number(new URLSearchParams(location.search).get("page"));
+const PAGE = Number.isInteger(pageParam) && pageParam >= 1 ? Math.min(pageParam, 1000) : 0;
+const FIRST_PAGE = PAGE || 200;
+const MORE_PAGE = PAGE || 500;
 const FLUSH_MS = 100; // live calls reach the list in batches, at most this late
 const RETRY_MS = 5000;
 

@@ -1,0 +1,82 @@
+"""Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright
+over the hub serving the built UI, on a data dir that `wiretide tap --pcap` filled from
+golden captures. Every test leaves a screenshot in test-artifacts/ui/<test>.png."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
+from tests.hub.conftest import Hub, start_hub
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+UI_DIST = ROOT / "wiretide" / "hub" / "ui_dist" / "index.html"
+CAPTURES = [
+    GOLDEN / "e2e" / "http_basic.pcap",
+    GOLDEN / "protocols" / "websocket" / "basic.pcap",
+    GOLDEN / "protocols" / "redis" / "basic.pcap",
+    GOLDEN / "protocols" / "kafka" / "basic.pcap",
+]
+
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing: apt-get install chromium"
+    ),
+    pytest.mark.skipif(not UI_DIST.is_file(), reason="UI not built: cd ui && npm run build"),
+]
+
+
+@pytest.fixture(scope="session")
+def ui_env(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A data dir holding the calls of a few golden captures, stored by `wiretide tap`."""
+    env = pipeline_env(kafka, tmp_path_factory.mktemp("ui") / "data")
+    for pcap in CAPTURES:
+        run_wiretide(["tap", "--pcap", str(pcap), "--quiet"], env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ui_hub(ui_env: dict[str, str]) -> Iterator[Hub]:
+    running = start_hub(ui_env)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def api(ui_hub: Hub) -> Iterator[httpx.Client]:
+    with ui_hub.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # noqa: ANN001
+    """A fresh page in UTC; its screenshot is saved when the test ends, passed or not.
+    An uncaught script error on the page fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda ex: errors.append(str(ex)))
+    yield tab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    tab.screenshot(path=str(Path(ARTIFACTS, f"{name}.png")))
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
