@@ -581,3 +581,9 @@ def run_hub(args: argparse.Namespace) -> int:
     from wiretide.hub.cli import run_hub as run
 
     return run(args)
+
+
+def run_map(args: argparse.Namespace) -> int:
+    from wiretide.map_cli import run_map as run
+
+    return run(args)
