@@ -8,6 +8,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -16,7 +17,8 @@ from confluent_kafka import Producer
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.hub.conftest import Hub
+from tests.conftest import pipeline_env
+from tests.hub.conftest import Hub, start_hub
 from wiretide.records import ApiCall
 from wiretide.serde import encode_call_batch
 
@@ -274,6 +276,12 @@ def _live_call(path: str, status: int) -> ApiCall:
     )
 
 
+def _calls_topic(env: dict[str, str]) -> tuple[Producer, str]:
+    """A producer on the test broker (quiet once the broker is gone) and the calls topic."""
+    producer = Producer({"bootstrap.servers": env["WIRETIDE_KAFKA"], "log_level": 0})
+    return producer, env["WIRETIDE_PREFIX"] + "wiretide.calls"
+
+
 def test_live_call_appears_within_two_seconds(page: Page, ui_hub: Hub, ui_env) -> None:
     open_ui(page, ui_hub)
     type_filter(page, 'path.startsWith("/live-ui")')
@@ -281,8 +289,7 @@ def test_live_call_appears_within_two_seconds(page: Page, ui_hub: Hub, ui_env) -
     expect(page.get_by_test_id("live")).to_have_text("● live")  # the hub said "ready"
 
     skipped, wanted = _live_call("/elsewhere", 200), _live_call("/live-ui/orders", 200)
-    producer = Producer({"bootstrap.servers": ui_env["WIRETIDE_KAFKA"]})
-    topic = ui_env["WIRETIDE_PREFIX"] + "wiretide.calls"
+    producer, topic = _calls_topic(ui_env)
     value = encode_call_batch("flow", [skipped, wanted])
     producer.produce(topic, key=b"flow", value=value)
     assert producer.flush(30) == 0
@@ -297,3 +304,80 @@ def test_live_call_appears_within_two_seconds(page: Page, ui_hub: Hub, ui_env) -
     auth = page.get_by_test_id("request-headers").locator("tr", has_text="authorization")
     expect(auth).to_contain_text("[REDACTED]")
     expect(page.get_by_test_id("response-body")).to_have_text('{\n  "live": true,\n  "n": 1\n}')
+
+
+@pytest.fixture(scope="module")
+def token_hub(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A hub listening beyond loopback, which wants a token (over a data dir of its own:
+    one process owns a data dir)."""
+    env = dict(pipeline_env(kafka, tmp_path_factory.mktemp("token") / "data"))
+    running = start_hub(dict(env, WIRETIDE_HUB_TOKEN=TOKEN), listen="0.0.0.0:0")
+    yield running
+    running.stop()
+
+
+TOKEN = "ui-test-token"
+
+
+def test_token_from_the_address_reaches_api_and_live_tail(page: Page, token_hub: Hub) -> None:
+    page.goto(f"{token_hub.url}/")
+    expect(page.get_by_test_id("kfl-error")).to_contain_text("this hub needs a token")
+
+    page.goto(f"{token_hub.url}/?token={TOKEN}")
+    expect(page.get_by_test_id("count")).to_have_text("0 calls")  # Authorization: Bearer
+    expect(page.get_by_test_id("kfl-error")).to_have_count(0)
+    expect(page.get_by_test_id("live")).to_have_text("● live")  # bearer.<token> subprotocol
+
+
+def test_twenty_thousand_live_calls_stay_in_order_and_virtualized(
+    page: Page, ui_hub: Hub, ui_env
+) -> None:
+    """Tens of thousands of calls in view: all listed, newest first, and only the rows in
+    view are in the page however far one scrolls."""
+    batches, size = 20, 1000
+    open_ui(page, ui_hub)
+    type_filter(page, 'path.startsWith("/bulk/")')
+    expect(page.get_by_test_id("count")).to_have_text("0 calls")
+    expect(page.get_by_test_id("live")).to_have_text("● live")
+    producer, topic = _calls_topic(ui_env)
+    ids: list[str] = []
+    started = time.monotonic()
+    for b in range(batches):
+        calls = [_live_call(f"/bulk/{b}/{i}", 200) for i in range(size)]
+        ids += [c.call_id for c in calls]
+        producer.produce(topic, key=b"bulk", value=encode_call_batch("bulk", calls))
+        assert producer.flush(30) == 0
+        # the hub keeps up to 1000 calls per socket: publish the next when these are in
+        page.wait_for_function(
+            "n => +document.querySelector('[data-testid=count]').dataset.count >= n",
+            arg=len(ids),
+        )
+    took = time.monotonic() - started
+    print(f"{len(ids)} live calls listed in {took:.1f}s ({len(ids) / took:.0f} calls/s)")
+    expect(page.get_by_test_id("count")).to_have_text(f"{len(ids):,} calls")
+    newest_first = ids[::-1]
+    assert shown_ids(page)[:10] == newest_first[:10]
+
+    rows = page.get_by_test_id("rows")
+    for index in (7_777, 19_990):
+        rows.evaluate(f"el => {{ el.scrollTop = {index} * 26; }}")
+        expect(
+            page.locator(f'[data-testid="row"][data-id="{newest_first[index]}"]')
+        ).to_be_visible()
+        shown = shown_ids(page)
+        at = shown.index(newest_first[index])
+        assert shown == newest_first[index - at : index - at + len(shown)]
+        assert len(shown) < 100
+    frame_ms = rows.evaluate(
+        """async el => {
+            const t0 = performance.now();
+            for (let i = 0; i < 20; i++) {
+                el.scrollTop = Math.random() * el.scrollHeight;
+                el.dispatchEvent(new Event('scroll'));
+                await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+            }
+            return (performance.now() - t0) / 20;
+        }"""
+    )
+    print(f"random scroll jump over {len(ids)} calls: {frame_ms:.1f} ms to a drawn frame")
+    assert not page.get_by_text("live calls missed").is_visible()

@@ -52,6 +52,9 @@ export function App() {
             const place = placeError(user, composed, ex.body.error, ex.body.line, ex.body.column);
             setKflError(place);
             setPlainError(place ? null : ex.body.error);
+          } else if (ex instanceof ApiError && ex.status === 401) {
+            setKflError(null);
+            setPlainError(`${ex.message} — open this page as /?token=<the hub's token>`);
           } else {
             setKflError(null);
             setPlainError(ex instanceof Error ? ex.message : String(ex));
