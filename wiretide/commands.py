@@ -531,6 +531,10 @@ def run_sink(args: argparse.Namespace) -> int:
     finally:
         if hub is not None:
             hub.stop(data)
+        elif args.serve:
+            from wiretide.hub.client import withdraw
+
+            withdraw(data)  # the note saying why there is no hub
     status = {
         "written": sink.written,
         "dead_letters": sink.dead_letters,
@@ -554,6 +558,9 @@ def _serve_beside_sink(listen: str, store, writer, data: Path, bootstrap: str): 
         hub = ServedHub.start(shared, listen, data, lambda: bootstrap)
     except WiretideError as ex:
         print(f"wiretide sink: not serving the hub: {ex}", file=sys.stderr, flush=True)
+        from wiretide.hub.client import advertise
+
+        advertise(data, None, None, error=str(ex))  # the tap waiting for it learns why
         return writer, None
     print(f"wiretide sink: hub listening on {hub.url}", flush=True)
     return SharedStoreWriter(writer, shared._lock), hub  # noqa: SLF001

@@ -269,29 +269,25 @@ def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
 def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> int | None:
     """Wait for the sink to serve the UI; say where and open a browser (when there is a
     display and not --quiet). The port, or None if it did not come up (a warning)."""
-    from wiretide.hub.client import find_hub
+    from wiretide.hub.client import advert
 
     sink = supervisor.procs["sink"]
     deadline = time.monotonic() + timeout
-    hub = None
+    said: dict = {}
     while time.monotonic() < deadline:
         supervisor.check()
-        hub = find_hub(supervisor.data)
-        if hub is not None and hub.pid == supervisor.procs["sink"].pid:
-            break
-        if sink is not supervisor.procs["sink"] or sink.poll() is not None:
-            break  # restarted: it will serve again, but do not hold the tap up
-        hub = None
+        said = advert(supervisor.data)
+        restarted = sink is not supervisor.procs["sink"] or sink.poll() is not None
+        if said.get("pid") == sink.pid or restarted:
+            break  # it answered (served or why not), or it was restarted: don't hold the tap
         time.sleep(0.1)
-    if hub is None:
-        print(
-            "wiretide: warning: the UI did not come up; going on without it "
-            f"(see {supervisor.data / 'logs' / 'sink.log'})",
-            file=sys.stderr,
-            flush=True,
-        )
+    url = said.get("url") if said.get("pid") == sink.pid else None
+    if not isinstance(url, str):
+        why = said.get("error") if said.get("pid") == sink.pid else None
+        why = why or f"see {supervisor.data / 'logs' / 'sink.log'}"
+        print(f"wiretide: warning: no UI ({why}); going on without it", file=sys.stderr, flush=True)
         return None
-    port = int(hub.url.rsplit(":", 1)[1])
+    port = int(url.rsplit(":", 1)[1])
     url = f"http://localhost:{port}"
     print(f"UI: {url}", file=sys.stderr, flush=True)
     if not quiet and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):

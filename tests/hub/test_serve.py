@@ -26,7 +26,7 @@ from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
 from tests.conftest import ROOT, pipeline_env, run_wiretide
 from tests.hub.conftest import PCAP
-from wiretide.hub.client import find_hub
+from wiretide.hub.client import advert, find_hub
 from wiretide.local import read_status
 from wiretide.records import ApiCall
 from wiretide.serde import encode_call_batch
@@ -163,6 +163,11 @@ def test_a_busy_port_leaves_the_sink_storing(kafka: str, tmp_path: Path) -> None
             while read_status(Path(env["WIRETIDE_DATA"])).get("written", 0) < len(calls):
                 assert sink.poll() is None, sink_log(env)
                 time.sleep(0.2)
+            # A tap waiting for this sink's UI reads why there is none (and goes on).
+            note = advert(Path(env["WIRETIDE_DATA"]))
+            assert note["pid"] == sink.pid and "url" not in note
+            assert note["error"].startswith(f"cannot listen on 127.0.0.1:{port}: address already")
+            assert find_hub(Path(env["WIRETIDE_DATA"])) is None
         finally:
             assert stop(sink) == 0, sink_log(env)
     log = sink_log(env)

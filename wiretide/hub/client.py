@@ -43,11 +43,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def advertise(data: Path, url: str, token: str | None) -> Path:
-    """Write `<data>/hub.json` for this process (atomically, readable by its owner only)."""
+def advertise(data: Path, url: str | None, token: str | None, error: str | None = None) -> Path:
+    """Write `<data>/hub.json` for this process (atomically, readable by its owner only):
+    where its hub answers, or (`error`) why it serves none."""
     path = data / HUB_FILE
     tmp = path.with_name(f".{HUB_FILE}.{os.getpid()}")
-    body = json.dumps({"pid": os.getpid(), "url": url, "token": token})
+    info = {"pid": os.getpid(), "url": url, "token": token}
+    body = json.dumps(info if error is None else {"pid": os.getpid(), "error": error})
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(body)
@@ -68,6 +70,11 @@ def clear_stale(data: Path) -> None:
     pid = _read(path).get("pid")
     if isinstance(pid, int) and not _alive(pid):
         path.unlink(missing_ok=True)
+
+
+def advert(data: Path) -> dict[str, Any]:
+    """What `<data>/hub.json` says, as is ({} if nothing)."""
+    return _read(data / HUB_FILE)
 
 
 def _read(path: Path) -> dict[str, Any]:
