@@ -125,7 +125,8 @@ function Status({ feed, applying }: { feed: Feed; applying: boolean }) {
   return (
     <div class="status">
       <span data-testid="count" data-count={feed.size}>
-        {feed.size.toLocaleString()} calls{feed.more ? "+" : ""}
+        {feed.size.toLocaleString()} {feed.size === 1 ? "call" : "calls"}
+        {feed.more ? "+" : ""}
       </span>
       {(feed.loading || applying) && <span class="spinner">loading…</span>}
       {feed.pageError && <span class="error">{feed.pageError}</span>}

@@ -50,11 +50,11 @@ export function Detail({ call, onClose }: Props) {
         </dd>
         <dt>From</dt>
         <dd>
-          {endpoint(c.src)} <small>{c.src.ip}:{c.src.port}</small>
+          <Peer e={c.src} />
         </dd>
         <dt>To</dt>
         <dd>
-          {endpoint(c.dst)} <small>{c.dst.ip}:{c.dst.port}</small>
+          <Peer e={c.dst} />
         </dd>
         <dt>Request at</dt>
         <dd>{c.timestamp}</dd>
@@ -94,6 +94,15 @@ export function Detail({ call, onClose }: Props) {
         </section>
       )}
     </aside>
+  );
+}
+
+function Peer({ e }: { e: Call["src"] }) {
+  const address = e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+  return (
+    <>
+      {endpoint(e)} {e.name && <small>{address}</small>}
+    </>
   );
 }
 
