@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from producers.pcap import read_segments
 from producers.pcap_writer import TLS_COMMENT, PcapngWriter, PcapWriter, ip_packets
-from tests.conftest import GOLDEN, needs, pipeline_env, run_wiretide
+from tests.conftest import GOLDEN, ROOT, needs, pipeline_env, run_wiretide
 from wiretide.export import CallSpan, SegmentPicker, build_export, parse_time
 from wiretide.records import ACK, PSH, SYN, Segment
 
@@ -269,3 +270,15 @@ def test_times_ago_and_iso_times() -> None:
     assert parse_time("2026-05-01T14:00:00+02:00", "--since", now) == 1_777_636_800 * 10**9
     with pytest.raises(Exception, match="--until 'soon'"):
         parse_time("soon", "--until", now)
+
+
+def test_export_to_stdout_is_the_same_capture(tapped: dict, tmp_path: Path) -> None:
+    out = tmp_path / "file.pcap"
+    run_wiretide(["export", "--pcap", str(out), "http"], tapped)
+    piped = subprocess.run(
+        [sys.executable, "-m", "wiretide", "export", "--pcap", "-", "http"],
+        env=tapped, cwd=ROOT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == out.read_bytes()
+    assert b"exported " in piped.stderr and b"to stdout" in piped.stderr
