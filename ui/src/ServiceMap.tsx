@@ -63,6 +63,9 @@ export function toGraph(data: Raw): Graph {
 
 const W = 1000;
 const H = 640;
+const PAD = 40;
+
+type Box = { x: number; y: number; w: number; h: number };
 
 function layout(nodes: MapNode[]) {
   const groups = new Map<string, MapNode[]>();
@@ -70,21 +73,33 @@ function layout(nodes: MapNode[]) {
   const where = new Map<string, { x: number; y: number }>();
   const halos: { namespace: string; x: number; y: number; r: number }[] = [];
   const names = [...groups.keys()];
-  const outer = names.length > 1 ? Math.min(W, H) * 0.3 : 0;
+  const many = names.length > 1;
+  const ring = (n: number) => (n === 1 ? 0 : Math.min(many ? 140 : 260, 30 + n * 14));
+  const haloOf = (n: number) => (many ? ring(n) + 45 : Math.max(ring(n) + 60, 200));
+  // namespaces round a circle wide enough that neighbours' halos do not overlap
+  const widest = Math.max(...names.map((ns) => haloOf(groups.get(ns)!.length)));
+  const outer = many
+    ? Math.max(Math.min(W, H) * 0.3, (widest + 20) / Math.sin(Math.PI / names.length))
+    : 0;
   names.forEach((ns, gi) => {
     const members = groups.get(ns)!;
     const angle = (2 * Math.PI * gi) / names.length - Math.PI / 2;
     const cx = W / 2 + outer * Math.cos(angle);
     const cy = H / 2 + outer * Math.sin(angle);
-    const r =
-      members.length === 1 ? 0 : Math.min(names.length > 1 ? 120 : 260, 30 + members.length * 14);
+    const r = ring(members.length);
     members.forEach((n, i) => {
       const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
       where.set(n.key, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
     });
-    halos.push({ namespace: ns, x: cx, y: cy, r: names.length > 1 ? r + 45 : Math.max(r + 60, 200) });
+    halos.push({ namespace: ns, x: cx, y: cy, r: haloOf(members.length) });
   });
-  return { where, halos };
+  // the view fits every halo (and its label above it)
+  const x0 = Math.min(0, ...halos.map((h) => h.x - h.r - PAD));
+  const y0 = Math.min(0, ...halos.map((h) => h.y - h.r - PAD));
+  const x1 = Math.max(W, ...halos.map((h) => h.x + h.r + PAD));
+  const y1 = Math.max(H, ...halos.map((h) => h.y + h.r + PAD));
+  const view: Box = { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+  return { where, halos, view };
 }
 
 const ALL_TIME = "1970-01-01T00:00:00Z";
@@ -137,7 +152,7 @@ export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string 
   const edge = graph.edges.find((e) => e.key === picked) ?? null;
   return (
     <div class="map">
-      <svg viewBox={`0 0 ${W} ${H}`} data-testid="map-svg" role="img" aria-label="service map">
+      <svg viewBox={`${placed.view.x} ${placed.view.y} ${placed.view.w} ${placed.view.h}`} data-testid="map-svg" role="img" aria-label="service map">
         <defs>
           <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" fill="context-stroke" />
@@ -157,7 +172,8 @@ export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string 
         {graph.nodes.map((n) => {
           const p = placed.where.get(n.key)!;
           return (
-            <g class="node" data-testid="map-node" data-key={n.key}>
+            <g class={`node k-${n.raw.kind ?? "pod"}`} data-testid="map-node" data-key={n.key}>
+              <title>{`${n.key} (${str(n.raw.kind) || "workload"})`}</title>
               <circle cx={p.x} cy={p.y} r={9} />
               <text x={p.x} y={p.y + 24} text-anchor="middle">
                 {n.name}
@@ -199,10 +215,12 @@ function EdgePath({ edge, slot: [slot, of], from, to, picked, onPick }: EdgeProp
     d = `M${from.x},${from.y} Q${cx},${cy} ${ex},${ey}`;
     label = { x: (from.x + 2 * cx + to.x) / 4, y: (from.y + 2 * cy + to.y) / 4 };
   }
-  const width = 1.5 + Math.log2(1 + edge.calls);
+  const width = Math.min(8, 1 + 0.6 * Math.log2(1 + edge.calls));
+  const rate = edge.calls ? edge.errors / edge.calls : 0;
+  const health = rate >= 0.05 ? " failing" : edge.errors > 0 ? " erring" : "";
   return (
     <g
-      class={`edge${edge.errors > 0 ? " failing" : ""}${picked ? " picked" : ""}`}
+      class={`edge${health}${picked ? " picked" : ""}`}
       data-testid="map-edge"
       data-source={edge.source}
       data-target={edge.target}
