@@ -18,6 +18,7 @@ IP packet is split into several TCP segments at consecutive sequence numbers (UD
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 import sys
@@ -48,6 +49,7 @@ def _checksum(*parts: bytes) -> int:
     return ~total & 0xFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text.split("%", 1)[0])  # a zone id has no wire form
 

@@ -20,12 +20,13 @@ serving the hub) the CLI asks its API (GET /api/export.pcap) instead of opening 
 from __future__ import annotations
 
 import argparse
+import bisect
 import re
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,34 +154,44 @@ def find_spans(
     return spans
 
 
-@dataclass
 class SegmentPicker:
-    """Sans-IO: offered segments in, the ones behind the given calls kept (once each)."""
+    """Sans-IO: offered segments in, the ones behind the given calls kept (once each).
+    Per flow, the calls' widened spans are merged into sorted intervals, so a segment is
+    judged by one binary search, however many calls its connection carried."""
 
-    spans: list[CallSpan]
-    kept: list[Segment] = field(default_factory=list)
-    _windows: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    _covered: set[str] = field(default_factory=set)
-    _seen: set[tuple] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        for span in self.spans:
-            self._windows.setdefault(span.flow_id, []).append(
-                (span.start_ns - MARGIN_NS, span.end_ns + MARGIN_NS, span.call_id)
+    def __init__(self, spans: list[CallSpan]) -> None:
+        self.spans = spans
+        self.kept: list[Segment] = []
+        self._seen: set[tuple] = set()
+        self._times: dict[str, list[int]] = {}  # flow -> capture times of kept segments
+        windows: dict[str, list[tuple[int, int]]] = {}
+        for span in spans:
+            windows.setdefault(span.flow_id, []).append(
+                (span.start_ns - MARGIN_NS, span.end_ns + MARGIN_NS)
             )
+        self._lows: dict[str, list[int]] = {}
+        self._highs: dict[str, list[int]] = {}
+        for flow, spans_of_flow in windows.items():
+            lows, highs = self._lows[flow], self._highs[flow] = [], []
+            for low, high in sorted(spans_of_flow):
+                if highs and low <= highs[-1]:
+                    highs[-1] = max(highs[-1], high)
+                else:
+                    lows.append(low)
+                    highs.append(high)
 
     @property
     def flows(self) -> frozenset[str]:
-        return frozenset(self._windows)
+        return frozenset(self._lows)
 
     def offer(self, seg: Segment) -> bool:
-        windows = self._windows.get(segment_flow_id(seg))
-        if not windows:
+        flow = segment_flow_id(seg)
+        lows = self._lows.get(flow)
+        if lows is None:
             return False
-        inside = [call for low, high, call in windows if low <= seg.ts_ns <= high]
-        if not inside:
+        i = bisect.bisect_right(lows, seg.ts_ns) - 1
+        if i < 0 or seg.ts_ns > self._highs[flow][i]:
             return False
-        self._covered.update(inside)
         key = (
             seg.ts_ns, seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port, seg.transport,
             seg.seq, seg.ack, seg.flags, seg.payload,
@@ -189,11 +200,21 @@ class SegmentPicker:
             return False
         self._seen.add(key)
         self.kept.append(seg)
+        self._times.setdefault(flow, []).append(seg.ts_ns)
         return True
 
     @property
     def exported_calls(self) -> int:
-        return len(self._covered)
+        """Calls with at least one kept segment inside their widened span."""
+        times = {flow: sorted(ts) for flow, ts in self._times.items()}
+        covered = 0
+        for span in self.spans:
+            ts = times.get(span.flow_id)
+            if not ts:
+                continue
+            j = bisect.bisect_left(ts, span.start_ns - MARGIN_NS)
+            covered += j < len(ts) and ts[j] <= span.end_ns + MARGIN_NS
+        return covered
 
     def in_capture_order(self) -> list[Segment]:
         return sorted(self.kept, key=lambda s: s.ts_ns)  # stable: topic order on ties
@@ -313,7 +334,8 @@ def build_export(
     picker = SegmentPicker(spans)
     for seg in segments(picker.flows, earliest_publish_ms(spans)):
         picker.offer(seg)
-    if picker.exported_calls == 0:
+    exported = picker.exported_calls
+    if exported == 0:
         raise ExportError(
             f"none of the {len(spans)} matching calls can be exported: their packets are "
             f"gone from Kafka ({config.SEGMENTS_TOPIC} keeps them about an hour); "
@@ -325,7 +347,7 @@ def build_export(
         chunk = writer.packets(seg)
         parts.append(chunk)
         packets += 1
-    return Export(b"".join(parts), len(spans), picker.exported_calls, packets)
+    return Export(b"".join(parts), len(spans), exported, packets)
 
 
 def missing_note(missing: int, calls: int) -> str:
