@@ -231,10 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     from wiretide.deploy import add_parsers as add_deploy_parsers
     from wiretide.hub.cli import add_parser as add_hub_parser
     from wiretide.map_cli import add_parser as add_map_parser
+    from wiretide.rules_cli import add_parser as add_rules_parser
 
     add_deploy_parsers(sub)
     add_hub_parser(sub)
     add_map_parser(sub)
+    add_rules_parser(sub)
     return parser
 
 

@@ -594,3 +594,9 @@ def run_map(args: argparse.Namespace) -> int:
     from wiretide.map_cli import run_map as run
 
     return run(args)
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    from wiretide.rules_cli import run_rules as run
+
+    return run(args)

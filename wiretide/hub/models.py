@@ -70,6 +70,12 @@ class CallSummary(BaseModel):
     source: str = Field(description="afpacket, tls or pcap")
     tls: bool
     flags: list[str]
+    verdicts: dict[str, str] = Field(
+        default_factory=dict, description="rule name (lower case) -> pass | fail: ..."
+    )
+    verdict: str | None = Field(
+        default=None, description="pass, fail, or null when no rule applies"
+    )
     request: RequestSummary
     response: ResponseSummary | None = Field(description="null when no response came")
 
