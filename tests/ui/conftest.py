@@ -27,6 +27,17 @@ CAPTURES = [
     GOLDEN / "protocols" / "kafka" / "basic.pcap",
 ]
 
+# REFERENCE.md's latency rule, aimed at the HTTP capture (/api/users answers in 0.6 to
+# 4.8 ms there): its calls get verdicts, the list marks them green or red.
+LIMIT_MS = 3
+RULES = f"""\
+rules:
+  - name: Users-Latency-SLO
+    type: latency
+    path: ^/api/users
+    latency: {LIMIT_MS}
+"""
+
 pytestmark = [
     pytest.mark.skipif(
         shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing: apt-get install chromium"
@@ -38,9 +49,12 @@ pytestmark = [
 @pytest.fixture(scope="session")
 def ui_env(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A data dir holding the calls of a few golden captures, stored by `wiretide tap`."""
-    env = pipeline_env(kafka, tmp_path_factory.mktemp("ui") / "data")
+    top = tmp_path_factory.mktemp("ui")
+    env = pipeline_env(kafka, top / "data")
+    rules = top / "rules.yaml"
+    rules.write_text(RULES)
     for pcap in CAPTURES:
-        run_wiretide(["tap", "--pcap", str(pcap), "--quiet"], env)
+        run_wiretide(["tap", "--pcap", str(pcap), "--quiet"], dict(env, WIRETIDE_RULES=str(rules)))
     return env
 
 

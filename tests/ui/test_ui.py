@@ -19,6 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import pipeline_env
 from tests.hub.conftest import Hub, start_hub
+from tests.ui.conftest import LIMIT_MS
 from wiretide.records import ApiCall
 from wiretide.serde import encode_call_batch
 
@@ -381,3 +382,32 @@ def test_twenty_thousand_live_calls_stay_in_order_and_virtualized(
     )
     print(f"random scroll jump over {len(ids)} calls: {frame_ms:.1f} ms to a drawn frame")
     assert not page.get_by_text("live calls missed").is_visible()
+
+
+def test_rule_verdicts_colour_the_list_and_show_in_the_detail(page: Page, ui_hub: Hub, api) -> None:
+    users = stored(api, 'path == "/api/users"')
+    slow = {c["id"] for c in users if c["elapsed_ms"] > LIMIT_MS}
+    assert slow and len(slow) < len(users)
+    # the hub's verdicts are the rule's: exactly the calls slower than the limit fail
+    assert {c["id"]: c["verdict"] for c in users} == {
+        c["id"]: "fail" if c["id"] in slow else "pass" for c in users
+    }
+    open_ui(page, ui_hub)
+    type_filter(page, 'path == "/api/users" or path == "/login"')
+    wait_for_rows(page, [c["id"] for c in stored(api, 'path == "/api/users" or path == "/login"')])
+    marks = page.eval_on_selector_all(
+        '[data-testid="row"]', "rows => rows.map(r => [r.dataset.id, r.dataset.verdict])"
+    )
+    assert {i: v for i, v in marks if v} == {
+        c["id"]: "fail" if c["id"] in slow else "pass" for c in users
+    }
+    assert {v for _, v in marks if _ not in {c["id"] for c in users}} == {""}  # no rule: no mark
+
+    failing = next(c for c in users if c["id"] in slow)
+    _detail_of(page, failing["id"])
+    verdicts = page.get_by_test_id("verdicts")
+    expect(verdicts.locator("h3")).to_have_text("Rules: fail")
+    expect(verdicts.locator("li.fail")).to_have_text(
+        f"users-latency-slo {failing['verdicts']['users-latency-slo']}"
+    )
+    assert failing["verdicts"]["users-latency-slo"].startswith("fail: ")
