@@ -58,6 +58,7 @@ DIMENSIONS: dict[str, list[str]] = {
     "altinity": ["off", "on"],
     "namespaces": ["all", "list", "default"],
     "replicas": ["under", "over"],
+    "rules": ["none", "set"],
 }
 
 
@@ -88,6 +89,14 @@ COMBOS = _pairwise(DIMENSIONS)
 
 def combo_id(combo: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in combo.items())
+
+
+RULES = """rules:
+  - name: catalogue-latency
+    type: latency
+    path: /catalogue
+    latency: 300
+"""
 
 
 def values_for(combo: dict[str, str]) -> dict:
@@ -121,6 +130,8 @@ def values_for(combo: dict[str, str]) -> dict:
     }
     if combo["hub"] == "on-token":
         values["hub"]["tokenSecret"] = "hub-token"
+    if combo.get("rules") == "set":
+        values["rules"] = RULES
     agent = values["agent"]
     if combo["namespaces"] == "all":
         agent.update(allNamespaces=True, namespaces=["ignored"])
@@ -528,3 +539,23 @@ def test_readme_documents_every_value() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [path for path in _leaves(values) if f"`{path}`" not in readme]
     assert not missing, f"values not in deploy/helm/wiretide/README.md: {missing}"
+
+
+def test_rules_reach_every_worker_and_the_hub() -> None:
+    combo = next(c for c in COMBOS if c["rules"] == "set" and c["hub"] != "off")
+    docs = render(combo_id(combo))
+    maps = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-rules")]
+    assert [m["data"]["rules.yaml"] for m in maps] == [RULES]
+    for component in ("streams", "hub"):
+        [dep] = [
+            d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith(component)
+        ]
+        pod = dep["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["WIRETIDE_RULES"] == "/etc/wiretide/rules/rules.yaml", component
+        names = [v.get("configMap", {}).get("name") for v in pod["volumes"]]
+        assert maps[0]["metadata"]["name"] in names, component
+    none = next(c for c in COMBOS if c["rules"] == "none")
+    assert not [
+        d for d in by_kind(render(combo_id(none)), "ConfigMap") if "-rules" in d["metadata"]["name"]
+    ]

@@ -178,3 +178,26 @@ readinessProbe:
 {{- define "wiretide.hubTokenSecret" -}}
 {{- default (printf "%s-hub-token" (include "wiretide.fullname" .)) .Values.hub.tokenSecret -}}
 {{- end -}}
+
+{{/* Traffic validation rules (values.rules): a ConfigMap mounted where WIRETIDE_RULES points. */}}
+{{- define "wiretide.rulesEnv" -}}
+{{- if .Values.rules }}
+- name: WIRETIDE_RULES
+  value: /etc/wiretide/rules/rules.yaml
+{{- end }}
+{{- end -}}
+
+{{- define "wiretide.rulesMount" -}}
+{{- if .Values.rules }}
+- name: rules
+  mountPath: /etc/wiretide/rules
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "wiretide.rulesVolume" -}}
+{{- if .Values.rules }}
+- name: rules
+  configMap: {name: {{ include "wiretide.fullname" . }}-rules}
+{{- end }}
+{{- end -}}
