@@ -411,3 +411,21 @@ def test_rule_verdicts_colour_the_list_and_show_in_the_detail(page: Page, ui_hub
         f"users-latency-slo {failing['verdicts']['users-latency-slo']}"
     )
     assert failing["verdicts"]["users-latency-slo"].startswith("fail: ")
+
+
+def test_arrow_keys_walk_the_list_and_the_detail_follows(page: Page, ui_hub: Hub, api) -> None:
+    calls = stored(api, "redis")
+    assert len(calls) > 40
+    open_ui(page, ui_hub)
+    type_filter(page, "redis")
+    expect(page.get_by_test_id("count")).to_have_text(f"{len(calls)} calls")
+    page.locator(f'[data-testid="row"][data-id="{calls[0]["id"]}"]').click()
+    for _ in range(40):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowUp")
+    selected = page.locator('[data-testid="row"].selected')
+    expect(selected).to_have_attribute("data-id", calls[39]["id"])
+    expect(selected).to_be_in_viewport()  # scrolled along
+    expect(page.get_by_test_id("detail").locator("h2 .path")).to_have_text(
+        calls[39]["request"]["path"]
+    )

@@ -45,6 +45,35 @@ export function TrafficList({ feed, version, selected, onSelect }: Props) {
     return () => observer.disconnect();
   }, []);
 
+  // ↑ and ↓ move the selection (unless typing), keeping the selected row in view. Keys
+  // may come faster than renders: the handler keeps its own idea of the selection.
+  const current = useRef(selected);
+  current.current = selected;
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
+      if ((e.target as HTMLElement | null)?.closest("textarea, input, select")) return;
+      let at = -1;
+      for (let i = 0; i < feed.size && current.current !== null; i++)
+        if (feed.at(i).id === current.current) {
+          at = i;
+          break;
+        }
+      const next = Math.min(feed.size - 1, Math.max(0, at + (e.key === "ArrowDown" ? 1 : -1)));
+      if (feed.size === 0 || next === at) return;
+      e.preventDefault();
+      current.current = feed.at(next).id;
+      onSelect(feed.at(next));
+      const el = box.current;
+      if (!el) return;
+      if (next * ROW < el.scrollTop) el.scrollTop = next * ROW;
+      else if ((next + 1) * ROW > el.scrollTop + el.clientHeight)
+        el.scrollTop = (next + 1) * ROW - el.clientHeight;
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [feed, onSelect]);
+
   const total = feed.size;
   const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
   const last = Math.min(total, Math.ceil((top + height) / ROW) + OVERSCAN);
