@@ -224,6 +224,13 @@ def test_custom_time_range_keeps_the_calls_since_its_start(page: Page, ui_hub: H
     shown = shown_ids(page)
     assert shown == expected[: len(shown)]
 
+    # a preset: the captures are older than five minutes, as the API says too
+    since = datetime.now(UTC).timestamp() - 300
+    recent = f'timestamp >= timestamp("{datetime.fromtimestamp(since, UTC):%Y-%m-%dT%H:%M:%SZ}")'
+    assert stored(api, recent) == []
+    page.get_by_test_id("time-range").select_option("5")
+    expect(page.get_by_test_id("count")).to_have_text("0 calls")
+
 
 def test_service_map_draws_the_api_edges(page: Page, ui_hub: Hub, api) -> None:
     answer = api.get("/api/map", params={"since": "1970-01-01T00:00:00Z"})
@@ -250,6 +257,11 @@ def test_service_map_draws_the_api_edges(page: Page, ui_hub: Hub, api) -> None:
     page.locator('[data-testid="map-edge"][data-protocol="http"] text').click()
     expect(page.get_by_test_id("edge-calls")).to_have_text(str(http_calls))
     expect(page.get_by_test_id("map-node")).to_have_count(len(graph["nodes"]))
+
+    # the time range applies to the map too: the captures are older than five minutes
+    assert api.get("/api/map", params={"since": "5m"}).json()["edges"] == []
+    page.get_by_test_id("time-range").select_option("5")
+    expect(page.get_by_test_id("map-empty")).to_have_text("No calls in this time range.")
 
 
 def _live_call(path: str, status: int) -> ApiCall:
