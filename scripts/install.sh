@@ -15,6 +15,7 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v capsh >/dev/null || need_apt+=(libcap2-bin)
 command -v mergecap >/dev/null || need_apt+=(tshark)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the UI's browser tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

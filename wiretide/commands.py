@@ -563,7 +563,7 @@ def _serve_beside_sink(listen: str, store, writer, data: Path, bootstrap: str): 
         advertise(data, None, None, error=str(ex))  # the tap waiting for it learns why
         return writer, None
     print(f"wiretide sink: hub listening on {hub.url}", flush=True)
-    return SharedStoreWriter(writer, shared._lock), hub  # noqa: SLF001
+    return SharedStoreWriter(writer, shared.lock), hub
 
 
 def run_export(args: argparse.Namespace) -> int:

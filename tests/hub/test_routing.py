@@ -150,3 +150,13 @@ def test_query_during_a_live_tap_goes_through_its_hub(
     assert sorted(c["request"]["path"] for c in during) == paths
     after = query(env, kfl)  # now directly from the store
     assert [c["id"] for c in after] == [c["id"] for c in during]
+
+
+def test_query_goes_through_a_standalone_hub_that_owns_the_data_dir(hub, stored_env, all_calls):
+    """`wiretide hub` holds the embedded store; `wiretide query` on the same data dir
+    asks it instead of failing on the lock, and prints the same calls."""
+    from tests.conftest import run_wiretide
+
+    proc = run_wiretide(["query", "--json"], stored_env)
+    ids = [json.loads(line)["id"] for line in proc.stdout.splitlines()]
+    assert sorted(ids) == sorted(c["id"] for c in all_calls)

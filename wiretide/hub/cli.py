@@ -115,6 +115,9 @@ def run_hub(args: argparse.Namespace) -> int:
         sock.close()
         raise
 
+    if args.kafka:  # the export route reads the segments from the same Kafka
+        os.environ["WIRETIDE_KAFKA"] = args.kafka
+
     def bootstrap() -> str:
         explicit = args.kafka or os.environ.get("WIRETIDE_KAFKA")
         if explicit:
@@ -144,9 +147,18 @@ def run_hub(args: argparse.Namespace) -> int:
         f"{'' if access.token is None else '; token required'})",
         flush=True,
     )
+    # `query`, `map` and `export` on this data dir go through this hub while it owns it.
+    from wiretide.hub.client import advertise, withdraw
+
+    owns_data_dir = config.store_dsn(data, args.clickhouse) == f"chdb://{data / 'chdb'}"
+    if owns_data_dir:
+        local = "127.0.0.1" if bound[0] in ("0.0.0.0", "127.0.0.1") else shown
+        advertise(data, f"http://{local}:{bound[1]}", access.token)
     try:
         server.run(sockets=[sock])
     finally:
+        if owns_data_dir:
+            withdraw(data)
         sock.close()
         store.close()
     return 0

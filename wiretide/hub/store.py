@@ -66,7 +66,8 @@ class HubStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._lock = threading.Lock()
+        # Public: the sink that shares this store takes it around its inserts.
+        self.lock = self._lock = threading.Lock()
 
     def page(
         self, where_sql: str, params: dict[str, object], limit: int, before: Cursor | None

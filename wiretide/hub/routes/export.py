@@ -84,7 +84,7 @@ def router(store: HubStore) -> APIRouter:
         except ExportError as ex:
             raise ApiError(400, str(ex)) from None
         try:
-            with store._lock:  # noqa: SLF001 - chDB takes one query at a time
+            with store.lock:  # chDB takes one query at a time
                 spans = find_spans(store.store.client, q, since_ns, until_ns)
         except ExportError as ex:
             raise ApiError(503, str(ex)) from None

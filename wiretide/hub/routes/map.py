@@ -112,7 +112,7 @@ def router(store: HubStore) -> APIRouter:
                 _log.error("KFL failed on filter %r", q, exc_info=ex)
                 raise ApiError(400, f"this filter could not be read (a KFL bug: {ex!r})") from None
         try:
-            with store._lock:  # noqa: SLF001 - one query at a time (see HubStore)
+            with store.lock:  # one query at a time (see HubStore)
                 graph = read_map(store.store, start, end, where, exact=exact)
         except SinkError as ex:
             raise ApiError(503, str(ex)) from None
