@@ -266,15 +266,10 @@ def _wants_targeting(args: argparse.Namespace) -> bool:
     return bool(args.pod_regex or args.namespace or args.all_namespaces)
 
 
-def _aim_at_pods(args: argparse.Namespace, capture: object, bootstrap: str, node: str):  # noqa: ANN202
-    """Kubernetes targeting: pods from the API, the capture narrowed to their IPs, the
-    endpoints topic filled; returns (TapTargets, extra sources for meshed pods here)."""
-    from producers.afpacket import AfPacketCapture
+def _cluster(args: argparse.Namespace):  # noqa: ANN202 - (KubeApi, PodSelector)
+    """The API and the pod selector of a targeted tap, checked before anything starts."""
     from wiretide.kube import model
     from wiretide.kube.client import KubeApi
-    from wiretide.kube.follow import TapTargets
-    from wiretide.kube.pids import pids_of_containers
-    from wiretide.kube.publish import EndpointPublisher
 
     try:
         selector = model.PodSelector.parse(
@@ -282,7 +277,20 @@ def _aim_at_pods(args: argparse.Namespace, capture: object, bootstrap: str, node
         )
     except ValueError as ex:
         raise WiretideError(str(ex)) from None
-    targets = TapTargets(KubeApi(args.kubeconfig), selector, capture, EndpointPublisher(bootstrap))
+    return KubeApi(args.kubeconfig), selector
+
+
+def _aim_at_pods(cluster, capture: object, bootstrap: str, node: str):  # noqa: ANN001, ANN202
+    """Kubernetes targeting: pods from the API, the capture narrowed to their IPs, the
+    endpoints topic filled; returns (TapTargets, extra sources for meshed pods here)."""
+    from producers.afpacket import AfPacketCapture
+    from wiretide.kube import model
+    from wiretide.kube.follow import TapTargets
+    from wiretide.kube.pids import pids_of_containers
+    from wiretide.kube.publish import EndpointPublisher
+
+    api, selector = cluster
+    targets = TapTargets(api, selector, capture, EndpointPublisher(bootstrap))
     picture = targets.start()
     where = "every namespace" if selector.all_namespaces else ", ".join(selector.namespaces)
     print(f"targeting {len(picture.targets)} pods ({len(picture.target_ips)} IPs) in {where}",
@@ -358,6 +366,12 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
         spec=RingSpec(block_size=1 << 20, block_nr=max(2, args.buffer)),
     )
     where = sources[0].where  # type: ignore[attr-defined]
+    try:
+        cluster = _cluster(args) if _wants_targeting(args) else None
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
     stop = _StopOnSignal()
     progress = Progress(False if not store or args.quiet else None)
     supervisor = targets = ui_port = None
@@ -374,7 +388,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
         clickhouse = getattr(args, "clickhouse", None)
         sources[0].exclude_ports(_pipeline_ports(bootstrap, clickhouse))  # type: ignore[attr-defined]
         if _wants_targeting(args):
-            targets, meshed = _aim_at_pods(args, sources[0], bootstrap, node)
+            targets, meshed = _aim_at_pods(cluster, sources[0], bootstrap, node)
             sources.extend(meshed)
         publisher = SegmentPublisher(bootstrap)
         loop = LiveLoop(sources, publisher.publish)
