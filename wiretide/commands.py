@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -586,31 +588,18 @@ def run_export(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def run_deploy(args: argparse.Namespace) -> int:
-    from wiretide.deploy import run_deploy as run
-
-    return run(args)
-
-
-def run_undeploy(args: argparse.Namespace) -> int:
-    from wiretide.deploy import run_undeploy as run
-
-    return run(args)
+# Commands whose code lives in a module of its own, imported only when one runs.
+_DELEGATED = {
+    "run_deploy": "wiretide.deploy",
+    "run_undeploy": "wiretide.deploy",
+    "run_hub": "wiretide.hub.cli",
+    "run_map": "wiretide.map_cli",
+    "run_rules": "wiretide.rules_cli",
+}
 
 
-def run_hub(args: argparse.Namespace) -> int:
-    from wiretide.hub.cli import run_hub as run
-
-    return run(args)
-
-
-def run_map(args: argparse.Namespace) -> int:
-    from wiretide.map_cli import run_map as run
-
-    return run(args)
-
-
-def run_rules(args: argparse.Namespace) -> int:
-    from wiretide.rules_cli import run_rules as run
-
-    return run(args)
+def __getattr__(name: str) -> Callable[[argparse.Namespace], int]:
+    module = _DELEGATED.get(name)
+    if module is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(module), name)
