@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument(
         "--keep-ui", action="store_true", help="keep serving the UI after the tap, until Ctrl-C"
     )
+    from wiretide.deploy_tap import add_tap_options
+
+    add_tap_options(tap)
     _common(tap)
 
     query = sub.add_parser("query", help="print stored calls, newest last")

@@ -134,6 +134,10 @@ LIVE_ONLY = {
 
 
 def run_tap(args: argparse.Namespace) -> int:
+    if args.deploy:  # onto a cluster with helm, its hub forwarded here
+        from wiretide.deploy_tap import run_tap_deploy
+
+        return run_tap_deploy(args)
     if args.pcap:
         used = [flag for name, flag in LIVE_ONLY.items() if getattr(args, name, None)]
         if used:
