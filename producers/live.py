@@ -55,6 +55,7 @@ def open_sources(
     hosts: list[str],
     netns: str | None = None,
     tls: bool = False,
+    tls_pids: list[int] | None = None,
     node: str = "",
     spec: RingSpec | None = None,
 ) -> list[SegmentSource]:
@@ -65,7 +66,7 @@ def open_sources(
     ]
     if tls:
         try:
-            sources.append(open_tls_source(node=node))
+            sources.append(open_tls_source(tls_pids, node=node))
         except BaseException:
             sources[0].close()
             raise

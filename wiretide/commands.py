@@ -286,17 +286,23 @@ def _cluster(args: argparse.Namespace):  # noqa: ANN202 - (KubeApi, PodSelector)
     return KubeApi(args.kubeconfig), selector
 
 
-def _aim_at_pods(cluster, capture: object, bootstrap: str, node: str):  # noqa: ANN001, ANN202
+def _aim_at_pods(cluster, sources: list, bootstrap: str, node: str):  # noqa: ANN001, ANN202
     """Kubernetes targeting: pods from the API, the capture narrowed to their IPs, the
     endpoints topic filled; returns (TapTargets, extra sources for meshed pods here)."""
     from producers.afpacket import AfPacketCapture
     from wiretide.kube import model
     from wiretide.kube.follow import TapTargets
-    from wiretide.kube.pids import pids_of_containers
+    from wiretide.kube.pids import local_pids, pids_of_containers
     from wiretide.kube.publish import EndpointPublisher
 
     api, selector = cluster
-    targets = TapTargets(api, selector, capture, EndpointPublisher(bootstrap))
+    tls = next((s for s in sources if hasattr(s, "set_pids")), None)
+
+    def aim_tls(picture) -> None:  # noqa: ANN001 - the targeting's Picture
+        if tls is not None:  # the targeted pods' processes on this node, as they change
+            tls.set_pids(local_pids(picture.targets, node))
+
+    targets = TapTargets(api, selector, sources[0], EndpointPublisher(bootstrap), aim_tls)
     picture = targets.start()
     where = "every namespace" if selector.all_namespaces else ", ".join(selector.namespaces)
     print(f"targeting {len(picture.targets)} pods ({len(picture.target_ips)} IPs) in {where}",
@@ -362,22 +368,28 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     node = os.environ.get("WIRETIDE_NODE") or os.uname().nodename
     # Opened first: no privilege, no such interface or a bad filter fails in one line
     # before the broker and workers start.
+    cluster = _cluster(args) if _wants_targeting(args) else None
+    tls_pids = None  # None: every process on this host
+    if cluster is not None and args.tls:
+        from wiretide.kube.pids import local_pids
+        from wiretide.kube.targeting import Targeting
+
+        tls_pids = local_pids(Targeting(*cluster).refresh().targets, node)
+    from producers.afpacket.capture import NO_HOST
+
     sources = open_sources(
         args.interface,
         ports=args.port or [],
-        hosts=args.host or [],
+        # A targeted capture takes nothing until it knows its pods' IPs (else it would
+        # catch its own calls to the Kubernetes API).
+        hosts=[NO_HOST] if cluster is not None else args.host or [],
         netns=args.netns,
         tls=args.tls,
+        tls_pids=tls_pids,
         node=node,
         spec=RingSpec(block_size=1 << 20, block_nr=max(2, args.buffer)),
     )
     where = sources[0].where  # type: ignore[attr-defined]
-    try:
-        cluster = _cluster(args) if _wants_targeting(args) else None
-    except BaseException:
-        for source in sources:
-            source.close()
-        raise
     stop = _StopOnSignal()
     progress = Progress(False if not store or args.quiet else None)
     supervisor = targets = ui_port = None
@@ -394,7 +406,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
         clickhouse = getattr(args, "clickhouse", None)
         sources[0].exclude_ports(_pipeline_ports(bootstrap, clickhouse))  # type: ignore[attr-defined]
         if _wants_targeting(args):
-            targets, meshed = _aim_at_pods(cluster, sources[0], bootstrap, node)
+            targets, meshed = _aim_at_pods(cluster, sources, bootstrap, node)
             sources.extend(meshed)
         publisher = SegmentPublisher(bootstrap)
         loop = LiveLoop(sources, publisher.publish)

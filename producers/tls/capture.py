@@ -89,6 +89,13 @@ class TlsCapture:
         self._bpf[b"events"].open_ring_buffer(self._on_event)
         self._scan()
 
+    def set_pids(self, pids: list[int]) -> None:
+        """Trace these processes from the next scan on (a targeted tap's pods come and
+        go); only for a capture started with a list of pids."""
+        if self.pids is None:
+            raise ValueError("set_pids: this capture traces every process")
+        self.pids = sorted(set(pids))
+
     def close(self) -> None:
         if self._bpf is not None:
             self._bpf.cleanup()

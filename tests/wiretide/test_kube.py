@@ -10,6 +10,7 @@ kubernetes client making real HTTP requests.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,3 +222,32 @@ def test_endpoints_travel_through_the_compacted_topic_to_every_worker(api_server
     finally:
         follower.stop()
         follower.join(5)
+
+
+def test_processes_of_a_pods_containers_are_found_by_cgroup(tmp_path):
+    """A real process moved into a cgroup named after a container id (as a container
+    runtime does) is found for that pod on this node, and only there."""
+    import subprocess
+
+    from wiretide.kube.pids import local_pids
+
+    root = Path("/sys/fs/cgroup/pids")
+    if not root.is_dir() or not os.access(root, os.W_OK):
+        pytest.skip("no writable cgroup (pids controller) to stand in for a container")
+    cid = "0f" * 32
+    group = root / f"wt-test-{cid}"
+    group.mkdir()
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        (group / "cgroup.procs").write_text(str(proc.pid))
+        pod = {
+            "spec": {"nodeName": "node-a"},
+            "status": {"containerStatuses": [
+                {"containerID": f"containerd://{cid}", "state": {"running": {}}}]},
+        }  # fmt: skip
+        assert local_pids([pod], "node-a") == [proc.pid]
+        assert local_pids([pod], "node-b") == []
+    finally:
+        proc.kill()
+        proc.wait()
+        group.rmdir()

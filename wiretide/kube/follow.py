@@ -4,6 +4,7 @@ capture to the targeted pods' IPs, and follow pods as they come and go."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Protocol
 
 from wiretide.kube import model
@@ -23,10 +24,12 @@ class TapTargets:
         selector: model.PodSelector,
         capture: Aimable,
         publisher: EndpointPublisher,
+        on_targets: Callable[[Picture], None] | None = None,
     ) -> None:
         self.targeting = Targeting(api, selector)
         self.capture = capture
         self.publisher = publisher
+        self.on_targets = on_targets  # e.g. TLS uprobes re-aimed at the pods' processes
 
     def start(self) -> Picture:
         picture = self.targeting.refresh()
@@ -38,6 +41,8 @@ class TapTargets:
         self.publisher.sync(new.endpoints)
         if old is None or old.target_ips != new.target_ips:
             self.capture.set_hosts(sorted(new.target_ips))
+        if self.on_targets is not None and (old is None or old.targets != new.targets):
+            self.on_targets(new)
         if old is not None and old.target_ips != new.target_ips:
             added = len(new.target_ips - old.target_ips)
             gone = len(old.target_ips - new.target_ips)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def pids_of_containers(container_ids: Iterable[str], proc: str = "/proc") -> dict[str, list[int]]:
@@ -24,3 +25,16 @@ def pids_of_containers(container_ids: Iterable[str], proc: str = "/proc") -> dic
             if cid in cgroup:
                 found[cid].append(int(entry.name))
     return found
+
+
+def local_pids(pods: Iterable[dict[str, Any]], node: str, proc: str = "/proc") -> list[int]:
+    """The processes of those pods that run on `node` (TLS uprobes attach per process)."""
+    from wiretide.kube.model import container_ids
+
+    ids = [
+        cid
+        for pod in pods
+        if (pod.get("spec") or {}).get("nodeName") == node
+        for cid in container_ids(pod)
+    ]
+    return sorted({pid for pids in pids_of_containers(ids, proc).values() for pid in pids})
