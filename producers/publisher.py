@@ -58,8 +58,10 @@ class SegmentPublisher:
         self.segments += len(segments)
 
     def publish_end_of_capture(self, capture_id: str | None = None) -> str:
-        """Mark the end of a replayed capture on every partition, so workers close flows."""
+        """Mark the end of a replayed capture on every partition, so workers close flows;
+        everything published before is delivered first, the markers are delivered too."""
         capture_id = capture_id or uuid.uuid4().hex
+        self.flush()
         try:
             md = self._producer.list_topics(self.topic, timeout=10)
         except KafkaException as exc:
@@ -68,6 +70,7 @@ class SegmentPublisher:
             self._produce(
                 partition=p, key=b"", value=b"", headers={config.EOF_HEADER: capture_id.encode()}
             )
+        self.flush()
         return capture_id
 
     def flush(self, timeout: float = 60.0) -> None:

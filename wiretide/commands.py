@@ -96,9 +96,7 @@ def _store_all(
     """Mark the end of the capture, then wait until every call is stored."""
     from wiretide.local import read_status, wait_until_stored
 
-    publisher.flush()
     publisher.publish_end_of_capture()
-    publisher.flush()
 
     def on_progress(stage: str, lag: int) -> None:
         stored = read_status(data).get("written", 0)
@@ -221,9 +219,7 @@ def _agent_pcap(args: argparse.Namespace) -> int:
     progress = Progress(False)
     publisher = SegmentPublisher(bootstrap)
     _publish_capture(args.pcap, first, segments, stats, publisher, progress)
-    publisher.flush()
     publisher.publish_end_of_capture()
-    publisher.flush()
     print(f"published {stats.segments} segments of {stats.packets} packets to {bootstrap}")
     return 0
 
