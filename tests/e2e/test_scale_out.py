@@ -19,11 +19,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from producers.pcap import read_segments
-from streams.dissect.registry import default_registry
-from streams.pipeline import Pipeline
-from streams.redact import RedactionPolicy
 from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
+from tests.golden.protocols.dissect import capture_calls
 from wiretide.local import group_lag
 
 pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump"), pytest.mark.timeout(900)]
@@ -32,12 +29,7 @@ PARTITIONS = 6
 
 
 def expected_ids(capture: Path) -> set[str]:
-    pipe = Pipeline(default_registry(), RedactionPolicy.default())
-    calls = []
-    for token, seg in enumerate(read_segments(capture)):
-        calls += pipe.process(token, [seg]).calls
-    calls += pipe.finish().calls
-    return {c.call_id for c in calls}
+    return {c.call_id for c in capture_calls(capture)}
 
 
 def start(role: str, env: dict[str, str], data: Path, *extra: str) -> subprocess.Popen:

@@ -20,11 +20,8 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from producers.pcap import read_segments
-from streams.dissect.registry import default_registry
-from streams.pipeline import Pipeline
-from streams.redact import RedactionPolicy
 from tests.conftest import ROOT, pipeline_env, run_wiretide
+from tests.golden.protocols.dissect import capture_calls
 from tests.hub.conftest import PCAP
 from wiretide.hub.client import advert, find_hub
 from wiretide.local import read_status
@@ -37,8 +34,7 @@ BATCHES, PER_BATCH = 40, 250
 
 def real_calls() -> list[ApiCall]:
     """The calls of the golden HTTP capture, dissected in-process."""
-    pipe = Pipeline(default_registry(), RedactionPolicy.default())
-    calls = pipe.process(0, read_segments(str(PCAP))).calls + pipe.finish().calls
+    calls = capture_calls(PCAP)
     assert calls
     return calls
 

@@ -11,14 +11,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.pcap import read_segments
 from streams.dissect.base import DissectFailed
 from streams.dissect.http import HTTP1
 from streams.dissect.kafka import KAFKA, KafkaFactory
 from streams.dissect.registry import default_registry
-from streams.pipeline import Pipeline
 from streams.reassembly.events import Direction, Flow
 from streams.redact import RedactionPolicy
+from tests.golden.protocols.dissect import capture_calls
 from tests.streams.dissect_kit import (
     JUNK_STEPS,
     C,
@@ -146,11 +145,7 @@ def test_missing_topic_metadata_is_an_error_call():
 
 
 def test_client_ids_as_the_clients_set_them():
-    pipe = Pipeline(default_registry(), RedactionPolicy(fields=()))
-    calls = []
-    for token, seg in enumerate(read_segments(GOLDEN / "basic.pcap")):
-        calls += pipe.process(token, [seg]).calls
-    calls += pipe.finish().calls
+    calls = capture_calls(GOLDEN / "basic.pcap", RedactionPolicy(fields=()))
     ids = {header(c, "client_id") for c in calls}
     assert ids == {"golden-admin", "golden-producer", "golden-consumer"}
     for call in calls:

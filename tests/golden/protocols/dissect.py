@@ -20,18 +20,24 @@ from sinks.clickhouse.view import call_view
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
+from wiretide.records import ApiCall
 
 HERE = Path(__file__).resolve().parent
 
 
-def dissect_pcap(path: Path | str) -> list[dict[str, Any]]:
-    """Every call the pipeline makes of a capture, as `query --json` shows them."""
-    pipe = Pipeline(default_registry(), RedactionPolicy.default())
+def capture_calls(path: Path | str, policy: RedactionPolicy | None = None) -> list[ApiCall]:
+    """Every call the sans-IO pipeline makes of a capture (redacted by `policy`, default
+    the default rules), in the order it emits them."""
+    pipe = Pipeline(default_registry(), policy or RedactionPolicy.default())
     calls = []
     for token, seg in enumerate(read_segments(path)):
         calls += pipe.process(token, [seg]).calls
-    calls += pipe.finish().calls
-    views = [call_view(c) for c in calls]
+    return calls + pipe.finish().calls
+
+
+def dissect_pcap(path: Path | str) -> list[dict[str, Any]]:
+    """Every call the pipeline makes of a capture, as `query --json` shows them."""
+    views = [call_view(c) for c in capture_calls(path)]
     return sorted(views, key=lambda v: (v["timestamp_ns"], v["id"]))
 
 
