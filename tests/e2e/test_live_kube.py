@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from tests.conftest import run_wiretide
 from tests.e2e.test_live_tap import curl, finish_tap, start_tap
 from tests.producers.test_afpacket import Lan, lan, start_server, stop_server  # noqa: F401
-from tests.wiretide.test_kube import Replay
+from tests.wiretide.test_kube import Replay, serve_replay
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root"),
@@ -55,16 +53,8 @@ def kubeconfig(tmp_path: Path, lan: Lan):  # noqa: F811
                                         "metadata": {}, "items": services}).encode(),
     }  # fmt: skip
     Replay.watch, Replay.status, Replay.seen = b"", 200, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Replay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-        f"clusters: [{{name: t, cluster: {{server: 'http://127.0.0.1:{server.server_address[1]}'}}}}]\n"
-        "users: [{name: u, user: {token: x}}]\n"
-        "contexts: [{name: t, context: {cluster: t, user: u}}]\n"
-    )
-    yield str(path), ips
+    server, path = serve_replay(tmp_path)
+    yield path, ips
     server.shutdown()
 
 

@@ -65,15 +65,9 @@ class Replay(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def api_server(tmp_path: Path):
-    Replay.routes = {
-        "/api/v1/pods": (KUBE / "pods.json").read_bytes(),
-        "/api/v1/services": (KUBE / "services.json").read_bytes(),
-    }
-    Replay.watch = (KUBE / "watch-pods.jsonl").read_bytes()
-    Replay.status = 200
-    Replay.seen = []
+def serve_replay(tmp_path: Path) -> tuple[ThreadingHTTPServer, str]:
+    """Start the replay server (with what `Replay` holds now) and write a kubeconfig that
+    points the kubernetes client at it; (server, kubeconfig path)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     kubeconfig = tmp_path / "kubeconfig"
@@ -92,7 +86,20 @@ contexts:
 current-context: replay
 """
     )
-    yield str(kubeconfig)
+    return server, str(kubeconfig)
+
+
+@pytest.fixture
+def api_server(tmp_path: Path):
+    Replay.routes = {
+        "/api/v1/pods": (KUBE / "pods.json").read_bytes(),
+        "/api/v1/services": (KUBE / "services.json").read_bytes(),
+    }
+    Replay.watch = (KUBE / "watch-pods.jsonl").read_bytes()
+    Replay.status = 200
+    Replay.seen = []
+    server, kubeconfig = serve_replay(tmp_path)
+    yield kubeconfig
     server.shutdown()
 
 
