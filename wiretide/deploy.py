@@ -95,7 +95,7 @@ def find_helm() -> str | None:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    helm = _helm()
+    helm = require_helm()
     chart = _chart(args.chart)
     values = [_values_file(path) for path in args.values or []]
     common = [args.release, str(chart), "--namespace", args.namespace]
@@ -146,7 +146,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_undeploy(args: argparse.Namespace) -> int:
-    helm = _helm()
+    helm = require_helm()
     kubeconfig = _kubeconfig(args.kubeconfig)
     _run(
         helm,
@@ -158,7 +158,7 @@ def run_undeploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _helm() -> str:
+def require_helm() -> str:
     helm = find_helm()
     if helm is None:
         raise DeployError(_HELM_MISSING)

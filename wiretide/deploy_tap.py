@@ -191,14 +191,14 @@ def _reachable_api(kubeconfig: str | None):  # noqa: ANN202 - KubeApi
     from wiretide.kube.client import KubeApi
 
     api = KubeApi(kubeconfig)
-    api._call(api.core.get_api_resources)  # fails in one line before anything is deployed
+    api.call(api.core.get_api_resources)  # fails in one line before anything is deployed
     return api
 
 
 def _hub_pod(api, namespace: str) -> tuple[str, int]:  # noqa: ANN001 - KubeApi
     """A running, ready hub pod of the release and its http port."""
     selector = f"{HUB_LABEL},app.kubernetes.io/instance={RELEASE}"
-    pods = api._call(api.core.list_namespaced_pod, namespace=namespace, label_selector=selector)
+    pods = api.call(api.core.list_namespaced_pod, namespace=namespace, label_selector=selector)
     for pod in pods.get("items") or []:
         status = pod.get("status") or {}
         ready = any(
@@ -224,7 +224,7 @@ def _hub_pod(api, namespace: str) -> tuple[str, int]:  # noqa: ANN001 - KubeApi
 
 def _hub_token(api, namespace: str) -> str:  # noqa: ANN001 - KubeApi
     name = hub_token_secret(RELEASE)
-    secret = api._call(api.core.read_namespaced_secret, name=name, namespace=namespace)
+    secret = api.call(api.core.read_namespaced_secret, name=name, namespace=namespace)
     try:
         return base64.b64decode((secret.get("data") or {})["token"]).decode().strip()
     except (KeyError, ValueError) as ex:
@@ -274,7 +274,7 @@ class HubForwarder:
 def run_tap_deploy(args: argparse.Namespace) -> int:
     _refuse_local_options(args)
     chart_values(args.pod_regex, args.namespace, args.all_namespaces, args.tls)  # bad regex
-    deploy._helm()  # no helm: one line, nothing done
+    deploy.require_helm()  # no helm: one line, nothing done
     listener = _listen(args.ui_port)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     deployed = False

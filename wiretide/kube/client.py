@@ -53,7 +53,7 @@ class KubeApi:
         self.server = configuration.host
         self.core = client.CoreV1Api(client.ApiClient(configuration))
 
-    def _call(self, fn: Any, **kwargs: Any) -> dict[str, Any]:
+    def call(self, fn: Any, **kwargs: Any) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -68,11 +68,11 @@ class KubeApi:
             raise KubeError(f"cannot reach the Kubernetes API at {self.server}: {ex}") from None
 
     def list_pods(self) -> tuple[list[dict[str, Any]], str]:
-        doc = self._call(self.core.list_pod_for_all_namespaces)
+        doc = self.call(self.core.list_pod_for_all_namespaces)
         return doc.get("items") or [], (doc.get("metadata") or {}).get("resourceVersion", "")
 
     def list_services(self) -> list[dict[str, Any]]:
-        return self._call(self.core.list_service_for_all_namespaces).get("items") or []
+        return self.call(self.core.list_service_for_all_namespaces).get("items") or []
 
     def watch_pods(
         self, resource_version: str, timeout_s: int = 300
