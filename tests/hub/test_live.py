@@ -121,7 +121,7 @@ def test_bad_filter_closes_with_the_error_first(hub: Hub) -> None:
 
 def test_a_slow_socket_is_told_how_many_calls_it_missed() -> None:
     async def scenario() -> tuple[list[str], int, int]:
-        sub = Subscription(lambda view: True, asyncio.get_running_loop(), size=2)
+        sub = Subscription(asyncio.get_running_loop(), size=2)
         for n in range(5):
             sub.offer(call_view(_call(n, f"/slow/{n}", 200)))
         got = [(await sub.next())["id"] for _ in range(2)]
@@ -134,7 +134,7 @@ def test_a_slow_socket_is_told_how_many_calls_it_missed() -> None:
 
 def test_a_tail_that_stops_ends_the_socket_even_when_it_is_behind() -> None:
     async def scenario() -> str:
-        sub = Subscription(lambda view: True, asyncio.get_running_loop(), size=1)
+        sub = Subscription(asyncio.get_running_loop(), size=1)
         sub.offer(call_view(_call(1, "/x", 200)))
         sub.offer(LiveError("live tail stopped: broker gone"))
         with pytest.raises(LiveError) as stopped:

@@ -48,7 +48,8 @@ published from then on is seen), then `{"type": "call", "call": Call}` for each 
 the filter takes, `{"type": "dropped", "count": n}` when the client fell behind and
 missed n calls. A bad filter gets `{"type": "error", "error", "line", "column"}` and the
 socket closes with code 4400; a tail that cannot start or stops sends an error and
-closes with 1011.
+closes with 1011. Each filter runs in a process of its own on a time budget: one too
+slow to evaluate (or stuck on one call) ends its own tail that way, and no one else's.
 
 **Token**: a hub listening beyond loopback wants `Authorization: Bearer <token>` on
 every /api request; a browser WebSocket offers the subprotocols
@@ -205,14 +206,19 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
             await websocket.send_denial_response(_error(status, ErrorBody(error=why)))
             return
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if len(q) > MAX_FILTER:
+            why = f"q: the filter is longer than {MAX_FILTER} characters"
+            await websocket.send_json({"type": "error", "error": why})
+            await websocket.close(code=4400, reason="bad filter")
+            return
         try:
-            predicate = to_predicate(parse(q))
+            to_predicate(parse(q))  # its evaluator compiles it again, in its own process
         except Exception as ex:
             await websocket.send_json({"type": "error", **_filter_error(q, ex).model_dump()})
             await websocket.close(code=4400, reason="bad filter")
             return
         try:
-            sub = await tail.subscribe(predicate)
+            sub = await tail.subscribe(q)
         except LiveError as ex:
             await websocket.send_json({"type": "error", "error": str(ex)})
             await websocket.close(code=1011, reason="live tail unavailable")

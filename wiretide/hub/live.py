@@ -1,56 +1,48 @@
-"""The live tail: one Kafka consumer thread for every WebSocket watching new calls.
+"""The live tail: every WebSocket watching new calls gets its own evaluator process.
 
-The consumer reads the calls topic from its end (explicit offsets from the high
-watermarks, so "ready" means every call published from then on is seen), never joins a
-group or commits, decodes each CallBatch, turns every call into its `call_view` and hands
-it to each subscriber whose KFL predicate takes it. Subscribers live on the event loop;
-the thread reaches them through `call_soon_threadsafe`. A subscriber that falls behind
-has a bounded backlog; calls that do not fit are counted and it is told how many it missed.
+A filter is user input, and evaluating it can be arbitrarily slow (a catastrophic regex
+holds the GIL for ever). So the Kafka reading, decoding and filtering for a subscriber
+run in a child process (wiretide.hub.tail_worker), never in the hub's: the hub, and a
+sink serving it in the same process, only read the matching calls' JSON lines. A
+filter that overdraws its evaluation budget is stopped by its evaluator, one that goes
+silent (stuck in one evaluation) is killed by the hub; either way only its own
+subscriber is told why, in one line.
 
-The thread starts with the first subscriber and stops when the last one leaves.
+Subscribers live on the event loop. A subscriber that falls behind has a bounded
+backlog; calls that do not fit are counted and it is told how many it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-import uuid
+import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
-from sinks.clickhouse.view import call_view
-from sinks.errors import one_line
 from wiretide import config
 from wiretide.errors import WiretideError
-from wiretide.serde import decode_call_batch
+from wiretide.hub.budget import BudgetLimits, stuck_message
 
-Predicate = Callable[[dict[str, Any]], bool]
-_TIMEOUT_S = 10.0
-# Answers about a topic that is still being created (librdkafka does not call them retriable)
-_SETTLING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._UNKNOWN_TOPIC,
-}
+_START_TIMEOUT_S = 60.0
+_LINE_LIMIT = 256 * 1024 * 1024  # one call's view, bodies included
 
 
 class LiveError(WiretideError):
-    """The live tail cannot start or went down (Kafka unreachable, topic lost)."""
+    """The live tail cannot start or went down (Kafka unreachable, filter too slow)."""
 
 
 class Subscription:
-    """One WebSocket's share of the tail: its filter and the calls waiting for it."""
+    """One WebSocket's share of the tail: the calls waiting for it."""
 
-    def __init__(self, predicate: Predicate, loop: asyncio.AbstractEventLoop, size: int) -> None:
-        self.predicate = predicate
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[dict[str, Any] | LiveError] = asyncio.Queue(size)
         self.dropped = 0  # calls that matched but did not fit, since last told
+        self.evaluator: asyncio.subprocess.Process | None = None
+        self.pump: asyncio.Task[None] | None = None
 
     def offer(self, item: dict[str, Any] | LiveError) -> None:
         """On the event loop: queue a call (or the error that ends the tail)."""
@@ -74,163 +66,116 @@ class Subscription:
         return n
 
 
-class _TailThread(threading.Thread):
-    def __init__(self, bootstrap: str, topic: str, tail: LiveTail) -> None:
-        super().__init__(name="wiretide-hub-live", daemon=True)
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.tail = tail
-        self.stopping = threading.Event()
-        self.consumer = Consumer(
-            config.kafka_client(
-                bootstrap,
-                **{
-                    "group.id": f"{config.PREFIX}wiretide-hub-live-{uuid.uuid4().hex[:8]}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "fetch.max.bytes": 64 * 1024 * 1024,
-                    "log_level": 3,
-                },
-            )
-        )
-
-    def assign_at_end(self) -> None:
-        """Blocking: start reading after the newest message of every partition."""
-        from wiretide.topics import ensure_topics
-
-        try:
-            ensure_topics(self.bootstrap)  # a hub may be up before the first capture
-            self.consumer.assign(self._ends(time.monotonic() + _TIMEOUT_S))
-        except (KafkaException, WiretideError) as ex:
-            self.consumer.close()
-            raise LiveError(
-                f"live tail: cannot read {self.topic} at {self.bootstrap}: {_kafka_reason(ex)}"
-            ) from None
-
-    def _ends(self, deadline: float) -> list[TopicPartition]:
-        """The high watermark of each partition. A topic just created has no leaders for
-        a moment: retry those answers until the deadline."""
-        while True:
-            try:
-                meta = self.consumer.list_topics(self.topic, timeout=_TIMEOUT_S).topics[self.topic]
-                if meta.error is not None:
-                    raise KafkaException(meta.error)
-                ends = []
-                for p in sorted(meta.partitions):
-                    tp = TopicPartition(self.topic, p)
-                    _, high = self.consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-                    ends.append(TopicPartition(self.topic, p, high))
-                return ends
-            except KafkaException as ex:
-                err = ex.args[0] if ex.args else None
-                settling = isinstance(err, KafkaError) and (
-                    err.retriable() or err.code() in _SETTLING
-                )
-                if not settling or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-
-    def run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                for msg in self.consumer.consume(num_messages=500, timeout=0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if err.fatal() or not err.retriable():
-                            raise KafkaException(err)
-                        continue
-                    self.deliver(msg.value())
-        except Exception as ex:  # the tail is down: tell every subscriber why
-            self.tail.fail(LiveError(f"live tail stopped: {_kafka_reason(ex)}"))
-        finally:
-            self.consumer.close()
-
-    def deliver(self, value: bytes | None) -> None:
-        if not value:
-            return
-        try:
-            calls = decode_call_batch(value)
-        except Exception:  # the sink dead-letters it; the tail just skips it
-            self.tail.undecodable += 1
-            return
-        subscribers = self.tail.subscribers  # a snapshot taken after the poll
-        for call in calls:
-            view = call_view(call)
-            for sub in subscribers:
-                try:
-                    keep = sub.predicate(view)
-                except Exception:  # a predicate bug must not end everyone's tail
-                    keep = False
-                if keep:
-                    sub.loop.call_soon_threadsafe(sub.offer, view)
-
-
-def _kafka_reason(ex: BaseException) -> str:
-    if isinstance(ex, KafkaException) and ex.args and isinstance(ex.args[0], KafkaError):
-        return ex.args[0].str()
-    return one_line(ex)
-
-
 class LiveTail:
-    """Subscribe WebSockets to new calls. `bootstrap` is asked each time the thread
-    starts (a local broker may come up after the hub); it raises LiveError if none."""
+    """Subscribe WebSockets to new calls. `bootstrap` is asked at each subscription (a
+    local broker may come up after the hub); it raises LiveError if there is none."""
 
     def __init__(
-        self, bootstrap: Callable[[], str], topic: str | None = None, queue_size: int = 1000
+        self,
+        bootstrap: Callable[[], str],
+        topic: str | None = None,
+        queue_size: int = 1000,
+        limits: BudgetLimits | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic or config.CALLS_TOPIC
         self.queue_size = queue_size
+        self.limits = limits or BudgetLimits()
         self.subscribers: tuple[Subscription, ...] = ()  # replaced, never mutated
-        self.undecodable = 0
-        self._thread: _TailThread | None = None
-        self._retired: list[_TailThread] = []  # stopping; joined by `close`
-        self._lock = asyncio.Lock()
 
-    async def subscribe(self, predicate: Predicate) -> Subscription:
-        """Once this returns, every call published afterwards reaches the subscription."""
-        sub = Subscription(predicate, asyncio.get_running_loop(), self.queue_size)
-        async with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                thread = await asyncio.to_thread(self._new_thread)
-                thread.start()
-                self._thread = thread
-            self.subscribers = (*self.subscribers, sub)
+    async def subscribe(self, kfl: str) -> Subscription:
+        """Start an evaluator for the KFL filter `kfl` (already checked to parse). Once
+        this returns, every call published afterwards reaches the subscription."""
+        sub = Subscription(asyncio.get_running_loop(), self.queue_size)
+        bootstrap = await asyncio.to_thread(self.bootstrap)
+        request = {
+            "bootstrap": bootstrap,
+            "topic": self.topic,
+            "filter": kfl,
+            "limits": {
+                "burst_s": self.limits.burst_s,
+                "share": self.limits.share,
+                "stuck_s": self.limits.stuck_s,
+            },
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wiretide.hub.tail_worker",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=_LINE_LIMIT,
+            start_new_session=True,  # a terminal's Ctrl-C is the hub's to handle
+        )  # fmt: skip
+        sub.evaluator = proc
+        self.subscribers = (*self.subscribers, sub)
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            await proc.stdin.drain()
+            first = await asyncio.wait_for(proc.stdout.readline(), _START_TIMEOUT_S)
+            if not first:
+                await proc.wait()
+            message = json.loads(first) if first else {}
+            if message.get("type") != "ready":
+                raise LiveError(message.get("error") or _exited(proc))
+        except TimeoutError:
+            await self.unsubscribe(sub)
+            raise LiveError(f"live tail: not ready within {_START_TIMEOUT_S:g} s") from None
+        except (LiveError, OSError, ValueError) as ex:
+            await self.unsubscribe(sub)
+            if isinstance(ex, LiveError):
+                raise
+            raise LiveError(f"live tail: {_exited(proc)}") from None
+        except BaseException:  # cancelled: the socket went away while it started
+            await self.unsubscribe(sub)
+            raise
+        sub.pump = asyncio.ensure_future(self._pump(sub, proc))
         return sub
 
-    def _new_thread(self) -> _TailThread:
-        try:
-            thread = _TailThread(self.bootstrap(), self.topic, self)
-        except KafkaException as ex:
-            raise LiveError(f"live tail: {_kafka_reason(ex)}") from None
-        thread.assign_at_end()
-        return thread
+    async def _pump(self, sub: Subscription, proc: asyncio.subprocess.Process) -> None:
+        """Hand the evaluator's calls to the subscriber until it stops or goes silent."""
+        while True:
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), self.limits.stuck_s)
+            except TimeoutError:
+                _kill(proc)
+                sub.offer(LiveError(stuck_message(self.limits)))
+                return
+            except ValueError:  # a line over the limit
+                _kill(proc)
+                sub.offer(LiveError("live tail stopped: a call too large to show live"))
+                return
+            if not line:
+                await proc.wait()
+                sub.offer(LiveError(f"live tail stopped: {_exited(proc)}"))
+                return
+            message = json.loads(line)
+            kind = message.get("type")
+            if kind == "call":
+                sub.offer(message["call"])
+            elif kind == "error":
+                sub.offer(LiveError(message["error"]))
+                return
 
     async def unsubscribe(self, sub: Subscription) -> None:
-        """Leave; the last one out stops the thread (without waiting for it: a handler
-        being cancelled at shutdown must not hang, and `close` joins it)."""
-        async with self._lock:
-            self.subscribers = tuple(s for s in self.subscribers if s is not sub)
-            if not self.subscribers and self._thread is not None:
-                self._retire()
-
-    def _retire(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.stopping.set()
-            self._retired = [t for t in self._retired if t.is_alive()] + [thread]
-
-    def fail(self, error: LiveError) -> None:
-        """From the thread: end every subscription with `error`."""
-        for sub in self.subscribers:
-            sub.loop.call_soon_threadsafe(sub.offer, error)
+        """Leave: the evaluator is killed (it may be stuck where no signal is handled)."""
+        self.subscribers = tuple(s for s in self.subscribers if s is not sub)
+        if sub.pump is not None:
+            sub.pump.cancel()
+        proc = sub.evaluator
+        if proc is not None:
+            _kill(proc)
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()
 
     async def close(self) -> None:
-        """Stop the thread and wait for every consumer to be closed."""
-        async with self._lock:
-            self._retire()
-            retired, self._retired = self._retired, []
-        for thread in retired:
-            await asyncio.to_thread(thread.join)
+        """Stop every evaluator and wait for them."""
+        for sub in self.subscribers:
+            await self.unsubscribe(sub)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _exited(proc: asyncio.subprocess.Process) -> str:
+    code = proc.returncode
+    return "its evaluator process exited" + ("" if code is None else f" (code {code})")
