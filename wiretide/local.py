@@ -164,9 +164,9 @@ class SharedStoreWriter:
     def __init__(self, writer: object, lock: threading.Lock) -> None:
         self._writer, self._lock = writer, lock
 
-    def write(self, calls: list) -> None:
+    def write(self, calls: list) -> list:
         with self._lock:
-            self._writer.write(calls)
+            return self._writer.write(calls)
 
 
 class ServedHub:
