@@ -8,6 +8,7 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -865,3 +866,91 @@ def test_websocket_upgrade_through_a_real_server_and_client():
         b"hi there", b"hi there", b"\x01\x02", b"\x01\x02",
     ]  # fmt: skip
     assert calls[-1].status == 1000 and idle[-1]
+
+
+# ------------------------------------------------------- lenient like real servers
+
+LENIENT_PCAP = GOLDEN_DIR / "lenient.pcap"  # recorded by lenient_record.py against nginx
+
+
+def lenient_calls() -> tuple[list[ApiCall], list[DissectFailed]]:
+    calls, failures = [], []
+    for flow, chunks in kit.flows_in(LENIENT_PCAP):
+        events = kit.replay(HTTP1, flow, chunks)
+        calls += calls_of(events)
+        failures += failures_of(events)
+    return sorted(calls, key=lambda c: c.ts_ns), failures
+
+
+def test_heads_nginx_serves_are_calls_flagged_not_dropped():
+    calls, failures = lenient_calls()
+    assert failures == []
+    assert [(c.method, c.path, c.status, c.flags) for c in calls] == [
+        ("GET", "/café/über", 200, ("lenient_target",)),
+        ("GET", "/paren", 200, ("lenient_header_name",)),
+        ("GET", "/bare-lf", 200, ("lenient_line_ending",)),
+        ("GET", "/folded", 400, ("lenient_header_value",)),  # nginx refuses obs-fold
+        ("POST", "/ctl", 200, ("lenient_header_value",)),
+        ("GET", "/strict", 200, ()),
+    ]
+    target, paren, bare, folded, ctl, _ = calls
+    assert target.query == "q=ä"
+    assert header(paren.request_headers, "x-odd(name)") == "1"
+    assert header(bare.request_headers, "x-lf") == "yes"
+    assert header(folded.request_headers, "x-fold") == "one two"
+    assert header(ctl.request_headers, "x-ctl") == "a\x01b"
+    assert ctl.request_body == b"hello" and ctl.response_body == b"served /ctl\n"
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_lenient_heads_read_as_tshark_reads_them():
+    fields = ["http.request.method", "http.request.uri", "http.request.line"]
+    cmd = ["tshark", "-n", "-r", str(LENIENT_PCAP), "-d", "tcp.port==21580,http"]
+    cmd += ["-Y", "http.request", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a"]
+    cmd += [arg for f in fields for arg in ("-e", f)]
+    rows = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    calls, _ = lenient_calls()
+    rows = [row.split("|") for row in rows.splitlines()]
+    assert len(rows) == len(calls)
+    for call, (method, uri, lines) in zip(calls, rows, strict=True):
+        target = call.path + ("?" + call.query if call.query else "")
+        # tshark shows each non-ASCII byte of the target as U+FFFD.
+        assert uri == re.sub(r"[^\x00-\x7f]", "\ufffd", target.encode().decode("latin-1"))
+        assert method == call.method
+        names = [line.split(":", 1)[0] for line in lines.split(",")]
+        ours = [name for name, _ in call.request_headers]
+        assert names == ours[: len(names)]  # tshark stops at an obs-fold line
+
+
+def test_lenient_response_heads_and_resync_on_bare_lf():
+    out, _ = run(
+        ("c", b"GET /a HTTP/1.1\nHost: x\n\n"),
+        ("s", b"HTTP/1.1 200 OK\nX Space: 1\nContent-Length: 2\n\nok"),
+        ("c", GET),
+        ("s", OK),
+    )
+    assert failures_of(out) == []
+    first, second = calls_of(out)
+    assert (first.path, first.status, first.response_body) == ("/a", 200, b"ok")
+    assert first.flags == ("lenient_line_ending", "lenient_header_name")
+    assert header(first.response_headers, "x space") == "1"
+    assert (second.path, second.flags) == ("/a", ())
+
+
+def test_lenient_head_split_anywhere_gives_the_same_call():
+    request = "GET /ü HTTP/1.1\r\nX(y): 1\r\nContent-Length: 3\r\n\r\nabc".encode()
+    whole = calls_of(run(("c", request), ("s", OK))[0])
+    assert [(c.path, c.request_body, c.flags) for c in whole] == [
+        ("/ü", b"abc", ("lenient_target", "lenient_header_name"))
+    ]
+    for cut in range(1, len(request)):
+        parts = calls_of(run(("c", request[:cut]), ("c", request[cut:]), ("s", OK))[0])
+        assert [(c.path, c.request_body, c.flags) for c in parts] == [
+            (c.path, c.request_body, c.flags) for c in whole
+        ]
+
+
+def test_heads_no_server_would_take_still_fail():
+    out, _ = run(("c", b"GET /a HTTP/1.1\r\nno colon here\r\n\r\n" + GET), ("s", OK))
+    assert [f.reason for f in failures_of(out)][:1] == ["malformed HTTP: Invalid header token"]
+    assert [(c.method, c.path) for c in calls_of(out)] == [("GET", "/a")]

@@ -5,7 +5,9 @@ input a message begins or ends, and it cannot be told that a response answers a 
 request. So this module frames messages itself with cheap C-level searches and feeds
 llhttp exactly one message at a time:
 
-* head: bytes up to and including the first ``CRLF CRLF`` (llhttp is strict about CRLF);
+* head: bytes up to and including the first ``CRLF CRLF``; a head llhttp refuses is read
+  again by `lenient` (as far as real servers are lenient: raw UTF-8 targets, odd header
+  names, bare LFs) and its message flagged, not dropped;
 * body: Content-Length bytes, or a chunk walker that follows chunk-size lines (one step
   per chunk, never per byte), or everything until the connection closes.
 
@@ -30,6 +32,7 @@ from httptools import (
 )
 
 from streams.dissect.http.events import REQUEST, RESPONSE, HttpMessage
+from streams.dissect.http.lenient import HEAD_END, LenientHead, framing_head, read_head
 
 if TYPE_CHECKING:
     from streams.reassembly.events import Direction
@@ -48,8 +51,8 @@ RESYNC, IDLE, HEAD, BODY_CL, BODY_CHUNKED, BODY_EOF, HOLD, CLOSED = range(8)
 # Chunk walker states.
 _CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = range(4)
 
-_REQ = rb"[A-Z][A-Z0-9_-]{0,23} [^ \r\n]+ HTTP/1\.[0-9]\r\n"
-_RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r\n"
+_REQ = rb"[A-Z][A-Z0-9_-]{0,23} [^ \r\n]+ HTTP/1\.[0-9]\r?\n"
+_RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r?\n"
 REQUEST_LINE = re.compile(rb"^" + _REQ, re.M)
 STATUS_LINE = re.compile(rb"^" + _RESP, re.M)
 _NOT_CRLF = re.compile(rb"[^\r\n]")
@@ -172,6 +175,11 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((n.decode("latin-1"), decode_text(v)) for n, v in raw)
 
 
+def _asks_upgrade(head: LenientHead) -> bool:
+    connection = head.header(b"connection") or b""
+    return head.header(b"upgrade") is not None and b"upgrade" in connection.lower()
+
+
 class Http1Parser:
     """Frames the HTTP/1.x messages of one direction and reports them to `sink`."""
 
@@ -195,6 +203,9 @@ class Http1Parser:
         "upgraded",
         "head_len",
         "htail",
+        "hseen",
+        "lenient",
+        "head_error",
         "rem",
         "ck_state",
         "ck_line",
@@ -236,6 +247,9 @@ class Http1Parser:
         self.hc = self.mc = self.upgraded = False
         self.head_len = 0
         self.htail = b""  # last bytes of an unfinished head (a CRLF CRLF may straddle feeds)
+        self.hseen: list[bytes] = []  # the head's bytes fed so far, to read again leniently
+        self.lenient: bytearray | None = None  # the head, once llhttp refused it
+        self.head_error: Exception | None = None  # why llhttp refused it
         self.rem = 0
         self.ck_state = _CK_SIZE
         self.ck_line = b""
@@ -264,7 +278,7 @@ class Http1Parser:
         """Bytes this parser holds for unfinished work (heads, bodies, partial lines)."""
         n = len(self.tail) + len(self.ck_line) + self.hold_len
         if self.state == HEAD:
-            n += self.head_len
+            n += self.head_len if self.lenient is None else len(self.lenient)
         if self.body is not None:
             n += self.body.size + len(self.body.pending)
         return n
@@ -346,6 +360,8 @@ class Http1Parser:
         self.body = None
         self.llp = None
         self.tail = self.htail = self.ck_line = b""
+        self.hseen = []
+        self.lenient = None
         self.hold = []
         self.hold_len = 0
         self.state = CLOSED
@@ -474,6 +490,8 @@ class Http1Parser:
         self.state = HEAD
         self.head_len = 0
         self.htail = b""
+        self.hseen = []
+        self.lenient = None
         self.hc = self.mc = self.upgraded = False
         self.body = None
         self.encoding = ""
@@ -497,6 +515,8 @@ class Http1Parser:
             self._fail(f"HTTP parser error: {type(e).__name__}: {e}")
 
     def _head(self, data: bytes, i: int, ts: int) -> int:
+        if self.lenient is not None:
+            return self._lenient_head(data, i, ts)
         n = len(data)
         end = -1
         t = self.htail
@@ -513,13 +533,20 @@ class Http1Parser:
         if self.head_len > self.max_header:
             self._fail(f"message head exceeds {self.max_header} bytes")
             return i
+        chunk = data[i:stop] if i or stop != n else data
         try:
-            self.llp.feed_data(data[i:stop] if i or stop != n else data)
+            self.llp.feed_data(chunk)
         except HttpParserUpgrade:
             self.upgraded = True
+        except HttpParserError as e:
+            self.lenient = bytearray().join(self.hseen)
+            self.head_error = e
+            self.llp = None
+            return self._lenient_head(data, i, ts)
         except Exception as e:
             self._fail_exc(e)
             return i
+        self.hseen.append(chunk)
         if end < 0:
             self.htail = (t + data[i:])[-3:] if n - i < 3 else data[n - 3 :]
             return n
@@ -527,10 +554,49 @@ class Http1Parser:
             self._fail("message head not understood")
             return i
         self.htail = b""
+        self.hseen = []
         self._head_done(ts)
         return end
 
-    def _head_done(self, ts: int) -> None:
+    def _lenient_head(self, data: bytes, i: int, ts: int) -> int:
+        """Collect a head llhttp refused up to its end (CRLFs or bare LFs), then read it
+        with `lenient.read_head`; a head that is not HTTP even so fails as llhttp said."""
+        buf = self.lenient
+        old = len(buf)
+        buf += data[i:] if i else data
+        m = HEAD_END.search(buf, max(0, old - 2))
+        if m is None or m.end() > self.max_header:
+            if len(buf) > self.max_header:
+                self.lenient = None
+                self._fail(f"message head exceeds {self.max_header} bytes")
+                return i
+            return len(data)
+        end = m.end()
+        self.lenient = None
+        self.hseen = []
+        head = read_head(bytes(buf[:end]), self.kind)
+        if head is None or not head.flags:
+            self._fail_exc(self.head_error)
+            return i
+        self._new_llp()
+        try:  # llhttp reads the body after a strict head with the same framing
+            self.llp.feed_data(framing_head(self.kind, head))
+        except Exception as e:
+            self._fail_exc(e)
+            return i
+        msg = self.msg
+        msg.url = head.target
+        msg.reason = head.reason
+        msg.flags += head.flags
+        self.raw = list(head.headers)
+        self.clen = head.header(b"content-length")
+        self.te = head.header(b"transfer-encoding")
+        encoding = head.header(b"content-encoding")
+        self.encoding = "" if encoding is None else encoding.decode("latin-1")
+        self._head_done(ts, head)
+        return i + end - old
+
+    def _head_done(self, ts: int, lenient: LenientHead | None = None) -> None:
         msg = self.msg
         p = self.llp
         raw = self.raw
@@ -541,7 +607,7 @@ class Http1Parser:
             msg.headers = _headers(raw)
         clen = self.clen
         te = self.te
-        msg.version = "HTTP/" + p.get_http_version()
+        msg.version = "HTTP/" + (p.get_http_version() if lenient is None else lenient.version)
         chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         length = 0
         if clen is not None and not chunked:
@@ -553,8 +619,12 @@ class Http1Parser:
                 self._fail(f"bad Content-Length {decode_text(clen)!r}")
                 return
         if self.kind == REQUEST:
-            msg.method = p.get_method().decode("ascii", "replace")
-            msg.upgrade = self.upgraded or p.should_upgrade()
+            if lenient is None:
+                msg.method = p.get_method().decode("ascii", "replace")
+                msg.upgrade = self.upgraded or p.should_upgrade()
+            else:
+                msg.method = lenient.method
+                msg.upgrade = lenient.method == "CONNECT" or _asks_upgrade(lenient)
             self.sink.on_request_head(msg)
             if self.sink.opaque:
                 return
@@ -566,7 +636,7 @@ class Http1Parser:
             else:
                 self._complete(ts)
             return
-        status = msg.status = p.get_status_code()
+        status = msg.status = p.get_status_code() if lenient is None else lenient.status
         if 100 <= status < 200 and status != 101:
             # Interim response (100 Continue, 103 Early Hints): no body, not paired.
             self.msg = None
@@ -714,6 +784,8 @@ class Http1Parser:
         self.state = RESYNC
         self.tail = b""
         self.htail = b""
+        self.hseen = []
+        self.lenient = None
         self.ck_line = b""
         self.mid_line = mid_line
         self.skipped = 0
