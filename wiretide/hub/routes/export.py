@@ -84,8 +84,8 @@ def router(store: HubStore) -> APIRouter:
         except ExportError as ex:
             raise ApiError(400, str(ex)) from None
         try:
-            with store.lock:  # chDB takes one query at a time
-                spans = find_spans(store.store.client, q, since_ns, until_ns)
+            with store.reading():  # chDB takes one query at a time
+                spans = find_spans(store.reads.client, q, since_ns, until_ns)
         except ExportError as ex:
             raise ApiError(503, str(ex)) from None
         if not spans:

@@ -112,8 +112,8 @@ def router(store: HubStore) -> APIRouter:
                 _log.error("KFL failed on filter %r", q, exc_info=ex)
                 raise ApiError(400, f"this filter could not be read (a KFL bug: {ex!r})") from None
         try:
-            with store.lock:  # one query at a time (see HubStore)
-                graph = read_map(store.store, start, end, where, exact=exact)
+            with store.reading():  # one query at a time (see HubStore)
+                graph = read_map(store.reads, start, end, where, exact=exact)
         except SinkError as ex:
             raise ApiError(503, str(ex)) from None
         return graph_dict(graph)
