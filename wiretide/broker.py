@@ -113,7 +113,9 @@ def fetch_jars() -> Path:
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """A broker whose files live in `home` (config, logs, pid)."""
+    """A broker whose files live in `home` (config, logs, pid); it listens on `port` and
+    its controller on `port + 1`. The pid file also records the port, so the broker of a
+    data dir is found wherever it listens."""
 
     home: Path
     port: int = DEFAULT_PORT
@@ -135,8 +137,23 @@ class LocalBroker:
             return None
         return pid
 
+    def recorded_port(self) -> int | None:
+        """The port this home's broker was last started on (None: never, or unknown)."""
+        try:
+            fields = self.pid_file.read_text().split()
+            port = int(fields[1]) if len(fields) > 1 else int(self.port_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return port if 0 < port < 65535 else None
+
+    @property
+    def port_file(self) -> Path:
+        return self.home / "broker.port"
+
     def is_up(self) -> bool:
-        return self.pid() is not None and _port_open(self.port)
+        if self.pid() is None or self.recorded_port() not in (None, self.port):
+            return False
+        return _port_open(self.port)
 
     def start(self, timeout: float = 90.0) -> str:
         """Start (or reuse) the broker; return its bootstrap address once it accepts clients."""
@@ -203,7 +220,8 @@ class LocalBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.pid_file.write_text(f"{proc.pid} {self.port}\n")
+        self.port_file.write_text(f"{self.port}\n")  # kept after a stop: the next start reuses it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -265,8 +283,58 @@ def _broker_ready(bootstrap: str) -> bool:
 
 
 def local_broker(data_dir: Path, port: int | None = None) -> LocalBroker:
-    port = port or int(os.environ.get("WIRETIDE_KAFKA_PORT", DEFAULT_PORT))
-    return LocalBroker(home=Path(data_dir) / "kafka", port=port)
+    """The broker of `data_dir`: on `port` if given; else where it runs now; else the
+    port it last used, WIRETIDE_KAFKA_PORT or 9092, whichever is free first; else any
+    free port. So several data dirs each get a broker of their own, side by side."""
+    home = Path(data_dir) / "kafka"
+    if port is not None:
+        return LocalBroker(home=home, port=checked_port(port, "--port"))
+    current = LocalBroker(home=home)
+    recorded = current.recorded_port()
+    if current.pid() is not None and recorded is not None:
+        return LocalBroker(home=home, port=recorded)
+    raw = os.environ.get("WIRETIDE_KAFKA_PORT", "").strip()
+    preferred = checked_port(raw, "WIRETIDE_KAFKA_PORT") if raw else DEFAULT_PORT
+    for candidate in (recorded, preferred):
+        if candidate is not None and _pair_free(candidate):
+            return LocalBroker(home=home, port=candidate)
+    return LocalBroker(home=home, port=_free_port_pair())
+
+
+def checked_port(value: int | str, what: str) -> int:
+    """A broker port: 1 to 65534 (its controller listens on the next one)."""
+    text = str(value).strip()
+    port = int(text) if text.isdigit() else 0
+    if not 0 < port < 65535:
+        raise BrokerError(
+            f"{what} {text!r}: expected a port from 1 to 65534 (the controller takes the next)"
+        )
+    return port
+
+
+def _pair_free(port: int) -> bool:
+    return 0 < port < 65535 and not _port_open(port) and not _port_open(port + 1)
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if _pair_free(port):
+            return port
+    raise BrokerError("found no two free neighbouring ports for a Kafka broker; pass --kafka")
+
+
+def left_running_note(data_dir: Path) -> str | None:
+    """What a tap says it leaves behind: the data dir's broker, if one runs."""
+    broker = local_broker(data_dir)
+    if not broker.is_up():
+        return None
+    return (
+        f"left running: the Kafka broker at {broker.bootstrap} (export reads packets from "
+        f"it); stop it with: wiretide broker stop --data {Path(data_dir)}"
+    )
 
 
 def resolve_bootstrap(explicit: str | None, data_dir: Path) -> str:

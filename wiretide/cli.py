@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from wiretide.errors import WiretideError
 
 EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line too: what is wrong and where the help is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 def _common(p: argparse.ArgumentParser, kafka: bool = True, store: bool = True) -> None:
@@ -44,6 +51,22 @@ def _port(text: str) -> int:
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return int(text)
+
+
+def _broker_port(text: str) -> int:
+    from wiretide.broker import checked_port
+    from wiretide.errors import BrokerError
+
+    try:
+        return checked_port(text, "port")
+    except BrokerError as ex:
+        raise argparse.ArgumentTypeError(str(ex).removeprefix("port ")) from None
 
 
 def _port_or_zero(text: str) -> int:
@@ -113,14 +136,17 @@ def _live_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wiretide", description="See every API call in your traffic."
-    )
+    parser = _Parser(prog="wiretide", description="See every API call in your traffic.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     broker = sub.add_parser("broker", help="run the local one-node Kafka broker")
     broker.add_argument("action", choices=["start", "stop", "status"])
-    broker.add_argument("--port", type=int, help="listener port (default 9092)")
+    broker.add_argument(
+        "--port",
+        type=_broker_port,
+        help="listener port (default: where this data dir's broker runs or last ran, else "
+        "9092 or a free one); the controller takes the next port",
+    )
     _common(broker, kafka=False, store=False)
 
     tap = sub.add_parser(
@@ -171,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a KFL filter, e.g. 'http and response.status >= 500' (default: every call)",
     )
     query.add_argument("--json", action="store_true", help="one JSON object per line")
-    query.add_argument("--limit", type=int, help="print only the newest N calls")
+    query.add_argument("--limit", type=_count, metavar="N", help="print only the newest N calls")
     _common(query, kafka=False)
 
     kfl = sub.add_parser("kfl", help="check a KFL filter, list the fields it knows")
@@ -243,27 +269,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+EXIT_PIPE = 141  # what a shell shows for a process ended by SIGPIPE (`query | head`)
+EXIT_INTERRUPTED = 130
+
+
+def run_reporting_failures(run: Callable[[], int]) -> int:
+    """Run a command; every failure it raises becomes one line on stderr and an exit code
+    (2, or 130 on Ctrl-C); a reader that closed stdout early ends it quietly."""
     from confluent_kafka import KafkaException
 
-    from wiretide import commands
-
     try:
-        return getattr(commands, f"run_{args.command}")(args)
+        code = run()
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_PIPE
     except WiretideError as exc:
-        print(f"wiretide: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        _say(str(exc))
     except KafkaException as exc:
-        print(
-            f"wiretide: error: Kafka: {exc.args[0].str() if exc.args else exc}; "
-            "check the broker (wiretide broker status) and retry",
-            file=sys.stderr,
+        _say(
+            f"Kafka: {exc.args[0].str() if exc.args else exc}; "
+            "check the broker (wiretide broker status) and retry"
         )
-        return EXIT_USAGE
+    except OSError as exc:
+        _say(os_error_text(exc))
     except KeyboardInterrupt:
         print("wiretide: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+def os_error_text(exc: OSError) -> str:
+    """`No such file or directory: /x` rather than `[Errno 2] ...`, one line."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return f"{what}: {where}" if where else what
+
+
+def _say(message: str) -> None:
+    try:
+        print(f"wiretide: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    except OSError:
+        pass  # stderr is gone too: the exit code is all that is left
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from wiretide import commands
+
+    return run_reporting_failures(lambda: getattr(commands, f"run_{args.command}")(args))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 def run_broker(args: argparse.Namespace) -> int:
     from wiretide.broker import local_broker
 
-    broker = local_broker(config.data_dir(args.data), args.port)
-    if args.action == "start":
+    starting = args.action == "start"
+    data = config.writable_data_dir(args.data) if starting else config.data_dir(args.data)
+    broker = local_broker(data, args.port)
+    if starting:
         print(f"Kafka broker up at {broker.start()}")
     elif args.action == "stop":
         print("Kafka broker stopped" if broker.stop() else "no Kafka broker was running")
@@ -153,8 +155,7 @@ def _tap_pcap(args: argparse.Namespace) -> int:
 
     _policy(args.redaction)  # fail now on a bad file, not inside a worker
     _check_rules(args.rules or config.rules_file())
-    data = config.data_dir(args.data)
-    data.mkdir(parents=True, exist_ok=True)
+    data = config.writable_data_dir(args.data)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)  # opens and checks the file before anything starts
     bootstrap, supervisor = _start_pipeline(args, data)
@@ -210,8 +211,7 @@ def _agent_pcap(args: argparse.Namespace) -> int:
     from wiretide.progress import Progress
     from wiretide.topics import ensure_topics
 
-    data = config.data_dir(args.data)
-    data.mkdir(parents=True, exist_ok=True)
+    data = config.writable_data_dir(args.data)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)
     bootstrap = resolve_bootstrap(args.kafka, data)
@@ -359,8 +359,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
 
     _policy(getattr(args, "redaction", None))
     _check_rules(getattr(args, "rules", None) or config.rules_file())
-    data = config.data_dir(args.data)
-    data.mkdir(parents=True, exist_ok=True)
+    data = config.writable_data_dir(args.data)
     node = os.environ.get("WIRETIDE_NODE") or os.uname().nodename
     # Opened first: no privilege, no such interface or a bad filter fails in one line
     # before the broker and workers start.
@@ -460,13 +459,12 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
 
 
 def run_query(args: argparse.Namespace) -> int:
+    from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
-    from sinks.clickhouse.reader import read_calls
+    from sinks.clickhouse.reader import read_calls, stream_calls
     from wiretide.hub.client import find_owner
     from wiretide.kfl import parse, to_sql
 
-    if args.limit is not None and args.limit < 0:
-        raise WiretideError("--limit must be zero or more")
     query = parse(args.filter)  # before opening the store: a typo costs nothing
     where, params = to_sql(query)
     limit = args.limit if args.limit is not None else query.limit
@@ -477,13 +475,17 @@ def run_query(args: argparse.Namespace) -> int:
         for line in hub.lines("/api/export.jsonl", {"q": args.filter, "limit": limit}):
             out.write((line if args.json else _one_line(json.loads(line))) + "\n")
         return 0
-    store = open_store(config.store_dsn(data, args.clickhouse), ttl_days=None)
-    calls = read_calls(store, limit=limit, where_sql=where, params=params)
-    for call in calls:
-        if args.json:
-            out.write(json.dumps(call, ensure_ascii=False) + "\n")
-        else:
-            out.write(_one_line(call) + "\n")
+    dsn = config.store_dsn(data, args.clickhouse)
+    datadir.require_store(dsn)
+    with open_store(dsn, ttl_days=None) as store:
+        if limit is None:  # printed as they come: memory stays flat for any number
+            calls = stream_calls(store, where_sql=where, params=params)
+        else:  # the newest `limit`, oldest first: at most `limit` held
+            calls = iter(read_calls(store, limit=limit, where_sql=where, params=params))
+        for call in calls:
+            out.write(
+                (json.dumps(call, ensure_ascii=False) if args.json else _one_line(call)) + "\n"
+            )
     return 0
 
 
@@ -514,10 +516,18 @@ def _tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def _own_data_dir(explicit: str | None) -> Path:
+    """A pipeline process's data dir, also made this process's default: the code that
+    reads WIRETIDE_DATA (the worker's Faust state, heartbeats, the hub) finds --data."""
+    data = config.writable_data_dir(explicit)
+    os.environ["WIRETIDE_DATA"] = str(data)
+    return data
+
+
 def run_worker(args: argparse.Namespace) -> int:
     from wiretide.broker import resolve_bootstrap
 
-    os.environ["WIRETIDE_KAFKA"] = resolve_bootstrap(args.kafka, config.data_dir(args.data))
+    os.environ["WIRETIDE_KAFKA"] = resolve_bootstrap(args.kafka, _own_data_dir(args.data))
     from streams.app import app, follow_endpoints
 
     follow_endpoints()
@@ -535,7 +545,7 @@ def run_sink(args: argparse.Namespace) -> int:
     from wiretide.broker import resolve_bootstrap
     from wiretide.local import read_status
 
-    data = config.data_dir(args.data)
+    data = _own_data_dir(args.data)
     bootstrap = resolve_bootstrap(args.kafka, data)
     store = open_store(config.store_dsn(data, args.clickhouse), ttl_days=config.retention_days())
     status_file = data / "sink-status.json"

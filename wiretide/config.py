@@ -22,13 +22,45 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def writable_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data dir, created if needed and checked by writing into it (root ignores
+    permissions, a read-only mount does not); one line saying why if it cannot be used."""
+    import tempfile
+
+    from wiretide.errors import WiretideError
+
+    path = data_dir(explicit)
+    try:
+        if path.exists() and not path.is_dir():
+            raise WiretideError(f"data dir {path} is a file, not a directory; pass --data DIR")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as ex:
+        if isinstance(ex, (FileExistsError, NotADirectoryError)):
+            why = "a part of that path is a file"
+        else:
+            why = (ex.strerror or str(ex)).lower()
+        raise WiretideError(
+            f"cannot use data dir {path}: {why}; pass --data DIR of a directory you can write"
+        ) from None
+    return path
+
+
 def store_dsn(data: Path, explicit: str | None = None) -> str:
     """`--clickhouse`, else WIRETIDE_CLICKHOUSE, else embedded chDB inside the data dir."""
     return explicit or os.environ.get("WIRETIDE_CLICKHOUSE") or f"chdb://{data / 'chdb'}"
 
 
 def partitions() -> int:
-    return int(os.environ.get("WIRETIDE_PARTITIONS", "4"))
+    from wiretide.errors import WiretideError
+
+    raw = os.environ.get("WIRETIDE_PARTITIONS", "").strip() or "4"
+    if not raw.isdigit() or int(raw) < 1:
+        raise WiretideError(
+            f"WIRETIDE_PARTITIONS must be a whole number of at least 1, not {raw!r}"
+        )
+    return int(raw)
 
 
 def kafka_security() -> dict[str, str]:

@@ -217,11 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wiretide")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["map", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run_map(args)
-    except WiretideError as exc:
-        print(f"wiretide: error: {exc}", file=sys.stderr)
-        return 2
+    from wiretide.cli import run_reporting_failures
+
+    return run_reporting_failures(lambda: run_map(args))
 
 
 if __name__ == "__main__":

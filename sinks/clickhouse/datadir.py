@@ -33,6 +33,26 @@ def prepare(path: str) -> Path:
     return directory
 
 
+def require_store(dsn: str) -> None:
+    """For readers: an embedded DSN must name a dir something was stored in. Opening a
+    missing one would create an empty store and hide a mistyped --data."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(dsn)
+    if parsed.scheme != "chdb" or not parsed.path.startswith("/"):
+        return  # a server, or a malformed DSN that open_store reports
+    directory = Path(os.path.realpath(parsed.path))
+    try:
+        stored = directory.is_dir() and any(directory.iterdir())
+    except OSError as ex:
+        raise SinkError(f"cannot read the store in {directory}: {one_line(ex)}") from ex
+    if not stored:
+        raise SinkError(
+            f"no store in {directory}: nothing was stored there; check --data "
+            "(or run wiretide tap first)"
+        )
+
+
 def foreign_owner(directory: Path) -> int | None:
     """The PID of another process holding `directory`, 0 if it holds it but the PID is
     unknown, None if no other process does (free, or held by this very process)."""

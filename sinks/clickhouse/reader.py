@@ -13,6 +13,7 @@ KFL compiler; its values must be bound parameters (`{name:Type}` placeholders wi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sinks.clickhouse.connect import Store
@@ -62,6 +63,9 @@ _FIELDS: dict[str, str] = {
 _SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _FIELDS.items())
 _BYTES = {"request_body": "bytes", "response_body": "bytes"}
 _FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+# Small blocks keep a streamed read's memory flat: ClickHouse's default (65k rows) of
+# calls with bodies is hundreds of MB per block on the Python side.
+_STREAM_SETTINGS = {**_FINAL_SETTINGS, "max_block_size": 2000}
 
 
 def read_calls(
@@ -91,6 +95,39 @@ def read_calls(
     if limit is not None:
         rows.reverse()
     return [call_view(call) for call in rows]
+
+
+def stream_calls(
+    store: Store, *, where_sql: str = "", params: dict | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every matching call, oldest first, yielded as ClickHouse sends its blocks, so a
+    reader's memory stays flat however many match."""
+    where, bound = _where(None, where_sql, params)
+    sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where} ORDER BY ts, call_id"
+    try:
+        stream = store.client.query_row_block_stream(
+            sql, parameters=bound, settings=_STREAM_SETTINGS, column_formats=_BYTES
+        )
+    except Exception as ex:
+        raise SinkError(f"cannot read calls from {store.where}: {one_line(ex)}") from ex
+    with stream:
+        names = stream.source.column_names
+        for block in _blocks(stream, store.where):
+            for row in block:
+                yield call_view(_call(dict(zip(names, row, strict=True))))
+
+
+def _blocks(stream: Iterable[list], where: str) -> Iterator[list]:
+    """The stream's blocks; a failure mid-stream is a SinkError like any other read."""
+    blocks = iter(stream)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except Exception as ex:
+            raise SinkError(f"cannot read calls from {where}: {one_line(ex)}") from ex
+        yield block
 
 
 def count_calls(store: Store, protocol: str | None = None) -> int:
