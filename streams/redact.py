@@ -6,8 +6,16 @@ name - lower-cased, with ``-``, ``_`` and spaces removed - contains one of the p
 field substrings (defaults from Mizu, see REFERENCE.md). The list is applied literally:
 ``user`` also hides ``User-Agent``, ``cookie`` hides whole ``Cookie`` / ``Set-Cookie``
 headers. User regexes replace matches in text bodies (and in JSON string values, XML and
-form bodies). Bodies are only touched when their Content-Type says they are text;
-everything else (images, protobuf, octet-stream, unknown) is left alone.
+form bodies). What a body is comes from its bytes, not its Content-Type, which clients
+get wrong or leave out (Go's): JSON by its first non-space byte ``{`` / ``[``, XML by
+``<``, multipart by a leading ``--boundary`` line, a form by a leading ``name=``; the
+declared type only decides what the bytes cannot (a JSON string, UTF-16 JSON, a
+multipart preamble). JSON and XML cut short by the body cap are scanned tolerantly, so a
+truncated body loses its secrets too. Binary bodies (images, protobuf) are left alone.
+
+User patterns run on RE2 (``google-re2``): linear time whatever the pattern or body.
+Our own regexes stay on ``re``; each is linear because its repeated parts are followed
+by characters they cannot match (no backtracking between alternatives).
 
 Policy file (YAML)::
 
@@ -29,6 +37,7 @@ from operator import attrgetter
 from pathlib import Path
 from urllib.parse import unquote_plus
 
+import re2
 import yaml
 
 from wiretide.records import ApiCall, Headers, record_maker
@@ -57,9 +66,9 @@ class RedactionPolicy:
     patterns: tuple[str, ...] = ()
     replacement: str = REPLACEMENT
     _field_rx: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
-    _body_rx: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False, default=())
+    _body_rx: tuple[re2._Regexp, ...] = field(init=False, repr=False, compare=False, default=())
     _cache: dict[str, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
-    # Finds (a superset of) matching XML tags in one C-level pass, so most XML is left alone.
+    # Finds (a superset of) matching XML names in one C-level pass, so most XML is left alone.
     _xml_rx: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     # The same for JSON keys (ASCII bodies without escapes only), so most JSON is not parsed.
     _json_rx: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False, default=None)
@@ -78,7 +87,7 @@ class RedactionPolicy:
         object.__setattr__(self, "_field_rx", rx)
         if fields:
             alts = "|".join("[-_.]*".join(map(re.escape, f)) for f in fields)
-            object.__setattr__(self, "_xml_rx", re.compile(rf"<[\w.:-]*?(?:{alts})", re.I))
+            object.__setattr__(self, "_xml_rx", re.compile(alts, re.I))
             ascii_alts = b"|".join(
                 b"[-_ ]*".join(re.escape(bytes([c])) for c in f.encode())
                 for f in fields
@@ -88,10 +97,10 @@ class RedactionPolicy:
                 object.__setattr__(self, "_json_rx", re.compile(ascii_alts, re.I))
         compiled = []
         for p in self.patterns:
-            try:
-                compiled.append(re.compile(p))
-            except re.error as e:
-                raise ValueError(f"bad redaction regex {p!r}: {e}") from None
+            rx = compile_pattern(p)
+            if isinstance(rx, str):
+                raise ValueError(f"bad redaction regex {p!r}: {rx}")
+            compiled.append(rx)
         object.__setattr__(self, "_body_rx", tuple(compiled))
 
     @classmethod
@@ -131,12 +140,9 @@ class RedactionPolicy:
             elif key == "patterns":
                 patterns = _strings(value, path, key)
                 for item, p in zip(value.value, patterns, strict=True):
-                    try:
-                        re.compile(p)
-                    except re.error as e:
-                        raise ValueError(
-                            f"{path}:{_line(item)}: bad regex {p!r}: {e.msg}"
-                        ) from None
+                    problem = compile_pattern(p)
+                    if isinstance(problem, str):
+                        raise ValueError(f"{path}:{_line(item)}: bad regex {p!r}: {problem}")
             elif key == "replace_defaults":
                 v = yaml.safe_load(yaml.serialize(value))
                 if not isinstance(v, bool):
@@ -162,6 +168,21 @@ class RedactionPolicy:
                 cache.clear()
             cache[name] = hit
         return hit
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is ours to report, in one line
+
+
+def compile_pattern(pattern: str) -> re2._Regexp | str:
+    """A user pattern compiled by RE2 (linear time), or why RE2 cannot take it."""
+    try:
+        # Compiled for UTF-8 bytes: bodies are matched as they are, invalid UTF-8 included.
+        return re2.compile(pattern.encode("utf-8", "surrogatepass"), _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0] if e.args else e
+        why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+        return _one_line(why) + " (RE2 syntax)"
 
 
 def _one_line(x: object) -> str:
@@ -195,6 +216,11 @@ HEADER_PROTOCOLS = frozenset({"http", "http2", "grpc", "gql", "websocket"})
 # Protocols whose bodies are the user's documents, redacted by key when they are JSON;
 # other protocols' bodies are the dissector's own summary (DNS answers, Kafka offsets).
 DOCUMENT_PROTOCOLS = frozenset({"websocket", "mongodb"})
+# (protocol, method) whose bodies are a message the user sent, whatever type it declares;
+# AMQP's other methods carry the protocol's own arguments (routing-key, consumer-tag).
+MESSAGE_METHODS = frozenset(
+    ("amqp", m) for m in ("basic.publish", "basic.deliver", "basic.return", "basic.get")
+)
 
 
 def _declared_type(headers: tuple[tuple[str, str], ...]) -> str:
@@ -209,6 +235,13 @@ def redact(call: ApiCall, policy: RedactionPolicy = DEFAULT_POLICY) -> ApiCall:
     req_headers = resp_headers = query = req_body = resp_body = None
     req_ctype = resp_ctype = ""
     protocol = call.protocol
+    # Bodies the user wrote are sniffed whatever their type says; a protocol's own summary
+    # (DNS answers, Kafka offsets, AMQP arguments) only when it declares a document type.
+    sniff = (
+        protocol in HEADER_PROTOCOLS
+        or protocol in DOCUMENT_PROTOCOLS
+        or (protocol, call.method) in MESSAGE_METHODS
+    )
     if protocol in DOCUMENT_PROTOCOLS:
         req_ctype = resp_ctype = "application/json"  # bodies are the user's documents
     if protocol not in HEADER_PROTOCOLS:
@@ -222,9 +255,9 @@ def redact(call: ApiCall, policy: RedactionPolicy = DEFAULT_POLICY) -> ApiCall:
         resp_headers, resp_ctype = _headers(call.response_headers, policy)
     if call.query:
         query = _query(call.query, policy)
-    if req_ctype and call.request_body:
+    if call.request_body and (sniff or req_ctype):
         req_body = _body(call.request_body, req_ctype, policy)
-    if resp_ctype and call.response_body:
+    if call.response_body and (sniff or resp_ctype):
         resp_body = _body(call.response_body, resp_ctype, policy)
     if (
         req_headers is None
@@ -368,32 +401,124 @@ def _pairs(text: str, policy: RedactionPolicy, sep: str = "&") -> str | None:
 # ---------------------------------------------------------------------- bodies
 
 
-def _body(body: bytes, ctype: str, policy: RedactionPolicy) -> bytes | None:
+# What a body is, from its first bytes (a BOM and white space skipped). Linear: anchored,
+# and the white-space run is followed by a byte it cannot match or by the end.
+_FIRST_BYTE = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*(.)", re.S)
+# "--boundary" then the end of the line (RFC 2046: at most 70 characters, no spaces).
+_MULTIPART_START = re.compile(rb"--([!-~]{1,70})\r?\n")
+# A form starts with a name as urlencode writes it (PHP's brackets too), then "=".
+_FORM_START = re.compile(rb"[A-Za-z0-9_.%+~*\[\]-]{1,256}=")
+_BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;]{1,70}))', re.I)
+# Control bytes that plain text does not have (tab, new lines and form feed allowed).
+_BINARY_BYTE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_MAX_NESTING = 4  # multipart inside multipart ...
+
+
+def _body(body: bytes, ctype: str, policy: RedactionPolicy, depth: int = 0) -> bytes | None:
+    """The redacted body, or None when nothing changed."""
     mime = ctype.partition(";")[0].strip().lower()
-    if "json" in mime:
+    first = _FIRST_BYTE.match(body)
+    lead = first.group(1) if first else b""
+    if lead == b"{" or lead == b"[":
         return _json(body, policy)
-    if mime == "application/x-www-form-urlencoded":
+    if lead == b"<":
+        return _xml_body(body, policy)
+    if lead == b"-":
+        m = _MULTIPART_START.match(body, first.start(1))
+        if m is not None:
+            return _multipart(body, m.group(1), policy, depth)
+    if (first is not None and _FORM_START.match(body, first.start(1))) or (
+        mime == "application/x-www-form-urlencoded"
+    ):
         text = body.decode("utf-8", "surrogateescape")
         new = _pairs(text, policy)
         return _text(new if new is not None else text, policy, changed=new is not None)
+    # What the bytes cannot tell: a bare JSON string or number, UTF-16/32 JSON, XML or
+    # multipart behind a preamble.
+    if "json" in mime:
+        return _json(body, policy)
     if "xml" in mime:
-        text = body.decode("utf-8", "surrogateescape")
-        rx = policy._xml_rx
-        new = _xml(text, policy) if rx is not None and rx.search(text) else None
-        return _text(new if new is not None else text, policy, changed=new is not None)
-    if mime.startswith("text/"):
-        if not policy._body_rx:
-            return None
+        return _xml_body(body, policy)
+    if mime.startswith("multipart/"):
+        m = _BOUNDARY_PARAM.search(ctype)
+        if m is not None:
+            boundary = (m.group(1) or m.group(2)).encode("utf-8", "surrogateescape")
+            return _multipart(body, boundary, policy, depth)
+    if not policy._body_rx:
+        return None
+    if mime.startswith("text/") or _BINARY_BYTE.search(body) is None:
         return _text(body.decode("utf-8", "surrogateescape"), policy, changed=False)
-    return None
+    return None  # binary: images, protobuf, archives
+
+
+def _xml_body(body: bytes, policy: RedactionPolicy) -> bytes | None:
+    text = body.decode("utf-8", "surrogateescape")
+    rx = policy._xml_rx
+    new = _xml(text, policy) if rx is not None and rx.search(text) else None
+    return _text(new if new is not None else text, policy, changed=new is not None)
+
+
+_PART_NAME = re.compile(rb'\bname\*?\s*=\s*(?:"([^"\r\n]*)"|([^;\s]*))', re.I)
+_PART_TYPE = re.compile(rb"^content-type[ \t]*:[ \t]*([^\r\n]*)", re.I | re.M)
+
+
+def _multipart(body: bytes, boundary: bytes, policy: RedactionPolicy, depth: int) -> bytes | None:
+    """Each part: a part named like a field loses its content, any other is redacted as a
+    body of its own (sniffed). A part cut off by the body cap runs to the end."""
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    if len(chunks) < 2:
+        return None
+    repl = policy.replacement.encode("utf-8", "surrogateescape")
+    changed = False
+    for k in range(1, len(chunks)):
+        chunk = chunks[k]
+        if chunk.startswith(b"--"):
+            continue  # the closing delimiter, then the epilogue
+        cut = chunk.find(b"\r\n\r\n")
+        gap = 4
+        if cut < 0:
+            cut, gap = chunk.find(b"\n\n"), 2
+        if cut < 0:
+            continue  # cut off inside the part's headers: no content yet
+        head, content = chunk[:cut], chunk[cut + gap :]
+        eol = b"\r\n" if content.endswith(b"\r\n") else b"\n" if content.endswith(b"\n") else b""
+        value = content[: len(content) - len(eol)]
+        m = _PART_NAME.search(head)
+        name = (m.group(1) or m.group(2) or b"").decode("utf-8", "surrogateescape") if m else ""
+        if name and policy.matches(name):
+            new = repl if value and value != repl else None
+        elif depth < _MAX_NESTING and value:
+            t = _PART_TYPE.search(head)
+            ctype = t.group(1).decode("latin-1") if t else ""
+            new = _body(value, ctype, policy, depth + 1)
+        else:
+            new = None
+        if new is not None:
+            chunks[k] = head + chunk[cut : cut + gap] + new + eol
+            changed = True
+    return delimiter.join(chunks) if changed else None
 
 
 def _text(text: str, policy: RedactionPolicy, changed: bool) -> bytes | None:
     """Apply the body regexes; the new bytes, or None when nothing changed at all."""
+    data = text.encode("utf-8", "surrogateescape")
+    if policy._body_rx:
+        data, hit = _scrub(data, policy)
+        changed = changed or hit
+    return data if changed else None
+
+
+def _scrub(data: bytes, policy: RedactionPolicy) -> tuple[bytes, bool]:
+    """The user's patterns replaced in UTF-8 bytes (literally: no template expansion)."""
+    repl = policy.replacement.encode("utf-8", "surrogateescape")
+    literal = lambda _m: repl  # noqa: E731
+    changed = False
     for rx in policy._body_rx:
-        text, n = rx.subn(policy.replacement, text)
-        changed = changed or n > 0
-    return text.encode("utf-8", "surrogateescape") if changed else None
+        if rx.search(data) is not None:
+            data, n = rx.subn(literal, data)
+            changed = changed or n > 0
+    return data, changed
 
 
 def _finite_float(s: str) -> float | str:
@@ -455,22 +580,76 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
 
 # json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False), built once
 _JSON_OUT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_JSON_KEY = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"\s*:')
-_JSON_VALUE = r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|$)|-?[0-9][0-9.eE+-]*|true|false|null'
+# One JSON token: a string (its closing quote missing when the body was cut inside it),
+# a structural character, or a run of anything else (numbers, literals, junk). Linear:
+# the alternatives start with different bytes and no repeated part can match what
+# follows it.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.S)
 
 
 def _json_text(body: bytes, policy: RedactionPolicy) -> bytes | None:
-    """JSON that does not parse (cut by the body cap): replace the values of matching
-    `"key": scalar` pairs in the text, then apply the body regexes."""
-    text = body.decode("utf-8", "surrogateescape")
-    keys = {k for k in _JSON_KEY.findall(text) if policy.matches(k)}
-    new = text
-    if keys:
-        names = "|".join(map(re.escape, sorted(keys, key=len, reverse=True)))
-        pair = re.compile(rf'("(?:{names})"\s*:\s*)(?:{_JSON_VALUE})', re.S)
-        quoted = '"' + policy.replacement.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        new = pair.sub(lambda m: m.group(1) + quoted, text)
-    return _text(new, policy, changed=new != text)
+    """JSON that does not parse (cut by the body cap, several documents, a misleading type):
+    one pass over its tokens; a string followed by ``:`` is a key, and the whole value of a
+    matching key - a scalar, or an object or array up to its end or the body's - becomes
+    the replacement. Then the body regexes."""
+    quoted = json.dumps(policy.replacement, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    tokens = _JSON_TOKEN.finditer(body)
+    pieces: list[bytes] = []
+    pos = 0
+    key = b""  # the last string token: a key if ":" comes next
+    matches = policy.matches
+    for m in tokens:
+        tok = m.group()
+        if tok == b":":
+            if not key or not matches(_json_key(key)):
+                key = b""
+                continue
+            key = b""
+            value = next(tokens, None)
+            if value is None:
+                break
+            first = value.group()
+            start = value.start()
+            end = value.end()
+            if first in (b",", b"}", b"]", b":"):
+                continue  # no value: nothing to hide
+            if first in (b"{", b"["):
+                depth = 1
+                for inner in tokens:
+                    t = inner.group()
+                    if t in (b"{", b"["):
+                        depth += 1
+                    elif t in (b"}", b"]"):
+                        depth -= 1
+                        if depth == 0:
+                            break
+                end = inner.end() if depth == 0 else len(body)
+            elif first == quoted:
+                continue
+            pieces.append(body[pos:start])
+            pieces.append(quoted)
+            pos = end
+        elif tok[:1] == b'"':
+            key = tok
+        else:
+            key = b""
+    if pieces:
+        pieces.append(body[pos:])
+        text = b"".join(pieces).decode("utf-8", "surrogateescape")
+        return _text(text, policy, changed=True)
+    if not policy._body_rx:
+        return None
+    return _text(body.decode("utf-8", "surrogateescape"), policy, changed=False)
+
+
+def _json_key(token: bytes) -> str:
+    inner = token[1:-1] if len(token) > 1 and token.endswith(b'"') else token[1:]
+    if b"\\" in inner:
+        try:
+            return json.loads(b'"' + inner + b'"')
+        except ValueError:
+            pass
+    return inner.decode("utf-8", "surrogateescape")
 
 
 _MAX_DEPTH = 200
@@ -502,18 +681,48 @@ def _walk(o: object, policy: RedactionPolicy, depth: int) -> tuple[object, bool]
         return (items if changed else o), changed
     if isinstance(o, str) and policy._body_rx:
         s = o
-        for rx in policy._body_rx:
-            s = rx.sub(policy.replacement, s)
+        data, hit = _scrub(s.encode("utf-8", "surrogatepass"), policy)
+        if hit:
+            try:
+                s = data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:  # a pattern split a lone surrogate's bytes
+                s = data.decode("utf-8", "surrogateescape")
         return s, s != o
     return o, False
 
 
 _XML_TAG = re.compile(r"<(/?)([A-Za-z_][\w.:-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>")
+# name="value", name='value' or HTML's name=value; a quote may be missing at a cut-off end.
+_XML_ATTR = re.compile(r"""(?<![\w.:-])([\w.:-]+)(\s*=\s*)("[^"]*"?|'[^']*'?|[^\s"'<>=/]+)""")
+# A start tag cut off by the body cap (no ">" yet).
+_XML_OPEN_TAIL = re.compile(r"<([A-Za-z_][\w.:-]*)([^<>]*)\Z")
+
+
+def _xml_attrs(attrs: str, every: bool, policy: RedactionPolicy) -> str | None:
+    """Attribute values replaced: those with a matching name, or `every` one (inside a
+    matching element). None when unchanged."""
+    repl = policy.replacement
+    changed = False
+
+    def value(m: re.Match[str]) -> str:
+        nonlocal changed
+        name, eq, quoted = m.groups()
+        if not (every or policy.matches(name.rpartition(":")[2])):
+            return m.group(0)
+        q = quoted[0] if quoted[0] in "\"'" else '"'
+        if quoted == q + repl + q:
+            return m.group(0)
+        changed = True
+        return f"{name}{eq}{q}{repl}{q}"
+
+    new = _XML_ATTR.sub(value, attrs)
+    return new if changed else None
 
 
 def _xml(text: str, policy: RedactionPolicy) -> str | None:
-    """Replace the text inside elements whose (local) tag name matches. One linear pass over
-    the tags with a stack, so malformed or hostile XML costs no more than valid XML."""
+    """Replace the text inside elements whose (local) tag name matches, their attributes,
+    and attributes whose name matches. One linear pass over the tags with a stack, so
+    malformed or hostile XML costs no more than valid XML."""
     out: list[str] = []
     stack: list[tuple[str, bool]] = []
     inside = 0  # open elements that match
@@ -529,17 +738,22 @@ def _xml(text: str, policy: RedactionPolicy) -> str | None:
                 changed = True
             else:
                 out.append(seg)
-        out.append(m.group(0))
         pos = m.end()
-        closing, name, _, selfclosing = m.groups()
+        closing, name, attrs, selfclosing = m.groups()
+        hit = not closing and policy.matches(name.rpartition(":")[2])
+        new_attrs = _xml_attrs(attrs, inside > 0 or hit, policy) if attrs.strip() else None
+        if new_attrs is None:
+            out.append(m.group(0))
+        else:
+            out.append(f"<{closing}{name}{new_attrs}{selfclosing}>")
+            changed = True
         if closing:
             for k in range(len(stack) - 1, -1, -1):
                 if stack[k][0] == name:
-                    inside -= sum(1 for _, hit in stack[k:] if hit)
+                    inside -= sum(1 for _, h in stack[k:] if h)
                     del stack[k:]
                     break
         elif not selfclosing:
-            hit = policy.matches(name.rpartition(":")[2])
             stack.append((name, hit))
             inside += hit
             if len(stack) > 10_000:
@@ -548,6 +762,15 @@ def _xml(text: str, policy: RedactionPolicy) -> str | None:
     if inside and rest.strip() and rest != repl:  # cut off inside a matching element
         rest = repl
         changed = True
+    else:
+        tail = _XML_OPEN_TAIL.search(rest)
+        if tail is not None:  # cut off inside a start tag
+            name, attrs = tail.groups()
+            hit = policy.matches(name.rpartition(":")[2])
+            new_attrs = _xml_attrs(attrs, inside > 0 or hit, policy)
+            if new_attrs is not None:
+                rest = rest[: tail.start(2)] + new_attrs
+                changed = True
     if not changed:
         return None
     out.append(rest)
