@@ -191,7 +191,7 @@ class ServedHub:
 
         from wiretide.hub.app import create_app
         from wiretide.hub.auth import Access
-        from wiretide.hub.cli import bind, parse_listen
+        from wiretide.hub.cli import bind, parse_listen, server_config
         from wiretide.hub.client import advertise
         from wiretide.hub.live import LiveTail
 
@@ -199,11 +199,7 @@ class ServedHub:
         access, _ = Access.for_listen(host)
         sock = bind(host, port)
         app = create_app(store, access, LiveTail(bootstrap))
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio"
-            )
-        )
+        server = uvicorn.Server(server_config(app))
         # uvicorn leaves signals alone outside the main thread: the caller's handlers stay.
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="wiretide-hub", daemon=True

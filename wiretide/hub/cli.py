@@ -133,11 +133,7 @@ def run_hub(args: argparse.Namespace) -> int:
         )
 
     app = create_app(store, access, LiveTail(bootstrap))
-    server = _quiet_exit_server(uvicorn)(
-        uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio"
-        )
-    )
+    server = _quiet_exit_server(uvicorn)(server_config(app))
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     if generated:
@@ -162,6 +158,21 @@ def run_hub(args: argparse.Namespace) -> int:
         sock.close()
         store.close()
     return 0
+
+
+def server_config(app: object):  # noqa: ANN201 - a uvicorn.Config
+    """How the hub is served. Shutdown waits a few seconds for open sockets, not for
+    ever: a live-tail client that never reads cannot take a close frame."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _quiet_exit_server(uvicorn):  # noqa: ANN001, ANN202 - the module, a Server subclass
