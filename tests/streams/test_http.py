@@ -891,15 +891,28 @@ def test_heads_nginx_serves_are_calls_flagged_not_dropped():
         ("GET", "/bare-lf", 200, ("lenient_line_ending",)),
         ("GET", "/folded", 400, ("lenient_header_value",)),  # nginx refuses obs-fold
         ("POST", "/ctl", 200, ("lenient_header_value",)),
+        ("GET", "/utf8-name", 200, ("lenient_header_name",)),
+        ("GET", "/v12", 200, ("lenient_version",)),
+        ("POST", "/chunked-lf", 200, ("lenient_line_ending",)),
+        ("GET", "/a b", 400, ("lenient_target",)),  # nginx refuses a space in the target
         ("GET", "/strict", 200, ()),
     ]
-    target, paren, bare, folded, ctl, _ = calls
+    target, paren, bare, folded, ctl, utf8_name, v12, chunked, _, _ = calls
     assert target.query == "q=ä"
     assert header(paren.request_headers, "x-odd(name)") == "1"
     assert header(bare.request_headers, "x-lf") == "yes"
     assert header(folded.request_headers, "x-fold") == "one two"
     assert header(ctl.request_headers, "x-ctl") == "a\x01b"
     assert ctl.request_body == b"hello" and ctl.response_body == b"served /ctl\n"
+    assert header(utf8_name.request_headers, "x-ü") == "1"
+    assert v12.request_version == "HTTP/1.2"
+    assert chunked.request_body == b"hello world"
+    assert chunked.response_body == b"served /chunked-lf\n"
+
+
+def as_tshark_shows(text: str) -> str:
+    """tshark prints each non-ASCII byte of a target or a header name as U+FFFD."""
+    return re.sub(r"[^\x00-\x7f]", "\ufffd", text.encode().decode("latin-1"))
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
@@ -913,12 +926,11 @@ def test_lenient_heads_read_as_tshark_reads_them():
     rows = [row.split("|") for row in rows.splitlines()]
     assert len(rows) == len(calls)
     for call, (method, uri, lines) in zip(calls, rows, strict=True):
-        target = call.path + ("?" + call.query if call.query else "")
-        # tshark shows each non-ASCII byte of the target as U+FFFD.
-        assert uri == re.sub(r"[^\x00-\x7f]", "\ufffd", target.encode().decode("latin-1"))
         assert method == call.method
+        target = call.path + ("?" + call.query if call.query else "")
+        assert uri == as_tshark_shows(target).split(" ")[0]  # tshark ends it at a space
         names = [line.split(":", 1)[0] for line in lines.split(",")]
-        ours = [name for name, _ in call.request_headers]
+        ours = [as_tshark_shows(name) for name, _ in call.request_headers]
         assert names == ours[: len(names)]  # tshark stops at an obs-fold line
 
 
@@ -937,14 +949,16 @@ def test_lenient_response_heads_and_resync_on_bare_lf():
     assert (second.path, second.flags) == ("/a", ())
 
 
-def test_lenient_head_split_anywhere_gives_the_same_call():
+def test_lenient_heads_split_anywhere_give_the_same_calls():
     request = "GET /ü HTTP/1.1\r\nX(y): 1\r\nContent-Length: 3\r\n\r\nabc".encode()
-    whole = calls_of(run(("c", request), ("s", OK))[0])
+    request += b"POST /c HTTP/1.1\nTransfer-Encoding: chunked\n\n3\nabc\n2\nde\n0\n\n"
+    whole = calls_of(run(("c", request), ("s", OK + OK))[0])
     assert [(c.path, c.request_body, c.flags) for c in whole] == [
-        ("/ü", b"abc", ("lenient_target", "lenient_header_name"))
+        ("/ü", b"abc", ("lenient_target", "lenient_header_name")),
+        ("/c", b"abcde", ("lenient_line_ending",)),
     ]
     for cut in range(1, len(request)):
-        parts = calls_of(run(("c", request[:cut]), ("c", request[cut:]), ("s", OK))[0])
+        parts = calls_of(run(("c", request[:cut]), ("c", request[cut:]), ("s", OK + OK))[0])
         assert [(c.path, c.request_body, c.flags) for c in parts] == [
             (c.path, c.request_body, c.flags) for c in whole
         ]

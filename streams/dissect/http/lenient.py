@@ -107,17 +107,3 @@ def read_head(head: bytes, kind: int) -> LenientHead | None:
         tuple(headers),
         tuple(dict.fromkeys(flags)),
     )
-
-
-def framing_head(kind: int, head: LenientHead) -> bytes:
-    """A strict head with only `head`'s body framing, for llhttp to read the body after."""
-    start = b"POST / HTTP/1.1\r\n" if kind == REQUEST else b"HTTP/1.1 200 OK\r\n"
-    te = head.header(b"transfer-encoding")
-    if te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
-        return start + b"Transfer-Encoding: chunked\r\n\r\n"
-    clen = head.header(b"content-length")
-    if clen is not None and clen.strip().isdigit():
-        return start + b"Content-Length: " + clen.strip() + b"\r\n\r\n"
-    if kind == REQUEST:
-        return start + b"Content-Length: 0\r\n\r\n"
-    return start + b"\r\n"

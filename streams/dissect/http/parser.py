@@ -32,7 +32,7 @@ from httptools import (
 )
 
 from streams.dissect.http.events import REQUEST, RESPONSE, HttpMessage
-from streams.dissect.http.lenient import HEAD_END, LenientHead, framing_head, read_head
+from streams.dissect.http.lenient import HEAD_END, LenientHead, read_head
 
 if TYPE_CHECKING:
     from streams.reassembly.events import Direction
@@ -51,7 +51,7 @@ RESYNC, IDLE, HEAD, BODY_CL, BODY_CHUNKED, BODY_EOF, HOLD, CLOSED = range(8)
 # Chunk walker states.
 _CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = range(4)
 
-_REQ = rb"[A-Z][A-Z0-9_-]{0,23} [^ \r\n]+ HTTP/1\.[0-9]\r?\n"
+_REQ = rb"[A-Z][A-Z0-9_-]{0,23} +[^ \r\n][^\r\n]* +HTTP/1\.[0-9]\r?\n"
 _RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r?\n"
 REQUEST_LINE = re.compile(rb"^" + _REQ, re.M)
 STATUS_LINE = re.compile(rb"^" + _RESP, re.M)
@@ -164,7 +164,7 @@ _NAMES: dict[bytes, str] = {}  # header names seen, decoded (a small cache)
 
 
 def _name(name: bytes) -> str:
-    text = name.decode("latin-1")
+    text = decode_text(name)
     if len(_NAMES) >= 1024:
         _NAMES.clear()
     _NAMES[name] = text
@@ -172,7 +172,7 @@ def _name(name: bytes) -> str:
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
-    return tuple((n.decode("latin-1"), decode_text(v)) for n, v in raw)
+    return tuple((decode_text(n), decode_text(v)) for n, v in raw)
 
 
 def _asks_upgrade(head: LenientHead) -> bool:
@@ -462,7 +462,11 @@ class Http1Parser:
             elif st == BODY_CHUNKED:
                 i = self._body_chunked(data, i, ts)
             elif st == BODY_EOF:
-                if self.llp is None or self._exec(data[i:] if i else data):
+                if self.llp is None:
+                    self.on_body(data[i:] if i else data)
+                    self.msg.wire_size += n - i
+                    i = n
+                elif self._exec(data[i:] if i else data):
                     self.msg.wire_size += n - i
                     i = n
             elif st == RESYNC:
@@ -578,12 +582,9 @@ class Http1Parser:
         if head is None or not head.flags:
             self._fail_exc(self.head_error)
             return i
-        self._new_llp()
-        try:  # llhttp reads the body after a strict head with the same framing
-            self.llp.feed_data(framing_head(self.kind, head))
-        except Exception as e:
-            self._fail_exc(e)
-            return i
+        # No llhttp for this message: the framing below hands the body to `on_body` (and
+        # takes bare LFs in chunk lines, which llhttp refuses).
+        self.llp = None
         msg = self.msg
         msg.url = head.target
         msg.reason = head.reason
@@ -673,14 +674,17 @@ class Http1Parser:
         if take > self.rem:
             take = self.rem
         llp = self.llp
+        chunk = data[i : i + take] if i or take != len(data) else data
         if llp is not None:
             try:
-                llp.feed_data(data[i : i + take] if i or take != len(data) else data)
+                llp.feed_data(chunk)
             except HttpParserUpgrade:
                 self.upgraded = True
             except Exception as e:
                 self._fail_exc(e)
                 return i
+        elif take:  # a lenient head, or a gap (the body is stopped then)
+            self.on_body(chunk)
         self.msg.wire_size += take
         self.rem -= take
         if not self.rem:
@@ -693,7 +697,8 @@ class Http1Parser:
             self._fail("malformed chunked body")
             return i
         stop = len(data) if end < 0 else end
-        if not self._exec(data[i:stop] if i or stop != len(data) else data):
+        chunk = data[i:stop] if i or stop != len(data) else data
+        if self.llp is not None and not self._exec(chunk):
             return i
         self.msg.wire_size += stop - i
         if end >= 0:
@@ -706,10 +711,16 @@ class Http1Parser:
         n = len(data)
         st = self.ck_state
         while i < n:
+            if st == _CK_CRLF and self.rem == 2 and data[i] == 10:  # a bare LF ends it
+                i += 1
+                st = _CK_SIZE
+                continue
             if st == _CK_DATA or st == _CK_CRLF:
                 take = n - i
                 if take > self.rem:
                     take = self.rem
+                if st == _CK_DATA and self.llp is None:  # no llhttp to de-chunk it
+                    self.on_body(data[i : i + take])
                 i += take
                 self.rem -= take
                 if not self.rem:

@@ -1,7 +1,8 @@
-"""Record lenient.pcap: requests nginx serves although they are not strict HTTP/1.1 (raw
-UTF-8 in the target, header names that are not tokens, bare LF line endings, obs-fold,
-a control byte in a value), sent by a raw socket client to a throwaway nginx and captured
-on lo with tcpdump. tests/streams/test_http.py compares our calls with tshark's.
+"""Record lenient.pcap: requests that are not strict HTTP/1.1 (raw UTF-8 in the target,
+header names that are not tokens, bare LF line endings in heads and chunk lines, obs-fold,
+a control byte in a value, HTTP/1.2, a space in the target), sent by a raw socket client
+to a throwaway nginx (which serves most, and answers the rest with 400) and captured on
+lo with tcpdump. tests/streams/test_http.py compares our calls with tshark's.
 
     .venv/bin/python tests/golden/http/lenient_record.py     (as root)
 """
@@ -31,6 +32,11 @@ REQUESTS = [
     b"GET /folded HTTP/1.1\r\n" + HOST + b"X-Fold: one\r\n two\r\nConnection: close\r\n\r\n",
     b"POST /ctl HTTP/1.1\r\n" + HOST + b"X-Ctl: a\x01b\r\nContent-Length: 5\r\n"
     b"Connection: close\r\n\r\nhello",
+    "GET /utf8-name HTTP/1.1\r\nX-\u00dc: 1\r\n".encode() + HOST + b"Connection: close\r\n\r\n",
+    b"GET /v12 HTTP/1.2\r\n" + HOST + b"Connection: close\r\n\r\n",
+    b"POST /chunked-lf HTTP/1.1\nHost: golden\nTransfer-Encoding: chunked\nConnection: close\n\n"
+    b"5\nhello\n6\n world\n0\n\n",
+    b"GET /a b HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",  # nginx: 400
     b"GET /strict HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",
 ]
 
