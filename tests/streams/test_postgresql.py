@@ -24,6 +24,7 @@ from tests.streams.dissect_kit import (
     calls_of,
     cuts_and_interleavings,
     dialog_chunks,
+    failures_of,
     flows_in,
     receive_each,
     replay,
@@ -125,6 +126,25 @@ def test_no_authentication_data_reaches_a_call():
             assert nonce not in text and b"SCRAM" not in call.request_body
 
 
+def test_psycopg_pipelines_flush_after_sync_makes_no_phantom_call():
+    """libpq's pipeline mode sends Sync then Flush ('H'); the Flush gets no answer."""
+    ((flow, chunks),) = flows_in(GOLDEN / "pipeline.pcap")
+    facts = json.loads((GOLDEN / "pipeline.client.json").read_text())
+    flushes = [data for d, data, _, _ in chunks if d == C and data[:1] == b"H"]
+    assert flushes, "the capture should hold a Flush after a Sync"
+    events = replay(POSTGRESQL, flow, chunks)
+    assert failures_of(events) == []
+    calls = calls_of(events)
+    assert [c.method for c in calls] == ["startup"] + ["execute"] * len(facts)
+    for call, fact in zip(calls[1:], facts, strict=True):
+        assert call.path == dollar_params(fact["sql"]) and call.flags == ()
+        assert json.loads(call.request_body) == [str(p) for p in fact["params"]]
+        assert json.loads(call.response_body)["rows"] == [list(map(str, r)) for r in fact["rows"]]
+    first_pipeline, second_pipeline = calls[1:3], calls[3:5]
+    # The second pipeline's calls begin with their own Parse, after the first's answers.
+    assert min(c.ts_ns for c in second_pipeline) > max(c.response_end_ns for c in first_pipeline)
+
+
 # ------------------------------------------------------------- hand-made bytes
 
 
@@ -198,6 +218,22 @@ def test_pipelined_executes_after_an_error_are_marked_skipped():
     assert json.loads(first.request_body) == ["x"]
     assert first.reason.startswith("22P02 ") and "skipped" not in first.flags
     assert (second.path, second.status, second.flags) == ("SELECT 2", 1, ("skipped",))
+
+
+def test_flush_inside_or_after_a_batch_asks_for_nothing():
+    flush = msg("H")
+    rows = msg("1") + msg("2") + msg("n") + msg("C", cstr("SELECT 0")) + READY
+    events = run(
+        (C, extended("SELECT 1", sync=False) + flush),
+        (C, msg("S") + flush),
+        (S, rows),
+        (C, flush),
+        (C, extended("SELECT 2") + flush),
+        (S, rows),
+    )
+    first, second = calls_of(events)
+    assert (first.path, first.ts_ns, first.flags) == ("SELECT 1", 1000, ())
+    assert (second.path, second.ts_ns, second.flags) == ("SELECT 2", 5000, ())
 
 
 def test_ssl_accepted_makes_the_flow_opaque():

@@ -175,11 +175,17 @@ class PostgresDissector(FramedDissector):
     def _batch_op(self, f: Frame) -> None:
         kind, body = f.kind, f.body
         unit = self.units[-1] if self.units else None
+        if kind == "H":
+            # Flush asks for no answer of its own: it belongs to the batch still open, and
+            # after a Sync (libpq's pipeline mode sends one there) it starts nothing.
+            if unit is not None and unit.kind == "batch" and not unit.synced and unit.exchanges:
+                unit.exchanges[-1].add_request(f)
+            return
         if unit is None or unit.kind != "batch" or unit.synced:
             unit = Unit("batch")
             self._push(unit)
         ex = unit.exchanges[-1] if unit.exchanges else None
-        if ex is None or (ex.executes and kind not in "SH"):
+        if ex is None or (ex.executes and kind != "S"):
             ex = Exchange(_OP_METHOD.get(kind, "sync"), f)
             unit.exchanges.append(ex)
         else:
@@ -305,8 +311,6 @@ class PostgresDissector(FramedDissector):
         kind = f.kind
         ops = unit.ops
         k = unit.next_op
-        while k < len(ops) and ops[k][0] == "H":
-            k += 1
         if kind in _ASYNC:
             return
         if kind == "Z":

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
@@ -72,7 +74,9 @@ def psycopg_session(facts: list[dict]) -> None:
         conn.commit()
 
 
-def main() -> None:
+@contextmanager
+def postgres_server() -> Iterator[None]:
+    """A throwaway cluster listening on 127.0.0.1:PORT (SCRAM over TCP, ssl=off)."""
     if os.geteuid() != 0:
         sys.exit("record.py: run as root (tcpdump on lo, server as user postgres)")
     tmp = Path(tempfile.mkdtemp(prefix="wiretide-pg-"))
@@ -80,7 +84,6 @@ def main() -> None:
     data, pwfile = tmp / "data", tmp / "pw"
     pwfile.write_text(PASSWORD + "\n")
     shutil.chown(pwfile, "postgres")
-    pcap = HERE / "basic.pcap"
     auth = ["--auth-local=trust", "--auth-host=scram-sha-256"]
     run(
         as_postgres(
@@ -90,24 +93,29 @@ def main() -> None:
     opts = f"-p {PORT} -k {tmp} -c listen_addresses=127.0.0.1 -c ssl=off"
     run(as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
                      str(tmp / "log"), "-w", "start"]))  # fmt: skip
-    facts: dict = {"psql": [], "psycopg": []}
     try:
-        with tcpdump(pcap, f"tcp port {PORT}"):
-            env = dict(os.environ, PGPASSWORD=PASSWORD, PGAPPNAME="psql")
-            args = ["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-d", "postgres",
-                    "-X", "-A", "-t", "-v", "ON_ERROR_STOP=0"]  # fmt: skip
-            for c in PSQL_COMMANDS:
-                args += ["-c", c]
-            proc = subprocess.run(args, env=env, capture_output=True, text=True)
-            facts["psql"] = {
-                "commands": PSQL_COMMANDS,
-                "stdout": proc.stdout,
-                "stderr": proc.stderr,
-            }
-            psycopg_session(facts["psycopg"])
+        yield
     finally:
         run(as_postgres([str(BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    pcap = HERE / "basic.pcap"
+    facts: dict = {"psql": [], "psycopg": []}
+    with postgres_server(), tcpdump(pcap, f"tcp port {PORT}"):
+        env = dict(os.environ, PGPASSWORD=PASSWORD, PGAPPNAME="psql")
+        args = ["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres", "-d", "postgres",
+                "-X", "-A", "-t", "-v", "ON_ERROR_STOP=0"]  # fmt: skip
+        for c in PSQL_COMMANDS:
+            args += ["-c", c]
+        proc = subprocess.run(args, env=env, capture_output=True, text=True)
+        facts["psql"] = {
+            "commands": PSQL_COMMANDS,
+            "stdout": proc.stdout,
+            "stderr": proc.stderr,
+        }
+        psycopg_session(facts["psycopg"])
     (HERE / "basic.client.json").write_text(json.dumps(facts, indent=2) + "\n")
     print(f"wrote {pcap} ({pcap.stat().st_size} bytes)")
 
