@@ -107,14 +107,17 @@ def _store_all(
     wait_until_stored(bootstrap, supervisor, on_progress)
 
 
-def _report_stored(supervisor: Supervisor, data: Path, elapsed: float) -> None:
+def _report_stored(supervisor: Supervisor, data: Path, flowing: float, span: str) -> None:
+    """`flowing`: the seconds calls were moving, which `span` names (start-up and the
+    processes' shutdown are not the calls' time: they would make a short capture slow)."""
     from wiretide.local import read_status
 
     status = read_status(data)
     stored = status.get("stored_after", 0) - status.get("stored_before", 0)
     again = status.get("stored_before", 0)
-    note = f" ({again} calls were already stored)" if again else ""
-    print(f"stored {stored} calls in {elapsed:.2f}s ({stored / elapsed:.0f} calls/s){note}")
+    note = f"; {again} calls were already stored" if again else ""
+    rate = stored / flowing if flowing > 0 else 0.0
+    print(f"stored {stored} calls in {flowing:.2f}s ({rate:.0f} calls/s, {span}{note})")
     restarts = {r: n for r, n in supervisor.restarts.items() if n}
     if restarts:
         print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
@@ -155,26 +158,41 @@ def _tap_pcap(args: argparse.Namespace) -> int:
 
     _policy(args.redaction)  # fail now on a bad file, not inside a worker
     _check_rules(args.rules or config.rules_file())
-    data = config.writable_data_dir(args.data)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)  # opens and checks the file before anything starts
+    data = config.writable_data_dir(args.data)
     bootstrap, supervisor = _start_pipeline(args, data)
     progress = Progress(False if args.quiet else None)
-    started = time.monotonic()
     try:
         ui_port = _announce_ui(args, supervisor)
         publisher = SegmentPublisher(bootstrap)
+        started = time.monotonic()
         _publish_capture(args.pcap, first, segments, stats, publisher, progress)
         _store_all(publisher, bootstrap, supervisor, progress, data)
+        flowing = time.monotonic() - started
     finally:
         supervisor.stop()
         progress.done()
-    elapsed = time.monotonic() - started
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
     print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
-    _report_stored(supervisor, data, elapsed)
+    _report_stored(
+        supervisor, data, flowing, "from the first segment published to the last call stored"
+    )
+    _say_left_running(args, data)
     _keep_ui(args, data, bootstrap, ui_port)
     return 0
+
+
+def _say_left_running(args: argparse.Namespace, data: Path) -> None:
+    """A tap on the local broker leaves it up (the next tap starts at once, export reads
+    its packets): say so, and how to stop it."""
+    from wiretide.broker import left_running_note
+
+    if args.kafka or os.environ.get("WIRETIDE_KAFKA"):
+        return
+    note = left_running_note(data)
+    if note:
+        print(f"wiretide: {note}", file=sys.stderr, flush=True)
 
 
 def _publish_capture(
@@ -211,9 +229,9 @@ def _agent_pcap(args: argparse.Namespace) -> int:
     from wiretide.progress import Progress
     from wiretide.topics import ensure_topics
 
-    data = config.writable_data_dir(args.data)
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)
+    data = config.writable_data_dir(args.data)
     bootstrap = resolve_bootstrap(args.kafka, data)
     ensure_topics(bootstrap)
     progress = Progress(False)
@@ -431,6 +449,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
             _store_all(publisher, bootstrap, supervisor, progress, data)
         else:
             publisher.flush()
+        flowing = time.monotonic() - started
     finally:
         if targets is not None:
             targets.stop()
@@ -440,7 +459,6 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
             supervisor.stop()
         progress.done()
         stop.restore()
-    elapsed = time.monotonic() - started
     s = loop.stats()
     skipped = ", ".join(
         f"{k.removeprefix('skipped_')} {v}"
@@ -453,7 +471,10 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
         f"skipped: {skipped or 'none'}"
     )
     if supervisor is not None:
-        _report_stored(supervisor, data, elapsed)
+        _report_stored(
+            supervisor, data, flowing, "from the capture's start to the last call stored"
+        )
+        _say_left_running(args, data)
         _keep_ui(args, data, bootstrap, ui_port)
     return 0
 
@@ -538,6 +559,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_sink(args: argparse.Namespace) -> int:
+    data = _own_data_dir(args.data)  # first: the imports below read WIRETIDE_DATA
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.reader import count_calls
     from sinks.clickhouse.writer import CallWriter
@@ -545,7 +567,6 @@ def run_sink(args: argparse.Namespace) -> int:
     from wiretide.broker import resolve_bootstrap
     from wiretide.local import read_status
 
-    data = _own_data_dir(args.data)
     bootstrap = resolve_bootstrap(args.kafka, data)
     store = open_store(config.store_dsn(data, args.clickhouse), ttl_days=config.retention_days())
     status_file = data / "sink-status.json"

@@ -400,10 +400,13 @@ def run_export(args: argparse.Namespace) -> int:
 def _export_direct(
     args: argparse.Namespace, data: Path, fmt: str, since_ns: int | None, until_ns: int | None
 ) -> Export:
+    from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
     from wiretide.broker import resolve_bootstrap
 
-    with open_store(config.store_dsn(data, args.clickhouse), ttl_days=None) as store:
+    dsn = config.store_dsn(data, args.clickhouse)
+    datadir.require_store(dsn)
+    with open_store(dsn, ttl_days=None) as store:
         spans = find_spans(store.client, args.filter, since_ns, until_ns)
     if not spans:
         raise ExportError("no stored call matches; nothing to export")

@@ -123,12 +123,15 @@ def _read(args: argparse.Namespace, since: datetime, until: datetime) -> dict[st
             params = {"since": since.isoformat(), "until": until.isoformat()}
             params.update({"q": args.filter or None, "exact": "true" if args.exact else None})
             return hub.get_json("/api/map", params)
+    from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.service_map import graph_dict, read_map
     from wiretide.kfl import parse, to_sql
 
     where = to_sql(parse(args.filter)) if args.filter.strip() else None  # before opening
-    with open_store(config.store_dsn(data, args.clickhouse), ttl_days=None) as store:
+    dsn = config.store_dsn(data, args.clickhouse)
+    datadir.require_store(dsn)
+    with open_store(dsn, ttl_days=None) as store:
         return graph_dict(read_map(store, since, until, where, exact=args.exact))
 
 
