@@ -176,3 +176,76 @@ def record_maker(cls: type) -> Callable[..., Any]:
     make = ns["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
+
+
+# ------------------------------------------------------------------ fitting numbers
+# The narrowest range each numeric field meets on its way to storage: its Avro type
+# (int: 32 bits, long: 64 bits) and, for calls, its `calls` column (UInt16 ports, Int32
+# status, UInt64 sizes, DateTime64(9)/Int64 times). Dissectors report what the wire says
+# (a Kafka error code of -1, an AMQP body size of 2**63), so the encoders in serde.py
+# clamp at that one edge and flag what they changed, instead of one record failing the
+# batch it travels in.
+INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64_MAX = (1 << 63) - 1
+_TIME = _SIZE = (0, _INT64_MAX)
+_PORT = (0, 0xFFFF)
+CALL_RANGES: dict[str, tuple[int, int]] = {
+    "ts_ns": _TIME,
+    "src_port": _PORT,
+    "dst_port": _PORT,
+    "request_body_size": _SIZE,
+    "request_end_ns": _TIME,
+    "status": INT32,  # signed: Kafka and others report -1, and the column keeps it
+    "response_body_size": _SIZE,
+    "response_ts_ns": _TIME,
+    "response_end_ns": _TIME,
+}
+SEGMENT_RANGES = {"ts_ns": _TIME, "src_port": INT32, "dst_port": INT32, "seq": _SIZE,
+                  "ack": _SIZE, "flags": INT32}  # fmt: skip
+VIOLATION_RANGES = {"ts_ns": _TIME}
+ENDPOINT_RANGES = {"updated_ns": _TIME}
+CLAMPED_SUFFIX = "_clamped"  # call flag `<field>_clamped`: the wire said more (or less)
+
+
+def fit_call(call: ApiCall) -> ApiCall:
+    """`call` itself when every number is in range (the usual case, checked cheaply); else
+    a copy with each number clamped to its range and flagged `<field>_clamped`. A number
+    that is not an int raises TypeError: that call cannot be encoded (dead-letter it)."""
+    try:
+        if _in_range(call):
+            return call
+    except TypeError:
+        pass  # fit_numbers names the field
+    fitted, clamped = fit_numbers(call, CALL_RANGES)
+    if not clamped:
+        return call
+    return dataclasses.replace(
+        fitted, flags=call.flags + tuple(name + CLAMPED_SUFFIX for name in clamped)
+    )
+
+
+def _in_range(call: ApiCall) -> bool:
+    return (
+        0 <= call.ts_ns <= _INT64_MAX
+        and 0 <= call.src_port <= 0xFFFF
+        and 0 <= call.dst_port <= 0xFFFF
+        and 0 <= call.request_body_size <= _INT64_MAX
+        and 0 <= call.request_end_ns <= _INT64_MAX
+        and INT32[0] <= call.status <= INT32[1]
+        and 0 <= call.response_body_size <= _INT64_MAX
+        and 0 <= call.response_ts_ns <= _INT64_MAX
+        and 0 <= call.response_end_ns <= _INT64_MAX
+    )
+
+
+def fit_numbers(record: Any, ranges: dict[str, tuple[int, int]]) -> tuple[Any, list[str]]:
+    """(`record` with each field of `ranges` clamped into its range, the clamped names).
+    Raises TypeError naming the field when one is not an int."""
+    changes: dict[str, int] = {}
+    for name, (low, high) in ranges.items():
+        value = getattr(record, name)
+        if not isinstance(value, int):
+            raise TypeError(f"{name} is a {type(value).__name__}, not an integer")
+        if not low <= value <= high:
+            changes[name] = min(max(value, low), high)
+    return (dataclasses.replace(record, **changes) if changes else record), list(changes)

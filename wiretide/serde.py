@@ -19,11 +19,23 @@ line up field for field, the compiled codecs are not used at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 from schemas.codec import codec
-from wiretide.records import ApiCall, Endpoint, Segment, Violation, slot_fields
+from wiretide.records import (
+    ENDPOINT_RANGES,
+    SEGMENT_RANGES,
+    VIOLATION_RANGES,
+    ApiCall,
+    Endpoint,
+    Segment,
+    Violation,
+    fit_call,
+    fit_numbers,
+    slot_fields,
+)
 
 _SEGMENT_FIELDS = Segment.__slots__
 _CALL_SIMPLE = [
@@ -472,16 +484,23 @@ _ENC_CALL, _DEC_CALL = _compile("ApiCall", 0)
 
 # ------------------------------------------------------------------------------ public
 # Each tries the compiled codec and, on any exception, does it again the generic way.
+# Encoders fit numbers into their Avro (and, for calls, column) ranges first: see
+# `fit_call` in records.py. Calls are fitted always (their columns are narrower than
+# Avro); the other records only when the fast path fails, as capture bounds them already.
 
 
 def encode_segment_batch(flow: str, segments: Iterable[Segment]) -> bytes:
+    if type(segments) is not list:
+        segments = list(segments)  # an iterator must survive a fallback
     if _ENC_SEGMENTS is not None:
-        if type(segments) is not list:
-            segments = list(segments)  # an iterator must survive a fallback
         try:
             return _ENC_SEGMENTS(flow, segments)
         except Exception:
             pass
+    try:
+        segments = [fit_numbers(s, SEGMENT_RANGES)[0] for s in segments]
+    except TypeError:
+        pass  # not a number: fastavro says what it says about it
     return _generic_encode_segment_batch(flow, segments)
 
 
@@ -495,6 +514,7 @@ def decode_segment_batch(data: bytes) -> list[Segment]:
 
 
 def encode_call(call: ApiCall) -> bytes:
+    call = fit_call(call)
     if _ENC_CALL is not None:
         try:
             return _ENC_CALL(call)
@@ -513,9 +533,10 @@ def decode_call(data: bytes) -> ApiCall:
 
 
 def encode_call_batch(flow: str, calls: Iterable[ApiCall]) -> bytes:
+    """One CallBatch message; raises if any call cannot be encoded (see
+    `encode_call_batch_isolated` for the variant that sets such calls aside)."""
+    calls = [fit_call(call) for call in calls]
     if _ENC_CALLS is not None:
-        if type(calls) is not list:
-            calls = list(calls)  # an iterator must survive a fallback
         try:
             return _ENC_CALLS(flow, calls)
         except Exception:
@@ -532,10 +553,55 @@ def decode_call_batch(data: bytes) -> list[ApiCall]:
     return _generic_decode_call_batch(data)
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedCall:
+    """A call a stage cannot encode or store, and why, in one line."""
+
+    call: ApiCall
+    reason: str
+
+    def dead_letter_value(self) -> tuple[bytes, str]:
+        """(value for the dead-letter topic, its format): the call as an ApiCall message,
+        exactly as it was (not fitted), else its repr ("repr") when it has no Avro form."""
+        try:
+            return _generic_encode_call(self.call), "avro"
+        except Exception:
+            return repr(self.call).encode("utf-8", "backslashreplace"), "repr"
+
+
+def encode_call_batch_isolated(
+    flow: str, calls: Iterable[ApiCall]
+) -> tuple[bytes | None, list[RejectedCall]]:
+    """(one CallBatch message of every call that can be encoded, or None when none can;
+    the calls that cannot, with the reason). One bad call never takes its batch down:
+    the batch is tried whole first, and call by call only when that fails."""
+    calls = list(calls)
+    try:
+        return encode_call_batch(flow, calls), []
+    except Exception:
+        pass
+    good: list[ApiCall] = []
+    rejected: list[RejectedCall] = []
+    for call in calls:
+        try:
+            encode_call(call)
+            good.append(call)
+        except Exception as ex:
+            rejected.append(RejectedCall(call, _reason(call, ex)))
+    return (encode_call_batch(flow, good) if good else None), rejected
+
+
+def _reason(call: object, ex: Exception, limit: int = 300) -> str:
+    call_id = getattr(call, "call_id", "?")
+    text = " ".join(f"cannot encode call {call_id!s:.80}: {type(ex).__name__}: {ex}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # ------------------------------------------------------ endpoints, violations (low volume)
 
 
 def encode_violation(violation: Violation) -> bytes:
+    violation = fit_numbers(violation, VIOLATION_RANGES)[0]
     return codec("Violation").encode({f: getattr(violation, f) for f in Violation.__slots__})
 
 
@@ -544,6 +610,7 @@ def decode_violation(data: bytes) -> Violation:
 
 
 def encode_endpoint(endpoint: Endpoint) -> bytes:
+    endpoint = fit_numbers(endpoint, ENDPOINT_RANGES)[0]
     rec = {f: getattr(endpoint, f) for f in Endpoint.__slots__}
     rec["labels"] = dict(endpoint.labels)
     return codec("Endpoint").encode(rec)

@@ -37,7 +37,7 @@ _PLAIN: tuple[tuple[str, str, pa.DataType], ...] = (
     ("request_body", "request_body", pa.large_binary()),
     ("request_body_size", "request_body_size", pa.uint64()),
     ("request_end_ns", "request_end_ns", pa.int64()),
-    ("status", "status", pa.uint16()),
+    ("status", "status", pa.int32()),
     ("reason", "reason", pa.string()),
     ("response_version", "response_version", pa.string()),
     ("response_body", "response_body", pa.large_binary()),

@@ -19,6 +19,8 @@
   rewritten; `materialize_ttl_recalculate_only` keeps a TTL change cheap.
 * Headers: names lower-cased, repeated names joined with ", " (see `normalize_headers`).
 * `elapsed_ns` is -1 for a call without a response; `response_ts_ns` is 0 then.
+* `status` is Int32 (migration 5; it was UInt16): the Avro field's range, so a status a
+  protocol reports as negative (Kafka's -1 UNKNOWN_SERVER_ERROR) is stored as it is.
 * `verdicts` (migration 4): rule name → "pass" or "fail: ..." for each validation rule
   that applied to the call (streams/rules); empty without rules.
 
@@ -250,6 +252,10 @@ def _add_verdicts(table: str, on_cluster: str = "") -> tuple[str, ...]:
     )
 
 
+def _signed_status(table: str, on_cluster: str = "") -> tuple[str, ...]:
+    return (f"ALTER TABLE {table}{on_cluster} MODIFY COLUMN status Int32",)
+
+
 # Append only: never edit or renumber a migration that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create calls", (_CREATE_CALLS,)),
@@ -260,6 +266,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (_CREATE_SERVICE_MAP, _BACKFILL_SERVICE_MAP, _CREATE_SERVICE_MAP_VIEW),
     ),
     Migration(4, "validation rule verdicts", _add_verdicts(CALLS)),
+    Migration(5, "signed status (Kafka error -1)", _signed_status(CALLS)),
 )
 
 # On a ClickHouse cluster: each shard keeps its calls in a replicated `calls_local`, and
@@ -295,6 +302,11 @@ def cluster_migrations(cluster: str) -> tuple[Migration, ...]:
         Migration(3, "service map: edges per minute", _service_map_on_cluster(cluster, on)),
         Migration(
             4, "validation rule verdicts", _add_verdicts(CALLS_LOCAL, on) + _add_verdicts(CALLS, on)
+        ),
+        Migration(
+            5,
+            "signed status (Kafka error -1)",
+            _signed_status(CALLS_LOCAL, on) + _signed_status(CALLS, on),
         ),
     )
 

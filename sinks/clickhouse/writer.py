@@ -1,51 +1,106 @@
-"""Writing batches of calls: one Arrow insert per batch, idempotent by call id.
+"""Writing batches of calls into `calls`: the contract.
 
-Idempotency comes from the table (ReplacingMergeTree keyed on the call, read with
-FINAL; see ddl.py), so a batch can be retried after any failure, and batches may
-overlap. An insert that spans several days writes one part per day and is not atomic
-across them; a failure raises, and retrying the whole batch is safe, so nothing is lost
-and nothing is doubled. Calls repeated inside a batch are sent once (the last wins).
+`CallWriter(store).write(calls) -> rejected` (a list of `RejectedCall`):
+
+1. On return, ClickHouse holds every call of `calls` except the rejected ones.
+2. A call is rejected only for its own data: it cannot become a row of the columns
+   (Arrow conversion), or ClickHouse refuses the insert for its data (a data error
+   code; the batch is bisected down to the calls it refuses). Each has a one-line reason.
+   The good calls beside a bad one are stored.
+3. When the store cannot take writes at all (server down, full disk, read-only data
+   dir, any error that is not about the data), `write` raises `StoreUnavailable` and
+   rejects nothing: the caller waits and retries the same batch.
+4. Idempotent: the table is a ReplacingMergeTree keyed on the call and read with FINAL
+   (ddl.py), so a batch can be retried after any failure, and batches may overlap;
+   calls repeated inside a batch are sent once (the last wins). An insert spanning
+   several days writes one part per day and is not atomic across them, which (3) and
+   (4) make harmless: nothing is lost and nothing is doubled.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+import pyarrow as pa
 
 from sinks.clickhouse.arrow import calls_to_arrow
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.ddl import CALLS
 from sinks.errors import SinkError, one_line
 from wiretide.records import ApiCall
+from wiretide.serde import RejectedCall
 
 # async_insert=0: a fire-and-forget insert would return before the rows are stored.
 # optimize_on_insert=0: the batch is deduplicated here already, so ReplacingMergeTree's
 # collapsing pass over each inserted block would only cost time (about half of it).
 _INSERT_SETTINGS = {"async_insert": 0, "optimize_on_insert": 0}
 
+# ClickHouse error codes that mean "these rows", not "this store": parse, type, range
+# and size errors. Any other failure is the store's (invariant 3).
+_DATA_ERRORS = frozenset({6, 26, 27, 38, 41, 43, 53, 69, 70, 72, 117, 131, 190, 321, 407})
+_CODE = re.compile(r"\bCode: (\d+)\b")
+_TOO_WIDE = "Too many partitions for single INSERT block"  # many days: smaller batches do
+
+
+class StoreUnavailable(SinkError):
+    """The store takes no writes right now; nothing was rejected, retry the batch."""
+
 
 class CallWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def write(self, calls: Sequence[ApiCall]) -> None:
-        """Insert `calls`; returns only once ClickHouse has them all, else raises SinkError."""
-        if not calls:
-            return
+    def write(self, calls: Sequence[ApiCall]) -> list[RejectedCall]:
+        """Store `calls`; returns the rejected ones (see the module contract)."""
         batch = list({call.call_id: call for call in calls}.values())
-        try:
-            table = calls_to_arrow(batch)
-        except Exception as ex:
-            raise SinkError(f"cannot encode {len(batch)} calls for insert: {one_line(ex)}") from ex
+        good, table, rejected = _to_arrow(batch)
+        if good:
+            rejected += self._insert(good, table)
+        return rejected
+
+    def _insert(self, calls: list[ApiCall], table: pa.Table) -> list[RejectedCall]:
+        """Insert `calls` (as `table`), bisecting on data errors down to the calls refused."""
         try:
             summary = self._store.client.insert_arrow(CALLS, table, settings=_INSERT_SETTINGS)
         except Exception as ex:
-            raise SinkError(
-                f"insert of {len(batch)} calls into {self._store.where} failed: {one_line(ex)}; "
-                "the batch can be retried as is"
-            ) from ex
+            if not _about_the_data(ex):
+                raise StoreUnavailable(
+                    f"insert of {len(calls)} calls into {self._store.where} failed: "
+                    f"{one_line(ex)}; the batch can be retried as is"
+                ) from ex
+            if len(calls) == 1:
+                reason = f"store refused call {calls[0].call_id}: {one_line(ex)}"
+                return [RejectedCall(calls[0], reason)]
+            halves = calls[: len(calls) // 2], calls[len(calls) // 2 :]
+            return [bad for half in halves for bad in self._insert(half, calls_to_arrow(half))]
         written = (summary.summary or {}).get("written_rows")
-        if written is not None and int(written) < len(batch):
-            raise SinkError(
-                f"insert into {self._store.where} wrote {written} of {len(batch)} calls; "
+        if written is not None and int(written) < len(calls):
+            raise StoreUnavailable(
+                f"insert into {self._store.where} wrote {written} of {len(calls)} calls; "
                 "the batch can be retried as is"
             )
+        return []
+
+
+def _to_arrow(batch: list[ApiCall]) -> tuple[list[ApiCall], pa.Table, list[RejectedCall]]:
+    """(the calls that convert to columns, their table; the calls that do not)."""
+    try:
+        return batch, calls_to_arrow(batch), []
+    except Exception:
+        pass
+    good, rejected = [], []
+    for call in batch:
+        try:
+            calls_to_arrow([call])
+            good.append(call)
+        except Exception as ex:
+            reason = f"cannot convert call {call.call_id} to columns: {one_line(ex)}"
+            rejected.append(RejectedCall(call, reason))
+    return good, calls_to_arrow(good), rejected
+
+
+def _about_the_data(ex: Exception) -> bool:
+    text = str(ex)
+    code = _CODE.search(text)
+    return _TOO_WIDE in text or (code is not None and int(code.group(1)) in _DATA_ERRORS)

@@ -24,6 +24,7 @@ from sinks.clickhouse.arrow import COLUMNS
 from sinks.clickhouse.ddl import MIGRATIONS, migrate
 from sinks.clickhouse.selectors import SELECTORS
 from sinks.clickhouse.view import call_view
+from sinks.clickhouse.writer import StoreUnavailable
 from sinks.errors import SinkError
 from wiretide.records import ApiCall
 
@@ -436,18 +437,19 @@ def test_an_unreachable_server_gives_a_one_line_error():
     )
 
 
-def test_an_unencodable_batch_fails_whole_with_one_line(store):
-    with pytest.raises(SinkError, match="cannot encode 2 calls") as caught:
-        CallWriter(store).write([make_call(1), make_call(2, src_port=70000)])
-    assert one_line(str(caught.value))
-    assert count_calls(store) == 0
+def test_a_call_that_does_not_fit_the_columns_is_rejected_and_the_rest_stored(store):
+    bad = make_call(2, src_port=70000)  # not from serde (which clamps): another producer
+    rejected = CallWriter(store).write([make_call(1), bad, make_call(3)])
+    assert [r.call for r in rejected] == [bad]
+    assert one_line(rejected[0].reason) and "call-00002" in rejected[0].reason
+    assert sorted(c["id"] for c in read_calls(store)) == ["call-00001", "call-00003"]
 
 
 def test_a_failed_insert_raises_one_line(data_dir):
     store = open_store(f"chdb://{data_dir}")
     writer = CallWriter(store)
     store.close()
-    with pytest.raises(SinkError, match="insert of 1 calls into .* failed") as caught:
+    with pytest.raises(StoreUnavailable, match="insert of 1 calls into .* failed") as caught:
         writer.write([make_call(1)])
     assert one_line(str(caught.value))
 
