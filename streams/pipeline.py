@@ -1,15 +1,23 @@
 """reassemble → dissect → redact → enrich → validate for the flows of one partition, with
 commit bookkeeping.
 
-Sans-IO. Input arrives as numbered tokens (one per topic message). A token is *released*
-once every flow it touched is quiescent: no out-of-order bytes buffered, no partial
-message and no unanswered request. Committing offsets only up to the lowest unreleased
-token means a crash replays exactly the bytes still needed; replayed calls keep their
+Sans-IO. Input arrives as numbered tokens (one per topic message, increasing: the worker
+uses the offsets). A token is *released* once every flow it touched is quiescent: no
+out-of-order bytes buffered, no partial message and no unanswered request.
+
+The restart point (`checkpoint`) is the lowest unreleased token. That alone is not a clean
+cut: a flow whose request is before it and whose response is after it was open there, and
+a replay from it would see the response alone (a `no_request` artefact of a call already
+emitted). So every flow that was open across a token boundary records, when it becomes
+quiescent, the stream positions up to which its bytes are handled (a `Straddle`); a
+checkpoint carries the positions of the flows open at its cut, and a pipeline started
+from it (`resume`) drops those flows' bytes before them. Replayed calls keep their
 deterministic ids, so the idempotent sink stores each once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +27,7 @@ from streams.dissect.registry import Registry
 from streams.enrich import Directory, enrich
 from streams.reassembly.events import (
     DataReceived,
+    Direction,
     GapSkipped,
     StreamClosed,
     StreamEvent,
@@ -38,8 +47,34 @@ class Processed:
     violations: list[Violation] = field(default_factory=list)  # one per failed verdict
 
 
+@dataclass(frozen=True, slots=True)
+class Straddle:
+    """A flow that was open across the token boundaries in (`start`, `end`]: at each of
+    them a replay must skip its bytes before `positions` (sender "lo"/"hi" -> next TCP
+    sequence number; "lo" is the endpoint that sorts first, as in the flow id)."""
+
+    start: int
+    end: int
+    flow_id: str
+    positions: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a replay of the partition starts (`token`) and which flows' bytes it skips."""
+
+    token: int
+    resume: dict[str, dict[str, int]]  # flow id -> sender "lo"/"hi" -> next sequence
+
+
 _UNSEEN = object()  # a flow whose protocol is not decided yet
 _FID_CACHE_MAX = 1 << 14  # flow ids cached (by 4-tuple) before the cache starts over
+_SEQ_MASK = 0xFFFFFFFF
+
+
+def _seq_delta(a: int, b: int) -> int:
+    """Signed distance a - b in TCP sequence space."""
+    return ((a - b + 0x80000000) & _SEQ_MASK) - 0x80000000
 
 
 class Pipeline:
@@ -66,9 +101,39 @@ class Pipeline:
         self.max_ts_ns = 0
         self.skipped_segments = 0
         self._fids: dict[tuple[str, int, str, int], str] = {}  # 4-tuple -> flow id (a cache)
+        # Restart bookkeeping (see the module docstring).
+        self._token = -1  # the token being (or last) processed
+        self._ends: dict[str, list] = {}  # flow id -> [flow, next seq c->s, next seq s->c]
+        self._straddles: deque[Straddle] = deque()  # in order of `end`
+        self._resume: dict[str, dict[str, int]] = {}  # from the checkpoint started at
+        self._resumed_sides: dict[str, set[str]] = {}  # `_resume` directions now past
 
     # -- input -------------------------------------------------------------------------
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Start as a replay from `checkpoint`: its flows' bytes before their positions
+        were handled by whoever emitted them, and are dropped."""
+        self._token = checkpoint.token - 1
+        self._resume = {fid: dict(pos) for fid, pos in checkpoint.resume.items()}
+
+    def checkpoint(self, next_token: int) -> Checkpoint:
+        """The restart point given every token below `next_token` was processed (or
+        needs no processing): the lowest unreleased token and the flows open across it."""
+        token = min(self._refs, default=next_token)
+        straddles = self._straddles
+        while straddles and straddles[0].end < token:
+            straddles.popleft()  # a later checkpoint never goes back before `token`
+        resume = {fid: dict(pos) for fid, pos in self._resume.items()}
+        for s in straddles:
+            if s.start < token <= s.end:
+                resume[s.flow_id] = dict(s.positions)
+        return Checkpoint(token, resume)
+
+    def skip(self, token: int) -> None:
+        """A token with nothing to process (undecodable: dead-lettered)."""
+        self._token = token
+
     def process(self, token: int, segments: Iterable[Segment]) -> Processed:
+        self._token = token
         out = Processed()
         touched: set[str] = set()
         feed = self.reassembler.feed
@@ -113,6 +178,8 @@ class Pipeline:
 
     def finish(self, token: int | None = None) -> Processed:
         """End of input (a capture replayed to its end): close every flow."""
+        if token is not None:
+            self._token = token
         out = Processed()
         self._handle(self.reassembler.close_all(self.max_ts_ns), out)
         self._handle(self.tls.close_all(self.max_ts_ns), out)
@@ -132,6 +199,15 @@ class Pipeline:
         for ev in events:
             if isinstance(ev, DataReceived):
                 fid = ev.flow.flow_id
+                if self._resume and fid in self._resume:
+                    ev = self._skip_handled(ev)
+                    if ev is None:
+                        continue
+                if not fid.startswith("udp"):  # datagrams are whole: nothing to skip
+                    ends = self._ends.get(fid)
+                    if ends is None:
+                        ends = self._ends[fid] = [ev.flow, None, None]
+                    ends[1 + ev.direction] = (ev.seq + len(ev.data)) & _SEQ_MASK
                 dissector = self.dissectors.get(fid, _UNSEEN)
                 if dissector is _UNSEEN:
                     factory = self.registry.detect(ev.flow, ev.data)
@@ -146,6 +222,9 @@ class Pipeline:
                 if events:
                     self._emit(events, out)
             elif isinstance(ev, GapSkipped):
+                ends = self._ends.get(ev.flow.flow_id)
+                if ends is not None and ends[1 + ev.direction] is not None:
+                    ends[1 + ev.direction] = (ends[1 + ev.direction] + ev.size) & _SEQ_MASK
                 dissector = self.dissectors.get(ev.flow.flow_id)
                 if dissector is not None:
                     self._emit(dissector.gap(ev.direction, ev.size, ev.ts_ns), out)
@@ -155,6 +234,9 @@ class Pipeline:
                 if dissector is not None:
                     self._emit(dissector.close(ev.ts_ns), out)
                 self._release(fid, out)
+                self._ends.pop(fid, None)
+                if fid in self._resume:
+                    self._retire_resume(fid)
 
     def _emit(self, events: list[DissectEvent], out: Processed) -> None:
         for ev in events:
@@ -185,8 +267,52 @@ class Pipeline:
             ).is_quiescent(fid):
                 self._release(fid, out)
 
+    def _skip_handled(self, ev: DataReceived) -> DataReceived | None:
+        """`ev` without the bytes a checkpoint says were handled before the restart."""
+        positions = self._resume[ev.flow.flow_id]
+        flow = ev.flow
+        client, server = (flow.client_ip, flow.client_port), (flow.server_ip, flow.server_port)
+        sender_is_client = ev.direction == Direction.CLIENT_TO_SERVER
+        lo = (client < server) == sender_is_client
+        side = "lo" if lo else "hi"
+        pos = positions.get(side)
+        if pos is None:
+            return ev
+        ahead = _seq_delta(pos, ev.seq)
+        if ahead >= len(ev.data):
+            return None  # all handled
+        # New bytes from here on. A checkpoint at or before this token still needs the
+        # positions: once both directions are past them they become a straddle ending here.
+        done = self._resumed_sides.setdefault(flow.flow_id, set())
+        done.add(side)
+        if len(done) == len(positions):
+            self._retire_resume(flow.flow_id)
+        return ev if ahead <= 0 else replace(ev, data=ev.data[ahead:], seq=pos)
+
+    def _retire_resume(self, fid: str) -> None:
+        """The flow is past (or done with) its checkpoint positions: checkpoints cut
+        from here on no longer need them, those cut before still do."""
+        positions = self._resume.pop(fid, None)
+        self._resumed_sides.pop(fid, None)
+        if positions:
+            self._straddles.append(Straddle(-1, self._token, fid, tuple(sorted(positions.items()))))
+
+    def _record_straddle(self, fid: str, start: int) -> None:
+        ends = self._ends.get(fid)
+        if ends is None:
+            return
+        flow, c2s, s2c = ends
+        lo_is_client = (flow.client_ip, flow.client_port) < (flow.server_ip, flow.server_port)
+        by_side = {"lo": c2s, "hi": s2c} if lo_is_client else {"lo": s2c, "hi": c2s}
+        positions = tuple((side, pos) for side, pos in by_side.items() if pos is not None)
+        if positions:
+            self._straddles.append(Straddle(start, self._token, fid, positions))
+
     def _release(self, fid: str, out: Processed) -> None:
-        for token in self._held.pop(fid, ()):
+        held = self._held.pop(fid, ())
+        if held and held[0] < self._token:  # open across a boundary: a replay cut there
+            self._record_straddle(fid, held[0])  # must skip what it emitted
+        for token in held:
             refs = self._refs.get(token)
             if refs is None:
                 continue
