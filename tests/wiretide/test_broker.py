@@ -68,3 +68,18 @@ def test_port_taken_by_something_else_is_one_line(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "taken" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_status_and_stop_find_a_data_dirs_broker_on_any_port(tmp_path) -> None:
+    port = _free_port_pair()
+    env = dict(os.environ, WIRETIDE_DATA=str(tmp_path))
+    env.pop("WIRETIDE_KAFKA_PORT", None)
+    try:
+        assert _cli("start", "--port", str(port), env=env).returncode == 0
+        status = _cli("status", env=env)  # no --port: the data dir knows where it runs
+        assert status.returncode == 0 and f"up at 127.0.0.1:{port}" in status.stdout
+        assert "stopped" in _cli("stop", env=env).stdout
+        status = _cli("status", env=env)
+        assert status.returncode == 1 and "not running" in status.stdout
+    finally:
+        _cli("stop", "--port", str(port), env=env)
