@@ -12,6 +12,15 @@ from wiretide.records import Segment
 from wiretide.serde import encode_segment_batch
 
 
+def partition_key(flow: str) -> bytes:
+    """The Kafka key of a flow's batches. TLS plaintext (`tls:a-b`) is keyed like the
+    ciphertext of its connection (`tcp:a-b`), so one worker sees both and can leave the
+    ciphertext's duplicate `tcp` record out (streams/dissect/opaque.py)."""
+    if flow.startswith("tls:"):
+        flow = "tcp:" + flow[4:]
+    return flow.encode()
+
+
 class PublishError(WiretideError):
     """Kafka refused or lost a message."""
 
@@ -53,7 +62,7 @@ class SegmentPublisher:
         self._producer.poll(0)
 
     def publish(self, flow: str, segments: list[Segment]) -> None:
-        self._produce(key=flow.encode(), value=encode_segment_batch(flow, segments))
+        self._produce(key=partition_key(flow), value=encode_segment_batch(flow, segments))
         self.messages += 1
         self.segments += len(segments)
 

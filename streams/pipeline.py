@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector
-from streams.dissect.opaque import OpaqueDissector
+from streams.dissect.opaque import OpaqueDissector, TlsTwins
 from streams.dissect.registry import Registry
 from streams.enrich import Directory, enrich
 from streams.reassembly.events import (
@@ -95,6 +95,7 @@ class Pipeline:
         # TLS plaintext (transport "tls") is a stream of its own beside the ciphertext of
         # the same connection, so it gets its own reassembler (and "tls:" flow ids).
         self.tls = TcpReassembler()
+        self.tls_twins = TlsTwins()  # their ciphertext flows get no duplicate `tcp` record
         self.dissectors: dict[str, Dissector] = {}
         self._held: dict[str, list[int]] = {}  # flow id -> tokens waiting on it
         self._refs: dict[int, int] = {}  # token -> flows still holding it
@@ -210,13 +211,15 @@ class Pipeline:
                     ends[1 + ev.direction] = (ev.seq + len(ev.data)) & _SEQ_MASK
                 dissector = self.dissectors.get(fid, _UNSEEN)
                 if dissector is _UNSEEN:
+                    if fid.startswith("tls:"):
+                        self.tls_twins.saw_plaintext(fid)
                     factory = self.registry.detect(ev.flow, ev.data)
                     if factory is not None:
                         dissector = factory(ev.flow)
                     else:
                         transport = fid.partition(":")[0]
                         protocol = "udp" if transport == "udp" else "tcp"
-                        dissector = OpaqueDissector(ev.flow, protocol)
+                        dissector = OpaqueDissector(ev.flow, protocol, self.tls_twins)
                     self.dissectors[fid] = dissector
                 events = dissector.receive(ev.direction, ev.data, ev.ts_ns, ev.seq)
                 if events:

@@ -11,11 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from producers.afpacket import AfPacketCapture
+from producers.live import LiveLoop
+from producers.publisher import partition_key
 from producers.tls import TlsCapture, probe_ebpf
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
@@ -403,3 +407,52 @@ def test_go_http2_over_tls(cert, go_binary, processes) -> None:
     assert ("x-go-client", "abc") in call.request_headers
     assert call.request_body == b'{"h2": true}'
     assert call.response_body == b'{"go_echo": {"h2": true}}'
+
+
+def test_ciphertext_of_a_captured_tls_connection_is_no_tcp_row(cert, processes) -> None:
+    """--tls beside AF_PACKET: the connection is stored as its plaintext calls only."""
+    crt, key = cert
+    port = 21817
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
+    client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
+    processes += [server, client]
+    batches: list[tuple[str, list[Segment]]] = []  # in publish order, as one partition
+    tls = TlsCapture(pids=[server.pid, client.pid])
+    tls.start()
+    loop = LiveLoop(
+        [AfPacketCapture(["lo"], ports=[port]), tls],
+        lambda fid, segments: batches.append((fid, segments)),
+        flush_every_s=0.05,
+    )
+
+    def fins(transport: str) -> int:
+        return sum(1 for _, b in batches for s in b if s.transport == transport and s.flags & FIN)
+
+    assert client.stdin is not None
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    deadline = time.monotonic() + 60  # a guard against hanging, not a speed check
+    try:
+        while client.poll() is None or fins("tcp") < 1 or fins("tls") < 2:
+            assert time.monotonic() < deadline, f"capture incomplete: {fins('tcp')} {fins('tls')}"
+            loop.step(0.1)
+    finally:
+        loop.finish()
+    assert client.returncode == 0
+    # Both flows of the connection are keyed alike, so they reach the same worker.
+    assert len({partition_key(fid) for fid, _ in batches}) == 1
+
+    def calls_of(kept: list[tuple[str, list[Segment]]]) -> list[ApiCall]:
+        pipe = Pipeline(default_registry(), RedactionPolicy.default())
+        calls = [c for token, (_, b) in enumerate(kept) for c in pipe.process(token, b).calls]
+        return sorted(calls + pipe.finish().calls, key=lambda c: c.ts_ns)
+
+    calls = calls_of(batches)
+    assert [(c.protocol, c.method, c.status, c.tls) for c in calls] == [
+        ("http", "POST", 201, True),
+        ("http", "POST", 201, True),
+    ]
+    # Without the plaintext the same ciphertext is still one `tcp` row: nothing else hid it.
+    raw = [(fid, b) for fid, b in batches if fid.startswith("tcp:")]
+    (row,) = calls_of(raw)
+    assert row.protocol == "tcp" and row.dst_port == port and row.request_body_size > 40000

@@ -3,6 +3,10 @@ records with endpoints, bytes each way and timings (what the service map needs).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from producers.publisher import partition_key
+from streams.dissect.opaque import TlsTwins
 from streams.dissect.registry import Registry, default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
@@ -89,9 +93,28 @@ def test_tls_plaintext_and_its_ciphertext_are_separate_flows():
         plain(server, CLIENT, 0, resp, 6),
     ]
     calls, _ = run(segs)
-    by_protocol = {c.protocol: c for c in calls}
-    assert set(by_protocol) == {"http", "tcp"}
-    http = by_protocol["http"]
-    assert (http.path, http.status, http.tls) == ("/secret", 200, True)
+    (http,) = calls  # the ciphertext is no duplicate `tcp` row beside its plaintext
+    assert (http.protocol, http.path, http.status, http.tls) == ("http", "/secret", 200, True)
     assert http.flow_id.startswith("tls:")
-    assert by_protocol["tcp"].request_body_size == 63
+    # Without its plaintext the ciphertext is one `tcp` row, and so is a connection with
+    # plaintext whose raw bytes are not TLS records (not its ciphertext, then).
+    (alone,) = run(s for s in segs if s.transport == "tcp")[0]
+    assert (alone.protocol, alone.request_body_size) == ("tcp", 63)
+    not_tls = [
+        replace(s, payload=b"\xee" + s.payload[1:]) if s.payload[:1] == b"\x16" else s for s in segs
+    ]
+    assert sorted(c.protocol for c in run(not_tls)[0]) == ["http", "tcp"]
+
+
+def test_tls_twins_remember_the_most_recent_connections():
+    twins = TlsTwins(cap=2)
+    for port in (1, 2, 3):
+        twins.saw_plaintext(f"tls:10.0.0.1:{port}-10.0.0.2:443")
+    assert [twins.has_plaintext(f"tcp:10.0.0.1:{p}-10.0.0.2:443") for p in (1, 2, 3)] == [
+        False,
+        True,
+        True,
+    ]
+    assert partition_key("tls:10.0.0.1:1-10.0.0.2:443") == partition_key(
+        "tcp:10.0.0.1:1-10.0.0.2:443"
+    )
