@@ -23,6 +23,7 @@ import yaml
 
 from streams.rules.jsonpath import JsonPath, JsonPathError
 from streams.rules.model import Problem, Rule, RulesError
+from wiretide.kfl.regex import Regex, RegexError, compile_re2
 
 _KINDS = {"latency": "latency", "slo": "latency", "json": "json", "header": "header"}
 _KEYS = ("name", "type", "path", "service", "method", "latency", "response-time", "key", "value")
@@ -140,15 +141,18 @@ class _Reader:
         null = node.tag == "tag:yaml.org,2002:null"
         return node, "" if null else node.value
 
-    def regex(self, fields: dict, name: str, what: str, flags: int = 0) -> re.Pattern[str] | None:
+    def regex(
+        self, fields: dict, name: str, what: str, *, ignore_case: bool = False
+    ) -> Regex | None:
         got = self.scalar(fields, name, what)
         if got is None or not got[1]:
             return None
         node, text = got
-        try:
-            return re.compile(text, flags)
-        except re.error as ex:
-            self.fault(node, f"{what}: {name} is not a valid regex: {ex.msg}", ex.pos or 0)
+        try:  # RE2: matching time is linear in the text, whatever the pattern
+            return compile_re2(text, dot_matches_newline=False, ignore_case=ignore_case)
+        except RegexError as ex:
+            reason = str(ex).removeprefix("bad regex: ")
+            self.fault(node, f"{what}: {name} is not a valid regex: {reason}", ex.offset)
             return None
 
     def rule(self, node: yaml.Node) -> tuple[str, Rule | None]:
@@ -186,7 +190,7 @@ class _Reader:
         elif kind == "json":
             rule = self.json(rule, fields, node, what)
         elif kind == "header":
-            key = self.regex(fields, "key", what, re.IGNORECASE)
+            key = self.regex(fields, "key", what, ignore_case=True)
             if key is None and "key" not in fields:
                 self.fault(node, f"{what}: a header rule needs key (a regex on header names)")
             rule = _replace(rule, key=key, value=self.regex(fields, "value", what))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from streams.rules.jsonpath import JsonPath
 from wiretide.errors import WiretideError
+from wiretide.kfl.regex import Regex
 
 KINDS = ("latency", "json", "header")  # `slo` is read as latency
 
@@ -41,19 +41,19 @@ class Rule:
 
     name: str
     kind: str  # latency | json | header
-    path: re.Pattern[str] | None = None
-    service: re.Pattern[str] | None = None
-    method: re.Pattern[str] | None = None
+    path: Regex | None = None
+    service: Regex | None = None
+    method: Regex | None = None
     latency_ms: float = 0.0  # latency: the limit
     json_path: JsonPath | None = None  # json: where in the response body
-    key: re.Pattern[str] | None = None  # header: which response header names
-    value: re.Pattern[str] | None = None  # json, header: what the value must match
+    key: Regex | None = None  # header: which response header names
+    value: Regex | None = None  # json, header: what the value must match
     line: int = 0  # where the rule starts in its file
 
     def describe(self) -> dict[str, object]:
         """The rule as the hub shows it: the regexes' text, not compiled objects."""
 
-        def text(p: re.Pattern[str] | None) -> str:
+        def text(p: Regex | None) -> str:
             return p.pattern if p is not None else ""
 
         out: dict[str, object] = {

@@ -17,11 +17,11 @@ and json/header rules look at the response.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from streams.rules.model import Rule, Verdict
+from wiretide.kfl.regex import Regex
 from wiretide.records import ApiCall, Violation
 
 _SHOWN = 80  # characters of an observed value kept in a verdict
@@ -107,7 +107,7 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _pattern(p: re.Pattern[str] | None) -> str:
+def _pattern(p: Regex | None) -> str:
     return f"/{p.pattern}/" if p is not None else "//"
 
 

@@ -132,7 +132,7 @@ LAT = A + "    type: latency\n"  # ... a latency rule; its next key on line 4
         (A + "    latency: 3\n", "2:5: rule 'a': no type"),
         (
             LAT + "    latency: 3\n    path: /api/(users\n",
-            "5:16: rule 'a': path is not a valid regex: missing ), unterminated subpattern",
+            "5:16: rule 'a': path is not a valid regex: missing ): /api/(users",
         ),
         (A + "    type: header\n    key: 'x['\n", "4:12: rule 'a': key is not a valid regex"),
         (

@@ -16,7 +16,7 @@ import pytest
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.clickhouse.selectors import SELECTORS
 from sinks.clickhouse.view import body_view, call_view
-from wiretide.kfl import parse, to_predicate, to_sql
+from wiretide.kfl import KflError, check, parse, render, to_predicate, to_sql
 from wiretide.kfl.fields import FIELDS, body_text_sql
 from wiretide.records import ApiCall
 
@@ -411,3 +411,117 @@ def test_body_sql_gives_what_the_view_gives(store) -> None:
         ).result_rows[0][0]
         got = got.decode("utf-8") if isinstance(got, bytes) else got
         assert got == body_view(body)[0], body
+
+
+# ---- long and deep filters (issue 11: never stop, never leak) ---------------------------
+
+
+def _any_path(*paths: str, n: int = 10_000) -> str:
+    """A generated "any of these" filter: n `or` terms, the given paths among them."""
+    terms = [f'path == "/generated/{i}"' for i in range(n - len(paths))]
+    for k, path in enumerate(paths):
+        terms.insert(k * 997 % len(terms), f'path == "{path}"')
+    return " or ".join(terms)
+
+
+def _nested(depth: int) -> str:
+    """`(A and (B or !(C and !(...))))`, `depth` conditions deep counting the innermost
+    `response.status == 404`, which is what it reads as: the layers keep what it keeps."""
+    text, layers = "response.status == 404", 1
+    while layers + 5 <= depth:
+        text = f"(status_code >= 0 and {text})"
+        text = f"(status_code == 12345 or {text})"
+        text = f'!(path != "/nope" and !{text})'
+        layers += 5
+    for k in range(depth - layers):
+        text = f"(status_code >= 0 and {text})" if k % 2 else f'(id == "none" or {text})'
+    return text
+
+
+LONG_CASES: list[tuple[str, str, set[str]]] = [
+    ("10,000 or", _any_path("/health", "/api/orders"), ids("c3", "c2")),
+    (
+        "10,000 and",
+        " and ".join([f'path != "/generated/{i}"' for i in range(9_999)] + ['path != "/health"']),
+        all_but("c3"),
+    ),
+    (
+        "10,000 or over two fields",
+        " or ".join(
+            f"dst.port == {10_000 + i}" if i % 2 else f'method == "M{i}"' for i in range(9_998)
+        )
+        + ' or method == "DELETE" or dst.port == 53',
+        ids("c5", "c8"),
+    ),
+    (
+        "10,000 in",
+        "dst.port in [" + ", ".join(map(str, range(20_000, 29_999))) + ", 9090]",
+        ids("c3"),
+    ),
+    ("5,000 !", "!" * 5_000 + "grpc", ids("c7")),
+    ("5,001 not", "not " * 5_001 + "http", ids("c7", "c8")),
+    ("3,000 !(", "!(" * 3_000 + "grpc" + ")" * 3_000, ids("c7")),
+    ("500 parentheses", "(" * 500 + 'path == "/health"' + ")" * 500, ids("c3")),
+    ("200 levels", _nested(200), ids("c4")),
+    ("10,000 + terms", "status_code == " + " + ".join(["0"] * 9_999 + ["404"]), ids("c4")),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in LONG_CASES], ids=[c[0] for c in LONG_CASES]
+)
+def test_long_and_deep_filters_run_on_both_back_ends(store, text: str, expected: set[str]) -> None:
+    assert both(store, text) == expected
+    query = parse(text)
+    assert parse(render(query)) == query  # the canonical text is no deeper than the tree
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        (_nested(201), (1, _nested(201).rindex(">= 0") + 1), "conditions nest more than 200"),
+        ("size(" * 100 + "path" + ")" * 100 + " > 1", (1, 325), "more than 64 calls or lists"),
+        ("path" + ".size()" * 3_000 + " > 1", (1, 1), "nests too deeply"),
+    ],
+)
+def test_absurd_nesting_is_one_line(text: str, where: tuple[int, int], reason: str) -> None:
+    with pytest.raises(KflError) as caught:
+        parse(text)
+    assert reason in caught.value.reason
+    assert (caught.value.line, caught.value.column) == where
+    assert "\n" not in str(caught.value)
+
+
+def test_sql_too_long_for_clickhouse_is_one_line() -> None:
+    """Terms that share no IN list (ranges here) can exceed ClickHouse's query size."""
+    query = parse(" or ".join(f"status_code > {i}" for i in range(10_000)))
+    assert to_predicate(query)(VIEWS[0])  # the live tail has no such limit
+    with pytest.raises(KflError, match=r"^1:1: this filter makes [\d,]+ characters of SQL"):
+        to_sql(query)
+
+
+def test_a_catastrophic_regex_runs_in_linear_time(store) -> None:
+    """`(a+)+$` backtracks exponentially on "aaa...!" in Python's `re`; RE2 does not
+    backtrack, so this returns (it would not, in any lifetime, with `re`)."""
+    keep = to_predicate(parse('request.path == r"(a+)+$"'))
+    assert not keep(call_view(call("evil", path="a" * 50_000 + "!")))
+    assert keep(call_view(call("fine", path="!" + "a" * 50_000)))
+    assert both(store, 'path.matches("(a+)+$") or path == r"(.*a){12}"') == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "reason"),
+    [
+        ('path == r"(a)\\1"', 9, "backreferences"),
+        ('path == r"(?<=a)b"', 9, "lookaround"),
+        ('path.matches("a**")', 14, "bad regex: bad repetition operator: **"),
+        ('path == r"x{2}{3}"', 9, "bad repetition operator"),
+    ],
+)
+def test_regexes_re2_cannot_run_are_one_line_errors(text: str, column: int, reason: str) -> None:
+    for run in (parse, check):
+        with pytest.raises(KflError) as caught:
+            run(text)
+        assert reason in caught.value.reason
+        assert (caught.value.line, caught.value.column) == (1, column), str(caught.value)
+        assert "\n" not in str(caught.value)

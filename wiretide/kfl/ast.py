@@ -1,6 +1,6 @@
 """The typed KFL syntax tree that both back ends compile from.
 
-A filter is a condition (`Cond`): `And`, `Or`, `Not`, `Compare`, `Method`, `Exists` or
+A filter is a condition (`Cond`): `And`, `Or` (n-ary), `Not`, `Compare`, `Method`, `Exists` or
 `Bool`. Conditions compare values (`Value`): a `Field` of the call (canonical name,
 optionally one header/element of it, or any element with `each`), `Size` of a field, a
 constant (`Const`), or a time relative to now (`Now`). The parser has already checked
@@ -123,15 +123,18 @@ class Not:
 
 @dataclass(frozen=True, slots=True)
 class And:
-    left: Cond
-    right: Cond
+    """Every one of `items` (two or more, none itself an And) holds."""
+
+    items: tuple[Cond, ...]
     pos: object = _NO_POS
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
-    left: Cond
-    right: Cond
+    """At least one of `items` (two or more, none itself an Or) holds: a long `or`
+    chain is one node, not a tree as deep as it is long."""
+
+    items: tuple[Cond, ...]
     pos: object = _NO_POS
 
 
@@ -250,10 +253,11 @@ def render(node: Cond | Query | None) -> str:
         return f"{body} and limit({node.limit})" if body else f"limit({node.limit})"
     if node is None:
         return "true"
-    if isinstance(node, And):
-        return f"({render(node.left)} and {render(node.right)})"
-    if isinstance(node, Or):
-        return f"({render(node.left)} or {render(node.right)})"
+    if isinstance(node, And | Or):
+        parts = []
+        for item in node.items:  # a loop, not a generator: one frame per level of nesting
+            parts.append(render(item))
+        return "(" + (" and " if isinstance(node, And) else " or ").join(parts) + ")"
     if isinstance(node, Not):
         inner = render(node.operand)
         return f"!{inner}" if inner.startswith("(") else f"!({inner})"

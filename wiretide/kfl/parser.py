@@ -41,9 +41,13 @@ from wiretide.kfl.ast import (
 from wiretide.kfl.errors import KflError
 from wiretide.kfl.fields import ALIASES, FIELDS, PROTOCOLS, FieldSpec, names
 from wiretide.kfl.lexer import Lexer, Pos, T, Token
-from wiretide.kfl.regex import RegexError, compile_python
+from wiretide.kfl.regex import RegexError, compile_regex
 
 INT64 = (-(2**63), 2**63 - 1)
+# Conditions inside conditions (and/or/not with parentheses). The back ends, `==` and
+# repr walk the tree recursively, a few Python frames a level, within the default
+# recursion limit of 1000; ClickHouse's max_parser_depth allows about 400 levels.
+MAX_DEPTH = 200
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _TESTS = ("startsWith", "endsWith", "contains", "matches")
@@ -99,11 +103,19 @@ class _Unary:
     op: str  # "!" or "-"
     operand: Any
     pos: Pos
+    times: int = 1  # a run such as `!!!` is one node
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    op: str  # and, or
+    items: tuple[Any, ...]  # two or more
+    pos: Pos
 
 
 @dataclass(frozen=True, slots=True)
 class _Binary:
-    op: str  # and or == != < <= > >= in + -
+    op: str  # == != < <= > >= in + -
     left: Any
     right: Any
     pos: Pos
@@ -117,6 +129,24 @@ class _List:
 
 # ---- parser -----------------------------------------------------------------------------
 
+# Binding strength, loosest first. A `!` where a condition starts (`!a == b`) covers the
+# whole comparison (_NOT); after a comparison or sign (`a == !b`) it binds tightest.
+_OR, _AND, _NOT, _CMP, _ADD, _PREFIX = 1, 2, 3, 4, 5, 6
+MAX_NESTED_CALLS = 64  # calls and [lists] inside one another
+
+
+def _binding(tok: Token) -> int:
+    """How strongly `tok` binds as an infix operator; 0 if it is not one."""
+    if tok.is_op("||") or tok.is_word("or"):
+        return _OR
+    if tok.is_op("&&") or tok.is_word("and"):
+        return _AND
+    if (tok.kind is T.OP and tok.value in COMPARISONS) or tok.is_word("in"):
+        return _CMP
+    if tok.is_op("+", "-"):
+        return _ADD
+    return 0
+
 
 def _starts_value(tok: Token) -> bool:
     if tok.kind is T.IDENT:
@@ -126,10 +156,52 @@ def _starts_value(tok: Token) -> bool:
     return tok.kind is not T.END
 
 
+class _Pending:
+    """An operator waiting for its right operand: a prefix run (`!!`, `-`), a binary
+    operator with its left operand, or an and/or chain with the operands so far."""
+
+    __slots__ = ("binding", "items", "op", "pos", "times")
+
+    def __init__(self, op: str, binding: int, pos: Pos, items: list[Any]) -> None:
+        self.op, self.binding, self.pos, self.items, self.times = op, binding, pos, items, 1
+
+    def finish(self, right: Any) -> Any:
+        if not self.items:  # prefix
+            return _Unary(self.op, right, self.pos, self.times)
+        if self.op in ("and", "or"):
+            _extend_chain(self.items, self.op, right)
+            return _Chain(self.op, tuple(self.items), self.pos)
+        return _Binary(self.op, self.items[0], right, self.pos)
+
+
+class _Group:
+    """An open `(`, `[` or call: what closes it, and the items read so far."""
+
+    __slots__ = ("items", "kind", "opener", "receiver", "name")
+
+    def __init__(self, kind: str, opener: Token, name: Token | None = None) -> None:
+        self.kind, self.opener, self.name = kind, opener, name  # kind: paren | list | call
+        self.items: list[Any] = []
+        self.receiver: Any = None
+
+
+def _extend_chain(items: list[Any], op: str, node: Any) -> None:
+    """Add an operand to an and/or chain; `a or (b or c)` reads as one chain."""
+    if isinstance(node, _Chain) and node.op == op:
+        items.extend(node.items)
+    else:
+        items.append(node)
+
+
 class _Parser:
+    """An operator-precedence parser with an explicit stack instead of recursion, so
+    that 10,000 `or` terms, 5,000 `!` or deeply nested parentheses are only data."""
+
     def __init__(self, text: str) -> None:
         self.toks = Lexer(text).tokens()
         self.k = 0
+        self.stack: list[_Pending | _Group] = []
+        self.calls = 0  # open calls and lists
 
     @property
     def tok(self) -> Token:
@@ -141,84 +213,106 @@ class _Parser:
             self.k += 1
         return tok
 
-    def operand(self, after: Token, parse: Any) -> Any:
-        if not _starts_value(self.tok):
-            raise self.tok.pos.error(
-                f"expected a value after {after.describe()}, found {self.tok.describe()}"
-            )
-        return parse()
-
     def parse(self) -> Any:
         if self.tok.kind is T.END:
             return None
-        node = self.parse_or()
+        after: Token | None = None  # what the next operand follows (None: the start)
+        loose = True  # a `!` here covers a whole comparison
+        while True:
+            node = self.operand(after, loose)
+            if node is None:  # opened a group or read a prefix: an operand still to come
+                after, loose = self.toks[self.k - 1], self.after_prefix(loose)
+                continue
+            done, after, loose = self.operator(node)
+            if done is not None:
+                return done
+
+    def after_prefix(self, loose: bool) -> bool:
+        top = self.stack[-1]
+        if isinstance(top, _Group):
+            return top.kind != "list"
+        return loose and top.binding == _NOT
+
+    def operand(self, after: Token | None, loose: bool) -> Any:
+        """Read one operand (a primary with its postfixes), or push what opens one and
+        give None."""
         tok = self.tok
-        if tok.kind is not T.END:
-            if tok.is_op(")"):
-                raise tok.pos.error("unmatched ')'")
+        if after is not None and not _starts_value(tok):
             raise tok.pos.error(
-                f"unexpected {tok.describe()} after a complete condition; join conditions "
-                "with 'and' or 'or'"
+                f"expected a value after {after.describe()}, found {tok.describe()}"
             )
-        return node
+        if tok.is_op("!") or tok.is_word("not") or tok.is_op("-"):
+            self.advance()
+            op, binding = ("!", _NOT if loose else _PREFIX) if tok.value != "-" else ("-", _PREFIX)
+            top = self.stack[-1] if self.stack else None
+            if (
+                isinstance(top, _Pending)
+                and not top.items
+                and (top.op, top.binding)
+                == (
+                    op,
+                    binding,
+                )
+            ):
+                top.times += 1  # a run of `!` (or `-`) is one node
+            else:
+                self.stack.append(_Pending(op, binding, tok.pos, []))
+            return None
+        if tok.is_op("("):
+            self.advance()
+            self.stack.append(_Group("paren", tok))
+            return None
+        if tok.is_op("["):
+            self.advance()
+            if self.tok.is_op("]"):
+                self.advance()
+                return self.postfix(_List((), tok.pos))
+            self.open_call(_Group("list", tok))
+            return None
+        node = self.primary()
+        return None if node is None else self.postfix(node)
 
-    def parse_or(self) -> Any:
-        left = self.parse_and()
-        while self.tok.is_op("||") or self.tok.is_word("or"):
-            op = self.advance()
-            left = _Binary("or", left, self.operand(op, self.parse_and), op.pos)
-        return left
+    def open_call(self, group: _Group) -> None:
+        if self.calls >= MAX_NESTED_CALLS:
+            raise group.opener.pos.error(
+                f"more than {MAX_NESTED_CALLS} calls or lists inside one another"
+            )
+        self.calls += 1
+        self.stack.append(group)
 
-    def parse_and(self) -> Any:
-        left = self.parse_not()
-        while self.tok.is_op("&&") or self.tok.is_word("and"):
-            op = self.advance()
-            left = _Binary("and", left, self.operand(op, self.parse_not), op.pos)
-        return left
-
-    def parse_not(self) -> Any:
-        if self.tok.is_op("!") or self.tok.is_word("not"):
-            op = self.advance()
-            return _Unary("!", self.operand(op, self.parse_not), op.pos)
-        return self.parse_comparison()
-
-    def parse_comparison(self) -> Any:
-        left = self.parse_additive()
+    def primary(self) -> Any:
         tok = self.tok
-        if tok.kind is T.OP and tok.value in COMPARISONS:
-            op = self.advance()
-            node = _Binary(str(op.value), left, self.operand(op, self.parse_additive), op.pos)
-        elif tok.is_word("in"):
-            op = self.advance()
-            node = _Binary("in", left, self.operand(op, self.parse_additive), op.pos)
-        else:
-            return left
-        nxt = self.tok
-        if (nxt.kind is T.OP and nxt.value in COMPARISONS) or nxt.is_word("in"):
-            raise nxt.pos.error(
-                f"comparisons do not chain: {nxt.describe()} follows a comparison; join two "
-                "comparisons with 'and', or add parentheses"
-            )
-        return node
+        if tok.kind in (T.INT, T.FLOAT, T.STRING, T.REGEX):
+            self.advance()
+            return _Lit(tok.kind, tok.value, tok.pos)
+        if tok.kind is T.IDENT:
+            word = str(tok.value)
+            if word.lower() in ("true", "false"):
+                self.advance()
+                return _Lit("bool", word.lower() == "true", tok.pos)
+            if word.lower() in ("nil", "null"):
+                self.advance()
+                return _Lit("nil", None, tok.pos)
+            self.advance()
+            if self.tok.is_op("("):
+                return self.call(tok, None)
+            return _Path((("name", word, tok.pos),), tok.pos)
+        raise tok.pos.error(f"expected a value, found {tok.describe()}")
 
-    def parse_additive(self) -> Any:
-        left = self.parse_unary()
-        while self.tok.is_op("+", "-"):
-            op = self.advance()
-            left = _Binary(str(op.value), left, self.operand(op, self.parse_unary), op.pos)
-        return left
+    def call(self, name: Token, receiver: Any) -> Any:
+        """At the `(` after a function name: an empty call, or None with the call open."""
+        paren = self.advance()
+        if self.tok.is_op(")"):
+            self.advance()
+            return _Call(str(name.value), (), name.pos, receiver=receiver)
+        group = _Group("call", paren, name)
+        group.receiver = receiver
+        self.open_call(group)
+        return None
 
-    def parse_unary(self) -> Any:
-        if self.tok.is_op("-"):
-            op = self.advance()
-            return _Unary("-", self.operand(op, self.parse_unary), op.pos)
-        if self.tok.is_op("!") or self.tok.is_word("not"):
-            op = self.advance()  # e.g. `a == !b`: let the resolver say what is wrong
-            return _Unary("!", self.operand(op, self.parse_unary), op.pos)
-        return self.parse_postfix()
-
-    def parse_postfix(self) -> Any:
-        node = self.parse_primary()
+    def postfix(self, node: Any) -> Any:
+        """`.name`, `.*`, `["key"]`, `[0]`, `[*]` and `.method(args)` after a primary;
+        None when a method call was opened."""
         while True:
             tok = self.tok
             if tok.is_op("."):
@@ -230,8 +324,9 @@ class _Parser:
                 elif nxt.kind is T.IDENT:
                     self.advance()
                     if self.tok.is_op("("):
-                        args = self.parse_args()
-                        node = _Call(str(nxt.value), args, nxt.pos, receiver=node)
+                        node = self.call(nxt, node)
+                        if node is None:
+                            return None
                     else:
                         node = self._extend(node, ("name", nxt.value, nxt.pos))
                 else:
@@ -257,6 +352,89 @@ class _Parser:
             else:
                 return node
 
+    def operator(self, node: Any) -> tuple[Any, Token | None, bool]:
+        """After an operand: (the whole tree at the end, else None; the token the next
+        operand follows; whether a `!` there covers a comparison). None for the token
+        means the operand just finished another one (a closed group): read on."""
+        while True:
+            tok = self.tok
+            binding = _binding(tok)
+            if binding:
+                # an and/or chain takes more terms instead of being closed by its own op
+                node = self.reduce(node, binding + 1 if binding <= _AND else binding, tok)
+                top = self.stack[-1] if self.stack else None
+                op = str(tok.value).lower() if tok.kind is T.IDENT else str(tok.value)
+                op = {"||": "or", "&&": "and"}.get(op, op)
+                if binding <= _AND and isinstance(top, _Pending) and top.op == op and top.items:
+                    _extend_chain(top.items, op, node)  # one more term of the chain
+                else:
+                    items: list[Any] = []
+                    if binding <= _AND:
+                        _extend_chain(items, op, node)
+                    else:
+                        items.append(node)
+                    self.stack.append(_Pending(op, binding, tok.pos, items))
+                self.advance()
+                return None, tok, binding <= _AND
+            node = self.reduce(node, 0, tok)
+            if not self.stack:
+                if tok.kind is T.END:
+                    return node, None, True
+                if tok.is_op(")"):
+                    raise tok.pos.error("unmatched ')'")
+                raise tok.pos.error(
+                    f"unexpected {tok.describe()} after a complete condition; join conditions "
+                    "with 'and' or 'or'"
+                )
+            group = self.stack[-1]
+            assert isinstance(group, _Group)
+            if group.kind == "list":
+                group.items.append(node)
+                if tok.is_op(","):
+                    self.advance()
+                    if not self.tok.is_op("]"):
+                        return None, group.opener, False
+                self.expect("]", group.opener)
+                self.close(group)
+                node = self.postfix(_List(tuple(group.items), group.opener.pos))
+            elif group.kind == "call":
+                group.items.append(node)
+                if tok.is_op(","):
+                    return None, self.advance(), True
+                self.expect(")", group.opener)
+                self.close(group)
+                assert group.name is not None
+                name = group.name
+                node = _Call(str(name.value), tuple(group.items), name.pos, group.receiver)
+                node = self.postfix(node)
+            else:
+                self.expect(")", group.opener)
+                self.stack.pop()
+                node = self.postfix(node)
+            if node is None:  # a method call opened after the group
+                return None, self.toks[self.k - 1], True
+
+    def close(self, group: _Group) -> None:
+        self.stack.pop()
+        self.calls -= 1
+
+    def reduce(self, node: Any, binding: int, tok: Token) -> Any:
+        """Apply the waiting operators that bind at least as strongly as `binding`
+        (all of them up to the innermost open group for 0) to `node`."""
+        stack = self.stack
+        while stack and isinstance(stack[-1], _Pending) and stack[-1].binding >= binding:
+            if binding == _CMP and stack[-1].binding == _CMP:
+                raise tok.pos.error(
+                    f"comparisons do not chain: {tok.describe()} follows a comparison; join two "
+                    "comparisons with 'and', or add parentheses"
+                )
+            node = stack.pop().finish(node)
+        if binding and binding < _ADD and stack:
+            group = stack[-1]
+            if isinstance(group, _Group) and group.kind == "list":
+                self.expect("]", group.opener)  # a list item is a value: raises
+        return node
+
     def _extend(self, node: Any, seg: tuple[str, Any, Pos]) -> _Path:
         if not isinstance(node, _Path):
             raise seg[2].error("only a field can be followed by .name, .* or [...]")
@@ -269,54 +447,6 @@ class _Parser:
                 f"{opener.pos.column}, found {self.tok.describe()}"
             )
         self.advance()
-
-    def parse_args(self) -> tuple[Any, ...]:
-        paren = after = self.advance()  # (
-        args = []
-        if self.tok.is_op(")"):
-            self.advance()
-            return ()
-        while True:
-            args.append(self.operand(after, self.parse_or))
-            if self.tok.is_op(","):
-                after = self.advance()
-                continue
-            self.expect(")", paren)
-            return tuple(args)
-
-    def parse_primary(self) -> Any:
-        tok = self.tok
-        if tok.kind in (T.INT, T.FLOAT, T.STRING, T.REGEX):
-            self.advance()
-            return _Lit(tok.kind, tok.value, tok.pos)
-        if tok.kind is T.IDENT:
-            word = str(tok.value)
-            if word.lower() in ("true", "false"):
-                self.advance()
-                return _Lit("bool", word.lower() == "true", tok.pos)
-            if word.lower() in ("nil", "null"):
-                self.advance()
-                return _Lit("nil", None, tok.pos)
-            self.advance()
-            if self.tok.is_op("("):
-                return _Call(word, self.parse_args(), tok.pos)
-            return _Path((("name", word, tok.pos),), tok.pos)
-        if tok.is_op("("):
-            self.advance()
-            inner = self.operand(tok, self.parse_or)
-            self.expect(")", tok)
-            return inner
-        if tok.is_op("["):
-            self.advance()
-            items = []
-            while not self.tok.is_op("]"):
-                items.append(self.operand(tok, self.parse_additive))
-                if not self.tok.is_op(","):
-                    break
-                self.advance()
-            self.expect("]", tok)
-            return _List(tuple(items), tok.pos)
-        raise tok.pos.error(f"expected a value, found {tok.describe()}")
 
 
 # ---- resolver ---------------------------------------------------------------------------
@@ -335,19 +465,36 @@ def _describe(v: Value) -> str:
 
 
 class _Resolver:
-    def cond(self, s: Any) -> Cond:
+    def cond(self, s: Any, depth: int = 1) -> Cond:
+        if depth > MAX_DEPTH:
+            raise s.pos.error(
+                f"conditions nest more than {MAX_DEPTH} deep here; simplify the filter"
+            )
+        if isinstance(s, _Chain):
+            kind = And if s.op == "and" else Or
+            items: list[Cond] = []
+            for item in s.items:
+                c = self.cond(item, depth + 1)
+                if isinstance(c, kind):
+                    items.extend(c.items)
+                else:
+                    items.append(c)
+            return kind(tuple(items), s.pos)
         if isinstance(s, _Binary):
-            if s.op in ("and", "or"):
-                node = And if s.op == "and" else Or
-                return node(self.cond(s.left), self.cond(s.right), s.pos)
             if s.op in COMPARISONS:
                 return self.compare(s.op, self.value(s.left), self.value(s.right), s.pos)
             if s.op == "in":
                 return self.member(s)
             raise s.pos.error(f"'{s.op}' gives a value, not a condition; compare it")
         if isinstance(s, _Unary):
-            if s.op == "!":
-                return Not(self.cond(s.operand), s.pos)
+            if s.op == "!":  # plain negation on both back ends: `!!x` and `!(!x)` are x
+                times, inner = 0, s
+                while isinstance(inner, _Unary) and inner.op == "!":
+                    times, inner = times + inner.times, inner.operand
+                if times % 2 == 0:
+                    return self.cond(inner, depth)
+                c = self.cond(inner, depth + 1)
+                return c.operand if isinstance(c, Not) else Not(c, s.pos)  # `!(x == nil)`
             raise s.pos.error("'-' gives a number, not a condition; compare it")
         if isinstance(s, _Call):
             if s.name in _TESTS:
@@ -473,7 +620,7 @@ class _Resolver:
         if isinstance(s, _Unary) and s.op == "-":
             v = self.value(s.operand)
             if isinstance(v, Const) and v.type in (Type.NUMBER, Type.DURATION):
-                return self.number(-v.value, v.type, s.pos)
+                return self.number(v.value * (-1) ** s.times, v.type, s.pos)
             raise s.pos.error(f"'-' needs a number or duration, found {_describe(v)}")
         if isinstance(s, _Binary) and s.op in ("+", "-"):
             return self.arith(s)
@@ -494,7 +641,7 @@ class _Resolver:
 
     def regex(self, pattern: str, pos: Pos) -> Const:
         try:
-            compile_python(pattern)
+            compile_regex(pattern)
         except RegexError as ex:
             raise pos.error(str(ex)) from ex
         return Const(pattern, Type.REGEX, pos)
@@ -588,7 +735,17 @@ class _Resolver:
         return self.number(ns, Type.TIME, s.pos)
 
     def arith(self, s: _Binary) -> Value:
-        a, b = self.value(s.left), self.value(s.right)
+        spine = []  # `1 + 2 - 3 ...` leans left: walk it, not recurse
+        node: Any = s
+        while isinstance(node, _Binary) and node.op in ("+", "-"):
+            spine.append(node)
+            node = node.left
+        total = self.value(node)
+        for step in reversed(spine):
+            total = self.add(step, total, self.value(step.right))
+        return total
+
+    def add(self, s: _Binary, a: Value, b: Value) -> Value:
         sign = 1 if s.op == "+" else -1
         ta = Type.TIME if isinstance(a, Now) else getattr(a, "type", None)
         tb = Type.TIME if isinstance(b, Now) else getattr(b, "type", None)
@@ -616,11 +773,13 @@ class _Resolver:
         if not isinstance(s.right, _List):
             raise s.right.pos.error('\'in\' needs a [list], e.g. method in ["GET", "PUT"]')
         left = self.value(s.left)
-        out: Cond | None = None
+        items: list[Cond] = []
         for item in s.right.items:
-            cmp = self.compare("==", left, self.value(item), s.pos)
-            out = cmp if out is None else Or(out, cmp, s.pos)
-        return out if out is not None else Bool(False, s.pos)
+            c = self.compare("==", left, self.value(item), s.pos)
+            items.extend(c.items if isinstance(c, Or) else (c,))
+        if len(items) > 1:
+            return Or(tuple(items), s.pos)
+        return items[0] if items else Bool(False, s.pos)
 
     def compare(self, op: str, left: Value, right: Value, pos: Pos) -> Cond:
         if _is_const(left) and not _is_const(right):
@@ -720,7 +879,7 @@ class _Resolver:
             if left.type is not right.type or left.type in (Type.REGEX, Type.NIL):
                 if Type.REGEX in (left.type, right.type) and Type.STRING in (left.type, right.type):
                     text, rx = (left, right) if left.type is Type.STRING else (right, left)
-                    hit = compile_python(rx.value).search(text.value) is not None
+                    hit = compile_regex(rx.value).search(text.value) is not None
                     return Bool(hit if op == "==" else not hit, pos)
                 if left.type is right.type is Type.NIL and op in ("==", "!="):
                     return Bool(op == "==", pos)
@@ -757,7 +916,7 @@ class _Resolver:
                 "startsWith": lambda: text.startswith(a),
                 "endsWith": lambda: text.endswith(a),
                 "contains": lambda: a in text,
-                "matches": lambda: compile_python(a).search(text) is not None,
+                "matches": lambda: compile_regex(a).search(text) is not None,
             }[s.name]()
             return Bool(hit, s.pos)
         if not isinstance(subject, Field):
@@ -779,23 +938,35 @@ class _Resolver:
 
 def _take_limits(s: Any) -> tuple[Any, list[_Call]]:
     """Split the top-level `and` chain into the filter without limit(...) calls, and them."""
-    if isinstance(s, _Call) and s.name == "limit" and s.receiver is None:
+
+    def is_limit(node: Any) -> bool:
+        return isinstance(node, _Call) and node.name == "limit" and node.receiver is None
+
+    if is_limit(s):
         return None, [s]
-    if isinstance(s, _Binary) and s.op == "and":
-        left, la = _take_limits(s.left)
-        right, lb = _take_limits(s.right)
-        if left is None or right is None:
-            return (right if left is None else left), la + lb
-        return _Binary("and", left, right, s.pos), la + lb
-    return s, []
+    if not (isinstance(s, _Chain) and s.op == "and"):
+        return s, []
+    limits = [item for item in s.items if is_limit(item)]
+    rest = tuple(item for item in s.items if not is_limit(item))
+    if len(rest) > 1:
+        return _Chain("and", rest, s.pos), limits
+    return (rest[0] if rest else None), limits
 
 
 def parse(text: str) -> Query:
     """Parse and check a KFL filter; KflError (with line:column) if it is not valid."""
     if not isinstance(text, str):
         raise TypeError("a KFL filter is a str")
-    syntax = _Parser(text).parse()
-    syntax, limits = _take_limits(syntax)
+    try:
+        syntax = _Parser(text).parse()
+        syntax, limits = _take_limits(syntax)
+        resolved, limit = _resolve(syntax, limits)
+    except RecursionError:  # a value nested absurdly deep, e.g. x.size().size()...
+        raise KflError("the filter nests too deeply; simplify it", 1, 1) from None
+    return Query(resolved, limit, text)
+
+
+def _resolve(syntax: Any, limits: list[_Call]) -> tuple[Cond | None, int | None]:
     limit = None
     if len(limits) > 1:
         raise limits[1].pos.error("more than one limit(); keep one")
@@ -808,4 +979,4 @@ def parse(text: str) -> Query:
             raise arg.pos.error("limit is too large")
         limit = int(arg.value)
     resolved = _Resolver().cond(syntax) if syntax is not None else None
-    return Query(resolved, limit, text)
+    return resolved, limit

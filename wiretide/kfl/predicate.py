@@ -2,8 +2,8 @@
 
 Compiled once into closures. A path that is absent, None, or of another type than the
 field's is missing, and a comparison with a missing value is false (never an error), as
-in the SQL back end; `!` is plain negation. Regexes run as their Python translation
-(regex.py), with ClickHouse's reading of `.` and `$`.
+in the SQL back end; `!` is plain negation. Regexes run on RE2, as in ClickHouse
+(regex.py), so a regex takes time linear in the text, whatever the pattern.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from wiretide.kfl.ast import (
     Type,
 )
 from wiretide.kfl.fields import FIELDS
-from wiretide.kfl.regex import compile_python
+from wiretide.kfl.regex import compile_regex
 
 Predicate = Callable[[dict], bool]
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -160,12 +160,8 @@ def _const(c: Const | Now, now_ns: int) -> Any:
 
 
 def _compile(node: Cond, now_ns: int) -> Predicate:
-    if isinstance(node, And):
-        a, b = _compile(node.left, now_ns), _compile(node.right, now_ns)
-        return lambda d: a(d) and b(d)
-    if isinstance(node, Or):
-        a, b = _compile(node.left, now_ns), _compile(node.right, now_ns)
-        return lambda d: a(d) or b(d)
+    if isinstance(node, And | Or):
+        return _chain(node, now_ns)
     if isinstance(node, Not):
         a = _compile(node.operand, now_ns)
         return lambda d: not a(d)
@@ -182,6 +178,52 @@ def _compile(node: Cond, now_ns: int) -> Predicate:
     raise TypeError(f"not a KFL condition: {node!r}")
 
 
+def _chain(node: And | Or, now_ns: int) -> Predicate:
+    """All (And) or any (Or) of the items. Equalities of one field with constants
+    (`pod == "a" or pod == "b" ...`, or `!=` under And) become one set lookup."""
+    is_and = isinstance(node, And)
+    tests = []
+    sets: dict[Field | Size, set[object]] = {}
+    for item in node.items:  # loops, not generators: one frame per level of nesting
+        if (
+            isinstance(item, Compare)
+            and item.op == ("!=" if is_and else "==")
+            and isinstance(item.right, Const)
+            and item.right.type in (Type.STRING, Type.NUMBER)
+            and not (isinstance(item.left, Field) and item.left.each)
+        ):
+            if item.left not in sets:
+                sets[item.left] = set()
+                tests.append(_member(item.left, sets[item.left], not is_and))
+            sets[item.left].add(item.right.value)
+        else:
+            tests.append(_compile(item, now_ns))
+
+    def all_of(d: dict) -> bool:
+        for test in tests:
+            if not test(d):
+                return False
+        return True
+
+    def any_of(d: dict) -> bool:
+        for test in tests:
+            if test(d):
+                return True
+        return False
+
+    return all_of if is_and else any_of
+
+
+def _member(left: Field | Size, values: set[object], inside: bool) -> Predicate:
+    get, _ = _getter(left)
+
+    def member(d: dict) -> bool:
+        x = get(d)
+        return x is not MISSING and (x in values) is inside
+
+    return member
+
+
 def _compare(node: Compare, now_ns: int) -> Predicate:
     get, each = _getter(node.left)
     right = node.right
@@ -195,7 +237,7 @@ def _compare(node: Compare, now_ns: int) -> Predicate:
 
         return both
     if isinstance(right, Const) and right.type is Type.REGEX:
-        search = compile_python(right.value).search
+        search = compile_regex(right.value).search
         want = node.op == "=="
 
         def test(x: Any) -> bool:
@@ -243,7 +285,7 @@ def _test(node: Method) -> Predicate:
         return _apply(get, each, lambda x: x.endswith(arg))
     if fn == "contains":
         return _apply(get, each, lambda x: arg in x)
-    search = compile_python(arg).search
+    search = compile_regex(arg).search
     return _apply(get, each, lambda x: search(x if isinstance(x, str) else str(x)) is not None)
 
 

@@ -1,13 +1,15 @@
-"""Regexes: RE2 syntax (what ClickHouse's `match` runs) checked and translated to an
-equivalent Python `re` pattern for the predicate back end.
+"""Regexes: one engine, RE2, on both back ends. ClickHouse's `match` runs RE2 and the
+Python predicate runs the same pattern through RE2 (`google-re2`), so matching takes
+time linear in the text whatever the pattern (no catastrophic backtracking) and both
+sides read `.`, `$`, `\\d`, `\\b`, `(?i)` alike. Options follow ClickHouse's: `.` also
+matches a newline, `$` is the end of the text unless `(?m)`; matching is unanchored
+(search).
 
-Differences handled: in ClickHouse `.` also matches a newline (so Python gets DOTALL),
-`$` is the end of the text only (Python's `$` also matches before a final newline,
-so it becomes `\\Z`, unless a multi-line flag is set), `\\z` is spelled `\\Z`, and
-`\\d \\w \\s \\b` are ASCII-only in RE2 (spelled out as ASCII classes for Python).
-Constructs only one side knows are refused with a KflError: lookaround,
-backreferences, atomic groups and possessive quantifiers (Python only); `\\p{..}`,
-`[[:alpha:]]`, `\\Q..\\E`, `\\C`, `(?U)` (RE2 only). Matching is unanchored (search).
+`check()` refuses, with the offset of the construct, what RE2 cannot run
+(lookaround, backreferences, atomic groups, possessive quantifiers) and what the two
+sides would read differently because ClickHouse pre-filters on a literal it extracts
+with its own reading of the pattern (`\\p{..}`, `[[:alpha:]]`, `\\Q..\\E`, `\\C`, `(?U)`,
+a repeated non-ASCII character).
 """
 
 from __future__ import annotations
@@ -15,20 +17,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_WORD = "0-9A-Za-z_"
-_CLASS_IN = {"d": "0-9", "w": _WORD, "s": "\\t\\n\\f\\r "}
-_CLASS_OUT = {
-    "d": "[0-9]",
-    "D": "[^0-9]",
-    "w": f"[{_WORD}]",
-    "W": f"[^{_WORD}]",
-    "s": "[\\t\\n\\f\\r ]",
-    "S": "[^\\t\\n\\f\\r ]",
-    "b": f"(?:(?<=[{_WORD}])(?![{_WORD}])|(?<![{_WORD}])(?=[{_WORD}]))",
-    "B": f"(?:(?<=[{_WORD}])(?=[{_WORD}])|(?<![{_WORD}])(?![{_WORD}]))",
-    "z": "\\Z",
-    "A": "\\A",
-}
+import re2
+
 _REFUSED_ESCAPES = {
     "p": "\\p{...} classes",
     "P": "\\P{...} classes",
@@ -43,6 +33,12 @@ _REFUSED_ESCAPES = {
     "H": "\\H",
     "g": "\\g",
 }
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_FLAGS = re.compile(r"\(\?([imsU-]+)([:)])")
+_NAMED = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+Regex = re2._Regexp  # compiled; `.search(text)` and `.pattern` as with Python's `re`
 
 
 class RegexError(ValueError):
@@ -51,13 +47,8 @@ class RegexError(ValueError):
         self.offset = offset
 
 
-def to_python(pattern: str) -> str:
-    """The Python `re` pattern (to use with DOTALL) matching what RE2 matches."""
-    out: list[str] = []
-    multiline = bool(re.search(r"\(\?[a-zA-Z-]*m", pattern))
-    # RE2 lets `(?i)` appear anywhere, acting to the end of its group (across `|`);
-    # Python only takes scoped `(?i:...)` there. scopes[-1]: flags opened in this group.
-    scopes: list[list[str]] = [[]]
+def check(pattern: str) -> None:
+    """RegexError (with the offset into the pattern) for a construct KFL refuses."""
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
@@ -75,91 +66,50 @@ def to_python(pattern: str) -> str:
                 raise RegexError(f"{_REFUSED_ESCAPES[esc]} is not supported in KFL regexes", i)
             if esc.isdigit() and esc != "0":
                 raise RegexError("backreferences (\\1) are not supported in KFL regexes", i)
-            out.append(_CLASS_OUT.get(esc, pattern[i : i + 2]))
             i += 2
         elif ch == "[":
-            i = _char_class(pattern, i, out)
+            i = _char_class(pattern, i)
         elif ch == "(":
-            i = _group(pattern, i, out, scopes)
-        elif ch == "|":
-            out.append(")" * len(scopes[-1]) + "|" + "".join(f"(?{f}:" for f in scopes[-1]))
-            i += 1
-        elif ch == ")":
-            out.append(")" * len(scopes[-1]) + ")")
-            if len(scopes) > 1:
-                scopes.pop()
-            i += 1
+            i = _group(pattern, i)
         elif ch == "{":
             m = _REPEAT.match(pattern, i)
-            if not m:  # RE2 reads a `{` that starts no repetition as itself
-                out.append("\\{")
-                i += 1
-                continue
-            if any(int(g) > 1000 for g in m.groups() if g):
+            if m and any(int(g) > 1000 for g in m.groups() if g):
                 raise RegexError("repetition counts above 1000 are not supported", i)
-            out.append(m.group())
-            i = m.end()
-        elif ch == "$" and not multiline:
-            out.append("\\Z")
-            i += 1
+            i = m.end() if m else i + 1
         elif ch in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
             raise RegexError("possessive quantifiers are not supported in KFL regexes", i + 1)
         else:
-            out.append(ch)
             i += 1
-    out.append(")" * len(scopes[0]))
-    return "".join(out)
 
 
-_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
-_FLAGS = re.compile(r"\(\?([imsU-]+)([:)])")
-_NAMED = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
-
-
-def _group(pattern: str, i: int, out: list[str], scopes: list[list[str]]) -> int:
+def _group(pattern: str, i: int) -> int:
     if not pattern.startswith("(?", i):
-        out.append("(")
-        scopes.append([])
         return i + 1
     m = _FLAGS.match(pattern, i)
     if m:
-        flags, kind = m.groups()
-        if "U" in flags:
+        if "U" in m.group(1):
             raise RegexError("the (?U) flag is not supported in KFL regexes", i)
-        out.append(f"(?{flags}:")
-        if kind == ")":  # to the end of the enclosing group
-            scopes[-1].append(flags)
-        else:
-            scopes.append([])
         return m.end()
     if pattern.startswith("(?:", i):
-        out.append("(?:")
-        scopes.append([])
         return i + 3
     m = _NAMED.match(pattern, i)
     if m:
-        out.append(f"(?P<{m.group(1)}>")
-        scopes.append([])
         return m.end()
     raise RegexError(
         "lookaround, atomic groups and other (?...) groups are not supported in KFL regexes", i
     )
 
 
-def _char_class(pattern: str, i: int, out: list[str]) -> int:
+def _char_class(pattern: str, i: int) -> int:
     n = len(pattern)
     start = i
     i += 1
-    parts = ["["]
     if i < n and pattern[i] == "^":
-        parts.append("^")
         i += 1
     first = True
     while i < n:
         ch = pattern[i]
         if ch == "]" and not first:
-            parts.append("]")
-            out.append("".join(parts))
             return i + 1
         first = False
         if ch == "[" and i + 1 < n and pattern[i + 1] in ":=.":
@@ -174,24 +124,45 @@ def _char_class(pattern: str, i: int, out: list[str]) -> int:
             esc = pattern[i + 1]
             if esc in _REFUSED_ESCAPES or esc in "DWS":
                 raise RegexError(f"\\{esc} is not supported inside [...] in KFL regexes", i)
-            parts.append(_CLASS_IN.get(esc, pattern[i : i + 2]))
             i += 2
             continue
-        if ch == "]":  # first position: a literal ]
-            parts.append("\\]")
-        elif ch == "[":
-            parts.append("\\[")
-        else:
-            parts.append(ch)
         i += 1
     raise RegexError("unterminated [ in regex", start)
 
 
-@lru_cache(maxsize=256)
-def compile_python(pattern: str) -> re.Pattern[str]:
-    """The compiled Python equivalent; RegexError if it is not a regex both sides run."""
-    translated = to_python(pattern)
+def compile_re2(
+    pattern: str, *, dot_matches_newline: bool = True, ignore_case: bool = False
+) -> Regex:
+    """The pattern compiled by RE2, or RegexError saying why not (the offset is where
+    RE2's complaint points, when it quotes a part of the pattern). The result has
+    `.search(text)` and `.pattern`, like a Python `re` pattern."""
+    options = re2.Options()
+    options.dot_nl = dot_matches_newline
+    options.case_sensitive = not ignore_case
+    options.log_errors = False
     try:
-        return re.compile(translated, re.DOTALL)
+        return re2.compile(pattern, options)
+    except re2.error as ex:
+        reason = ex.args[0] if ex.args else "invalid"
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise RegexError(f"bad regex: {reason}", _offset_of_fault(pattern, reason)) from None
+
+
+def _offset_of_fault(pattern: str, reason: str) -> int:
+    """Where a pattern RE2 refused goes wrong: Python's parser pinpoints most syntax
+    faults (parsing only, nothing is matched); else the part RE2's message quotes."""
+    try:
+        re.compile(pattern)
     except re.error as ex:
-        raise RegexError(f"bad regex: {ex.msg}", 0) from ex
+        if ex.pos is not None:
+            return ex.pos
+    _, _, quoted = reason.rpartition(": ")
+    return max(pattern.find(quoted), 0) if quoted else 0
+
+
+@lru_cache(maxsize=1024)
+def compile_regex(pattern: str) -> Regex:
+    """A KFL regex as the Python predicate runs it (ClickHouse's RE2 options);
+    RegexError if KFL refuses it or RE2 cannot compile it."""
+    check(pattern)
+    return compile_re2(pattern)

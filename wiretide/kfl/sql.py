@@ -35,10 +35,12 @@ from wiretide.kfl.ast import (
     Size,
     Type,
 )
+from wiretide.kfl.errors import KflError
 from wiretide.kfl.fields import FIELDS
 
 _OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 INT64 = (-(2**63), 2**63 - 1)
+MAX_SQL = 200_000  # characters; ClickHouse refuses a query over 256 KiB (max_query_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +104,8 @@ class _Compiler:
         return f"({' AND '.join((*guards, test))})" if guards else test
 
     def cond(self, node: Cond) -> str:
-        if isinstance(node, And):
-            return f"({self.cond(node.left)} AND {self.cond(node.right)})"
-        if isinstance(node, Or):
-            return f"({self.cond(node.left)} OR {self.cond(node.right)})"
+        if isinstance(node, And | Or):
+            return self.chain(node)
         if isinstance(node, Not):
             return f"NOT {self.cond(node.operand)}"
         if isinstance(node, Bool):
@@ -120,6 +120,39 @@ class _Compiler:
         if isinstance(node, Compare):
             return self.compare(node)
         raise TypeError(f"not a KFL condition: {node!r}")
+
+    def chain(self, node: And | Or) -> str:
+        """The items joined by AND/OR. Equalities of one field (`x == "a" or x == "b"
+        ...`) become `x IN {kflN:Array(String)}`, and `x != "a" and x != "b" ...`
+        `x NOT IN ...`: one parameter instead of thousands of terms, as ClickHouse
+        limits a query's size."""
+        is_and = isinstance(node, And)
+        parts: list[str | tuple[Field | Size, str]] = []
+        groups: dict[tuple[Field | Size, str], list[Compare]] = {}
+        for item in node.items:  # loops: one Python frame per level of nesting
+            key = _set_key(item, "!=" if is_and else "==")
+            if key is None:
+                parts.append(self.cond(item))
+            elif key in groups:
+                groups[key].append(item)  # type: ignore[arg-type]
+            else:
+                groups[key] = [item]  # type: ignore[list-item]
+                parts.append(key)  # filled in below, in the order of the filter
+        out = []
+        for part in parts:
+            members = groups[part] if isinstance(part, tuple) else None
+            if members is None or len(members) == 1:
+                out.append(self.cond(members[0]) if members else str(part))
+                continue
+            left, ch_type = part
+            a = self.access(left)
+            if a is None:
+                out.append("0")
+                continue
+            values = self.bind([c.right.value for c in members], f"Array({ch_type})")
+            test = f"{a.expr} {'NOT IN' if is_and else 'IN'} {values}"
+            out.append(self.guarded(a.guards, test))
+        return f"({(' AND ' if is_and else ' OR ').join(out)})"
 
     def compare(self, node: Compare) -> str:
         a = self.access(node.left)
@@ -161,6 +194,24 @@ class _Compiler:
         return self.guarded(a.guards, test)
 
 
+_EXACT_IN_FLOAT = 2**53  # Float64 columns compare with these integers exactly
+
+
+def _set_key(node: Cond, op: str) -> tuple[Field | Size, str] | None:
+    """(left side, ClickHouse type of the constant) for `x op "text"` or `x op 42` on a
+    single-valued x, which an IN list can share; else None."""
+    if not isinstance(node, Compare) or node.op != op or not isinstance(node.right, Const):
+        return None
+    left, c = node.left, node.right
+    if isinstance(left, Field) and left.each:
+        return None
+    if c.type is Type.STRING:
+        return left, "String"
+    if c.type is Type.NUMBER and type(c.value) is int and abs(c.value) < _EXACT_IN_FLOAT:
+        return left, "Int64"
+    return None
+
+
 def to_sql(query: Query, *, now_ns: int | None = None) -> tuple[str, dict[str, object]]:
     """(where_sql, params) for `sinks.clickhouse.reader.read_calls`; where_sql is "" for
     a filter that takes every call. `now()` and relative times are read from the clock
@@ -168,4 +219,12 @@ def to_sql(query: Query, *, now_ns: int | None = None) -> tuple[str, dict[str, o
     if query.filter is None:
         return "", {}
     compiler = _Compiler(time.time_ns() if now_ns is None else now_ns)
-    return compiler.cond(query.filter), compiler.params
+    where = compiler.cond(query.filter)
+    if len(where) > MAX_SQL:
+        raise KflError(
+            f"this filter makes {len(where):,} characters of SQL, more than ClickHouse takes "
+            f"({MAX_SQL:,}); compare fewer fields, or one field with `x in [...]`",
+            1,
+            1,
+        )
+    return where, compiler.params
