@@ -52,7 +52,8 @@ def _policy(path: str | None):  # noqa: ANN202 - returns RedactionPolicy
     try:
         return RedactionPolicy.from_yaml(path)
     except (OSError, ValueError) as exc:
-        raise WiretideError(f"redaction file {path}: {exc}") from None
+        said = str(exc)  # names the file already, as a rule
+        raise WiretideError(said if path in said else f"redaction file {path}: {said}") from None
 
 
 def _check_rules(path: str | None) -> None:
@@ -549,13 +550,10 @@ def run_worker(args: argparse.Namespace) -> int:
     from wiretide.broker import resolve_bootstrap
 
     os.environ["WIRETIDE_KAFKA"] = resolve_bootstrap(args.kafka, _own_data_dir(args.data))
-    from streams.app import app, follow_endpoints
+    from streams.app import run
 
-    follow_endpoints()
-    sys.argv = ["wiretide-worker", "worker", "--loglevel", "warn", "--without-web"]
     _tune_gc()
-    app.main()
-    return 0
+    return run()
 
 
 def run_sink(args: argparse.Namespace) -> int:

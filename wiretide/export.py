@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import re
 import sys
 import time
@@ -371,6 +372,7 @@ def run_export(args: argparse.Namespace) -> int:
     since_ns = parse_time(args.since, "--since") if args.since else None
     until_ns = parse_time(args.until, "--until") if args.until else None
     fmt = format_of(args.pcap)
+    _check_writable(args.pcap)  # before reading anything: a typo costs nothing
     data = config.data_dir(args.data)
     hub = find_owner(data, args.clickhouse)
     if hub is not None:
@@ -402,7 +404,7 @@ def _export_direct(
 ) -> Export:
     from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
-    from wiretide.broker import resolve_bootstrap
+    from wiretide.broker import local_broker, resolve_bootstrap
 
     dsn = config.store_dsn(data, args.clickhouse)
     datadir.require_store(dsn)
@@ -410,8 +412,32 @@ def _export_direct(
         spans = find_spans(store.client, args.filter, since_ns, until_ns)
     if not spans:
         raise ExportError("no stored call matches; nothing to export")
-    bootstrap = resolve_bootstrap(args.kafka, data)
-    return build_export(spans, lambda flows, start: read_topic(bootstrap, flows, start), fmt)
+    if args.kafka or os.environ.get("WIRETIDE_KAFKA"):
+        bootstrap = resolve_bootstrap(args.kafka, data)
+        return build_export(spans, lambda flows, start: read_topic(bootstrap, flows, start), fmt)
+    broker = local_broker(data)
+    if not broker.home.is_dir():
+        raise ExportError(
+            f"no Kafka broker ever ran for {data}, so it holds no packets; pass --kafka "
+            "HOST:PORT of the broker the capture went to"
+        )
+    was_up = broker.is_up()
+    bootstrap = broker.start()
+    try:
+        return build_export(spans, lambda flows, start: read_topic(bootstrap, flows, start), fmt)
+    finally:
+        if not was_up:  # started only to read it: leave nothing running
+            broker.stop()
+
+
+def _check_writable(out: str) -> None:
+    if out == "-":
+        return
+    folder = Path(out).resolve().parent
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {out}: there is no directory {folder}")
+    if Path(out).is_dir():
+        raise ExportError(f"cannot write {out}: it is a directory")
 
 
 def _write(out: str, data: bytes) -> None:

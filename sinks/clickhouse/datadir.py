@@ -27,7 +27,12 @@ def prepare(path: str) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as ex:
-        raise SinkError(f"cannot create chDB data dir {directory}: {one_line(ex)}") from ex
+        why = (
+            "a part of that path is a file"
+            if isinstance(ex, FileExistsError | NotADirectoryError)
+            else (ex.strerror or one_line(ex)).lower()
+        )
+        raise SinkError(f"cannot create chDB data dir {directory}: {why}") from ex
     if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
         raise SinkError(f"chDB data dir {directory} is not writable by this user")
     return directory

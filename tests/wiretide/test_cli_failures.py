@@ -210,3 +210,17 @@ def test_worker_and_sink_keep_to_their_data_dir(
     assert "Traceback" not in err, err
     assert (data / sign).is_dir()
     assert not (tmp_path / "home" / ".wiretide").exists()
+
+
+def test_export_without_a_broker_says_so_and_leaves_nothing_running(
+    stored: Path, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, WIRETIDE_DATA=str(stored))
+    out = tmp_path / "out.pcap"
+    nowhere = run_wiretide(
+        ["export", "--pcap", str(tmp_path / "no" / "out.pcap")], env, check=False
+    )
+    _one_line_failure(nowhere, "there is no directory")
+    proc = run_wiretide(["export", "--pcap", str(out)], env, check=False)
+    _one_line_failure(proc, "no Kafka broker ever ran for", "--kafka")
+    assert not out.exists() and not (stored / "kafka").exists()
