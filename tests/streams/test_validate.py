@@ -325,6 +325,37 @@ def test_header_rule_checks_every_matching_header() -> None:
     assert validate(call(headers=both[:1]), rules) == (("xs", "pass"),)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (r"'(a)\1'", "5:15: rule 'a': path is not a valid regex: invalid escape sequence: \\1"),
+        ("'x(?=y)'", "5:13: rule 'a': path is not a valid regex: invalid perl operator: (?="),
+        ("'a**'", "5:14: rule 'a': path is not a valid regex: bad repetition operator: **"),
+    ],
+)
+def test_regexes_re2_cannot_run_are_faults_at_their_place(value: str, expected: str) -> None:
+    """Rule regexes run on RE2 (linear time): what only a backtracking engine runs is
+    refused when the file is read, at the line and column of the construct."""
+    found = faults(LAT + f"    latency: 3\n    path: {value}\n")
+    assert found == [f"rules.yaml:{expected}"]
+
+
+def test_a_catastrophic_regex_judges_a_long_value_in_linear_time() -> None:
+    """`(a+)+$` backtracks exponentially on "aaa...!" with Python's `re`; with RE2
+    this returns (it would not, in any lifetime, with `re`)."""
+    rules = parse_rules("rules: [{name: t, type: header, key: '^x-t$', value: '(a+)+$'}]")
+    evil = (("x-t", "a" * 50_000 + "!"),)
+    assert validate(call(headers=evil), rules) == (("t", f'fail: x-t: "{"a" * 78}… !~ /(a+)+$/'),)
+    assert validate(call(headers=(("x-t", "!" + "a" * 50_000),)), rules) == (("t", "pass"),)
+    assert (
+        validate(
+            call(path="a" * 50_000 + "!"),
+            parse_rules("rules: [{name: p, type: latency, latency: 1, path: '(a+)+$'}]"),
+        )
+        == ()
+    )
+
+
 def test_violation_records_name_both_sides() -> None:
     slow = call(elapsed_ms=500, dst_pod="")
     failed = [v for v in judge(slow, RULES) if not v.passed]
