@@ -1,29 +1,43 @@
-"""The Faust app: a thin shell that moves segment batches through `Pipeline`.
+"""The stream worker: a thin shell that moves segment batches through `Pipeline`, one
+pipeline per partition it owns, on plain Kafka clients (confluent-kafka).
 
-Offsets are acknowledged in order and only once the pipeline releases a message (see
-`streams/pipeline.py`); Faust flushes the producer before every commit, so a call is in
-`wiretide.calls` before the segments that made it are committed.
+Delivery, the same after a crash and after a rebalance:
+- a partition's offset is committed at its pipeline's checkpoint (the lowest message a
+  flow still needs), with the positions of the flows open across that cut in the commit's
+  metadata, atomically, and only after the producer delivered every call made so far;
+- whoever owns the partition next (this worker after a restart, another after a move)
+  reads the commit and its metadata and starts a pipeline from exactly there, so it
+  skips the bytes of calls already emitted and re-emits the rest under the same ids;
+- a worker commits before its partitions are revoked, so a move replays little.
+
+Faust was dropped here: its commits carry no metadata and its acks race generation changes.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
-import ssl
-from collections import deque
-from dataclasses import dataclass, field
+import signal
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import faust
-from faust.types import TP, EventT
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KafkaTP
 
 from schemas.codec import CodecError
 from streams.dissect.registry import default_registry
 from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
-from streams.pipeline import Pipeline, Processed
+from streams.pipeline import Checkpoint, Pipeline, Processed
 from streams.redact import RedactionPolicy
 from streams.rules import load_rules
 from wiretide import config, health
-from wiretide.serde import decode_segment_batch, encode_call_batch, encode_violation
+from wiretide.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
+
+log = logging.getLogger("wiretide.worker")
 
 BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
 _redaction_file = os.environ.get("WIRETIDE_REDACTION")
@@ -35,157 +49,220 @@ REGISTRY = default_registry()
 # with a one-line RulesError (`wiretide tap --rules` checks it before anything starts).
 _rules_file = config.rules_file()
 RULES = load_rules(_rules_file) if _rules_file else ()
-
-
-def _credentials() -> faust.types.auth.CredentialsT | None:
-    """Faust's (aiokafka's) view of the same TLS/SASL settings the other clients use."""
-    security = config.kafka_security()
-    protocol = security.get("security.protocol", "")
-    if not protocol:
-        return None
-    context = ssl.create_default_context(cafile=security.get("ssl.ca.location")) if (
-        "SSL" in protocol
-    ) else None  # fmt: skip
-    if "SASL" in protocol:
-        return faust.SASLCredentials(
-            username=security["sasl.username"],
-            password=security["sasl.password"],
-            ssl_context=context,
-            mechanism=security["sasl.mechanism"],
-        )
-    return faust.SSLCredentials(context)
-
-
 DIRECTORY = Directory()  # IP -> pod/service, from the endpoints topic
 
-app = faust.App(
-    config.STREAMS_GROUP,
-    broker=f"kafka://{BOOTSTRAP}",
-    broker_credentials=_credentials(),
-    store="memory://",
-    datadir=str(config.data_dir() / "faust"),
-    web_enabled=False,
-    topic_partitions=config.partitions(),
-    consumer_auto_offset_reset="earliest",
-    broker_commit_interval=0.5,
-    # A killed worker's partitions move to the others within seconds, not a minute.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=2.0,
-    producer_acks=-1,
-    producer_linger_ms=5,
-    producer_max_request_size=16 * 1024 * 1024,
-    consumer_max_fetch_size=16 * 1024 * 1024,
-    stream_buffer_maxsize=8192,
-    # Events held by open flows stay unacked on purpose; a rebalance must not wait for
-    # them (the next owner replays them from the committed offset).
-    stream_wait_empty=False,
-)
-segments_topic = app.topic(
-    config.SEGMENTS_TOPIC,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=config.partitions(),
-)
-calls_topic = app.topic(
-    config.CALLS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions()
-)
-violations_topic = app.topic(
-    config.VIOLATIONS_TOPIC,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=config.partitions(),
-)
-dlq_topic = app.topic(
-    config.SEGMENTS_TOPIC + config.DLQ_SUFFIX,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=1,
-)
+COMMIT_INTERVAL_S = 0.5
+EXPIRE_EVERY_NS = 2_000_000_000  # capture time: the same cut points in every replay
+# Kafka's default offset.metadata.max.bytes is 4096; a checkpoint that does not fit waits.
+MAX_METADATA = 4000
+
+
+class WorkerError(Exception):
+    """Something the worker cannot go on from (Kafka refused a call or a commit)."""
+
+
+def encode_checkpoint(cp: Checkpoint) -> str:
+    """Commit metadata: the flows open across the cut and where their replay resumes."""
+    if not cp.resume:
+        return ""
+    lines = [
+        f"{fid} {pos.get('lo', '-')} {pos.get('hi', '-')}" for fid, pos in sorted(cp.resume.items())
+    ]
+    return "z1:" + base64.b64encode(zlib.compress("\n".join(lines).encode(), 9)).decode()
+
+
+def decode_checkpoint(offset: int, metadata: str | None) -> Checkpoint:
+    resume: dict[str, dict[str, int]] = {}
+    if metadata and metadata.startswith("z1:"):
+        text = zlib.decompress(base64.b64decode(metadata[3:])).decode()
+        for line in text.splitlines():
+            fid, lo, hi = line.rsplit(" ", 2)
+            resume[fid] = {s: int(v) for s, v in (("lo", lo), ("hi", hi)) if v != "-"}
+    return Checkpoint(offset, resume)
 
 
 @dataclass
-class PartitionState:
-    generation: int
+class Partition:
     pipeline: Pipeline
-    waiting: deque[tuple[int, EventT]] = field(default_factory=deque)  # in offset order
-    released: set[int] = field(default_factory=set)
-    next_token: int = 0
-    last_offset: int = -1
+    next_offset: int | None  # the next offset to process (None: the first one fetched)
+    committed: Checkpoint | None  # as last committed (None: never)
+    expired_at: int = 0  # capture-time slot of the last idle-flow sweep
 
 
-partitions: dict[TP, PartitionState] = {}
-
-
-def _state(tp: TP, generation: int, offset: int) -> PartitionState:
-    """The partition's state for an event. After a rebalance a kept partition either
-    continues where it was (keep the state) or goes back to the committed offset
-    (start over: the replay rebuilds every open flow)."""
-    state = partitions.get(tp)
-    if state is None or (state.generation != generation and offset != state.last_offset + 1):
-        if state is not None and offset > state.last_offset + 1:
-            app.log.warning(
-                "partition %s resumed at %d after %d: flows restart", tp, offset, state.last_offset
-            )
-        state = partitions[tp] = PartitionState(
-            generation, Pipeline(REGISTRY, POLICY, directory=DIRECTORY, rules=RULES)
+class Worker:
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = Consumer(
+            {
+                **config.kafka_client(bootstrap),
+                "group.id": config.STREAMS_GROUP,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                # A killed worker's partitions move to the others within seconds.
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 2000,
+                "max.poll.interval.ms": 300000,
+                "log_level": 3,
+            }
         )
-    state.generation = generation
-    return state
+        self._producer = Producer(
+            config.kafka_client(
+                bootstrap,
+                acks="all",
+                **{"enable.idempotence": True, "linger.ms": 5, "message.max.bytes": 16 << 20},
+            )
+        )
+        self._failed: list[str] = []
+        self._parts: dict[int, Partition] = {}
+        self._last_commit = time.monotonic()
+        self._consumer.subscribe(
+            [config.SEGMENTS_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
 
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        try:
+            while not should_stop():
+                health.beat("worker")
+                for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+                    self._on_message(msg)
+                self._producer.poll(0)
+                if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+                    self.commit()
+            self.commit()
+        finally:
+            self._consumer.close()  # revokes (and so commits) what it still owns
 
-async def _publish(result: Processed) -> None:
-    """One message per flow: calls of a flow stay in order on one partition. Then one
-    message per failed verdict, keyed by rule name (sent before the segments are acked,
-    so a crash replays them rather than losing them)."""
-    by_flow: dict[str, list] = {}
-    for call in result.calls:
-        by_flow.setdefault(call.flow_id, []).append(call)
-    for flow, calls in by_flow.items():
-        await calls_topic.send(key=flow.encode(), value=encode_call_batch(flow, calls))
-    for found in result.violations:
-        await violations_topic.send(key=found.rule.encode(), value=encode_violation(found))
+    def _on_message(self, msg: object) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal() or not err.retriable():
+                raise WorkerError(f"Kafka consumer error: {err}")
+            return
+        part = self._parts.get(msg.partition())
+        offset = msg.offset()
+        if part is None or (part.next_offset is not None and offset < part.next_offset):
+            return  # fetched before a move, or read twice: the owner's pipeline has it
+        part.next_offset = offset + 1
+        pipe = part.pipeline
+        headers = dict(msg.headers() or ())
+        if config.EOF_HEADER in headers:
+            self._publish(pipe.finish(offset))
+            return
+        try:
+            segments = decode_segment_batch(msg.value())
+        except CodecError as exc:
+            self._producer.produce(
+                config.SEGMENTS_TOPIC + config.DLQ_SUFFIX,
+                key=msg.key(),
+                value=msg.value(),
+                headers={"reason": str(exc).encode()},
+                on_delivery=self._delivered,
+            )
+            pipe.skip(offset)
+            return
+        self._publish(pipe.process(offset, segments))
+        slot = pipe.max_ts_ns // EXPIRE_EVERY_NS
+        if slot > part.expired_at:
+            part.expired_at = slot
+            self._publish(pipe.expire(pipe.max_ts_ns))
 
-
-def _ack_released(state: PartitionState, released: list[int]) -> None:
-    """Ack events from the head of the partition while they are released, never past a gap."""
-    state.released.update(released)
-    waiting = state.waiting
-    while waiting and waiting[0][0] in state.released:
-        token, event = waiting.popleft()
-        state.released.discard(token)
-        event.ack()
-
-
-@app.agent(segments_topic)
-async def reassemble(stream: faust.StreamT) -> None:
-    async for event in stream.noack().events():
-        message = event.message
-        # Faust re-yields the previous event when it skips one from an older group
-        # generation; either kind must not touch the state of the current generation.
-        if message.generation_id != app.consumer_generation_id:
-            continue
-        state = _state(message.tp, message.generation_id, message.offset)
-        if message.offset <= state.last_offset:
-            continue
-        state.last_offset = message.offset
-        token = state.next_token
-        state.next_token += 1
-        state.waiting.append((token, event))
-        headers = dict(event.message.headers or ())
-        if config.EOF_HEADER.encode() in headers or config.EOF_HEADER in headers:
-            result = state.pipeline.finish(token)
-        else:
-            try:
-                segments = decode_segment_batch(event.value)
-            except CodecError as exc:
-                await dlq_topic.send(
-                    key=event.key, value=event.value, headers={"reason": str(exc).encode()}
+    def _publish(self, result: Processed) -> None:
+        """One message per flow (a flow's calls stay in order on one partition), a call
+        that cannot be encoded to `<calls>.dlq` with its reason, then one message per failed
+        verdict keyed by rule name; all delivered before the offsets that made them commit."""
+        by_flow: dict[str, list] = {}
+        for call in result.calls:
+            by_flow.setdefault(call.flow_id, []).append(call)
+        produce = self._producer.produce
+        for flow, calls in by_flow.items():
+            value, rejected = encode_call_batch_isolated(flow, calls)
+            if value is not None:
+                produce(
+                    config.CALLS_TOPIC, key=flow.encode(), value=value, on_delivery=self._delivered
                 )
-                _ack_released(state, [token])
+            for bad in rejected:
+                body, form = bad.dead_letter_value()
+                produce(
+                    config.CALLS_TOPIC + config.DLQ_SUFFIX,
+                    key=flow.encode(),
+                    value=body,
+                    headers={"reason": bad.reason.encode(), "format": form.encode()},
+                    on_delivery=self._delivered,
+                )
+        for found in result.violations:
+            produce(
+                config.VIOLATIONS_TOPIC,
+                key=found.rule.encode(),
+                value=encode_violation(found),
+                on_delivery=self._delivered,
+            )
+
+    def _delivered(self, err: object, msg: object) -> None:
+        if err is not None:
+            self._failed.append(f"{msg.topic()}: {err}")
+
+    # -- commits ---------------------------------------------------------------------------
+    def commit(self, only: set[int] | None = None) -> None:
+        """Commit each partition's checkpoint once everything produced so far is delivered."""
+        self._last_commit = time.monotonic()
+        offsets = []
+        for p, part in self._parts.items():
+            if (only is not None and p not in only) or part.next_offset is None:
                 continue
-            result = state.pipeline.process(token, segments)
-        await _publish(result)
-        _ack_released(state, result.released)
+            cp = part.pipeline.checkpoint(part.next_offset)
+            if part.committed is not None and cp.token <= part.committed.token:
+                continue
+            metadata = encode_checkpoint(cp)
+            if len(metadata) > MAX_METADATA:
+                log.warning(
+                    "partition %d: %d flows open across the cut; commit waits", p, len(cp.resume)
+                )
+                continue
+            offsets.append((p, cp, KafkaTP(config.SEGMENTS_TOPIC, p, cp.token, metadata=metadata)))
+        if not offsets:
+            return
+        left = self._producer.flush(60)
+        if left or self._failed:
+            raise WorkerError(f"calls not delivered: {self._failed[:1] or [f'{left} pending']}")
+        try:
+            self._consumer.commit(offsets=[tp for _, _, tp in offsets], asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code in (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                        KafkaError.UNKNOWN_MEMBER_ID):  # fmt: skip
+                return  # the partitions moved: their next owner replays from the last commit
+            raise WorkerError(f"cannot commit: {exc}") from None
+        for p, cp, _ in offsets:
+            self._parts[p].committed = cp
+
+    def _on_assign(self, consumer: Consumer, tps: list) -> None:
+        committed = consumer.committed(tps, timeout=30)
+        start = []
+        for tp in committed:
+            pipe = Pipeline(REGISTRY, POLICY, directory=DIRECTORY, rules=RULES)
+            if tp.offset >= 0:
+                cp = decode_checkpoint(tp.offset, tp.metadata)
+                pipe.resume(cp)
+                self._parts[tp.partition] = Partition(pipe, tp.offset, cp)
+                start.append(KafkaTP(tp.topic, tp.partition, tp.offset))
+            else:
+                self._parts[tp.partition] = Partition(pipe, None, None)
+                start.append(KafkaTP(tp.topic, tp.partition, OFFSET_BEGINNING))
+        consumer.assign(start)
+
+    def _on_revoke(self, consumer: Consumer, tps: list) -> None:
+        gone = {tp.partition for tp in tps}
+        try:
+            self.commit(only=gone)
+        finally:
+            for p in gone:
+                self._parts.pop(p, None)
+            consumer.unassign()
 
 
 def follow_endpoints(timeout_s: float = 10.0) -> EndpointFollower:
@@ -197,17 +274,20 @@ def follow_endpoints(timeout_s: float = 10.0) -> EndpointFollower:
     return follower
 
 
-@app.timer(interval=2.0)
-async def expire_idle_flows() -> None:
-    health.beat("worker")
-    for state in list(partitions.values()):
-        result = state.pipeline.expire(state.pipeline.max_ts_ns)
-        await _publish(result)
-        _ack_released(state, result.released)
+def run() -> int:
+    """Run until SIGTERM/SIGINT (exit 0 after a last commit) or a fault (exit 1, so the
+    supervisor restarts it: never a live process that does nothing)."""
+    from wiretide.topics import ensure_topics
 
-
-@app.on_partitions_assigned.connect
-async def forget_moved(app: faust.App, assigned: set[TP], **kwargs: object) -> None:
-    # Partitions now owned elsewhere are replayed there from the committed offset.
-    for tp in set(partitions) - set(assigned):
-        del partitions[tp]
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    stopping: list[bool] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    try:
+        ensure_topics(BOOTSTRAP)
+        follow_endpoints()
+        Worker(BOOTSTRAP).run(lambda: bool(stopping))
+    except (WorkerError, KafkaException) as exc:
+        log.error("worker stopped: %s", exc)
+        return 1
+    return 0
