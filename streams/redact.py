@@ -53,6 +53,9 @@ _YAML_KEYS = ("fields", "replace_defaults", "patterns", "replacement")
 _NAME_CACHE_MAX = 4096
 
 
+_SQUEEZE = str.maketrans("", "", "-_. ")
+
+
 def normalize(name: str) -> str:
     """Lower-case, without ``-``, ``_`` and spaces: how names are compared to fields."""
     return name.lower().replace("-", "").replace("_", "").replace(" ", "")
@@ -68,10 +71,10 @@ class RedactionPolicy:
     _field_rx: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _body_rx: tuple[re2._Regexp, ...] = field(init=False, repr=False, compare=False, default=())
     _cache: dict[str, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
-    # Finds (a superset of) matching XML names in one C-level pass, so most XML is left alone.
-    _xml_rx: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
-    # The same for JSON keys (ASCII bodies without escapes only), so most JSON is not parsed.
-    _json_rx: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False, default=None)
+    # The fields as `spelled_in` looks for them (UTF-8, final sigma as sigma).
+    _spellings: tuple[bytes, ...] = field(init=False, repr=False, compare=False, default=())
+    # Could a pattern match inside a JSON string but not in the raw body (anchors)?
+    _anchored: bool = field(init=False, repr=False, compare=False, default=False)
     # header name -> what to do with it (see _header_code); raw query name -> matches?
     _header_codes: dict[str, int] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -85,16 +88,8 @@ class RedactionPolicy:
         object.__setattr__(self, "fields", fields)
         rx = re.compile("|".join(map(re.escape, fields))) if fields else None
         object.__setattr__(self, "_field_rx", rx)
-        if fields:
-            alts = "|".join("[-_.]*".join(map(re.escape, f)) for f in fields)
-            object.__setattr__(self, "_xml_rx", re.compile(alts, re.I))
-            ascii_alts = b"|".join(
-                b"[-_ ]*".join(re.escape(bytes([c])) for c in f.encode())
-                for f in fields
-                if f.isascii()
-            )
-            if ascii_alts:
-                object.__setattr__(self, "_json_rx", re.compile(ascii_alts, re.I))
+        spellings = tuple(f.replace("ς", "σ").encode("utf-8", "surrogatepass") for f in fields)
+        object.__setattr__(self, "_spellings", spellings)
         compiled = []
         for p in self.patterns:
             rx = compile_pattern(p)
@@ -102,6 +97,8 @@ class RedactionPolicy:
                 raise ValueError(f"bad redaction regex {p!r}: {rx}")
             compiled.append(rx)
         object.__setattr__(self, "_body_rx", tuple(compiled))
+        anchors = ("^", "$", "\\A", "\\z")
+        object.__setattr__(self, "_anchored", any(a in p for p in self.patterns for a in anchors))
 
     @classmethod
     def default(cls) -> RedactionPolicy:
@@ -156,6 +153,18 @@ class RedactionPolicy:
                 raise ValueError(f"{where}: unknown key {key!r} (expected {', '.join(_YAML_KEYS)})")
         base = () if replace_defaults else DEFAULT_FIELDS
         return cls(fields=(*base, *fields), patterns=tuple(patterns), replacement=replacement)
+
+    def spelled_in(self, data: bytes) -> bool:
+        """Could a field be written anywhere in these bytes - any case, any ``-``, ``_``,
+        ``.`` or space between its letters? A superset of every name in them that
+        `matches`, found at C speed (lower-case, drop separators, substring search), so
+        most bodies need no parsing."""
+        if data.isascii():
+            squeezed = data.lower().translate(None, b"-_. ")
+        else:  # as `normalize` lower-cases; the final sigma is the only context rule
+            text = data.decode("utf-8", "surrogateescape").lower().translate(_SQUEEZE)
+            squeezed = text.replace("ς", "σ").encode("utf-8", "surrogatepass")
+        return any(f in squeezed for f in self._spellings)
 
     def matches(self, name: str) -> bool:
         """Does this header / parameter / key / tag name hold something to hide?"""
@@ -453,9 +462,15 @@ def _body(body: bytes, ctype: str, policy: RedactionPolicy, depth: int = 0) -> b
 
 def _xml_body(body: bytes, policy: RedactionPolicy) -> bytes | None:
     text = body.decode("utf-8", "surrogateescape")
-    rx = policy._xml_rx
-    new = _xml(text, policy) if rx is not None and rx.search(text) else None
+    # XML names have no escapes: with no field spelled in the tags, none matches. (Text
+    # with a quote in it is kept, since it may be the rest of a tag, after a ">" in a
+    # quoted attribute value.)
+    may = policy.spelled_in(body) and policy.spelled_in(_XML_TEXT.sub(b"><", body))
+    new = _xml(text, policy) if may else None
     return _text(new if new is not None else text, policy, changed=new is not None)
+
+
+_XML_TEXT = re.compile(rb">[^<>\"']*<")  # stops at any "<", ">" or quote: linear
 
 
 _PART_NAME = re.compile(rb'\bname\*?\s*=\s*(?:"([^"\r\n]*)"|([^;\s]*))', re.I)
@@ -529,13 +544,11 @@ def _finite_float(s: str) -> float | str:
 def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
     """Parse (C), replace the values of matching keys while objects are built (one hook call
     per object, no second walk), and serialize again only when something changed."""
-    if not policy._body_rx and body.isascii() and b"\\" not in body and 0 not in body[:4]:
-        # Keys are then plain ASCII text in the body (UTF-8; a NUL up front would make
-        # json.loads read UTF-16/32): if no field can be spelled anywhere in it (any case,
-        # any "-", "_" or " " in between), no key matches.
-        rx = policy._json_rx
-        if rx is None or rx.search(body) is None:
-            return None
+    scrub = bool(policy._body_rx) and _patterns_may_hit(body, policy)
+    if not scrub and b"\\" not in body and 0 not in body[:4] and not policy.spelled_in(body):
+        # Keys are then plain text in the body (UTF-8; a NUL up front would make json.loads
+        # read UTF-16/32), and no field is spelled anywhere in it: no key matches.
+        return None
     matches = policy.matches
     known = policy._cache
     repl = policy.replacement
@@ -556,7 +569,7 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
         doc = json.loads(body, object_hook=hook, parse_constant=str)
     except (ValueError, RecursionError):
         return _json_text(body, policy)  # truncated by the body cap, or not JSON after all
-    if policy._body_rx:
+    if scrub:
         try:
             doc, c = _walk(doc, policy, 0)
         except RecursionError:
@@ -569,13 +582,21 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
     except ValueError:  # a number too big for a float (1e999): keep it, as a string
         changed = False
         doc = json.loads(body, object_hook=hook, parse_constant=str, parse_float=_finite_float)
-        if policy._body_rx:
+        if scrub:
             doc, _ = _walk(doc, policy, 0)
         out = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     try:
         return out.encode()
     except UnicodeEncodeError:  # lone surrogates (from \\ud800 escapes): keep them escaped
         return json.dumps(json.loads(out), separators=(",", ":")).encode()
+
+
+def _patterns_may_hit(body: bytes, policy: RedactionPolicy) -> bool:
+    """Can a user pattern match a string of this JSON? Its strings are pieces of the raw
+    UTF-8 body unless escapes, another encoding or anchors (^, $) are in play."""
+    if b"\\" in body or 0 in body[:4] or policy._anchored:
+        return True
+    return any(rx.search(body) is not None for rx in policy._body_rx)
 
 
 # json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False), built once
@@ -741,7 +762,7 @@ def _xml(text: str, policy: RedactionPolicy) -> str | None:
         pos = m.end()
         closing, name, attrs, selfclosing = m.groups()
         hit = not closing and policy.matches(name.rpartition(":")[2])
-        new_attrs = _xml_attrs(attrs, inside > 0 or hit, policy) if attrs.strip() else None
+        new_attrs = _xml_attrs(attrs, inside > 0 or hit, policy) if "=" in attrs else None
         if new_attrs is None:
             out.append(m.group(0))
         else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -441,7 +440,7 @@ def test_json_bodies_without_a_possible_key_are_skipped_exactly(body, fields):
     same result as parsing every body."""
     quick = RedactionPolicy(fields=fields)
     slow = RedactionPolicy(fields=fields)
-    object.__setattr__(slow, "_json_rx", re.compile(b""))  # matches anywhere: always parse
+    object.__setattr__(slow, "_spellings", (b"",))  # "spelled" in every body: always parse
     call = body_call("application/json", body)
     out = redact(call, quick)
     assert out == redact(call, slow)
