@@ -159,6 +159,12 @@ class LocalBroker:
         """Start (or reuse) the broker; return its bootstrap address once it accepts clients."""
         if self.is_up():
             return self.bootstrap
+        running_on = self.recorded_port() if self.pid() is not None else None
+        if running_on not in (None, self.port):  # two brokers cannot share one home
+            raise BrokerError(
+                f"the broker of {self.home.parent} already runs on port {running_on}; use "
+                f"that, or stop it first: wiretide broker stop --data {self.home.parent}"
+            )
         if self.pid() is None and _port_open(self.port):
             raise BrokerError(
                 f"port {self.port} is taken by another program: stop it or pass "

@@ -1,4 +1,5 @@
-"""`wiretide` command line: every failure is one line on stderr and exit code 2."""
+"""`wiretide` command line: every failure is one line on stderr and exit code 2 (130 on
+Ctrl-C); a reader closing stdout early (`wiretide query | head`) ends it quietly (141)."""
 
 from __future__ import annotations
 

@@ -78,6 +78,8 @@ def test_status_and_stop_find_a_data_dirs_broker_on_any_port(tmp_path) -> None:
         assert _cli("start", "--port", str(port), env=env).returncode == 0
         status = _cli("status", env=env)  # no --port: the data dir knows where it runs
         assert status.returncode == 0 and f"up at 127.0.0.1:{port}" in status.stdout
+        second = _cli("start", "--port", str(_free_port_pair()), env=env)  # one home, one broker
+        assert second.returncode == 2 and f"already runs on port {port}" in second.stderr
         assert "stopped" in _cli("stop", env=env).stdout
         status = _cli("status", env=env)
         assert status.returncode == 1 and "not running" in status.stdout
