@@ -165,11 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument(
         "--workers",
         type=_positive,
-        default=1,
+        default=None,
         metavar="N",
-        # One worker by default: with more, a rebalance while flows are open can
-        # (rarely) split a call in two; see the note on the scale-out issue.
-        help="stream worker processes (default 1)",
+        help="stream worker processes (default: one per core)",
     )
     tap.add_argument("--quiet", action="store_true", help="no progress display")
     ui = tap.add_argument_group("web UI")

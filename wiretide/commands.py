@@ -76,7 +76,11 @@ def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervis
     from wiretide.topics import ensure_topics
 
     bootstrap = resolve_bootstrap(args.kafka, data)
-    ensure_topics(bootstrap)
+    # Every core by default; partitions enough that no worker idles.
+    workers = args.workers or os.cpu_count() or 1
+    partitions = max(config.partitions(), workers)
+    print(f"tap: {workers} stream workers, {partitions} partitions", flush=True)
+    ensure_topics(bootstrap, partitions)
     extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
     listen = ui_listen(data, getattr(args, "ui_port", None), getattr(args, "no_ui", True))
     extra += ["--serve", listen] if listen else []
@@ -85,8 +89,8 @@ def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervis
     if getattr(args, "rules", None):  # the workers validate, the hub shows them
         os.environ["WIRETIDE_RULES"] = os.path.abspath(args.rules)
     (data / "sink-status.json").unlink(missing_ok=True)
-    workers = {f"worker-{i + 1}": [] for i in range(args.workers)}
-    return bootstrap, Supervisor(bootstrap, data, {"sink": extra, **workers})
+    names = {f"worker-{i + 1}": [] for i in range(workers)}
+    return bootstrap, Supervisor(bootstrap, data, {"sink": extra, **names})
 
 
 def _store_all(
