@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from wiretide.errors import WiretideError
 
 DEFAULT_LISTEN = "127.0.0.1:8899"
+# Room for a live filter of MAX_FILTER characters, percent-encoded (up to 12 bytes each).
+_MAX_REQUEST_LINE = 128 * 1024
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -163,6 +165,9 @@ def run_hub(args: argparse.Namespace) -> int:
 def server_config(app: object):  # noqa: ANN201 - a uvicorn.Config
     """How the hub is served. Shutdown waits a few seconds for open sockets, not for
     ever: a live-tail client that never reads cannot take a close frame."""
+    # The live filter is in the WebSocket's request line; websockets reads this (once,
+    # when the server first imports it) and would leave a longer line unanswered.
+    os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", str(_MAX_REQUEST_LINE))
     import uvicorn
 
     return uvicorn.Config(
