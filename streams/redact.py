@@ -88,7 +88,9 @@ class RedactionPolicy:
         object.__setattr__(self, "fields", fields)
         rx = re.compile("|".join(map(re.escape, fields))) if fields else None
         object.__setattr__(self, "_field_rx", rx)
-        spellings = tuple(f.replace("ς", "σ").encode("utf-8", "surrogatepass") for f in fields)
+        spellings = tuple(
+            f.translate(_SQUEEZE).replace("ς", "σ").encode("utf-8", "surrogatepass") for f in fields
+        )
         object.__setattr__(self, "_spellings", spellings)
         compiled = []
         for p in self.patterns:
