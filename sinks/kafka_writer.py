@@ -1,4 +1,14 @@
-"""Kafka → ClickHouse: batch calls, insert, then commit offsets (never the other way)."""
+"""Kafka → ClickHouse: batch calls, insert, then commit offsets (never the other way).
+
+Never stop, never leak:
+* a message that is not a CallBatch, and a call the writer rejects for its data (see
+  writer.py), go to `<calls topic>.dlq` with the reason; the rest of the batch is stored;
+* a store that takes no writes holds the batch (partitions paused, nothing committed,
+  nothing dead-lettered) and is retried with backoff; said once;
+* a broker outage (consumer, commit, dead-letter producer) is waited out with backoff;
+  said once. Offsets are committed only after the batch is stored and its dead letters
+  are delivered, so a crash or a lost commit replays it, and the table collapses replays.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +21,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from schemas.codec import CodecError
-from sinks.clickhouse.writer import CallWriter
+from sinks.clickhouse.writer import CallWriter, StoreUnavailable
+from sinks.errors import SinkError
 from wiretide import config, health
+from wiretide.outage import Outage, transient
 from wiretide.records import ApiCall
-from wiretide.serde import decode_call_batch
+from wiretide.serde import RejectedCall, decode_call_batch
 
 
 class CallSink:
@@ -29,6 +41,7 @@ class CallSink:
         max_rows: int = 10_000,
         max_wait_s: float = 1.0,
         extra_status: dict[str, int] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
         self.extra_status = extra_status or {}
@@ -37,6 +50,8 @@ class CallSink:
         self.max_wait_s = max_wait_s
         self.written = 0
         self.dead_letters = 0
+        self._kafka = Outage("sink", say=say)
+        self._store = Outage("sink", say=say)
         self._consumer = Consumer(
             {
                 **config.kafka_client(bootstrap),
@@ -45,12 +60,26 @@ class CallSink:
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "session.timeout.ms": 10000,
+                "log_level": 2,  # broker-down noise: the outage is said once, below
+                "error_cb": self._on_kafka_error,
             }
         )
-        self._dlq = Producer(config.kafka_client(bootstrap, acks="all"))
-        # What was consumed but not yet stored and committed (see `_flush`).
+        self._dlq = Producer(
+            config.kafka_client(
+                bootstrap,
+                acks="all",
+                **{"enable.idempotence": True, "message.timeout.ms": 0},  # 0: wait out outages
+                log_level=2,
+                error_cb=self._on_kafka_error,
+            )
+        )
+        self._dlq_failed: list[str] = []
+        # What was consumed but not yet stored and committed (see `_flush`), and where
+        # each pending call came from (for its dead letter).
         self._pending: list[ApiCall] = []
+        self._origin: dict[str, str] = {}
         self._consumed = False
+        self._paused = False  # partitions paused while the store is unavailable
         # Store and commit before partitions move, so their next owner starts after what
         # this writer stored (with one store per writer, it would store them again).
         self._owned: set[int] = set()  # partitions assigned to this writer right now
@@ -66,65 +95,135 @@ class CallSink:
     def step(self) -> int:
         """Take one batch (≥ max_rows or max_wait_s), store it, commit. Returns rows stored."""
         health.beat("sink")
+        if self._paused:  # the store was unavailable: poll (stay in the group), retry
+            self._take(self._consumer.consume(num_messages=1, timeout=self._store.next_delay()))
+        else:
+            self._fill()
+        try:
+            stored = self._flush()
+        except StoreUnavailable as ex:
+            self._store.waiting(f"the store to take writes ({ex})")
+            if not self._paused and self._owned:
+                self._consumer.pause(self._consumer.assignment())
+            self._paused = True
+            return 0
+        if self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+        self._store.over()
+        return stored
+
+    def _fill(self) -> None:
         deadline = time.monotonic() + self.max_wait_s
         while len(self._pending) < self.max_rows:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for msg in self._consumer.consume(
-                num_messages=min(1000, self.max_rows - len(self._pending)), timeout=left
-            ):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"Kafka consumer error: {err}")
+            want = min(1000, self.max_rows - len(self._pending))
+            self._take(self._consumer.consume(num_messages=want, timeout=left))
+
+    def _take(self, messages: list) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                if msg.partition() not in self._owned:
-                    continue  # fetched before its partition moved: the new owner reads it
-                self._consumed = True
-                try:
-                    self._pending.extend(decode_call_batch(msg.value()))
-                except CodecError as exc:
-                    self._dead_letter(msg, str(exc))
-        return self._flush()
+                if not transient(err):
+                    raise SinkError(f"Kafka consumer error: {err.str()}")
+                self._kafka.waiting(f"Kafka ({err.str()})")
+                continue
+            self._kafka.over()
+            if msg.partition() not in self._owned:
+                continue  # fetched before its partition moved: the new owner reads it
+            self._consumed = True
+            origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+            try:
+                calls = decode_call_batch(msg.value())
+            except CodecError as exc:
+                self._dead_letter(msg.key(), msg.value(), str(exc), origin, "avro")
+                continue
+            self._pending.extend(calls)
+            for call in calls:
+                self._origin[call.call_id] = origin
 
     def _flush(self) -> int:
-        """Store what is pending, then commit the positions consumed (never the other way)."""
+        """Store what is pending, dead-letter what the store rejects, then commit the
+        positions consumed (never the other way)."""
         if not self._consumed:
             return 0
         calls = self._pending
-        if calls:
-            self.writer.write(calls)  # raises SinkError: nothing committed, batch replays
-        self._dlq.flush(30)
-        try:
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as ex:
-            if ex.args[0].code() != KafkaError._NO_OFFSET:
-                raise
-        self._pending = []
+        rejected: list[RejectedCall] = self.writer.write(calls) if calls else []
+        for bad in rejected:
+            value, form = bad.dead_letter_value()
+            origin = self._origin.get(bad.call.call_id, "")
+            self._dead_letter(bad.call.flow_id.encode(), value, bad.reason, origin, form)
+        self._deliver_dead_letters()
+        self._commit()
+        self._pending, self._origin = [], {}
         self._consumed = False
-        self.written += len(calls)
+        stored = len({call.call_id for call in calls}) - len(rejected)
+        self.written += stored
         self._report()
-        return len(calls)
+        return stored
+
+    def _commit(self) -> None:
+        """Commit the consumed positions, waiting out a broker or coordinator outage."""
+        while True:
+            try:
+                self._consumer.commit(asynchronous=False)
+            except KafkaException as ex:
+                err = ex.args[0]
+                if err.code() == KafkaError._NO_OFFSET or not transient(err):
+                    # Nothing to commit; or the group moved on (a rebalance during an
+                    # outage): the stored calls are read again by their new owner and
+                    # collapse in the table.
+                    return
+                self._kafka.waiting(f"Kafka to commit ({err.str()})")
+                self._kafka.sleep()
+                continue
+            self._kafka.over()
+            return
+
+    def _deliver_dead_letters(self) -> None:
+        """Every dead letter delivered before the commit, however long Kafka is away."""
+        while self._dlq.flush(1.0):
+            self._kafka.waiting("Kafka to take the dead letters")
+        if self._dlq_failed:
+            raise SinkError(f"cannot deliver a dead letter: {self._dlq_failed[0]}")
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self._owned.update(tp.partition for tp in partitions)
+        if self._paused:
+            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
-        self._flush()
+        try:
+            self._flush()
+        except StoreUnavailable:
+            # Nothing stored, nothing committed: their next owner reads them again.
+            self._pending, self._origin, self._consumed = [], {}, False
         self._owned.difference_update(tp.partition for tp in partitions)
 
-    def _dead_letter(self, msg: object, reason: str) -> None:
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if transient(err):
+            self._kafka.waiting(f"Kafka ({err.str()})")
+
+    def _on_dead_letter_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self._dlq_failed.append(err.str())
+
+    def _dead_letter(
+        self, key: bytes | None, value: bytes, reason: str, origin: str, form: str
+    ) -> None:
         self.dead_letters += 1
         self._dlq.produce(
             config.CALLS_TOPIC + config.DLQ_SUFFIX,
-            key=msg.key(),
-            value=msg.value(),
-            headers={
-                "reason": reason.encode(),
-                "origin": f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode(),
-            },
+            key=key,
+            value=value,
+            headers={"reason": reason.encode(), "origin": origin.encode(), "format": form.encode()},
+            on_delivery=self._on_dead_letter_delivery,
         )
+        self._dlq.poll(0)
 
     def _report(self) -> None:
         if self.status_file is None:

@@ -1,0 +1,184 @@
+"""The Kafka -> ClickHouse sink never stops and never leaks (issue 11), against a real
+broker and real chDB: calls it cannot store go to the dead-letter topic with the reason
+while the rest are stored; a store that takes no writes and a broker that restarts are
+waited out (said once), and every call ends up stored exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
+from sinks.kafka_writer import CallSink
+from tests.conftest import _free_port_pair
+from tests.sinks.test_clickhouse import make_call
+from wiretide import config
+from wiretide.broker import LocalBroker
+from wiretide.serde import _generic_encode_call_batch, decode_call, encode_call_batch
+
+
+@pytest.fixture
+def topics(monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's own calls topic and sink group; returns the topic."""
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    monkeypatch.setattr(config, "CALLS_TOPIC", prefix + "wiretide.calls")
+    monkeypatch.setattr(config, "SINK_GROUP", prefix + "wiretide-sink")
+    return config.CALLS_TOPIC
+
+
+def publish(bootstrap: str, messages: list[bytes], producer: Producer | None = None) -> Producer:
+    producer = producer or Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 0}
+    )
+    for value in messages:
+        producer.produce(config.CALLS_TOPIC, key=b"flow", value=value)
+    producer.poll(0)
+    return producer
+
+
+def steps_until(sink: CallSink, done, timeout: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the sink did not get there in time"
+        sink.step()
+
+
+def dead_letters(bootstrap: str) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([config.CALLS_TOPIC + config.DLQ_SUFFIX])
+    got, deadline = [], time.monotonic() + 20
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got.append(msg)
+        elif got:
+            break
+    consumer.close()
+    return got
+
+
+def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, topics, tmp_path):
+    # Another producer's batch: one call's port does not fit the column (serde would clamp).
+    bad = make_call(2, src_port=70_000)
+    mixed = _generic_encode_call_batch("flow", [make_call(1), bad, make_call(3)])
+    publish(kafka, [mixed, encode_call_batch("flow", [make_call(4)])]).flush(30)
+    said: list[str] = []
+    with open_store(f"chdb://{tmp_path / 'store'}") as store:
+        sink = CallSink(kafka, CallWriter(store), say=said.append)
+        steps_until(sink, lambda: sink.written == 3)
+        assert sorted(c["id"] for c in read_calls(store)) == [
+            "call-00001",
+            "call-00003",
+            "call-00004",
+        ]
+        sink.run(lambda: True)  # closes the consumer (and leaves the group)
+    (letter,) = dead_letters(kafka)
+    headers = dict(letter.headers())
+    assert decode_call(letter.value()) == bad and headers["format"] == b"avro"
+    assert b"call-00002" in headers["reason"] and b"\n" not in headers["reason"]
+    assert headers["origin"].startswith(f"{config.CALLS_TOPIC}/".encode())
+    assert sink.dead_letters == 1 and said == []
+    # committed: a new sink in the group finds nothing left to store
+    with open_store(f"chdb://{tmp_path / 'store'}") as store:
+        again = CallSink(kafka, CallWriter(store))
+        for _ in range(5):
+            again.step()
+        assert again.written == 0
+        again.run(lambda: True)
+
+
+def test_a_store_that_takes_no_writes_holds_the_batch_until_it_does(kafka, topics, tmp_path):
+    dsn = f"chdb://{tmp_path / 'store'}"
+    publish(kafka, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
+    said: list[str] = []
+    store = open_store(dsn)
+    sink = CallSink(kafka, CallWriter(store), say=said.append)
+    store.close()  # every insert now fails, and not because of the calls
+    for _ in range(4):
+        assert sink.step() == 0
+    assert sink.dead_letters == 0 and sink.written == 0
+    assert len(said) == 1 and "waiting for the store to take writes" in said[0]
+    with open_store(dsn) as store:
+        assert count_calls(store) == 0
+        sink.writer = CallWriter(store)
+        steps_until(sink, lambda: sink.written == 5)
+        assert count_calls(store) == 5
+        sink.run(lambda: True)
+    assert len(said) == 2 and "back after" in said[1]
+    assert dead_letters_quickly(kafka) == []
+
+
+def dead_letters_quickly(bootstrap: str) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([config.CALLS_TOPIC + config.DLQ_SUFFIX])
+    got = [m for m in consumer.consume(100, timeout=3) if not m.error()]
+    consumer.close()
+    return got
+
+
+def test_a_broker_restart_is_waited_out_and_every_call_stored_once(topics, tmp_path):
+    broker = LocalBroker(home=tmp_path / "kafka", port=_free_port_pair())
+    bootstrap = broker.start()
+    said: list[str] = []
+    stop = threading.Event()
+    try:
+        producer = publish(bootstrap, [encode_call_batch("f", [make_call(i)]) for i in range(10)])
+        producer.flush(30)
+        with open_store(f"chdb://{tmp_path / 'store'}") as store:
+            sink = CallSink(bootstrap, CallWriter(store), say=said.append)
+            failure: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    sink.run(stop.is_set)
+                except BaseException as ex:  # noqa: BLE001 - the test reports it
+                    failure.append(ex)
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            _wait(lambda: sink.written >= 10 or failure)
+            broker.stop()
+            during = [encode_call_batch("f", [make_call(i)]) for i in range(10, 20)]
+            publish(bootstrap, during, producer)  # queued until the broker is back
+            time.sleep(8)  # the sink meets the outage: consume and commit fail meanwhile
+            assert thread.is_alive() and not failure
+            broker.start()
+            assert producer.flush(60) == 0
+            after = [encode_call_batch("f", [make_call(i)]) for i in range(20, 30)]
+            assert publish(bootstrap, after, producer).flush(30) == 0
+            # (chDB is not thread-safe: the store is read only once the sink has stopped)
+            _wait(lambda: sink.written >= 30 or failure, timeout=180)
+            stop.set()
+            thread.join(60)
+            assert not failure, failure
+            assert count_calls(store) == 30
+            ids = store.client.query("SELECT call_id FROM calls FINAL").result_rows
+            assert sorted(i for (i,) in ids) == [f"call-{i:05d}" for i in range(30)]
+    finally:
+        stop.set()
+        broker.stop()
+    waits = [line for line in said if "waiting for" in line]
+    assert len(waits) == 1 and "Kafka" in waits[0], "\n".join(said)
+
+
+def _wait(done, timeout: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

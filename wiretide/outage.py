@@ -1,0 +1,86 @@
+"""Waiting out an outage (a Kafka broker restarting, a store that takes no writes):
+back off between tries, and say so once per outage instead of exiting or flooding the log.
+
+Every long-running Kafka client uses it: the sink's consumer, commits and dead-letter
+producer, the segment publisher, the endpoints follower.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError
+
+# Kafka errors that pass when the broker or the group coordinator comes back.
+_TRANSIENT = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._WAIT_COORD,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._RESOLVE,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
+def transient(err: KafkaError) -> bool:
+    """True for an error that a broker coming back cures (retry), False for one it does not."""
+    return not err.fatal() and (err.code() in _TRANSIENT or err.retriable())
+
+
+class Outage:
+    """One client's view of an outage: `waiting(reason)` says once that it waits, `sleep()`
+    backs off (0.2 s doubling to `max_delay`), `over()` says once that it goes on. For
+    `quiet` seconds after that, reports of the same outage that arrive late are ignored."""
+
+    def __init__(
+        self,
+        who: str,
+        *,
+        max_delay: float = 5.0,
+        quiet: float = 10.0,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.who = who
+        self.max_delay = max_delay
+        self.quiet = quiet
+        self._back_at = -quiet
+        self.active = False
+        self.since = 0.0
+        self._delay = 0.2
+        self._say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def waiting(self, reason: str) -> None:
+        if time.monotonic() - self._back_at < self.quiet:
+            return  # a late report of the outage just over (clients queue their errors)
+        if not self.active:
+            self.active, self.since = True, time.monotonic()
+            self._say(f"wiretide {self.who}: waiting for {reason}; retrying until it is back")
+
+    def next_delay(self) -> float:
+        """How long to wait before the next try (grows each call)."""
+        delay, self._delay = self._delay, min(self._delay * 2, self.max_delay)
+        return delay
+
+    def sleep(self) -> None:
+        time.sleep(self.next_delay())
+
+    def over(self) -> None:
+        if self.active:
+            gone = time.monotonic() - self.since
+            self._say(f"wiretide {self.who}: back after {gone:.0f}s, going on")
+            self._back_at = time.monotonic()
+        self.active, self._delay = False, 0.2
