@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ from websockets.sync.client import ClientConnection, connect
 from sinks.clickhouse.view import call_view
 from tests.conftest import pipeline_env
 from tests.hub.conftest import Hub, start_hub
-from wiretide.hub.live import LiveError, Subscription
+from wiretide.hub.app import MAX_FILTER
+from wiretide.hub.budget import BudgetLimits, stuck_message
+from wiretide.hub.live import LiveError, LiveTail, Subscription
 from wiretide.records import ApiCall
 from wiretide.serde import encode_call_batch
 
@@ -117,6 +120,38 @@ def test_bad_filter_closes_with_the_error_first(hub: Hub) -> None:
     assert message["type"] == "error" and (message["line"], message["column"]) == (1, 9)
     assert message["error"].startswith("1:9: ")
     assert closed.value.rcvd.code == 4400
+
+
+def test_a_filter_longer_than_the_api_takes_is_refused_in_one_line(hub: Hub) -> None:
+    kfl = "http or " * (MAX_FILTER // 8) + "http"
+    with connect(hub.url.replace("http", "ws") + "/api/live?" + _query(kfl)) as ws:
+        message = json.loads(ws.recv(timeout=60))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=60)
+    assert message == {"type": "error", "error": "q: the filter is longer than 10000 characters"}
+    assert closed.value.rcvd.code == 4400
+
+
+def test_an_evaluator_gone_silent_is_killed_and_its_subscriber_told(kafka: str) -> None:
+    """Stopped, an evaluator is as silent as one stuck in a regex for ever."""
+    limits = BudgetLimits(stuck_s=3.0)
+
+    async def scenario() -> tuple[str, int | None]:
+        tail = LiveTail(lambda: kafka, limits=limits)
+        sub = await tail.subscribe("http")
+        try:
+            os.kill(sub.evaluator.pid, signal.SIGSTOP)
+            with pytest.raises(LiveError) as stopped:
+                await asyncio.wait_for(sub.next(), 120)
+            await asyncio.wait_for(sub.evaluator.wait(), 60)
+            return str(stopped.value), sub.evaluator.returncode
+        finally:
+            await tail.close()
+
+    why, code = asyncio.run(scenario())
+    assert why == stuck_message(limits)
+    assert why.startswith("live tail stopped: one evaluation of this filter ran for over 3 s;")
+    assert code == -signal.SIGKILL
 
 
 def test_a_slow_socket_is_told_how_many_calls_it_missed() -> None:
