@@ -417,8 +417,9 @@ def _pairs(text: str, policy: RedactionPolicy, sep: str = "&") -> str | None:
 _FIRST_BYTE = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*(.)", re.S)
 # "--boundary" then the end of the line (RFC 2046: at most 70 characters, no spaces).
 _MULTIPART_START = re.compile(rb"--([!-~]{1,70})\r?\n")
-# A form starts with a name as urlencode writes it (PHP's brackets too), then "=".
-_FORM_START = re.compile(rb"[A-Za-z0-9_.%+~*\[\]-]{1,256}=")
+# A form starts with a name (no space, control byte or quote: not prose, not binary, not a
+# JSON string), then "=".
+_FORM_START = re.compile(rb'[^\x00-\x20\x7f=&"]{0,256}=')
 _BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;]{1,70}))', re.I)
 # Control bytes that plain text does not have (tab, new lines and form feed allowed).
 _BINARY_BYTE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
@@ -562,9 +563,17 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
             hit = known.get(k)
             if hit is None:
                 hit = matches(k)
-            if hit and obj[k] != repl:
-                obj[k] = repl
-                changed = True
+            if hit:
+                if obj[k] != repl:
+                    obj[k] = repl
+                    changed = True
+            else:
+                v = obj[k]
+                if type(v) is str and v[:1] in ("{", "["):  # JSON in a string ("payload")
+                    inner = _json(v.encode("utf-8", "surrogatepass"), policy)
+                    if inner is not None:
+                        obj[k] = inner.decode("utf-8", "surrogatepass")
+                        changed = True
         return obj
 
     try:

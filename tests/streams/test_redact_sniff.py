@@ -382,3 +382,22 @@ def test_patterns_re2_cannot_compile_are_one_line_errors(tmp_path, pattern, why)
     msg = str(err.value)
     assert msg.startswith(f"{path}:3: bad regex ") and why in msg and "RE2" in msg
     assert "\n" not in msg
+
+
+def test_forms_as_clients_really_write_them():
+    for body, expected in [
+        (b"=x&password=y", f"=x&password={R}"),
+        ("prénom=A&pass wort=1".encode(), f"prénom=A&pass wort={R}"),
+        (b"user[name]=bob&page=2", f"user[name]={R}&page=2"),
+    ]:
+        assert redact(body_call(None, body)).response_body == expected.encode()
+    json_string = body_call("application/json", b'"password=x"')
+    assert redact(json_string) is json_string  # a JSON string, not a form
+
+
+def test_json_inside_a_json_string_is_redacted_too():
+    inner = json.dumps({"user": "bob", "n": [1]})
+    body = json.dumps({"event": "login", "payload": inner}).encode()
+    out = redact(body_call(None, body))
+    assert json.loads(json.loads(out.response_body)["payload"]) == {"user": R, "n": [1]}
+    assert redact(out) == out
