@@ -1,13 +1,19 @@
-"""Publish segment batches to Kafka with no loss (acks=all, idempotent producer)."""
+"""Publish segment batches to Kafka with no loss (acks=all, idempotent producer).
+
+A broker outage is waited out, not fatal: messages stay queued (no delivery timeout),
+the outage is said once, and flush waits while the broker is known to be away."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from wiretide import config
 from wiretide.errors import WiretideError
+from wiretide.outage import Outage, transient
 from wiretide.records import Segment
 from wiretide.serde import encode_segment_batch
 
@@ -26,15 +32,23 @@ class PublishError(WiretideError):
 
 
 class SegmentPublisher:
-    def __init__(self, bootstrap: str, topic: str = config.SEGMENTS_TOPIC) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str = config.SEGMENTS_TOPIC,
+        *,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.topic = topic
         self.errors: list[str] = []
         self.messages = 0
         self.segments = 0
+        self.outage = Outage("capture", say=say)
         self._producer = Producer(
             {
                 **config.kafka_client(bootstrap),
-                "log_level": 3,  # transient warnings (a coordinator loading) are retried
+                "log_level": 2,  # an unreachable broker is said once, by `outage`
+                "message.timeout.ms": 0,  # no delivery deadline: wait out broker outages
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 20,
@@ -45,12 +59,17 @@ class SegmentPublisher:
             }
         )
 
-    def _on_error(self, err: object) -> None:
-        self.errors.append(str(err))
+    def _on_error(self, err: KafkaError) -> None:
+        if transient(err):
+            self.outage.waiting(f"Kafka ({err.str()})")
+        else:
+            self.errors.append(str(err))
 
-    def _on_delivery(self, err: object, msg: object) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
         if err is not None:
             self.errors.append(str(err))
+        else:
+            self.outage.over()
 
     def _produce(self, **kwargs: object) -> None:
         while True:
@@ -71,20 +90,42 @@ class SegmentPublisher:
         everything published before is delivered first, the markers are delivered too."""
         capture_id = capture_id or uuid.uuid4().hex
         self.flush()
-        try:
-            md = self._producer.list_topics(self.topic, timeout=10)
-        except KafkaException as exc:
-            raise PublishError(f"cannot read topic {self.topic}: {exc}") from None
-        for p in md.topics[self.topic].partitions:
+        for p in self._partitions():
             self._produce(
                 partition=p, key=b"", value=b"", headers={config.EOF_HEADER: capture_id.encode()}
             )
         self.flush()
         return capture_id
 
+    def _partitions(self) -> list[int]:
+        while True:
+            try:
+                md = self._producer.list_topics(self.topic, timeout=10)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not transient(err):
+                    raise PublishError(f"cannot read topic {self.topic}: {err.str()}") from None
+                self.outage.waiting(f"Kafka ({err.str()})")
+                self.outage.sleep()
+                continue
+            topic = md.topics[self.topic]
+            if topic.error is None or not transient(topic.error):
+                return list(topic.partitions)
+            self.outage.waiting(f"Kafka to serve {self.topic} ({topic.error.str()})")
+            self.outage.sleep()
+
     def flush(self, timeout: float = 60.0) -> None:
-        left = self._producer.flush(timeout)
-        if left:
-            raise PublishError(f"{left} segment messages were not delivered within {timeout:.0f}s")
+        """Wait until every message is delivered. Raises if one failed, or if `timeout`
+        seconds pass with no delivery while the broker is not known to be away."""
+        left = self._producer.flush(0)
+        last_change, last_left = time.monotonic(), left
+        while left:
+            left = self._producer.flush(1.0)
+            if left != last_left or self.outage.active:
+                last_change, last_left = time.monotonic(), left
+            elif time.monotonic() - last_change > timeout:
+                raise PublishError(
+                    f"{left} segment messages were not delivered within {timeout:.0f}s"
+                )
         if self.errors:
             raise PublishError(f"Kafka delivery failed: {self.errors[0]}")

@@ -1,7 +1,8 @@
 """The Kafka -> ClickHouse sink never stops and never leaks (issue 11), against a real
 broker and real chDB: calls it cannot store go to the dead-letter topic with the reason
 while the rest are stored; a store that takes no writes and a broker that restarts are
-waited out (said once), and every call ends up stored exactly once."""
+waited out (said once), and every call ends up stored exactly once. The segment publisher
+and the endpoints follower wait out a broker restart too."""
 
 from __future__ import annotations
 
@@ -12,13 +13,23 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from producers.publisher import SegmentPublisher
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.kafka_writer import CallSink
+from streams.endpoints import EndpointFollower
+from streams.enrich import Directory
 from tests.conftest import _free_port_pair
 from tests.sinks.test_clickhouse import make_call
 from wiretide import config
 from wiretide.broker import LocalBroker
-from wiretide.serde import _generic_encode_call_batch, decode_call, encode_call_batch
+from wiretide.records import Endpoint, Segment
+from wiretide.serde import (
+    _generic_encode_call_batch,
+    decode_call,
+    decode_segment_batch,
+    encode_call_batch,
+    encode_endpoint,
+)
 
 
 @pytest.fixture
@@ -182,3 +193,70 @@ def _wait(done, timeout: float = 120.0) -> None:  # noqa: ANN001
     while not done():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_the_publisher_and_the_endpoint_follower_wait_out_a_broker_restart(tmp_path):
+    broker = LocalBroker(home=tmp_path / "kafka", port=_free_port_pair())
+    bootstrap = broker.start()
+    segments_topic, endpoints_topic = (f"t{uuid.uuid4().hex[:8]}-{t}" for t in ("seg", "ep"))
+    said: list[str] = []
+    publisher = SegmentPublisher(bootstrap, segments_topic, say=said.append)
+    directory = Directory()
+    follower = EndpointFollower(bootstrap, endpoints_topic, directory, say=said.append)
+    endpoints = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 0})
+
+    def add_endpoint(ip: str) -> None:
+        endpoint = Endpoint(ip=ip, kind="pod", name=f"pod-{ip}", namespace="default")
+        endpoints.produce(endpoints_topic, key=ip.encode(), value=encode_endpoint(endpoint))
+        assert endpoints.flush(60) == 0
+
+    try:
+        publisher.publish("f", [_segment(0)])
+        publisher.flush()
+        add_endpoint("10.0.0.1")
+        follower.start()
+        _wait(lambda: directory.get("10.0.0.1") is not None)
+        broker.stop()
+        publisher.publish("f", [_segment(1)])  # queued while the broker is away
+        time.sleep(8)
+        broker.start()
+        publisher.publish("f", [_segment(2)])
+        publisher.flush()  # waits for the broker, delivers all; raises on any loss
+        publisher.publish_end_of_capture()
+        add_endpoint("10.0.0.2")
+        _wait(lambda: directory.get("10.0.0.2") is not None)
+        assert follower.is_alive()
+        assert [s.seq for s in _segments_in(bootstrap, segments_topic)] == [0, 1, 2]
+    finally:
+        follower.stop()
+        follower.join(10)
+        broker.stop()
+    for who in ("capture", "worker endpoints"):
+        waits = [line for line in said if line.startswith(f"wiretide {who}: waiting for")]
+        assert len(waits) == 1, "\n".join(said)
+
+
+def _segment(seq: int) -> Segment:
+    return Segment(1, "10.0.0.1", 1000, "10.0.0.2", 80, seq, 0, 0x18, b"x")
+
+
+def _segments_in(bootstrap: str, topic: str) -> list[Segment]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[Segment] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(found) < 3:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error() and msg.value():
+            found += decode_segment_batch(msg.value())
+    for msg in consumer.consume(100, timeout=2):  # nothing more: no duplicate
+        if not msg.error() and msg.value():
+            found += decode_segment_batch(msg.value())
+    consumer.close()
+    return sorted(found, key=lambda s: s.seq)
