@@ -191,7 +191,7 @@ def _started(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None:
         time.sleep(0.3)
 
 
-@pytest.mark.parametrize(("role", "sign"), [("sink", "chdb"), ("worker", "faust")])
+@pytest.mark.parametrize(("role", "sign"), [("sink", "chdb"), ("worker", "health")])
 def test_worker_and_sink_keep_to_their_data_dir(
     kafka: str, tmp_path: Path, role: str, sign: str
 ) -> None:
