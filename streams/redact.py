@@ -419,7 +419,7 @@ _FIRST_BYTE = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*(.)", re.S)
 _MULTIPART_START = re.compile(rb"--([!-~]{1,70})\r?\n")
 # A form starts with a name (no space, control byte or quote: not prose, not binary, not a
 # JSON string), then "=".
-_FORM_START = re.compile(rb'[^\x00-\x20\x7f=&"]{0,256}=')
+_FORM_START = re.compile(rb'[^\x00-\x20\x7f=&"]*=')  # anchored: linear
 _BOUNDARY_PARAM = re.compile(r';\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;]{1,70}))', re.I)
 # Control bytes that plain text does not have (tab, new lines and form feed allowed).
 _BINARY_BYTE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
@@ -638,12 +638,14 @@ def _json_text(body: bytes, policy: RedactionPolicy) -> bytes | None:
                 continue
             key = b""
             value = next(tokens, None)
+            while value is not None and value.group() == b":":  # "key" : : value (garbled)
+                value = next(tokens, None)
             if value is None:
                 break
             first = value.group()
             start = value.start()
             end = value.end()
-            if first in (b",", b"}", b"]", b":"):
+            if first in (b",", b"}", b"]"):
                 continue  # no value: nothing to hide
             if first in (b"{", b"["):
                 depth = 1
