@@ -1,21 +1,26 @@
 """The `redact` stage: hide secrets and personal data in an `ApiCall` before it leaves the
 stream layer. Pure: `redact(call, policy) -> ApiCall`.
 
-A header, query parameter, cookie, JSON key, form field or XML tag is redacted when its
-name - lower-cased, with ``-``, ``_`` and spaces removed - contains one of the policy's
-field substrings (defaults from Mizu, see REFERENCE.md). The list is applied literally:
-``user`` also hides ``User-Agent``, ``cookie`` hides whole ``Cookie`` / ``Set-Cookie``
-headers. User regexes replace matches in text bodies (and in JSON string values, XML and
-form bodies). What a body is comes from its bytes, not its Content-Type, which clients
-get wrong or leave out (Go's): JSON by its first non-space byte ``{`` / ``[``, XML by
-``<``, multipart by a leading ``--boundary`` line, a form by a leading ``name=``; the
-declared type only decides what the bytes cannot (a JSON string, UTF-16 JSON, a
-multipart preamble). JSON and XML cut short by the body cap are scanned tolerantly, so a
-truncated body loses its secrets too. Binary bodies (images, protobuf) are left alone.
+A header, query parameter, cookie, JSON key, form field, multipart part, XML tag or XML
+attribute is redacted when its name - lower-cased, with ``-``, ``_`` and spaces removed -
+contains one of the policy's field substrings (defaults from Mizu, see REFERENCE.md). The
+list is applied literally: ``user`` also hides ``User-Agent``, ``cookie`` hides whole
+``Cookie`` / ``Set-Cookie`` headers. A matching key or tag loses its whole value (nested
+objects and child elements too).
 
-User patterns run on RE2 (``google-re2``): linear time whatever the pattern or body.
-Our own regexes stay on ``re``; each is linear because its repeated parts are followed
-by characters they cannot match (no backtracking between alternatives).
+What a body is comes from its bytes, not its Content-Type, which clients get wrong or
+leave out (Go's): JSON by its first non-space byte ``{`` / ``[``, XML by ``<``, multipart
+by a leading ``--boundary`` line, a form by a leading ``name=``; the declared type only
+decides what the bytes cannot tell (a bare JSON string, UTF-16 JSON, a multipart
+preamble). JSON and XML cut off by the body cap are scanned tolerantly, so a truncated
+body loses its secrets too; JSON inside a JSON string value is redacted as JSON. Binary
+bodies (images, protobuf) are left alone.
+
+User patterns replace matches in text bodies (declared text, or no control bytes) and in
+the strings of JSON, XML and form bodies. They run on RE2 (``google-re2``): linear time
+whatever the pattern or body. Our own regexes stay on ``re`` and are linear too: each is
+anchored, or its repeated parts stop at a byte that ends them, so no text is scanned once
+per starting position (tests/streams/test_redact_sniff.py has the hostile inputs).
 
 Policy file (YAML)::
 
