@@ -730,7 +730,9 @@ def _walk(o: object, policy: RedactionPolicy, depth: int) -> tuple[object, bool]
     return o, False
 
 
-_XML_TAG = re.compile(r"<(/?)([A-Za-z_][\w.:-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>")
+# A tag; its quoted values may hold ">" but not "<" (XML forbids it), so every attempt
+# stops at the next "<" and no text is scanned twice: linear.
+_XML_TAG = re.compile(r"<(/?)([A-Za-z_][\w.:-]*)((?:[^<>\"']|\"[^\"<]*\"|'[^'<]*')*?)(/?)>")
 # name="value", name='value' or HTML's name=value; a quote may be missing at a cut-off end.
 _XML_ATTR = re.compile(r"""(?<![\w.:-])([\w.:-]+)(\s*=\s*)("[^"]*"?|'[^']*'?|[^\s"'<>=/]+)""")
 # A start tag cut off by the body cap (no ">" yet).
