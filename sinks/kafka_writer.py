@@ -140,7 +140,7 @@ class CallSink:
             try:
                 calls = decode_call_batch(msg.value())
             except CodecError as exc:
-                self._dead_letter(msg.key(), msg.value(), str(exc), origin, "avro")
+                self._dead_letter(msg.key(), msg.value(), str(exc), origin, "original")
                 continue
             self._pending.extend(calls)
             for call in calls:

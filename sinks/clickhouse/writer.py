@@ -13,8 +13,8 @@
 4. Idempotent: the table is a ReplacingMergeTree keyed on the call and read with FINAL
    (ddl.py), so a batch can be retried after any failure, and batches may overlap;
    calls repeated inside a batch are sent once (the last wins). An insert spanning
-   several days writes one part per day and is not atomic across them, which (3) and
-   (4) make harmless: nothing is lost and nothing is doubled.
+   several days writes one part per day and is not atomic across them, nor is a batch
+   bisected by (2) and cut short by (3); retrying it whole stores each call once.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class CallWriter:
 
     def write(self, calls: Sequence[ApiCall]) -> list[RejectedCall]:
         """Store `calls`; returns the rejected ones (see the module contract)."""
-        batch = list({call.call_id: call for call in calls}.values())
-        good, table, rejected = _to_arrow(batch)
+        batch = list({call.call_id: call for call in calls}.values())  # (4) sent once
+        good, table, rejected = _to_arrow(batch)  # (2) the calls with no row form
         if good:
             rejected += self._insert(good, table)
         return rejected
@@ -64,17 +64,17 @@ class CallWriter:
         try:
             summary = self._store.client.insert_arrow(CALLS, table, settings=_INSERT_SETTINGS)
         except Exception as ex:
-            if not _about_the_data(ex):
+            if not _about_the_data(ex):  # (3) halves already stored are retried: (4)
                 raise StoreUnavailable(
                     f"insert of {len(calls)} calls into {self._store.where} failed: "
                     f"{one_line(ex)}; the batch can be retried as is"
                 ) from ex
-            if len(calls) == 1:
+            if len(calls) == 1:  # (2) the store refuses this call's data
                 reason = f"store refused call {calls[0].call_id}: {one_line(ex)}"
                 return [RejectedCall(calls[0], reason)]
             halves = calls[: len(calls) // 2], calls[len(calls) // 2 :]
             return [bad for half in halves for bad in self._insert(half, calls_to_arrow(half))]
-        written = (summary.summary or {}).get("written_rows")
+        written = (summary.summary or {}).get("written_rows")  # (1), or retry whole: (3)
         if written is not None and int(written) < len(calls):
             raise StoreUnavailable(
                 f"insert into {self._store.where} wrote {written} of {len(calls)} calls; "

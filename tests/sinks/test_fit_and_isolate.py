@@ -10,13 +10,22 @@ import struct
 
 import pytest
 
-from sinks.clickhouse import CallWriter, open_store, read_calls
+from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
+from tests.sinks.test_clickhouse import make_call
 from tests.streams.dissect_kit import C, S, calls_of
 from tests.streams.test_amqp import dialog, frame, method, shortstr
 from tests.streams.test_kafka_dissect import batch, produce_v3, produce_v3_response
 from tests.streams.test_kafka_dissect import run as kafka_dialog
-from wiretide.records import ApiCall
-from wiretide.serde import decode_call_batch, encode_call_batch, encode_call_batch_isolated
+from wiretide.records import ApiCall, Endpoint, Violation
+from wiretide.serde import (
+    decode_call_batch,
+    decode_endpoint,
+    decode_violation,
+    encode_call_batch,
+    encode_call_batch_isolated,
+    encode_endpoint,
+    encode_violation,
+)
 
 
 @pytest.fixture
@@ -86,3 +95,19 @@ def test_a_batch_with_nothing_encodable_gives_no_message():
     bad = ApiCall("bad-1", "http", "soon", "a", 1, "b", 2, "f")  # type: ignore[arg-type]
     message, rejected = encode_call_batch_isolated("flow", [bad])
     assert message is None and "ts_ns" in rejected[0].reason
+
+
+def test_a_batch_over_more_days_than_one_insert_may_hold_is_split_not_lost(store):
+    """ClickHouse refuses an insert touching more than 100 partitions (days): an old
+    capture replayed in one batch would fail forever. The writer bisects it instead."""
+    day = 86_400 * 10**9
+    calls = [make_call(i, ts_ns=1_600_000_000 * 10**9 + i * day) for i in range(130)]
+    assert CallWriter(store).write(calls) == []
+    assert count_calls(store) == 130
+
+
+def test_violation_and_endpoint_times_past_int64_are_clamped():
+    late = Violation("r", "latency", "c", 1 << 64, "1s", ">", "1ms")
+    assert decode_violation(encode_violation(late)).ts_ns == (1 << 63) - 1
+    endpoint = Endpoint("10.0.0.1", "pod", "p", "ns", updated_ns=-5)
+    assert decode_endpoint(encode_endpoint(endpoint)).updated_ns == 0
