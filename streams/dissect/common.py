@@ -90,7 +90,10 @@ class FramedDissector:
     def close(self, ts_ns: int) -> list[DissectEvent]:
         if not self.closed:
             self.closed = True
-            self._flush()
+            try:
+                self._flush()
+            except Exception as e:  # a waiting call that does not render
+                self._failed(0, internal_error(e), ts_ns)
         return self._take()
 
     # ------------------------------------------------------------ subclass hooks

@@ -130,6 +130,9 @@ class FrameParser:
                     self.scan_seq = (seq + i - len(self.scan)) & MASK
                 buf = self.scan + data[i:] if i else self.scan + data
                 k = self.find_start(buf)
+                if self.state == DEAD:  # the finder gave up
+                    failed.append(self.failure)
+                    return
                 if k < 0:
                     keep = min(len(buf), _KEEP_SCANNING)
                     self.skipped += len(buf) - keep

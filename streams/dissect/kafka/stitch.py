@@ -35,6 +35,9 @@ PARSED_UP_TO = {
     19: 7, 22: 6,
 }  # fmt: skip
 MAX_VERSION = 31  # an API version above this is not a real request
+# Message starts rejected in a row while resyncing before the flow goes opaque: each costs
+# a check in Python, and some junk (a run of zeros) offers one at every byte.
+MAX_RESYNC_CANDIDATES = 4096
 
 
 def api_name(api_key: int) -> str:
@@ -99,6 +102,7 @@ class KafkaDissector:
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.topic_ids: dict[str, str] = {}  # topic id -> name, learned on this flow
         self.order = 0
+        self.candidates = [0, 0]  # message starts rejected per direction since the last frame
         self.opaque = False
         self.closed = False
         self._out: list[DissectEvent] = []
@@ -167,6 +171,7 @@ class KafkaDissector:
 
     # ------------------------------------------------------------------- frames
     def _on_frame(self, d: int, frame: Frame) -> None:
+        self.candidates[d] = 0
         if d == 0:
             self._on_request(frame)
         else:
@@ -270,6 +275,8 @@ class KafkaDissector:
             head = buf[k + 4 : k + 18]
             if check_request_head(head, size) is None and len(head) >= 10:
                 return k
+            if self._rejected(0):
+                return -1
             pos = k + 1
 
     def _find_response(self, buf: bytes) -> int:
@@ -286,8 +293,18 @@ class KafkaDissector:
                 if 4 <= size <= MAX_SIZE:
                     best = k - 4
                     break
+                if self._rejected(1):
+                    return -1
                 pos = k + 1
         return best
+
+    def _rejected(self, d: int) -> bool:
+        """Count a rejected message start; past the budget the direction's parser stops."""
+        self.candidates[d] += 1
+        if self.candidates[d] <= MAX_RESYNC_CANDIDATES:
+            return False
+        self._parsers[d].stop(f"no Kafka message start among {MAX_RESYNC_CANDIDATES} candidates")
+        return True
 
     # ------------------------------------------------------------------- emitting
     def _give_up(self, req: Pending) -> None:

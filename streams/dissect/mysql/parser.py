@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from datetime import date
 
+from streams.dissect.base import DissectError
 from streams.dissect.common import SegmentBuffer
 from streams.dissect.mysql.events import Packet
 
@@ -30,9 +31,15 @@ SERVER_MORE_RESULTS_EXISTS = 0x8
 SERVER_STATUS_CURSOR_EXISTS = 0x40
 
 
+# Empty packets in a row before the bytes are taken for junk: MySQL sends one only to end
+# LOCAL INFILE data or a 16 MiB piece, and a run of zeros would be a packet every 4 bytes.
+MAX_EMPTY_RUN = 64
+
+
 class Framer(SegmentBuffer):
-    """Bytes of one direction in, whole `Packet`s out. Never raises: any 4 bytes are a
-    header, so junk shows up as packets the stitcher does not understand."""
+    """Bytes of one direction in, whole `Packet`s out. Any 4 bytes are a header, so junk
+    shows up as packets the stitcher does not understand; only a run of empty packets
+    raises `DissectError`."""
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         super().__init__()
@@ -44,6 +51,7 @@ class Framer(SegmentBuffer):
         self.first: tuple[int, int, int] | None = None  # seq_id, seq, ts of its first piece
         self.size = 0
         self.cut = False
+        self.empty_run = 0
 
     @property
     def idle(self) -> bool:
@@ -73,6 +81,12 @@ class Framer(SegmentBuffer):
             if self.first is None:
                 self.first = (buf[pos + 3], (self.seq + pos) & 0xFFFFFFFF, start_ts)
             more = length == _MAX_PIECE
+            if length:
+                self.empty_run = 0
+            else:
+                self.empty_run += 1
+                if self.empty_run > MAX_EMPTY_RUN:
+                    raise DissectError(f"{MAX_EMPTY_RUN} empty MySQL packets in a row")
             room = self.max_payload - self.kept
             if 4 + length <= end - pos:
                 self._keep(bytes(buf[pos + 4 : pos + 4 + min(length, room)]), length > room)

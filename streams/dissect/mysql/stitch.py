@@ -204,7 +204,11 @@ class MySqlDissector(FramedDissector):
         cmd.path = sql
         cmd.headers = [("statement_id", str(stmt_id))]
         if cmd.code == 0x17:
-            _, values, types = p.execute_params(payload, n_params, types)
+            try:
+                _, values, types = p.execute_params(payload, n_params, types)
+            except (ValueError, IndexError):  # parameters cut short or of a bad type
+                cmd.flags.append("malformed")
+                return
             self.statements[stmt_id] = (sql, n_params, types)
             if values:
                 cmd.body = _json(values).encode()
