@@ -66,6 +66,7 @@ _FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 # Small blocks keep a streamed read's memory flat: ClickHouse's default (65k rows) of
 # calls with bodies is hundreds of MB per block on the Python side.
 _STREAM_SETTINGS = {**_FINAL_SETTINGS, "max_block_size": 2000}
+_SLICE_CALLS = 20_000
 
 
 def read_calls(
@@ -101,20 +102,55 @@ def stream_calls(
     store: Store, *, where_sql: str = "", params: dict | None = None
 ) -> Iterator[dict[str, Any]]:
     """Every matching call, oldest first, yielded as ClickHouse sends its blocks, so a
-    reader's memory stays flat however many match."""
+    reader's memory stays flat however many match. Read in time slices of about
+    `_SLICE_CALLS` calls: ClickHouse sorts one slice at a time (embedded chDB never
+    spills a big sort to disk, so one ORDER BY over every call holds them all)."""
+    for low, high in _time_slices(store, where_sql, params):
+        bounds = ["ts >= fromUnixTimestamp64Nano({wt_low:Int64}, 'UTC')"] if low else []
+        bounds += ["ts < fromUnixTimestamp64Nano({wt_high:Int64}, 'UTC')"] if high else []
+        asked = [f"({where_sql})"] if where_sql.strip() else []
+        edges = {k: v for k, v in (("wt_low", low), ("wt_high", high)) if v is not None}
+        where, bound = _where(None, " AND ".join(asked + bounds), {**(params or {}), **edges})
+        sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where} ORDER BY ts, call_id"
+        with _stream(store, sql, bound) as stream:
+            names = stream.source.column_names
+            for block in _blocks(stream, store.where):
+                for row in block:
+                    yield call_view(_call(dict(zip(names, row, strict=True))))
+
+
+def _time_slices(
+    store: Store, where_sql: str, params: dict | None
+) -> list[tuple[int | None, int | None]]:
+    """[low, high) capture-time bounds (ns; None: open) of about `_SLICE_CALLS` matching
+    calls each; calls of one instant share a slice, as do a call's stored copies."""
     where, bound = _where(None, where_sql, params)
-    sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where} ORDER BY ts, call_id"
+    sql = (
+        f"SELECT toUnixTimestamp64Nano(ts) AS t, count() FROM {CALLS} FINAL{where} "
+        "GROUP BY t ORDER BY t"
+    )
+    cuts: list[int] = []
+    in_slice = 0
+    with _stream(store, sql, bound) as stream:
+        for block in _blocks(stream, store.where):
+            for at, calls in block:
+                if in_slice and in_slice + calls > _SLICE_CALLS:
+                    cuts.append(int(at))
+                    in_slice = 0
+                in_slice += calls
+    if not in_slice and not cuts:
+        return []
+    edges: list[int | None] = [None, *cuts, None]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def _stream(store: Store, sql: str, bound: dict) -> Any:
     try:
-        stream = store.client.query_row_block_stream(
+        return store.client.query_row_block_stream(
             sql, parameters=bound, settings=_STREAM_SETTINGS, column_formats=_BYTES
         )
     except Exception as ex:
         raise SinkError(f"cannot read calls from {store.where}: {one_line(ex)}") from ex
-    with stream:
-        names = stream.source.column_names
-        for block in _blocks(stream, store.where):
-            for row in block:
-                yield call_view(_call(dict(zip(names, row, strict=True))))
 
 
 def _blocks(stream: Iterable[list], where: str) -> Iterator[list]:
