@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
@@ -444,6 +445,8 @@ def _body(body: bytes, ctype: str, policy: RedactionPolicy, depth: int = 0) -> b
         m = _MULTIPART_START.match(body, first.start(1))
         if m is not None:
             return _multipart(body, m.group(1), policy, depth)
+    if body[:2] == b"\x1f\x8b" and depth < _MAX_NESTING:
+        return _gzipped(body, ctype, policy, depth)
     if (first is not None and _FORM_START.match(body, first.start(1))) or (
         mime == "application/x-www-form-urlencoded"
     ):
@@ -466,6 +469,22 @@ def _body(body: bytes, ctype: str, policy: RedactionPolicy, depth: int = 0) -> b
     if mime.startswith("text/") or _BINARY_BYTE.search(body) is None:
         return _text(body.decode("utf-8", "surrogateescape"), policy, changed=False)
     return None  # binary: images, protobuf, archives
+
+
+_GUNZIP_MAX = 64 * 1024  # as much as the HTTP dissector keeps of a decoded body
+
+
+def _gzipped(body: bytes, ctype: str, policy: RedactionPolicy, depth: int) -> bytes | None:
+    """A gzip body the dissector could not decode (stacked or unknown codings): redacted
+    as what it holds. Something to hide: the redacted plain text (at most as much as the
+    dissector keeps) replaces it; nothing: the compressed bytes stay."""
+    try:
+        plain = zlib.decompressobj(31).decompress(body, _GUNZIP_MAX)
+    except zlib.error:
+        return None
+    if not plain:
+        return None
+    return _body(plain, ctype, policy, depth + 1)
 
 
 def _xml_body(body: bytes, policy: RedactionPolicy) -> bytes | None:
