@@ -106,13 +106,15 @@ def to_form(pairs: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote_plus(n)}={quote_plus(v)}" for n, v in pairs)
 
 
-def to_xml(tree, tag: str = "doc") -> str:
+def to_xml(tree, tag: str = "doc", prefix: str = "", cdata: bool = False) -> str:
+    """Elements for dicts, <item>s for lists; child tags maybe namespaced, text maybe
+    CDATA."""
     if isinstance(tree, dict):
-        inner = "".join(to_xml(t, n) for n, t in tree.items())
+        inner = "".join(to_xml(t, prefix + n, prefix, cdata) for n, t in tree.items())
     elif isinstance(tree, list):
-        inner = "".join(to_xml(t, "item") for t in tree)
+        inner = "".join(to_xml(t, prefix + "item", prefix, cdata) for t in tree)
     else:
-        inner = str(tree)
+        inner = f"<![CDATA[{tree}]]>" if cdata else str(tree)
     return f"<{tag}>{inner}</{tag}>"
 
 
@@ -128,7 +130,8 @@ def xml_docs(draw) -> tuple[str, set[str]]:
         text += f' {name}="{value}"'
         if not is_field:
             keep.add(value)
-    body = to_xml(tree)
+    prefix = draw(st.sampled_from(("", "ns:", "soap-env:")))
+    body = to_xml(tree, prefix=prefix, cdata=draw(st.booleans()))
     return "<doc" + text + body[4:], keep
 
 
@@ -143,14 +146,20 @@ def form_docs(draw) -> tuple[str, set[str]]:
 @st.composite
 def json_docs(draw) -> tuple[str, set[str]]:
     tree = draw(st.one_of(trees(), st.lists(trees(), max_size=3)))
-    indent = draw(st.sampled_from((None, 2)))
-    return json.dumps(tree, indent=indent), kept(tree)
+    text = json.dumps(tree, indent=draw(st.sampled_from((None, 2))))
+    if draw(st.booleans()):  # keys written with \u escapes, as some encoders do
+        text = JSON_KEY.sub(lambda m: '"' + "".join(f"\\u{ord(c):04x}" for c in m[1]) + '":', text)
+    return text, kept(tree)
+
+
+JSON_KEY = re.compile(r'"([^"]*)":')  # values never hold a quote and a colon here
 
 
 @st.composite
 def multipart_docs(draw) -> tuple[str, set[str]]:
     parts = []
     keep: set[str] = set()
+    eol = draw(st.sampled_from(("\r\n", "\n")))  # some clients end lines with LF only
     for name, is_field in draw(st.lists(names(), min_size=1, max_size=4)):
         if is_field:
             content, ctype = draw(SECRETS), None
@@ -158,11 +167,11 @@ def multipart_docs(draw) -> tuple[str, set[str]]:
             content, inner_keep = draw(st.one_of(SAFE_VALUES.map(lambda v: (v, {v})), documents))
             keep |= inner_keep
             ctype = draw(st.sampled_from(CONTENT_TYPES[:7]))
-        head = f'Content-Disposition: form-data; name="{name}"\r\n'
+        head = f'Content-Disposition: form-data; name="{name}"{eol}'
         if ctype:
-            head += f"Content-Type: {ctype}\r\n"
-        parts.append(f"--{BOUNDARY}\r\n{head}\r\n{content}\r\n")
-    return "".join(parts) + f"--{BOUNDARY}--\r\n", keep
+            head += f"Content-Type: {ctype}{eol}"
+        parts.append(f"--{BOUNDARY}{eol}{head}{eol}{content}{eol}")
+    return "".join(parts) + f"--{BOUNDARY}--{eol}", keep
 
 
 documents = st.one_of(json_docs(), form_docs(), xml_docs())
@@ -184,17 +193,21 @@ def cut(draw, body: str) -> tuple[bytes, bool]:
 
 
 def readable(body: bytes) -> bytes:
-    """What anyone could read in a stored body: gzip left compressed is decompressed."""
+    """What anyone could read in a stored body: gzip left compressed is decompressed;
+    without the \\u escapes of keys (their hex digits are no secret)."""
     if body[:2] == b"\x1f\x8b":
-        return zlib.decompressobj(31).decompress(body)
-    return body
+        body = zlib.decompressobj(31).decompress(body)
+    return ESCAPE.sub(b"", body)
+
+
+ESCAPE = re.compile(rb"\\u[0-9a-f]{0,4}")
 
 
 def everything(call: ApiCall) -> bytes:
     """Every value of the call a secret could be in."""
     headers = call.request_headers + call.response_headers
     texts = [call.query, *(v for n, v in headers if n != "Content-Type")]
-    return "\n".join(texts).encode() + call.request_body + call.response_body
+    return "\n".join(texts).encode() + readable(call.request_body) + readable(call.response_body)
 
 
 # ------------------------------------------------------------------ properties
