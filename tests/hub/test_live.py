@@ -154,6 +154,24 @@ def test_an_evaluator_gone_silent_is_killed_and_its_subscriber_told(kafka: str) 
     assert code == -signal.SIGKILL
 
 
+def test_live_views_beyond_the_most_a_hub_serves_are_refused(kafka: str) -> None:
+    async def scenario() -> str:
+        tail = LiveTail(lambda: kafka, max_subscribers=1)
+        try:
+            first = await tail.subscribe("http")
+            with pytest.raises(LiveError) as refused:
+                await tail.subscribe("http")
+            await tail.unsubscribe(first)
+            await tail.unsubscribe(await tail.subscribe("http"))  # room again
+            return str(refused.value)
+        finally:
+            await tail.close()
+
+    assert asyncio.run(scenario()) == (
+        "live tail: 1 live views are open, the most this hub serves; close one and try again"
+    )
+
+
 def test_a_slow_socket_is_told_how_many_calls_it_missed() -> None:
     async def scenario() -> tuple[list[str], int, int]:
         sub = Subscription(asyncio.get_running_loop(), size=2)

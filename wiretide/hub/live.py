@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from sinks.errors import one_line
 from wiretide import config
 from wiretide.errors import WiretideError
 from wiretide.hub.budget import BudgetLimits, stuck_message
 
 _START_TIMEOUT_S = 60.0
+# Each subscriber costs a process (~80 MB): a client opening sockets in a loop must not
+# take the machine the capture runs on.
+MAX_SUBSCRIBERS = 16
 _LINE_LIMIT = 256 * 1024 * 1024  # one call's view, bodies included
 
 
@@ -76,57 +81,61 @@ class LiveTail:
         topic: str | None = None,
         queue_size: int = 1000,
         limits: BudgetLimits | None = None,
+        max_subscribers: int = MAX_SUBSCRIBERS,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic or config.CALLS_TOPIC
         self.queue_size = queue_size
+        self.max_subscribers = max_subscribers
         self.limits = limits or BudgetLimits()
         self.subscribers: tuple[Subscription, ...] = ()  # replaced, never mutated
 
     async def subscribe(self, kfl: str) -> Subscription:
         """Start an evaluator for the KFL filter `kfl` (already checked to parse). Once
         this returns, every call published afterwards reaches the subscription."""
+        if len(self.subscribers) >= self.max_subscribers:
+            raise LiveError(
+                f"live tail: {len(self.subscribers)} live views are open, the most this hub "
+                "serves; close one and try again"
+            )
         sub = Subscription(asyncio.get_running_loop(), self.queue_size)
+        self.subscribers = (*self.subscribers, sub)  # counted while it starts
+        try:
+            await self._start(sub, kfl)
+        except TimeoutError:
+            await self.unsubscribe(sub)
+            raise LiveError(f"live tail: not ready within {_START_TIMEOUT_S:g} s") from None
+        except (OSError, ValueError) as ex:  # no process, or it said something else
+            await self.unsubscribe(sub)
+            raise LiveError(f"live tail: its evaluator failed: {one_line(ex)}") from None
+        except BaseException:  # LiveError, or cancelled: the socket went away meanwhile
+            await self.unsubscribe(sub)
+            raise
+        sub.pump = asyncio.ensure_future(self._pump(sub, sub.evaluator))
+        return sub
+
+    async def _start(self, sub: Subscription, kfl: str) -> None:
         bootstrap = await asyncio.to_thread(self.bootstrap)
         request = {
             "bootstrap": bootstrap,
             "topic": self.topic,
             "filter": kfl,
-            "limits": {
-                "burst_s": self.limits.burst_s,
-                "share": self.limits.share,
-                "stuck_s": self.limits.stuck_s,
-            },
+            "limits": dataclasses.asdict(self.limits),
         }
-        proc = await asyncio.create_subprocess_exec(
+        sub.evaluator = proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wiretide.hub.tail_worker",
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=_LINE_LIMIT,
             start_new_session=True,  # a terminal's Ctrl-C is the hub's to handle
         )  # fmt: skip
-        sub.evaluator = proc
-        self.subscribers = (*self.subscribers, sub)
-        try:
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
-            await proc.stdin.drain()
-            first = await asyncio.wait_for(proc.stdout.readline(), _START_TIMEOUT_S)
-            if not first:
-                await proc.wait()
-            message = json.loads(first) if first else {}
-            if message.get("type") != "ready":
-                raise LiveError(message.get("error") or _exited(proc))
-        except TimeoutError:
-            await self.unsubscribe(sub)
-            raise LiveError(f"live tail: not ready within {_START_TIMEOUT_S:g} s") from None
-        except (LiveError, OSError, ValueError) as ex:
-            await self.unsubscribe(sub)
-            if isinstance(ex, LiveError):
-                raise
-            raise LiveError(f"live tail: {_exited(proc)}") from None
-        except BaseException:  # cancelled: the socket went away while it started
-            await self.unsubscribe(sub)
-            raise
-        sub.pump = asyncio.ensure_future(self._pump(sub, proc))
-        return sub
+        proc.stdin.write(json.dumps(request).encode() + b"\n")
+        await proc.stdin.drain()
+        first = await asyncio.wait_for(proc.stdout.readline(), _START_TIMEOUT_S)
+        if not first:
+            await proc.wait()
+            raise LiveError(f"live tail: {_exited(proc)}")
+        message = json.loads(first)
+        if message.get("type") != "ready":
+            raise LiveError(message.get("error") or f"live tail: {_exited(proc)}")
 
     async def _pump(self, sub: Subscription, proc: asyncio.subprocess.Process) -> None:
         """Hand the evaluator's calls to the subscriber until it stops or goes silent."""

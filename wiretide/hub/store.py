@@ -8,7 +8,8 @@ never repeats or skips a call even while new calls arrive.
 
 When a sink shares the store (`wiretide sink --serve`, the hub inside `tap`), its
 inserts and the hub's reads take turns (`StoreTurns`): the writer goes first whenever it
-waits, and every read is bounded in time, so no stream of queries can starve storage.
+waits, and every read of an embedded store (the kind a sink shares) is bounded in
+time, so no stream of queries or lengthy one can starve storage.
 """
 
 from __future__ import annotations
@@ -133,9 +134,10 @@ class HubStore:
     def __init__(self, store: Store, query_timeout_s: float = QUERY_TIMEOUT_S) -> None:
         self.store = store
         self.query_timeout_s = query_timeout_s
-        self.reads = dataclasses.replace(
-            store, client=_BoundedClient(store.client, query_timeout_s)
-        )
+        # Only an embedded store is shared with a writer; a server's user may also be
+        # read-only, and then may not set max_execution_time.
+        bounded = _BoundedClient(store.client, query_timeout_s)
+        self.reads = dataclasses.replace(store, client=bounded) if store.embedded else store
         # Public: the sink that shares this store takes it around its inserts.
         self.lock = self._turns = StoreTurns()
 
