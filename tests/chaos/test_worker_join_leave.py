@@ -1,0 +1,103 @@
+"""A second stream worker joins mid-stream while eight keep-alive connections are open,
+takes half the partitions, and leaves again (stopped, or killed); the store ends with
+exactly the calls of a clean single-pipeline run of the same capture: none lost, none
+twice, none that exists only in this run (a `no_request` half), each with the same id and
+contents."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
+from tests.e2e.test_scale_out import assignments, start, written
+from tests.golden.protocols.dissect import dissect_pcap
+from wiretide.local import group_lag
+
+pytestmark = [needs("nginx"), needs("wrk"), needs("tcpdump"), pytest.mark.timeout(900)]
+
+
+def _wait(what: str, check, deadline: float) -> None:
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
+def _members(kafka: str, prefix: str) -> int:
+    """Stream workers in the group (0 while the coordinator cannot tell yet)."""
+    try:
+        return len(assignments(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"))
+    except Exception:  # the group is being created or rebalanced: ask again
+        return 0
+
+
+def _drained(kafka: str, prefix: str) -> bool:
+    return (
+        group_lag(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"),
+        group_lag(kafka, prefix + "wiretide-sink", prefix + "wiretide.calls"),
+    ) == (0, 0)
+
+
+def compare(clean: list[dict], stored: list[dict]) -> dict[str, list]:
+    """What a faulty run got wrong against a clean one, by call id."""
+    want = {c["id"]: c for c in clean}
+    got: dict[str, dict] = {}
+    twice = []
+    for call in stored:
+        if call["id"] in got:
+            twice.append(call["id"])
+        got[call["id"]] = call
+    return {
+        "lost": sorted(set(want) - set(got)),
+        "duplicated": twice,
+        "artefacts": sorted((c["flags"], c["id"]) for i, c in got.items() if i not in want),
+        "changed": sorted(i for i in set(want) & set(got) if want[i] != got[i]),
+    }
+
+
+@pytest.mark.parametrize("leave", ["SIGTERM", "SIGKILL"])
+def test_a_worker_joining_and_leaving_mid_stream_changes_no_call(
+    leave: str, load_capture: Path, kafka: str, tmp_path: Path
+) -> None:
+    env = pipeline_env(kafka, tmp_path / "data")
+    prefix = env["WIRETIDE_PREFIX"]
+    clean = dissect_pcap(load_capture)
+    assert len(clean) > 20000
+    store = tmp_path / "store"
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        create = f"from wiretide.topics import ensure_topics; ensure_topics({kafka!r})"
+        subprocess.run([sys.executable, "-c", create], env=env, cwd=ROOT, check=True, timeout=60)
+        deadline = time.monotonic() + 600
+        procs["sink"] = start("sink", env, store)
+        procs["worker-1"] = start("worker", env, tmp_path / "worker-1")
+        _wait("worker-1 is in its group", lambda: _members(kafka, prefix) == 1, deadline)
+        run_wiretide(["agent", "--pcap", str(load_capture)], env)
+        _wait("calls are stored", lambda: written([store]) >= len(clean) // 10, deadline)
+        procs["worker-2"] = start("worker", env, tmp_path / "worker-2")
+        _wait("worker-2 joined", lambda: _members(kafka, prefix) == 2, deadline)
+        joined_at = written([store])
+        _wait("more calls are stored", lambda: written([store]) >= joined_at + 2000, deadline)
+        procs["worker-2"].send_signal(getattr(signal, leave))
+        procs["worker-2"].wait(60)
+        _wait("everything is stored", lambda: _drained(kafka, prefix), deadline)
+        assert joined_at < len(clean), "the capture was stored before worker-2 joined"
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    out = run_wiretide(["query", "--json", "--data", str(store)], env).stdout
+    stored = [json.loads(line) for line in out.splitlines()]
+    assert compare(clean, stored) == {"lost": [], "duplicated": [], "artefacts": [], "changed": []}
