@@ -205,6 +205,8 @@ def check_round(
     rng = random.Random(seed)
     good = good_flows(corpus, 20_000, TS0)
     bad = hostile_flows(rng, corpus, hostile, 30_000, TS0 + 7 * 10**9)
+    # Each round's hostile flows on addresses of their own: call ids never repeat across rounds.
+    bad = [replace(f, client_ip=f"10.8.{seed // 250 % 250}.{seed % 250 + 1}") for f in bad]
     mixed = [*good, *bad]
     rng.shuffle(mixed)
     out = run(mixed, store, rng)
