@@ -244,6 +244,7 @@ def _agent_pcap(args: argparse.Namespace) -> int:
     _publish_capture(args.pcap, first, segments, stats, publisher, progress)
     publisher.publish_end_of_capture()
     print(f"published {stats.segments} segments of {stats.packets} packets to {bootstrap}")
+    _say_left_running(args, data)
     return 0
 
 
