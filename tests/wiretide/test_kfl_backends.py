@@ -463,6 +463,21 @@ LONG_CASES: list[tuple[str, str, set[str]]] = [
     ("3,000 !(", "!(" * 3_000 + "grpc" + ")" * 3_000, ids("c7")),
     ("500 parentheses", "(" * 500 + 'path == "/health"' + ")" * 500, ids("c3")),
     ("200 levels", _nested(200), ids("c4")),
+    (
+        "IN out of range",
+        "status_code == -1 or status_code == 70000 or status_code == 404",
+        ids("c4"),
+    ),
+    (
+        "NOT IN out of range",
+        "dst.port != -1 and dst.port != 99999 and dst.port != 53 and http",
+        all_but("c7", "c8"),
+    ),
+    (
+        "IN on size",
+        "size(path) == -1 or size(path) == 7 or size(path) == 4",
+        ids("c3", "c9", "c10"),
+    ),
     ("10,000 + terms", "status_code == " + " + ".join(["0"] * 9_999 + ["404"]), ids("c4")),
 ]
 
