@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.chaos import compare
 from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
 from tests.e2e.test_scale_out import assignments, start, written
 from tests.golden.protocols.dissect import dissect_pcap
@@ -42,23 +43,6 @@ def _drained(kafka: str, prefix: str) -> bool:
         group_lag(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"),
         group_lag(kafka, prefix + "wiretide-sink", prefix + "wiretide.calls"),
     ) == (0, 0)
-
-
-def compare(clean: list[dict], stored: list[dict]) -> dict[str, list]:
-    """What a faulty run got wrong against a clean one, by call id."""
-    want = {c["id"]: c for c in clean}
-    got: dict[str, dict] = {}
-    twice = []
-    for call in stored:
-        if call["id"] in got:
-            twice.append(call["id"])
-        got[call["id"]] = call
-    return {
-        "lost": sorted(set(want) - set(got)),
-        "duplicated": twice,
-        "artefacts": sorted((c["flags"], c["id"]) for i, c in got.items() if i not in want),
-        "changed": sorted(i for i in set(want) & set(got) if want[i] != got[i]),
-    }
 
 
 @pytest.mark.parametrize("leave", ["SIGTERM", "SIGKILL"])
