@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import traceback
 import tracemalloc
 from collections import defaultdict
@@ -297,11 +298,13 @@ class Flood:
     held: int  # bytes the pipeline still holds once the flood is in
     peak: int  # the most it held meanwhile
     failures: int  # DissectFailed events the flood caused
+    steps: int  # Python function calls it took: work that grows per message seen in junk
 
 
 def flood(t: Transcript, fill: bytes, size: int, chunks: int = 1) -> Flood:
     """`size` bytes of `fill` sent by the client after the first `chunks` chunks of `t`
-    (a message cut short, then an endless or absurd one), measured with tracemalloc."""
+    (a message cut short, then an endless or absurd one), measured with tracemalloc and
+    a count of the Python calls it took (deterministic, unlike a time)."""
     flow = Placed(replace(t, chunks=t.chunks[:chunks]), 40_000, t.server_port, TS0)
     segs = flow.segments()[:-2]  # no FIN: the flow stays open
     pipe = Pipeline(default_registry(), RedactionPolicy.default())
@@ -310,8 +313,15 @@ def flood(t: Transcript, fill: bytes, size: int, chunks: int = 1) -> Flood:
     last = next(s for s in reversed(segs) if s.src_port == flow.client_port)
     seq = last.seq + len(last.payload) + (1 if last.flags & SYN else 0)
     block = (fill * (65536 // len(fill) + 1))[:65536]
-    failures = 0
+    failures = steps = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal steps
+        if event == "call":
+            steps += 1
+
     tracemalloc.start()
+    sys.setprofile(count)
     try:
         base = tracemalloc.get_traced_memory()[0]
         for k in range(size // len(block)):
@@ -322,5 +332,6 @@ def flood(t: Transcript, fill: bytes, size: int, chunks: int = 1) -> Flood:
             seq += len(block)
         current, peak = tracemalloc.get_traced_memory()
     finally:
+        sys.setprofile(None)
         tracemalloc.stop()
-    return Flood(current - base, peak - base, failures)
+    return Flood(current - base, peak - base, failures, steps)
