@@ -1,6 +1,8 @@
-"""KFL text → typed tree (ast.py), in two steps: a precedence-climbing parser builds a
+"""KFL text → typed tree (ast.py), in two steps: an operator-precedence parser with an
+explicit stack (no recursion: 10,000 `or` terms or 5,000 `!` are only data) builds a
 plain syntax tree, then `_Resolver` names fields, checks types, expands macros and
-aliases, folds constants and takes out `limit(n)`.
+aliases, folds constants and takes out `limit(n)`. `and`/`or` chains become one n-ary
+node and `!!x` is x; conditions may nest MAX_DEPTH deep (a one-line KflError beyond).
 
 Precedence, loosest first (both spellings everywhere):
 
