@@ -45,15 +45,15 @@ def huge_filter() -> str:
 def the_calls() -> tuple[list[ApiCall], list[str]]:
     """Calls that hang a backtracking regex, long ones, then the /ok ones (their ids)."""
     hanging = [_call(n, "/" + "a" * 40 + "!", 200) for n in range(3)]
-    long = [_call(100 + n, "/big/" + "b" * 400_000, 200) for n in range(100)]
-    ok = [_call(1000 + n, f"/ok/{n}", 200) for n in range(5)]
+    long = [_call(1000 + n, "/big/" + "b" * 600_000, 200) for n in range(150)]
+    ok = [_call(2000 + n, f"/ok/{n}", 200) for n in range(5)]
     return [*hanging, *long, *ok], [c.call_id for c in ok]
 
 
 def publish(env: dict[str, str], calls: list[ApiCall]) -> None:
     producer = Producer({"bootstrap.servers": env["WIRETIDE_KAFKA"]})
     topic = env["WIRETIDE_PREFIX"] + "wiretide.calls"
-    for call in calls:  # one call per message: the long ones are 400 kB each
+    for call in calls:  # one call per message: the long ones are 600 kB each
         producer.produce(topic, key=b"flow", value=encode_call_batch("flow", [call]))
         producer.poll(0)
     assert producer.flush(60) == 0
@@ -82,7 +82,8 @@ def test_no_live_subscriber_stalls_storage_health_or_sigterm(kafka: str, tmp_pat
         with (
             connect(live + _query(CATASTROPHIC), max_size=None) as catastrophic,
             connect(live + _query(huge_filter()), max_size=None) as huge,
-            connect(live + _query("http"), max_size=None) as never_reads,
+            # stops reading the network after one message (and so answers no pings)
+            connect(live + _query("http"), max_queue=1, ping_interval=None) as never_reads,
             connect(live + _query('path.startsWith("/ok")'), max_size=None) as well_behaved,
         ):
             for ws in (catastrophic, huge, never_reads, well_behaved):
@@ -129,17 +130,6 @@ def test_no_live_subscriber_stalls_storage_health_or_sigterm(kafka: str, tmp_pat
             else:
                 rest = [json.loads(catastrophic.recv(timeout=60)) for _ in ok_ids[1:]]
                 assert [m["call"]["id"] for m in (first, *rest)] == ok_ids
-            # The one that never read loses nothing of anyone else's and misses nothing
-            # it is not told about.
-            seen = missed = 0
-            while seen + missed < len(calls):
-                message = json.loads(never_reads.recv(timeout=120))
-                if message["type"] == "dropped":
-                    missed += message["count"]
-                else:
-                    assert message["type"] == "call", message
-                    seen += 1
-            assert seen + missed == len(calls)
     finally:
         code = stop(sink)
     log = sink_log(env)
