@@ -1,11 +1,13 @@
 """The Kafka -> ClickHouse sink never stops and never leaks (issue 11), against a real
 broker and real chDB: calls it cannot store go to the dead-letter topic with the reason
 while the rest are stored; a store that takes no writes and a broker that restarts are
-waited out (said once), and every call ends up stored exactly once. The segment publisher
-and the endpoints follower wait out a broker restart too."""
+waited out (said once; a full disk too), and every call ends up stored exactly once. The
+segment publisher and the endpoints follower wait out a broker restart too."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 import time
 import uuid
@@ -115,7 +117,8 @@ def test_a_store_that_takes_no_writes_holds_the_batch_until_it_does(kafka, topic
     store = open_store(dsn)
     sink = CallSink(kafka, CallWriter(store), say=said.append)
     store.close()  # every insert now fails, and not because of the calls
-    for _ in range(4):
+    steps_until(sink, lambda: said)
+    for _ in range(3):
         assert sink.step() == 0
     assert sink.dead_letters == 0 and sink.written == 0
     assert len(said) == 1 and "waiting for the store to take writes" in said[0]
@@ -260,3 +263,38 @@ def _segments_in(bootstrap: str, topic: str) -> list[Segment]:
             found += decode_segment_batch(msg.value())
     consumer.close()
     return sorted(found, key=lambda s: s.seq)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 40 MiB tmpfs (root only), unmounted after the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_holds_the_batch_until_there_is_room(kafka, topics, tiny_disk):
+    publish(kafka, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
+    said: list[str] = []
+    with open_store(f"chdb://{tiny_disk / 'store'}") as store:
+        sink = CallSink(kafka, CallWriter(store), say=said.append)
+        filler = tiny_disk / "filler"
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * (1 << 20))
+        steps_until(sink, lambda: said)
+        for _ in range(3):
+            assert sink.step() == 0
+        assert sink.written == sink.dead_letters == 0 and len(said) == 1
+        assert "waiting for the store" in said[0] and "not enough space" in said[0].lower()
+        filler.unlink()
+        steps_until(sink, lambda: sink.written == 5)
+        assert count_calls(store) == 5
+        sink.run(lambda: True)
+    assert dead_letters_quickly(kafka) == []
