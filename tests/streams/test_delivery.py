@@ -148,3 +148,20 @@ def test_crashes_at_random_moments_lose_duplicate_and_invent_nothing(seed: int) 
     assert invented == []
     assert {c.call_id for c in emitted} == set(by_id)
     assert all(c == by_id[c.call_id] for c in emitted)  # a replayed call is the same call
+
+
+def test_a_checkpoint_travels_in_commit_metadata_and_back():
+    from streams.app import MAX_METADATA, decode_checkpoint, encode_checkpoint
+
+    rng = random.Random(3)
+    resume = {
+        f"tcp:10.0.0.{i}:{40000 + i}-10.0.0.2:8080": {"lo": rng.randrange(1 << 32), "hi": i}
+        for i in range(100)
+    }
+    resume["tls:10.0.0.9:1-10.0.0.2:443"] = {"hi": 7}  # one direction only
+    cp = Checkpoint(1234, resume)
+    metadata = encode_checkpoint(cp)
+    assert len(metadata) <= MAX_METADATA  # a hundred open flows fit Kafka's default 4 KiB
+    assert decode_checkpoint(1234, metadata) == cp
+    assert decode_checkpoint(7, encode_checkpoint(Checkpoint(7, {}))) == Checkpoint(7, {})
+    assert decode_checkpoint(7, None) == Checkpoint(7, {})  # a commit made without one
