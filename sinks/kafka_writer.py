@@ -179,6 +179,7 @@ class CallSink:
                     # collapse in the table.
                     return
                 self._kafka.waiting(f"Kafka to commit ({err.str()})")
+                health.beat("sink")  # waiting is alive: a liveness probe must not restart it
                 self._kafka.sleep()
                 continue
             self._kafka.over()
@@ -188,6 +189,7 @@ class CallSink:
         """Every dead letter delivered before the commit, however long Kafka is away."""
         while self._dlq.flush(1.0):
             self._kafka.waiting("Kafka to take the dead letters")
+            health.beat("sink")
         if self._dlq_failed:
             raise SinkError(f"cannot deliver a dead letter: {self._dlq_failed[0]}")
 

@@ -22,6 +22,7 @@ _TRANSIENT = frozenset(
         KafkaError._TIMED_OUT,
         KafkaError._MSG_TIMED_OUT,
         KafkaError._RESOLVE,
+        KafkaError._MAX_POLL_EXCEEDED,  # a long wait elsewhere: the next poll rejoins
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
