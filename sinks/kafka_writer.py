@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from schemas.codec import CodecError
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
-from sinks.errors import SinkError
+from sinks.errors import SinkError, one_line
 from wiretide import config, health
 from wiretide.outage import Outage, transient
 from wiretide.records import ApiCall
@@ -139,8 +139,9 @@ class CallSink:
             origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
             try:
                 calls = decode_call_batch(msg.value())
-            except CodecError as exc:
-                self._dead_letter(msg.key(), msg.value(), str(exc), origin, "original")
+            except Exception as exc:  # CodecError; anything else a foreign value raises
+                reason = str(exc) if isinstance(exc, CodecError) else one_line(exc)
+                self._dead_letter(msg.key(), msg.value(), reason, origin, "original")
                 continue
             self._pending.extend(calls)
             for call in calls:

@@ -43,7 +43,9 @@ def topics(monkeypatch: pytest.MonkeyPatch) -> str:
     return config.CALLS_TOPIC
 
 
-def publish(bootstrap: str, messages: list[bytes], producer: Producer | None = None) -> Producer:
+def publish(
+    bootstrap: str, messages: list[bytes | None], producer: Producer | None = None
+) -> Producer:
     producer = producer or Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 0}
     )
@@ -84,7 +86,8 @@ def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, to
     # Another producer's batch: one call's port does not fit the column (serde would clamp).
     bad = make_call(2, src_port=70_000)
     mixed = _generic_encode_call_batch("flow", [make_call(1), bad, make_call(3)])
-    publish(kafka, [mixed, encode_call_batch("flow", [make_call(4)])]).flush(30)
+    no_value = None  # a tombstone: no CallBatch at all
+    publish(kafka, [mixed, no_value, encode_call_batch("flow", [make_call(4)])]).flush(30)
     said: list[str] = []
     with open_store(f"chdb://{tmp_path / 'store'}") as store:
         sink = CallSink(kafka, CallWriter(store), say=said.append)
@@ -95,12 +98,13 @@ def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, to
             "call-00004",
         ]
         sink.run(lambda: True)  # closes the consumer (and leaves the group)
-    (letter,) = dead_letters(kafka)
+    tombstone, letter = sorted(dead_letters(kafka), key=lambda m: m.value() is not None)
+    assert tombstone.value() is None and dict(tombstone.headers())["format"] == b"original"
     headers = dict(letter.headers())
     assert decode_call(letter.value()) == bad and headers["format"] == b"avro"
     assert b"call-00002" in headers["reason"] and b"\n" not in headers["reason"]
     assert headers["origin"].startswith(f"{config.CALLS_TOPIC}/".encode())
-    assert sink.dead_letters == 1 and said == []
+    assert sink.dead_letters == 2 and said == []
     # committed: a new sink in the group finds nothing left to store
     with open_store(f"chdb://{tmp_path / 'store'}") as store:
         again = CallSink(kafka, CallWriter(store))
