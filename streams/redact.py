@@ -94,8 +94,12 @@ class RedactionPolicy:
         object.__setattr__(self, "fields", fields)
         rx = re.compile("|".join(map(re.escape, fields))) if fields else None
         object.__setattr__(self, "_field_rx", rx)
+        squeezed = {f.translate(_SQUEEZE).replace("ς", "σ") for f in fields}
+        # A field holding another adds nothing to the search; short ones are tried first.
         spellings = tuple(
-            f.translate(_SQUEEZE).replace("ς", "σ").encode("utf-8", "surrogatepass") for f in fields
+            f.encode("utf-8", "surrogatepass")
+            for f in sorted(squeezed, key=lambda f: (len(f), f))
+            if not any(g != f and g in f for g in squeezed)
         )
         object.__setattr__(self, "_spellings", spellings)
         compiled = []
@@ -167,6 +171,8 @@ class RedactionPolicy:
         ``.`` or space between its letters? A superset of every name in them that
         `matches`, found at C speed (lower-case, drop separators, substring search), so
         most bodies need no parsing."""
+        if len(data) > 2048 and self.spelled_in(data[:1024]):
+            return True  # most bodies that have a field have it near the start
         if data.isascii():
             squeezed = data.lower().translate(None, b"-_. ")
         else:  # as `normalize` lower-cases; the final sigma is the only context rule
@@ -587,18 +593,33 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
             hit = known.get(k)
             if hit is None:
                 hit = matches(k)
+            if hit and obj[k] != repl:
+                obj[k] = repl
+                changed = True
+        return obj
+
+    def nested_hook(obj: dict) -> dict:
+        nonlocal changed
+        for k in obj:
+            hit = known.get(k)
+            if hit is None:
+                hit = matches(k)
             if hit:
                 if obj[k] != repl:
                     obj[k] = repl
                     changed = True
             else:
                 v = obj[k]
-                if type(v) is str and v[:1] in ("{", "["):  # JSON in a string ("payload")
+                if type(v) is str and v.startswith(("{", "[")):  # JSON in a string value
                     inner = _json(v.encode("utf-8", "surrogatepass"), policy)
                     if inner is not None:
                         obj[k] = inner.decode("utf-8", "surrogatepass")
                         changed = True
         return obj
+
+    # A string can only hold JSON if '"{' or '"[' is in the body (or escapes hide it).
+    if b'"{' in body or b'"[' in body or b"\\u" in body or 0 in body[:4]:
+        hook = nested_hook
 
     try:
         doc = json.loads(body, object_hook=hook, parse_constant=str)
