@@ -779,16 +779,28 @@ _XML_ATTR = re.compile(r"""(?<![\w.:-])([\w.:-]+)(\s*=\s*)("[^"]*"?|'[^']*'?|[^\
 _XML_OPEN_TAIL = re.compile(r"<([A-Za-z_][\w.:-]*)([^<>]*)\Z")
 
 
+# HTML names a field with an attribute and holds its value in another:
+# <input name="csrf_token" value="...">, <meta name="api-key" content="...">.
+_NAMING_ATTRS = frozenset({"name", "id", "property"})
+_VALUE_ATTRS = frozenset({"value", "content"})
+
+
 def _xml_attrs(attrs: str, every: bool, policy: RedactionPolicy) -> str | None:
-    """Attribute values replaced: those with a matching name, or `every` one (inside a
-    matching element). None when unchanged."""
+    """Attribute values replaced: those with a matching name, the value of an element
+    named like a field, or `every` one (inside a matching element). None when
+    unchanged."""
     repl = policy.replacement
     changed = False
+    named = not every and any(
+        m[1].lower() in _NAMING_ATTRS and policy.matches(m[3].strip("\"'"))
+        for m in _XML_ATTR.finditer(attrs)
+    )
 
     def value(m: re.Match[str]) -> str:
         nonlocal changed
         name, eq, quoted = m.groups()
-        if not (every or policy.matches(name.rpartition(":")[2])):
+        local = name.rpartition(":")[2]
+        if not (every or policy.matches(local) or (named and local.lower() in _VALUE_ATTRS)):
             return m.group(0)
         q = quoted[0] if quoted[0] in "\"'" else '"'
         if quoted == q + repl + q:

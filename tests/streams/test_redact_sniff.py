@@ -461,3 +461,17 @@ def test_a_gzip_body_the_dissector_could_not_decode_is_redacted_as_what_it_holds
     bomb = gzip.compress(b'{"password": "' + b"a" * 10_000_000)
     out = redact(body_call(None, bomb)).response_body
     assert out == b'{"password": "[REDACTED]"'  # decoded no further than a body is kept
+
+
+def test_html_fields_named_by_an_attribute_lose_their_value():
+    html = (
+        b'<html><head><meta name="csrf-token" content="c5rf"><meta name="viewport" '
+        b'content="width"></head><body><form><input type="hidden" name="authenticity_token" '
+        b'value="t0k"><input name="q" value="shoes"></form></body></html>'
+    )
+    out = redact(body_call("text/html", html)).response_body
+    assert out == (
+        b'<html><head><meta name="csrf-token" content="[REDACTED]"><meta name="viewport" '
+        b'content="width"></head><body><form><input type="hidden" name="authenticity_token" '
+        b'value="[REDACTED]"><input name="q" value="shoes"></form></body></html>'
+    )
