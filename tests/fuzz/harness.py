@@ -3,9 +3,10 @@ the registry knows, interleaved with good flows, through the pure Pipeline (reas
 dissection, redaction), then Avro (encode and decode a batch per flow, as the worker and
 sink do), Arrow and a real chDB insert.
 
-Invariants (a break is a `Finding`): no exception escapes any stage; every call survives
-Avro unchanged; every call converts to Arrow and inserts; the pipeline holds nothing once
-its input ended; the good flows give exactly the calls of a clean run of them alone.
+Invariants (a break is a `Finding`): no exception escapes any stage, and no dissector
+reports one it caught ("internal dissector error"); every call survives Avro (a clamped
+field stays clamped); every call converts to Arrow and inserts; the pipeline holds nothing
+once its input ended; the good flows give exactly the calls of a clean run of them alone.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ from sinks.clickhouse.arrow import calls_to_arrow
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.writer import CallWriter
 from streams.dissect.registry import default_registry, transports
-from streams.pipeline import Pipeline
+from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
 from tests.fuzz.corpus import GOLDEN, SERVER_IP, Transcript, replay, seed_corpus
-from tests.fuzz.mutate import mutate
-from wiretide.records import ACK, PSH, SYN, ApiCall, flow_id
+from tests.fuzz.mutate import mutate, wire
+from wiretide.records import ACK, PSH, SYN, ApiCall, Segment, flow_id
 from wiretide.serde import decode_call_batch, encode_call_batch
 
 FINDINGS_DIR = GOLDEN / "fuzz"
 TS0 = 1_780_000_000 * 10**9  # 2026-05-28: fixed, so call ids are the same every run
 PLAIN_PORT = 7777  # no dissector's hint: the probes decide
+INTERNAL = "internal dissector error: "
 
 
 def ports(transport: str) -> tuple[int, ...]:
@@ -59,9 +61,14 @@ class Placed:
     ts0: int
     good: bool = False
     client_ip: str = "10.8.0.1"
+    noise: int = 0  # seeds `mutate.wire` on the segments (TCP); 0: none
 
-    def segments(self):
-        return replay(self.transcript, self.client_ip, self.client_port, self.server_port, self.ts0)
+    def segments(self) -> list[Segment]:
+        t = self.transcript
+        segs = replay(t, self.client_ip, self.client_port, self.server_port, self.ts0)
+        if self.noise and t.transport == "tcp":
+            segs = wire(random.Random(self.noise), segs)
+        return segs
 
     @property
     def flow_id(self) -> str:
@@ -71,14 +78,14 @@ class Placed:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    stage: str  # pipeline | finish | avro | arrow | insert | leftover | good_calls
+    stage: str  # pipeline | finish | internal | avro | arrow | insert | leftover | good_calls
     error: str  # one line: exception type, where it was raised, message
     flow: Placed | None
 
     @property
     def signature(self) -> str:
         """What tells two findings apart: the stage and where it failed, not the data."""
-        return f"{self.stage}: {self.error.split(': ')[0]}"
+        return f"{self.stage}: {self.error.split(': ')[0]}"[:120]
 
 
 @dataclass(slots=True)
@@ -119,16 +126,14 @@ def run(flows: Sequence[Placed], store: Store | None, rng: random.Random | None 
             continue
         token += 1
         try:
-            calls = pipe.process(token, [seg]).calls
+            processed = pipe.process(token, [seg])
         except Exception as ex:
             out.findings.append(Finding("pipeline", describe(ex), flows[i]))
             broken.add(i)
             continue
-        for call in calls:
-            out.calls[call.flow_id].append(call)
+        _collect(processed, out, by_fid)
     try:
-        for call in pipe.finish().calls:
-            out.calls[call.flow_id].append(call)
+        _collect(pipe.finish(), out, by_fid)
     except Exception as ex:
         out.findings.append(Finding("finish", describe(ex), None))
     leftover = (len(pipe.dissectors), pipe.held_tokens, pipe.reassembler.active_flows)
@@ -136,6 +141,15 @@ def run(flows: Sequence[Placed], store: Store | None, rng: random.Random | None 
         out.findings.append(Finding("leftover", f"dissectors, tokens, flows: {leftover}", None))
     _encode_and_store(out, by_fid, store)
     return out
+
+
+def _collect(processed: Processed, out: Outcome, by_fid: dict[str, Placed]) -> None:
+    for call in processed.calls:
+        out.calls[call.flow_id].append(call)
+    for failed in processed.failures:  # a bug a dissector caught at its boundary
+        if failed.reason.startswith(INTERNAL):
+            error = f"{failed.protocol} {failed.reason[len(INTERNAL) :][:200]}"
+            out.findings.append(Finding("internal", error, by_fid.get(failed.flow_id)))
 
 
 def _encode_and_store(out: Outcome, by_fid: dict[str, Placed], store: Store | None) -> None:
@@ -193,7 +207,8 @@ def hostile_flows(
     for n in range(count):
         t = mutate(rng, rng.choice(corpus), corpus)
         port = rng.choice((*ports(t.transport), t.server_port))
-        out.append(Placed(t, first_port + n, port, ts0 + n * 10**9))
+        noise = rng.getrandbits(31) + 1 if rng.random() < 0.3 else 0
+        out.append(Placed(t, first_port + n, port, ts0 + n * 10**9, noise=noise))
     return out
 
 
@@ -266,6 +281,7 @@ def pin(finding: Finding, directory: Path = FINDINGS_DIR) -> Path:
         "stage": finding.stage,
         "error": finding.error,
         "server_port": flow.server_port,
+        "noise": flow.noise,
         "transcript": json.loads(flow.transcript.to_json()),
     }
     text = json.dumps(body, indent=1) + "\n"
@@ -279,7 +295,7 @@ def pin(finding: Finding, directory: Path = FINDINGS_DIR) -> Path:
 def load_pinned(path: Path) -> tuple[dict, Placed]:
     body = json.loads(path.read_text())
     t = Transcript.from_json(json.dumps(body["transcript"]))
-    return body, Placed(t, 40_000, body["server_port"], TS0)
+    return body, Placed(t, 40_000, body["server_port"], TS0, noise=body.get("noise", 0))
 
 
 def pinned_cases(directory: Path = FINDINGS_DIR) -> list[Path]:

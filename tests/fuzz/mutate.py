@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from tests.fuzz.corpus import CLIENT, SERVER, Transcript
+from wiretide.records import FIN, RST, SYN, Segment
 
 MAX_TRANSCRIPT = 512 * 1024  # bytes of one mutated flow (deep nesting and repeats grow it)
 
@@ -173,3 +174,29 @@ def mutate(rng: random.Random, seed: Transcript, corpus: Sequence[Transcript]) -
         if data:
             chunks.append((side, data))
     return replace(t, chunks=tuple(chunks))
+
+
+def wire(rng: random.Random, segments: list[Segment]) -> list[Segment]:
+    """What the network does to a connection's segments: one lost (a gap), two swapped,
+    one retransmitted with other bytes, the handshake missed (mid-stream start), the end
+    reset, or sequence numbers about to wrap."""
+    segs = list(segments)
+    data = [k for k, s in enumerate(segs) if s.payload]
+    how = rng.randrange(6)
+    if how == 0 and data:
+        del segs[rng.choice(data)]
+    elif how == 1 and len(segs) > 3:
+        k = rng.randrange(len(segs) - 1)
+        segs[k], segs[k + 1] = segs[k + 1], segs[k]
+    elif how == 2 and data:
+        k = rng.choice(data)
+        other = bytes(b ^ 0x5A for b in segs[k].payload)
+        segs.insert(k + 1, replace(segs[k], payload=other))
+    elif how == 3:
+        segs = [s for s in segs if not s.flags & SYN]
+    elif how == 4 and segs and segs[-1].flags & FIN:
+        segs[-1] = replace(segs[-1], flags=RST)
+    elif how == 5:
+        shift = 0xFFFFFFFF - 40 - (segs[0].seq if segs else 0)
+        segs = [replace(s, seq=(s.seq + shift) & 0xFFFFFFFF) for s in segs]
+    return segs

@@ -323,10 +323,12 @@ class FrameParser:
             if p >= old:  # the anchor is in the new bytes: frame on from there
                 buf.clear()
                 return pos + p - old
-            # It began in held bytes: keep them as a frame prefix, then take `data` again.
-            self.buf_seq = (end_seq - (len(buf) - p)) & _SEQ_MASK
-            del buf[old:]
-            del buf[:p]
+            # It began in held bytes, which may hold more than that frame: frame them again
+            # from the anchor, then go on with `data`.
+            held = bytes(buf[p:old])
+            held_seq = (end_seq - (len(buf) - p)) & _SEQ_MASK
+            buf.clear()
+            out.extend(self.feed(held, self.buf_ts, held_seq))
             return pos
         self.buf_ts, self.buf_seq = ts, (end_seq - len(buf)) & _SEQ_MASK
         return len(data)
