@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.redact import DEFAULT_FIELDS, RedactionPolicy, redact
+from tests.streams.test_pipeline_flows import run, tcp
 from tests.streams.test_redact import R, body_call, make, write
-from wiretide.records import ApiCall
+from wiretide.records import ACK, SYN, ApiCall
 
 POLICY = RedactionPolicy.default()
 BOUNDARY = "WiretideBoundaryXyZ"
@@ -475,3 +476,29 @@ def test_html_fields_named_by_an_attribute_lose_their_value():
         b'content="width"></head><body><form><input type="hidden" name="authenticity_token" '
         b'value="[REDACTED]"><input name="q" value="shoes"></form></body></html>'
     )
+
+
+def test_the_pipeline_redacts_what_a_go_client_sends_without_a_content_type():
+    """Real bytes through reassembly, the HTTP dissector and the redact stage."""
+    client, server = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+    body = b'{"username":"gopher","password":"hunter2","page":"two"}'
+    request = (
+        b"POST /login HTTP/1.1\r\nHost: api\r\nUser-Agent: Go-http-client/1.1\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    reply = b'{"token":"eyJhbGciOi","user":{"id":"u1","name":"Gopher"}}'
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
+    )
+    calls, _ = run(
+        [
+            tcp(client, server, 0, flags=SYN),
+            tcp(server, client, 0, flags=SYN | ACK),
+            tcp(client, server, 1, request, ts=1),
+            tcp(server, client, 1, response, ts=2),
+        ]
+    )
+    (call,) = [c for c in calls if c.protocol == "http"]
+    assert json.loads(call.request_body) == {"username": R, "password": R, "page": "two"}
+    assert json.loads(call.response_body) == {"token": R, "user": R}
