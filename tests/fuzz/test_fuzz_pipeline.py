@@ -14,7 +14,7 @@ from streams.dissect.registry import default_registry
 from tests.fuzz.corpus import seed_corpus
 from tests.fuzz.harness import check_round, flood, protocol_of, unique
 
-ROUNDS = 25
+ROUNDS = 80
 HOSTILE_PER_ROUND = 100
 MIB = 1 << 20
 
