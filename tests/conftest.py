@@ -8,10 +8,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Message
 from hypothesis import settings
 
 from wiretide.broker import LocalBroker
@@ -84,3 +87,39 @@ def run_wiretide(
 
 def needs(tool: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
+
+
+def stop_all(procs: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then reap each (SIGKILL after 60 s)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def read_topic(bootstrap: str, topic: str, within: float = 20.0) -> list[Message]:
+    """Every message of `topic` from the start: stops at the first quiet poll after some
+    arrived, or after `within` seconds (so an empty topic costs `within`)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got.append(msg)
+        elif got:
+            break
+    consumer.close()
+    return got

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import compare
-from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
+from tests.conftest import ROOT, needs, pipeline_env, run_wiretide, stop_all
 from tests.e2e.test_scale_out import assignments, start, written
 from tests.golden.protocols.dissect import dissect_pcap
 from wiretide.local import group_lag
@@ -73,14 +73,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_no_call(
         _wait("everything is stored", lambda: _drained(kafka, prefix), deadline)
         assert joined_at < len(clean), "the capture was stored before worker-2 joined"
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs.values())
 
     out = run_wiretide(["query", "--json", "--data", str(store)], env).stdout
     stored = [json.loads(line) for line in out.splitlines()]

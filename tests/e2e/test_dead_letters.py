@@ -6,29 +6,13 @@ from __future__ import annotations
 import json
 import struct
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from producers.pcap_writer import PcapWriter
-from tests.conftest import GOLDEN, run_wiretide
+from tests.conftest import GOLDEN, read_topic, run_wiretide
 from wiretide.records import ACK, FIN, PSH, SYN, Segment
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
-
-
-def _dlq(bootstrap: str, topic: str) -> list:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "dlq-reader", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    got = []
-    for _ in range(20):
-        msg = consumer.poll(1)
-        if msg is not None and not msg.error():
-            got.append(msg)
-        elif got:
-            break
-    consumer.close()
-    return got
 
 
 def test_undecodable_messages_go_to_dead_letter_topics(wt_env: dict[str, str]) -> None:
@@ -42,10 +26,10 @@ def test_undecodable_messages_go_to_dead_letter_topics(wt_env: dict[str, str]) -
     out = run_wiretide(["tap", "--pcap", str(PCAP)], wt_env).stdout
     assert "stored 0 calls" in out and "17 calls were already stored" in out
 
-    seg_dlq = _dlq(bootstrap, f"{prefix}wiretide.segments.dlq")
+    seg_dlq = read_topic(bootstrap, f"{prefix}wiretide.segments.dlq")
     assert [m.value() for m in seg_dlq] == [b"not avro at all"]
     assert b"Avro" in dict(seg_dlq[0].headers())["reason"]
-    call_dlq = _dlq(bootstrap, f"{prefix}wiretide.calls.dlq")
+    call_dlq = read_topic(bootstrap, f"{prefix}wiretide.calls.dlq")
     assert [m.value() for m in call_dlq] == [b"\xc3\x01garbage!"]
     assert dict(call_dlq[0].headers())["reason"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.conftest import ROOT, needs, pipeline_env, run_wiretide
+from tests.conftest import ROOT, needs, pipeline_env, run_wiretide, stop_all
 from tests.golden.protocols.dissect import capture_calls
 from wiretide.local import group_lag
 
@@ -144,14 +144,7 @@ def test_two_workers_and_two_writers_store_every_call_once_despite_a_killed_work
             list(range(PARTITIONS))
         ]
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs.values())
 
     one, two = (stored_ids(env, shard) for shard in shards)
     assert one and two, "both writers stored calls"

@@ -20,7 +20,7 @@ from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.kafka_writer import CallSink
 from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
-from tests.conftest import _free_port_pair
+from tests.conftest import _free_port_pair, read_topic
 from tests.sinks.test_clickhouse import make_call
 from wiretide import config
 from wiretide.broker import LocalBroker
@@ -62,26 +62,6 @@ def steps_until(sink: CallSink, done, timeout: float = 120.0) -> None:  # noqa: 
         sink.step()
 
 
-def dead_letters(bootstrap: str) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([config.CALLS_TOPIC + config.DLQ_SUFFIX])
-    got, deadline = [], time.monotonic() + 20
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            got.append(msg)
-        elif got:
-            break
-    consumer.close()
-    return got
-
-
 def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, topics, tmp_path):
     # Another producer's batch: one call's port does not fit the column (serde would clamp).
     bad = make_call(2, src_port=70_000)
@@ -98,7 +78,8 @@ def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, to
             "call-00004",
         ]
         sink.run(lambda: True)  # closes the consumer (and leaves the group)
-    tombstone, letter = sorted(dead_letters(kafka), key=lambda m: m.value() is not None)
+    letters = read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX)
+    tombstone, letter = sorted(letters, key=lambda m: m.value() is not None)
     assert tombstone.value() is None and dict(tombstone.headers())["format"] == b"original"
     headers = dict(letter.headers())
     assert decode_call(letter.value()) == bad and headers["format"] == b"avro"
@@ -133,21 +114,7 @@ def test_a_store_that_takes_no_writes_holds_the_batch_until_it_does(kafka, topic
         assert count_calls(store) == 5
         sink.run(lambda: True)
     assert len(said) == 2 and "back after" in said[1]
-    assert dead_letters_quickly(kafka) == []
-
-
-def dead_letters_quickly(bootstrap: str) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([config.CALLS_TOPIC + config.DLQ_SUFFIX])
-    got = [m for m in consumer.consume(100, timeout=3) if not m.error()]
-    consumer.close()
-    return got
+    assert read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX, within=3) == []
 
 
 def test_a_broker_restart_is_waited_out_and_every_call_stored_once(topics, tmp_path):
@@ -301,4 +268,4 @@ def test_a_full_disk_holds_the_batch_until_there_is_room(kafka, topics, tiny_dis
         steps_until(sink, lambda: sink.written == 5)
         assert count_calls(store) == 5
         sink.run(lambda: True)
-    assert dead_letters_quickly(kafka) == []
+    assert read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX, within=3) == []
