@@ -19,7 +19,7 @@ from pathlib import Path
 from wiretide import config
 from wiretide.errors import BrokerError
 
-KAFKA_VERSION = "3.9.1"  # KRaft; 3.9 keeps the protocol versions faust's aiokafka speaks
+KAFKA_VERSION = "3.9.1"  # KRaft
 DEFAULT_PORT = 9092
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">

@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(health, kafka=False, store=False)
 
-    worker = sub.add_parser("worker", help="run a stream worker (Faust) in the foreground")
+    worker = sub.add_parser("worker", help="run a stream worker in the foreground")
     _common(worker, store=False)
     sink = sub.add_parser("sink", help="run a ClickHouse writer in the foreground")
     sink.add_argument(

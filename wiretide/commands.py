@@ -545,7 +545,7 @@ def _tune_gc() -> None:
 
 def _own_data_dir(explicit: str | None) -> Path:
     """A pipeline process's data dir, also made this process's default: the code that
-    reads WIRETIDE_DATA (the worker's Faust state, heartbeats, the hub) finds --data."""
+    reads WIRETIDE_DATA (the worker's heartbeats, the hub) finds --data."""
     data = config.writable_data_dir(explicit)
     os.environ["WIRETIDE_DATA"] = str(data)
     return data
