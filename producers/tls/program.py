@@ -18,7 +18,9 @@ tcp:tcp_rcv_space_adjust (older ones, on their next read). User space falls back
 
 Sequence numbers: a per-(process, fd, direction) byte counter, reset when the fd closes,
 so both ends of a local connection number the same bytes alike and chunks lost in the
-ring buffer show up as gaps.
+ring buffer show up as gaps. Go calls take their 4-tuple and sequence base at the entry
+(keyed by process and goroutine), because by their RET another goroutine may have closed
+the fd and a new connection may have been given the same number.
 """
 
 from __future__ import annotations
@@ -77,12 +79,17 @@ SOURCE = r"""
 #define MAX_CHUNK __MAX_CHUNK__
 #define MAX_PIECES __MAX_PIECES__
 
-struct call_t { u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; u64 io; };
+struct tuple_t { u16 family; u16 sport; u16 dport; u16 pad; u8 saddr[16]; u8 daddr[16]; };
+struct call_t {
+    u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; u64 io;
+    u64 base; u64 gen; u32 has_tuple; u32 pad; struct tuple_t tuple;  // Go: from the entry
+};
+struct gkey_t { u64 tgid; u64 g; };  // a goroutine: g pointers repeat across processes
+struct counter_t { u64 bytes; u64 gen; };  // gen: which opening of the fd it counts
 struct sockio_t { s32 fd; u32 pad; u64 io; };  // a thread's last socket fd, I/O count
 struct fdkey_t { u32 tgid; s32 fd; };
 struct objkey_t { u64 tgid; u64 obj; };
 struct ctrkey_t { u32 tgid; s32 fd; u32 dir; u32 pad; };
-struct tuple_t { u16 family; u16 sport; u16 dport; u16 pad; u8 saddr[16]; u8 daddr[16]; };
 struct event_t {
     u64 ts; u64 seq; u64 seq2; u32 pid; u32 tid; s32 fd; u32 len;
     u8 ev; u8 dir; u8 call; u8 has_tuple; u32 pad;
@@ -96,14 +103,16 @@ BPF_HASH(ignored, u32, u8, 64);                // the capturing process itself
 BPF_ARRAY(config, u32, 1);                     // [0]: 1 = every process
 BPF_ARRAY(stats, u64, 5);
 BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
-BPF_TABLE("lru_hash", u64, struct call_t, active, 65536);   // tid or Go g -> call
+BPF_ARRAY(generation, u64, 1);                 // last counter_t.gen handed out
+BPF_TABLE("lru_hash", u64, struct call_t, active, 65536);   // tid -> OpenSSL call
+BPF_TABLE("lru_hash", struct gkey_t, struct call_t, go_active, 65536);
 BPF_TABLE("lru_hash", u64, s32, tid_fd, 65536);              // tid -> fd of last I/O
 BPF_TABLE("lru_hash", u64, struct sockio_t, tid_sock, 65536); // tid -> last socket I/O
 BPF_TABLE("lru_hash", struct fdkey_t, u64, fd_sk, 65536);    // (tgid, fd) -> struct sock *
 BPF_TABLE("lru_hash", u64, struct tuple_t, sk_tuple, 65536); // struct sock * -> 4-tuple
 BPF_TABLE("lru_hash", struct objkey_t, s32, obj_fd, 65536);  // (tgid, SSL *) -> fd
 BPF_TABLE("lru_hash", struct objkey_t, s32, obj_guess, 65536); // memory-BIO guesses
-BPF_TABLE("lru_hash", struct ctrkey_t, u64, counters, 65536);
+BPF_TABLE("lru_hash", struct ctrkey_t, struct counter_t, counters, 65536);
 
 static __always_inline void count(int i, u64 n) {
     u64 *c = stats.lookup(&i);
@@ -128,16 +137,26 @@ static __always_inline int lookup_tuple(u32 tgid, s32 fd, struct tuple_t *out) {
     return 1;
 }
 
-static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, u64 n) {
+// The byte counter of (process, fd, direction), made on first use with a new generation
+// so that a call can tell whether the fd it started on was closed (and reused) meanwhile.
+static __always_inline struct counter_t *counter_of(u32 tgid, s32 fd, u32 dir) {
+    struct ctrkey_t ck = {.tgid = tgid, .fd = fd, .dir = dir};
+    struct counter_t *ctr = counters.lookup(&ck);
+    if (ctr) return ctr;
+    int zero = 0;
+    u64 *last = generation.lookup(&zero);
+    if (!last) return 0;
+    struct counter_t fresh = {.bytes = 0, .gen = __sync_fetch_and_add(last, 1) + 1};
+    counters.insert(&ck, &fresh);
+    return counters.lookup(&ck);
+}
+
+// One data event per MAX_CHUNK piece of [buf, buf + n), numbered from `base`, on the
+// socket whose 4-tuple is `t` (when has_tuple).
+static __always_inline void output(u32 kind, u32 dir, s32 fd, u64 buf, u64 n, u64 base,
+                                   struct tuple_t *t, u32 has_tuple) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
-    count(3, 1);
-    if (fd < 0) { count(1, 1); return; }
-    struct ctrkey_t ck = {.tgid = tgid, .fd = fd, .dir = dir};
-    u64 zero64 = 0;
-    u64 *ctr = counters.lookup_or_try_init(&ck, &zero64);
-    if (!ctr) return;
-    u64 base = __sync_fetch_and_add(ctr, n);
     int zero = 0;
     struct event_t *e = scratch.lookup(&zero);
     if (!e) return;
@@ -150,7 +169,8 @@ static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, 
     e->dir = dir;
     e->call = kind;
     e->pad = 0;
-    e->has_tuple = lookup_tuple(tgid, fd, &e->tuple);
+    e->has_tuple = has_tuple;
+    if (has_tuple) __builtin_memcpy(&e->tuple, t, sizeof(e->tuple));
     if (n > (u64)MAX_CHUNK * MAX_PIECES) count(2, n - (u64)MAX_CHUNK * MAX_PIECES);
     for (int i = 0; i < MAX_PIECES; i++) {
         u64 off = (u64)i * MAX_CHUNK;
@@ -164,6 +184,19 @@ static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, 
         if (size > sizeof(*e)) break;
         if (events.ringbuf_output(e, size, 0) < 0) count(0, 1);
     }
+}
+
+// OpenSSL: the fd is learned at the return (this thread's I/O during the call).
+static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, u64 n) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    count(3, 1);
+    if (fd < 0) { count(1, 1); return; }
+    struct counter_t *ctr = counter_of(tgid, fd, dir);
+    if (!ctr) return;
+    u64 base = __sync_fetch_and_add(&ctr->bytes, n);
+    struct tuple_t t = {};
+    u32 has_tuple = lookup_tuple(tgid, fd, &t);
+    output(kind, dir, fd, buf, n, base, &t, has_tuple);
 }
 
 // ---- OpenSSL / BoringSSL -------------------------------------------------------------
@@ -266,30 +299,59 @@ static __always_inline s32 go_conn_fd(u64 conn) {
     return (s32)sysfd;
 }
 
+// The connection is pinned at the entry, while the tls.Conn holds its fd open: by the RET
+// another goroutine may have closed it and a new connection may have the same fd number.
+// So the 4-tuple and the sequence base are taken here; a Write reserves its length (so a
+// close meanwhile counts it), a Read adds what it got at the RET if the fd is still the
+// same opening. tls.Conn serialises calls per direction, so bases never overlap.
 static __always_inline int go_enter(struct pt_regs *ctx, u32 kind) {
     u64 id = bpf_get_current_pid_tgid();
-    if (!wanted(id >> 32)) return 0;
-    u64 g = ctx->r14;
+    u32 tgid = id >> 32;
+    if (!wanted(tgid)) return 0;
+    struct gkey_t gk = {.tgid = tgid, .g = ctx->r14};
     struct call_t c = {};
     c.obj = ctx->ax;
     c.buf = ctx->bx;
     c.len = ctx->cx;
     c.fd = go_conn_fd(c.obj);
     c.kind = kind;
-    active.update(&g, &c);
+    if (c.fd >= 0) {
+        u32 dir = kind == __GO_WRITE__ ? 0 : 1;
+        struct counter_t *ctr = counter_of(tgid, c.fd, dir);
+        if (ctr) {
+            c.gen = ctr->gen;
+            c.base = dir == 0 ? __sync_fetch_and_add(&ctr->bytes, c.len) : ctr->bytes;
+        }
+        c.has_tuple = lookup_tuple(tgid, c.fd, &c.tuple);
+    }
+    go_active.update(&gk, &c);
     return 0;
 }
 
 static __always_inline int go_exit(struct pt_regs *ctx, u32 kind) {
-    u64 g = ctx->r14;
-    struct call_t *cp = active.lookup(&g);
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct gkey_t gk = {.tgid = tgid, .g = ctx->r14};
+    struct call_t *cp = go_active.lookup(&gk);
     if (!cp) return 0;
     struct call_t c = *cp;
-    active.delete(&g);
+    go_active.delete(&gk);
     if (c.kind != kind) return 0;
     s64 n = (s64)ctx->ax;
-    if (n <= 0 || (u64)n > c.len) return 0;
-    emit(ctx, kind, kind == __GO_WRITE__ ? 0 : 1, c.fd, c.buf, (u64)n);
+    if (n <= 0 || (u64)n > c.len) return 0;  // a failed Write leaves its reservation a gap
+    count(3, 1);
+    if (c.fd < 0) { count(1, 1); return 0; }
+    u32 dir = kind == __GO_WRITE__ ? 0 : 1;
+    struct ctrkey_t ck = {.tgid = tgid, .fd = c.fd, .dir = dir};
+    struct counter_t *ctr = counters.lookup(&ck);
+    int same_opening = ctr && ctr->gen == c.gen;
+    if (dir == 1 && same_opening) __sync_fetch_and_add(&ctr->bytes, (u64)n);
+    if (!c.has_tuple) {
+        // no socket seen on the fd at the entry: ask now, unless the fd was reopened
+        if (!same_opening) { count(1, 1); return 0; }
+        c.has_tuple = lookup_tuple(tgid, c.fd, &c.tuple);
+    }
+    output(kind, dir, c.fd, c.buf, (u64)n, c.base, &c.tuple, c.has_tuple);
     return 0;
 }
 
@@ -336,10 +398,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     struct ctrkey_t in = {.tgid = tgid, .fd = (s32)args->fd, .dir = 1};
     u64 out_count = 0, in_count = 0;
     int found = 0;
-    u64 *o = counters.lookup(&out);
-    if (o) { out_count = *o; found = 1; }
-    u64 *i = counters.lookup(&in);
-    if (i) { in_count = *i; found = 1; }
+    struct counter_t *o = counters.lookup(&out);
+    if (o) { out_count = o->bytes; found = 1; }
+    struct counter_t *i = counters.lookup(&in);
+    if (i) { in_count = i->bytes; found = 1; }
     if (!found) return 0;
     int zero = 0;
     struct event_t *e = scratch.lookup(&zero);

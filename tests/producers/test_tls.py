@@ -200,10 +200,12 @@ def _run_client(
     client.stdin.write("go\n")
     client.stdin.flush()
     segments: list[Segment] = []
+    deadline = time.monotonic() + 180  # a guard against hanging, not a speed check
     while (
         client.poll() is None
         or sum(1 for s in segments if s.flags & FIN and port in (s.src_port, s.dst_port)) < fins
     ):
+        assert time.monotonic() < deadline, f"capture incomplete: {len(segments)} segments"
         segments += cap.poll(0.2)
     assert client.returncode == 0, client.stderr.read() if client.stderr else ""
     return segments
@@ -456,3 +458,35 @@ def test_ciphertext_of_a_captured_tls_connection_is_no_tcp_row(cert, processes) 
     raw = [(fid, b) for fid, b in batches if fid.startswith("tcp:")]
     (row,) = calls_of(raw)
     assert row.protocol == "tcp" and row.dst_port == port and row.request_body_size > 40000
+
+
+def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary, processes):
+    """Hundreds of one-call connections at once from one Go process to another (fds, Go
+    heap addresses and goroutines reused all the time): each call is stored once, on the
+    connection it was made on. The server answers with the client port it saw, so a call
+    whose response names another port than its own request came from a swapped chunk."""
+    crt, key = cert
+    port, total = 21818, 300
+    server = _spawn([go_binary, "server", str(port), crt, key])
+    url = f"https://127.0.0.1:{port}/conn"
+    client = _spawn([go_binary, "storm", url, crt, str(total), "32"])
+    processes += [server, client]
+    with TlsCapture(pids=[server.pid, client.pid]) as cap:
+        # both ends close each connection: two FIN segments per close, two closes
+        segments = _run_client(cap, client, port, fins=4 * total)
+        stats = cap.stats()
+    assert client.stdout is not None
+    made = dict(line.split() for line in client.stdout.read().split("\n") if line)
+    assert len(made) == total and len(set(made.values())) == total
+    assert stats["ring_full"] == 0 and stats["no_fd"] == 0 and stats["unresolved"] == 0
+
+    calls = _calls(segments)
+    stored = {}
+    for c in calls:
+        call_id = dict(c.request_headers).get("X-Id")
+        assert (c.path, c.status, c.flags) == ("/conn", 200, ()), (call_id, c)
+        assert call_id not in stored, f"call {call_id} stored twice"
+        stored[call_id] = c
+        assert c.response_body == f"peer=127.0.0.1:{c.src_port} id={call_id}".encode()
+        assert (c.dst_port, c.src_port) == (port, int(made[call_id]))
+    assert sorted(stored, key=int) == [str(i) for i in range(total)]
