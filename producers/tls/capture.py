@@ -116,6 +116,7 @@ class TlsCapture:
         if time.monotonic() >= self._next_scan:
             self._scan()
         self._bpf.ring_buffer_poll(max(0, int(timeout_s * 1000)))
+        self._pending.extend(self._maker.flush(time.time_ns()))
         out, self._pending = self._pending, []
         return out
 
@@ -168,6 +169,7 @@ class TlsCapture:
         seg = self._maker.chunk(TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock))
         if seg is not None:
             self._pending.append(seg)
+            self._pending.extend(self._maker.flush(ts))
 
     # -- targets -----------------------------------------------------------------------
     def _scan(self) -> None:

@@ -16,6 +16,9 @@ from wiretide.records import FIN, PSH, Segment
 
 EGRESS, INGRESS = 0, 1
 _MASK = 0xFFFFFFFF
+# How long a close waits for a write that was under way when the socket closed (a Go
+# Write's RET comes after another goroutine's close; its bytes count in the close).
+HOLD_NS = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +55,21 @@ class ChunkStats:
     unresolved: int = 0  # chunks dropped: their socket's 4-tuple was unknown
 
 
+@dataclass(slots=True)
+class _HeldClose:
+    """FINs of a socket closed while a write on it was still to be reported."""
+
+    fins: list[Segment]
+    egress_bytes: int  # the close's count: chunks up to here come first
+    egress_seen: int
+    deadline_ns: int
+
+
 class SegmentMaker:
     """Turns chunks and closes into `source="tls"` Segments; caches 4-tuples per
-    (pid, fd) until the fd closes."""
+    (pid, fd) until the fd closes. A close whose write count runs ahead of the chunks
+    seen is held (see `flush`) so the late chunk comes before the FIN, on its own socket,
+    without touching the next connection that got the same fd."""
 
     def __init__(self, resolve: Resolver, node: str = "") -> None:
         self._resolve = resolve
@@ -63,6 +78,7 @@ class SegmentMaker:
         self._sockets: dict[tuple[int, int], SocketTuple] = {}
         # (pid, fd) -> bytes seen per direction, for the FINs of a process that exits
         self._counts: dict[tuple[int, int], list[int]] = {}
+        self._held: dict[tuple[int, int, SocketTuple], _HeldClose] = {}
 
     def _socket(self, pid: int, fd: int, known: SocketTuple | None) -> SocketTuple | None:
         key = (pid, fd)
@@ -77,29 +93,51 @@ class SegmentMaker:
         return cached
 
     def chunk(self, c: TlsChunk) -> Segment | None:
-        sock = self._socket(c.pid, c.fd, c.socket)
+        """The chunk's Segment (None: its socket is unknown). Call `flush` after it."""
+        end = c.offset + len(c.data)
+        held = None if c.socket is None else self._held.get((c.pid, c.fd, c.socket))
+        if held is not None:  # a late chunk of a closed socket
+            sock: SocketTuple | None = c.socket
+            if c.direction == EGRESS:
+                held.egress_seen = max(held.egress_seen, end)
+        else:
+            sock = self._socket(c.pid, c.fd, c.socket)
         if sock is None:
             self.stats.unresolved += 1
             return None
         self.stats.chunks += 1
         self.stats.bytes += len(c.data)
-        counts = self._counts.setdefault((c.pid, c.fd), [0, 0])
-        end = c.offset + len(c.data)
-        if end > counts[c.direction]:
-            counts[c.direction] = end
+        if held is None:
+            counts = self._counts.setdefault((c.pid, c.fd), [0, 0])
+            if end > counts[c.direction]:
+                counts[c.direction] = end
         return self._segment(sock, c.direction, c.offset, c.data, c.ts_ns, PSH)
+
+    def flush(self, now_ns: int) -> list[Segment]:
+        """FINs of held closes whose writes have all arrived, or that waited `HOLD_NS`."""
+        out: list[Segment] = []
+        for key, held in list(self._held.items()):
+            if held.egress_seen >= held.egress_bytes or now_ns >= held.deadline_ns:
+                out += held.fins
+                del self._held[key]
+        return out
 
     def close(self, c: TlsClose) -> list[Segment]:
         sock = self._socket(c.pid, c.fd, c.socket)
         self._sockets.pop((c.pid, c.fd), None)
-        self._counts.pop((c.pid, c.fd), None)
+        seen = self._counts.pop((c.pid, c.fd), [0, 0])
         if sock is None:
             return []
         self.stats.closes += 1
-        return [
+        fins = [
             self._segment(sock, EGRESS, c.egress_bytes, b"", c.ts_ns, FIN),
             self._segment(sock, INGRESS, c.ingress_bytes, b"", c.ts_ns, FIN),
         ]
+        if seen[EGRESS] >= c.egress_bytes:
+            return fins
+        held = _HeldClose(fins, c.egress_bytes, seen[EGRESS], c.ts_ns + HOLD_NS)
+        self._held[(c.pid, c.fd, sock)] = held
+        return []
 
     def exit(self, pid: int, ts_ns: int) -> list[Segment]:
         """A process exited: its sockets closed without close(2); FINs for each."""
@@ -109,6 +147,8 @@ class SegmentMaker:
             out += self.close(TlsClose(ts_ns, pid, key[1], egress, ingress))
         for key in [k for k in self._sockets if k[0] == pid]:
             del self._sockets[key]
+        for key in [k for k in self._held if k[0] == pid]:  # no write can follow an exit
+            out += self._held.pop(key).fins
         return out
 
     def _segment(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.tls.chunks import EGRESS, INGRESS, SegmentMaker, TlsChunk, TlsClose
+from producers.tls.chunks import EGRESS, HOLD_NS, INGRESS, SegmentMaker, TlsChunk, TlsClose
 from producers.tls.elf import (
     GO_TLS_READ,
     GO_TLS_WRITE,
@@ -164,3 +164,37 @@ def test_go_binary_functions_and_rets(tmp_path: Path) -> None:
     minor = int(go_env.strip().removeprefix("go1.").split(".")[0])
     assert go_version(str(out), (st.st_dev, st.st_ino, st.st_mtime_ns)) == (1, minor)
     assert go_version("/bin/sh", (0, 0, 0)) is None
+
+
+def test_a_write_reported_after_its_close_comes_before_the_fin_on_its_own_socket() -> None:
+    """A Go Write's RET can come after another goroutine closed the socket and a new
+    connection got the same fd: the close counts the write (reserved at its entry), so its
+    FINs wait for it, and the next connection on fd 5 keeps its own numbering."""
+    nxt = SocketTuple("10.0.0.1", 40001, "10.0.0.2", 8443)
+    request, response = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"
+    maker = SegmentMaker(_no_proc)
+    segments = [maker.chunk(TlsChunk(2, 1, 5, INGRESS, 0, response, CLIENT))]
+    assert maker.close(TlsClose(3, 1, 5, len(request), len(response), CLIENT)) == []
+    assert maker.flush(4) == []
+    segments.append(maker.chunk(TlsChunk(5, 1, 5, EGRESS, 0, b"GET /b", nxt)))
+    segments.append(maker.chunk(TlsChunk(6, 1, 5, EGRESS, 0, request, CLIENT)))  # the late one
+    fins = maker.flush(6)
+    assert [(s.src_port, s.dst_port, s.seq) for s in fins] == [
+        (40000, 8443, len(request)),
+        (8443, 40000, len(response)),
+    ]
+    r = TcpReassembler()
+    events = [ev for s in [*segments, *fins] if s is not None for ev in r.feed(s)]
+    old = [ev for ev in events if isinstance(ev, DataReceived) and ev.flow.client_port == 40000]
+    assert b"".join(d.data for d in old if d.direction == 0) == request
+    assert [ev.reason for ev in events if isinstance(ev, StreamClosed)] == ["fin"]
+    # the fd's next connection was counted apart: its close needs only its own bytes
+    assert len(maker.close(TlsClose(7, 1, 5, 6, 0, nxt))) == 2
+
+
+def test_a_held_close_is_given_up_after_a_while() -> None:
+    maker = SegmentMaker(_no_proc)
+    maker.chunk(TlsChunk(1, 1, 5, EGRESS, 0, b"abc", CLIENT))
+    assert maker.close(TlsClose(2, 1, 5, 10, 0, CLIENT)) == []  # 7 bytes never reported
+    assert maker.flush(3) == []
+    assert [s.seq for s in maker.flush(2 + HOLD_NS)] == [10, 0]
