@@ -90,7 +90,13 @@ def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervis
         os.environ["WIRETIDE_RULES"] = os.path.abspath(args.rules)
     (data / "sink-status.json").unlink(missing_ok=True)
     names = {f"worker-{i + 1}": [] for i in range(workers)}
-    return bootstrap, Supervisor(bootstrap, data, {"sink": extra, **names})
+    supervisor = Supervisor(bootstrap, data, {"sink": extra, **names})
+    try:  # every worker in the group before the first segment: they share the work
+        supervisor.wait_for_group(config.STREAMS_GROUP, workers)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return bootstrap, supervisor
 
 
 def _store_all(

@@ -119,6 +119,26 @@ class Supervisor:
             self.restarts[role] += 1
             self.procs[role] = self._spawn(role)
 
+    def wait_for_group(self, group: str, members: int, timeout: float = 30.0) -> bool:
+        """Wait (at most `timeout` s) until `group` is stable with `members` consumers, so
+        the first segments are shared: a worker joining after them finds most of the work
+        taken. False if it did not happen in time (the pipeline works anyway)."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(config.kafka_client(self.bootstrap, log_level=3))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                desc = admin.describe_consumer_groups([group])[group].result(timeout=5)
+                if desc.state == ConsumerGroupState.STABLE and len(desc.members) >= members:
+                    return True
+            except (KafkaException, TimeoutError):
+                pass  # no coordinator yet, or a slow answer: ask again
+            time.sleep(0.2)
+        return False
+
     def stop(self) -> None:
         """Stop every process at once (each flushes and commits on SIGTERM), then wait."""
         for proc in self.procs.values():
