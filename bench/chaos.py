@@ -206,7 +206,12 @@ class Schedule:
         self.kinds = fault_kinds()
         self.store = Store(self.data) if store_faults_possible() else None
         self.broker = LocalBroker(home / "kafka", port=_free_port())
-        self.bootstrap = self.broker.start()
+        try:
+            self.bootstrap = self.broker.start()
+        except BaseException:
+            if self.store is not None:
+                self.store.close()
+            raise
         self.env = dict(os.environ, WIRETIDE_KAFKA=self.bootstrap)
         self.env["WIRETIDE_DATA"] = str(self.data)
         from wiretide.topics import ensure_topics
