@@ -1,11 +1,14 @@
 """UDP "flows": datagrams of one 4-tuple, with roles decided, as the same stream events
-TCP reassembly gives (one `DataReceived` per datagram, `seq` counts datagrams).
+TCP reassembly gives (one `DataReceived` per datagram). A datagram's `seq` is the CRC-32 of
+its payload, not its number in the flow: a call's id (flow, seq, ts) must not depend on where
+a replay started reading the partition, and a datagram carries no position of its own.
 
 Nothing to reorder or resync: a datagram is a whole message. A flow closes when idle.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -28,7 +31,6 @@ DEFAULT_MAX_UDP_FLOWS = 100_000
 class _UdpFlow:
     flow: Flow
     last_ts: int
-    datagrams: int = 0
 
 
 class UdpTracker:
@@ -65,8 +67,7 @@ class UdpTracker:
             else Direction.SERVER_TO_CLIENT
         )
         state.last_ts = max(state.last_ts, seg.ts_ns)
-        out.append(DataReceived(flow, direction, seg.payload, seg.ts_ns, state.datagrams))
-        state.datagrams += 1
+        out.append(DataReceived(flow, direction, seg.payload, seg.ts_ns, zlib.crc32(seg.payload)))
         return out
 
     def expire(self, now_ns: int) -> list[StreamEvent]:

@@ -165,3 +165,33 @@ def test_a_checkpoint_travels_in_commit_metadata_and_back():
     assert decode_checkpoint(1234, metadata) == cp
     assert decode_checkpoint(7, encode_checkpoint(Checkpoint(7, {}))) == Checkpoint(7, {})
     assert decode_checkpoint(7, None) == Checkpoint(7, {})  # a commit made without one
+
+
+def _dns(txid: int, name: str, answer: bool) -> bytes:
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    flags = 0x8180 if answer else 0x0100
+    header = txid.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\0\1\0\0\0\0\0\0"
+    return header + qname + b"\0\1\0\1"
+
+
+def test_a_dns_call_has_the_same_id_whichever_datagram_a_replay_starts_at():
+    client, resolver = ("10.0.0.1", 53001), ("10.0.0.53", 53)
+
+    def datagram(src, dst, payload, ts):
+        return Segment(ts, *src, *dst, 0, 0, 0, payload, transport="udp")
+
+    messages = []
+    for i, name in enumerate(["a.example", "b.example", "c.example"]):
+        messages.append([datagram(client, resolver, _dns(i, name, False), ts=100 * i + 1)])
+        messages.append([datagram(resolver, client, _dns(i, name, True), ts=100 * i + 2)])
+
+    def ids(pipeline: Pipeline, tokens) -> dict[str, str]:
+        calls = [c for t in tokens for c in pipeline.process(t, messages[t]).calls]
+        calls += pipeline.finish().calls
+        assert all(c.protocol == "dns" for c in calls)
+        return {c.path: c.call_id for c in calls}
+
+    whole = ids(_pipeline(), range(6))
+    assert len(whole) == 3
+    replay = ids(_pipeline(), range(2, 6))  # read again from the second query on
+    assert replay == {name: whole[name] for name in list(whole)[1:]}
