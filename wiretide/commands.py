@@ -606,6 +606,7 @@ def run_sink(args: argparse.Namespace) -> int:
     status = {
         "written": sink.written,
         "dead_letters": sink.dead_letters,
+        "pid": os.getpid(),  # the final count too says whose it is (one file, many lives)
         "stored_before": before,
         "stored_after": count_calls(store),
     }
