@@ -102,9 +102,11 @@ def stop_all(procs: Iterable[subprocess.Popen]) -> None:
             proc.kill()
 
 
-def read_topic(bootstrap: str, topic: str, within: float = 20.0) -> list[Message]:
-    """Every message of `topic` from the start: stops at the first quiet poll after some
-    arrived, or after `within` seconds (so an empty topic costs `within`)."""
+def read_topic(
+    bootstrap: str, topic: str, within: float = 20.0, settle: float = 0.5
+) -> list[Message]:
+    """Every message of `topic` from the start: stops once `settle` seconds pass without a
+    message after some arrived, or after `within` seconds (an empty topic costs `within`)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -114,12 +116,13 @@ def read_topic(bootstrap: str, topic: str, within: float = 20.0) -> list[Message
     )
     consumer.subscribe([topic])
     got: list[Message] = []
-    deadline = time.monotonic() + within
+    deadline, last = time.monotonic() + within, 0.0
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is not None and not msg.error():
             got.append(msg)
-        elif got:
+            last = time.monotonic()
+        elif got and time.monotonic() - last >= settle:
             break
     consumer.close()
     return got

@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from producers.publisher import SegmentPublisher
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
@@ -215,24 +215,9 @@ def _segment(seq: int) -> Segment:
 
 
 def _segments_in(bootstrap: str, topic: str) -> list[Segment]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    found: list[Segment] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(found) < 3:
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error() and msg.value():
-            found += decode_segment_batch(msg.value())
-    for msg in consumer.consume(100, timeout=2):  # nothing more: no duplicate
-        if not msg.error() and msg.value():
-            found += decode_segment_batch(msg.value())
-    consumer.close()
+    # 2 s without a message before stopping: a late duplicate would still be read.
+    messages = read_topic(bootstrap, topic, within=30, settle=2)
+    found = [seg for msg in messages if msg.value() for seg in decode_segment_batch(msg.value())]
     return sorted(found, key=lambda s: s.seq)
 
 
