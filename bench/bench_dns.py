@@ -24,13 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from producers.pcap import read_segments  # noqa: E402
+from schemas.records import ApiCall, segment_flow_id  # noqa: E402
 from streams.dissect.registry import default_registry  # noqa: E402
 from streams.pipeline import Pipeline  # noqa: E402
 from streams.reassembly.events import DataReceived, GapSkipped, StreamClosed  # noqa: E402
 from streams.reassembly.tcp import TcpReassembler  # noqa: E402
 from streams.reassembly.udp import UdpTracker  # noqa: E402
 from streams.redact import RedactionPolicy  # noqa: E402
-from wiretide.records import ApiCall, segment_flow_id  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "protocols"
 

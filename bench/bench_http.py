@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from schemas.records import ApiCall, flow_id  # noqa: E402
 from streams.dissect.http import HTTP1  # noqa: E402
 from streams.reassembly.events import Direction, Flow  # noqa: E402
 from streams.redact import redact  # noqa: E402
-from wiretide.records import ApiCall, flow_id  # noqa: E402
 
 MSS = 1448
 

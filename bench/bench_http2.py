@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from producers.pcap import read_segments  # noqa: E402
+from schemas.records import ApiCall, flow_id  # noqa: E402
 from streams.dissect.http2 import HTTP2  # noqa: E402
 from streams.reassembly.events import Direction, Flow  # noqa: E402
-from wiretide.records import ApiCall, flow_id  # noqa: E402
 
 PCAP = ROOT / "tests" / "golden" / "protocols" / "http2" / "basic.pcap"
 PORTS = (21050, 21051)

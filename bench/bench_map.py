@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from schemas.records import ApiCall  # noqa: E402
 from sinks.clickhouse import CallWriter, open_store  # noqa: E402
 from sinks.clickhouse.service_map import read_map  # noqa: E402
 from wiretide.kfl import parse, to_sql  # noqa: E402
-from wiretide.records import ApiCall  # noqa: E402
 
 _PROTOCOLS = [("http", 200, 500), ("postgresql", 0, 1), ("redis", 0, 1), ("grpc", 0, 14)]
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"

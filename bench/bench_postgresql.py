@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from producers.pcap import read_segments  # noqa: E402
+from schemas.records import ApiCall  # noqa: E402
 from streams.reassembly.events import DataReceived  # noqa: E402
 from streams.reassembly.tcp import TcpReassembler  # noqa: E402
-from wiretide.records import ApiCall  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "protocols"
 REPEAT = 200  # copies of the capture tshark reads

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from schemas.records import ACK, FIN, PSH, SYN, Segment  # noqa: E402
 from streams.reassembly.tcp import TcpReassembler  # noqa: E402
-from wiretide.records import ACK, FIN, PSH, SYN, Segment  # noqa: E402
 
 MASK = 0xFFFFFFFF
 MSS = 1448

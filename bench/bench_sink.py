@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from schemas.records import ApiCall  # noqa: E402
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls  # noqa: E402
 from sinks.clickhouse.arrow import calls_to_arrow  # noqa: E402
-from wiretide.records import ApiCall  # noqa: E402
 
 _PATHS = ["/api/v1/users", "/api/v1/orders", "/healthz", "/api/v1/catalogue", "/metrics"]
 

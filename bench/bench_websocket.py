@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_http import write_pcap  # noqa: E402
 
 from producers.pcap import read_segments  # noqa: E402
+from schemas.records import ApiCall, flow_id  # noqa: E402
 from streams.dissect.http import HTTP1  # noqa: E402
 from streams.reassembly.events import DataReceived, Direction, Flow  # noqa: E402
 from streams.reassembly.tcp import TcpReassembler  # noqa: E402
-from wiretide.records import ApiCall, flow_id  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "protocols" / "websocket"
 DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wiretide import config  # noqa: E402
+from schemas import config  # noqa: E402
 from wiretide.broker import LocalBroker  # noqa: E402
 from wiretide.local import (  # noqa: E402
     Supervisor,
@@ -219,7 +219,7 @@ class Schedule:
             raise
         self.env = dict(os.environ, WIRETIDE_KAFKA=self.bootstrap)
         self.env["WIRETIDE_DATA"] = str(self.data)
-        from wiretide.topics import ensure_topics
+        from schemas.runtime.topics import ensure_topics
 
         ensure_topics(self.bootstrap)
         roles = {"sink": [], **{f"worker-{i + 1}": [] for i in range(workers)}}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiretide.records import Segment, segment_flow_id
+from schemas.records import Segment, segment_flow_id
 
 
 class FlowBatcher:

@@ -16,7 +16,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from wiretide.records import Segment, record_maker
+from schemas.records import Segment, record_maker
 
 # Link-layer header types (https://www.tcpdump.org/linktypes.html).
 LINKTYPE_NULL = 0

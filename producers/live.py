@@ -16,8 +16,8 @@ from typing import Protocol
 
 from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.batcher import FlowBatcher
-from wiretide.errors import WiretideError
-from wiretide.records import Segment
+from schemas.errors import WiretideError
+from schemas.records import Segment
 
 Publish = Callable[[str, list[Segment]], None]
 

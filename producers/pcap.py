@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from producers.decode import make_decoder
-from wiretide.errors import WiretideError
-from wiretide.records import Segment
+from schemas.errors import WiretideError
+from schemas.records import Segment
 
 __all__ = ["CaptureError", "ReadStats", "read_segments"]
 

@@ -24,7 +24,7 @@ import struct
 import sys
 from array import array
 
-from wiretide.records import Segment
+from schemas.records import Segment
 
 LINKTYPE_RAW = 101
 SNAPLEN = 262_144

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from wiretide import config
-from wiretide.errors import WiretideError
-from wiretide.outage import Outage, transient
-from wiretide.records import Segment
-from wiretide.serde import encode_segment_batch
+from schemas import config
+from schemas.errors import WiretideError
+from schemas.records import Segment
+from schemas.runtime.outage import Outage, transient
+from schemas.serde import encode_segment_batch
 
 
 def partition_key(flow: str) -> bytes:

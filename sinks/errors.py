@@ -6,7 +6,7 @@ what to do about it; the CLI prints it as is, never a traceback.
 
 from __future__ import annotations
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 _MAX_DETAIL = 300
 

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
+from schemas import config
 from schemas.codec import CodecError
+from schemas.records import ApiCall
+from schemas.runtime import health
+from schemas.runtime.outage import Outage, transient
+from schemas.serde import RejectedCall, decode_call_batch
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
 from sinks.errors import SinkError, one_line
-from wiretide import config, health
-from wiretide.outage import Outage, transient
-from wiretide.records import ApiCall
-from wiretide.serde import RejectedCall, decode_call_batch
 
 
 class CallSink:

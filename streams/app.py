@@ -27,15 +27,16 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaTP
 
+from schemas import config
 from schemas.codec import CodecError
+from schemas.runtime import health
+from schemas.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
 from streams.dissect.registry import default_registry
 from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
 from streams.pipeline import Checkpoint, Pipeline, Processed
 from streams.redact import RedactionPolicy
 from streams.rules import load_rules
-from wiretide import config, health
-from wiretide.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
 
 log = logging.getLogger("wiretide.worker")
 
@@ -277,7 +278,7 @@ def follow_endpoints(timeout_s: float = 10.0) -> EndpointFollower:
 def run() -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a last commit) or a fault (exit 1, so the
     supervisor restarts it: never a live process that does nothing)."""
-    from wiretide.topics import ensure_topics
+    from schemas.runtime.topics import ensure_topics
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     stopping: list[bool] = []

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from schemas import config
 from schemas.codec import CodecError
+from schemas.runtime.outage import Outage, transient
+from schemas.serde import decode_endpoint
 from streams.enrich import Directory
-from wiretide import config
-from wiretide.outage import Outage, transient
-from wiretide.serde import decode_endpoint
 
 
 class EndpointFollower(threading.Thread):

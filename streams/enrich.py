@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from wiretide.records import ApiCall, Endpoint
+from schemas.records import ApiCall, Endpoint
 
 
 class Directory:

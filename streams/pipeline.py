@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from schemas.records import ApiCall, Segment, Violation, segment_flow_id
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector
 from streams.dissect.opaque import OpaqueDissector, TlsTwins
 from streams.dissect.registry import Registry
@@ -36,7 +37,6 @@ from streams.reassembly.tcp import TcpReassembler
 from streams.reassembly.udp import UdpTracker
 from streams.redact import RedactionPolicy, redact
 from streams.rules import Rule, judge, violation
-from wiretide.records import ApiCall, Segment, Violation, segment_flow_id
 
 
 @dataclass(slots=True)

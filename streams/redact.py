@@ -46,7 +46,7 @@ from urllib.parse import unquote_plus
 import re2
 import yaml
 
-from wiretide.records import ApiCall, Headers, record_maker
+from schemas.records import ApiCall, Headers, record_maker
 
 REPLACEMENT = "[REDACTED]"
 DEFAULT_FIELDS: tuple[str, ...] = (

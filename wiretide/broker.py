@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from wiretide import config
-from wiretide.errors import BrokerError
+from schemas import config
+from schemas.errors import BrokerError
 
 KAFKA_VERSION = "3.9.1"  # KRaft
 DEFAULT_PORT = 9092

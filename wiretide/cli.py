@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 EXIT_USAGE = 2
 
@@ -61,8 +61,8 @@ def _count(text: str) -> int:
 
 
 def _broker_port(text: str) -> int:
+    from schemas.errors import BrokerError
     from wiretide.broker import checked_port
-    from wiretide.errors import BrokerError
 
     try:
         return checked_port(text, "port")

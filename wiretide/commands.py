@@ -14,17 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wiretide import config
-from wiretide.errors import WiretideError
+from schemas import config
+from schemas.errors import WiretideError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from producers.pcap import ReadStats
     from producers.publisher import SegmentPublisher
+    from schemas.records import Segment
     from wiretide.local import Supervisor
     from wiretide.progress import Progress
-    from wiretide.records import Segment
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -71,9 +71,9 @@ def _check_rules(path: str | None) -> None:
 
 def _start_pipeline(args: argparse.Namespace, data: Path) -> tuple[str, Supervisor]:
     """Broker, topics, stream workers and the sink, ready for segments."""
+    from schemas.runtime.topics import ensure_topics
     from wiretide.broker import resolve_bootstrap
     from wiretide.local import Supervisor, ui_listen
-    from wiretide.topics import ensure_topics
 
     bootstrap = resolve_bootstrap(args.kafka, data)
     # Every core by default; partitions enough that no worker idles.
@@ -236,9 +236,9 @@ def _agent_pcap(args: argparse.Namespace) -> int:
     """Publish a capture's segments to Kafka for the stream workers, then mark its end."""
     from producers.pcap import ReadStats, read_segments
     from producers.publisher import SegmentPublisher
+    from schemas.runtime.topics import ensure_topics
     from wiretide.broker import resolve_bootstrap
     from wiretide.progress import Progress
-    from wiretide.topics import ensure_topics
 
     segments = read_segments(args.pcap, stats=(stats := ReadStats()))
     first = next(segments, None)
@@ -372,7 +372,7 @@ def _keep_ui(args: argparse.Namespace, data: Path, bootstrap: str, port: int | N
 
 
 def run_health(args: argparse.Namespace) -> int:
-    from wiretide import health
+    from schemas.runtime import health
 
     ok, message = health.check(args.component, args.max_age, config.data_dir(args.data))
     print(message, file=sys.stdout if ok else sys.stderr)
@@ -383,7 +383,7 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
     from producers.afpacket import RingSpec
     from producers.live import LiveLoop, open_sources
     from producers.publisher import SegmentPublisher
-    from wiretide import health
+    from schemas.runtime import health
     from wiretide.local import read_status
     from wiretide.progress import Progress
 
@@ -423,8 +423,8 @@ def _tap_live(args: argparse.Namespace, store: bool = True) -> int:
             bootstrap, supervisor = _start_pipeline(args, data)
             ui_port = _announce_ui(args, supervisor)
         else:
+            from schemas.runtime.topics import ensure_topics
             from wiretide.broker import resolve_bootstrap
-            from wiretide.topics import ensure_topics
 
             bootstrap = resolve_bootstrap(args.kafka, data)
             ensure_topics(bootstrap)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 HELM_CACHE = Path("~/.cache/wiretide/helm/helm")
 CHART = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "wiretide"

@@ -23,9 +23,9 @@ from urllib.parse import quote
 
 import yaml
 
+from schemas.errors import WiretideError
 from wiretide import deploy
 from wiretide.deploy import DeployError
-from wiretide.errors import WiretideError
 
 RELEASE = "wiretide"
 HUB_LABEL = "app.kubernetes.io/component=hub"

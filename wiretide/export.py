@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from producers.pcap_writer import PcapngWriter, PcapWriter
+from schemas import config
+from schemas.errors import WiretideError
+from schemas.records import Segment, segment_flow_id
 from sinks.clickhouse.ddl import CALLS
 from sinks.errors import one_line
-from wiretide import config
-from wiretide.errors import WiretideError
-from wiretide.records import Segment, segment_flow_id
 
 MARGIN_NS = 1_000_000_000  # a call's span is widened by this much on each side
 FORMATS = ("pcap", "pcapng")
@@ -246,7 +246,7 @@ def read_topic(
         TopicPartition,
     )
 
-    from wiretide.serde import decode_segment_batch
+    from schemas.serde import decode_segment_batch
 
     topic = topic or config.SEGMENTS_TOPIC
     consumer = Consumer(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from wiretide import config
-from wiretide.errors import WiretideError
+from schemas import config
+from schemas.errors import WiretideError
 
 
 class PipelineError(WiretideError):

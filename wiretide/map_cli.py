@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 DEFAULT_SINCE = "15m"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -112,7 +112,7 @@ def run_map(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace, since: datetime, until: datetime) -> dict[str, Any]:
     """The graph as the API's JSON: from the data dir's owner if one runs, else the store."""
-    from wiretide import config
+    from schemas import config
 
     data = config.data_dir(args.data)
     if not args.clickhouse and not _env_dsn():

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 Instruction = tuple[int, int, int, int]  # code, jt, jf, k: struct sock_filter
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

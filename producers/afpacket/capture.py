@@ -24,7 +24,7 @@ from producers.afpacket.bpf import CaptureFilter, capture_filter
 from producers.afpacket.ring import PACKET_OUTGOING, RingSpec, read_block
 from producers.afpacket.ring_socket import KernelStats, RingSocket
 from producers.decode import LINKTYPE_RAW, make_decoder
-from wiretide.records import Segment
+from schemas.records import Segment
 
 __all__ = ["AfPacketCapture", "ForwardedCopies", "fingerprint"]
 

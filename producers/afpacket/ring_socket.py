@@ -28,7 +28,7 @@ from producers.afpacket.ring import (
     TPACKET_V3,
     RingSpec,
 )
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5

@@ -1,6 +1,6 @@
 """One error class per missing eBPF prerequisite; each message says what to do."""
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 SETUP_HINT = "run producers/tls/setup.sh as root"
 

@@ -15,7 +15,7 @@ from producers.tls import elf, program
 from producers.tls.chunks import SegmentMaker, TlsChunk, TlsClose
 from producers.tls.sockets import resolve_fd, tuple_from_event
 from producers.tls.targets import ProbeTarget, all_pids, process_targets
-from wiretide.records import Segment
+from schemas.records import Segment
 
 _OPENSSL_PROBES = {
     "SSL_write": "ssl_write",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from producers.tls.sockets import SocketTuple
-from wiretide.records import FIN, PSH, Segment
+from schemas.records import FIN, PSH, Segment
 
 EGRESS, INGRESS = 0, 1
 _MASK = 0xFFFFFFFF

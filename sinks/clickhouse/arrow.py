@@ -11,8 +11,8 @@ from operator import attrgetter
 
 import pyarrow as pa
 
+from schemas.records import ApiCall
 from sinks.clickhouse.view import normalize_headers
-from wiretide.records import ApiCall
 
 _TS = pa.timestamp("ns", tz="UTC")
 _HEADERS = pa.map_(pa.string(), pa.string())

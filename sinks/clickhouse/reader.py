@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from schemas.records import ApiCall
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.ddl import CALLS
 from sinks.clickhouse.view import call_view
 from sinks.errors import SinkError, one_line
-from wiretide.records import ApiCall
 
 # Select list: ApiCall field name → SQL expression.
 _FIELDS: dict[str, str] = {

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from wiretide.records import ApiCall
+from schemas.records import ApiCall
 
 
 def normalize_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -24,12 +24,12 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from schemas.records import ApiCall
+from schemas.serde import RejectedCall
 from sinks.clickhouse.arrow import calls_to_arrow
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.ddl import CALLS
 from sinks.errors import SinkError, one_line
-from wiretide.records import ApiCall
-from wiretide.serde import RejectedCall
 
 # async_insert=0: a fire-and-forget insert would return before the rows are stored.
 # optimize_on_insert=0: the batch is deduplicated here already, so ReplacingMergeTree's

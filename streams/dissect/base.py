@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, Protocol
 
+from schemas.records import ApiCall
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 
 class DissectError(Exception):

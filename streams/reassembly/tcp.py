@@ -34,6 +34,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
+from schemas.records import ACK, FIN, RST, SYN, Segment, record_maker, segment_flow_id
 from streams.reassembly.events import (
     DataReceived,
     Direction,
@@ -43,7 +44,6 @@ from streams.reassembly.events import (
     StreamEvent,
     StreamOpened,
 )
-from wiretide.records import ACK, FIN, RST, SYN, Segment, record_maker, segment_flow_id
 
 __all__ = ["COMMON_SERVER_PORTS", "ReassemblyStats", "TcpReassembler"]
 

@@ -12,6 +12,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from schemas.records import Segment, flow_id
 from streams.reassembly.events import (
     DataReceived,
     Direction,
@@ -21,7 +22,6 @@ from streams.reassembly.events import (
     StreamOpened,
 )
 from streams.reassembly.tcp import _dst_is_server
-from wiretide.records import Segment, flow_id
 
 DEFAULT_UDP_IDLE_NS = 30 * 1_000_000_000
 DEFAULT_MAX_UDP_FLOWS = 100_000

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from schemas.regex import Regex, RegexError, compile_re2
 from streams.rules.jsonpath import JsonPath, JsonPathError
 from streams.rules.model import Problem, Rule, RulesError
-from wiretide.kfl.regex import Regex, RegexError, compile_re2
 
 _KINDS = {"latency": "latency", "slo": "latency", "json": "json", "header": "header"}
 _KEYS = ("name", "type", "path", "service", "method", "latency", "response-time", "key", "value")

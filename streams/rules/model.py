@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.errors import WiretideError
+from schemas.regex import Regex
 from streams.rules.jsonpath import JsonPath
-from wiretide.errors import WiretideError
-from wiretide.kfl.regex import Regex
 
 KINDS = ("latency", "json", "header")  # `slo` is read as latency
 

@@ -20,9 +20,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.records import ApiCall, Violation
+from schemas.regex import Regex
 from streams.rules.model import Rule, Verdict
-from wiretide.kfl.regex import Regex
-from wiretide.records import ApiCall, Violation
 
 _SHOWN = 80  # characters of an observed value kept in a verdict
 

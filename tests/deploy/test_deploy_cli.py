@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from schemas.errors import WiretideError
 from tests.deploy._support import ROOT, find_helm
 from wiretide.deploy import add_parsers, run_deploy, run_undeploy
-from wiretide.errors import WiretideError
 
 HELM = find_helm()
 needs_helm = pytest.mark.skipif(

@@ -9,8 +9,8 @@ import struct
 from confluent_kafka import Producer
 
 from producers.pcap_writer import PcapWriter
+from schemas.records import ACK, FIN, PSH, SYN, Segment
 from tests.conftest import GOLDEN, read_topic, run_wiretide
-from wiretide.records import ACK, FIN, PSH, SYN, Segment
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 

@@ -21,9 +21,9 @@ from confluent_kafka.admin import AdminClient
 
 from producers.pcap import read_segments
 from producers.pcap_writer import TLS_COMMENT, PcapngWriter, PcapWriter, ip_packets
+from schemas.records import ACK, PSH, SYN, Segment
 from tests.conftest import GOLDEN, ROOT, needs, pipeline_env, run_wiretide
 from wiretide.export import CallSpan, SegmentPicker, build_export, parse_time
-from wiretide.records import ACK, PSH, SYN, Segment
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 pytestmark = pytest.mark.timeout(600)

@@ -19,12 +19,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.pcap import read_segments
 from producers.pcap_writer import PcapWriter
+from schemas.records import ACK, SYN, Endpoint, Segment
 from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
 from tests.golden.protocols.dissect import golden_cases
 from tests.hub.conftest import start_hub
 from wiretide.hub.client import advertise, withdraw
 from wiretide.kube.publish import EndpointPublisher
-from wiretide.records import ACK, SYN, Endpoint, Segment
 
 # capture (relative to tests/golden) -> (client IP, server IP); captures not listed get
 # addresses nobody knows, so they map as IP nodes.

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas.records import Violation
+from schemas.serde import decode_violation
 from tests.conftest import GOLDEN, ROOT, run_wiretide
-from wiretide.records import Violation
-from wiretide.serde import decode_violation
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 LIMIT_MS = 3  # /api/users in this capture answers in 0.6 to 4.8 ms

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from producers.pcap import read_segments
-from wiretide.records import ACK, FIN, PSH, SYN, Segment
+from schemas.records import ACK, FIN, PSH, SYN, Segment
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from schemas.records import ACK, PSH, SYN, ApiCall, Segment, flow_id
+from schemas.serde import decode_call_batch, encode_call_batch
 from sinks.clickhouse.arrow import calls_to_arrow
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.writer import CallWriter
@@ -30,8 +32,6 @@ from streams.pipeline import Pipeline, Processed
 from streams.redact import RedactionPolicy
 from tests.fuzz.corpus import GOLDEN, SERVER_IP, Transcript, replay, seed_corpus
 from tests.fuzz.mutate import mutate, wire
-from wiretide.records import ACK, PSH, SYN, ApiCall, Segment, flow_id
-from wiretide.serde import decode_call_batch, encode_call_batch
 
 FINDINGS_DIR = GOLDEN / "fuzz"
 TS0 = 1_780_000_000 * 10**9  # 2026-05-28: fixed, so call ids are the same every run

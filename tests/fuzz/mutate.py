@@ -8,8 +8,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from schemas.records import FIN, RST, SYN, Segment
 from tests.fuzz.corpus import CLIENT, SERVER, Transcript
-from wiretide.records import FIN, RST, SYN, Segment
 
 MAX_TRANSCRIPT = 512 * 1024  # bytes of one mutated flow (deep nesting and repeats grow it)
 

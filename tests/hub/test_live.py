@@ -17,14 +17,14 @@ from confluent_kafka import Producer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from schemas.records import ApiCall
+from schemas.serde import encode_call_batch
 from sinks.clickhouse.view import call_view
 from tests.conftest import pipeline_env
 from tests.hub.conftest import Hub, start_hub
 from wiretide.hub.app import MAX_FILTER
 from wiretide.hub.budget import BudgetLimits, stuck_message
 from wiretide.hub.live import LiveError, LiveTail, Subscription
-from wiretide.records import ApiCall
-from wiretide.serde import encode_call_batch
 
 _T0 = time.time_ns()
 

@@ -17,13 +17,13 @@ from confluent_kafka import Producer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from schemas.records import ApiCall
+from schemas.serde import encode_call_batch
 from tests.conftest import pipeline_env
 from tests.hub.test_live import _call, _query
 from tests.hub.test_serve import make_topics, sink_log, start_sink, stop, wait_for_hub
 from wiretide.hub.app import MAX_FILTER
 from wiretide.local import read_status
-from wiretide.records import ApiCall
-from wiretide.serde import encode_call_batch
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from schemas.records import ApiCall
+from schemas.serde import encode_call_batch
 from tests.conftest import ROOT, pipeline_env, run_wiretide
 from tests.golden.protocols.dissect import capture_calls
 from tests.hub.conftest import PCAP
 from wiretide.hub.client import advert, find_hub
 from wiretide.local import read_status
-from wiretide.records import ApiCall
-from wiretide.serde import encode_call_batch
 
 pytestmark = pytest.mark.timeout(600)
 BATCHES, PER_BATCH = 40, 250
@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen[str]) -> int:
 
 
 def make_topics(env: dict[str, str]) -> None:
-    code = "from wiretide.topics import ensure_topics; import os; ensure_topics(os.environ['WIRETIDE_KAFKA'])"  # noqa: E501
+    code = "from schemas.runtime.topics import ensure_topics; import os; ensure_topics(os.environ['WIRETIDE_KAFKA'])"  # noqa: E501
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
 
 

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from producers.batcher import FlowBatcher
-from wiretide.records import Segment, segment_flow_id
+from schemas.records import Segment, segment_flow_id
 
 
 def _seg(i: int, port: int) -> Segment:

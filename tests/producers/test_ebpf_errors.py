@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import sys
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 try:
     if sys.argv[1] == "tls":
         from producers.tls import TlsCapture

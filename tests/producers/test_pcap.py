@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from producers.decode import make_segment
 from producers.pcap import CaptureError, ReadStats, read_segments
-from wiretide.records import ACK, SYN, Segment
+from schemas.records import ACK, SYN, Segment
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "pcap"
 FILES = sorted(p.name for p in GOLDEN.iterdir() if p.name.endswith((".pcap", ".pcapng", ".gz")))

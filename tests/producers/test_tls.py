@@ -21,10 +21,10 @@ from producers.afpacket import AfPacketCapture
 from producers.live import LiveLoop
 from producers.publisher import partition_key
 from producers.tls import TlsCapture, probe_ebpf
+from schemas.records import FIN, ApiCall, Segment
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
-from wiretide.records import FIN, ApiCall, Segment
 
 GO_SOURCE = Path(__file__).parent / "tls_go"
 

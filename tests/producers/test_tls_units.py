@@ -21,9 +21,9 @@ from producers.tls.elf import (
     ret_offsets,
 )
 from producers.tls.sockets import SocketTuple, parse_proc_net_tcp, resolve_fd, tuple_from_event
+from schemas.records import FIN
 from streams.reassembly.events import DataReceived, StreamClosed
 from streams.reassembly.tcp import TcpReassembler
-from wiretide.records import FIN
 
 CLIENT = SocketTuple("10.0.0.1", 40000, "10.0.0.2", 8443)  # as the client process sees it
 SERVER = SocketTuple("10.0.0.2", 8443, "10.0.0.1", 40000)  # as the server process sees it

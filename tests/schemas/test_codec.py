@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.codec import MAGIC, CodecError, codec
-from wiretide.records import ApiCall, Segment
-from wiretide.serde import decode_call, decode_segment_batch, encode_call, encode_segment_batch
+from schemas.records import ApiCall, Segment
+from schemas.serde import decode_call, decode_segment_batch, encode_call, encode_segment_batch
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

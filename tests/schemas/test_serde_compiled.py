@@ -1,4 +1,4 @@
-"""The compiled batch codecs in wiretide.serde against the generic fastavro path: the same
+"""The compiled batch codecs in schemas.serde against the generic fastavro path: the same
 bytes out, the same records in, the same errors, whatever the input. The public encoders
 fit numbers into range first (records.fit_call), so both paths see fitted records."""
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas import serde
 from schemas.codec import CodecError, codec
-from wiretide import serde
-from wiretide.records import SEGMENT_RANGES, ApiCall, Segment, fit_call, fit_numbers, record_maker
+from schemas.records import SEGMENT_RANGES, ApiCall, Segment, fit_call, fit_numbers, record_maker
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 SMALL = st.integers(-300, 300) | st.integers(0, 70_000)

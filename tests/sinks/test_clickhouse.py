@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.clickhouse.arrow import COLUMNS
 from sinks.clickhouse.ddl import MIGRATIONS, migrate
@@ -26,7 +27,6 @@ from sinks.clickhouse.selectors import SELECTORS
 from sinks.clickhouse.view import call_view
 from sinks.clickhouse.writer import StoreUnavailable
 from sinks.errors import SinkError
-from wiretide.records import ApiCall
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = time.time_ns() - 60 * 1_000_000_000

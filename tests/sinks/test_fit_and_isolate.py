@@ -10,14 +10,8 @@ import struct
 
 import pytest
 
-from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
-from tests.sinks.test_clickhouse import make_call
-from tests.streams.dissect_kit import C, S, calls_of
-from tests.streams.test_amqp import dialog, frame, method, shortstr
-from tests.streams.test_kafka_dissect import batch, produce_v3, produce_v3_response
-from tests.streams.test_kafka_dissect import run as kafka_dialog
-from wiretide.records import ApiCall, Endpoint, Violation
-from wiretide.serde import (
+from schemas.records import ApiCall, Endpoint, Violation
+from schemas.serde import (
     decode_call_batch,
     decode_endpoint,
     decode_violation,
@@ -26,6 +20,12 @@ from wiretide.serde import (
     encode_endpoint,
     encode_violation,
 )
+from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
+from tests.sinks.test_clickhouse import make_call
+from tests.streams.dissect_kit import C, S, calls_of
+from tests.streams.test_amqp import dialog, frame, method, shortstr
+from tests.streams.test_kafka_dissect import batch, produce_v3, produce_v3_response
+from tests.streams.test_kafka_dissect import run as kafka_dialog
 
 
 @pytest.fixture

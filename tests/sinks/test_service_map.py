@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, open_store
 from sinks.clickhouse.ddl import migrate
 from sinks.clickhouse.service_map import Graph, minute_window, read_map
 from wiretide.kfl import parse, to_sql
-from wiretide.records import ApiCall
 
 # A fixed minute long ago: retention counts from insertion, so old calls are kept.
 T0 = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)

@@ -16,22 +16,22 @@ import pytest
 from confluent_kafka import Producer
 
 from producers.publisher import SegmentPublisher
-from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
-from sinks.kafka_writer import CallSink
-from streams.endpoints import EndpointFollower
-from streams.enrich import Directory
-from tests.conftest import _free_port_pair, read_topic
-from tests.sinks.test_clickhouse import make_call
-from wiretide import config
-from wiretide.broker import LocalBroker
-from wiretide.records import Endpoint, Segment
-from wiretide.serde import (
+from schemas import config
+from schemas.records import Endpoint, Segment
+from schemas.serde import (
     _generic_encode_call_batch,
     decode_call,
     decode_segment_batch,
     encode_call_batch,
     encode_endpoint,
 )
+from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
+from sinks.kafka_writer import CallSink
+from streams.endpoints import EndpointFollower
+from streams.enrich import Directory
+from tests.conftest import _free_port_pair, read_topic
+from tests.sinks.test_clickhouse import make_call
+from wiretide.broker import LocalBroker
 
 
 @pytest.fixture

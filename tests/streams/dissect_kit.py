@@ -11,10 +11,10 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.reassembly.events import DataReceived, Direction, Flow
 from streams.reassembly.tcp import TcpReassembler
-from wiretide.records import ApiCall
 
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 Chunk = tuple[Direction, bytes, int, int]  # direction, data, ts_ns, seq

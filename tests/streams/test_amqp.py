@@ -14,13 +14,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall, flow_id
 from streams.dissect.amqp import AMQP, AmqpDissector, AmqpFactory
 from streams.dissect.base import DissectFailed
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, flows_in, header, spans
-from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "amqp"
 PCAP = GOLDEN / "basic.pcap"

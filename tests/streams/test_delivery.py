@@ -8,10 +8,10 @@ import random
 
 import pytest
 
+from schemas.records import ACK, FIN, PSH, SYN, ApiCall, Segment
 from streams.dissect.registry import default_registry
 from streams.pipeline import Checkpoint, Pipeline
 from streams.redact import RedactionPolicy
-from wiretide.records import ACK, FIN, PSH, SYN, ApiCall, Segment
 
 SERVER = ("10.0.0.2", 8080)
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed
 from streams.dissect.dns import DNS, DnsDissector
 from streams.dissect.dns.names import read_name
@@ -24,7 +25,6 @@ from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import calls_of, merged, receive_each, spans
-from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "dns"
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT

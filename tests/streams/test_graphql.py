@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall, flow_id
 from streams.dissect.graphql import graphql_call, maybe_graphql
 from streams.dissect.graphql.document import (
     GraphQLSyntaxError,
@@ -23,7 +24,6 @@ from streams.dissect.graphql.document import (
 from streams.dissect.http import HTTP1
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
-from wiretide.records import ApiCall, flow_id
 
 graphql = pytest.importorskip("graphql")  # graphql-core: the reference parser
 

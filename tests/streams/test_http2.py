@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed, call_id, new_call
 from streams.dissect.http2 import HTTP2, Http2Factory, after_h2c_upgrade
 from streams.dissect.http2.frames import PREFACE
@@ -31,7 +32,6 @@ from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, failures_of, header, spans
-from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols"
 HTTP2_PCAP = GOLDEN / "http2" / "basic.pcap"

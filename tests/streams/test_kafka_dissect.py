@@ -11,6 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.dissect.http import HTTP1
 from streams.dissect.kafka import KAFKA, KafkaFactory
@@ -32,7 +33,6 @@ from tests.streams.dissect_kit import (
 from tests.streams.dissect_kit import (
     calls_by_time as calls_of,
 )
-from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "kafka"
 FLOW = Flow("tcp:10.0.0.1:40000-10.0.0.2:9092", "10.0.0.1", 40000, "10.0.0.2", 9092)

@@ -15,6 +15,7 @@ from bson import json_util
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.dissect.mongodb import MONGODB, MongoDissector, bson
 from streams.reassembly.events import Flow
@@ -31,7 +32,6 @@ from tests.streams.dissect_kit import (
     replay,
     truncated_or_damaged,
 )
-from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "mongodb"
 FLOWS = flows_in(GOLDEN / "basic.pcap")

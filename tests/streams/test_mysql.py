@@ -11,6 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.dissect.mysql import MYSQL, MySqlDissector
 from streams.dissect.mysql import parser as p
@@ -28,7 +29,6 @@ from tests.streams.dissect_kit import (
     replay,
     truncated_or_damaged,
 )
-from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "mysql"
 FLOWS = sorted(flows_in(GOLDEN / "basic.pcap"), key=lambda f: f[1][0][2])

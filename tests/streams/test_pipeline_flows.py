@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from producers.publisher import partition_key
+from schemas.records import ACK, FIN, PSH, SYN, Segment
 from streams.dissect.opaque import TlsTwins
 from streams.dissect.registry import Registry, default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
-from wiretide.records import ACK, FIN, PSH, SYN, Segment
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 7777)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.dissect.postgresql import POSTGRESQL, PostgresDissector
 from streams.reassembly.events import Flow
@@ -30,7 +31,6 @@ from tests.streams.dissect_kit import (
     replay,
     truncated_or_damaged,
 )
-from wiretide.records import ApiCall
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "postgresql"
 

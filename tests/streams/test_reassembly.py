@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ACK, FIN, PSH, RST, SYN, Segment, flow_id
 from streams.reassembly.events import (
     DataReceived,
     Direction,
@@ -16,7 +17,6 @@ from streams.reassembly.events import (
     StreamOpened,
 )
 from streams.reassembly.tcp import TcpReassembler
-from wiretide.records import ACK, FIN, PSH, RST, SYN, Segment, flow_id
 
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 CLI = ("10.0.0.1", 40000)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.redact import DEFAULT_FIELDS, RedactionPolicy, normalize, redact
-from wiretide.records import ApiCall
 
 R = "[REDACTED]"
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "http"
@@ -477,7 +477,7 @@ def test_header_and_query_verdicts_are_cached_per_policy():
 def test_other_protocols_keep_their_own_fields_and_redact_declared_documents():
     """Kafka's api_key/client_id, PostgreSQL's user and DNS's authority are the protocol's
     field names, not user data; a message body is redacted by its declared type."""
-    from wiretide.records import ApiCall
+    from schemas.records import ApiCall
 
     base = dict(call_id="c", ts_ns=1, src_ip="a", src_port=1, dst_ip="b", dst_port=2, flow_id="f")
     kafka = ApiCall(protocol="kafka", request_headers=(("api_key", "3"), ("client_id", "svc")),

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ACK, SYN, ApiCall
 from streams.redact import DEFAULT_FIELDS, RedactionPolicy, redact
 from tests.streams.test_pipeline_flows import run, tcp
 from tests.streams.test_redact import R, body_call, make, write
-from wiretide.records import ACK, SYN, ApiCall
 
 POLICY = RedactionPolicy.default()
 BOUNDARY = "WiretideBoundaryXyZ"

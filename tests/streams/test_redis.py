@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed
 from streams.dissect.redis import REDIS, RedisDissector
 from streams.dissect.redis.parser import MAX_LINE
@@ -20,7 +21,6 @@ from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import calls_of, merged, receive_each, spans
-from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "redis"
 PORT = 21179

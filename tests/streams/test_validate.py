@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from streams.rules import (
     RulesError,
     judge,
@@ -21,7 +22,6 @@ from streams.rules import (
     violation,
 )
 from streams.rules.jsonpath import JsonPath, JsonPathError
-from wiretide.records import ApiCall
 
 REFERENCE_EXAMPLE = """\
 rules:
@@ -433,12 +433,12 @@ def test_a_call_passes_iff_every_applicable_rule_passes(docs: list[dict], c: Api
 
 def test_pipeline_judges_calls_after_enrich_and_returns_violations() -> None:
     from producers.pcap import read_segments
+    from schemas.records import Endpoint
     from streams.dissect.registry import default_registry
     from streams.enrich import Directory
     from streams.pipeline import Pipeline
     from streams.redact import RedactionPolicy
     from tests.conftest import GOLDEN
-    from wiretide.records import Endpoint
 
     directory = Directory()
     segments = list(read_segments(GOLDEN / "e2e" / "http_basic.pcap"))

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed
 from streams.dissect.http import HTTP1
 from streams.dissect.registry import default_registry
@@ -28,7 +29,6 @@ from streams.reassembly.events import DataReceived, Direction, Flow, StreamClose
 from streams.reassembly.tcp import TcpReassembler
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of
-from wiretide.records import ApiCall, flow_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "websocket"
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT

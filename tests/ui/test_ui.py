@@ -17,11 +17,11 @@ from confluent_kafka import Producer
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from schemas.records import ApiCall
+from schemas.serde import encode_call_batch
 from tests.conftest import pipeline_env
 from tests.hub.conftest import Hub, start_hub
 from tests.ui.conftest import LIMIT_MS
-from wiretide.records import ApiCall
-from wiretide.serde import encode_call_batch
 
 
 def stored(api: httpx.Client, q: str = "") -> list[dict]:

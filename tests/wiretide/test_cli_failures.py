@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from schemas.records import ApiCall
 from sinks.clickhouse.connect import open_store
 from sinks.clickhouse.writer import CallWriter
 from tests.conftest import GOLDEN, ROOT, run_wiretide
-from wiretide.records import ApiCall
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 # Root ignores file permissions; without these capabilities it is held to them.

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, open_store, read_calls
 from sinks.clickhouse.view import call_view
 from wiretide.kfl import parse, render, to_predicate, to_sql
 from wiretide.kfl.ast import quote, raw_quote
-from wiretide.records import ApiCall
 
 BASE = calendar.timegm((2026, 5, 1, 12, 0, 0, 0, 0, 0)) * 10**9
 NOW = BASE + 60 * 10**9

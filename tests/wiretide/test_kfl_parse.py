@@ -7,7 +7,8 @@ import calendar
 
 import pytest
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
+from schemas.regex import RegexError, compile_regex
 from wiretide.kfl import KflError, check, describe_fields, explain, parse, render, to_sql
 from wiretide.kfl.ast import (
     And,
@@ -24,7 +25,6 @@ from wiretide.kfl.ast import (
     Size,
     Type,
 )
-from wiretide.kfl.regex import RegexError, compile_regex
 from wiretide.kfl.values import parse_duration, parse_time
 
 S = 10**9

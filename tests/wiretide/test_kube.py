@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from schemas.records import ACK, PSH, Segment
 from streams.dissect.registry import default_registry
 from streams.enrich import Directory
 from streams.pipeline import Pipeline
@@ -27,7 +28,6 @@ from tests.conftest import GOLDEN
 from wiretide.kube.client import KubeApi, KubeError, NoCluster
 from wiretide.kube.model import PodSelector
 from wiretide.kube.targeting import Targeting
-from wiretide.records import ACK, PSH, Segment
 
 KUBE = GOLDEN / "kube"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from schemas.records import ApiCall
 from sinks.clickhouse import reader
 from sinks.clickhouse.connect import open_store
 from sinks.clickhouse.reader import read_calls, stream_calls
 from sinks.clickhouse.writer import CallWriter
 from wiretide.kfl import parse, to_sql
-from wiretide.records import ApiCall
 
 NOW = time.time_ns() - 3600 * 10**9
 

@@ -13,7 +13,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 DEFAULT_LISTEN = "127.0.0.1:8899"
 # Room for a live filter of MAX_FILTER characters, percent-encoded (up to 12 bytes each).
@@ -96,7 +96,7 @@ def bind(host: str, port: int) -> socket.socket:
 def run_hub(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wiretide import config
+    from schemas import config
     from wiretide.hub.auth import TOKEN_ENV, Access
     from wiretide.hub.live import LiveError
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 HUB_FILE = "hub.json"
 _TIMEOUT_S = 600.0  # an export reads Kafka; a query may scan a lot
@@ -100,7 +100,7 @@ def find_hub(data: Path) -> HubClient | None:
 def find_owner(data: Path, clickhouse: str | None = None) -> HubClient | None:
     """The live owner's API, when the store to read is the data dir's own embedded one
     (a ClickHouse server, or chDB elsewhere, is opened directly)."""
-    from wiretide import config
+    from schemas import config
 
     if config.store_dsn(data, clickhouse) != f"chdb://{data / 'chdb'}":
         return None

@@ -23,9 +23,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from schemas import config
+from schemas.errors import WiretideError
 from sinks.errors import one_line
-from wiretide import config
-from wiretide.errors import WiretideError
 from wiretide.hub.budget import BudgetLimits, stuck_message
 
 _START_TIMEOUT_S = 60.0

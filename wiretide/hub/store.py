@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.errors import WiretideError
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.reader import read_calls
 from sinks.errors import SinkError, one_line
-from wiretide.errors import WiretideError
 
 # The reader takes `wt_*` parameters and KFL `kfl*`; ours start with `hub_`.
 _BEFORE = (

@@ -67,7 +67,7 @@ def kafka_reason(ex: BaseException) -> str:
 
 
 def _consumer(bootstrap: str) -> Consumer:
-    from wiretide import config
+    from schemas import config
 
     return Consumer(
         config.kafka_client(
@@ -108,12 +108,12 @@ def _ends(consumer: Consumer, topic: str, deadline: float) -> list[TopicPartitio
 
 def tail(request: dict[str, Any], out: _Out) -> None:
     """Evaluate the filter on every new call until stdin closes; raises to stop."""
+    from schemas.errors import WiretideError
+    from schemas.runtime.topics import ensure_topics
+    from schemas.serde import decode_call_batch
     from sinks.clickhouse.view import call_view
-    from wiretide.errors import WiretideError
     from wiretide.hub.budget import BudgetLimits, EvaluationBudget
     from wiretide.kfl import parse, to_predicate
-    from wiretide.serde import decode_call_batch
-    from wiretide.topics import ensure_topics
 
     predicate = to_predicate(parse(request["filter"]))
     limits = BudgetLimits(**request.get("limits", {}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 
 class KflError(WiretideError):

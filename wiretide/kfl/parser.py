@@ -20,6 +20,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.regex import RegexError, compile_regex
 from wiretide.kfl import values
 from wiretide.kfl.ast import (
     And,
@@ -43,7 +44,6 @@ from wiretide.kfl.ast import (
 from wiretide.kfl.errors import KflError
 from wiretide.kfl.fields import ALIASES, FIELDS, PROTOCOLS, FieldSpec, names
 from wiretide.kfl.lexer import Lexer, Pos, T, Token
-from wiretide.kfl.regex import RegexError, compile_regex
 
 INT64 = (-(2**63), 2**63 - 1)
 # Conditions inside conditions (and/or/not with parentheses). The back ends, `==` and

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from schemas.regex import compile_regex
 from wiretide.kfl.ast import (
     And,
     Bool,
@@ -30,7 +31,6 @@ from wiretide.kfl.ast import (
     Type,
 )
 from wiretide.kfl.fields import FIELDS
-from wiretide.kfl.regex import compile_regex
 
 Predicate = Callable[[dict], bool]
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wiretide.errors import WiretideError
+from schemas.errors import WiretideError
 
 
 class NoCluster(WiretideError):

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wiretide.records import Endpoint
+from schemas.records import Endpoint
 
 Obj = Mapping[str, Any]
 

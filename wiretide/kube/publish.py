@@ -9,9 +9,9 @@ from collections.abc import Iterable
 
 from confluent_kafka import Producer
 
-from wiretide import config
-from wiretide.records import Endpoint
-from wiretide.serde import encode_endpoint
+from schemas import config
+from schemas.records import Endpoint
+from schemas.serde import encode_endpoint
 
 
 class EndpointPublisher:

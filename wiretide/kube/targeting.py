@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.records import Endpoint
 from wiretide.kube import model
 from wiretide.kube.client import KubeApi, KubeError
-from wiretide.records import Endpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from schemas.records import ApiCall
 from streams.dissect.amqp.events import Method
 from streams.dissect.amqp.spec import (
     CHANNEL_CLOSE,
@@ -17,7 +18,6 @@ from streams.dissect.amqp.spec import (
 )
 from streams.dissect.base import new_call
 from streams.reassembly.events import Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "amqp"
 _CLOSES = (CHANNEL_CLOSE, CONNECTION_CLOSE)

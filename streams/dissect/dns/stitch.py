@@ -7,12 +7,12 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
 from streams.dissect.dns.events import DnsMessage
 from streams.dissect.dns.names import class_name, flag_text, opcode_name, rcode_name, type_name
 from streams.dissect.dns.parser import TcpFramer, parse_message
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "dns"
 DEFAULT_MAX_PENDING = 1024  # queries waiting for a response, per flow

@@ -17,6 +17,7 @@ import re
 from dataclasses import replace
 from urllib.parse import parse_qs
 
+from schemas.records import ApiCall
 from streams.dissect.graphql.document import (
     GraphQLSyntaxError,
     Operation,
@@ -24,7 +25,6 @@ from streams.dissect.graphql.document import (
     operations,
     pick,
 )
-from wiretide.records import ApiCall
 
 __all__ = ["PROTOCOL", "GraphQLSyntaxError", "Operation", "graphql_call", "maybe_graphql"]
 

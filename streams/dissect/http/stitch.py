@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import fields
 
+from schemas.records import ApiCall, record_maker
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
 from streams.dissect.graphql import graphql_call
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
@@ -30,7 +31,6 @@ from streams.dissect.http.parser import (
 )
 from streams.dissect.http.upgrade import UPGRADES, Held, Switch, next_dissector, upgrade_token
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall, record_maker
 
 PROTOCOL = "http"
 DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up

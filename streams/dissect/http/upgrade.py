@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from schemas.records import ApiCall
 from streams.dissect.base import Dissector
 from streams.dissect.http.events import HttpMessage
 from streams.reassembly.events import Flow
-from wiretide.records import ApiCall
 
 # What the request direction held after the Upgrade request: (bytes, ts, seq) chunks, or
 # (None, ts, size) where `size` bytes were lost.

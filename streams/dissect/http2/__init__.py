@@ -17,6 +17,7 @@ stream 1's answer is emitted as a call flagged `no_request`.
 
 from __future__ import annotations
 
+from schemas.records import ApiCall
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, PREFACE
 from streams.dissect.http2.stitch import (
     DEFAULT_MAX_BODY,
@@ -27,7 +28,6 @@ from streams.dissect.http2.stitch import (
     h2c_dissector,
 )
 from streams.reassembly.events import Flow
-from wiretide.records import ApiCall
 
 __all__ = ["HTTP2", "Http2Dissector", "Http2Factory", "after_h2c_upgrade"]
 

@@ -30,13 +30,13 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectEvent, DissectFailed, new_call
 from streams.dissect.http.parser import Body, decode_text
 from streams.dissect.http.stitch import split_target
 from streams.dissect.http2 import grpc
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "http2"
 VERSION = "HTTP/2"

@@ -13,6 +13,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectEvent, DissectFailed, new_call
 from streams.dissect.kafka import requests, responses
 from streams.dissect.kafka.apis import API_NAMES, error_name, is_flexible
@@ -21,7 +22,6 @@ from streams.dissect.kafka.parser import DEFAULT_MAX_FRAME, MAX_SIZE, FrameParse
 from streams.dissect.kafka.summary import Summary, path_of
 from streams.dissect.kafka.wire import Malformed, Reader, Truncated
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "kafka"
 DEFAULT_MAX_PENDING = 1024  # requests waiting for a response before the oldest is given up

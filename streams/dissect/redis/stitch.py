@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
 from streams.dissect.redis.commands import REDACTED, SUBSCRIBES, first_key, secret_args
 from streams.dissect.redis.events import Push, RespError, RespMap, RespMessage
 from streams.dissect.redis.parser import DEFAULT_MAX_BODY, RespParser
 from streams.dissect.redis.render import dumps, text
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "redis"
 DEFAULT_MAX_PENDING = 1024  # commands waiting for replies, per connection

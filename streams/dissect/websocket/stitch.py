@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from schemas.records import ApiCall
 from streams.dissect.base import DissectEvent, DissectFailed, call_id
 from streams.dissect.websocket.events import (
     BINARY,
@@ -25,7 +26,6 @@ from streams.dissect.websocket.events import (
 from streams.dissect.websocket.handshake import Handshake
 from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE, FrameParser
 from streams.reassembly.events import Direction, Flow
-from wiretide.records import ApiCall
 
 PROTOCOL = "websocket"
 DEFAULT_MAX_PENDING = 64  # unanswered pings per side before the oldest is given up

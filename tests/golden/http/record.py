@@ -40,10 +40,10 @@ ROOT = HERE.parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from schemas.records import ApiCall, flow_id  # noqa: E402
 from streams.dissect.base import DissectFailed  # noqa: E402
 from streams.dissect.http import HTTP1, Http1Factory  # noqa: E402
 from streams.reassembly.events import Direction, Flow  # noqa: E402
-from wiretide.records import ApiCall, flow_id  # noqa: E402
 
 # ----------------------------------------------------------------- recordings
 

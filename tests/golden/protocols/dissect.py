@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from producers.pcap import read_segments
+from schemas.records import ApiCall
 from sinks.clickhouse.view import call_view
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
-from wiretide.records import ApiCall
 
 HERE = Path(__file__).resolve().parent
 

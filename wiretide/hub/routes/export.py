@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from schemas import config
 from sinks.errors import SinkError
-from wiretide import config
 from wiretide.export import ExportError, build_export, find_spans, parse_time, read_topic
 from wiretide.hub.app import ApiError
 from wiretide.hub.models import ErrorBody

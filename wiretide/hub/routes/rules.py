@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from schemas import config
 from sinks.errors import SinkError
 from streams.rules import RulesError, load_rules
-from wiretide import config
 from wiretide.hub.app import ApiError
 from wiretide.hub.models import CallSummary, ErrorBody
 from wiretide.hub.store import HubStore

@@ -24,7 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 from schemas.codec import codec
-from wiretide.records import (
+from schemas.records import (
     ENDPOINT_RANGES,
     SEGMENT_RANGES,
     VIOLATION_RANGES,
@@ -286,7 +286,7 @@ class _Compiler:
 
     def function(self, name: str, args: str) -> Callable[..., Any]:
         src = f"def {name}({args}):\n" + "\n".join(self.lines) + "\n"
-        exec(compile(src, f"<wiretide.serde {name}>", "exec"), self.ns)
+        exec(compile(src, f"<schemas.serde {name}>", "exec"), self.ns)
         fn = self.ns[name]
         fn.__source__ = src
         self.lines = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from wiretide import config
-from wiretide.errors import BrokerError
+from schemas import config
+from schemas.errors import BrokerError
 
 _HOUR_MS = 3600 * 1000
 

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from wiretide import config
+from schemas import config
 
 _last: dict[str, float] = {}
 

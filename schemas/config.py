@@ -27,7 +27,7 @@ def writable_data_dir(explicit: str | os.PathLike | None = None) -> Path:
     permissions, a read-only mount does not); one line saying why if it cannot be used."""
     import tempfile
 
-    from wiretide.errors import WiretideError
+    from schemas.errors import WiretideError
 
     path = data_dir(explicit)
     try:
@@ -53,7 +53,7 @@ def store_dsn(data: Path, explicit: str | None = None) -> str:
 
 
 def partitions() -> int:
-    from wiretide.errors import WiretideError
+    from schemas.errors import WiretideError
 
     raw = os.environ.get("WIRETIDE_PARTITIONS", "").strip() or "4"
     if not raw.isdigit() or int(raw) < 1:
@@ -88,7 +88,7 @@ def kafka_client(bootstrap: str, **settings: object) -> dict[str, object]:
 
 def retention_days() -> int:
     """How long the writer keeps calls: WIRETIDE_RETENTION_DAYS (default 7; 0: forever)."""
-    from wiretide.errors import WiretideError
+    from schemas.errors import WiretideError
 
     raw = os.environ.get("WIRETIDE_RETENTION_DAYS", "").strip()
     if not raw:
