@@ -571,8 +571,8 @@ def run_sink(args: argparse.Namespace) -> int:
     data = _own_data_dir(args.data)  # first: the imports below read WIRETIDE_DATA
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.reader import count_calls
+    from sinks.clickhouse.sink import CallSink
     from sinks.clickhouse.writer import CallWriter
-    from sinks.kafka_writer import CallSink
     from wiretide.broker import resolve_bootstrap
     from wiretide.local import read_status
 

@@ -27,11 +27,11 @@ try:
         from producers.tls import TlsCapture
         TlsCapture(pids=[int(a) for a in sys.argv[2:]] or None).start()
     elif sys.argv[1] == "filter":
-        from producers.ebpf_filter import IpFilter
+        from producers.ebpf.ip_filter import IpFilter
         IpFilter().close()
     elif sys.argv[1] == "memlock":
         import resource
-        from producers.ebpf_filter import IpFilter
+        from producers.ebpf.ip_filter import IpFilter
         IpFilter().close()
         soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
         print(f"memlock={soft}")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers.ebpf_filter import IpFilter
+from producers.ebpf.ip_filter import IpFilter
 
 if os.geteuid() != 0:
     pytest.skip("AF_PACKET and BPF need root (CI runs these as root)", allow_module_level=True)

@@ -26,7 +26,7 @@ from schemas.serde import (
     encode_endpoint,
 )
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
-from sinks.kafka_writer import CallSink
+from sinks.clickhouse.sink import CallSink
 from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
 from tests.conftest import _free_port_pair, read_topic
