@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import config
+from schemas.config import checked_port
 from schemas.errors import BrokerError
 
 KAFKA_VERSION = "3.9.1"  # KRaft
@@ -305,17 +306,6 @@ def local_broker(data_dir: Path, port: int | None = None) -> LocalBroker:
         if candidate is not None and _pair_free(candidate):
             return LocalBroker(home=home, port=candidate)
     return LocalBroker(home=home, port=_free_port_pair())
-
-
-def checked_port(value: int | str, what: str) -> int:
-    """A broker port: 1 to 65534 (its controller listens on the next one)."""
-    text = str(value).strip()
-    port = int(text) if text.isdigit() else 0
-    if not 0 < port < 65535:
-        raise BrokerError(
-            f"{what} {text!r}: expected a port from 1 to 65534 (the controller takes the next)"
-        )
-    return port
 
 
 def _pair_free(port: int) -> bool:
