@@ -65,6 +65,10 @@ class Framer(SegmentBuffer):
         self.max_message = max_message
         self.cut: Message | None = None
 
+    def reset(self) -> None:
+        super().reset()
+        self.cut = None
+
     @property
     def idle(self) -> bool:
         return not self.buf and not self.skip

@@ -12,8 +12,8 @@ from collections import OrderedDict
 from typing import Any
 
 from streams.dissect.base import new_call
-from streams.dissect.common import FramedDissector
 from streams.dissect.mongodb import parser as p
+from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
 PROTOCOL = "mongodb"
@@ -31,10 +31,11 @@ class Pending:
         self.decoded = decoded
 
 
-class MongoDissector(FramedDissector):
+class MongoDissector(DissectorSkeleton):
     """The `Dissector` for one MongoDB connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
+    broken = "malformed"
 
     def __init__(
         self,
@@ -169,14 +170,8 @@ class MongoDissector(FramedDissector):
 
     # ------------------------------------------------------------ failures
 
-    def _give_up(self, d: int, reason: str, ts: int) -> None:
-        self._failed(d, reason, ts)
-        self._flush("gap" if "lost" in reason else "malformed")
-        self.opaque = True
-        for framer in self.framers:
-            framer.buf.clear()
-            framer.skip = 0
-            framer.cut = None
+    def _bad_frame(self, d: int, frame: p.Message, e: Exception, ts: int) -> None:
+        self._failed(d, f"bad message: {type(e).__name__}: {e}", frame.ts)
 
 
 def _verdict(reply: dict[str, Any] | None) -> tuple[int, str]:

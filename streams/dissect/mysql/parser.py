@@ -53,6 +53,12 @@ class Framer(SegmentBuffer):
         self.cut = False
         self.empty_run = 0
 
+    def reset(self) -> None:
+        super().reset()
+        self.first = None
+        self.parts = []
+        self.kept = 0
+
     @property
     def idle(self) -> bool:
         return not self.buf and not self.skip and self.first is None

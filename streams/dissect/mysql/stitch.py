@@ -15,9 +15,9 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from streams.dissect.base import new_call
-from streams.dissect.common import FramedDissector
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
+from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
 PROTOCOL = "mysql"
@@ -86,10 +86,11 @@ class Command:
             self.flags.append("response_truncated")
 
 
-class MySqlDissector(FramedDissector):
+class MySqlDissector(DissectorSkeleton):
     """The `Dissector` for one MySQL / MariaDB connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
+    broken = "malformed"
 
     def __init__(
         self,
@@ -138,7 +139,7 @@ class MySqlDissector(FramedDissector):
         code = payload[0]
         method = COMMANDS.get(code)
         if method is None:
-            self._give_up(0, f"unknown command {code:#04x}", pkt.ts)
+            self._give_up(0, f"unknown command {code:#04x}", pkt.ts, self.broken)
             return
         cmd = Command(code, method, pkt)
         if code in _TEXT_SQL or code in _NAMED:
@@ -406,7 +407,10 @@ class MySqlDissector(FramedDissector):
         while pending and pending[0].code in _NO_ANSWER:
             self.out.append(self._call(pending.popleft()))
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
+        if flag:
+            for cmd in self.pending:
+                cmd.flags.append(flag)
         while self.pending:
             cmd = self.pending[0]
             self._finish(cmd, "response_incomplete" if cmd.resp_ts else "")
@@ -461,26 +465,10 @@ class MySqlDissector(FramedDissector):
 
     # ------------------------------------------------------------ failures
 
-    def _bad_frame(self, d: int, frame: Packet, e: Exception) -> None:
+    def _bad_frame(self, d: int, frame: Packet, e: Exception, ts: int) -> None:
         self._failed(d, f"bad packet: {type(e).__name__}: {e}", frame.ts)
         if d == 1 and self.pending:  # its command can no longer be followed
             self._finish(self.pending[0], "malformed")
-
-    def _give_up(self, d: int, reason: str, ts: int) -> None:
-        self._failed(d, reason, ts)
-        for cmd in self.pending:
-            cmd.flags.append("gap" if "lost" in reason else "malformed")
-        self._go_opaque()
-
-    def _go_opaque(self) -> None:
-        self.opaque = True
-        self._flush()
-        for framer in self.framers:
-            framer.buf.clear()
-            framer.skip = 0
-            framer.first = None
-            framer.parts = []
-            framer.kept = 0
 
 
 def _json(value: Any) -> str:

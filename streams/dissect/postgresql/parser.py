@@ -62,6 +62,11 @@ class Framer(SegmentBuffer):
         self.dead = False
         self.first = client  # the first client message may be typed (capture began late)
 
+    def reset(self) -> None:
+        super().reset()
+        self.cut = None
+        self.dead = True
+
     @property
     def idle(self) -> bool:
         return not self.buf and not self.skip

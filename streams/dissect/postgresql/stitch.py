@@ -15,7 +15,6 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from streams.dissect.base import new_call
-from streams.dissect.common import FramedDissector
 from streams.dissect.postgresql import parser as p
 from streams.dissect.postgresql.events import (
     CANCEL,
@@ -25,6 +24,7 @@ from streams.dissect.postgresql.events import (
     STARTUP,
     Frame,
 )
+from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
 PROTOCOL = "postgresql"
@@ -101,10 +101,11 @@ class Unit:
         self.failed = False
 
 
-class PostgresDissector(FramedDissector):
+class PostgresDissector(DissectorSkeleton):
     """The `Dissector` for one PostgreSQL connection (see `streams.dissect.base`)."""
 
     protocol = PROTOCOL
+    broken = "malformed"
 
     def __init__(
         self,
@@ -388,13 +389,14 @@ class PostgresDissector(FramedDissector):
         for ex in unit.exchanges:
             self.out.append(self._call(ex))
 
-    def _flush(self, flags: tuple[str, ...] = ()) -> None:
+    def _flush(self, flag: str = "") -> None:
         while self.units:
             unit = self.units.popleft()
             for ex in unit.exchanges:
                 if ex.resp_ts:
                     ex.flags.append("response_incomplete")
-                ex.flags.extend(flags)
+                if flag:
+                    ex.flags.append(flag)
             self._emit(unit)
 
     def _call(self, ex: Exchange) -> Any:
@@ -440,23 +442,8 @@ class PostgresDissector(FramedDissector):
 
     # ------------------------------------------------------------ failures
 
-    def _bad_frame(self, d: int, frame: Frame, e: Exception) -> None:
+    def _bad_frame(self, d: int, frame: Frame, e: Exception, ts: int) -> None:
         self._failed(d, f"bad {frame.kind!r} message: {type(e).__name__}: {e}", frame.ts)
-
-    def _give_up(self, d: int, reason: str, ts: int) -> None:
-        """Framing is lost: report it, emit what is pending, and stop dissecting the flow."""
-        self._failed(d, reason, ts)
-        self._flush(("gap",) if "lost" in reason else ("malformed",))
-        self._go_opaque()
-
-    def _go_opaque(self) -> None:
-        self.opaque = True
-        self._flush(())
-        for framer in self.framers:
-            framer.buf.clear()
-            framer.skip = 0
-            framer.cut = None
-            framer.dead = True
 
 
 def _format(formats: list[int], k: int) -> int:

@@ -1,0 +1,196 @@
+"""The one dissector skeleton: it keeps the `Dissector` contract (`base.py`) and every
+protocol fills in hooks.
+
+The skeleton owns receive / gap / close, the `opaque` and `closed` flags, the `out` list
+of events, and the guard that nothing raises out of a stage: a framing error or a bug
+gives the flow up (`_give_up`: say why in a `DissectFailed`, emit every waiting call,
+drop what is buffered, go opaque). Once opaque or closed, bytes are ignored, or handed to
+`successor` (the dissector of the protocol a flow switched to, e.g. after HTTP's 101).
+
+A protocol sets `protocol`, `flow` and `framers` (one object per direction, `feed(data,
+ts, seq) -> frames` and `reset()`; a framer that reports frames through callbacks may
+return None), then defines the hooks:
+
+    _client(frame) / _server(frame)  handle one frame of that direction
+    _flush(flag)                     emit every waiting call, flagged `flag` if not ""
+    idle                             the contract's property (no partial frame, no
+                                     unanswered request)
+  and may override:
+    _gap(d, size, ts)          lost bytes: give up (default), or resync the framer
+    _framing_error(d, why, ts) the framer raised `DissectError`: give up (default)
+    _bad_frame(d, frame, e, ts) a handler raised: give up (default), or skip the frame
+    _close(ts)                 the flow ended: `_flush()` (default), after a last frame
+    _give_up(d, why, ts, flag) extend to drop protocol state
+    broken                     flag of waiting calls when the flow is given up for bytes
+                               that do not parse ("" by default; SQL dissectors:
+                               "malformed")
+
+Usage:
+
+    class EchoDissector(DissectorSkeleton):
+        protocol = "echo"
+
+        def __init__(self, flow: Flow) -> None:
+            super().__init__()
+            self.flow = flow
+            self.framers = (LineFramer(), LineFramer())
+            self.waiting: deque[Line] = deque()
+
+        def _client(self, line: Line) -> None:
+            self.waiting.append(line)
+
+        def _server(self, line: Line) -> None:
+            if self.waiting:
+                self.out.append(self._call(self.waiting.popleft(), line))
+
+        def _flush(self, flag: str = "") -> None:
+            while self.waiting:
+                self.out.append(self._call(self.waiting.popleft(), None, flag))
+
+        @property
+        def idle(self) -> bool:
+            return not self.waiting and (self.opaque or self.closed or all(...framers idle))
+
+The hot path is one `feed` and one handler call per frame: keep per-segment work in the
+framer and per-frame work in the handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.dissect.base import DissectError, DissectEvent, DissectFailed, Dissector
+from streams.reassembly.events import Direction, Flow
+
+DIRECTIONS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+
+
+def internal_error(e: Exception) -> str:
+    """The reason of a `DissectFailed` for a bug caught at the stage boundary."""
+    return f"internal dissector error: {type(e).__name__}: {e}"
+
+
+class DissectorSkeleton:
+    """The `Dissector` contract around a protocol's hooks (see the module docstring)."""
+
+    protocol: str
+    unit = "message"  # what the framer cuts the bytes into, for failure reasons
+    broken = ""  # flag of waiting calls when bytes that do not parse end the flow
+    flow: Flow
+    framers: tuple[Any, Any]
+    successor: Dissector | None = None  # reads the flow after a protocol switch
+
+    def __init__(self) -> None:
+        self.opaque = False
+        self.closed = False
+        self.out: list[DissectEvent] = []
+
+    # ---------------------------------------------------------------- contract
+
+    def receive(
+        self, direction: Direction, data: bytes, ts_ns: int, seq: int
+    ) -> list[DissectEvent]:
+        if self.opaque or self.closed or not data:
+            if self.successor is not None and not self.closed:
+                return self.successor.receive(direction, data, ts_ns, seq)
+            return []
+        d = int(direction)
+        try:
+            frames = self.framers[d].feed(data if type(data) is bytes else bytes(data), ts_ns, seq)
+        except DissectError as e:
+            frames = None
+            self._framing_error(d, str(e), ts_ns)
+        except Exception as e:  # never raise out of the stage
+            frames = None
+            self._give_up(d, internal_error(e), ts_ns, self.broken)
+        if frames:
+            self._frames(d, frames, ts_ns)
+        return self._take()
+
+    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+        if self.opaque or self.closed or size <= 0:
+            if self.successor is not None and not self.closed:
+                return self.successor.gap(direction, size, ts_ns)
+            return []
+        d = int(direction)
+        try:
+            self._gap(d, size, ts_ns)
+        except Exception as e:
+            self._give_up(d, internal_error(e), ts_ns)
+        return self._take()
+
+    def close(self, ts_ns: int) -> list[DissectEvent]:
+        if not self.closed:
+            self.closed = True
+            try:
+                self._close(ts_ns)
+            except Exception as e:  # a waiting call that does not render
+                self._failed(0, internal_error(e), ts_ns)
+            if self.successor is not None:
+                self.out += self.successor.close(ts_ns)
+        return self._take()
+
+    # ----------------------------------------------------------------- frames
+
+    def _frames(self, d: int, frames: Any, ts: int) -> None:
+        """Hand `frames` of direction `d` to its handler, one by one, until one gives up."""
+        handle = self._client if d == 0 else self._server
+        for frame in frames:
+            if self.opaque:
+                break
+            try:
+                handle(frame)
+            except Exception as e:
+                self._bad_frame(d, frame, e, ts)
+
+    # ---------------------------------------------------------------- hooks
+
+    def _client(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    def _server(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    def _flush(self, flag: str = "") -> None:
+        raise NotImplementedError
+
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        self._give_up(d, f"{size} bytes lost: {self.unit} boundaries unknown", ts, "gap")
+
+    def _framing_error(self, d: int, reason: str, ts: int) -> None:
+        self._give_up(d, reason, ts, self.broken)
+
+    def _bad_frame(self, d: int, frame: Any, e: Exception, ts: int) -> None:
+        self._give_up(d, internal_error(e), ts, self.broken)
+
+    def _close(self, ts: int) -> None:
+        self._flush()
+
+    def _give_up(self, d: int, reason: str, ts: int, flag: str = "") -> None:
+        """Stop reading the flow: report `reason` (none if ""), emit every waiting call
+        flagged `flag`, drop what the framers hold."""
+        if reason:
+            self._failed(d, reason, ts)
+        self.opaque = True
+        for framer in self.framers:
+            framer.reset()
+        try:
+            self._flush(flag)
+        except Exception as e:
+            self._failed(d, internal_error(e), ts)
+
+    def _go_opaque(self) -> None:
+        """Stop reading the flow without a failure (TLS, compression, SASL from here on)."""
+        self._give_up(0, "", 0)
+
+    # ------------------------------------------------------------------ output
+
+    def _failed(self, d: int, reason: str, ts: int) -> None:
+        self.out.append(DissectFailed(self.flow.flow_id, self.protocol, DIRECTIONS[d], reason, ts))
+
+    def _take(self) -> list[DissectEvent]:
+        out = self.out
+        if not out:
+            return []
+        self.out = []
+        return out
