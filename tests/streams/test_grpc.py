@@ -11,14 +11,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.dissect.http2 import HTTP2
-from streams.dissect.http2.grpc import (
+from streams.dissect.grpc import (
     NotProtobuf,
     body_json,
     decode_message,
     grpc_message_text,
     message_view,
 )
+from streams.dissect.http2 import HTTP2
 from tests.golden.protocols.dissect import dissect_pcap
 from tests.streams.dissect_kit import calls_of
 from tests.streams.test_http2 import (

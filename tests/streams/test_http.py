@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed, call_id
 from streams.dissect.http import HTTP1, Http1Dissector, Http1Factory
-from streams.dissect.http.stitch import split_target
+from streams.dissect.http_semantics import split_target
 from streams.reassembly.events import Direction, Flow
 from tests.streams import dissect_kit as kit
 from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of, spans

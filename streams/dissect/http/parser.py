@@ -20,10 +20,8 @@ the next line that looks like a start line; no method raises.
 from __future__ import annotations
 
 import re
-import zlib
 from typing import TYPE_CHECKING, Protocol
 
-import brotli
 from httptools import (
     HttpParserError,
     HttpParserUpgrade,
@@ -33,6 +31,7 @@ from httptools import (
 
 from streams.dissect.http.events import REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.lenient import HEAD_END, LenientHead, read_head
+from streams.dissect.http_semantics import Body, decode_text
 
 if TYPE_CHECKING:
     from streams.reassembly.events import Direction
@@ -72,92 +71,6 @@ class Sink(Protocol):
     def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None: ...
     def on_response_lost(self) -> None: ...
     def on_rest(self, direction: int, data: bytes, ts: int, seq: int) -> None: ...
-
-
-class Body:
-    """Collects a message body: decodes its Content-Encoding and keeps at most `cap` bytes."""
-
-    __slots__ = ("parts", "size", "cap", "dec", "mode", "pending", "truncated", "error", "stopped")
-
-    def __init__(self, cap: int, encoding: str) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.cap = cap
-        self.dec = None
-        self.pending = b""
-        self.truncated = self.error = self.stopped = False
-        enc = encoding.strip().lower()
-        if not enc or enc == "identity":
-            self.mode = 0
-        elif enc == "gzip" or enc == "x-gzip":
-            self.mode = 1
-            self.dec = zlib.decompressobj(47)  # gzip or zlib header, auto-detected
-        elif enc == "deflate":
-            self.mode = 3  # zlib-wrapped or raw: decided on the first two bytes
-        elif enc == "br":
-            self.mode = 2
-            self.dec = brotli.Decompressor()
-        else:
-            self.mode = 0  # unknown or stacked codings: keep the bytes as they are
-
-    def _store(self, data: bytes) -> None:
-        room = self.cap - self.size
-        if len(data) <= room:
-            if data:
-                self.parts.append(data)
-                self.size += len(data)
-        else:
-            if room:
-                self.parts.append(data[:room])
-            self.size = self.cap
-            self.truncated = self.stopped = True
-
-    def add(self, data: bytes) -> None:
-        if self.stopped:
-            return
-        mode = self.mode
-        if mode == 0:
-            self._store(data)
-            return
-        try:
-            if mode == 1:
-                self._store(self.dec.decompress(data, self.cap - self.size + 1))
-            elif mode == 2:
-                self._store(self.dec.process(data, output_buffer_limit=self.cap - self.size + 1))
-            else:
-                data = self.pending + data
-                if len(data) < 2:
-                    self.pending = data
-                    return
-                self.pending = b""
-                zlib_header = (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0
-                self.dec = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
-                self.mode = 1
-                self._store(self.dec.decompress(data, self.cap - self.size + 1))
-        except (zlib.error, brotli.error):
-            self.error = self.stopped = True
-
-    def stop(self) -> None:
-        """Bytes were lost: keep what was decoded so far and ignore the rest."""
-        self.stopped = True
-
-    def finish(self) -> bytes:
-        if not self.stopped and self.mode == 1:
-            try:
-                self._store(self.dec.flush())
-            except zlib.error:
-                self.error = True
-        parts = self.parts
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-
-def decode_text(value: bytes) -> str:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
 
 
 _NAMES: dict[bytes, str] = {}  # header names seen, decoded (a small cache)

@@ -23,43 +23,14 @@ from schemas.records import ApiCall, record_maker
 from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
 from streams.dissect.graphql import graphql_call
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
-from streams.dissect.http.parser import (
-    DEFAULT_MAX_BODY,
-    DEFAULT_MAX_HEADER,
-    Http1Parser,
-    decode_text,
-)
+from streams.dissect.http.parser import DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Http1Parser
 from streams.dissect.http.upgrade import UPGRADES, Held, Switch, next_dissector, upgrade_token
+from streams.dissect.http_semantics import decode_text, split_target
 from streams.reassembly.events import Direction, Flow
 
 PROTOCOL = "http"
 DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up
 _DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
-
-
-def split_target(url: bytes) -> tuple[str, str]:
-    """Request target -> (path, raw query). Absolute-form loses scheme and authority."""
-    try:
-        u = url.decode()
-    except UnicodeDecodeError:
-        u = url.decode("latin-1")
-    if u[:1] != "/" and "://" in u[:12]:
-        rest = u.split("://", 1)[1]
-        cut = len(rest)
-        for sep in "/?#":
-            k = rest.find(sep)
-            if 0 <= k < cut:
-                cut = k
-        u = rest[cut:]
-        if u[:1] != "/":
-            u = "/" + u
-    k = u.find("#")
-    if k >= 0:
-        u = u[:k]
-    k = u.find("?")
-    if k < 0:
-        return u, ""
-    return u[:k], u[k + 1 :]
 
 
 # The field order `_call` passes values in; should ApiCall's differ, go by name instead.

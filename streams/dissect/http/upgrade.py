@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from schemas.records import ApiCall
 from streams.dissect.base import Dissector
 from streams.dissect.http.events import HttpMessage
+from streams.dissect.http2 import after_h2c_upgrade
+from streams.dissect.websocket import WebSocketDissector, websocket_handshake
 from streams.reassembly.events import Flow
 
 # What the request direction held after the Upgrade request: (bytes, ts, seq) chunks, or
@@ -38,7 +40,7 @@ class Switch:
     request_call: ApiCall | None = None  # the call the HTTP dissector made of the request
 
 
-Constructor = Callable[[Flow, Switch], "Dissector | None"]
+Constructor = Callable[[Flow, Switch], Dissector | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,6 @@ class Upgrade:
 
 
 def _websocket(flow: Flow, switch: Switch) -> Dissector | None:
-    from streams.dissect.websocket import WebSocketDissector, websocket_handshake
-
     handshake = websocket_handshake(
         switch.request.headers, switch.response.headers, switch.path, switch.query
     )
@@ -59,11 +59,7 @@ def _websocket(flow: Flow, switch: Switch) -> Dissector | None:
 
 
 def _h2c(flow: Flow, switch: Switch) -> Dissector | None:
-    """HTTP/2 over cleartext (RFC 7540 3.2), read by the HTTP/2 dissector when installed."""
-    try:
-        from streams.dissect.http2 import after_h2c_upgrade
-    except ImportError:
-        return None
+    """HTTP/2 over cleartext (RFC 7540 3.2), read by the HTTP/2 dissector."""
     return after_h2c_upgrade(flow, switch.request_call)
 
 

@@ -1,5 +1,6 @@
-"""HTTP/2 and gRPC: framing on hyperframe (`frames`), HPACK on hpack, stream pairing
-(`stitch`), schema-less gRPC bodies (`grpc`), and the factory the registry lists (`HTTP2`).
+"""HTTP/2 (gRPC included): framing on hyperframe (`frames`), HPACK on hpack, stream pairing
+(`stitch`; gRPC bodies are `streams.dissect.grpc`'s), and the factory the registry lists
+(`HTTP2`).
 
 For the HTTP/1.1 dissector, after `101 Switching Protocols` with `Upgrade: h2c`:
 

@@ -31,11 +31,10 @@ from hyperframe.frame import (
 )
 
 from schemas.records import ApiCall
+from streams.dissect import grpc
 from streams.dissect.base import DissectEvent, DissectFailed, new_call
-from streams.dissect.http.parser import Body, decode_text
-from streams.dissect.http.stitch import split_target
-from streams.dissect.http2 import grpc
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
+from streams.dissect.http_semantics import Body, decode_text, split_target
 from streams.reassembly.events import Direction, Flow
 
 PROTOCOL = "http2"

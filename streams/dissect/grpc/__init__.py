@@ -1,5 +1,6 @@
-"""gRPC on HTTP/2: length-prefixed messages, their compression, and a schema-less view of
-protobuf as JSON (what `protoc --decode_raw` shows, as JSON a reader can query).
+"""gRPC bodies (their calls are HTTP/2 streams, read by `streams.dissect.http2`):
+length-prefixed messages, their compression, and a schema-less view of protobuf as JSON
+(what `protoc --decode_raw` shows, as JSON a reader can query).
 
 A body is a sequence of messages, each `flag(1) length(4, big-endian) payload`; flag 1
 means the payload is compressed with the stream's `grpc-encoding`.
