@@ -7,18 +7,18 @@ from collections import deque
 from typing import Any
 
 from schemas.records import ApiCall
-from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
 from streams.dissect.redis.commands import REDACTED, SUBSCRIBES, first_key, secret_args
 from streams.dissect.redis.events import Push, RespError, RespMap, RespMessage
 from streams.dissect.redis.parser import DEFAULT_MAX_BODY, RespParser
 from streams.dissect.redis.render import dumps, text
-from streams.reassembly.events import Direction, Flow
+from streams.dissect.skeleton import DissectorSkeleton
+from streams.reassembly.events import Flow
 
 PROTOCOL = "redis"
 DEFAULT_MAX_PENDING = 1024  # commands waiting for replies, per connection
 _MESSAGES = frozenset({"message", "pmessage", "smessage"})
 _SUB_KINDS = frozenset(SUBSCRIBES.values())
-C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
 
 class _Command:
@@ -33,7 +33,9 @@ class _Command:
         self.version = version
 
 
-class RedisDissector:
+class RedisDissector(DissectorSkeleton):
+    """The `Dissector` for one Redis connection (see `streams.dissect.skeleton`)."""
+
     protocol = PROTOCOL
 
     def __init__(
@@ -42,88 +44,40 @@ class RedisDissector:
         max_body: int = DEFAULT_MAX_BODY,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.max_pending = max_pending
-        self._parsers = (RespParser(True, max_body), RespParser(False, max_body))
+        self.framers = (RespParser(True, max_body), RespParser(False, max_body))
         self._pending: deque[_Command] = deque()
         self._subs: dict[str, set[str]] = {"": set(), "p": set(), "s": set()}
         self._resp3 = False
-        self.opaque = False
-        self._closed = False
-
-    # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self._closed or not data:
-            return []
-        out: list[DissectEvent] = []
-        try:
-            try:
-                messages = self._parsers[direction].feed(bytes(data), ts_ns, seq)
-            except DissectError as e:
-                self._give_up(direction, str(e), ts_ns, out)
-                return out
-            for msg in messages:
-                if direction == C:
-                    self._command(msg, ts_ns, out)
-                else:
-                    self._reply(msg, out)
-        except Exception as e:  # never raise out of the stage
-            self._give_up(direction, f"internal dissector error: {type(e).__name__}: {e}",
-                          ts_ns, out)  # fmt: skip
-        return out
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        """Lost bytes: RESP has no markers to resync on, so the flow stops being parsed;
-        what is waiting is reported (replies lost with the gap give `no_response`)."""
-        if self.opaque or self._closed:
-            return []
-        out: list[DissectEvent] = []
-        self._give_up(direction, f"{size} bytes lost", ts_ns, out, flag="gap")
-        return out
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if self._closed:
-            return []
-        self._closed = True
-        out: list[DissectEvent] = []
-        self._flush(out)
-        return out
 
     @property
     def idle(self) -> bool:
-        if self.opaque or self._closed:
+        if self.opaque or self.closed:
             return True
-        return not self._pending and self._parsers[0].idle and self._parsers[1].idle
+        return not self._pending and self.framers[0].idle and self.framers[1].idle
 
     @property
     def buffered(self) -> int:
-        return self._parsers[0].buffered + self._parsers[1].buffered
+        return self.framers[0].buffered + self.framers[1].buffered
+
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        """RESP has no markers to resync on, so the flow stops being parsed; what is
+        waiting is reported (replies lost with the gap give `no_response`)."""
+        self._give_up(d, "", ts, "gap")
 
     # ------------------------------------------------------------------ internals
 
-    def _give_up(
-        self, direction: int, reason: str, ts: int, out: list[DissectEvent], flag: str = ""
-    ) -> None:
-        if reason and flag != "gap":
-            out.append(DissectFailed(self.flow.flow_id, PROTOCOL, Direction(direction), reason, ts))
-        self.opaque = True
-        for p in self._parsers:
-            p.reset()
-        self._flush(out, flag)
-
-    def _flush(self, out: list[DissectEvent], flag: str = "") -> None:
+    def _flush(self, flag: str = "") -> None:
         while self._pending:
             cmd = self._pending.popleft()
-            out.append(self._call(cmd, flag))
+            self.out.append(self._call(cmd, flag))
 
-    def _command(self, msg: RespMessage, ts: int, out: list[DissectEvent]) -> None:
+    def _client(self, msg: RespMessage) -> None:
         value = msg.value
         if not isinstance(value, list) or not value or isinstance(value, Push):
-            out.append(DissectFailed(self.flow.flow_id, PROTOCOL, C,
-                                     "a command is not a non-empty array", ts))  # fmt: skip
+            self._failed(0, "a command is not a non-empty array", msg.end_ts)
             return
         name = text(value[0]).upper()
         args = list(value[1:])
@@ -136,24 +90,24 @@ class RedisDissector:
         version = "RESP3" if self._resp3 else "RESP2"
         self._pending.append(_Command(msg, name, args, expect, version))
         if len(self._pending) > self.max_pending:
-            out.append(self._call(self._pending.popleft(), ""))  # a silent server
+            self.out.append(self._call(self._pending.popleft(), ""))  # a silent server
 
-    def _reply(self, msg: RespMessage, out: list[DissectEvent]) -> None:
+    def _server(self, msg: RespMessage) -> None:
         value = msg.value
         kind = _sub_reply(value)
         if not kind and isinstance(value, list) and value:
             if isinstance(value, Push) or self._subscribed():
                 kind = text(value[0]).lower()
         if kind in _MESSAGES:
-            out.append(self._push(msg, kind))
+            self.out.append(self._push(msg, kind))
             return
         if isinstance(value, Push) and kind not in _SUB_KINDS:
-            out.append(self._push(msg, kind))  # other out-of-band data (invalidate, ...)
+            self.out.append(self._push(msg, kind))  # other out-of-band data (invalidate, ...)
             return
         if not self._pending:
             if kind:
                 self._track(kind, value)
-            out.append(self._orphan(msg))
+            self.out.append(self._orphan(msg))
             return
         cmd = self._pending[0]
         if kind:
@@ -169,7 +123,7 @@ class RedisDissector:
                 if proto in ("2", "3"):
                     self._resp3 = proto == "3"
                     cmd.version = "RESP3" if self._resp3 else "RESP2"
-            out.append(self._call(cmd, ""))
+            self.out.append(self._call(cmd, ""))
 
     def _subscribed(self) -> bool:
         return any(self._subs.values())
