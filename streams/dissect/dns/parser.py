@@ -144,9 +144,9 @@ class TcpFramer:
         self.start_ts = 0
         self.lost = False  # after a gap: waiting for a segment that starts a message
 
-    def feed(self, data: bytes, ts: int, seq: int) -> list[tuple[bytes, int, int]]:
-        """Whole messages completed by `data`: (message without prefix, seq, first ts).
-        Raises `DissectError` on a length prefix too short for a DNS header."""
+    def feed(self, data: bytes, ts: int, seq: int) -> list[tuple[bytes, int, int, int]]:
+        """Whole messages completed by `data`: (message without prefix, seq, first ts,
+        last ts). Raises `DissectError` on a length prefix too short for a DNS header."""
         if self.lost:
             if len(data) < 2 + HEADER or plausible(data[2 : 2 + 0xFFFF]) < 0.7:
                 return []  # still not at a message boundary: skip these bytes
@@ -164,7 +164,7 @@ class TcpFramer:
                 raise DissectError(f"TCP length prefix {size} is shorter than a DNS header")
             if len(buf) < size + 2:
                 break
-            out.append((bytes(buf[2 : size + 2]), self.start_seq, self.start_ts))
+            out.append((bytes(buf[2 : size + 2]), self.start_seq, self.start_ts, ts))
             del buf[: size + 2]
             self.start_seq = (self.start_seq + size + 2) & 0xFFFFFFFF
             self.start_ts = ts  # what is left began in this segment
@@ -174,6 +174,24 @@ class TcpFramer:
         self.buf = bytearray()
         self.lost = True
 
+    def reset(self) -> None:
+        self.buf = bytearray()
+
     @property
     def buffered(self) -> int:
         return len(self.buf)
+
+
+class Datagrams:
+    """The framer of DNS over UDP: each datagram is one whole message."""
+
+    buffered = 0
+
+    def feed(self, data: bytes, ts: int, seq: int) -> list[tuple[bytes, int, int, int]]:
+        return [(data, seq, ts, ts)]
+
+    def gap(self) -> None:
+        pass  # datagrams are never cut
+
+    def reset(self) -> None:
+        pass

@@ -8,11 +8,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from schemas.records import ApiCall
-from streams.dissect.base import DissectError, DissectEvent, DissectFailed, new_call
+from streams.dissect.base import DissectError, new_call
 from streams.dissect.dns.events import DnsMessage
 from streams.dissect.dns.names import class_name, flag_text, opcode_name, rcode_name, type_name
-from streams.dissect.dns.parser import TcpFramer, parse_message
-from streams.reassembly.events import Direction, Flow
+from streams.dissect.dns.parser import Datagrams, TcpFramer, parse_message
+from streams.dissect.skeleton import DissectorSkeleton
+from streams.reassembly.events import Flow
 
 PROTOCOL = "dns"
 DEFAULT_MAX_PENDING = 1024  # queries waiting for a response, per flow
@@ -42,95 +43,70 @@ def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class DnsDissector:
+class DnsDissector(DissectorSkeleton):
+    """The `Dissector` for one DNS flow (see `streams.dissect.skeleton`): a UDP 4-tuple,
+    one message per datagram, or a TCP connection of length-prefixed messages."""
+
     protocol = PROTOCOL
 
     def __init__(self, flow: Flow, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        super().__init__()
         self.flow = flow
         self.transport = flow.flow_id.partition(":")[0]
         self.max_pending = max_pending
-        self._framers = (TcpFramer(), TcpFramer()) if self.transport == "tcp" else None
+        tcp = self.transport == "tcp"
+        self.framers = (TcpFramer(), TcpFramer()) if tcp else (Datagrams(), Datagrams())
         self._pending: OrderedDict[_Key, list[_Seen]] = OrderedDict()
         self._n_pending = 0
         self._failures = 0
-        self.opaque = False
-        self._closed = False
-
-    # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self._closed or not data:
-            return []
-        out: list[DissectEvent] = []
-        try:
-            if self._framers is None:
-                self._message(direction, bytes(data), seq, ts_ns, ts_ns, out)
-            else:
-                try:
-                    frames = self._framers[direction].feed(bytes(data), ts_ns, seq)
-                except DissectError as e:
-                    self._fail(direction, str(e), ts_ns, out)
-                    frames = []
-                for msg, mseq, mts in frames:
-                    self._message(direction, msg, mseq, mts, ts_ns, out)
-        except Exception as e:  # never raise out of the stage
-            self._fail(direction, f"internal dissector error: {type(e).__name__}: {e}", ts_ns, out)
-            self.opaque = True
-        return out
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self._framers is not None and not self.opaque:
-            self._framers[direction].gap()
-        return []
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        out: list[DissectEvent] = []
-        self._closed = True
-        for waiting in self._pending.values():
-            for q in waiting:
-                out.append(self._call(q, None))
-        self._pending.clear()
-        self._n_pending = 0
-        if self._framers is not None:
-            for f in self._framers:
-                f.buf = bytearray()
-        out.sort(key=lambda c: c.ts_ns)
-        return out
 
     @property
     def idle(self) -> bool:
         if self._n_pending and not self.opaque:
             return False
-        return self._framers is None or not (self._framers[0].buf or self._framers[1].buf)
+        return self.closed or not (self.framers[0].buffered or self.framers[1].buffered)
 
     @property
     def buffered(self) -> int:
-        if self._framers is None:
-            return 0
-        return self._framers[0].buffered + self._framers[1].buffered
+        return self.framers[0].buffered + self.framers[1].buffered
+
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        self.framers[d].gap()  # TCP skips to the next plausible message
+
+    def _framing_error(self, d: int, reason: str, ts: int) -> None:
+        self._fail(d, reason, ts)  # the framer resyncs
+
+    def _flush(self, flag: str = "") -> None:
+        calls = [self._call(q, None) for waiting in self._pending.values() for q in waiting]
+        self._pending.clear()
+        self._n_pending = 0
+        calls.sort(key=lambda c: c.ts_ns)
+        self.out += calls
 
     # ----------------------------------------------------------------- messages
 
-    def _fail(self, direction: int, reason: str, ts: int, out: list[DissectEvent]) -> None:
-        out.append(DissectFailed(self.flow.flow_id, PROTOCOL, Direction(direction), reason, ts))
+    def _fail(self, direction: int, reason: str, ts: int) -> None:
+        self._failed(direction, reason, ts)
         self._failures += 1
         if self._failures >= MAX_FAILURES:
             self.opaque = True
 
-    def _message(
-        self, direction: int, raw: bytes, seq: int, ts: int, end_ts: int, out: list[DissectEvent]
-    ) -> None:
+    def _client(self, frame: tuple[bytes, int, int, int]) -> None:
+        self._message(0, *frame)
+
+    def _server(self, frame: tuple[bytes, int, int, int]) -> None:
+        self._message(1, *frame)
+
+    def _message(self, direction: int, raw: bytes, seq: int, ts: int, end_ts: int) -> None:
         try:
             msg = parse_message(raw)
         except DissectError as e:
-            self._fail(direction, str(e), end_ts, out)
+            self._fail(direction, str(e), end_ts)
             return
         self._failures = 0
         seen = _Seen(msg, seq, ts, end_ts)
         if not msg.is_response:
-            self._query(seen, out)
+            self._query(seen)
             return
         key = _key(msg)
         waiting = self._pending.get(key)
@@ -140,21 +116,21 @@ class DnsDissector:
                     key, waiting = k, self._pending[k]
                     break
         if waiting is None:
-            out.append(self._call(None, seen))
+            self.out.append(self._call(None, seen))
             return
         query = waiting.pop(0)
         if not waiting:
             del self._pending[key]
         self._n_pending -= 1
-        out.append(self._call(query, seen))
+        self.out.append(self._call(query, seen))
 
-    def _query(self, seen: _Seen, out: list[DissectEvent]) -> None:
+    def _query(self, seen: _Seen) -> None:
         self._pending.setdefault(_key(seen.msg), []).append(seen)
         self._n_pending += 1
         if self._n_pending > self.max_pending:
             # A one-sided capture or a silent server: give the oldest query up.
             key, waiting = next(iter(self._pending.items()))
-            out.append(self._call(waiting.pop(0), None))
+            self.out.append(self._call(waiting.pop(0), None))
             if not waiting:
                 del self._pending[key]
             self._n_pending -= 1
