@@ -15,6 +15,7 @@ from schemas.records import ApiCall
 from streams.dissect.base import DissectFailed
 from streams.reassembly.events import DataReceived, Direction, Flow
 from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.udp import UdpTracker
 
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 Chunk = tuple[Direction, bytes, int, int]  # direction, data, ts_ns, seq
@@ -55,11 +56,12 @@ def call_header(call: ApiCall, name: str, response: bool) -> str | None:
 
 
 def flows_in(pcap: Path) -> list[tuple[Flow, list[Chunk]]]:
-    """Each TCP flow of a capture with its in-order data chunks, as reassembly gives them."""
-    reasm = TcpReassembler()
+    """Each TCP and UDP flow of a capture with its in-order data chunks (a datagram is a
+    chunk), as reassembly gives them."""
+    tcp, udp = TcpReassembler(), UdpTracker()
     flows: dict[str, tuple[Flow, list[Chunk]]] = {}
     for seg in read_segments(pcap):
-        for ev in reasm.feed(seg):
+        for ev in udp.feed(seg) if seg.transport == "udp" else tcp.feed(seg):
             if isinstance(ev, DataReceived):
                 entry = flows.setdefault(ev.flow.flow_id, (ev.flow, []))
                 entry[1].append((ev.direction, ev.data, ev.ts_ns, ev.seq))
@@ -106,14 +108,16 @@ def spans(draw: Callable, length: int, max_cuts: int) -> list[tuple[int, int]]:
 
 
 @st.composite
-def cuts_and_interleavings(draw, chunks: Sequence[Chunk]) -> list[Chunk]:
-    """The same bytes cut anywhere (pieces keep their segment's time), and client bytes
-    sometimes sent earlier than the server bytes before them: a request never comes
-    after its response."""
+def cuts_and_interleavings(draw, chunks: Sequence[Chunk], interleave: bool = True) -> list[Chunk]:
+    """The same bytes cut anywhere (pieces keep their segment's time), and (`interleave`)
+    client bytes sometimes sent earlier than the server bytes before them: a request never
+    comes after its response."""
     pieces: list[tuple[int, Chunk]] = []
     for k, (d, data, ts, seq) in enumerate(chunks):
         for a, b in spans(draw, len(data), 4):
             pieces.append((k, (d, data[a:b], ts, (seq + a) & 0xFFFFFFFF)))
+    if not interleave:
+        return [chunk for _, chunk in pieces]
     client = [p for p in pieces if p[1][0] == C]
     server = [p for p in pieces if p[1][0] == S]
     out: list[Chunk] = []
