@@ -111,7 +111,8 @@ class FrameParser:
         self._resync_from_here()
         return [], True
 
-    def abort(self) -> None:
+    def reset(self) -> None:
+        """The flow is given up: drop what is held."""
         self._resync_from_here()
 
     def _resync_from_here(self) -> None:

@@ -38,19 +38,18 @@ from streams.dissect.amqp.spec import (
     CONNECTION_CLOSE,
     REQUEST_OF,
 )
-from streams.dissect.base import DissectEvent, DissectFailed
-from streams.reassembly.events import Direction, Flow
+from streams.dissect.skeleton import DissectorSkeleton
+from streams.reassembly.events import Flow
 
 DEFAULT_MAX_BODY = 64 * 1024  # message body (or argument JSON) bytes kept per message
 DEFAULT_MAX_HELD = 1024 * 1024  # body bytes held across all messages still arriving
 DEFAULT_MAX_PENDING = 256  # calls waiting for a reply before the oldest is given up
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 _CLOSES = (CHANNEL_CLOSE, CONNECTION_CLOSE)
 _AMQP_1 = frozenset({b"\x00\x01\x00\x00", b"\x02\x01\x00\x00", b"\x03\x01\x00\x00"})
 
 
-class AmqpDissector:
-    """The `Dissector` for one AMQP 0-9-1 connection (see `streams.dissect.base`)."""
+class AmqpDissector(DissectorSkeleton):
+    """The `Dissector` for one AMQP 0-9-1 connection (see `streams.dissect.skeleton`)."""
 
     protocol = PROTOCOL
 
@@ -62,100 +61,45 @@ class AmqpDissector:
         max_pending: int = DEFAULT_MAX_PENDING,
         max_held: int = DEFAULT_MAX_HELD,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.max_body = max_body
         self._builder = CallBuilder(flow, max_body)
         self.max_pending = max_pending
         self.max_held = max_held
-        self._parsers = (FrameParser(max_frame), FrameParser(max_frame))
-        self._client = 0  # the direction the AMQP client writes in
+        self.framers = (FrameParser(max_frame), FrameParser(max_frame))
+        self._client_side = 0  # the direction the AMQP client writes in
         self._roles_known = False
         self._pending: dict[int, list[Call]] = {}  # channel -> calls waiting for a reply
         self._waiting: dict[int, Call] = {}  # id -> waiting call, oldest first (for the cap)
         self._contents: tuple[dict[int, tuple[Call, Content]], ...] = ({}, {})
         self._held = 0
         self._absorb: dict[int, int] = {}  # channel -> client close-oks to absorb
-        self._out: list[DissectEvent] = []
-        self.opaque = False
-        self._closed = False
-
-    # ---------------------------------------------------------------- contract
-
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self._closed or not data:
-            return []
-        try:
-            d = int(direction)
-            for frame in self._parsers[d].feed(bytes(data), ts_ns, seq):
-                self._on_frame(d, frame)
-                if self.opaque:
-                    break
-        except Exception as e:  # never raise out of the stage
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self._closed or size <= 0:
-            return []
-        try:
-            d = int(direction)
-            frames, lost = self._parsers[d].gap(size, ts_ns)
-            for frame in frames:
-                self._on_frame(d, frame)
-            if lost:
-                self._framing_lost(d)
-        except Exception as e:
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if self._closed:
-            return self._take()
-        self._closed = True
-        try:
-            self._flush()
-        except Exception as e:
-            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
-        return self._take()
 
     @property
     def idle(self) -> bool:
         if self._waiting or self._contents[0] or self._contents[1] or self._absorb:
             return False
-        return self.opaque or self._closed or (self._parsers[0].idle and self._parsers[1].idle)
+        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
 
     @property
     def buffered(self) -> int:
         """Bytes held for frames and bodies not yet complete (bounded by the caps)."""
-        return self._parsers[0].buffered + self._parsers[1].buffered + self._held
+        return self.framers[0].buffered + self.framers[1].buffered + self._held
 
-    def _take(self) -> list[DissectEvent]:
-        out = self._out
-        if not out:
-            return []
-        self._out = []
-        return out
-
-    def _failed(self, direction: int, reason: str, ts: int) -> None:
-        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], reason, ts))
-
-    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
-        self._failed(int(direction), f"internal dissector error: {type(e).__name__}: {e}", ts)
-        self._go_opaque()
-
-    def _go_opaque(self) -> None:
-        self.opaque = True
-        for p in self._parsers:
-            p.abort()
-        try:
-            self._flush()
-        except Exception:
-            self._pending.clear()
-            self._waiting.clear()
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        frames, lost = self.framers[d].gap(size, ts)
+        self._frames(d, frames, ts)
+        if lost:
+            self._framing_lost(d)
 
     # ------------------------------------------------------------------ frames
+
+    def _client(self, frame: Frame) -> None:
+        self._on_frame(0, frame)
+
+    def _server(self, frame: Frame) -> None:
+        self._on_frame(1, frame)
 
     def _on_frame(self, d: int, frame: Frame) -> None:
         kind = type(frame)
@@ -179,7 +123,7 @@ class AmqpDissector:
             self._go_opaque()
             return
         if not self._roles_known:
-            self._client, self._roles_known = d, True
+            self._client_side, self._roles_known = d, True
 
     def _on_method(self, d: int, m: Method) -> None:
         ch = m.channel
@@ -188,13 +132,13 @@ class AmqpDissector:
             self._end_content(current, "incomplete")
         spec = m.spec
         if not self._roles_known and spec.sender != BOTH:
-            self._client = d if spec.sender == CLIENT else 1 - d
+            self._client_side = d if spec.sender == CLIENT else 1 - d
             self._roles_known = True
         key = (spec.class_id, spec.method_id)
         if key in REQUEST_OF:
             self._on_reply(d, m)
             return
-        from_broker = d != self._client
+        from_broker = d != self._client_side
         if from_broker and key in _CLOSES and self._fail_waiting(d, m):
             return
         call = Call(m, d, from_broker)
@@ -369,7 +313,7 @@ class AmqpDissector:
     def _ready(self, call: Call) -> None:
         if call.resolved and not call.open and not call.emitted:
             call.emitted = True
-            self._out.append(self._builder.build(call, self._client))
+            self.out.append(self._builder.build(call, self._client_side))
 
     def _framing_lost(self, d: int) -> None:
         """Framing in direction `d` was lost: cut its messages short; replies it owed
@@ -384,19 +328,23 @@ class AmqpDissector:
                 if c.initiator != d:
                     c.suspect = True
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
         """The connection ended: emit everything still open, flagged."""
-        for d in (0, 1):
-            for entry in list(self._contents[d].values()):
-                self._end_content(entry, "incomplete")
-            self._contents[d].clear()
-        for call in list(self._waiting.values()):
-            call.flags.append("no_response")
-            call.resolved = True
-            self._ready(call)
-        self._pending.clear()
-        self._waiting.clear()
-        self._absorb.clear()
+        try:
+            for d in (0, 1):
+                for entry in list(self._contents[d].values()):
+                    self._end_content(entry, "incomplete")
+                self._contents[d].clear()
+            for call in list(self._waiting.values()):
+                call.flags.append("no_response")
+                call.resolved = True
+                self._ready(call)
+        finally:  # a call that does not render still leaves the flow idle
+            for d in (0, 1):
+                self._contents[d].clear()
+            self._pending.clear()
+            self._waiting.clear()
+            self._absorb.clear()
 
 
 def _answers(request: Method | None, reply: Method) -> bool:
