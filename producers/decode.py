@@ -30,21 +30,6 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 
-SUPPORTED_LINKTYPES = frozenset(
-    {
-        LINKTYPE_NULL,
-        LINKTYPE_ETHERNET,
-        LINKTYPE_RAW_12,
-        LINKTYPE_RAW_14,
-        LINKTYPE_RAW,
-        LINKTYPE_LOOP,
-        LINKTYPE_LINUX_SLL,
-        LINKTYPE_IPV4,
-        LINKTYPE_IPV6,
-        LINKTYPE_LINUX_SLL2,
-    }
-)
-
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})  # 802.1Q, 802.1ad, old QinQ
@@ -73,6 +58,9 @@ Decoder = Callable[[bytes, int, int, int], "Segment | None"]
 make_segment = record_maker(Segment)
 
 
+Skip = Callable[[str], None]
+
+
 def make_decoder(
     linktype: int,
     skipped: dict[str, int],
@@ -88,19 +76,21 @@ def make_decoder(
     between decoders (pcapng files with several interfaces).
     """
     cache: dict[bytes, str] = {} if addr_cache is None else addr_cache
-    seg = make_segment
-    ip4_unpack = _IP4.unpack_from
-    ip6_unpack = _IP6.unpack_from
-    tcp_unpack = _TCP.unpack_from
-    udp_unpack = _UDP.unpack_from
-    u16 = _U16.unpack_from
-    ntop = socket.inet_ntop
-    af4, af6 = socket.AF_INET, socket.AF_INET6
-    ext_generic = IPV6_EXT_GENERIC
-    vlan_tpids = VLAN_TPIDS
 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
+
+    transport = _transport(skip, node, source)
+    ip4 = _ip4(transport, skip, cache)
+    ip6 = _ip6(transport, skip, cache)
+    link = _LINK_LAYERS.get(linktype, _unsupported)
+    return link(ip4, ip6, skip)
+
+
+def _transport(skip: Skip, node: str, source: str) -> Callable[..., Segment | None]:
+    seg = make_segment
+    tcp_unpack = _TCP.unpack_from
+    udp_unpack = _UDP.unpack_from
 
     def transport(buf, off, ip_end, proto, src, dst, ts):
         """TCP/UDP header at `off`; the IP datagram ends at `ip_end`."""
@@ -140,12 +130,20 @@ def make_decoder(
         skip("not_tcp_udp")
         return None
 
-    def remember(raw: bytes, family: int) -> str:
-        """Format an address once; the hot path is the `cache.get` beside each call."""
-        if len(cache) >= MAX_CACHE:
-            cache.clear()
-        name = cache[raw] = ntop(family, raw)
-        return name
+    return transport
+
+
+def _remember(cache: dict[bytes, str], raw: bytes, family: int) -> str:
+    """Format an address once; the hot path is the `cache.get` beside each call."""
+    if len(cache) >= MAX_CACHE:
+        cache.clear()
+    name = cache[raw] = socket.inet_ntop(family, raw)
+    return name
+
+
+def _ip4(transport: Callable[..., Segment | None], skip: Skip, cache: dict[bytes, str]) -> Decoder:
+    ip4_unpack = _IP4.unpack_from
+    af4 = socket.AF_INET
 
     def ip4(buf, off, end, ts):
         if off + 20 > end:
@@ -172,9 +170,18 @@ def make_decoder(
         if off + hl > ip_end:
             skip("bad_header")
             return None
-        src = cache.get(s) or remember(s, af4)
-        dst = cache.get(d) or remember(d, af4)
+        src = cache.get(s) or _remember(cache, s, af4)
+        dst = cache.get(d) or _remember(cache, d, af4)
         return transport(buf, off + hl, ip_end, proto, src, dst, ts)
+
+    return ip4
+
+
+def _ip6(transport: Callable[..., Segment | None], skip: Skip, cache: dict[bytes, str]) -> Decoder:
+    ip6_unpack = _IP6.unpack_from
+    u16 = _U16.unpack_from
+    af6 = socket.AF_INET6
+    ext_generic = IPV6_EXT_GENERIC
 
     def ip6(buf, off, end, ts):
         if off + 40 > end:
@@ -227,9 +234,18 @@ def make_decoder(
         if p > ip_end:
             skip("bad_header")
             return None
-        src = cache.get(s) or remember(s, af6)
-        dst = cache.get(d) or remember(d, af6)
+        src = cache.get(s) or _remember(cache, s, af6)
+        dst = cache.get(d) or _remember(cache, d, af6)
         return transport(buf, p, ip_end, nh, src, dst, ts)
+
+    return ip6
+
+
+# Link layers: each builds its decoder from the IPv4 and IPv6 decoders beneath it.
+
+
+def _by_ethertype(ip4: Decoder, ip6: Decoder, skip: Skip) -> Callable[..., Segment | None]:
+    vlan_tpids = VLAN_TPIDS
 
     def by_ethertype(buf, off, end, ts, etype):
         """Network layer at `off` with the given EtherType, VLAN tags allowed."""
@@ -246,6 +262,12 @@ def make_decoder(
         skip("not_ip")
         return None
 
+    return by_ethertype
+
+
+def _ethernet(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
+    by_ethertype = _by_ethertype(ip4, ip6, skip)
+
     def ethernet(buf, off, end, ts):
         if off + 14 > end:
             skip("truncated_packet")
@@ -257,6 +279,34 @@ def make_decoder(
             return ip6(buf, off + 14, end, ts)
         return by_ethertype(buf, off + 14, end, ts, etype)
 
+    return ethernet
+
+
+def _sll(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
+    by_ethertype = _by_ethertype(ip4, ip6, skip)
+
+    def sll(buf, off, end, ts):
+        if off + 16 > end:
+            skip("truncated_packet")
+            return None
+        return by_ethertype(buf, off + 16, end, ts, (buf[off + 14] << 8) | buf[off + 15])
+
+    return sll
+
+
+def _sll2(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
+    by_ethertype = _by_ethertype(ip4, ip6, skip)
+
+    def sll2(buf, off, end, ts):
+        if off + 20 > end:
+            skip("truncated_packet")
+            return None
+        return by_ethertype(buf, off + 20, end, ts, (buf[off] << 8) | buf[off + 1])
+
+    return sll2
+
+
+def _raw(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
     def raw(buf, off, end, ts):
         if off >= end:
             skip("truncated_packet")
@@ -269,6 +319,10 @@ def make_decoder(
         skip("not_ip")
         return None
 
+    return raw
+
+
+def _null(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
     def null(buf, off, end, ts):
         # The address family is a 32-bit integer in the byte order of the machine that
         # wrote it (NULL) or in network order (LOOP, though some writers get that wrong):
@@ -285,34 +339,25 @@ def make_decoder(
         skip("not_ip")
         return None
 
-    def sll(buf, off, end, ts):
-        if off + 16 > end:
-            skip("truncated_packet")
-            return None
-        return by_ethertype(buf, off + 16, end, ts, (buf[off + 14] << 8) | buf[off + 15])
+    return null
 
-    def sll2(buf, off, end, ts):
-        if off + 20 > end:
-            skip("truncated_packet")
-            return None
-        return by_ethertype(buf, off + 20, end, ts, (buf[off] << 8) | buf[off + 1])
 
+def _unsupported(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
     def unsupported(buf, off, end, ts):
-        skipped["unsupported_linktype"] = skipped.get("unsupported_linktype", 0) + 1
-        return None
+        skip("unsupported_linktype")
 
-    if linktype == LINKTYPE_ETHERNET:
-        return ethernet
-    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14):
-        return raw
-    if linktype == LINKTYPE_IPV4:
-        return ip4
-    if linktype == LINKTYPE_IPV6:
-        return ip6
-    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        return null
-    if linktype == LINKTYPE_LINUX_SLL:
-        return sll
-    if linktype == LINKTYPE_LINUX_SLL2:
-        return sll2
     return unsupported
+
+
+_LINK_LAYERS: dict[int, Callable[[Decoder, Decoder, Skip], Decoder]] = {
+    LINKTYPE_ETHERNET: _ethernet,
+    LINKTYPE_RAW: _raw,
+    LINKTYPE_RAW_12: _raw,
+    LINKTYPE_RAW_14: _raw,
+    LINKTYPE_IPV4: lambda ip4, ip6, skip: ip4,
+    LINKTYPE_IPV6: lambda ip4, ip6, skip: ip6,
+    LINKTYPE_NULL: _null,
+    LINKTYPE_LOOP: _null,
+    LINKTYPE_LINUX_SLL: _sll,
+    LINKTYPE_LINUX_SLL2: _sll2,
+}
