@@ -31,6 +31,31 @@ from httptools import (
 
 from streams.dissect.http.events import REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.lenient import HEAD_END, LenientHead, read_head
+from streams.dissect.http.state import (
+    BEGIN,
+    BODY_CHUNKED,
+    BODY_CL,
+    BODY_EOF,
+    BODY_TO_CLOSE,
+    CHUNKED_BODY,
+    CLOSE,
+    CLOSED,
+    DONE,
+    HEAD,
+    HOLD,
+    IDLE,
+    INTERIM,
+    LOST,
+    REFUSED,
+    RESYNC,
+    SIZED_BODY,
+    SWITCH_ASKED,
+    SYNCED,
+    TRANSITIONS,
+    Chunk,
+    Event,
+    Read,
+)
 from streams.dissect.http_semantics import Body, decode_text
 
 if TYPE_CHECKING:
@@ -45,10 +70,7 @@ PROBE_BUDGET = 64 * 1024  # bytes skipped before the first message before giving
 RESYNC_BUDGET = 1024 * 1024  # bytes skipped in one resync episode before giving up
 MAX_FAILURES = 8  # malformed messages in a row before giving up
 
-# Parser states.
-RESYNC, IDLE, HEAD, BODY_CL, BODY_CHUNKED, BODY_EOF, HOLD, CLOSED = range(8)
-# Chunk walker states.
-_CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = range(4)
+_CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = Chunk  # module-level names: the walker's loop
 
 _REQ = rb"[A-Z][A-Z0-9_-]{0,23} +[^ \r\n][^\r\n]* +HTTP/1\.[0-9]\r?\n"
 _RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r?\n"
@@ -149,7 +171,7 @@ class Http1Parser:
         self.max_body = max_body
         self.max_header = max_header
         self.max_line = min(MAX_LINE, max_header)
-        self.state = RESYNC  # the first message is found like a resync: by its start line
+        self.state: Read = RESYNC  # the first message is found like a resync: by its start line
         self.llp: HttpRequestParser | HttpResponseParser | None = None
         self.msg: HttpMessage | None = None
         self.body: Body | None = None
@@ -260,7 +282,7 @@ class Http1Parser:
         self.msg = None
         self.body = None
         self.tail = b""
-        self.state = CLOSED
+        self._to(CLOSE)
 
     def abort(self) -> None:
         """The flow went opaque: finish a message in progress (flagged) and drop buffers."""
@@ -277,7 +299,7 @@ class Http1Parser:
         self.lenient = None
         self.hold = []
         self.hold_len = 0
-        self.state = CLOSED
+        self._to(CLOSE)
 
     def release(self) -> None:
         """The Upgrade / CONNECT request was refused: parse the held bytes as HTTP again."""
@@ -291,7 +313,7 @@ class Http1Parser:
             self._reset(mid_line=False)
             self.reported = True
         else:
-            self.state = IDLE
+            self._to(REFUSED)
         for data, ts, seq in held:
             if self.sink.opaque:
                 return
@@ -404,7 +426,7 @@ class Http1Parser:
         if self.llp is None:
             self._new_llp()
         self.msg = HttpMessage(self.kind, ts, seq)
-        self.state = HEAD
+        self._to(BEGIN)
         self.head_len = 0
         self.htail = b""
         self.hseen = []
@@ -546,7 +568,7 @@ class Http1Parser:
                 self._start_chunked()
             elif length:
                 self.rem = length
-                self.state = BODY_CL
+                self._to(SIZED_BODY)
             else:
                 self._complete(ts)
             return
@@ -554,7 +576,7 @@ class Http1Parser:
         if 100 <= status < 200 and status != 101:
             # Interim response (100 Continue, 103 Early Hints): no body, not paired.
             self.msg = None
-            self.state = IDLE
+            self._to(INTERIM)
             if not self.mc:
                 self.llp = None
             return
@@ -571,14 +593,14 @@ class Http1Parser:
         elif clen is not None:
             if length:
                 self.rem = length
-                self.state = BODY_CL
+                self._to(SIZED_BODY)
             else:
                 self._complete(ts)
         else:
-            self.state = BODY_EOF  # delimited by the connection closing
+            self._to(BODY_TO_CLOSE)
 
     def _start_chunked(self) -> None:
-        self.state = BODY_CHUNKED
+        self._to(CHUNKED_BODY)
         self.ck_state = _CK_SIZE
         self.ck_line = b""
 
@@ -691,10 +713,14 @@ class Http1Parser:
         if not self.mc or self.upgraded:
             self.llp = None  # llhttp expects something else (HEAD, CONNECT, a gap): start fresh
         self.mc = False
-        self.state = HOLD if msg.upgrade and self.kind == REQUEST else IDLE
+        self._to(SWITCH_ASKED if msg.upgrade and self.kind == REQUEST else DONE)
         self.seen = True
         self.failures = 0
         self.sink.on_message_done(msg)
+
+    def _to(self, event: Event) -> None:
+        """Move by `event` (a move `TRANSITIONS` lacks raises KeyError: a bug)."""
+        self.state = TRANSITIONS[self.state][event]
 
     def _side(self, what: str) -> str:
         return ("request_" if self.kind == REQUEST else "response_") + what
@@ -705,7 +731,7 @@ class Http1Parser:
         self.msg = None
         self.body = None
         self.llp = None
-        self.state = RESYNC
+        self._to(LOST)
         self.tail = b""
         self.htail = b""
         self.hseen = []
@@ -802,7 +828,7 @@ class Http1Parser:
         self.tail = b""
         self.skipped = 0
         self.reported = False
-        self.state = IDLE
+        self._to(SYNCED)
         if p >= off:
             return i + p - off
         # The start line began in the kept tail: parse the joined bytes from there.

@@ -34,6 +34,16 @@ from schemas.records import ApiCall
 from streams.dissect import grpc
 from streams.dissect.base import DissectEvent, DissectFailed, new_call
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
+from streams.dissect.http2.state import (
+    CLOSED,
+    DATA,
+    END_STREAM,
+    HEADERS,
+    IDLE,
+    TRANSITIONS,
+    WHOLE,
+    Event,
+)
 from streams.dissect.http_semantics import Body, decode_text, split_target
 from streams.reassembly.events import Direction, Flow
 
@@ -51,18 +61,20 @@ class Half:
     """One direction of a stream: its header block, trailers, DATA and end."""
 
     __slots__ = (
-        "seen", "headed", "ts", "seq", "end_ts", "fields", "trailers", "body", "size", "ended"
+        "seen", "state", "ts", "seq", "end_ts", "fields", "trailers", "body", "size"
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.seen = False  # a frame of this half was seen (HEADERS, or DATA when mid-flow)
-        self.headed = False  # its header block was handled (later ones are trailers)
+        self.state = IDLE  # moves by `state.TRANSITIONS`
         self.ts = self.seq = self.end_ts = 0
         self.fields: list[tuple[str, str]] | None = None  # None: not seen or not decodable
         self.trailers: list[tuple[str, str]] = []
         self.body: Body | None = None
         self.size = 0  # DATA payload bytes on the wire, padding excluded
-        self.ended = False
+
+    def to(self, event: Event) -> None:
+        self.state = TRANSITIONS[self.state][event]
 
     def field(self, name: str) -> str:
         for k, v in self.fields or ():
@@ -287,7 +299,7 @@ class Http2Dissector:
         half = None if st is None else st.halves[direction]
         if half is not None and not half.seen:
             half.seen, half.ts, half.seq = True, ts, seq  # its HEADERS came before the capture
-            half.headed = True
+            half.to(DATA)
         self.data_half[direction] = half
 
     def on_data(self, direction: int, stream_id: int, chunk: bytes) -> None:
@@ -313,7 +325,7 @@ class Http2Dissector:
         half.size += size
         half.end_ts = ts
         if end_stream:
-            half.ended = True
+            half.to(END_STREAM)
             self._maybe_emit(self.streams[stream_id])
 
     # ----------------------------------------------------------- header blocks
@@ -361,7 +373,8 @@ class Http2Dissector:
             st.flag("push")
             st.request_dir = 1 - direction
             half = st.halves[1 - direction]
-            half.seen = half.headed = half.ended = True
+            half.seen = True
+            half.to(WHOLE)
             half.ts, half.seq, half.end_ts = block.ts, block.seq, end_ts
             half.fields = fields
             if fields is None:
@@ -371,12 +384,13 @@ class Http2Dissector:
         if st is None:
             return
         half = st.halves[direction]
-        if not half.headed:
+        if half.state == IDLE:
             if fields is not None:
                 status = next((v for k, v in fields if k == ":status"), "")
                 if status[:1] == "1" and not block.end_stream:
                     return  # interim response (100, 103): not the answer
-            half.seen = half.headed = True
+            half.seen = True
+            half.to(HEADERS)
             half.ts, half.seq = block.ts, block.seq
             half.fields = fields
             if fields is None:
@@ -387,13 +401,13 @@ class Http2Dissector:
             st.flag("hpack_unknown")
         half.end_ts = end_ts
         if block.end_stream:
-            half.ended = True
+            half.to(END_STREAM)
             self._maybe_emit(st)
 
     # --------------------------------------------------------------- emitting
 
     def _maybe_emit(self, st: H2Stream) -> None:
-        if st.halves[0].ended and st.halves[1].ended:
+        if st.halves[0].state == CLOSED and st.halves[1].state == CLOSED:
             self._emit(st)
 
     def _emit(self, st: H2Stream) -> None:
@@ -449,9 +463,9 @@ class Http2Dissector:
             flags.append("no_response")
         else:
             fields.update(self._response_fields(resp, is_grpc, flags))
-            if not resp.ended and "reset" not in flags:
+            if resp.state != CLOSED and "reset" not in flags:
                 flags.append("response_incomplete")
-        if req.seen and not req.ended and "reset" not in flags:
+        if req.seen and req.state != CLOSED and "reset" not in flags:
             flags.append("request_incomplete")
         flow = self.flow
         if rd == 1:  # the capture had the roles backwards
@@ -508,7 +522,7 @@ class Http2Dissector:
                 code = everything.get("grpc-status", "")
                 if code.isdigit():
                     out["status"] = int(code)
-                elif resp.ended:
+                elif resp.state == CLOSED:
                     flags.append("no_grpc_status")
                 out["reason"] = grpc.grpc_message_text(everything.get("grpc-message", ""))
                 headers.insert(0, (":status", status))
@@ -529,7 +543,7 @@ class Http2Dissector:
             flags.append("decode_error")
         if is_grpc:
             data, more = grpc.body_json(data, half.field("grpc-encoding"), self.max_body)
-            if body.truncated or not half.ended:
+            if body.truncated or half.state != CLOSED:
                 more = [f for f in more if f != "grpc_message_cut"]
             flags.extend(more)
         return data
@@ -543,7 +557,7 @@ def h2c_dissector(flow: Flow, request: ApiCall | None = None, **caps: int) -> Ht
     assert st is not None
     st.request_dir = 0
     half = st.halves[0]
-    half.ended = half.headed = True  # the request was HTTP/1.1; its stream half is closed
+    half.to(WHOLE)  # the request was HTTP/1.1; its stream half is closed
     if request is not None:
         st.upgrade = request
         half.seen = True

@@ -25,6 +25,16 @@ from streams.dissect.websocket.events import (
     WsMessage,
 )
 from streams.dissect.websocket.handshake import Handshake
+from streams.dissect.websocket.state import (
+    DONE,
+    HEADER,
+    HEADER_READ,
+    PAYLOAD,
+    PAYLOAD_READ,
+    STOP,
+    TRANSITIONS,
+    Event,
+)
 
 MASK = 0xFFFFFFFF
 DEFAULT_MAX_MESSAGE = 64 * 1024  # payload bytes kept per message (the size is always counted)
@@ -97,7 +107,7 @@ class FrameParser:
         self.head_ts = 0
         self.head_seq = 0
         self.remaining = 0  # payload bytes of the current frame not seen yet
-        self.in_frame = False
+        self.state = HEADER  # moves by `state.TRANSITIONS`
         self.opcode = 0
         self.fin = False
         self.key = b""  # masking key of the current frame (b"" when unmasked)
@@ -106,14 +116,14 @@ class FrameParser:
         self.frame_seq = 0
         self.control = b""
         self.message: _Message | None = None
-        self.dead = False
         self.out: list[WsEvent] = []
 
     # ----------------------------------------------------------------- public
 
     @property
     def idle(self) -> bool:
-        return self.dead or (not self.head and not self.in_frame and self.message is None)
+        st = self.state
+        return st == DONE or (st == HEADER and not self.head and self.message is None)
 
     @property
     def buffered(self) -> int:
@@ -123,22 +133,25 @@ class FrameParser:
         return n
 
     def feed(self, data: bytes, ts: int, seq: int) -> list[WsEvent]:
-        if self.dead or not data:
+        if self.state == DONE or not data:
             return []
         n = len(data)
         i = 0
-        while i < n and not self.dead:
-            if self.in_frame:
+        while i < n:
+            st = self.state
+            if st == PAYLOAD:
                 i = self._payload(data, i, ts)
-            else:
+            elif st == HEADER:
                 i = self._header(data, i, ts, seq)
+            else:
+                break
         return self._take()
 
     def gap(self, size: int, ts: int) -> list[WsEvent]:
         """`size` bytes lost: skip them inside a frame of known length, else stop."""
-        if self.dead:
+        if self.state == DONE:
             return []
-        if self.in_frame and not self.head and size <= self.remaining:
+        if self.state == PAYLOAD and size <= self.remaining:
             self.remaining -= size
             self.key_offset += size
             msg = self.message
@@ -159,15 +172,18 @@ class FrameParser:
     def close(self, ts: int) -> list[WsEvent]:
         """The connection ended: a message cut short is handed over, flagged."""
         msg = self.message
-        if msg is not None and not self.dead:
+        if msg is not None and self.state != DONE:
             msg.flags.append("incomplete")
             self._emit_message(ts)
         self.head = b""
-        self.in_frame = False
-        self.dead = True
+        self._to(STOP)
         return self._take()
 
     # ---------------------------------------------------------------- framing
+
+    def _to(self, event: Event) -> None:
+        """Move by `event` (a move `TRANSITIONS` lacks raises KeyError: a bug)."""
+        self.state = TRANSITIONS[self.state][event]
 
     def _take(self) -> list[WsEvent]:
         out = self.out
@@ -218,7 +234,7 @@ class FrameParser:
         self.key_offset = 0
         self.frame_ts = self.head_ts
         self.frame_seq = self.head_seq
-        self.in_frame = True
+        self._to(HEADER_READ)
         msg = self.message
         if opcode in CONTROL_OPCODES:
             self.control = b""
@@ -282,7 +298,7 @@ class FrameParser:
         return end
 
     def _end_frame(self, ts: int) -> None:
-        self.in_frame = False
+        self._to(PAYLOAD_READ)
         opcode = self.opcode
         if opcode in CONTROL_OPCODES:
             payload = self.control
@@ -356,7 +372,6 @@ class FrameParser:
             msg.flags.append("incomplete")
             self._emit_message(ts)
         self.out.append(WsFailed(self.direction, reason, ts))
-        self.dead = True
+        self._to(STOP)
         self.head = b""
         self.control = b""
-        self.in_frame = False
