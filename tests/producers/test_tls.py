@@ -135,6 +135,51 @@ process.stdin.once("data", () => {
 });
 """
 
+# Short-lived connections from many threads of one Python process to another's (OpenSSL,
+# socket BIOs): fds and SSL objects are reused all the time. The server answers with the
+# client port it saw, like the Go server's /conn; handshakes run in the handler threads.
+PY_STORM_SERVER = r"""
+import http.server, ssl, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        out = "peer={}:{} id={}".format(*self.client_address, self.headers["X-Id"]).encode()
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *args):
+        pass
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256
+server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+# N GETs, PAR threads at a time, each on its own connection; prints "ID PORT" per call.
+PY_STORM_CLIENT = r"""
+import concurrent.futures, http.client, ssl, sys
+port, total, par = int(sys.argv[1]), int(sys.argv[3]), int(sys.argv[4])
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+def call(i):
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+    conn.request("GET", "/conn", headers={"X-Id": str(i), "Connection": "close"})
+    local = conn.sock.getsockname()[1]
+    body = conn.getresponse().read()
+    conn.close()
+    assert body.endswith(b":%d id=%d" % (local, i)), (i, local, body)
+    return "%d %d" % (i, local)
+print("ready", flush=True)
+sys.stdin.readline()
+with concurrent.futures.ThreadPoolExecutor(par) as pool:
+    print("\n".join(pool.map(call, range(total))), flush=True)
+"""
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ebpf_ready() -> None:
@@ -206,6 +251,7 @@ def _run_client(
         or sum(1 for s in segments if s.flags & FIN and port in (s.src_port, s.dst_port)) < fins
     ):
         assert time.monotonic() < deadline, f"capture incomplete: {len(segments)} segments"
+        assert client.returncode in (None, 0), client.stderr.read() if client.stderr else ""
         segments += cap.poll(0.2)
     assert client.returncode == 0, client.stderr.read() if client.stderr else ""
     return segments
@@ -460,20 +506,11 @@ def test_ciphertext_of_a_captured_tls_connection_is_no_tcp_row(cert, processes) 
     assert row.protocol == "tcp" and row.dst_port == port and row.request_body_size > 40000
 
 
-@pytest.mark.parametrize("traced", ["both ends", "client only"])
-def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary, processes, traced):
-    """Hundreds of one-call connections at once from one Go process to another (fds, Go
-    heap addresses and goroutines reused all the time): each call is stored once, on the
-    connection it was made on. The server answers with the client port it saw, so a call
-    whose response names another port than its own request came from a swapped chunk.
-    Traced alone, the client's request is the only copy (no server copy to fill in)."""
-    crt, key = cert
-    port, total = 21818 if traced == "both ends" else 21819, 300
-    server = _spawn([go_binary, "server", str(port), crt, key])
-    url = f"https://127.0.0.1:{port}/conn"
-    client = _spawn([go_binary, "storm", url, crt, str(total), "32"])
-    processes += [server, client]
-    pids = [server.pid, client.pid] if traced == "both ends" else [client.pid]
+def _storm(pids: list[int], client: subprocess.Popen[str], port: int, total: int) -> None:
+    """Capture a storm of `total` one-call connections to `port` and check that each call
+    is stored once, on the connection it was made on: the server answers with the client
+    port it saw, so a call whose response names another port than its own request came
+    from a swapped chunk. The client prints "ID PORT" per call (its own local port)."""
     with TlsCapture(pids=pids) as cap:
         # each traced close of a connection gives two FIN segments
         segments = _run_client(cap, client, port, fins=2 * len(pids) * total)
@@ -483,9 +520,8 @@ def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary,
     assert len(made) == total and len(set(made.values())) == total
     assert stats["ring_full"] == 0 and stats["no_fd"] == 0 and stats["unresolved"] == 0
 
-    calls = _calls(segments)
     stored = {}
-    for c in calls:
+    for c in _calls(segments):
         call_id = dict(c.request_headers).get("X-Id")
         assert (c.path, c.status, c.flags) == ("/conn", 200, ()), (call_id, c)
         assert call_id not in stored, f"call {call_id} stored twice"
@@ -493,3 +529,29 @@ def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary,
         assert c.response_body == f"peer=127.0.0.1:{c.src_port} id={call_id}".encode()
         assert (c.dst_port, c.src_port) == (port, int(made[call_id]))
     assert sorted(stored, key=int) == [str(i) for i in range(total)]
+
+
+@pytest.mark.parametrize("traced", ["both ends", "client only"])
+def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary, processes, traced):
+    """Hundreds of one-call connections at once from one Go process to another (fds, Go
+    heap addresses and goroutines reused all the time). Traced alone, the client's request
+    is the only copy (no server copy to fill in)."""
+    crt, key = cert
+    port, total = 21818 if traced == "both ends" else 21819, 300
+    server = _spawn([go_binary, "server", str(port), crt, key])
+    url = f"https://127.0.0.1:{port}/conn"
+    client = _spawn([go_binary, "storm", url, crt, str(total), "32"])
+    processes += [server, client]
+    _storm([server.pid, client.pid] if traced == "both ends" else [client.pid], client, port, total)
+
+
+@pytest.mark.parametrize("traced", ["both ends", "client only"])
+def test_openssl_short_lived_concurrent_connections_never_swap_calls(cert, processes, traced):
+    """The same storm between two threaded Python processes (OpenSSL's SSL_read_ex and
+    SSL_write_ex over socket BIOs; fds and SSL objects reused all the time)."""
+    crt, key = cert
+    port, total = 21820 if traced == "both ends" else 21821, 300
+    server = _spawn([sys.executable, "-c", PY_STORM_SERVER, str(port), crt, key])
+    client = _spawn([sys.executable, "-c", PY_STORM_CLIENT, str(port), crt, str(total), "32"])
+    processes += [server, client]
+    _storm([server.pid, client.pid] if traced == "both ends" else [client.pid], client, port, total)
