@@ -97,6 +97,16 @@ def receive_each(dissector, steps: Sequence[tuple[Direction, bytes]], ts: int = 
         seqs[direction] += len(data)
 
 
+def assert_capped(dissector, steps: Sequence[tuple[Direction, bytes]], bound: int) -> None:
+    """Feed (direction, bytes) steps: only calls and failures come out, the buffers never
+    hold more than `bound` bytes, and after close nothing is pending."""
+    for events in receive_each(dissector, steps):
+        assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
+        assert dissector.buffered <= bound
+    assert all(isinstance(e, ApiCall | DissectFailed) for e in dissector.close(2))
+    assert dissector.idle
+
+
 # ------------------------------------------------------------- Hypothesis
 
 

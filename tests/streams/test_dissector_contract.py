@@ -263,6 +263,7 @@ def test_a_capture_cut_anywhere_flushes_what_it_saw_flagged(case):
         assert_sane(before + at_close)
         assert dissector.idle
         assert_seen_calls_kept(case, before + at_close, k)
+        assert len(calls_of(before + at_close)) <= len(calls_of(whole(case)))
         for call in calls_of(at_close):
             assert call.flags, f"{call.method} {call.path} flushed at close without a flag"
 
