@@ -1,18 +1,12 @@
 """Redis dissector: the golden capture (redis-server driven by redis-cli, redis-py and a
-raw socket) against what the clients sent and got, RESP3 and edge cases, and Hypothesis
-properties (any cut and causal interleaving gives the same calls; junk never raises;
-buffers stay under the cap)."""
+raw socket) against what the clients sent and got, RESP3 and edge cases. Framing, gaps,
+close and fuzz over the capture: tests/streams/test_dissector_contract.py."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from producers.pcap import read_segments
 from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed
 from streams.dissect.redis import REDIS, RedisDissector
@@ -20,7 +14,7 @@ from streams.dissect.redis.parser import MAX_LINE
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
-from tests.streams.dissect_kit import calls_of, merged, receive_each, spans
+from tests.streams.dissect_kit import calls_of
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "redis"
 PORT = 21179
@@ -261,97 +255,3 @@ def test_huge_arrays_keep_a_prefix_and_count_the_rest():
     got = body(call)
     assert got[:3] == [0, 1, 2] and got[-1] == {"omitted": 10_000 - 4096}
     assert "response_truncated" in call.flags
-
-
-# ---------------------------------------------------------------------- properties
-
-
-def _flows() -> dict[str, dict]:
-    """Per flow of the golden capture: both byte streams and, for each server segment, how
-    many client bytes had been sent before it (the causal order to keep)."""
-    out: dict[str, dict] = defaultdict(lambda: {"c": b"", "s": b"", "marks": []})
-    for seg in read_segments(GOLDEN / "basic.pcap"):
-        if not seg.payload:
-            continue
-        f = out[flow_id(seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)]
-        if seg.dst_port == PORT:
-            f["c"] += seg.payload
-        else:
-            f["s"] += seg.payload
-            f["marks"].append((len(f["s"]), len(f["c"])))
-    return dict(out)
-
-
-FLOWS = [f for f in _flows().values() if len(f["c"]) > 200]
-
-
-def _run(f: dict, c_parts: list[bytes], s_parts: list[bytes], order: list[int]) -> list:
-    d = RedisDissector(flow(PORT))
-    out = []
-    for events in receive_each(d, merged((c_parts, s_parts), order)):
-        out += events
-        assert d.buffered <= 64 * 1024 + MAX_LINE + 1448
-    return out + d.close(2)
-
-
-def _sig(events) -> list[tuple]:
-    return sorted((c.call_id, c.method, c.path, c.request_body, c.response_body, c.status,
-                   c.flags) for c in calls_of(events))  # fmt: skip
-
-
-def _cuts(data, stream: bytes) -> list[bytes]:
-    return [stream[a:b] for a, b in spans(data.draw, len(stream), 40)]
-
-
-def _needed(f: dict, s_end: int) -> int:
-    """Client bytes that preceded server byte `s_end - 1` in the capture."""
-    for end, sent in f["marks"]:
-        if end >= s_end:
-            return sent
-    return len(f["c"])
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(k=st.integers(0, len(FLOWS) - 1), data=st.data())
-def test_any_split_and_causal_interleaving_gives_the_same_calls(k, data):
-    f = FLOWS[k]
-    whole = _sig(_run(f, [f["c"]], [f["s"]], [0, 1]))
-    assert whole and not any(isinstance(e, DissectFailed) for e in _run(f, [f["c"]], [f["s"]],
-                                                                          [0, 1]))  # fmt: skip
-    c_parts, s_parts = _cuts(data, f["c"]), _cuts(data, f["s"])
-    order, sent, got, i, j = [], 0, 0, 0, 0
-    while i < len(c_parts) or j < len(s_parts):
-        can_s = j < len(s_parts) and sent >= _needed(f, got + len(s_parts[j]))
-        if i < len(c_parts) and (not can_s or data.draw(st.booleans())):
-            order.append(0)
-            sent += len(c_parts[i])
-            i += 1
-        else:
-            order.append(1)
-            got += len(s_parts[j])
-            j += 1
-    assert _sig(_run(f, c_parts, s_parts, order)) == whole
-
-
-@settings(max_examples=300, deadline=None)
-@given(junk=st.binary(max_size=400), prefix=st.sampled_from([b"", b"*2\r\n$3\r\nGET\r\n"]))
-def test_random_bytes_never_raise(junk, prefix):
-    d = RedisDissector(flow())
-    events = d.receive(C, prefix + junk, 1, 0) + d.receive(S, junk, 2, 0) + d.close(3)
-    assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
-    assert 0.0 <= REDIS.probe(junk) <= 1.0
-
-
-@settings(max_examples=100, deadline=None)
-@given(k=st.integers(0, len(FLOWS) - 1), cut_c=st.integers(0, 10**6), cut_s=st.integers(0, 10**6))
-def test_truncated_streams_never_raise_and_flag_what_is_missing(k, cut_c, cut_s):
-    f = FLOWS[k]
-    c, s = f["c"][: cut_c % (len(f["c"]) + 1)], f["s"][: cut_s % (len(f["s"]) + 1)]
-    d = RedisDissector(flow(PORT))
-    events = d.receive(C, c, 1, 0) + d.receive(S, s, 2, 0) + d.close(3)
-    assert all(isinstance(e, ApiCall | DissectFailed) for e in events)
-    assert d.idle
-
-
-def test_flows_for_properties_exist():
-    assert len(FLOWS) >= 3

@@ -1,7 +1,7 @@
 """WebSocket dissector: golden captures checked against what the real clients sent and got
-(tests/golden/protocols/websocket/record.py), edge cases on hand-made frames, and
-Hypothesis properties (any cut of the bytes gives the same calls; junk and truncation never
-break it; buffers stay capped)."""
+(tests/golden/protocols/websocket/record.py), edge cases on hand-made frames, and junk
+after a handshake keeping the buffers capped. Framing, gaps, close and fuzz over the
+captures: tests/streams/test_dissector_contract.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.pcap import read_segments
 from schemas.records import ApiCall, flow_id
 from streams.dissect.base import DissectFailed
 from streams.dissect.http import HTTP1
@@ -25,10 +24,9 @@ from streams.dissect.registry import default_registry
 from streams.dissect.websocket import WEBSOCKET, WebSocketDissector, whole_frames
 from streams.dissect.websocket.handshake import Deflate, Handshake, accept_key
 from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE
-from streams.reassembly.events import DataReceived, Direction, Flow, StreamClosed
-from streams.reassembly.tcp import TcpReassembler
+from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
-from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of
+from tests.streams.dissect_kit import calls_of, failures_of
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols" / "websocket"
 C, S = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
@@ -164,147 +162,6 @@ def test_context_takeover_shrinks_later_messages_and_reset_does_not():
     kept, reset = client_sizes("deflate"), client_sizes("deflate_reset")
     assert kept[0] == reset[0]
     assert all(k < r for k, r in zip(kept[1:], reset[1:], strict=True))
-
-
-# ----------------------------------------------------------- replay helpers
-
-
-def flows_of(pcap: Path) -> dict[str, list]:
-    """Each flow's reassembled events: (direction, ts, seq, data), then the close time."""
-    reasm = TcpReassembler()
-    out: dict[str, list] = defaultdict(list)
-    flows: dict[str, Flow] = {}
-    last = 0
-    for seg in read_segments(pcap):
-        last = max(last, seg.ts_ns)
-        for ev in reasm.feed(seg):
-            if isinstance(ev, DataReceived):
-                flows[ev.flow.flow_id] = ev.flow
-                out[ev.flow.flow_id].append((int(ev.direction), ev.ts_ns, ev.seq, ev.data))
-            elif isinstance(ev, StreamClosed):
-                out[ev.flow.flow_id].append(("close", ev.ts_ns))
-    for ev in reasm.close_all(last):
-        if isinstance(ev, StreamClosed):
-            out[ev.flow.flow_id].append(("close", ev.ts_ns))
-    return {fid: (flows[fid], evs) for fid, evs in out.items() if fid in flows}
-
-
-RECORDED = [
-    (case, flow, events)
-    for case in ("basic", "deflate", "deflate_reset")
-    for flow, events in flows_of(GOLDEN / f"{case}.pcap").values()
-]
-
-
-def replay(flow: Flow, events: list, check=None) -> list:
-    d = HTTP1(flow)
-    out: list = []
-    for ev in events:
-        if ev[0] == "close":
-            out += d.close(ev[1])
-            break
-        direction, ts, seq, data = ev
-        out += d.receive(Direction(direction), data, ts, seq)
-        if check is not None:
-            check(d)
-    else:
-        out += d.close(events[-1][1] + 1)
-    return out
-
-
-def recut(events: list, cuts: list[int]) -> list:
-    """Every segment cut at the given offsets (modulo its length): same bytes, same order."""
-    out = []
-    k = 0
-    for ev in events:
-        if ev[0] == "close":
-            out.append(ev)
-            continue
-        direction, ts, seq, data = ev
-        points = sorted({c % len(data) for c in cuts[k : k + 3]} - {0})
-        k = (k + 3) % max(len(cuts), 1)
-        start = 0
-        for p in [*points, len(data)]:
-            out.append((direction, ts, (seq + start) & 0xFFFFFFFF, data[start:p]))
-            start = p
-    return out
-
-
-def without_times(calls: list[ApiCall]) -> list[tuple]:
-    return [tuple(getattr(c, f) for f in ApiCall.__slots__ if f not in TIME_FIELDS) for c in calls]
-
-
-def coalesce(events: list, cuts: list[int]) -> list:
-    """Each run of same-direction segments joined and re-cut anywhere (the ts of a piece is
-    its run's first): any split of each direction's bytes, in the same causal order."""
-    runs: list[list] = []
-    for ev in events:
-        if ev[0] != "close" and runs and runs[-1][0] == ev[0]:
-            runs[-1][3] += ev[3]
-        else:
-            runs.append(list(ev))
-    out = []
-    k = 0
-    for run in runs:
-        if run[0] == "close":
-            out.append(tuple(run))
-            continue
-        direction, ts, seq, data = run
-        points = sorted({c % len(data) for c in cuts[k : k + 4]} - {0})
-        k = (k + 4) % max(len(cuts), 1)
-        start = 0
-        for p in [*points, len(data)]:
-            out.append((direction, ts, (seq + start) & 0xFFFFFFFF, data[start:p]))
-            start = p
-    return out
-
-
-HYP = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-
-
-@pytest.mark.parametrize("rec", RECORDED, ids=lambda r: f"{r[0]}-{r[1].client_port}")
-def test_recorded_flows_replay_to_their_golden_calls(rec):
-    case, flow, events = rec
-    calls = calls_of(replay(flow, events))
-    golden = [v for v in dissect_pcap(GOLDEN / f"{case}.pcap") if v["flow_id"] == flow.flow_id]
-    assert sorted(c.call_id for c in calls) == sorted(v["id"] for v in golden)
-
-
-@HYP
-@given(rec=st.sampled_from(RECORDED), cuts=st.lists(st.integers(0, 1 << 20), max_size=40))
-def test_any_cut_of_the_segments_gives_the_same_calls(rec, cuts):
-    _, flow, events = rec
-    assert replay(flow, recut(events, cuts)) == replay(flow, events)
-
-
-@HYP
-@given(rec=st.sampled_from(RECORDED), cuts=st.lists(st.integers(0, 1 << 20), max_size=40))
-def test_any_split_of_each_direction_gives_the_same_calls(rec, cuts):
-    _, flow, events = rec
-    want = calls_of(replay(flow, coalesce(events, [])))
-    got = calls_of(replay(flow, coalesce(events, cuts)))
-    assert without_times(got) == without_times(want)
-    assert without_times(want) == without_times(calls_of(replay(flow, events)))
-
-
-@HYP
-@given(rec=st.sampled_from(RECORDED), cut=st.integers(0, 1 << 30))
-def test_a_truncated_flow_never_raises_and_ends_idle(rec, cut):
-    _, flow, events = rec
-    data_events = [e for e in events if e[0] != "close"]
-    n = cut % (len(data_events) + 1)
-    kept = data_events[:n]
-    if kept and cut % 3:
-        d, ts, seq, data = kept[-1]
-        kept[-1] = (d, ts, seq, data[: cut % len(data)])
-    d = HTTP1(flow)
-    out = []
-    for direction, ts, seq, data in kept:
-        out += d.receive(Direction(direction), data, ts, seq)
-    out += d.close(1)
-    assert all(isinstance(e, ApiCall | DissectFailed) for e in out)
-    assert not any(f.reason.startswith("internal") for f in failures_of(out))
-    assert d.idle
 
 
 # ----------------------------------------------------------- hand-made frames
@@ -612,6 +469,8 @@ def test_probe_refuses_other_protocols_and_partial_frames(data):
 
 
 # ------------------------------------------------------------- junk and caps
+
+HYP = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
 junk = st.lists(
