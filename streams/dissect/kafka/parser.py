@@ -27,6 +27,8 @@ SIZE, BODY, RESYNC, DEAD = range(4)
 HeadCheck = Callable[[bytes, int], str | None]
 # buffer -> offset of the first plausible message start, or -1
 StartFinder = Callable[[bytes], int]
+# (why bytes were skipped, capture time): called as it happens, `failure` set if for good
+SkipReport = Callable[[str, int], None]
 
 
 class FrameParser:
@@ -49,12 +51,18 @@ class FrameParser:
         "scan_seq",
         "skipped",
         "failure",
+        "report",
     )
 
     def __init__(
-        self, check: HeadCheck, find_start: StartFinder, max_frame: int = DEFAULT_MAX_FRAME
+        self,
+        check: HeadCheck,
+        find_start: StartFinder,
+        report: SkipReport,
+        max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         self.max_frame = max_frame
+        self.report = report
         self.check = check
         self.find_start = find_start
         self.state = SIZE
@@ -82,8 +90,9 @@ class FrameParser:
         return len(self.head) + self.kept + len(self.scan)
 
     # ----------------------------------------------------------------- input
-    def feed(self, data: bytes, ts: int, seq: int, out: list[Frame], failed: list[str]) -> None:
-        """Frames completed by `data` go to `out`; reasons for skipped bytes to `failed`."""
+    def feed(self, data: bytes, ts: int, seq: int) -> list[Frame]:
+        """Frames completed by `data`; why bytes were skipped goes to `report`."""
+        out: list[Frame] = []
         i = 0
         n = len(data)
         while i < n:
@@ -106,7 +115,7 @@ class FrameParser:
                 self.head += data[i : i + take]
                 i += take
                 if len(self.head) == 4:
-                    self._begin(failed)
+                    self._begin(ts)
             elif st == BODY:
                 take = min(self.left, n - i)
                 room = self.keep - self.kept
@@ -120,7 +129,7 @@ class FrameParser:
                     self.checked = True
                     why = self.check(b"".join(self.parts)[:HEAD_CHECK], self.size)
                     if why is not None:
-                        failed.append(why)
+                        self.report(why, ts)
                         self._start_resync()
                         continue
                 if not self.left:
@@ -131,8 +140,8 @@ class FrameParser:
                 buf = self.scan + data[i:] if i else self.scan + data
                 k = self.find_start(buf)
                 if self.state == DEAD:  # the finder gave up
-                    failed.append(self.failure)
-                    return
+                    self.report(self.failure, ts)
+                    return out
                 if k < 0:
                     keep = min(len(buf), _KEEP_SCANNING)
                     self.skipped += len(buf) - keep
@@ -140,8 +149,8 @@ class FrameParser:
                     self.scan_seq = (self.scan_seq + len(buf) - keep) & MASK
                     if self.skipped > RESYNC_BUDGET:
                         self.stop(f"no Kafka message start in {self.skipped} bytes")
-                        failed.append(self.failure)
-                    return
+                        self.report(self.failure, ts)
+                    return out
                 # Go on from the message start found, in the joined bytes.
                 self.skipped = 0
                 data, i, n, seq = buf, k, len(buf), self.scan_seq
@@ -149,25 +158,27 @@ class FrameParser:
                 self.state = SIZE
                 self.head = b""
             else:
-                return
+                return out
+        return out
 
-    def gap(self, size: int, out: list[Frame], ts: int) -> None:
-        """`size` bytes were lost: step over them inside a message, else resync."""
+    def gap(self, size: int, ts: int) -> list[Frame]:
+        """`size` bytes were lost: step over them inside a message, else resync. Returns
+        the message the loss cut short, if one was being read."""
         st = self.state
         if st == DEAD:
-            return
+            return []
+        out = []
         if st == BODY:
             self.lost = True
             self.keep = self.kept  # what follows the hole is not where it seems
             if size <= self.left:
                 self.left -= size
-                if not self.left:
-                    out.append(self._finish(ts))
-                return
+                return [] if self.left else [self._finish(ts)]
             out.append(self._finish(ts))
         self._start_resync()
         self.scan = b""
         self.scan_seq = -1  # set when the next bytes arrive
+        return out
 
     def close(self, ts: int) -> Frame | None:
         """The flow ended: a message in progress comes out cut (None if none had begun)."""
@@ -180,6 +191,10 @@ class FrameParser:
         self.kept = 0
         return frame
 
+    def reset(self) -> None:
+        """The flow is given up: stop for good (keeping the first reason)."""
+        self.stop(self.failure or "opaque")
+
     def stop(self, reason: str) -> None:
         self.state = DEAD
         self.failure = reason
@@ -188,10 +203,10 @@ class FrameParser:
         self.kept = 0
 
     # --------------------------------------------------------------- helpers
-    def _begin(self, failed: list[str]) -> None:
+    def _begin(self, ts: int) -> None:
         size = int.from_bytes(self.head, "big", signed=True)
         if size < 0 or size > MAX_SIZE:
-            failed.append(f"implausible Kafka message size {size}")
+            self.report(f"implausible Kafka message size {size}", ts)
             self._start_resync()
             return
         self.size = self.left = size
@@ -205,7 +220,7 @@ class FrameParser:
             self.checked = True
             why = self.check(b"", 0)
             if why is not None:
-                failed.append(why)
+                self.report(why, ts)
                 self._start_resync()
 
     def _finish(self, ts: int, cut: bool = False) -> Frame:

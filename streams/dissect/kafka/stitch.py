@@ -12,21 +12,22 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 from schemas.records import ApiCall
-from streams.dissect.base import DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
 from streams.dissect.kafka import requests, responses
 from streams.dissect.kafka.apis import API_NAMES, error_name, is_flexible
 from streams.dissect.kafka.events import Frame
 from streams.dissect.kafka.parser import DEFAULT_MAX_FRAME, MAX_SIZE, FrameParser
 from streams.dissect.kafka.summary import Summary, path_of
 from streams.dissect.kafka.wire import Malformed, Reader, Truncated
-from streams.reassembly.events import Direction, Flow
+from streams.dissect.skeleton import DissectorSkeleton
+from streams.reassembly.events import Flow
 
 PROTOCOL = "kafka"
 DEFAULT_MAX_PENDING = 1024  # requests waiting for a response before the oldest is given up
 MAX_CLIENT_ID = 1024
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 # Newest version of each API whose body layout this package knows; newer ones are shown
 # with their header fields only.
@@ -86,8 +87,8 @@ class Pending:
     flags: list[str]
 
 
-class KafkaDissector:
-    """The `Dissector` for one Kafka connection (see `streams.dissect.base`)."""
+class KafkaDissector(DissectorSkeleton):
+    """The `Dissector` for one Kafka connection (see `streams.dissect.skeleton`)."""
 
     protocol = PROTOCOL
 
@@ -97,90 +98,60 @@ class KafkaDissector:
         max_frame: int = DEFAULT_MAX_FRAME,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.max_pending = max_pending
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.topic_ids: dict[str, str] = {}  # topic id -> name, learned on this flow
         self.order = 0
         self.candidates = [0, 0]  # message starts rejected per direction since the last frame
-        self.opaque = False
-        self.closed = False
-        self._out: list[DissectEvent] = []
-        self._parsers = (
-            FrameParser(check_request_head, self._find_request, max_frame),
-            FrameParser(check_response_head, self._find_response, max_frame),
-        )
-
-    # ------------------------------------------------------------------- contract
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self.closed or not data:
-            return []
-        d = int(direction)
-        frames: list[Frame] = []
-        failed: list[str] = []
-        try:
-            self._parsers[d].feed(bytes(data), ts_ns, seq, frames, failed)
-            self._failed(d, failed, ts_ns)
-            for frame in frames:
-                if self.opaque:
-                    break
-                self._on_frame(d, frame)
-        except Exception as e:  # never raise out of the stage
-            self._internal_error(d, e, ts_ns)
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self.closed or size <= 0:
-            return []
-        d = int(direction)
-        frames: list[Frame] = []
-        try:
-            self._parsers[d].gap(size, frames, ts_ns)
-            for frame in frames:
-                self._on_frame(d, frame)
-        except Exception as e:
-            self._internal_error(d, e, ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if self.closed:
-            return self._take()
-        self.closed = True
-        try:
-            for d in (0, 1):
-                frame = self._parsers[d].close(ts_ns)
-                if frame is not None and not self.opaque:
-                    self._on_frame(d, frame)
-        except Exception as e:
-            self._internal_error(0, e, ts_ns)
-        self._flush()
-        return self._take()
+        self.framers = (
+            FrameParser(check_request_head, self._find_request, partial(self._skipped, 0),
+                        max_frame),
+            FrameParser(check_response_head, self._find_response, partial(self._skipped, 1),
+                        max_frame),
+        )  # fmt: skip
 
     @property
     def idle(self) -> bool:
         if self.pending:
             return False
-        return self.opaque or self.closed or (self._parsers[0].idle and self._parsers[1].idle)
+        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
 
     @property
     def buffered(self) -> int:
         """Message bytes held for unfinished frames (summaries of waiting requests aside)."""
-        return self._parsers[0].buffered + self._parsers[1].buffered
+        return self.framers[0].buffered + self.framers[1].buffered
+
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        self._frames(d, self.framers[d].gap(size, ts), ts)
+
+    def _close(self, ts: int) -> None:
+        for d in (0, 1):
+            frame = self.framers[d].close(ts)
+            if frame is not None:
+                self._frames(d, (frame,), ts)
+        self._flush()
+
+    def _skipped(self, d: int, reason: str, ts: int) -> None:
+        """The framer of direction `d` skipped bytes; past its budget it stopped for good."""
+        self._failed(d, reason, ts)
+        if self.framers[d].failure:
+            self._go_opaque()
 
     # ------------------------------------------------------------------- frames
-    def _on_frame(self, d: int, frame: Frame) -> None:
-        self.candidates[d] = 0
-        if d == 0:
-            self._on_request(frame)
-        else:
-            self._on_response(frame)
+    def _client(self, frame: Frame) -> None:
+        self.candidates[0] = 0
+        self._on_request(frame)
+
+    def _server(self, frame: Frame) -> None:
+        self.candidates[1] = 0
+        self._on_response(frame)
 
     def _on_request(self, frame: Frame) -> None:
         data = frame.data
         if len(data) < 8:
-            self._fail(0, "Kafka request header cut short", frame.ts)
+            self._failed(0, "Kafka request header cut short", frame.ts)
             return
         r = Reader(data)
         api_key, version, correlation_id = r.int16(), r.int16(), r.int32()
@@ -205,39 +176,39 @@ class KafkaDissector:
         except Truncated as e:
             if not frame.cut:
                 flags.append("malformed")
-                self._fail(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
+                self._failed(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
         except Malformed as e:
             flags.append("malformed")
-            self._fail(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
+            self._failed(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
         req = Pending(frame, self.order, api_key, version, correlation_id, headers, summary, flags)
         self.order += 1
         if api_key == 0 and summary is not None and ("acks", "0") in summary.headers:
-            self._out.append(self._call(req, None))  # acks=0: the broker never answers
+            self.out.append(self._call(req, None))  # acks=0: the broker never answers
             return
         old = self.pending.pop(correlation_id, None)
         if old is not None:
-            self._give_up(old)
+            self._unanswered(old)
         self.pending[correlation_id] = req
         if len(self.pending) > self.max_pending:
-            self._give_up(self.pending.popitem(last=False)[1])
+            self._unanswered(self.pending.popitem(last=False)[1])
 
     def _on_response(self, frame: Frame) -> None:
         data = frame.data
         if len(data) < 4:
-            self._fail(1, "Kafka response header cut short", frame.ts)
+            self._failed(1, "Kafka response header cut short", frame.ts)
             return
         r = Reader(data)
         correlation_id = r.int32()
         req = self.pending.pop(correlation_id, None)
         if req is None:
-            self._out.append(self._orphan(frame, correlation_id))
+            self.out.append(self._orphan(frame, correlation_id))
             return
         # Answers come in request order: older requests still waiting were not answered.
         while self.pending:
             first = next(iter(self.pending.values()))
             if first.order > req.order:
                 break
-            self._give_up(self.pending.popitem(last=False)[1])
+            self._unanswered(self.pending.popitem(last=False)[1])
         flags = _frame_flags(frame, "response")
         summary = None
         reader = responses.READERS.get(req.api_key)
@@ -253,11 +224,11 @@ class KafkaDissector:
             except Truncated as e:
                 if not frame.cut:
                     flags.append("malformed")
-                    self._fail(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
+                    self._failed(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
             except Malformed as e:
                 flags.append("malformed")
-                self._fail(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
-        self._out.append(self._call(req, frame, summary, flags))
+                self._failed(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
+        self.out.append(self._call(req, frame, summary, flags))
         if req.api_key == 17 and req.version == 0 and summary is None and len(data) >= 6:
             if data[4:6] == b"\x00\x00":
                 # SaslHandshake v0 accepted: raw SASL tokens follow, without Kafka headers.
@@ -303,16 +274,16 @@ class KafkaDissector:
         self.candidates[d] += 1
         if self.candidates[d] <= MAX_RESYNC_CANDIDATES:
             return False
-        self._parsers[d].stop(f"no Kafka message start among {MAX_RESYNC_CANDIDATES} candidates")
+        self.framers[d].stop(f"no Kafka message start among {MAX_RESYNC_CANDIDATES} candidates")
         return True
 
     # ------------------------------------------------------------------- emitting
-    def _give_up(self, req: Pending) -> None:
-        self._out.append(self._call(req, None))
+    def _unanswered(self, req: Pending) -> None:
+        self.out.append(self._call(req, None))
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
         while self.pending:
-            self._give_up(self.pending.popitem(last=False)[1])
+            self._unanswered(self.pending.popitem(last=False)[1])
 
     def _call(
         self,
@@ -369,32 +340,6 @@ class KafkaDissector:
             response_end_ns=frame.end_ts,
             flags=("no_request", *_frame_flags(frame, "response")),
         )
-
-    def _fail(self, d: int, reason: str, ts: int) -> None:
-        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[d], reason, ts))
-
-    def _failed(self, d: int, reasons: list[str], ts: int) -> None:
-        for reason in reasons:
-            self._fail(d, reason, ts)
-        if self._parsers[d].failure:
-            self._go_opaque()
-
-    def _go_opaque(self) -> None:
-        self.opaque = True
-        for p in self._parsers:
-            p.stop(p.failure or "opaque")
-        self._flush()
-
-    def _internal_error(self, d: int, e: Exception, ts: int) -> None:
-        self._fail(d, f"internal dissector error: {type(e).__name__}: {e}", ts)
-        self._go_opaque()
-
-    def _take(self) -> list[DissectEvent]:
-        out = self._out
-        if not out:
-            return []
-        self._out = []
-        return out
 
 
 def _frame_flags(frame: Frame, side: str) -> list[str]:
