@@ -1,6 +1,7 @@
 """HTTP/2 dissector: the golden capture (curl against hypercorn) against what curl did, edge
-cases built with hyperframe + hpack, and Hypothesis properties (any cut of the bytes gives
-the same calls; junk never breaks it; buffers stay under the stated cap)."""
+cases built with hyperframe + hpack, and Hypothesis properties (junk never breaks it;
+buffers stay under the stated cap). Framing, gaps, close and fuzz over the captures:
+tests/streams/test_dissector_contract.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producers.pcap import read_segments
@@ -31,7 +32,7 @@ from streams.dissect.http2.frames import PREFACE
 from streams.dissect.registry import default_registry
 from streams.reassembly.events import Direction, Flow
 from tests.golden.protocols.dissect import dissect_pcap
-from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, failures_of, header, spans
+from tests.streams.dissect_kit import TIME_FIELDS, C, S, calls_of, failures_of, header
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "protocols"
 HTTP2_PCAP = GOLDEN / "http2" / "basic.pcap"
@@ -455,35 +456,6 @@ def test_h2c_upgrade_answers_the_http1_request_on_stream_1():
 # ------------------------------------------------------------- properties
 
 
-def recut(rec: Recording, data_, coalesce: bool) -> list[tuple[int, int, int, bytes]]:
-    out = []
-    for d, ts, seq, payload in rec.events:
-        if coalesce and out and out[-1][0] == d and data_.draw(st.booleans()):
-            pd, pts, pseq, pp = out[-1]
-            out[-1] = (pd, pts, pseq, pp + payload)
-            continue
-        for a, b in spans(data_.draw, len(payload), 4):
-            out.append((d, ts, (seq + a) & 0xFFFFFFFF, payload[a:b]))
-    return out
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rec=st.sampled_from(ALL_RECS), data_=st.data())
-def test_any_split_gives_the_same_calls(rec, data_):
-    want = calls_of(feed(HTTP2, rec.flow, rec.events))
-    assert calls_of(feed(HTTP2, rec.flow, recut(rec, data_, False))) == want
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rec=st.sampled_from(ALL_RECS), data_=st.data())
-def test_any_segmentation_and_interleaving_gives_the_same_calls_but_times(rec, data_):
-    want = strip_times(calls_of(feed(HTTP2, rec.flow, rec.events)))
-    events = recut(rec, data_, True)
-    if data_.draw(st.booleans()):  # every client byte before any server byte
-        events = [e for e in events if e[0] == 0] + [e for e in events if e[0] == 1]
-    assert strip_times(calls_of(feed(HTTP2, rec.flow, events))) == want
-
-
 CAP_FACTORY = Http2Factory(max_body=512, max_header=4096, max_streams=8, max_frame=2048)
 CAP = 2 * 2048 + 2 * 4096 + 8 * 2 * 512  # frames + header blocks + bodies
 
@@ -525,27 +497,6 @@ def test_junk_never_breaks_it(program):
         assert d.buffered <= CAP
     assert_sane(d.close(10**6))
     assert d.idle
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rec=st.sampled_from(ALL_RECS), data_=st.data())
-def test_cut_or_damaged_recordings_never_break_it(rec, data_):
-    events = list(rec.events)
-    cut = data_.draw(st.integers(0, len(events)))
-    events = events[:cut]
-    if events and data_.draw(st.booleans()):
-        k = data_.draw(st.integers(0, len(events) - 1))
-        d, ts, seq, p = events[k]
-        i = data_.draw(st.integers(0, len(p) - 1))
-        events[k] = (d, ts, seq, p[:i] + bytes([p[i] ^ 0xFF]) + p[i + 1 :])
-    d = CAP_FACTORY(rec.flow)
-    for direction, ts, seq, p in events:
-        assert_sane(d.receive(Direction(direction), p, ts, seq))
-        assert d.buffered <= CAP
-    out = d.close(10**19)
-    assert_sane(out)
-    for c in calls_of(out):
-        assert c.flags, "a call cut off by the close says so"
 
 
 @pytest.mark.parametrize("rec", ALL_RECS, ids=lambda r: str(r.flow.client_port))
