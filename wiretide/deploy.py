@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from schemas.errors import WiretideError
 
 HELM_CACHE = Path("~/.cache/wiretide/helm/helm")
@@ -26,64 +24,6 @@ _HELM_MISSING = (
 
 class DeployError(WiretideError):
     """The chart could not be installed or removed."""
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    deploy = sub.add_parser(
-        "deploy",
-        help="install or upgrade Wiretide on a Kubernetes cluster (with helm)",
-        description="Install or upgrade the Wiretide Helm chart on the cluster of the current "
-        "kubeconfig and wait until its pods are ready. --render prints the manifests instead "
-        "and needs no cluster.",
-    )
-    _target(deploy)
-    deploy.add_argument(
-        "-f",
-        "--values",
-        action="append",
-        metavar="FILE",
-        help="a YAML values file (repeatable; see deploy/helm/wiretide/README.md)",
-    )
-    deploy.add_argument(
-        "--set",
-        action="append",
-        dest="set_values",
-        metavar="KEY=VALUE",
-        help="one value, e.g. kafka.bootstrap=kafka:9092 (repeatable)",
-    )
-    deploy.add_argument("--chart", metavar="DIR", help=f"the chart (default: {CHART})")
-    deploy.add_argument(
-        "--timeout",
-        type=_minutes,
-        default=10,
-        metavar="MINUTES",
-        help="how long to wait for the pods to be ready (default 10)",
-    )
-    deploy.add_argument(
-        "--render", action="store_true", help="print the manifests, change nothing (no cluster)"
-    )
-
-    undeploy = sub.add_parser(
-        "undeploy",
-        help="remove Wiretide from a Kubernetes cluster (with helm)",
-        description="Uninstall the Wiretide release and wait until its objects are gone.",
-    )
-    _target(undeploy)
-
-
-def _target(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-n", "--namespace", default="wiretide", help="Kubernetes namespace (default wiretide)"
-    )
-    p.add_argument("--release", default="wiretide", help="Helm release name (default wiretide)")
-    p.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
-
-
-def _minutes(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of minutes, got {text!r}")
-    return value
 
 
 def find_helm() -> str | None:
@@ -175,6 +115,8 @@ def _chart(explicit: str | None) -> Path:
 
 
 def _values_file(path: str) -> Path:
+    import yaml  # here: the CLI imports this module on every run
+
     file = Path(path).expanduser()
     try:
         data = yaml.safe_load(file.read_text())

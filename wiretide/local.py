@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas import config
+from schemas.config import Settings
 from schemas.errors import WiretideError
 
 
@@ -28,9 +27,12 @@ def spawn(
     data: Path,
     extra: list[str] | None = None,
     log_name: str | None = None,
+    settings: Settings | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `wiretide <role>` as a child process logging to the data dir."""
-    env = dict(os.environ, WIRETIDE_KAFKA=bootstrap, WIRETIDE_DATA=str(data))
+    """Start `wiretide <role>` as a child process logging to the data dir; `settings` are
+    handed down in its environment."""
+    env = settings.child_env() if settings is not None else dict(os.environ)
+    env.update(WIRETIDE_KAFKA=bootstrap, WIRETIDE_DATA=str(data))
     log_dir = data / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{log_name or role}.log", "ab")
@@ -84,28 +86,34 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
         consumer.close()
 
 
-def read_status(data: Path) -> dict[str, int]:
-    try:
-        return json.loads((data / "sink-status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 class Supervisor:
     """Keeps one process per role running, restarting a crashed one (as a pod would be)."""
 
     def __init__(
-        self, bootstrap: str, data: Path, roles: dict[str, list[str]], max_restarts: int = 5
+        self,
+        bootstrap: str,
+        data: Path,
+        roles: dict[str, list[str]],
+        max_restarts: int = 5,
+        settings: Settings | None = None,
     ) -> None:
         """`roles` maps a process name (`worker-2`) to its extra arguments; the command
-        is the name up to the first dash."""
+        is the name up to the first dash. `settings`: the children's."""
         self.bootstrap, self.data, self.roles = bootstrap, data, roles
+        self.settings = settings
         self.max_restarts = max_restarts
         self.restarts = dict.fromkeys(roles, 0)
         self.procs = {role: self._spawn(role) for role in roles}
 
     def _spawn(self, role: str) -> subprocess.Popen[bytes]:
-        return spawn(role.split("-")[0], self.bootstrap, self.data, self.roles[role], log_name=role)
+        return spawn(
+            role.split("-")[0],
+            self.bootstrap,
+            self.data,
+            self.roles[role],
+            log_name=role,
+            settings=self.settings,
+        )
 
     def check(self) -> None:
         for role, proc in self.procs.items():
@@ -177,83 +185,6 @@ def wait_until_stored(
             time.sleep(0.3)
 
 
-class SharedStoreWriter:
-    """A CallWriter taking turns with the hub's reads on one open embedded store (chDB
-    is not thread-safe): each insert holds the same lock as the hub's queries."""
-
-    def __init__(self, writer: object, lock: threading.Lock) -> None:
-        self._writer, self._lock = writer, lock
-
-    def write(self, calls: list) -> list:
-        with self._lock:
-            return self._writer.write(calls)
-
-
-class ServedHub:
-    """The hub API served from a thread of this process over an open store, advertised
-    in `<data>/hub.json` while it runs (see wiretide.hub.client)."""
-
-    def __init__(self, server: object, thread: threading.Thread, sock: object, url: str) -> None:
-        self._server, self._thread, self._sock, self.url = server, thread, sock, url
-
-    @classmethod
-    def start(
-        cls,
-        store: object,
-        listen: str,
-        data: Path,
-        bootstrap: Callable[[], str],
-        ready_timeout: float = 60.0,
-    ) -> ServedHub:
-        """Serve `store` (a HubStore) on `listen` (HOST:PORT, port 0 picks one); returns
-        once it answers. A busy port or bad address raises WiretideError (one line)."""
-        import uvicorn
-
-        from wiretide.hub.app import create_app
-        from wiretide.hub.auth import Access
-        from wiretide.hub.cli import bind, parse_listen, server_config
-        from wiretide.hub.client import advertise
-        from wiretide.hub.live import LiveTail
-
-        host, port = parse_listen(listen)
-        access, _ = Access.for_listen(host)
-        sock = bind(host, port)
-        app = create_app(store, access, LiveTail(bootstrap))
-        server = uvicorn.Server(server_config(app))
-        # uvicorn leaves signals alone outside the main thread: the caller's handlers stay.
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="wiretide-hub", daemon=True
-        )
-        thread.start()
-        deadline = time.monotonic() + ready_timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                sock.close()
-                raise WiretideError(f"the hub did not start on {listen}")
-            time.sleep(0.02)
-        bound_port = sock.getsockname()[1]
-        # A wildcard address is reached on loopback from this machine.
-        local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-        shown = f"[{local}]" if ":" in local else local
-        url = f"http://{shown}:{bound_port}"
-        advertise(data, url, access.token)
-        return cls(server, thread, sock, url)
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def stop(self, data: Path, timeout: float = 30.0) -> None:
-        """Withdraw the advert first (new callers open the store once we are gone)."""
-        from wiretide.hub.client import withdraw
-
-        withdraw(data)
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        self._sock.close()
-
-
 # ----------------------------------------------------------------- tap's web UI
 
 
@@ -316,28 +247,31 @@ def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> i
     return port
 
 
-def keep_serving_ui(store_dsn: str, data: Path, bootstrap: str, port: int) -> None:
-    """After the tap: this process opens the store and serves the UI on the same port
-    until Ctrl-C or SIGTERM."""
-    from sinks.clickhouse.connect import open_store
-    from wiretide.hub.store import HubStore
+def pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
+    """Ports of the pipeline's own connections, kept out of a live capture: Kafka (and
+    a local broker's controller, on the next port) and a ClickHouse server."""
+    from urllib.parse import urlsplit
 
-    stopping = threading.Event()
-    before = {
-        sig: signal.signal(sig, lambda *_: stopping.set())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    store = HubStore(open_store(store_dsn, ttl_days=None))
-    try:
-        os.environ.setdefault("WIRETIDE_KAFKA", bootstrap)  # where the export route reads
-        hub = ServedHub.start(store, f"127.0.0.1:{port}", data, lambda: bootstrap)
-        print(f"UI: http://localhost:{hub.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    ports = set()
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit():
+            ports.add(int(port))
+            if host in ("127.0.0.1", "localhost", "[::1]"):
+                ports.add(int(port) + 1)
+    if clickhouse and clickhouse.startswith(("http://", "https://")):
         try:
-            while not stopping.wait(0.5):
-                pass
-        finally:
-            hub.stop(data)
-    finally:
-        store.close()
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+            url = urlsplit(clickhouse)
+            ports.add(url.port or (443 if url.scheme == "https" else 8123))
+        except ValueError:
+            pass
+    return sorted(p for p in ports if 0 < p < 65536)
+
+
+def connect(settings: Settings) -> Settings:
+    """The settings with their data dir checked and Kafka resolved: the local broker,
+    started, when none is given."""
+    from wiretide.broker import resolve_bootstrap
+
+    settings = settings.replace(data=settings.writable_data())
+    return settings.replace(kafka=resolve_bootstrap(settings))

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from schemas.config import Settings
 from schemas.errors import WiretideError
 from tests.deploy._support import ROOT, find_helm
-from wiretide.deploy import add_parsers, run_deploy, run_undeploy
+from wiretide.cli import deploy, undeploy
 
 HELM = find_helm()
 needs_helm = pytest.mark.skipif(
@@ -58,11 +59,13 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def wiretide(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     """Parse with the subcommands' own parsers and report errors as the CLI does."""
     parser = argparse.ArgumentParser(prog="wiretide")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    deploy.add_parser(sub)
+    undeploy.add_parser(sub)
     args = parser.parse_args(argv)
-    run = {"deploy": run_deploy, "undeploy": run_undeploy}[args.command]
+    run = {"deploy": deploy.run, "undeploy": undeploy.run}[args.command]
     try:
-        code = run(args)
+        code = run(args, Settings.from_env())
     except WiretideError as exc:
         print(f"wiretide: error: {exc}", file=sys.stderr)
         code = 2

@@ -157,9 +157,8 @@ def test_a_bad_rules_file_stops_the_tap_before_it_starts(
 
 
 def rules_check(path: Path) -> subprocess.CompletedProcess[str]:
-    # `wiretide rules check FILE` (the same code; see wiretide/rules_cli.py)
     return subprocess.run(
-        [sys.executable, "-m", "wiretide.rules_cli", "check", str(path)],
+        [sys.executable, "-m", "wiretide", "rules", "check", str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

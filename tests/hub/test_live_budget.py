@@ -18,12 +18,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from schemas.records import ApiCall
+from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import encode_call_batch
 from tests.conftest import pipeline_env
 from tests.hub.test_live import _call, _query
 from tests.hub.test_serve import make_topics, sink_log, start_sink, stop, wait_for_hub
 from wiretide.hub.app import MAX_FILTER
-from wiretide.local import read_status
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -106,7 +106,7 @@ def test_no_live_subscriber_stalls_storage_health_or_sigterm(kafka: str, tmp_pat
             asker.start()
             try:
                 publish(env, calls)
-                while read_status(data).get("written", 0) < len(calls):
+                while SinkStatus.read(data).written < len(calls):
                     assert sink.poll() is None, sink_log(env)
                     storing.wait(0.2)
                 got = [json.loads(well_behaved.recv(timeout=120)) for _ in ok_ids]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sinks.errors import SinkError
 from wiretide.hub.models import ErrorBody
 from wiretide.hub.store import HubStore
-from wiretide.map_cli import DEFAULT_SINCE, window
+from wiretide.window import DEFAULT_SINCE, window
 
 MAX_FILTER = 10_000  # characters, as /api/calls
 _log = logging.getLogger("wiretide.hub")

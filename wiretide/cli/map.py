@@ -6,64 +6,26 @@
 
 While another process owns the embedded data dir (a hub, or `wiretide tap` storing), the
 map comes from that process's API (wiretide.hub.client), so both give the same graph.
-
-Kept free of heavy imports at module level: the CLI builds its parser on every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from schemas.config import Settings
 from schemas.errors import WiretideError
+from wiretide.window import DEFAULT_SINCE, TIME_HELP, window
 
-DEFAULT_SINCE = "15m"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-# What the map's DateTime column holds (whole years, to keep the message simple).
-_EPOCH, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
-_TIME_HELP = "a duration ago (30s, 15m, 2h, 7d, 1w), 'now', or an RFC 3339 time (UTC if no offset)"
+NAME = "map"
 
 
-def parse_time(text: str, now: datetime) -> datetime:
-    """`15m` (ago), `now`, or an ISO/RFC 3339 time; ValueError with one line if neither."""
-    text = text.strip()
-    if text == "now":
-        return now
-    ago = _AGO.fullmatch(text)
-    if ago:
-        seconds = float(ago.group(1)) * _UNITS[ago.group(2)]
-        if seconds > 100 * 365 * 86400:
-            raise ValueError(f"{text!r} is too long ago")
-        return now - timedelta(seconds=seconds)
-    try:
-        at = datetime.fromisoformat(text)
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ValueError(f"expected {_TIME_HELP}; got {text!r}") from None
-
-
-def window(since: str, until: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The [since, until) a user asked for; ValueError (one line) if it is not a window."""
-    now = now or datetime.now(UTC)
-    start = parse_time(since, now)
-    end = parse_time(until, now) if until else now
-    if not _EPOCH <= start < _LAST or not _EPOCH < end <= _LAST:
-        raise ValueError(f"times must lie between {_EPOCH.year} and {_LAST.year} (UTC)")
-    if end <= start:
-        raise ValueError(
-            f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})"
-        )
-    return start, end
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "map",
+        NAME,
         help="print the service map: who calls whom, how often, errors, latency",
         description="Edges between workloads (a pod's Deployment/StatefulSet name, else "
         "the service, else the IP) per protocol in a time window, grouped by the caller's "
@@ -80,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--since",
         default=DEFAULT_SINCE,
         metavar="WHEN",
-        help=f"{_TIME_HELP} (default {DEFAULT_SINCE})",
+        help=f"{TIME_HELP} (default {DEFAULT_SINCE})",
     )
     p.add_argument("--until", metavar="WHEN", help="end of the window (default: now)")
     p.add_argument(
@@ -97,28 +59,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DSN",
         help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)",
     )
-    return p
 
 
-def run_map(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         since, until = window(args.since, args.until)
     except ValueError as ex:
         raise WiretideError(f"--since/--until: {ex}") from None
-    graph = _read(args, since, until)
+    graph = _read(args, settings, since, until)
     sys.stdout.write(json.dumps(graph, ensure_ascii=False) + "\n" if args.json else render(graph))
     return 0
 
 
-def _read(args: argparse.Namespace, since: datetime, until: datetime) -> dict[str, Any]:
+def _read(
+    args: argparse.Namespace, settings: Settings, since: datetime, until: datetime
+) -> dict[str, Any]:
     """The graph as the API's JSON: from the data dir's owner if one runs, else the store."""
-    from schemas import config
-
-    data = config.data_dir(args.data)
-    if not args.clickhouse and not _env_dsn():
+    if not settings.clickhouse:
         from wiretide.hub.client import find_hub
 
-        hub = find_hub(data)
+        hub = find_hub(settings.data)
         if hub is not None:
             params = {"since": since.isoformat(), "until": until.isoformat()}
             params.update({"q": args.filter or None, "exact": "true" if args.exact else None})
@@ -129,16 +89,10 @@ def _read(args: argparse.Namespace, since: datetime, until: datetime) -> dict[st
     from wiretide.kfl import parse, to_sql
 
     where = to_sql(parse(args.filter)) if args.filter.strip() else None  # before opening
-    dsn = config.store_dsn(data, args.clickhouse)
+    dsn = settings.store_dsn
     datadir.require_store(dsn)
-    with open_store(dsn, ttl_days=None) as store:
+    with open_store(dsn, ttl_days=None, cluster=settings.clickhouse_cluster) as store:
         return graph_dict(read_map(store, since, until, where, exact=args.exact))
-
-
-def _env_dsn() -> bool:
-    import os
-
-    return bool(os.environ.get("WIRETIDE_CLICKHOUSE"))
 
 
 # --- the table --------------------------------------------------------------------
@@ -213,17 +167,3 @@ def _ms(value: float | None) -> str:
     return (
         f"{value:.0f}ms" if value >= 100 else f"{value:.1f}ms" if value >= 1 else f"{value:.2f}ms"
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m wiretide.map_cli [options]`, the same as `wiretide map [options]`."""
-    parser = argparse.ArgumentParser(prog="wiretide")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["map", *(sys.argv[1:] if argv is None else argv)])
-    from wiretide.cli import run_reporting_failures
-
-    return run_reporting_failures(lambda: run_map(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from streams.rules import Rule, RulesError, load_rules
+from schemas.config import Settings
 
+if TYPE_CHECKING:
+    from streams.rules import Rule
+
+NAME = "rules"
 EXIT_USAGE = 2
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    rules = sub.add_parser("rules", help="check a traffic validation rules file")
+    rules = sub.add_parser(NAME, help="check a traffic validation rules file")
     actions = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = actions.add_parser(
         "check",
@@ -38,7 +42,9 @@ def describe(rule: Rule) -> str:
     return f"  {rule.name}: {what}" + (f" where {scope}" if scope else " on every call")
 
 
-def run_rules(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.rules import RulesError, load_rules  # loads YAML and the records (~0.1 s)
+
     try:
         rules = load_rules(args.file)
     except RulesError as ex:
@@ -49,15 +55,3 @@ def run_rules(args: argparse.Namespace) -> int:
     for rule in rules:
         print(describe(rule))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m wiretide.rules_cli check FILE`, the same as `wiretide rules check FILE`."""
-    parser = argparse.ArgumentParser(prog="wiretide")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_parser(sub)
-    return run_rules(parser.parse_args(["rules", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from wiretide.cli import main
+
+raise SystemExit(main())

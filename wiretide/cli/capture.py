@@ -1,0 +1,346 @@
+"""What `tap` and `agent` share: reading a capture or capturing live, publishing the
+segments, and (for `tap`) the local pipeline that stores them.
+
+Module level stays light (the CLI imports it on every run): producers/ and Kafka load
+inside the functions that capture or publish (~0.3 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from schemas.config import Settings
+from schemas.errors import WiretideError
+from schemas.runtime.sink_status import SinkStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from producers.live import LiveLoop
+    from producers.pcap import ReadStats
+    from producers.publisher import SegmentPublisher
+    from schemas.records import Segment
+    from wiretide.local import Supervisor
+    from wiretide.progress import Progress
+
+
+def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
+    """Read the redaction policy and the validation rules now: a bad file fails in one
+    line before anything starts, not inside a worker."""
+    _policy(getattr(args, "redaction", None))
+    _check_rules(getattr(args, "rules", None) or settings.rules)
+
+
+def _policy(path: str | None) -> None:
+    from streams.redact import RedactionPolicy
+
+    if not path:
+        return
+    try:
+        RedactionPolicy.from_yaml(path)
+    except (OSError, ValueError) as exc:
+        said = str(exc)  # names the file already, as a rule
+        raise WiretideError(said if path in said else f"redaction file {path}: {said}") from None
+
+
+def _check_rules(path: str | None) -> None:
+    if not path:
+        return
+    from streams.rules import RulesError, load_rules
+
+    try:
+        load_rules(path)
+    except RulesError as ex:
+        more = f"; see all with: wiretide rules check {path}" if len(ex.problems) > 1 else ""
+        raise WiretideError(f"rules file {ex}{more}") from None
+
+
+def start_pipeline(args: argparse.Namespace, settings: Settings) -> tuple[Settings, Supervisor]:
+    """Broker, topics, stream workers and the sink, ready for segments."""
+    from schemas.runtime.topics import ensure_topics
+    from wiretide.local import Supervisor, connect, ui_listen
+
+    settings = connect(settings)
+    data = settings.data
+    # Every core by default; partitions enough that no worker idles.
+    workers = args.workers or os.cpu_count() or 1
+    partitions = max(settings.partitions, workers)
+    print(f"tap: {workers} stream workers, {partitions} partitions", flush=True)
+    ensure_topics(settings, partitions)
+    extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
+    listen = ui_listen(data, getattr(args, "ui_port", None), getattr(args, "no_ui", True))
+    extra += ["--serve", listen] if listen else []
+    if args.redaction:
+        settings = settings.replace(redaction=os.path.abspath(args.redaction))
+    if getattr(args, "rules", None):  # the workers validate, the hub shows them
+        settings = settings.replace(rules=os.path.abspath(args.rules))
+    SinkStatus.clear(data)
+    names = {f"worker-{i + 1}": [] for i in range(workers)}
+    roles = {"sink": extra, **names}
+    supervisor = Supervisor(settings.kafka, data, roles, settings=settings)
+    try:  # every worker in the group before the first segment: they share the work
+        supervisor.wait_for_group(settings.streams_group, workers)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return settings, supervisor
+
+
+def store_all(
+    publisher: SegmentPublisher, supervisor: Supervisor, progress: Progress, data: Path
+) -> None:
+    """Mark the end of the capture, then wait until every call is stored."""
+    from wiretide.local import wait_until_stored
+
+    publisher.publish_end_of_capture()
+
+    def on_progress(stage: str, lag: int) -> None:
+        stored = SinkStatus.read(data).written
+        progress.show(f"{stage:9s} {lag} messages left, {stored} calls stored")
+
+    wait_until_stored(supervisor.bootstrap, supervisor, on_progress)
+
+
+def report_stored(supervisor: Supervisor, data: Path, flowing: float, span: str) -> None:
+    """`flowing`: the seconds calls were moving, which `span` names (start-up and the
+    processes' shutdown are not the calls' time: they would make a short capture slow)."""
+    status = SinkStatus.read(data)
+    stored, again = status.stored, status.stored_before or 0
+    note = f"; {again} calls were already stored" if again else ""
+    rate = stored / flowing if flowing > 0 else 0.0
+    print(f"stored {stored} calls in {flowing:.2f}s ({rate:.0f} calls/s, {span}{note})")
+    restarts = {r: n for r, n in supervisor.restarts.items() if n}
+    if restarts:
+        print("restarted after a crash: " + ", ".join(f"{r} x{n}" for r, n in restarts.items()))
+
+
+def say_left_running(kafka_given: bool, settings: Settings) -> None:
+    """A tap on the local broker leaves it up (the next tap starts at once, export reads
+    its packets): say so, and how to stop it."""
+    from wiretide.broker import left_running_note
+
+    note = None if kafka_given else left_running_note(settings)
+    if note:
+        print(f"wiretide: {note}", file=sys.stderr, flush=True)
+
+
+def announce_ui(args: argparse.Namespace, supervisor: Supervisor) -> int | None:
+    from wiretide import local
+
+    if "--serve" not in supervisor.roles["sink"]:
+        return None
+    return local.announce_ui(supervisor, args.quiet)
+
+
+def keep_ui(args: argparse.Namespace, settings: Settings, port: int | None) -> None:
+    """With --keep-ui: serve the UI from this process, on the same port, until Ctrl-C."""
+    if not args.keep_ui or port is None:
+        return
+    from sinks.clickhouse.connect import open_store
+    from wiretide.hub.serve import ServedHub
+    from wiretide.hub.store import HubStore
+
+    store = HubStore(
+        open_store(settings.store_dsn, ttl_days=None, cluster=settings.clickhouse_cluster)
+    )
+    try:
+        kafka = settings.kafka
+        hub = ServedHub.start(store, f"127.0.0.1:{port}", settings, lambda: kafka)
+        print(f"UI: http://localhost:{hub.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        hub.serve_until_stopped(settings.data)
+    finally:
+        store.close()
+
+
+def open_capture(path: str) -> tuple[Segment | None, Iterator[Segment], ReadStats]:
+    """The first segment (reading it opens and checks the file before anything starts),
+    the rest, and the read's counts."""
+    from producers.pcap import ReadStats, read_segments
+
+    segments = read_segments(path, stats=(stats := ReadStats()))
+    return next(segments, None), segments, stats
+
+
+def publish_capture(
+    path: str,
+    first: Segment | None,
+    segments: Iterator[Segment],
+    stats: ReadStats,
+    publisher: SegmentPublisher,
+    progress: Progress,
+) -> None:
+    from producers.batcher import FlowBatcher
+    from wiretide.progress import Progress
+
+    batcher = FlowBatcher()
+    size = max(1, os.path.getsize(path))
+    if first is not None:
+        for seg in itertools.chain((first,), segments):
+            full = batcher.add(seg)
+            if full is not None:
+                publisher.publish(*full)
+                progress.show(
+                    f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
+                    f"{stats.packets} packets"
+                )
+    for fid, batch in batcher.drain():
+        publisher.publish(fid, batch)
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the capture to stop and store what it has; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self._old:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa: ANN202
+    """(sources, cluster or None), opened first: no privilege, no such interface or a bad
+    filter fails in one line before the broker and workers start."""
+    from producers.afpacket import RingSpec
+    from producers.afpacket.capture import NO_HOST
+    from producers.live import open_sources
+    from wiretide.kube.aim import Cluster
+
+    cluster = None
+    if args.pod_regex or args.namespace or args.all_namespaces:
+        cluster = Cluster.open(args.pod_regex, args.namespace, args.all_namespaces, args.kubeconfig)
+    sources = open_sources(
+        args.interface,
+        ports=args.port or [],
+        # A targeted capture takes nothing until it knows its pods' IPs (else it would
+        # catch its own calls to the Kubernetes API).
+        hosts=[NO_HOST] if cluster is not None else args.host or [],
+        netns=args.netns,
+        tls=args.tls,
+        # None: every process on this host
+        tls_pids=cluster.local_pids(node) if cluster is not None and args.tls else None,
+        node=node,
+        spec=RingSpec(block_size=1 << 20, block_nr=max(2, args.buffer)),
+    )
+    return sources, cluster
+
+
+def capture_live(args: argparse.Namespace, settings: Settings, store: bool = True) -> int:
+    """Capture until --for runs out or a signal; publish the segments, and (`store`) run
+    the local pipeline that stores them."""
+    from producers.live import LiveLoop
+    from producers.publisher import SegmentPublisher
+    from schemas.runtime.topics import ensure_topics
+    from wiretide.kube.aim import aim_at_pods
+    from wiretide.local import connect, pipeline_ports
+    from wiretide.progress import Progress
+
+    check_inputs(args, settings)
+    kafka_given = bool(settings.kafka)
+    settings = settings.replace(data=settings.writable_data())
+    node = settings.node or os.uname().nodename
+    sources, cluster = _open_live(args, settings, node)
+    where = sources[0].where  # type: ignore[attr-defined]
+    stop = _StopOnSignal()
+    progress = Progress(False if not store or args.quiet else None)
+    supervisor = targets = ui_port = None
+    try:
+        if store:
+            settings, supervisor = start_pipeline(args, settings)
+            ui_port = announce_ui(args, supervisor)
+        else:
+            settings = connect(settings)
+            ensure_topics(settings)
+        sources[0].exclude_ports(pipeline_ports(settings.kafka, settings.clickhouse))  # type: ignore[attr-defined]
+        if cluster is not None:
+            targets = aim_at_pods(cluster, sources, settings, node)
+        publisher = SegmentPublisher(settings)
+        loop = LiveLoop(sources, publisher.publish)
+        started = _run_loop(loop, args.duration, stop, progress, supervisor, settings.data)
+        if supervisor is not None:
+            store_all(publisher, supervisor, progress, settings.data)
+        else:
+            publisher.flush()
+        flowing = time.monotonic() - started
+    finally:
+        if targets is not None:
+            targets.stop()
+        for source in sources:
+            source.close()
+        if supervisor is not None:
+            supervisor.stop()
+        progress.done()
+        stop.restore()
+    _report_capture(loop, where)
+    if supervisor is not None:
+        span = "from the capture's start to the last call stored"
+        report_stored(supervisor, settings.data, flowing, span)
+        say_left_running(kafka_given, settings)
+        keep_ui(args, settings, ui_port)
+    return 0
+
+
+def _run_loop(
+    loop: LiveLoop,
+    duration: float | None,
+    stop: _StopOnSignal,
+    progress: Progress,
+    supervisor: Supervisor | None,
+    data: Path,
+) -> float:
+    """Run the capture until stopped; returns when it started (time.monotonic())."""
+    from schemas.runtime import health
+
+    started = time.monotonic()
+    deadline = started + duration if duration else None
+
+    def should_stop() -> bool:
+        return stop.requested or (deadline is not None and time.monotonic() >= deadline)
+
+    def on_status() -> None:
+        health.beat("agent", data)
+        if supervisor is not None:
+            supervisor.check()
+        s = loop.stats()
+        stored = SinkStatus.read(data).written
+        progress.show(
+            f"capturing {s.get('packets', 0)} packets, {s.get('kernel_drops', 0)} "
+            f"kernel drops, {stored} calls stored ({time.monotonic() - started:.0f}s)",
+            force=True,
+        )
+
+    # Always said (like tcpdump's "listening on"): scripts wait for it.
+    where = loop.sources[0].where  # type: ignore[attr-defined]
+    print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr, flush=True)
+    loop.run(should_stop, on_status)
+    loop.finish()
+    return started
+
+
+def _report_capture(loop: LiveLoop, where: str) -> None:
+    s = loop.stats()
+    skipped = ", ".join(
+        f"{k.removeprefix('skipped_')} {v}"
+        for k, v in sorted(s.items())
+        if k.startswith("skipped_")
+    )
+    print(
+        f"captured {s.get('packets', 0)} packets ({s.get('segments', 0)} segments) on {where}; "
+        f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)}; "
+        f"skipped: {skipped or 'none'}"
+    )

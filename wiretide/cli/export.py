@@ -1,0 +1,35 @@
+"""`wiretide export --pcap OUT [KFL]`: the packets behind stored calls (wiretide.export)."""
+
+from __future__ import annotations
+
+import argparse
+
+from schemas.config import Settings
+from wiretide.cli.options import common
+
+NAME = "export"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        NAME,
+        help="write the packets behind stored calls to a capture file",
+        description="Find the calls a KFL filter takes and write their packets (read back "
+        "from Kafka, which keeps them about an hour) to a pcap file, or pcapng for a "
+        ".pcapng name.",
+    )
+    export.add_argument(
+        "--pcap", required=True, metavar="OUT", help="the capture file to write (- for stdout)"
+    )
+    export.add_argument(
+        "filter", nargs="?", default="", metavar="KFL", help="a KFL filter (default: every call)"
+    )
+    export.add_argument("--since", metavar="TIME", help="calls from then on: 5m, 2h or an ISO time")
+    export.add_argument("--until", metavar="TIME", help="calls up to then: 5m, 2h or an ISO time")
+    common(export)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from wiretide.export import run_export  # loads pyarrow and the store (about a second)
+
+    return run_export(args, settings)

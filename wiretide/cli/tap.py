@@ -1,0 +1,115 @@
+"""`wiretide tap`: capture live or replay a capture file, and store every call; with
+--deploy, the same onto a cluster (wiretide.deploy_tap)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from schemas.config import Settings
+from schemas.errors import WiretideError
+from wiretide.cli import capture
+from wiretide.cli.options import common, live_flags_used, live_options, port_or_zero, positive
+
+NAME = "tap"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    tap = sub.add_parser(
+        NAME,
+        help="capture traffic and store its API calls",
+        description="Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
+        "out or Ctrl-C, or replay a capture file with --pcap; then store every call.",
+    )
+    tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
+    live_options(tap)
+    tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")
+    tap.add_argument(
+        "--rules", metavar="FILE", help="YAML traffic validation rules (see: wiretide rules check)"
+    )
+    tap.add_argument(
+        "--workers",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="stream worker processes (default: one per core)",
+    )
+    tap.add_argument("--quiet", action="store_true", help="no progress display")
+    ui = tap.add_argument_group("web UI")
+    ui.add_argument(
+        "--ui-port",
+        type=port_or_zero,
+        default=8899,
+        metavar="N",
+        help="serve the UI on 127.0.0.1:N while tapping (default 8899; 0 picks a free one)",
+    )
+    ui.add_argument("--no-ui", action="store_true", help="do not serve the UI")
+    ui.add_argument(
+        "--keep-ui", action="store_true", help="keep serving the UI after the tap, until Ctrl-C"
+    )
+    _deploy_options(tap)
+    common(tap)
+
+
+def _deploy_options(tap: argparse.ArgumentParser) -> None:
+    group = tap.add_argument_group("cluster deployment (--deploy)")
+    group.add_argument(
+        "--deploy",
+        action="store_true",
+        help="deploy Wiretide with helm onto the kubeconfig's cluster, capturing the pods "
+        "POD_REGEX/-n/-A select, and forward its hub to 127.0.0.1:--ui-port",
+    )
+    group.add_argument(
+        "--namespace-of-wiretide",
+        default="wiretide",
+        metavar="NS",
+        help="the namespace Wiretide is deployed into (default wiretide)",
+    )
+    group.add_argument(
+        "--undeploy-on-exit",
+        action="store_true",
+        help="with --deploy: remove Wiretide from the cluster on Ctrl-C",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.deploy:  # onto a cluster with helm, its hub forwarded here
+        from wiretide.deploy_tap import run_tap_deploy  # loads YAML and the Kubernetes client
+
+        return run_tap_deploy(args)
+    if args.pcap:
+        used = live_flags_used(args)
+        if used:
+            raise WiretideError(
+                f"{', '.join(used)}: for live capture only; leave out --pcap to capture live"
+            )
+        return _tap_pcap(args, settings)
+    return capture.capture_live(args, settings)
+
+
+def _tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.publisher import SegmentPublisher
+    from wiretide.progress import Progress
+
+    capture.check_inputs(args, settings)
+    first, segments, stats = capture.open_capture(args.pcap)
+    kafka_given = bool(settings.kafka)
+    settings, supervisor = capture.start_pipeline(args, settings)
+    progress = Progress(False if args.quiet else None)
+    try:
+        ui_port = capture.announce_ui(args, supervisor)
+        publisher = SegmentPublisher(settings)
+        started = time.monotonic()
+        capture.publish_capture(args.pcap, first, segments, stats, publisher, progress)
+        capture.store_all(publisher, supervisor, progress, settings.data)
+        flowing = time.monotonic() - started
+    finally:
+        supervisor.stop()
+        progress.done()
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
+    print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
+    span = "from the first segment published to the last call stored"
+    capture.report_stored(supervisor, settings.data, flowing, span)
+    capture.say_left_running(kafka_given, settings)
+    capture.keep_ui(args, settings, ui_port)
+    return 0

@@ -1,3 +1,0 @@
-from wiretide.hub.cli import main
-
-raise SystemExit(main())
