@@ -92,7 +92,7 @@ class Sink(Protocol):
     def on_failed(self, direction: int, reason: str, ts: int) -> None: ...
     def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None: ...
     def on_response_lost(self) -> None: ...
-    def on_rest(self, direction: int, data: bytes, ts: int, seq: int) -> None: ...
+    def on_stopped(self, direction: int, rest: bytes, ts: int, seq: int) -> None: ...
 
 
 _NAMES: dict[bytes, str] = {}  # header names seen, decoded (a small cache)
@@ -284,7 +284,7 @@ class Http1Parser:
         self.tail = b""
         self._to(CLOSE)
 
-    def abort(self) -> None:
+    def reset(self) -> None:
         """The flow went opaque: finish a message in progress (flagged) and drop buffers."""
         msg = self.msg
         st = self.state
@@ -411,8 +411,8 @@ class Http1Parser:
                 return
             else:
                 return
-        if i < n and sink.opaque:
-            sink.on_rest(self.direction, data[i:], ts, (seq + i) & MASK)
+        if sink.opaque:
+            sink.on_stopped(self.direction, data[i:], ts, (seq + i) & MASK)
 
     def _new_llp(self) -> None:
         cls = HttpRequestParser if self.kind == REQUEST else HttpResponseParser

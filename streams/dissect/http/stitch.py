@@ -20,17 +20,17 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from schemas.records import ApiCall, record_maker
-from streams.dissect.base import DissectEvent, DissectFailed, Dissector, call_id
+from streams.dissect.base import call_id
 from streams.dissect.graphql import graphql_call
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Http1Parser
 from streams.dissect.http.upgrade import UPGRADES, Held, Switch, next_dissector, upgrade_token
 from streams.dissect.http_semantics import decode_text, split_target
+from streams.dissect.skeleton import DIRECTIONS, DissectorSkeleton
 from streams.reassembly.events import Direction, Flow
 
 PROTOCOL = "http"
 DEFAULT_MAX_PENDING = 256  # requests waiting for a response before the oldest is given up
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 
 # The field order `_call` passes values in; should ApiCall's differ, go by name instead.
@@ -59,8 +59,9 @@ def _flags(*lists: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-class Http1Dissector:
-    """The `Dissector` for one HTTP/1.x flow (see `streams.dissect.base`)."""
+class Http1Dissector(DissectorSkeleton):
+    """The `Dissector` for one HTTP/1.x flow (see `streams.dissect.base`). Its framers are
+    the two `Http1Parser`s, which report messages through the callbacks below."""
 
     protocol = PROTOCOL
 
@@ -71,8 +72,9 @@ class Http1Dissector:
         max_header: int = DEFAULT_MAX_HEADER,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
-        self._parsers = (
+        self.framers: tuple[Http1Parser, Http1Parser] = (
             Http1Parser(Direction.CLIENT_TO_SERVER, self, max_body, max_header),
             Http1Parser(Direction.SERVER_TO_CLIENT, self, max_body, max_header),
         )
@@ -81,13 +83,8 @@ class Http1Dissector:
         self._fifo: deque[HttpMessage] = deque()
         self._n_answered = 0  # FIFO entries (a prefix) that have a response attached
         self._evicted = 0  # responses still owed to requests given up on
-        self._out: list[DissectEvent] = []
-        self.opaque = False
-        self._closed = False
-        self._next: Dissector | None = None  # reads the flow after a protocol switch
         self._upgrading: HttpMessage | None = None  # the request a 101 answered
         self._switch: tuple[HttpMessage, HttpMessage, Held] | None = None
-        self._rest: Held = []  # the 101's direction: bytes after it in its segment
         self._src: tuple[str, int, str, int] = (
             flow.client_ip,
             flow.client_port,
@@ -95,68 +92,32 @@ class Http1Dissector:
             flow.server_port,
         )
 
-    # ---------------------------------------------------------------- contract
+    # ------------------------------------------------------------------ hooks
 
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self._closed or not data:
-            if self._next is not None and not self._closed:
-                return self._next.receive(direction, data, ts_ns, seq)
-            return []
-        try:
-            if type(data) is not bytes:
-                data = bytes(data)
-            self._parsers[direction].feed(data, ts_ns, seq)
-            if self._switch is not None:
-                self._hand_over()
-        except Exception as e:  # never raise out of the stage
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        self.framers[d].gap(size, ts)  # inside a known-length body, else resync
 
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self.opaque or self._closed or size <= 0:
-            if self._next is not None and not self._closed:
-                return self._next.gap(direction, size, ts_ns)
-            return []
-        try:
-            self._parsers[direction].gap(size, ts_ns)
-        except Exception as e:
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
-
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if self._closed:
-            return self._take()
-        self._closed = True
-        try:
-            if not self.opaque:
-                req = self._req_dir
-                self._parsers[req].close(ts_ns)
-                self._parsers[1 - req].close(ts_ns)
-            if self._switch is not None:
-                self._hand_over()
-            self._flush()
-            if self._next is not None:
-                self._out += self._next.close(ts_ns)
-        except Exception as e:
-            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
-        return self._take()
+    def _close(self, ts: int) -> None:
+        if not self.opaque:
+            req = self._req_dir
+            self.framers[req].close(ts)
+            self.framers[1 - req].close(ts)
+        self._flush()
 
     @property
     def idle(self) -> bool:
         if self._fifo:
             return False
-        if self.opaque or self._closed:
-            return self._next is None or self._next.idle
-        return self._parsers[0].idle and self._parsers[1].idle
+        if self.opaque or self.closed:
+            return self.successor is None or self.successor.idle
+        return self.framers[0].idle and self.framers[1].idle
 
     @property
     def buffered(self) -> int:
         """Bytes held for unfinished messages and calls (for memory accounting and tests)."""
-        n = self._parsers[0].buffered + self._parsers[1].buffered
-        if self._next is not None:
-            n += getattr(self._next, "buffered", 0)
+        n = self.framers[0].buffered + self.framers[1].buffered
+        if self.successor is not None:
+            n += getattr(self.successor, "buffered", 0)
         for r in self._fifo:
             n += len(r.body)
             resp = r.response
@@ -164,31 +125,14 @@ class Http1Dissector:
                 n += len(resp.body)
         return n
 
-    def _take(self) -> list[DissectEvent]:
-        out = self._out
-        if not out:
-            return []
-        self._out = []
-        return out
-
-    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
-        self.on_failed(direction, f"internal dissector error: {type(e).__name__}: {e}", ts)
-        self.opaque = True
-        try:
-            for p in self._parsers:
-                p.abort()
-            self._flush()
-        except Exception:
-            self._fifo.clear()
-
     # -------------------------------------------------------- parser callbacks
 
     def on_role(self, direction: int, kind: int) -> None:
         """The first start line decides which direction carries requests."""
         req = int(direction) if kind == REQUEST else 1 - int(direction)
         self._req_dir = req
-        self._parsers[req].kind = REQUEST
-        self._parsers[1 - req].kind = RESPONSE
+        self.framers[req].kind = REQUEST
+        self.framers[1 - req].kind = RESPONSE
         f = self.flow
         if req == 0:
             self._src = (f.client_ip, f.client_port, f.server_ip, f.server_port)
@@ -228,7 +172,7 @@ class Http1Dissector:
             if msg.status == 101:
                 self._upgrading = r
             if r.upgrade and r.done and not self._switches(r, msg):
-                self._parsers[self._req_dir].release()
+                self.framers[self._req_dir].release()
             self._emit_ready()
             return r.method
         self._n_answered = k
@@ -238,35 +182,30 @@ class Http1Dissector:
 
     def on_message_done(self, msg: HttpMessage) -> None:
         if msg.kind == RESPONSE and msg.orphan:
-            self._out.append(self._call(None, msg))
+            self.out.append(self._call(None, msg))
         else:
             if msg.kind == REQUEST and msg.upgrade:
                 resp = msg.response
                 if type(resp) is HttpMessage and not self._switches(msg, resp):
-                    self._parsers[self._req_dir].release()
+                    self.framers[self._req_dir].release()
             self._emit_ready()
         if msg.kind == RESPONSE and msg.upgrade:
             self._switching(msg)
             self.on_opaque("", msg.end_ts)
 
     def on_failed(self, direction: int, reason: str, ts: int) -> None:
-        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], reason, ts))
+        self._failed(direction, reason, ts)
 
     def on_opaque(self, reason: str, ts: int, direction: int | None = None) -> None:
         """Stop dissecting: a protocol switch (reason "") or input that is not HTTP/1.x."""
-        if self.opaque:
-            return
-        if reason:
-            self.on_failed(self._req_dir if direction is None else direction, reason, ts)
-        self.opaque = True
-        for p in self._parsers:
-            p.abort()
-        self._flush()
+        if not self.opaque:
+            self._give_up(self._req_dir if direction is None else direction, reason, ts)
 
-    def on_rest(self, direction: int, data: bytes, ts: int, seq: int) -> None:
-        """Bytes after the point where HTTP stopped in a segment (after a 101's head)."""
-        if self._switch is not None and direction != self._req_dir:
-            self._rest.append((data, ts, seq))
+    def on_stopped(self, direction: int, rest: bytes, ts: int, seq: int) -> None:
+        """HTTP stopped in a segment of `direction`; `rest` are the bytes after that point
+        (after a 101's head: the next protocol's first bytes)."""
+        if self._switch is not None:
+            self._hand_over([(rest, ts, seq)] if rest and direction != self._req_dir else [])
 
     def on_response_lost(self) -> None:
         fifo = self._fifo
@@ -278,20 +217,18 @@ class Http1Dissector:
     def _switching(self, resp: HttpMessage) -> None:
         """A 101 completed: keep what the next protocol needs before the parsers stop."""
         req = self._upgrading
-        requests = self._parsers[self._req_dir]
+        requests = self.framers[self._req_dir]
         if req is None or req.response is not resp or resp.status != 101 or not requests.held:
             return
         self._switch = (req, resp, requests.take_hold())
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, rest: Held) -> None:
         req, resp, held = self._switch
-        rest = self._rest
         self._switch = None
-        self._rest = []
         upgrade = UPGRADES.get(upgrade_token(resp))
         if upgrade is None:
             return
-        out = self._out
+        out = self.out
         made = None  # the upgraded request's call, for a protocol that answers it itself
         if upgrade.takes_request:
             cid = call_id(self.flow.flow_id, req.seq, req.ts)
@@ -301,10 +238,10 @@ class Http1Dissector:
         nxt = next_dissector(self.flow, switch, upgrade)
         if nxt is None:
             return
-        self._next = nxt
+        self.successor = nxt
         if made is not None:
             out.remove(made)
-        client, server = _DIRS[self._req_dir], _DIRS[1 - self._req_dir]
+        client, server = DIRECTIONS[self._req_dir], DIRECTIONS[1 - self._req_dir]
         for direction, chunks in ((client, held), (server, rest)):
             for data, ts, seq in chunks:
                 if data is None:
@@ -320,7 +257,7 @@ class Http1Dissector:
 
     def _emit_ready(self) -> None:
         fifo = self._fifo
-        out = self._out
+        out = self.out
         while fifo:
             r = fifo[0]
             if not r.done:
@@ -337,10 +274,10 @@ class Http1Dissector:
             fifo.popleft()
             self._n_answered -= 1
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
         """Emit every waiting request, whatever it has (close, or the flow went opaque)."""
         fifo = self._fifo
-        out = self._out
+        out = self.out
         while fifo:
             r = fifo.popleft()
             if not r.done:

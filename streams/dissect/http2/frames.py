@@ -80,7 +80,8 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self.buf)
 
-    def stop(self) -> None:
+    def reset(self) -> None:
+        """Stop reading: the flow is given up."""
         self.state = DEAD
         self.buf = bytearray()
         self.frame = None
@@ -233,5 +234,5 @@ class FrameReader:
         self.sink.on_data_end(self.direction, self.sid, size, bool(self.flags & END_STREAM), ts)
 
     def _malformed(self, reason: str, ts: int) -> None:
-        self.stop()
+        self.reset()
         self.sink.on_malformed(self.direction, reason, ts)

@@ -32,7 +32,7 @@ from hyperframe.frame import (
 
 from schemas.records import ApiCall
 from streams.dissect import grpc
-from streams.dissect.base import DissectEvent, DissectFailed, new_call
+from streams.dissect.base import new_call
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
 from streams.dissect.http2.state import (
     CLOSED,
@@ -45,7 +45,8 @@ from streams.dissect.http2.state import (
     Event,
 )
 from streams.dissect.http_semantics import Body, decode_text, split_target
-from streams.reassembly.events import Direction, Flow
+from streams.dissect.skeleton import DissectorSkeleton
+from streams.reassembly.events import Flow
 
 PROTOCOL = "http2"
 VERSION = "HTTP/2"
@@ -54,7 +55,6 @@ DEFAULT_MAX_HEADER = 256 * 1024  # one header block (HEADERS + CONTINUATION), an
 DEFAULT_MAX_STREAMS = 256  # open streams before the oldest is given up
 MAX_CLOSED = 1024  # closed stream ids remembered, so late frames do not reopen them
 UNSURE_TABLE_SIZE = 64 * 1024  # a mid-flow decoder keeps more entries than it must
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 
 class Half:
@@ -115,10 +115,12 @@ def _text_fields(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(n.decode("latin-1").lower(), decode_text(v)) for n, v in raw]
 
 
-class Http2Dissector:
-    """The `Dissector` for one HTTP/2 flow (see `streams.dissect.base`)."""
+class Http2Dissector(DissectorSkeleton):
+    """The `Dissector` for one HTTP/2 flow (see `streams.dissect.base`). Its framers are
+    the two `FrameReader`s, which report frames through the callbacks below."""
 
     protocol = PROTOCOL
+    broken = "malformed"
 
     def __init__(
         self,
@@ -128,11 +130,12 @@ class Http2Dissector:
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.max_body = max_body
         self.max_header = max_header
         self.max_streams = max_streams
-        self.readers = (FrameReader(0, self, max_frame), FrameReader(1, self, max_frame))
+        self.framers = (FrameReader(0, self, max_frame), FrameReader(1, self, max_frame))
         self.decoders = (Decoder(max_header), Decoder(max_header))
         self.synced = [False, False]  # the decoder saw its direction's first header block
         self.started = [False, False]
@@ -141,77 +144,36 @@ class Http2Dissector:
         self.closed_ids: dict[int, None] = {}  # insertion-ordered set, capped
         self.data_half: list[Half | None] = [None, None]  # the half a DATA frame feeds
         self.req_dir = 0  # the client side, when a stream's headers do not tell
-        self.opaque = False
-        self._closed = False
-        self._out: list[DissectEvent] = []
 
-    # ---------------------------------------------------------------- contract
+    # ------------------------------------------------------------------ hooks
 
-    def receive(
-        self, direction: Direction, data: bytes, ts_ns: int, seq: int
-    ) -> list[DissectEvent]:
-        if self.opaque or self._closed or not data:
-            return []
-        try:
-            self.readers[direction].feed(bytes(data), ts_ns, seq)
-        except Exception as e:  # never raise out of the stage
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
-
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
+    def _gap(self, d: int, size: int, ts: int) -> None:
         """Lost bytes lose the frame boundaries and the HPACK context: stop here."""
-        if self.opaque or self._closed or size <= 0:
-            return []
-        for st in self.streams.values():
-            st.flag("gap")
-        self._go_opaque()
-        return self._take()
+        self._give_up(d, "", ts, "gap")
 
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._flush()
-            except Exception as e:
-                self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
-        return self._take()
+    def _give_up(self, d: int, reason: str, ts: int, flag: str = "") -> None:
+        self.blocks = [None, None]
+        super()._give_up(d, reason, ts, flag)
 
     @property
     def idle(self) -> bool:
         if self.streams:
             return False
-        if self.opaque or self._closed:
+        if self.opaque or self.closed:
             return True
-        r0, r1 = self.readers
+        r0, r1 = self.framers
         return r0.idle and r1.idle and self.blocks[0] is None and self.blocks[1] is None
 
     @property
     def buffered(self) -> int:
         """Bytes held for unfinished frames, header blocks and calls."""
-        n = self.readers[0].buffered + self.readers[1].buffered
+        n = self.framers[0].buffered + self.framers[1].buffered
         n += sum(len(b.data) for b in self.blocks if b is not None)
         for st in self.streams.values():
             for h in st.halves:
                 if h.body is not None:
                     n += h.body.size + len(h.body.pending)
         return n
-
-    def _take(self) -> list[DissectEvent]:
-        out, self._out = self._out, []
-        return out
-
-    def _internal_error(self, direction: int, e: Exception, ts: int) -> None:
-        self.on_malformed(direction, f"internal dissector error: {type(e).__name__}: {e}", ts)
-
-    def _go_opaque(self) -> None:
-        self.opaque = True
-        for r in self.readers:
-            r.stop()
-        self.blocks = [None, None]
-        try:
-            self._flush()
-        except Exception:
-            self.streams.clear()
 
     # ------------------------------------------------------ frame reader sink
 
@@ -230,10 +192,7 @@ class Http2Dissector:
             dec.header_table_size = UNSURE_TABLE_SIZE
 
     def on_malformed(self, direction: int, reason: str, ts: int) -> None:
-        self._out.append(DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], reason, ts))
-        for st in self.streams.values():
-            st.flag("malformed")
-        self._go_opaque()
+        self._give_up(direction, reason, ts, "malformed")
 
     def on_skipped(self, direction: int, frame_type: int, stream_id: int, ts: int) -> None:
         if frame_type in (0x1, 0x5, 0x9):  # a header block too large to hold
@@ -418,10 +377,12 @@ class Http2Dissector:
         for d in (0, 1):
             if self.data_half[d] is st.halves[d]:
                 self.data_half[d] = None  # a reset in the middle of a DATA frame
-        self._out.append(self._call(st))
+        self.out.append(self._call(st))
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
         for st in list(self.streams.values()):
+            if flag:
+                st.flag(flag)
             self._emit(st)
 
     def _is_grpc(self, st: H2Stream) -> bool:
