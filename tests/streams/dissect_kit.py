@@ -1,7 +1,7 @@
 """What the dissector tests share: golden captures read into per-flow chunks, replaying
 chunks through a factory, picking calls and failures out of the events, header look-ups,
-and the Hypothesis pieces (cut the bytes anywhere, interleave the two directions while a
-request still comes before its response, truncate or damage a recording, feed junk)."""
+junk that must leave the buffers capped, and the Hypothesis pieces (cut the bytes
+anywhere, interleave the two directions while a request still comes before its response)."""
 
 from __future__ import annotations
 
@@ -142,22 +142,3 @@ def cuts_and_interleavings(draw, chunks: Sequence[Chunk], interleave: bool = Tru
             out.append(server[j][1])
             j += 1
     return out
-
-
-@st.composite
-def truncated_or_damaged(draw, chunks: Sequence[Chunk]) -> list[Chunk]:
-    """The first n chunks of a recording, the last one sometimes with one byte flipped."""
-    n = draw(st.integers(0, len(chunks)))
-    damaged = list(chunks[:n])
-    if damaged and draw(st.booleans()):
-        d, payload, ts, seq = damaged[-1]
-        at = draw(st.integers(0, len(payload) - 1))
-        payload = payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
-        damaged[-1] = (d, payload, ts, seq)
-    return damaged
-
-
-def merged(parts: tuple[Sequence[bytes], Sequence[bytes]], order: Sequence[int]) -> list:
-    """The client (0) and server (1) pieces as (direction, bytes) steps in `order`."""
-    pieces = (iter(parts[0]), iter(parts[1]))
-    return [(Direction(side), next(pieces[side])) for side in order]
