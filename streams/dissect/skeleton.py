@@ -57,12 +57,31 @@ framer and per-frame work in the handler.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import Any, Generic, TypeVar
 
 from streams.dissect.base import DissectError, DissectEvent, DissectFailed, Dissector
 from streams.reassembly.events import Direction, Flow
 
 DIRECTIONS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+State = TypeVar("State", bound=Enum)
+
+
+class Transitions(Generic[State]):
+    """A protocol's state machine as one table, in the manner of h11's `_state.py`: each
+    (state, event) pair the protocol allows, and the state it leads to. An event the table
+    does not allow is a dissector bug: `DissectError`, which the stage guard catches."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: dict[tuple[State, str], State]) -> None:
+        self.table = table
+
+    def __call__(self, state: State, event: str) -> State:
+        try:
+            return self.table[state, event]
+        except KeyError:
+            raise DissectError(f"{event!r} is not expected in state {state.name}") from None
 
 
 def internal_error(e: Exception) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from streams.dissect.base import new_call
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
+from streams.dissect.mysql.states import ANSWERS, PHASES, Answer, Phase
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
@@ -61,7 +62,7 @@ class Command:
         self.headers: list[tuple[str, str]] = []
         self.body = b""
         self.resp_ts = self.resp_end = self.resp_size = 0
-        self.state = "first"  # first | defs | defs_eof | rows | infile | params | cols
+        self.state = Answer.FIRST
         self.left = 0  # column (or parameter) definitions still to come
         self.columns: list[tuple[str, int, int]] = []
         self.binary = code == 0x17
@@ -103,7 +104,7 @@ class MySqlDissector(DissectorSkeleton):
         self.framers = (p.Framer(max_payload), p.Framer(max_payload))
         self.max_pending = max_pending
         self.pending: deque[Command] = deque()
-        self.phase = "start"  # the client's: start | login | command
+        self.phase = Phase.START
         self.server: dict = {}  # from the greeting
         self.server_spoke = False
         self.deprecate_eof: bool | None = None  # None: no login seen, learnt from traffic
@@ -129,13 +130,13 @@ class MySqlDissector(DissectorSkeleton):
 
     def _client(self, pkt: Packet) -> None:
         payload = pkt.payload
-        if self.phase != "command" and pkt.seq_id >= 1:
-            if self.phase == "start":
+        if self.phase is not Phase.COMMAND and pkt.seq_id >= 1:
+            if self.phase is Phase.START:
                 self._login(pkt)
             return  # auth data (switch responses, scrambles): never recorded
         if pkt.seq_id != 0 or not payload:
             return  # LOCAL INFILE data, or an empty packet ending it
-        self.phase = "command"
+        self.phase = PHASES(self.phase, "command")
         code = payload[0]
         method = COMMANDS.get(code)
         if method is None:
@@ -187,7 +188,7 @@ class MySqlDissector(DissectorSkeleton):
             cmd.resp_headers = self._server_headers()
         if caps & p.CLIENT_COMPRESS:
             cmd.flags.append("compressed")
-        self.phase = "login"
+        self.phase = PHASES(self.phase, "login")
         self.pending.append(cmd)
 
     def _server_headers(self) -> list[tuple[str, str]]:
@@ -244,7 +245,7 @@ class MySqlDissector(DissectorSkeleton):
             if head == b"\x00":
                 cmd.ok = p.ok_packet(payload)
                 self._finish(cmd, "")
-                self.phase = "command"
+                self.phase = PHASES(self.phase, "login_ok")
                 if "compressed" in cmd.flags:
                     self._go_opaque()  # compressed packets from here on
             elif head == b"\xff":
@@ -288,22 +289,22 @@ class MySqlDissector(DissectorSkeleton):
         payload = pkt.payload
         head = payload[:1]
         state = cmd.state
-        if state == "first" or state == "infile":
+        if state is Answer.FIRST or state is Answer.INFILE:
             if head == b"\xff":
                 cmd.error = p.err_packet(payload)
                 self._finish(cmd, "")
-            elif state == "infile" or head == b"\x00":
+            elif state is Answer.INFILE or head == b"\x00":
                 self._result_done(cmd, p.ok_packet(payload) if head == b"\x00" else {})
             elif head == b"\xfb":
-                cmd.state = "infile"  # the client sends the file, then the server answers
+                cmd.state = ANSWERS(state, "local_infile")
             else:
                 count = p.Reader(payload).lenenc() or 0
                 if not cmd.columns:
                     cmd.columns = []
-                cmd.state, cmd.left = "defs", count
+                cmd.state, cmd.left = ANSWERS(state, "column_count"), count
                 cmd.showing = cmd.showing and not cmd.nrows and not cmd.rows
             return
-        if state == "defs":
+        if state is Answer.DEFS:
             if head == b"\xff":
                 cmd.error = p.err_packet(payload)
                 self._finish(cmd, "")
@@ -313,19 +314,20 @@ class MySqlDissector(DissectorSkeleton):
                 cmd.columns.append(col)
             cmd.left -= 1
             if cmd.left <= 0:
-                cmd.state = "rows" if self.deprecate_eof else "defs_eof"
+                end = "definitions_end_without_eof" if self.deprecate_eof else "definitions_end"
+                cmd.state = ANSWERS(state, end)
             return
-        if state == "defs_eof":
+        if state is Answer.DEFS_EOF:
             if head == b"\xfe" and len(payload) < 9:
                 status = p.eof_status(payload)
                 if status & p.SERVER_STATUS_CURSOR_EXISTS:
                     self._result_done(cmd, {"status": status & ~p.SERVER_MORE_RESULTS_EXISTS})
                     return
-                cmd.state = "rows"
+                cmd.state = ANSWERS(state, "eof")
                 return
             if self.deprecate_eof is None:
                 self.deprecate_eof = True  # rows right after the definitions
-            cmd.state = "rows"
+            cmd.state = ANSWERS(state, "row")
         if head == b"\xff":
             cmd.error = p.err_packet(payload)
             self._finish(cmd, "")
@@ -344,7 +346,7 @@ class MySqlDissector(DissectorSkeleton):
         if "affected_rows" in ok and (cmd.ok is None or ok["affected_rows"]):
             cmd.ok = ok  # an OK packet (not an EOF): keep the first that counted rows
         if ok.get("status", 0) & p.SERVER_MORE_RESULTS_EXISTS:
-            cmd.state = "first"
+            cmd.state = ANSWERS(cmd.state, "more_results")
             if cmd.columns:
                 cmd.showing = False
             return
@@ -367,7 +369,7 @@ class MySqlDissector(DissectorSkeleton):
 
     def _prepare_answer(self, cmd: Command, pkt: Packet) -> None:
         payload = pkt.payload
-        if cmd.state == "first":
+        if cmd.state is Answer.FIRST:
             if payload[:1] == b"\xff":
                 cmd.error = p.err_packet(payload)
                 self._finish(cmd, "")
@@ -387,7 +389,7 @@ class MySqlDissector(DissectorSkeleton):
             # Definitions to read: params, [EOF], columns, [EOF].
             eof = 0 if self.deprecate_eof else 1
             cmd.left = (n_params + eof if n_params else 0) + (n_cols + eof if n_cols else 0)
-            cmd.state = "defs"
+            cmd.state = ANSWERS(cmd.state, "prepare_ok")
             if cmd.left == 0:
                 self._finish(cmd, "")
             return
