@@ -35,12 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from schemas import config  # noqa: E402
+from schemas.config import DLQ_SUFFIX, Settings  # noqa: E402
+from schemas.runtime.sink_status import SinkStatus  # noqa: E402
 from wiretide.broker import LocalBroker  # noqa: E402
 from wiretide.local import (  # noqa: E402
     Supervisor,
     group_lag,
-    read_status,
     wait_until_stored,
 )
 
@@ -217,11 +217,11 @@ class Schedule:
             if self.store is not None:
                 self.store.close()
             raise
-        self.env = dict(os.environ, WIRETIDE_KAFKA=self.bootstrap)
-        self.env["WIRETIDE_DATA"] = str(self.data)
+        self.settings = Settings.from_env(kafka=self.bootstrap, data=self.data)
+        self.env = self.settings.child_env()
         from schemas.runtime.topics import ensure_topics
 
-        ensure_topics(self.bootstrap)
+        ensure_topics(self.settings)
         roles = {"sink": [], **{f"worker-{i + 1}": [] for i in range(workers)}}
         self.supervisor = Supervisor(self.bootstrap, self.data, roles, max_restarts=1000)
         self.next_worker = workers + 1
@@ -231,9 +231,9 @@ class Schedule:
 
     def stored(self) -> int:
         """Calls stored so far by every writer process (a restarted one counts from 0)."""
-        status = read_status(self.data)
-        if "pid" in status:
-            self._written[status["pid"]] = status.get("written", 0)
+        status = SinkStatus.read(self.data)
+        if status.pid is not None:
+            self._written[status.pid] = status.written
         return sum(self._written.values())
 
     def _drained(self) -> bool:
@@ -241,8 +241,8 @@ class Schedule:
         return self.agent.poll() is not None and all(
             group_lag(self.bootstrap, group, topic) == 0
             for group, topic in (
-                (config.STREAMS_GROUP, config.SEGMENTS_TOPIC),
-                (config.SINK_GROUP, config.CALLS_TOPIC),
+                (self.settings.streams_group, self.settings.segments_topic),
+                (self.settings.sink_group, self.settings.calls_topic),
             )
         )
 
@@ -346,8 +346,8 @@ class Schedule:
                 raise RuntimeError(f"seed {self.seed}: the agent exited {agent.returncode}")
             wait_until_stored(self.bootstrap, self.supervisor, stall_timeout=300)
             outcome.dead_lettered = sum(
-                _messages(self.bootstrap, topic + config.DLQ_SUFFIX)
-                for topic in (config.SEGMENTS_TOPIC, config.CALLS_TOPIC)
+                _messages(self.bootstrap, topic + DLQ_SUFFIX)
+                for topic in (self.settings.segments_topic, self.settings.calls_topic)
             )
         finally:
             if self.agent.poll() is None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from schemas import config
+from schemas.config import EOF_HEADER, Settings
 from schemas.errors import WiretideError
 from schemas.records import Segment
 from schemas.runtime.outage import Outage, transient
@@ -34,19 +34,19 @@ class PublishError(WiretideError):
 class SegmentPublisher:
     def __init__(
         self,
-        bootstrap: str,
-        topic: str = config.SEGMENTS_TOPIC,
+        settings: Settings,
+        topic: str | None = None,
         *,
         say: Callable[[str], None] | None = None,
     ) -> None:
-        self.topic = topic
+        self.topic = topic or settings.segments_topic
         self.errors: list[str] = []
         self.messages = 0
         self.segments = 0
         self.outage = Outage("capture", say=say)
         self._producer = Producer(
             {
-                **config.kafka_client(bootstrap),
+                **settings.kafka_client(),
                 "log_level": 2,  # an unreachable broker is said once, by `outage`
                 "message.timeout.ms": 0,  # no delivery deadline: wait out broker outages
                 "acks": "all",
@@ -92,7 +92,7 @@ class SegmentPublisher:
         self.flush()
         for p in self._partitions():
             self._produce(
-                partition=p, key=b"", value=b"", headers={config.EOF_HEADER: capture_id.encode()}
+                partition=p, key=b"", value=b"", headers={EOF_HEADER: capture_id.encode()}
             )
         self.flush()
         return capture_id

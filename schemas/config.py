@@ -126,6 +126,13 @@ class Settings:
                 out[var] = str(value)
         return out
 
+    def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a child process: `base` (default: os.environ) with its
+        WIRETIDE_* variables replaced by these settings."""
+        base = os.environ if base is None else base
+        names = {var for var, _ in _ENV.values()}
+        return {**{k: v for k, v in base.items() if k not in names}, **self.to_env()}
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import signal
 import time
 import zlib
@@ -27,8 +26,8 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaTP
 
-from schemas import config
 from schemas.codec import CodecError
+from schemas.config import DLQ_SUFFIX, EOF_HEADER, Settings
 from schemas.runtime import health
 from schemas.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
 from streams.dissect.registry import default_registry
@@ -40,17 +39,7 @@ from streams.rules import load_rules
 
 log = logging.getLogger("wiretide.worker")
 
-BOOTSTRAP = os.environ.get("WIRETIDE_KAFKA", "127.0.0.1:9092")
-_redaction_file = os.environ.get("WIRETIDE_REDACTION")
-POLICY = (
-    RedactionPolicy.from_yaml(_redaction_file) if _redaction_file else RedactionPolicy.default()
-)
 REGISTRY = default_registry()
-# Validation rules (WIRETIDE_RULES, a YAML file): a bad file stops the worker at start
-# with a one-line RulesError (`wiretide tap --rules` checks it before anything starts).
-_rules_file = config.rules_file()
-RULES = load_rules(_rules_file) if _rules_file else ()
-DIRECTORY = Directory()  # IP -> pod/service, from the endpoints topic
 
 COMMIT_INTERVAL_S = 0.5
 EXPIRE_EVERY_NS = 2_000_000_000  # capture time: the same cut points in every replay
@@ -91,11 +80,21 @@ class Partition:
 
 
 class Worker:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, settings: Settings, directory: Directory) -> None:
+        """`directory`: IP -> pod/service, filled from the endpoints topic. A bad rules or
+        redaction file raises here, before anything is consumed."""
+        self._settings = settings
+        self._directory = directory
+        self._policy = (
+            RedactionPolicy.from_yaml(settings.redaction)
+            if settings.redaction
+            else RedactionPolicy.default()
+        )
+        self._rules = load_rules(settings.rules) if settings.rules else ()
         self._consumer = Consumer(
             {
-                **config.kafka_client(bootstrap),
-                "group.id": config.STREAMS_GROUP,
+                **settings.kafka_client(),
+                "group.id": settings.streams_group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
@@ -109,8 +108,7 @@ class Worker:
             }
         )
         self._producer = Producer(
-            config.kafka_client(
-                bootstrap,
+            settings.kafka_client(
                 acks="all",
                 **{"enable.idempotence": True, "linger.ms": 5, "message.max.bytes": 16 << 20},
             )
@@ -119,14 +117,14 @@ class Worker:
         self._parts: dict[int, Partition] = {}
         self._last_commit = time.monotonic()
         self._consumer.subscribe(
-            [config.SEGMENTS_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [settings.segments_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
         try:
             while not should_stop():
-                health.beat("worker")
+                health.beat("worker", self._settings.data)
                 for msg in self._consumer.consume(num_messages=500, timeout=0.5):
                     self._on_message(msg)
                 self._producer.poll(0)
@@ -151,14 +149,14 @@ class Worker:
         part.next_offset = offset + 1
         pipe = part.pipeline
         headers = dict(msg.headers() or ())
-        if config.EOF_HEADER in headers:
+        if EOF_HEADER in headers:
             self._publish(pipe.finish(offset))
             return
         try:
             segments = decode_segment_batch(msg.value())
         except CodecError as exc:
             self._producer.produce(
-                config.SEGMENTS_TOPIC + config.DLQ_SUFFIX,
+                self._settings.segments_topic + DLQ_SUFFIX,
                 key=msg.key(),
                 value=msg.value(),
                 headers={"reason": str(exc).encode()},
@@ -180,16 +178,15 @@ class Worker:
         for call in result.calls:
             by_flow.setdefault(call.flow_id, []).append(call)
         produce = self._producer.produce
+        calls = self._settings.calls_topic
         for flow, calls in by_flow.items():
             value, rejected = encode_call_batch_isolated(flow, calls)
             if value is not None:
-                produce(
-                    config.CALLS_TOPIC, key=flow.encode(), value=value, on_delivery=self._delivered
-                )
+                produce(calls, key=flow.encode(), value=value, on_delivery=self._delivered)
             for bad in rejected:
                 body, form = bad.dead_letter_value()
                 produce(
-                    config.CALLS_TOPIC + config.DLQ_SUFFIX,
+                    calls + DLQ_SUFFIX,
                     key=flow.encode(),
                     value=body,
                     headers={"reason": bad.reason.encode(), "format": form.encode()},
@@ -197,7 +194,7 @@ class Worker:
                 )
         for found in result.violations:
             produce(
-                config.VIOLATIONS_TOPIC,
+                self._settings.violations_topic,
                 key=found.rule.encode(),
                 value=encode_violation(found),
                 on_delivery=self._delivered,
@@ -224,7 +221,9 @@ class Worker:
                     "partition %d: %d flows open across the cut; commit waits", p, len(cp.resume)
                 )
                 continue
-            offsets.append((p, cp, KafkaTP(config.SEGMENTS_TOPIC, p, cp.token, metadata=metadata)))
+            offsets.append(
+                (p, cp, KafkaTP(self._settings.segments_topic, p, cp.token, metadata=metadata))
+            )
         if not offsets:
             return
         left = self._producer.flush(60)
@@ -245,7 +244,7 @@ class Worker:
         committed = consumer.committed(tps, timeout=30)
         start = []
         for tp in committed:
-            pipe = Pipeline(REGISTRY, POLICY, directory=DIRECTORY, rules=RULES)
+            pipe = Pipeline(REGISTRY, self._policy, directory=self._directory, rules=self._rules)
             if tp.offset >= 0:
                 cp = decode_checkpoint(tp.offset, tp.metadata)
                 pipe.resume(cp)
@@ -266,16 +265,18 @@ class Worker:
             consumer.unassign()
 
 
-def follow_endpoints(timeout_s: float = 10.0) -> EndpointFollower:
-    """Start folding the endpoints topic into DIRECTORY, and wait (a while) until what it
+def follow_endpoints(
+    settings: Settings, directory: Directory, timeout_s: float = 10.0
+) -> EndpointFollower:
+    """Start folding the endpoints topic into `directory`, and wait (a while) until what it
     held at start is in: the first calls are then enriched too."""
-    follower = EndpointFollower(BOOTSTRAP, config.ENDPOINTS_TOPIC, DIRECTORY)
+    follower = EndpointFollower(settings, settings.endpoints_topic, directory)
     follower.start()
     follower.caught_up.wait(timeout_s)
     return follower
 
 
-def run() -> int:
+def run(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a last commit) or a fault (exit 1, so the
     supervisor restarts it: never a live process that does nothing)."""
     from schemas.runtime.topics import ensure_topics
@@ -285,9 +286,10 @@ def run() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))
     try:
-        ensure_topics(BOOTSTRAP)
-        follow_endpoints()
-        Worker(BOOTSTRAP).run(lambda: bool(stopping))
+        ensure_topics(settings)
+        directory = Directory()
+        follow_endpoints(settings, directory)
+        Worker(settings, directory).run(lambda: bool(stopping))
     except (WorkerError, KafkaException) as exc:
         log.error("worker stopped: %s", exc)
         return 1

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from schemas import config
 from schemas.codec import CodecError
+from schemas.config import Settings
 from schemas.runtime.outage import Outage, transient
 from schemas.serde import decode_endpoint
 from streams.enrich import Directory
@@ -21,7 +21,7 @@ from streams.enrich import Directory
 class EndpointFollower(threading.Thread):
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         topic: str,
         directory: Directory,
         *,
@@ -36,7 +36,7 @@ class EndpointFollower(threading.Thread):
         self._stop_event = threading.Event()
         self._consumer = Consumer(
             {
-                **config.kafka_client(bootstrap),
+                **settings.kafka_client(),
                 "group.id": f"wiretide-endpoints-{uuid.uuid4().hex}",  # never commits
                 "enable.auto.commit": False,
                 "log_level": 2,  # an unreachable broker is said once, by `outage`

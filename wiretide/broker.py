@@ -16,8 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas import config
-from schemas.config import checked_port
+from schemas.config import Settings, checked_port
 from schemas.errors import BrokerError
 
 KAFKA_VERSION = "3.9.1"  # KRaft
@@ -68,16 +67,17 @@ replica.fetch.max.bytes=16777216
 """
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("WIRETIDE_CACHE") or os.path.join(
+def cache_dir(cache: str | None = None) -> Path:
+    """Where the broker's jars are kept: `cache` (WIRETIDE_CACHE), else the user's cache."""
+    base = cache or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wiretide"
     )
     return Path(base) / f"kafka-{KAFKA_VERSION}"
 
 
-def fetch_jars() -> Path:
+def fetch_jars(cache: str | None = None) -> Path:
     """Download the broker's jars once; return the folder that holds them."""
-    libs = cache_dir() / "libs"
+    libs = cache_dir(cache) / "libs"
     if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
         return libs
     mvn = shutil.which("mvn")
@@ -86,7 +86,7 @@ def fetch_jars() -> Path:
             "Maven (mvn) is not installed: install it (apt-get install maven) "
             "or pass --kafka HOST:PORT of an existing broker"
         )
-    work = cache_dir()
+    work = cache_dir(cache)
     work.mkdir(parents=True, exist_ok=True)
     (work / "pom.xml").write_text(_POM.format(version=KAFKA_VERSION))
     tmp = work / "libs.tmp"
@@ -121,6 +121,7 @@ class LocalBroker:
     home: Path
     port: int = DEFAULT_PORT
     partitions: int = 4
+    cache: str | None = None  # where its jars are kept (see cache_dir)
 
     @property
     def bootstrap(self) -> str:
@@ -177,7 +178,7 @@ class LocalBroker:
                 "Java is not installed: install a JRE 17 (apt-get install "
                 "openjdk-17-jre-headless) or pass --kafka HOST:PORT"
             )
-        libs = fetch_jars()
+        libs = fetch_jars(self.cache)
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "data"
         conf = self.home / "server.properties"
@@ -283,29 +284,28 @@ def _broker_ready(bootstrap: str) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient(config.kafka_client(bootstrap, log_level=3)).list_topics(timeout=2)
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # plaintext: ours
+        md = admin.list_topics(timeout=2)
     except Exception:  # not ready yet: any client error means "try again"
         return False
     return bool(md.brokers)
 
 
-def local_broker(data_dir: Path, port: int | None = None) -> LocalBroker:
-    """The broker of `data_dir`: on `port` if given; else where it runs now; else the
-    port it last used, WIRETIDE_KAFKA_PORT or 9092, whichever is free first; else any
-    free port. So several data dirs each get a broker of their own, side by side."""
-    home = Path(data_dir) / "kafka"
+def local_broker(settings: Settings, port: int | None = None) -> LocalBroker:
+    """The broker of the settings' data dir: on `port` if given; else where it runs now;
+    else the port it last used, the settings' kafka_port or 9092, whichever is free first;
+    else any free port. So several data dirs each get a broker of their own, side by side."""
+    home = settings.data / "kafka"
     if port is not None:
-        return LocalBroker(home=home, port=checked_port(port, "--port"))
-    current = LocalBroker(home=home)
+        return LocalBroker(home, checked_port(port, "--port"), cache=settings.cache)
+    current = LocalBroker(home)
     recorded = current.recorded_port()
     if current.pid() is not None and recorded is not None:
-        return LocalBroker(home=home, port=recorded)
-    raw = os.environ.get("WIRETIDE_KAFKA_PORT", "").strip()
-    preferred = checked_port(raw, "WIRETIDE_KAFKA_PORT") if raw else DEFAULT_PORT
-    for candidate in (recorded, preferred):
+        return LocalBroker(home, recorded, cache=settings.cache)
+    for candidate in (recorded, settings.kafka_port or DEFAULT_PORT):
         if candidate is not None and _pair_free(candidate):
-            return LocalBroker(home=home, port=candidate)
-    return LocalBroker(home=home, port=_free_port_pair())
+            return LocalBroker(home, candidate, cache=settings.cache)
+    return LocalBroker(home, _free_port_pair(), cache=settings.cache)
 
 
 def _pair_free(port: int) -> bool:
@@ -322,20 +322,17 @@ def _free_port_pair() -> int:
     raise BrokerError("found no two free neighbouring ports for a Kafka broker; pass --kafka")
 
 
-def left_running_note(data_dir: Path) -> str | None:
+def left_running_note(settings: Settings) -> str | None:
     """What a tap says it leaves behind: the data dir's broker, if one runs."""
-    broker = local_broker(data_dir)
+    broker = local_broker(settings)
     if not broker.is_up():
         return None
     return (
         f"left running: the Kafka broker at {broker.bootstrap} (export reads packets from "
-        f"it); stop it with: wiretide broker stop --data {Path(data_dir)}"
+        f"it); stop it with: wiretide broker stop --data {settings.data}"
     )
 
 
-def resolve_bootstrap(explicit: str | None, data_dir: Path) -> str:
-    """`--kafka`, else WIRETIDE_KAFKA, else the local broker (started if needed)."""
-    bootstrap = explicit or os.environ.get("WIRETIDE_KAFKA")
-    if bootstrap:
-        return bootstrap
-    return local_broker(data_dir).start()
+def resolve_bootstrap(settings: Settings) -> str:
+    """`--kafka` or WIRETIDE_KAFKA (the settings'), else the local broker (started if needed)."""
+    return settings.kafka or local_broker(settings).start()

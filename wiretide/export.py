@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import os
 import re
 import sys
 import time
@@ -32,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from producers.pcap_writer import PcapngWriter, PcapWriter
-from schemas import config
+from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.records import Segment, segment_flow_id
 from sinks.clickhouse.ddl import CALLS
@@ -234,7 +233,7 @@ def earliest_publish_ms(spans: Iterable[CallSpan]) -> int | None:
 
 
 def read_topic(
-    bootstrap: str, flows: frozenset[str], start_ms: int | None, topic: str | None = None
+    settings: Settings, flows: frozenset[str], start_ms: int | None, topic: str | None = None
 ) -> Iterator[Segment]:
     """The segments of `flows` on every partition of the segments topic, from the first
     message published at or after `start_ms` (None: the oldest kept) to the end as of now."""
@@ -248,12 +247,11 @@ def read_topic(
 
     from schemas.serde import decode_segment_batch
 
-    topic = topic or config.SEGMENTS_TOPIC
+    topic = topic or settings.segments_topic
     consumer = Consumer(
-        config.kafka_client(
-            bootstrap,
+        settings.kafka_client(
             **{
-                "group.id": f"{config.PREFIX}wiretide-export-{uuid.uuid4().hex[:8]}",
+                "group.id": f"{settings.prefix}wiretide-export-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
@@ -267,7 +265,7 @@ def read_topic(
         try:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
             if meta is None or meta.error is not None:
-                raise ExportError(f"topic {topic} is not on the Kafka at {bootstrap}")
+                raise ExportError(f"topic {topic} is not on the Kafka at {settings.kafka}")
             ends = {}
             for p in sorted(meta.partitions):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -282,7 +280,7 @@ def read_topic(
                         ends.pop(tp.partition)
                 starts = [tp for tp in starts if tp.offset >= 0]
         except KafkaException as ex:
-            raise ExportError(f"cannot read {topic} at {bootstrap}: {_reason(ex)}") from None
+            raise ExportError(f"cannot read {topic} at {settings.kafka}: {_reason(ex)}") from None
         if not starts:
             return
         consumer.assign(starts)
@@ -294,7 +292,7 @@ def read_topic(
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > _STALL_S:
                 raise ExportError(
-                    f"reading {topic} at {bootstrap} stalled for {_STALL_S:.0f}s; retry"
+                    f"reading {topic} at {settings.kafka} stalled for {_STALL_S:.0f}s; retry"
                 )
             for msg in messages:
                 err = msg.error()
@@ -327,9 +325,11 @@ def build_export(
     spans: list[CallSpan],
     segments: Callable[[frozenset[str], int | None], Iterable[Segment]],
     fmt: str = "pcap",
+    topic: str = Settings().segments_topic,
 ) -> Export:
-    """Pick the segments behind `spans` from what `segments(flows, start_ms)` yields and
-    write the capture. ExportError when no call matched or none has packets left."""
+    """Pick the segments behind `spans` from what `segments(flows, start_ms)` yields (off
+    `topic`) and write the capture. ExportError when no call matched or none has packets
+    left."""
     if not spans:
         raise ExportError("no stored call matches; nothing to export")
     picker = SegmentPicker(spans)
@@ -339,7 +339,7 @@ def build_export(
     if exported == 0:
         raise ExportError(
             f"none of the {len(spans)} matching calls can be exported: their packets are "
-            f"gone from Kafka ({config.SEGMENTS_TOPIC} keeps them about an hour); "
+            f"gone from Kafka ({topic} keeps them about an hour); "
             "export sooner after capturing"
         )
     writer = PcapngWriter("exported by wiretide") if fmt == "pcapng" else PcapWriter()
@@ -351,10 +351,10 @@ def build_export(
     return Export(b"".join(parts), len(spans), exported, packets)
 
 
-def missing_note(missing: int, calls: int) -> str:
+def missing_note(missing: int, calls: int, topic: str) -> str:
     return (
         f"{missing} of {calls} matching calls could not be exported: their packets are gone "
-        f"from Kafka ({config.SEGMENTS_TOPIC} keeps them about an hour)"
+        f"from Kafka ({topic} keeps them about an hour)"
     )
 
 
@@ -364,7 +364,7 @@ def format_of(out: str, explicit: str | None = None) -> str:
     return "pcapng" if out.lower().endswith(".pcapng") else "pcap"
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
     from wiretide.hub.client import find_owner
     from wiretide.kfl import parse
 
@@ -373,8 +373,7 @@ def run_export(args: argparse.Namespace) -> int:
     until_ns = parse_time(args.until, "--until") if args.until else None
     fmt = format_of(args.pcap)
     _check_writable(args.pcap)  # before reading anything: a typo costs nothing
-    data = config.data_dir(args.data)
-    hub = find_owner(data, args.clickhouse)
+    hub = find_owner(settings)
     if hub is not None:
         params = {"q": args.filter, "since": args.since, "until": args.until, "format": fmt}
         with hub.open("/api/export.pcap", params) as response:
@@ -387,7 +386,7 @@ def run_export(args: argparse.Namespace) -> int:
             int(head.get("X-Wiretide-Packets", 0)),
         )
     else:
-        result = _export_direct(args, data, fmt, since_ns, until_ns)
+        result = _export_direct(args.filter, settings, fmt, since_ns, until_ns)
     _write(args.pcap, result.data)
     where = "stdout" if args.pcap == "-" else args.pcap
     print(
@@ -395,39 +394,49 @@ def run_export(args: argparse.Namespace) -> int:
         file=sys.stderr if args.pcap == "-" else sys.stdout,
     )
     if result.missing:
-        print(f"wiretide: warning: {missing_note(result.missing, result.calls)}", file=sys.stderr)
+        note = missing_note(result.missing, result.calls, settings.segments_topic)
+        print(f"wiretide: warning: {note}", file=sys.stderr)
     return 0
 
 
 def _export_direct(
-    args: argparse.Namespace, data: Path, fmt: str, since_ns: int | None, until_ns: int | None
+    kfl: str, settings: Settings, fmt: str, since_ns: int | None, until_ns: int | None
 ) -> Export:
     from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
-    from wiretide.broker import local_broker, resolve_bootstrap
+    from wiretide.broker import local_broker
 
-    dsn = config.store_dsn(data, args.clickhouse)
-    datadir.require_store(dsn)
-    with open_store(dsn, ttl_days=None) as store:
-        spans = find_spans(store.client, args.filter, since_ns, until_ns)
+    datadir.require_store(settings.store_dsn)
+    with open_store(
+        settings.store_dsn, ttl_days=None, cluster=settings.clickhouse_cluster
+    ) as store:
+        spans = find_spans(store.client, kfl, since_ns, until_ns)
     if not spans:
         raise ExportError("no stored call matches; nothing to export")
-    if args.kafka or os.environ.get("WIRETIDE_KAFKA"):
-        bootstrap = resolve_bootstrap(args.kafka, data)
-        return build_export(spans, lambda flows, start: read_topic(bootstrap, flows, start), fmt)
-    broker = local_broker(data)
+    if settings.kafka:
+        return export_from_kafka(settings, spans, fmt)
+    broker = local_broker(settings)
     if not broker.home.is_dir():
         raise ExportError(
-            f"no Kafka broker ever ran for {data}, so it holds no packets; pass --kafka "
-            "HOST:PORT of the broker the capture went to"
+            f"no Kafka broker ever ran for {settings.data}, so it holds no packets; pass "
+            "--kafka HOST:PORT of the broker the capture went to"
         )
     was_up = broker.is_up()
     bootstrap = broker.start()
     try:
-        return build_export(spans, lambda flows, start: read_topic(bootstrap, flows, start), fmt)
+        return export_from_kafka(settings.replace(kafka=bootstrap), spans, fmt)
     finally:
         if not was_up:  # started only to read it: leave nothing running
             broker.stop()
+
+
+def export_from_kafka(settings: Settings, spans: list[CallSpan], fmt: str) -> Export:
+    """The capture of `spans` from the segments topic on the settings' Kafka."""
+
+    def segments(flows: frozenset[str], start_ms: int | None) -> Iterator[Segment]:
+        return read_topic(settings, flows, start_ms)
+
+    return build_export(spans, segments, fmt, settings.segments_topic)
 
 
 def _check_writable(out: str) -> None:

@@ -8,16 +8,14 @@ import os
 import time
 from pathlib import Path
 
-from schemas import config
-
 _last: dict[str, float] = {}
 
 
-def _path(component: str, data: Path | None = None) -> Path:
-    return (data or config.data_dir()) / "health" / component
+def _path(component: str, data: Path) -> Path:
+    return data / "health" / component
 
 
-def beat(component: str, data: Path | None = None) -> None:
+def beat(component: str, data: Path) -> None:
     """Record that `component` is alive (at most once a second; never raises)."""
     now = time.time()
     if now - _last.get(component, 0.0) < 1.0:
@@ -33,7 +31,7 @@ def beat(component: str, data: Path | None = None) -> None:
         pass
 
 
-def check(component: str, max_age_s: float, data: Path | None = None) -> tuple[bool, str]:
+def check(component: str, max_age_s: float, data: Path) -> tuple[bool, str]:
     path = _path(component, data)
     try:
         age = time.time() - float(path.read_text())

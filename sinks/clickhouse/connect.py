@@ -8,7 +8,6 @@ clickhouse-connect client API, so the writer and reader do not know which one th
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +46,10 @@ class Store:
         self.close()
 
 
-def open_store(
-    dsn: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS, cluster: str | None = None
-) -> Store:
+def open_store(dsn: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS, cluster: str = "") -> Store:
     """Connect, run pending migrations and make the retention `ttl_days` (0: forever;
     None: leave it as the writer set it - what readers pass).
-    `cluster` (default: WIRETIDE_CLICKHOUSE_CLUSTER) makes the tables ON CLUSTER."""
-    if cluster is None:
-        cluster = os.environ.get("WIRETIDE_CLICKHOUSE_CLUSTER", "")
+    `cluster` (Settings.clickhouse_cluster) makes the tables ON CLUSTER."""
     config = StoreConfig(ttl_days=ttl_days, cluster=cluster)
     parsed = urlparse(dsn or "")
     if parsed.scheme == "chdb":

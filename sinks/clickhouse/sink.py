@@ -20,8 +20,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from schemas import config
 from schemas.codec import CodecError
+from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.outage import Outage, transient
@@ -35,7 +35,7 @@ class CallSink:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         writer: CallWriter,
         *,
         status_file: Path | None = None,
@@ -45,6 +45,7 @@ class CallSink:
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.settings = settings
         self.extra_status = extra_status or {}
         self.status_file = status_file
         self.max_rows = max_rows
@@ -55,8 +56,8 @@ class CallSink:
         self._store = Outage("sink", say=say)
         self._consumer = Consumer(
             {
-                **config.kafka_client(bootstrap),
-                "group.id": config.SINK_GROUP,
+                **settings.kafka_client(),
+                "group.id": settings.sink_group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 64 * 1024 * 1024,
@@ -66,8 +67,7 @@ class CallSink:
             }
         )
         self._dlq = Producer(
-            config.kafka_client(
-                bootstrap,
+            settings.kafka_client(
                 acks="all",
                 **{"enable.idempotence": True, "message.timeout.ms": 0},  # 0: wait out outages
                 log_level=2,
@@ -85,7 +85,7 @@ class CallSink:
         # this writer stored (with one store per writer, it would store them again).
         self._owned: set[int] = set()  # partitions assigned to this writer right now
         self._consumer.subscribe(
-            [config.CALLS_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [settings.calls_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -95,7 +95,7 @@ class CallSink:
 
     def step(self) -> int:
         """Take one batch (≥ max_rows or max_wait_s), store it, commit. Returns rows stored."""
-        health.beat("sink")
+        health.beat("sink", self.settings.data)
         if self._paused:  # the store was unavailable: poll (stay in the group), retry
             self._take(self._consumer.consume(num_messages=1, timeout=self._store.next_delay()))
         else:
@@ -181,7 +181,9 @@ class CallSink:
                     # collapse in the table.
                     return
                 self._kafka.waiting(f"Kafka to commit ({err.str()})")
-                health.beat("sink")  # waiting is alive: a liveness probe must not restart it
+                health.beat(
+                    "sink", self.settings.data
+                )  # waiting is alive: a liveness probe must not restart it
                 self._kafka.sleep()
                 continue
             self._kafka.over()
@@ -191,7 +193,7 @@ class CallSink:
         """Every dead letter delivered before the commit, however long Kafka is away."""
         while self._dlq.flush(1.0):
             self._kafka.waiting("Kafka to take the dead letters")
-            health.beat("sink")
+            health.beat("sink", self.settings.data)
         if self._dlq_failed:
             raise SinkError(f"cannot deliver a dead letter: {self._dlq_failed[0]}")
 
@@ -221,7 +223,7 @@ class CallSink:
     ) -> None:
         self.dead_letters += 1
         self._dlq.produce(
-            config.CALLS_TOPIC + config.DLQ_SUFFIX,
+            self.settings.calls_topic + DLQ_SUFFIX,
             key=key,
             value=value,
             headers={"reason": reason.encode(), "origin": origin.encode(), "format": form.encode()},

@@ -56,7 +56,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_no_call(
     store = tmp_path / "store"
     procs: dict[str, subprocess.Popen] = {}
     try:
-        create = f"from schemas.runtime.topics import ensure_topics; ensure_topics({kafka!r})"
+        create = "from schemas.config import Settings; from schemas.runtime.topics import ensure_topics; ensure_topics(Settings.from_env())"  # noqa: E501
         subprocess.run([sys.executable, "-c", create], env=env, cwd=ROOT, check=True, timeout=60)
         deadline = time.monotonic() + 600
         procs["sink"] = start("sink", env, store)

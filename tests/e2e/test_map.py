@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.pcap import read_segments
 from producers.pcap_writer import PcapWriter
+from schemas.config import Settings
 from schemas.records import ACK, SYN, Endpoint, Segment
 from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
 from tests.golden.protocols.dissect import golden_cases
@@ -172,7 +173,7 @@ def stored(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     admin = AdminClient({"bootstrap.servers": kafka})
     new = NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})
     admin.create_topics([new])[topic].result()
-    assert EndpointPublisher(kafka, topic).sync(ENDPOINTS) == len(ENDPOINTS)
+    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(ENDPOINTS) == len(ENDPOINTS)
     proc = run_wiretide(["tap", "--quiet", "--pcap", str(merged)], env)
     assert "Traceback" not in proc.stdout + proc.stderr
     return env
@@ -185,9 +186,8 @@ def calls(stored: dict[str, str]) -> list[dict]:
 
 
 def run_map(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    # `python -m wiretide.map_cli` is `wiretide map` (the same parser and run_map)
     proc = subprocess.run(
-        [sys.executable, "-m", "wiretide.map_cli", *args],
+        [sys.executable, "-m", "wiretide", "map", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

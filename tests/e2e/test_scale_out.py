@@ -92,7 +92,7 @@ def test_two_workers_and_two_writers_store_every_call_once_despite_a_killed_work
     shards = [tmp_path / "writer-1", tmp_path / "writer-2"]
     procs = {}
     try:
-        create = f"from schemas.runtime.topics import ensure_topics; ensure_topics({kafka!r})"
+        create = "from schemas.config import Settings; from schemas.runtime.topics import ensure_topics; ensure_topics(Settings.from_env())"  # noqa: E501
         subprocess.run([sys.executable, "-c", create], env=env, cwd=ROOT, check=True, timeout=60)
         # Writers first, settled: each is a shard, so a call partition that moved between
         # them while a worker replays would put the replayed copy in the other shard (a

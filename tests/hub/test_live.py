@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from schemas.config import Settings
 from schemas.records import ApiCall
 from schemas.serde import encode_call_batch
 from sinks.clickhouse.view import call_view
@@ -137,7 +138,7 @@ def test_an_evaluator_gone_silent_is_killed_and_its_subscriber_told(kafka: str) 
     limits = BudgetLimits(stuck_s=3.0)
 
     async def scenario() -> tuple[str, int | None]:
-        tail = LiveTail(lambda: kafka, limits=limits)
+        tail = LiveTail(Settings(), lambda: kafka, limits=limits)
         sub = await tail.subscribe("http")
         try:
             os.kill(sub.evaluator.pid, signal.SIGSTOP)
@@ -156,7 +157,7 @@ def test_an_evaluator_gone_silent_is_killed_and_its_subscriber_told(kafka: str) 
 
 def test_live_views_beyond_the_most_a_hub_serves_are_refused(kafka: str) -> None:
     async def scenario() -> str:
-        tail = LiveTail(lambda: kafka, max_subscribers=1)
+        tail = LiveTail(Settings(), lambda: kafka, max_subscribers=1)
         try:
             first = await tail.subscribe("http")
             with pytest.raises(LiveError) as refused:

@@ -21,12 +21,12 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas.records import ApiCall
+from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import encode_call_batch
 from tests.conftest import ROOT, pipeline_env, run_wiretide
 from tests.golden.protocols.dissect import capture_calls
 from tests.hub.conftest import PCAP
 from wiretide.hub.client import advert, find_hub
-from wiretide.local import read_status
 
 pytestmark = pytest.mark.timeout(600)
 BATCHES, PER_BATCH = 40, 250
@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen[str]) -> int:
 
 
 def make_topics(env: dict[str, str]) -> None:
-    code = "from schemas.runtime.topics import ensure_topics; import os; ensure_topics(os.environ['WIRETIDE_KAFKA'])"  # noqa: E501
+    code = "from schemas.config import Settings; from schemas.runtime.topics import ensure_topics; ensure_topics(Settings.from_env())"  # noqa: E501
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
 
 
@@ -156,7 +156,7 @@ def test_a_busy_port_leaves_the_sink_storing(kafka: str, tmp_path: Path) -> None
             topic = env["WIRETIDE_PREFIX"] + "wiretide.calls"
             producer.produce(topic, key=b"f", value=encode_call_batch("f", calls))
             assert producer.flush(60) == 0
-            while read_status(Path(env["WIRETIDE_DATA"])).get("written", 0) < len(calls):
+            while SinkStatus.read(Path(env["WIRETIDE_DATA"])).written < len(calls):
                 assert sink.poll() is None, sink_log(env)
                 time.sleep(0.2)
             # A tap waiting for this sink's UI reads why there is none (and goes on).

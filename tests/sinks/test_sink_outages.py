@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from producers.publisher import SegmentPublisher
-from schemas import config
+from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import Endpoint, Segment
 from schemas.serde import (
     _generic_encode_call_batch,
@@ -35,22 +35,19 @@ from wiretide.broker import LocalBroker
 
 
 @pytest.fixture
-def topics(monkeypatch: pytest.MonkeyPatch) -> str:
-    """This test's own calls topic and sink group; returns the topic."""
-    prefix = f"t{uuid.uuid4().hex[:8]}-"
-    monkeypatch.setattr(config, "CALLS_TOPIC", prefix + "wiretide.calls")
-    monkeypatch.setattr(config, "SINK_GROUP", prefix + "wiretide-sink")
-    return config.CALLS_TOPIC
+def topics() -> Settings:
+    """This test's own calls topic and sink group (Kafka: the test's to choose)."""
+    return Settings(prefix=f"t{uuid.uuid4().hex[:8]}-")
 
 
 def publish(
-    bootstrap: str, messages: list[bytes | None], producer: Producer | None = None
+    settings: Settings, messages: list[bytes | None], producer: Producer | None = None
 ) -> Producer:
     producer = producer or Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 0}
+        {"bootstrap.servers": settings.kafka, "acks": "all", "message.timeout.ms": 0}
     )
     for value in messages:
-        producer.produce(config.CALLS_TOPIC, key=b"flow", value=value)
+        producer.produce(settings.calls_topic, key=b"flow", value=value)
     producer.poll(0)
     return producer
 
@@ -63,14 +60,15 @@ def steps_until(sink: CallSink, done, timeout: float = 120.0) -> None:  # noqa: 
 
 
 def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, topics, tmp_path):
+    settings = topics.replace(kafka=kafka)
     # Another producer's batch: one call's port does not fit the column (serde would clamp).
     bad = make_call(2, src_port=70_000)
     mixed = _generic_encode_call_batch("flow", [make_call(1), bad, make_call(3)])
     no_value = None  # a tombstone: no CallBatch at all
-    publish(kafka, [mixed, no_value, encode_call_batch("flow", [make_call(4)])]).flush(30)
+    publish(settings, [mixed, no_value, encode_call_batch("flow", [make_call(4)])]).flush(30)
     said: list[str] = []
     with open_store(f"chdb://{tmp_path / 'store'}") as store:
-        sink = CallSink(kafka, CallWriter(store), say=said.append)
+        sink = CallSink(settings, CallWriter(store), say=said.append)
         steps_until(sink, lambda: sink.written == 3)
         assert sorted(c["id"] for c in read_calls(store)) == [
             "call-00001",
@@ -78,17 +76,17 @@ def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, to
             "call-00004",
         ]
         sink.run(lambda: True)  # closes the consumer (and leaves the group)
-    letters = read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX)
+    letters = read_topic(kafka, settings.calls_topic + DLQ_SUFFIX)
     tombstone, letter = sorted(letters, key=lambda m: m.value() is not None)
     assert tombstone.value() is None and dict(tombstone.headers())["format"] == b"original"
     headers = dict(letter.headers())
     assert decode_call(letter.value()) == bad and headers["format"] == b"avro"
     assert b"call-00002" in headers["reason"] and b"\n" not in headers["reason"]
-    assert headers["origin"].startswith(f"{config.CALLS_TOPIC}/".encode())
+    assert headers["origin"].startswith(f"{settings.calls_topic}/".encode())
     assert sink.dead_letters == 2 and said == []
     # committed: a new sink in the group finds nothing left to store
     with open_store(f"chdb://{tmp_path / 'store'}") as store:
-        again = CallSink(kafka, CallWriter(store))
+        again = CallSink(settings, CallWriter(store))
         for _ in range(5):
             again.step()
         assert again.written == 0
@@ -96,11 +94,12 @@ def test_calls_the_store_rejects_are_dead_lettered_and_the_rest_stored(kafka, to
 
 
 def test_a_store_that_takes_no_writes_holds_the_batch_until_it_does(kafka, topics, tmp_path):
+    settings = topics.replace(kafka=kafka)
     dsn = f"chdb://{tmp_path / 'store'}"
-    publish(kafka, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
+    publish(settings, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
     said: list[str] = []
     store = open_store(dsn)
-    sink = CallSink(kafka, CallWriter(store), say=said.append)
+    sink = CallSink(settings, CallWriter(store), say=said.append)
     store.close()  # every insert now fails, and not because of the calls
     steps_until(sink, lambda: said)
     for _ in range(3):
@@ -114,19 +113,20 @@ def test_a_store_that_takes_no_writes_holds_the_batch_until_it_does(kafka, topic
         assert count_calls(store) == 5
         sink.run(lambda: True)
     assert len(said) == 2 and "back after" in said[1]
-    assert read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX, within=3) == []
+    assert read_topic(kafka, settings.calls_topic + DLQ_SUFFIX, within=3) == []
 
 
 def test_a_broker_restart_is_waited_out_and_every_call_stored_once(topics, tmp_path):
     broker = LocalBroker(home=tmp_path / "kafka", port=_free_port_pair())
     bootstrap = broker.start()
+    settings = topics.replace(kafka=bootstrap)
     said: list[str] = []
     stop = threading.Event()
     try:
-        producer = publish(bootstrap, [encode_call_batch("f", [make_call(i)]) for i in range(10)])
+        producer = publish(settings, [encode_call_batch("f", [make_call(i)]) for i in range(10)])
         producer.flush(30)
         with open_store(f"chdb://{tmp_path / 'store'}") as store:
-            sink = CallSink(bootstrap, CallWriter(store), say=said.append)
+            sink = CallSink(settings, CallWriter(store), say=said.append)
             failure: list[BaseException] = []
 
             def run() -> None:
@@ -140,13 +140,13 @@ def test_a_broker_restart_is_waited_out_and_every_call_stored_once(topics, tmp_p
             _wait(lambda: sink.written >= 10 or failure)
             broker.stop()
             during = [encode_call_batch("f", [make_call(i)]) for i in range(10, 20)]
-            publish(bootstrap, during, producer)  # queued until the broker is back
+            publish(settings, during, producer)  # queued until the broker is back
             time.sleep(8)  # the sink meets the outage: consume and commit fail meanwhile
             assert thread.is_alive() and not failure
             broker.start()
             assert producer.flush(60) == 0
             after = [encode_call_batch("f", [make_call(i)]) for i in range(20, 30)]
-            assert publish(bootstrap, after, producer).flush(30) == 0
+            assert publish(settings, after, producer).flush(30) == 0
             # (chDB is not thread-safe: the store is read only once the sink has stopped)
             _wait(lambda: sink.written >= 30 or failure, timeout=180)
             stop.set()
@@ -174,9 +174,10 @@ def test_the_publisher_and_the_endpoint_follower_wait_out_a_broker_restart(tmp_p
     bootstrap = broker.start()
     segments_topic, endpoints_topic = (f"t{uuid.uuid4().hex[:8]}-{t}" for t in ("seg", "ep"))
     said: list[str] = []
-    publisher = SegmentPublisher(bootstrap, segments_topic, say=said.append)
+    settings = Settings(kafka=bootstrap)
+    publisher = SegmentPublisher(settings, segments_topic, say=said.append)
     directory = Directory()
-    follower = EndpointFollower(bootstrap, endpoints_topic, directory, say=said.append)
+    follower = EndpointFollower(settings, endpoints_topic, directory, say=said.append)
     endpoints = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 0})
 
     def add_endpoint(ip: str) -> None:
@@ -236,10 +237,11 @@ def tiny_disk(tmp_path):
 
 
 def test_a_full_disk_holds_the_batch_until_there_is_room(kafka, topics, tiny_disk):
-    publish(kafka, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
+    settings = topics.replace(kafka=kafka)
+    publish(settings, [encode_call_batch("flow", [make_call(i)]) for i in range(5)]).flush(30)
     said: list[str] = []
     with open_store(f"chdb://{tiny_disk / 'store'}") as store:
-        sink = CallSink(kafka, CallWriter(store), say=said.append)
+        sink = CallSink(settings, CallWriter(store), say=said.append)
         filler = tiny_disk / "filler"
         with filler.open("wb") as out, contextlib.suppress(OSError):
             while True:
@@ -253,4 +255,4 @@ def test_a_full_disk_holds_the_batch_until_there_is_room(kafka, topics, tiny_dis
         steps_until(sink, lambda: sink.written == 5)
         assert count_calls(store) == 5
         sink.run(lambda: True)
-    assert read_topic(kafka, config.CALLS_TOPIC + config.DLQ_SUFFIX, within=3) == []
+    assert read_topic(kafka, settings.calls_topic + DLQ_SUFFIX, within=3) == []

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from schemas.config import Settings
 from schemas.records import ACK, PSH, Segment
 from streams.dissect.registry import default_registry
 from streams.enrich import Directory
@@ -208,12 +209,12 @@ def test_endpoints_travel_through_the_compacted_topic_to_every_worker(api_server
         topic
     ].result()
     targeting = Targeting(KubeApi(api_server), PodSelector.parse(None, all_namespaces=True))
-    publisher = EndpointPublisher(kafka, topic)
+    publisher = EndpointPublisher(Settings(kafka=kafka), topic)
     first = targeting.refresh()
     assert publisher.sync(first.endpoints) == len(first.endpoints)
     assert publisher.sync(first.endpoints) == 0  # nothing changed, nothing sent
     directory = Directory()
-    follower = EndpointFollower(kafka, topic, directory)
+    follower = EndpointFollower(Settings(kafka=kafka), topic, directory)
     follower.start()
     try:
         deadline = time.monotonic() + 30

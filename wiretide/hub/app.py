@@ -112,11 +112,32 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=lambda route: route.name,  # operationId: list_calls, ...
     )
+    app.state.settings = tail.settings  # what routes read (Kafka, data dir, rules file)
     # Only a hub that wants a token says so in its description.
     described = [Security(_BEARER)] if access.token is not None else []
     api = APIRouter(
         prefix="/api", dependencies=[Depends(require_access), *described], responses=_ERRORS
     )
+    _answer_errors(app)
+    _add_call_routes(api, store)
+    _add_live_route(app, access, tail)
+    _add_probes(app, store)
+
+    from wiretide.hub.routes import routers
+
+    for extra in routers(store):
+        api.include_router(extra)
+    app.include_router(api)
+    _drop_default_422(app)
+    # The web UI (built from ui/ by `npm run build`), at / after every API route.
+    ui_dist = Path(__file__).with_name("ui_dist")
+    if (ui_dist / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=ui_dist, html=True), name="ui")
+    return app
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """Every error answer is an ErrorBody."""
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, ex: ApiError) -> JSONResponse:
@@ -132,6 +153,8 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
     async def http_error(_: Request, ex: StarletteHTTPException) -> JSONResponse:
         return _error(ex.status_code, ErrorBody(error=str(ex.detail)), ex.headers)
 
+
+def _add_call_routes(api: APIRouter, store: HubStore) -> None:
     @api.get("/calls", response_model=CallPage, responses=_READ_ERRORS)
     def list_calls(
         q: Annotated[str, Query(max_length=MAX_FILTER, description="KFL filter")] = "",
@@ -197,6 +220,8 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
             protocols=sorted(PROTOCOLS),
         )
 
+
+def _add_live_route(app: FastAPI, access: Access, tail: LiveTail) -> None:
     @app.websocket("/api/live")
     async def live(websocket: WebSocket, q: str = "") -> None:
         offered = websocket.scope.get("subprotocols", [])
@@ -228,6 +253,8 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         finally:
             await tail.unsubscribe(sub)
 
+
+def _add_probes(app: FastAPI, store: HubStore) -> None:
     @app.get("/healthz", response_model=Status, tags=["probes"])
     def healthz() -> Status:
         """The process answers."""
@@ -245,18 +272,6 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
         if why is None:
             return Status(status="ready")
         return JSONResponse(Status(status="unavailable", error=why).model_dump(), 503)
-
-    from wiretide.hub.routes import routers
-
-    for extra in routers(store):
-        api.include_router(extra)
-    app.include_router(api)
-    _drop_default_422(app)
-    # The web UI (built from ui/ by `npm run build`), at / after every API route.
-    ui_dist = Path(__file__).with_name("ui_dist")
-    if (ui_dist / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=ui_dist, html=True), name="ui")
-    return app
 
 
 async def _stream(websocket: WebSocket, sub: Subscription) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.config import Settings
 from schemas.errors import WiretideError
 
 HUB_FILE = "hub.json"
@@ -97,14 +98,12 @@ def find_hub(data: Path) -> HubClient | None:
     return HubClient(url.rstrip("/"), token if isinstance(token, str) else None, pid)
 
 
-def find_owner(data: Path, clickhouse: str | None = None) -> HubClient | None:
+def find_owner(settings: Settings) -> HubClient | None:
     """The live owner's API, when the store to read is the data dir's own embedded one
     (a ClickHouse server, or chDB elsewhere, is opened directly)."""
-    from schemas import config
-
-    if config.store_dsn(data, clickhouse) != f"chdb://{data / 'chdb'}":
+    if settings.store_dsn != settings.own_store_dsn:
         return None
-    return find_hub(data)
+    return find_hub(settings.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from schemas import config
+from schemas.config import Settings
 from schemas.errors import WiretideError
 from sinks.errors import one_line
 from wiretide.hub.budget import BudgetLimits, stuck_message
@@ -73,18 +73,21 @@ class Subscription:
 
 class LiveTail:
     """Subscribe WebSockets to new calls. `bootstrap` is asked at each subscription (a
-    local broker may come up after the hub); it raises LiveError if there is none."""
+    local broker may come up after the hub); it raises LiveError if there is none. The
+    evaluators get `settings` (prefix, Kafka security) through their environment."""
 
     def __init__(
         self,
+        settings: Settings,
         bootstrap: Callable[[], str],
         topic: str | None = None,
         queue_size: int = 1000,
         limits: BudgetLimits | None = None,
         max_subscribers: int = MAX_SUBSCRIBERS,
     ) -> None:
+        self.settings = settings
         self.bootstrap = bootstrap
-        self.topic = topic or config.CALLS_TOPIC
+        self.topic = topic or settings.calls_topic
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
         self.limits = limits or BudgetLimits()
@@ -126,6 +129,7 @@ class LiveTail:
             sys.executable, "-m", "wiretide.hub.tail_worker",
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=_LINE_LIMIT,
             start_new_session=True,  # a terminal's Ctrl-C is the hub's to handle
+            env=self.settings.child_env(),
         )  # fmt: skip
         proc.stdin.write(json.dumps(request).encode() + b"\n")
         await proc.stdin.drain()

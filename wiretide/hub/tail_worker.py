@@ -29,6 +29,8 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from schemas.config import Settings
+
 TICK_S = 0.5
 _TIMEOUT_S = 10.0
 # Answers about a topic that is still being created (librdkafka does not call them retriable)
@@ -66,14 +68,11 @@ def kafka_reason(ex: BaseException) -> str:
     return one_line(ex)
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    from schemas import config
-
+def _consumer(settings: Settings) -> Consumer:
     return Consumer(
-        config.kafka_client(
-            bootstrap,
+        settings.kafka_client(
             **{
-                "group.id": f"{config.PREFIX}wiretide-hub-live-{uuid.uuid4().hex[:8]}",
+                "group.id": f"{settings.prefix}wiretide-hub-live-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "fetch.max.bytes": 64 * 1024 * 1024,
@@ -106,7 +105,7 @@ def _ends(consumer: Consumer, topic: str, deadline: float) -> list[TopicPartitio
             time.sleep(0.2)
 
 
-def tail(request: dict[str, Any], out: _Out) -> None:
+def tail(request: dict[str, Any], out: _Out, settings: Settings) -> None:
     """Evaluate the filter on every new call until stdin closes; raises to stop."""
     from schemas.errors import WiretideError
     from schemas.runtime.topics import ensure_topics
@@ -118,13 +117,14 @@ def tail(request: dict[str, Any], out: _Out) -> None:
     predicate = to_predicate(parse(request["filter"]))
     limits = BudgetLimits(**request.get("limits", {}))
     bootstrap, topic = request["bootstrap"], request["topic"]
+    settings = settings.replace(kafka=bootstrap)
     try:
-        consumer = _consumer(bootstrap)
+        consumer = _consumer(settings)
     except KafkaException as ex:
         raise _Stop(f"live tail: {kafka_reason(ex)}") from None
     try:
         try:
-            ensure_topics(bootstrap)  # a hub may be up before the first capture
+            ensure_topics(settings)  # a hub may be up before the first capture
             consumer.assign(_ends(consumer, topic, time.monotonic() + _TIMEOUT_S))
         except (KafkaException, WiretideError) as ex:
             raise _Stop(
@@ -190,7 +190,7 @@ def main() -> int:
         return 0
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     try:
-        tail(json.loads(line), out)
+        tail(json.loads(line), out, Settings.from_env())  # the hub hands its settings down
     except _Stop as ex:
         why = str(ex)
     except BrokenPipeError:

@@ -9,15 +9,15 @@ from collections.abc import Iterable
 
 from confluent_kafka import Producer
 
-from schemas import config
+from schemas.config import Settings
 from schemas.records import Endpoint
 from schemas.serde import encode_endpoint
 
 
 class EndpointPublisher:
-    def __init__(self, bootstrap: str, topic: str = config.ENDPOINTS_TOPIC) -> None:
-        self.topic = topic
-        self._producer = Producer(config.kafka_client(bootstrap, acks="all", log_level=3))
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.topic = topic or settings.endpoints_topic
+        self._producer = Producer(settings.kafka_client(acks="all", log_level=3))
         self._published: dict[str, Endpoint] = {}
 
     def sync(self, endpoints: Iterable[Endpoint]) -> int:

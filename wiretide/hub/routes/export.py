@@ -4,22 +4,21 @@ as JSON lines (what `wiretide query --json` prints).
     GET /api/export.pcap?q=KFL&since=&until=&format=pcap|pcapng
     GET /api/export.jsonl?q=KFL&limit=N
 
-The pcap's segments come from the segments topic on the Kafka of $WIRETIDE_KAFKA (set
+The pcap's segments come from the segments topic on the Kafka of the hub's settings (set
 for a hub started by `wiretide tap`), else of the data dir's local broker if it runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from schemas import config
+from schemas.config import Settings
 from sinks.errors import SinkError
-from wiretide.export import ExportError, build_export, find_spans, parse_time, read_topic
+from wiretide.export import ExportError, export_from_kafka, find_spans, parse_time
 from wiretide.hub.app import ApiError
 from wiretide.hub.models import ErrorBody
 from wiretide.hub.store import HubStore
@@ -37,13 +36,12 @@ def _bad_filter(ex: Exception) -> ApiError:
     return ApiError(400, f"this filter could not be read: {ex}")
 
 
-def _bootstrap() -> str:
-    explicit = os.environ.get("WIRETIDE_KAFKA")
-    if explicit:
-        return explicit
+def _bootstrap(settings: Settings) -> str:
+    if settings.kafka:
+        return settings.kafka
     from wiretide.broker import local_broker
 
-    broker = local_broker(config.data_dir())
+    broker = local_broker(settings)
     if broker.is_up():
         return broker.bootstrap
     raise ApiError(503, "no Kafka broker to read packets from; start the hub with WIRETIDE_KAFKA")
@@ -67,6 +65,7 @@ def router(store: HubStore) -> APIRouter:
         },
     )
     def export_pcap(
+        request: Request,
         q: _KFL = "",
         since: Annotated[str | None, Query(max_length=100, description=_TIME)] = None,
         until: Annotated[str | None, Query(max_length=100, description=_TIME)] = None,
@@ -90,11 +89,10 @@ def router(store: HubStore) -> APIRouter:
             raise ApiError(503, str(ex)) from None
         if not spans:
             raise ApiError(404, "no stored call matches; nothing to export")
-        bootstrap = _bootstrap()
+        settings = request.app.state.settings
+        settings = settings.replace(kafka=_bootstrap(settings))
         try:
-            result = build_export(
-                spans, lambda flows, start: read_topic(bootstrap, flows, start), format
-            )
+            result = export_from_kafka(settings, spans, format)
         except ExportError as ex:
             raise ApiError(410 if "gone" in str(ex) else 503, str(ex)) from None
         return Response(

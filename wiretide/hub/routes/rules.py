@@ -1,7 +1,7 @@
 """Validation rules and their verdicts.
 
-    GET /api/rules                      the rules of $WIRETIDE_RULES (the file the tap's
-                                        workers validate calls with)
+    GET /api/rules                      the rules of the hub's rules file (the one the
+                                        tap's workers validate calls with)
     GET /api/violations?rule=&limit=N   failed verdicts of stored calls, newest first
 
 Violations come from the stored calls' `verdicts` (one entry per call and failed rule),
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from schemas import config
 from sinks.errors import SinkError
 from streams.rules import RulesError, load_rules
 from wiretide.hub.app import ApiError
@@ -64,9 +63,9 @@ def router(store: HubStore) -> APIRouter:
         response_model=Rules,
         responses={503: {"model": ErrorBody, "description": "the rules file is unusable"}},
     )
-    def list_rules() -> dict[str, Any]:
+    def list_rules(request: Request) -> dict[str, Any]:
         """The traffic validation rules calls are judged by (read from the file now)."""
-        path = config.rules_file()
+        path = request.app.state.settings.rules
         if path is None:
             return {"file": None, "rules": []}
         try:
