@@ -12,6 +12,7 @@ from streams.dissect.redis.commands import REDACTED, SUBSCRIBES, first_key, secr
 from streams.dissect.redis.events import Push, RespError, RespMap, RespMessage
 from streams.dissect.redis.parser import DEFAULT_MAX_BODY, RespParser
 from streams.dissect.redis.render import dumps, text
+from streams.dissect.redis.states import VERSIONS, Resp
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
@@ -50,7 +51,7 @@ class RedisDissector(DissectorSkeleton):
         self.framers = (RespParser(True, max_body), RespParser(False, max_body))
         self._pending: deque[_Command] = deque()
         self._subs: dict[str, set[str]] = {"": set(), "p": set(), "s": set()}
-        self._resp3 = False
+        self._resp = Resp.RESP2
 
     @property
     def idle(self) -> bool:
@@ -87,8 +88,7 @@ class RedisDissector(DissectorSkeleton):
             # One reply per channel; UNSUBSCRIBE without channels gets one per current
             # subscription, counted when its first reply arrives (the server's view).
             expect = len(args) or (0 if "unsub" in kind else 1)
-        version = "RESP3" if self._resp3 else "RESP2"
-        self._pending.append(_Command(msg, name, args, expect, version))
+        self._pending.append(_Command(msg, name, args, expect, self._resp.value))
         if len(self._pending) > self.max_pending:
             self.out.append(self._call(self._pending.popleft(), ""))  # a silent server
 
@@ -121,8 +121,8 @@ class RedisDissector(DissectorSkeleton):
             if cmd.name == "HELLO" and cmd.args and not isinstance(value, RespError):
                 proto = text(cmd.args[0])
                 if proto in ("2", "3"):
-                    self._resp3 = proto == "3"
-                    cmd.version = "RESP3" if self._resp3 else "RESP2"
+                    self._resp = VERSIONS(self._resp, f"hello {proto}")
+                    cmd.version = self._resp.value
             self.out.append(self._call(cmd, ""))
 
     def _subscribed(self) -> bool:
@@ -168,7 +168,7 @@ class RedisDissector(DissectorSkeleton):
             fields.update(
                 status=1 if error else 0,
                 reason=error.text if error else "",
-                response_version="RESP3" if self._resp3 or _is_resp3(values) else "RESP2",
+                response_version="RESP3" if _is_resp3(values) else self._resp.value,
                 response_body=dumps(body),
                 response_body_size=sum(r.size for r in replies),
                 response_ts_ns=replies[0].ts,
@@ -192,7 +192,7 @@ class RedisDissector(DissectorSkeleton):
         return new_call(
             self.flow, PROTOCOL, msg.seq, msg.ts,
             method=kind, path=text(channel) if kind in _MESSAGES else "",
-            request_end_ns=msg.ts, response_version="RESP3" if self._resp3 else "RESP2",
+            request_end_ns=msg.ts, response_version=self._resp.value,
             response_headers=headers,
             response_body=dumps(payload if kind in _MESSAGES else value[1:]),
             response_body_size=msg.size, response_ts_ns=msg.ts, response_end_ns=msg.end_ts,
