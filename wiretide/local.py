@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from schemas import config
 from schemas.config import Settings
 from schemas.errors import WiretideError
+from wiretide.broker import resolve_bootstrap
+from wiretide.hub.client import advert, clear_stale
 
 
 class PipelineError(WiretideError):
@@ -131,9 +137,6 @@ class Supervisor:
         """Wait (at most `timeout` s) until `group` is stable with `members` consumers, so
         the first segments are shared: a worker joining after them finds most of the work
         taken. False if it did not happen in time (the pipeline works anyway)."""
-        from confluent_kafka import ConsumerGroupState
-        from confluent_kafka.admin import AdminClient
-
         admin = AdminClient(config.kafka_client(self.bootstrap, log_level=3))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -191,10 +194,6 @@ def wait_until_stored(
 def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
     """The sink's --serve address for tap's UI; None with --no-ui or when the port is
     taken (said in one warning line: the tap goes on without the UI)."""
-    import socket
-
-    from wiretide.hub.client import clear_stale
-
     clear_stale(data)
     if no_ui or port is None:
         return None
@@ -216,8 +215,6 @@ def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
 def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> int | None:
     """Wait for the sink to serve the UI; say where and open a browser (when there is a
     display and not --quiet). The port, or None if it did not come up (a warning)."""
-    from wiretide.hub.client import advert
-
     sink = supervisor.procs["sink"]
     deadline = time.monotonic() + timeout
     said: dict = {}
@@ -238,8 +235,6 @@ def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> i
     url = f"http://localhost:{port}"
     print(f"UI: {url}", file=sys.stderr, flush=True)
     if not quiet and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        import webbrowser
-
         try:
             webbrowser.open(url)
         except Exception:  # noqa: S110 - no browser is fine: the URL is printed
@@ -250,8 +245,6 @@ def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> i
 def pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
     """Ports of the pipeline's own connections, kept out of a live capture: Kafka (and
     a local broker's controller, on the next port) and a ClickHouse server."""
-    from urllib.parse import urlsplit
-
     ports = set()
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -271,7 +264,5 @@ def pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
 def connect(settings: Settings) -> Settings:
     """The settings with their data dir checked and Kafka resolved: the local broker,
     started, when none is given."""
-    from wiretide.broker import resolve_bootstrap
-
     settings = settings.replace(data=settings.writable_data())
     return settings.replace(kafka=resolve_bootstrap(settings))

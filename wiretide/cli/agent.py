@@ -9,6 +9,7 @@ from schemas.config import Settings
 from schemas.errors import WiretideError
 from wiretide.cli import capture
 from wiretide.cli.options import common, live_flags_used, live_options
+from wiretide.progress import Progress
 
 NAME = "agent"
 
@@ -42,7 +43,6 @@ def _agent_pcap(args: argparse.Namespace, settings: Settings) -> int:
     from producers.publisher import SegmentPublisher
     from schemas.runtime.topics import ensure_topics
     from wiretide.local import connect
-    from wiretide.progress import Progress
 
     first, segments, stats = capture.open_capture(args.pcap)
     kafka_given = bool(settings.kafka)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.runtime.sink_status import SinkStatus
+from wiretide.broker import left_running_note
+from wiretide.progress import Progress
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from producers.publisher import SegmentPublisher
     from schemas.records import Segment
     from wiretide.local import Supervisor
-    from wiretide.progress import Progress
 
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
@@ -124,8 +125,6 @@ def report_stored(supervisor: Supervisor, data: Path, flowing: float, span: str)
 def say_left_running(kafka_given: bool, settings: Settings) -> None:
     """A tap on the local broker leaves it up (the next tap starts at once, export reads
     its packets): say so, and how to stop it."""
-    from wiretide.broker import left_running_note
-
     note = None if kafka_given else left_running_note(settings)
     if note:
         print(f"wiretide: {note}", file=sys.stderr, flush=True)
@@ -177,7 +176,6 @@ def publish_capture(
     progress: Progress,
 ) -> None:
     from producers.batcher import FlowBatcher
-    from wiretide.progress import Progress
 
     batcher = FlowBatcher()
     size = max(1, os.path.getsize(path))
@@ -248,7 +246,6 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
     from schemas.runtime.topics import ensure_topics
     from wiretide.kube.aim import aim_at_pods
     from wiretide.local import connect, pipeline_ports
-    from wiretide.progress import Progress
 
     check_inputs(args, settings)
     kafka_given = bool(settings.kafka)

@@ -10,6 +10,7 @@ from schemas.config import Settings
 from schemas.errors import WiretideError
 from wiretide.cli import capture
 from wiretide.cli.options import common, live_flags_used, live_options, port_or_zero, positive
+from wiretide.progress import Progress
 
 NAME = "tap"
 
@@ -89,7 +90,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
     from producers.publisher import SegmentPublisher
-    from wiretide.progress import Progress
 
     capture.check_inputs(args, settings)
     first, segments, stats = capture.open_capture(args.pcap)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
 
+from producers.afpacket import AfPacketCapture
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from wiretide.kube import model
 from wiretide.kube.client import KubeApi
+from wiretide.kube.follow import TapTargets
+from wiretide.kube.pids import local_pids, pids_of_containers
+from wiretide.kube.publish import EndpointPublisher
+from wiretide.kube.targeting import Targeting
 
 
 @dataclass(frozen=True)
@@ -39,20 +43,13 @@ class Cluster:
 
     def local_pids(self, node: str) -> list[int]:
         """The selected pods' processes on this node, now (for TLS capture from the start)."""
-        from wiretide.kube.pids import local_pids
-        from wiretide.kube.targeting import Targeting
-
         return local_pids(Targeting(self.api, self.selector).refresh().targets, node)
 
 
-def aim_at_pods(cluster: Cluster, sources: list, settings: Settings, node: str) -> Any:  # noqa: ANN401
+def aim_at_pods(cluster: Cluster, sources: list, settings: Settings, node: str) -> TapTargets:
     """Follow the selected pods: sources[0] narrowed to their IPs, a TLS source to their
     processes here, the endpoints topic filled, and a capture added on the loopback of
     each meshed pod on this node (appended to `sources`). Returns the TapTargets to stop."""
-    from wiretide.kube.follow import TapTargets
-    from wiretide.kube.pids import local_pids
-    from wiretide.kube.publish import EndpointPublisher
-
     tls = next((s for s in sources if hasattr(s, "set_pids")), None)
 
     def aim_tls(picture) -> None:  # noqa: ANN001 - the targeting's Picture
@@ -73,9 +70,6 @@ def aim_at_pods(cluster: Cluster, sources: list, settings: Settings, node: str) 
 def _meshed_loopbacks(pods: list[dict], node: str) -> list:
     """A meshed pod's calls are mTLS between pods; the plaintext leg runs between the app
     and its sidecar on the pod's own loopback, so capture there too (pods on this node)."""
-    from producers.afpacket import AfPacketCapture
-    from wiretide.kube.pids import pids_of_containers
-
     extra = []
     for pod in pods:
         if not model.mesh_of(pod) or (pod.get("spec") or {}).get("nodeName") != node:
