@@ -58,6 +58,9 @@ IDB_OPT_TSOFFSET = 14
 
 NS = 1_000_000_000
 
+# A link type's frame decoder: (buf, start, end, ts_ns) → a segment, or None.
+_Decode = Callable[[bytes, int, int, int], "Segment | None"]
+
 
 class CaptureError(WiretideError):
     """A capture file that cannot be read; the message is one line saying why and what to do."""
@@ -233,6 +236,22 @@ def _count(stats: ReadStats, reason: str) -> None:
     stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
 
 
+def _refill(src: _Source, buf: bytes, pos: int, need: int, stats: ReadStats) -> bytes | None:
+    """What is left of `buf` from `pos`, read on to `need` bytes; None when the file ends
+    first (a record cut short there is counted)."""
+    buf = src.read_at_least(buf[pos:], need)
+    if len(buf) < need:
+        if buf:
+            _count(stats, "truncated_record")
+        return None
+    return buf
+
+
+def _decode_failed(stats: ReadStats) -> None:
+    """A decoder bug must not end the read; tests look for it in `skipped`."""
+    stats.skipped["decode_error"] = stats.skipped.get("decode_error", 0) + 1
+
+
 def _read_pcap(
     src: _Source,
     buf: bytes,
@@ -244,24 +263,19 @@ def _read_pcap(
     rec_len: int,
     network: int,
 ) -> Iterator[Segment]:
-    skipped = stats.skipped
     # The link-type field carries FCS information in its upper bits.
-    decode = make_decoder(network & 0xFFFF, skipped, node=node)
+    decode = make_decoder(network & 0xFFFF, stats.skipped, node=node)
     unpack = struct.Struct(endian + "III").unpack_from
     frac_ns = 1 if nsec else 1000
-    read_at_least = src.read_at_least
     pos = 24
     n = len(buf)
     try:
         while True:
             if pos + rec_len > n:
-                buf = read_at_least(buf[pos:], rec_len)
-                pos = 0
-                n = len(buf)
-                if n < rec_len:
-                    if n:
-                        _count(stats, "truncated_record")
+                more = _refill(src, buf, pos, rec_len, stats)
+                if more is None:
                     return
+                buf, pos, n = more, 0, len(more)
             sec, frac, incl = unpack(buf, pos)
             start = pos + rec_len
             end = start + incl
@@ -270,20 +284,16 @@ def _read_pcap(
                     # A garbage length: there is no way to find the next record.
                     _count(stats, "bad_record")
                     return
-                buf = read_at_least(buf[pos:], rec_len + incl)
-                pos = 0
-                n = len(buf)
-                start = rec_len
-                end = start + incl
-                if end > n:
-                    _count(stats, "truncated_record")
+                more = _refill(src, buf, pos, rec_len + incl, stats)
+                if more is None:
                     return
+                buf, pos, n = more, 0, len(more)
+                start, end = rec_len, rec_len + incl
             stats.packets += 1
-            try:
+            try:  # inline: the per-packet path takes no extra call
                 seg = decode(buf, start, end, sec * NS + frac * frac_ns)
-            except Exception:  # a decoder bug must not end the read; tests look for it
-                seg = None
-                skipped["decode_error"] = skipped.get("decode_error", 0) + 1
+            except Exception:
+                seg = _decode_failed(stats)
             pos = end
             if seg is not None:
                 stats.segments += 1
@@ -294,7 +304,7 @@ def _read_pcap(
 
 # What an Interface Description Block says, as (decode, mul, div, offset_ns, snaplen):
 # a timestamp in the interface's units converts to epoch ns as ts * mul // div + offset_ns.
-_Interface = tuple[Callable[[bytes, int, int, int], "Segment | None"], int, int, int, int]
+_Interface = tuple[_Decode, int, int, int, int]
 
 
 def _interface(
@@ -326,39 +336,55 @@ def _interface(
     return (decode, mul, div, offset_s * NS, snaplen)
 
 
+def _unpackers(e: str) -> tuple[Callable, Callable]:
+    """Block header (type, length) and packet block fields, in byte order `e`."""
+    return struct.Struct(e + "II").unpack_from, struct.Struct(e + "IIIII").unpack_from
+
+
+def _simple_packet(
+    buf: bytes, pos: int, blen: int, e: str, ifaces: list, ts: int, stats: ReadStats
+) -> Segment | None:
+    """A Simple Packet Block: no interface id (always 0) and no timestamp (`ts`, the last
+    one seen, stands in)."""
+    stats.packets += 1
+    iface = ifaces[0] if ifaces else None
+    if blen < 16 or iface is None:
+        stats.skipped["bad_record"] = stats.skipped.get("bad_record", 0) + 1
+        return None
+    cap = min(struct.unpack_from(e + "I", buf, pos + 8)[0], blen - 16)
+    if iface[4]:
+        cap = min(cap, iface[4])
+    try:
+        return iface[0](buf, pos + 12, pos + 12 + cap, ts)
+    except Exception:
+        return _decode_failed(stats)
+
+
 def _read_pcapng(
     src: _Source, buf: bytes, name: str, node: str, stats: ReadStats
 ) -> Iterator[Segment]:
     skipped = stats.skipped
-    read_at_least = src.read_at_least
     addrs: dict[bytes, str] = {}
     ifaces: list[_Interface | None] = []
-    e = "<"
-    hdr = struct.Struct(e + "II").unpack_from
-    epb = struct.Struct(e + "IIIII").unpack_from
-    last_ts = 0
-    pos = 0
+    e = "<"  # the first block is a section header, whose type reads alike either way
+    hdr, epb = _unpackers(e)
+    last_ts = pos = 0
     n = len(buf)
     try:
         while True:
             if pos + 12 > n:
-                buf = read_at_least(buf[pos:], 12)
-                pos = 0
-                n = len(buf)
-                if n < 12:
-                    if n:
-                        _count(stats, "truncated_record")
+                more = _refill(src, buf, pos, 12, stats)
+                if more is None:
                     return
+                buf, pos, n = more, 0, len(more)
             btype, blen = hdr(buf, pos)
-            if btype == PCAPNG_SHB:
-                # A new section: its own byte order and its own interfaces.
+            if btype == PCAPNG_SHB:  # a new section: its own byte order and interfaces
                 bom = _bom(buf, pos + 8)
                 if bom is None:
                     _count(stats, "bad_record")
                     return
                 e = bom
-                hdr = struct.Struct(e + "II").unpack_from
-                epb = struct.Struct(e + "IIIII").unpack_from
+                hdr, epb = _unpackers(e)
                 blen = hdr(buf, pos)[1]
                 ifaces = []
             if blen < 12 or blen & 3 or blen > MAX_RECORD:
@@ -366,13 +392,10 @@ def _read_pcapng(
                 return
             end = pos + blen
             if end > n:
-                buf = read_at_least(buf[pos:], blen)
-                pos = 0
-                n = len(buf)
-                end = blen
-                if end > n:
-                    _count(stats, "truncated_record")
+                more = _refill(src, buf, pos, blen, stats)
+                if more is None:
                     return
+                buf, pos, n, end = more, 0, len(more), blen
             if btype == PCAPNG_EPB or btype == PCAPNG_OPB:
                 stats.packets += 1
                 if blen < 32:
@@ -390,41 +413,21 @@ def _read_pcapng(
                     continue
                 decode, mul, div, offset_ns, _ = iface
                 last_ts = ((th << 32 | tl) * mul) // div + offset_ns
-                try:
+                try:  # inline: the per-packet path takes no extra call
                     seg = decode(buf, start, start + cap, last_ts)
-                except Exception:  # a decoder bug must not end the read; tests look for it
-                    seg = None
-                    skipped["decode_error"] = skipped.get("decode_error", 0) + 1
-                pos = end
-                if seg is not None:
-                    stats.segments += 1
-                    yield seg
-            elif btype == PCAPNG_IDB:
-                # A malformed one still takes its number; its packets count as bad records.
-                ifaces.append(_interface(buf, pos, end, e, node, stats, addrs))
-                pos = end
-            elif btype == PCAPNG_SPB:
-                # No interface id (always 0) and no timestamp: reuse the last one seen.
-                stats.packets += 1
-                iface = ifaces[0] if ifaces else None
-                if blen < 16 or iface is None:
-                    skipped["bad_record"] = skipped.get("bad_record", 0) + 1
-                    pos = end
-                    continue
-                orig = struct.unpack_from(e + "I", buf, pos + 8)[0]
-                cap = min(orig, blen - 16)
-                if iface[4]:
-                    cap = min(cap, iface[4])
-                try:
-                    seg = iface[0](buf, pos + 12, pos + 12 + cap, last_ts)
                 except Exception:
-                    seg = None
-                    skipped["decode_error"] = skipped.get("decode_error", 0) + 1
-                pos = end
-                if seg is not None:
-                    stats.segments += 1
-                    yield seg
+                    seg = _decode_failed(stats)
+            elif btype == PCAPNG_SPB:
+                seg = _simple_packet(buf, pos, blen, e, ifaces, last_ts, stats)
             else:
-                pos = end  # section header, statistics, name resolution, secrets, custom
+                seg = None
+                if btype == PCAPNG_IDB:
+                    # A malformed one still takes its number; its packets count as bad records.
+                    ifaces.append(_interface(buf, pos, end, e, node, stats, addrs))
+                # else: statistics, name resolution, secrets, custom blocks: skipped
+            pos = end
+            if seg is not None:
+                stats.segments += 1
+                yield seg
     finally:
         src.close()
