@@ -179,6 +179,13 @@ class FrameParser:
         self._to(STOP)
         return self._take()
 
+    def reset(self) -> None:
+        """Stop reading and drop what is held: the flow is given up."""
+        self._to(STOP)
+        self.head = b""
+        self.control = b""
+        self.message = None
+
     # ---------------------------------------------------------------- framing
 
     def _to(self, event: Event) -> None:

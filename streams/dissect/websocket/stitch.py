@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import deque
 
 from schemas.records import ApiCall
-from streams.dissect.base import DissectEvent, DissectFailed, call_id
+from streams.dissect.base import DissectEvent, call_id
+from streams.dissect.skeleton import DissectorSkeleton
 from streams.dissect.websocket.events import (
     BINARY,
     CLOSE,
@@ -24,13 +25,12 @@ from streams.dissect.websocket.events import (
     WsMessage,
 )
 from streams.dissect.websocket.handshake import Handshake
-from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE, FrameParser
+from streams.dissect.websocket.parser import DEFAULT_MAX_MESSAGE, FrameParser, WsEvent
 from streams.reassembly.events import Direction, Flow
 
 PROTOCOL = "websocket"
 DEFAULT_MAX_PENDING = 64  # unanswered pings per side before the oldest is given up
 _METHODS = {TEXT: "text", BINARY: "binary", PING: "ping", PONG: "pong", CLOSE: "close"}
-_DIRS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 
 
 def close_code(payload: bytes) -> tuple[int, str]:
@@ -45,7 +45,7 @@ def _side_flags(flags: tuple[str, ...], side: str) -> list[str]:
     return [side + f if f in ("truncated", "incomplete") else f for f in flags]
 
 
-class WebSocketDissector:
+class WebSocketDissector(DissectorSkeleton):
     """The `Dissector` for a WebSocket connection (see `streams.dissect.base`).
 
     `client_dir` is the stream direction carrying the client's frames (1 when the flow's
@@ -65,63 +65,62 @@ class WebSocketDissector:
         max_message: int = DEFAULT_MAX_MESSAGE,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        super().__init__()
         self.flow = flow
         self.handshake = handshake or Handshake(known=False)
         self.client_dir = client_dir
         self.max_pending = max_pending
-        # Parsers are indexed by side: 0 = client's frames, 1 = server's.
+        # Parsers are indexed by side: 0 = client's frames, 1 = server's; `framers` by
+        # stream direction.
         self._sides = (
             FrameParser(0, self.handshake, max_message),
             FrameParser(1, self.handshake, max_message),
         )
+        self.framers = self._by_direction()
         self._roles_known = self.handshake.known
         self._pings: tuple[deque[WsMessage], deque[WsMessage]] = (deque(), deque())
         self._closing: WsMessage | None = None  # the first close frame, awaiting the other
-        self._out: list[DissectEvent] = []
-        self._closed = False
-
-    # ---------------------------------------------------------------- contract
 
     def receive(
         self, direction: Direction, data: bytes, ts_ns: int, seq: int
     ) -> list[DissectEvent]:
-        if self._closed or not data:
-            return []
-        try:
-            d = int(direction)
-            if not self._roles_known:
-                self._guess_roles(d, data)
-            self._handle(self._sides[self._side(d)].feed(bytes(data), ts_ns, seq))
-        except Exception as e:  # never raise out of the stage
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
+        if not self._roles_known and data and not self.closed:
+            self._guess_roles(int(direction), data)
+        return super().receive(direction, data, ts_ns, seq)
 
-    def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
-        if self._closed or size <= 0:
-            return []
-        try:
-            self._handle(self._sides[self._side(int(direction))].gap(size, ts_ns))
-        except Exception as e:
-            self._internal_error(direction, e, ts_ns)
-        return self._take()
+    # ------------------------------------------------------------------ hooks
 
-    def close(self, ts_ns: int) -> list[DissectEvent]:
-        if self._closed:
-            return self._take()
-        self._closed = True
-        try:
-            for parser in self._sides:
-                self._handle(parser.close(ts_ns))
-            self._flush()
-        except Exception as e:
-            self._internal_error(Direction.CLIENT_TO_SERVER, e, ts_ns)
-        return self._take()
+    def _client(self, ev: WsEvent) -> None:
+        """One frame or message of either side (each says which)."""
+        if type(ev) is WsFailed:
+            self._failed(self._direction(ev.direction), ev.reason, ev.ts)
+        elif ev.opcode == TEXT or ev.opcode == BINARY:
+            self.out.append(self._one_way(ev))
+        elif ev.opcode == PING:
+            pending = self._pings[ev.direction]
+            pending.append(ev)
+            if len(pending) > self.max_pending:
+                self.out.append(self._pair(pending.popleft(), None))
+        elif ev.opcode == PONG:
+            self._pong(ev)
+        else:
+            self._close_frame(ev)
+
+    _server = _client
+
+    def _gap(self, d: int, size: int, ts: int) -> None:
+        self._frames(d, self.framers[d].gap(size, ts), ts)
+
+    def _close(self, ts: int) -> None:
+        for side, parser in enumerate(self._sides):
+            self._frames(self._direction(side), parser.close(ts), ts)
+        self._flush()
 
     @property
     def idle(self) -> bool:
         if self._pings[0] or self._pings[1] or self._closing is not None:
             return False
-        return self._closed or (self._sides[0].idle and self._sides[1].idle)
+        return self.opaque or self.closed or (self._sides[0].idle and self._sides[1].idle)
 
     @property
     def buffered(self) -> int:
@@ -132,58 +131,22 @@ class WebSocketDissector:
 
     # ---------------------------------------------------------------- roles
 
-    def _side(self, direction: int) -> int:
-        return 0 if direction == self.client_dir else 1
+    def _direction(self, side: int) -> int:
+        """The stream direction of a side (0 = client), and the side of a direction."""
+        return side if self.client_dir == 0 else 1 - side
+
+    def _by_direction(self) -> tuple[FrameParser, FrameParser]:
+        return self._sides[self._direction(0)], self._sides[self._direction(1)]
 
     def _guess_roles(self, direction: int, data: bytes) -> None:
         """Mid-stream pick-up: the side that masks its frames is the client (the first
         bytes seen start a frame: the probe checked them)."""
         if len(data) >= 2:
             self.client_dir = direction if data[1] & 0x80 else 1 - direction
+            self.framers = self._by_direction()
             self._roles_known = True
 
-    def _internal_error(self, direction: Direction | int, e: Exception, ts: int) -> None:
-        self._out.append(
-            DissectFailed(
-                self.flow.flow_id,
-                PROTOCOL,
-                _DIRS[int(direction)],
-                f"internal dissector error: {type(e).__name__}: {e}",
-                ts,
-            )
-        )
-        self._closed = True
-        self._pings[0].clear()
-        self._pings[1].clear()
-        self._closing = None
-
-    def _take(self) -> list[DissectEvent]:
-        out = self._out
-        if not out:
-            return []
-        self._out = []
-        return out
-
     # --------------------------------------------------------------- stitching
-
-    def _handle(self, events: list) -> None:
-        for ev in events:
-            if type(ev) is WsFailed:
-                direction = ev.direction if self.client_dir == 0 else 1 - ev.direction
-                self._out.append(
-                    DissectFailed(self.flow.flow_id, PROTOCOL, _DIRS[direction], ev.reason, ev.ts)
-                )
-            elif ev.opcode == TEXT or ev.opcode == BINARY:
-                self._out.append(self._one_way(ev))
-            elif ev.opcode == PING:
-                pending = self._pings[ev.direction]
-                pending.append(ev)
-                if len(pending) > self.max_pending:
-                    self._out.append(self._pair(pending.popleft(), None))
-            elif ev.opcode == PONG:
-                self._pong(ev)
-            else:
-                self._close_frame(ev)
 
     def _pong(self, pong: WsMessage) -> None:
         """A pong answers the latest ping from the other side with the same payload (RFC
@@ -192,27 +155,27 @@ class WebSocketDissector:
         for k in range(len(pending) - 1, -1, -1):
             if pending[k].payload == pong.payload:
                 for _ in range(k):
-                    self._out.append(self._pair(pending.popleft(), None))
-                self._out.append(self._pair(pending.popleft(), pong))
+                    self.out.append(self._pair(pending.popleft(), None))
+                self.out.append(self._pair(pending.popleft(), pong))
                 return
-        self._out.append(self._one_way(pong))  # unsolicited: a heartbeat
+        self.out.append(self._one_way(pong))  # unsolicited: a heartbeat
 
     def _close_frame(self, frame: WsMessage) -> None:
         first = self._closing
         if first is None or first.direction == frame.direction:
             if first is not None:
-                self._out.append(self._pair(first, None))
+                self.out.append(self._pair(first, None))
             self._closing = frame
             return
         self._closing = None
-        self._out.append(self._pair(first, frame))
+        self.out.append(self._pair(first, frame))
 
-    def _flush(self) -> None:
+    def _flush(self, flag: str = "") -> None:
         for pending in self._pings:
             while pending:
-                self._out.append(self._pair(pending.popleft(), None))
+                self.out.append(self._pair(pending.popleft(), None))
         if self._closing is not None:
-            self._out.append(self._pair(self._closing, None))
+            self.out.append(self._pair(self._closing, None))
             self._closing = None
 
     # ------------------------------------------------------------------- calls
