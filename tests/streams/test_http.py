@@ -1,5 +1,6 @@
 """HTTP/1.x dissector: real traffic recorded through a proxy, golden files, edge cases and
-Hypothesis properties (any cut of the bytes gives the same calls; junk never breaks it)."""
+Hypothesis properties (a fully pipelining client's order gives the same calls; junk never
+breaks it). Framing, gaps, close and fuzz over the recordings: test_dissector_contract.py."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from streams.dissect.http import HTTP1, Http1Dissector, Http1Factory
 from streams.dissect.http_semantics import split_target
 from streams.reassembly.events import Direction, Flow
 from tests.streams import dissect_kit as kit
-from tests.streams.dissect_kit import TIME_FIELDS, calls_of, failures_of, spans
+from tests.streams.dissect_kit import calls_of, failures_of, spans
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "http"
 
@@ -288,66 +289,25 @@ def test_capture_with_roles_backwards_gives_the_same_calls(rec):
 
 
 # ----------------------------------------------------- Hypothesis: any cut
+# Split, joined and interleaved segments of every recording: test_dissector_contract.py
 
 
-def recut(rec, data, coalesce: bool) -> list[tuple[int, int, int, bytes]]:
-    """Re-segment a recording: merge runs of same-direction segments (optionally), then
-    split every segment anywhere. Pieces keep the time of the segment they start in."""
-    events = list(rec.events)
-    if coalesce and len(events) > 1:
-        merges = data.draw(
-            st.lists(st.booleans(), min_size=len(events) - 1, max_size=len(events) - 1)
-        )
-        merged = [events[0]]
-        for (d, ts, seq, payload), join in zip(events[1:], merges, strict=True):
-            pd, pts, pseq, ppayload = merged[-1]
-            if join and pd == d:
-                merged[-1] = (pd, pts, pseq, ppayload + payload)
-            else:
-                merged.append((d, ts, seq, payload))
-        events = merged
+def recut(rec, data) -> list[tuple[int, int, int, bytes]]:
+    """Every segment of a recording split anywhere; pieces keep their segment's time."""
     out = []
-    for d, ts, seq, payload in events:
+    for d, ts, seq, payload in rec.events:
         for a, b in spans(data.draw, len(payload), 6):
             out.append((d, ts, (seq + a) & 0xFFFFFFFF, payload[a:b]))
     return out
-
-
-def strip_times(events: list) -> list:
-    out = []
-    for e in events:
-        doc = R.call_to_json(e) if isinstance(e, ApiCall) else {"failed": e.reason}
-        for f in TIME_FIELDS:
-            doc.pop(f, None)
-        out.append(doc)
-    return out
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rec=st.sampled_from(GOLDEN_RECS), data=st.data())
-def test_any_split_gives_the_same_calls(rec, data):
-    assert feed_events(rec, recut(rec, data, coalesce=False)) == R.feed(rec)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rec=st.sampled_from(GOLDEN_RECS), data=st.data())
-def test_any_segmentation_gives_the_same_calls_but_times(rec, data):
-    assert strip_times(feed_events(rec, recut(rec, data, coalesce=True))) == strip_times(
-        R.feed(rec)
-    )
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rec=st.sampled_from(GOLDEN_RECS), data=st.data())
 def test_all_requests_before_any_response_gives_the_same_calls(rec, data):
     """Another order the capture could show (a fully pipelining client)."""
-    events = recut(rec, data, coalesce=False)
+    events = recut(rec, data)
     reordered = [e for e in events if e[0] == 0] + [e for e in events if e[0] == 1]
-    assert feed_events(rec, reordered) == R.feed(rec)
-
-
-def feed_events(rec, events):
-    return R.feed(rec, events=events)
+    assert R.feed(rec, events=reordered) == R.feed(rec)
 
 
 # -------------------------------------------- Hypothesis: junk never breaks it
@@ -440,7 +400,7 @@ def test_http_like_junk_never_breaks_it(program):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rec=st.sampled_from(GOLDEN_RECS), data=st.data())
 def test_cut_or_damaged_recordings_never_break_it(rec, data):
-    events = recut(rec, data, coalesce=False)
+    events = recut(rec, data)
     keep = data.draw(st.integers(0, len(events)))
     events = events[:keep]
     flips = data.draw(
