@@ -11,10 +11,7 @@ copy is a new set of flows), into one pcap that both Wiretide and tshark read.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tshark import run_tshark  # noqa: E402
 
 from producers.pcap import read_segments  # noqa: E402
 from schemas.records import ApiCall, segment_flow_id  # noqa: E402
@@ -107,22 +107,6 @@ def time_pipeline(segments: list) -> tuple[int, float]:
     return calls, time.perf_counter() - t0
 
 
-def run_tshark(pcap: Path, decode_as: list[str], display: str) -> tuple[int, float] | None:
-    if shutil.which("tshark") is None:
-        return None
-    cmd = ["tshark", "-n", "-r", str(pcap), "-Y", display, "-T", "fields", "-e", "frame.number"]
-    for rule in decode_as:
-        cmd += ["-d", rule]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env={**os.environ, "HOME": tempfile.gettempdir()})  # fmt: skip
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        return None
-    return len(proc.stdout.split()), elapsed
-
-
 def bench(name: str, src: Path, port: int, decode_as: list[str], display: str) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=400)
@@ -149,9 +133,9 @@ def bench(name: str, src: Path, port: int, decode_as: list[str], display: str) -
               f"{best_p / len(segments) * 1e6:.2f} us/packet")  # fmt: skip
         if args.no_tshark:
             return
-        result = run_tshark(pcap, decode_as, display)
+        decode = [arg for rule in decode_as for arg in ("-d", rule)]
+        result = run_tshark(pcap, "-Y", display, "-T", "fields", "-e", "frame.number", *decode)
     if result is None:
-        print("tshark: not available")
         return
     matched, t_elapsed = result
     t_pkt = t_elapsed / len(segments) * 1e6

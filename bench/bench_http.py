@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
-import shutil
-import struct
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tshark import run_tshark_on_flows  # noqa: E402
 
 from schemas.records import ApiCall, flow_id  # noqa: E402
 from streams.dissect.http import HTTP1  # noqa: E402
@@ -136,79 +134,6 @@ def run_redact(calls: list[ApiCall]) -> float:
     return time.perf_counter() - t0
 
 
-def _ip4(s: str) -> bytes:
-    return bytes(int(x) for x in s.split("."))
-
-
-def _packet(out, ends, direction, ts, seq, flags, payload=b"", ack=0) -> None:
-    src, sport, dst, dport = ends[direction]
-    tcp = struct.pack(
-        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
-    )
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64, 6, 0,
-        _ip4(src), _ip4(dst),
-    )  # fmt: skip
-    frame = b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
-    out.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(frame), len(frame)))
-    out.write(frame)
-
-
-def write_pcap(flows, path: Path) -> None:
-    """Ethernet/IPv4/TCP pcap of the flows, with handshake and FINs (checksums left 0)."""
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))  # ns resolution
-        for flow, events, close_ts in flows:
-            ends = {
-                0: (flow.client_ip, flow.client_port, flow.server_ip, flow.server_port),
-                1: (flow.server_ip, flow.server_port, flow.client_ip, flow.client_port),
-            }
-            nxt = {}
-            for direction, _, seq, _ in events:
-                nxt.setdefault(direction, seq)
-            nxt.setdefault(0, 1)
-            nxt.setdefault(1, 1)
-            t_open = events[0][1] - 3000
-            _packet(out, ends, 0, t_open, nxt[0] - 1, 0x02)
-            _packet(out, ends, 1, t_open + 1000, nxt[1] - 1, 0x12, ack=nxt[0])
-            _packet(out, ends, 0, t_open + 2000, nxt[0], 0x10, ack=nxt[1])
-            for direction, ts, seq, data in events:
-                _packet(out, ends, direction, ts, seq, 0x18, data, ack=nxt[1 - direction])
-                nxt[direction] = (seq + len(data)) & 0xFFFFFFFF
-            _packet(out, ends, 0, close_ts, nxt[0], 0x11, ack=nxt[1])
-            _packet(out, ends, 1, close_ts + 1000, nxt[1], 0x11, ack=nxt[0] + 1)
-
-
-def run_tshark(path: Path) -> tuple[int, float] | None:
-    if shutil.which("tshark") is None:
-        return None
-    cmd = [
-        "tshark",
-        "-n",
-        "-r",
-        str(path),
-        "-Y",
-        "http.response",
-        "-T",
-        "fields",
-        "-e",
-        "http.response.code",
-        "-o",
-        "tcp.desegment_tcp_streams:TRUE",
-        "-o",
-        "http.desegment_body:TRUE",
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "HOME": tempfile.gettempdir()}
-    )
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        return None
-    return len(proc.stdout.split()), elapsed
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flows", type=int, default=2000)
@@ -237,12 +162,11 @@ def main() -> None:
     print(f"wiretide redact (default policy): {best_redact / calls * 1e6:.2f} us/call")
     if args.no_tshark:
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        pcap = Path(tmp) / "bench_http.pcap"
-        write_pcap(flows, pcap)
-        result = run_tshark(pcap)
+    result = run_tshark_on_flows(
+        flows, "-Y", "http.response", "-T", "fields", "-e", "http.response.code",
+        "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "http.desegment_body:TRUE",
+    )  # fmt: skip
     if result is None:
-        print("tshark: not available")
         return
     t_calls, t_elapsed = result
     t_us = t_elapsed / max(t_calls, 1) * 1e6

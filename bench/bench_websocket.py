@@ -14,11 +14,7 @@ both figures come from one run; per packet, since tshark reports frames, not cal
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_http import write_pcap  # noqa: E402
+from tshark import run_tshark_on_flows  # noqa: E402
 
 from producers.pcap import read_segments  # noqa: E402
 from schemas.records import ApiCall, flow_id  # noqa: E402
@@ -92,22 +88,6 @@ def run(flows: list) -> tuple[int, int, float]:
     return ws, total, time.perf_counter() - t0
 
 
-def run_tshark(path: Path) -> tuple[int, float] | None:
-    if shutil.which("tshark") is None:
-        return None
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", "websocket", "-T", "fields", "-e",
-           "websocket.opcode"]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "HOME": tempfile.gettempdir()}
-    )
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        return None
-    return len(proc.stdout.split()), elapsed
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=300)
@@ -139,12 +119,8 @@ def main() -> None:
     )
     if args.no_tshark:
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        pcap = Path(tmp) / "bench_websocket.pcap"
-        write_pcap(every, pcap)
-        result = run_tshark(pcap)
+    result = run_tshark_on_flows(every, "-Y", "websocket", "-T", "fields", "-e", "websocket.opcode")
     if result is None:
-        print("tshark: not available")
         return
     frames, elapsed = result
     packets = segments + 5 * len(every)  # data segments plus handshake and FIN packets
