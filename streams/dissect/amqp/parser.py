@@ -11,6 +11,7 @@ heartbeat, and goes on from there.
 from __future__ import annotations
 
 import re
+from enum import Enum
 from struct import Struct
 
 from streams.dissect.amqp.events import (
@@ -32,6 +33,7 @@ from streams.dissect.amqp.spec import (
 )
 from streams.dissect.amqp.wire import decode_args, decode_properties
 from streams.dissect.base import DissectError
+from streams.dissect.skeleton import Transitions
 
 DEFAULT_MAX_FRAME = 256 * 1024  # method / header payload bytes held; RabbitMQ's default is 128 KiB
 _HEAD = Struct(">BHI")
@@ -45,7 +47,25 @@ _ANCHOR = re.compile(
     re.S,
 )
 
-FRAMES, BODY, BODY_END, RESYNC = range(4)
+
+class Framing(Enum):
+    FRAMES = "frames"  # at a frame boundary, or a method / header frame held until whole
+    BODY = "body"  # inside a body frame, its payload passed on as it comes
+    BODY_END = "body_end"  # the body frame's end marker is next
+    RESYNC = "resync"  # framing lost: scanning for an anchor frame
+
+
+FRAMES, BODY, BODY_END, RESYNC = Framing.FRAMES, Framing.BODY, Framing.BODY_END, Framing.RESYNC
+STEPS = Transitions(
+    {
+        (FRAMES, "body_frame"): BODY,
+        (FRAMES, "empty_body_frame"): BODY_END,
+        (BODY, "body_read"): BODY_END,
+        (BODY_END, "end_marker"): FRAMES,
+        (RESYNC, "anchor_found"): FRAMES,
+        **{(mode, "lost"): RESYNC for mode in Framing},
+    }
+)
 
 
 class FrameParser:
@@ -88,11 +108,11 @@ class FrameParser:
                 pos += k
                 self.remaining -= k
                 if not self.remaining:
-                    self.mode = BODY_END
+                    self.mode = STEPS(mode, "body_read")
             elif mode == BODY_END:
                 if data[pos] == FRAME_END:
                     pos += 1
-                    self.mode = FRAMES
+                    self.mode = STEPS(mode, "end_marker")
                 else:
                     self._lost("body frame without its end marker", ts, out)
             else:
@@ -106,7 +126,7 @@ class FrameParser:
         if self.mode == BODY and size <= self.remaining:
             self.remaining -= size
             if not self.remaining:
-                self.mode = BODY_END
+                self.mode = STEPS(self.mode, "body_read")
             return [BodyChunk(self.channel, b"", size, ts)], False
         self._resync_from_here()
         return [], True
@@ -118,7 +138,7 @@ class FrameParser:
     def _resync_from_here(self) -> None:
         self.buf.clear()
         self.expect.clear()
-        self.mode = RESYNC
+        self.mode = STEPS(self.mode, "lost")
 
     # ---------------------------------------------------------------- framing
 
@@ -160,9 +180,8 @@ class FrameParser:
             self.expect[channel] = left
         else:
             del self.expect[channel]
-        self.mode, self.channel, self.remaining = BODY, channel, size
-        if not size:
-            self.mode = BODY_END
+        self.mode = STEPS(self.mode, "body_frame" if size else "empty_body_frame")
+        self.channel, self.remaining = channel, size
 
     def _complete(self, data: bytes, pos: int, ts: int, out: list[Frame]) -> int:
         """Add bytes to the buffered frame head or frame; handle it once whole."""
@@ -320,7 +339,7 @@ class FrameParser:
                 if buf[p + 7 + size] != FRAME_END or ids not in METHODS:
                     scan = p + 1
                     continue
-            self.mode = FRAMES
+            self.mode = STEPS(self.mode, "anchor_found")
             if p >= old:  # the anchor is in the new bytes: frame on from there
                 buf.clear()
                 return pos + p - old

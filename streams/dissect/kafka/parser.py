@@ -11,8 +11,10 @@ like) and gives up after `RESYNC_BUDGET` bytes without one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 from streams.dissect.kafka.events import Frame
+from streams.dissect.skeleton import Transitions
 
 MASK = 0xFFFFFFFF
 DEFAULT_MAX_FRAME = 1 << 20  # message bytes kept for parsing
@@ -21,7 +23,27 @@ HEAD_CHECK = 14  # message bytes the stitcher sees before the rest is read
 RESYNC_BUDGET = 64 << 20  # bytes skipped while resyncing before the flow goes opaque
 _KEEP_SCANNING = 15  # bytes kept between scans: a message start may straddle two feeds
 
-SIZE, BODY, RESYNC, DEAD = range(4)
+
+class Framing(Enum):
+    SIZE = "size"  # reading a message's 4-byte size
+    BODY = "body"  # reading (or skipping past `max_frame`) a message
+    RESYNC = "resync"  # scanning for a plausible message start
+    DEAD = "dead"  # stopped for good (resync gave up, the flow was given up or closed)
+
+
+SIZE, BODY, RESYNC, DEAD = Framing.SIZE, Framing.BODY, Framing.RESYNC, Framing.DEAD
+_ANYWHERE = {(state, event): DEAD for state in Framing for event in ("stop", "close")}
+STEPS = Transitions(
+    {
+        (SIZE, "size_read"): BODY,
+        (SIZE, "resync"): RESYNC,  # a size that cannot be right, or bytes lost
+        (BODY, "message_end"): SIZE,
+        (BODY, "resync"): RESYNC,  # a head the stitcher rejects
+        (RESYNC, "start_found"): SIZE,
+        (RESYNC, "resync"): RESYNC,  # bytes lost while scanning
+        **_ANYWHERE,
+    }
+)
 
 # head -> None when it may start a message, else why not
 HeadCheck = Callable[[bytes, int], str | None]
@@ -155,7 +177,7 @@ class FrameParser:
                 self.skipped = 0
                 data, i, n, seq = buf, k, len(buf), self.scan_seq
                 self.scan = b""
-                self.state = SIZE
+                self.state = STEPS(self.state, "start_found")
                 self.head = b""
             else:
                 return out
@@ -185,7 +207,7 @@ class FrameParser:
         frame = None
         if self.state == BODY and self.checked:
             frame = self._finish(ts, cut=True)
-        self.state = DEAD
+        self.state = STEPS(self.state, "close")
         self.head = self.scan = b""
         self.parts = []
         self.kept = 0
@@ -196,7 +218,7 @@ class FrameParser:
         self.stop(self.failure or "opaque")
 
     def stop(self, reason: str) -> None:
-        self.state = DEAD
+        self.state = STEPS(self.state, "stop")
         self.failure = reason
         self.head = self.scan = b""
         self.parts = []
@@ -215,7 +237,7 @@ class FrameParser:
         self.keep = min(size, self.max_frame)
         self.checked = False
         self.lost = False
-        self.state = BODY
+        self.state = STEPS(self.state, "size_read")
         if not size:
             self.checked = True
             why = self.check(b"", 0)
@@ -229,7 +251,7 @@ class FrameParser:
         frame = Frame(
             self.seq, self.ts, ts, self.size, data, cut or len(data) < self.size, self.lost
         )
-        self.state = SIZE
+        self.state = STEPS(self.state, "message_end")
         self.head = b""
         self.parts = []
         self.kept = 0
@@ -240,7 +262,7 @@ class FrameParser:
         """Scan for the next message start from the byte after the rejected one (every
         byte of the rejected message read so far is still in `head` and `parts`)."""
         rejected = self.head + b"".join(self.parts)
-        self.state = RESYNC
+        self.state = STEPS(self.state, "resync")
         self.scan = rejected[1:]
         self.scan_seq = (self.seq + 1) & MASK
         self.head = b""
