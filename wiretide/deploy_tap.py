@@ -47,27 +47,6 @@ LOCAL_ONLY = {
 }
 
 
-def add_tap_options(tap: argparse.ArgumentParser) -> None:
-    group = tap.add_argument_group("cluster deployment (--deploy)")
-    group.add_argument(
-        "--deploy",
-        action="store_true",
-        help="deploy Wiretide with helm onto the kubeconfig's cluster, capturing the pods "
-        "POD_REGEX/-n/-A select, and forward its hub to 127.0.0.1:--ui-port",
-    )
-    group.add_argument(
-        "--namespace-of-wiretide",
-        default="wiretide",
-        metavar="NS",
-        help="the namespace Wiretide is deployed into (default wiretide)",
-    )
-    group.add_argument(
-        "--undeploy-on-exit",
-        action="store_true",
-        help="with --deploy: remove Wiretide from the cluster on Ctrl-C",
-    )
-
-
 # --- pure parts -------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
+from wiretide.cli.options import common
 from wiretide.window import DEFAULT_SINCE, TIME_HELP, window
 
 NAME = "map"
@@ -51,14 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="count each call once even after a writer replayed a batch (slower: reads calls)",
     )
     p.add_argument("--json", action="store_true", help="the graph as one JSON object")
-    p.add_argument(
-        "--data", metavar="DIR", help="data dir (default: $WIRETIDE_DATA or ~/.wiretide)"
-    )
-    p.add_argument(
-        "--clickhouse",
-        metavar="DSN",
-        help="chdb:///path or http(s)://host:8123 (default: chDB in the data dir)",
-    )
+    common(p, kafka=False)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
