@@ -12,11 +12,10 @@ Never stop, never leak:
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
@@ -25,6 +24,7 @@ from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.outage import Outage, transient
+from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, decode_call_batch
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
 from sinks.errors import SinkError, one_line
@@ -38,16 +38,14 @@ class CallSink:
         settings: Settings,
         writer: CallWriter,
         *,
-        status_file: Path | None = None,
+        status: SinkStatus | None = None,
         max_rows: int = 10_000,
         max_wait_s: float = 1.0,
-        extra_status: dict[str, int] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
         self.settings = settings
-        self.extra_status = extra_status or {}
-        self.status_file = status_file
+        self.status = status  # reported in the data dir with this sink's counts; None: not
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.written = 0
@@ -232,17 +230,7 @@ class CallSink:
         self._dlq.poll(0)
 
     def _report(self) -> None:
-        if self.status_file is None:
-            return
-        tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "written": self.written,
-                    "dead_letters": self.dead_letters,
-                    "pid": os.getpid(),
-                    **self.extra_status,
-                }
-            )
-        )
-        tmp.replace(self.status_file)
+        if self.status is not None:
+            counts = {"written": self.written, "dead_letters": self.dead_letters}
+            status = dataclasses.replace(self.status, **counts, pid=os.getpid())
+            status.write(self.settings.data)

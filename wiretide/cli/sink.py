@@ -10,7 +10,7 @@ import sys
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from schemas.runtime.sink_status import FILE, SinkStatus
+from schemas.runtime.sink_status import SinkStatus
 from wiretide.cli.options import common
 from wiretide.cli.worker import tune_gc
 
@@ -54,8 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.serve:
         writer, hub = _serve_beside_sink(args.serve, store, writer, settings)
     try:
-        extra = {"stored_before": before}
-        sink = CallSink(settings, writer, status_file=data / FILE, extra_status=extra)
+        sink = CallSink(settings, writer, status=SinkStatus(stored_before=before))
         sink.run(lambda: bool(stopping))
     finally:
         if hub is not None:
