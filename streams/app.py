@@ -178,15 +178,15 @@ class Worker:
         for call in result.calls:
             by_flow.setdefault(call.flow_id, []).append(call)
         produce = self._producer.produce
-        calls = self._settings.calls_topic
+        topic = self._settings.calls_topic
         for flow, calls in by_flow.items():
             value, rejected = encode_call_batch_isolated(flow, calls)
             if value is not None:
-                produce(calls, key=flow.encode(), value=value, on_delivery=self._delivered)
+                produce(topic, key=flow.encode(), value=value, on_delivery=self._delivered)
             for bad in rejected:
                 body, form = bad.dead_letter_value()
                 produce(
-                    calls + DLQ_SUFFIX,
+                    topic + DLQ_SUFFIX,
                     key=flow.encode(),
                     value=body,
                     headers={"reason": bad.reason.encode(), "format": form.encode()},
