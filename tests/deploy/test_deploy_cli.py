@@ -43,19 +43,6 @@ def fake_kubeconfig(tmp: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A home with no kubeconfig and no cached helm; helm only through $WIRETIDE_HELM."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "WIRETIDE_HELM"):
-        monkeypatch.delenv(name, raising=False)
-    if HELM:
-        monkeypatch.setenv("WIRETIDE_HELM", HELM)
-    return tmp_path
-
-
 def wiretide(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     """Parse with the subcommands' own parsers and report errors as the CLI does."""
     parser = argparse.ArgumentParser(prog="wiretide")

@@ -28,19 +28,6 @@ needs_helm = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A home with no kubeconfig and no cached helm; helm only through $WIRETIDE_HELM."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "WIRETIDE_HELM"):
-        monkeypatch.delenv(name, raising=False)
-    if HELM:
-        monkeypatch.setenv("WIRETIDE_HELM", HELM)
-    return tmp_path
-
-
 def agent_args(tap_argv: list[str], capsys: pytest.CaptureFixture) -> tuple[list[str], dict]:
     """The agent container's args, and the manifests, helm renders for `wiretide tap ...`."""
     args = build_parser().parse_args(["tap", "--deploy", *tap_argv])
