@@ -13,8 +13,8 @@ return None), then defines the hooks:
 
     _client(frame) / _server(frame)  handle one frame of that direction
     _flush(flag)                     emit every waiting call, flagged `flag` if not ""
-    idle                             the contract's property (no partial frame, no
-                                     unanswered request)
+    pending                          the waiting calls (any container): `idle` is true
+                                     when it is empty and no framer holds a partial frame
   and may override:
     _gap(d, size, ts)          lost bytes: give up (default), or resync the framer
     _framing_error(d, why, ts) the framer raised `DissectError`: give up (default)
@@ -34,22 +34,19 @@ Usage:
             super().__init__()
             self.flow = flow
             self.framers = (LineFramer(), LineFramer())
-            self.waiting: deque[Line] = deque()
+            self.pending: deque[Line] = deque()
 
         def _client(self, line: Line) -> None:
-            self.waiting.append(line)
+            self.pending.append(line)
 
         def _server(self, line: Line) -> None:
-            if self.waiting:
-                self.out.append(self._call(self.waiting.popleft(), line))
+            if self.pending:
+                self.out.append(self._call(self.pending.popleft(), line))
 
         def _flush(self, flag: str = "") -> None:
-            while self.waiting:
-                self.out.append(self._call(self.waiting.popleft(), None, flag))
+            while self.pending:
+                self.out.append(self._call(self.pending.popleft(), None, flag))
 
-        @property
-        def idle(self) -> bool:
-            return not self.waiting and (self.opaque or self.closed or all(...framers idle))
 
 The hot path is one `feed` and one handler call per frame: keep per-segment work in the
 framer and per-frame work in the handler.
@@ -98,6 +95,7 @@ class DissectorSkeleton:
     flow: Flow
     framers: tuple[Any, Any]
     successor: Dissector | None = None  # reads the flow after a protocol switch
+    pending: Any = ()  # the calls waiting for their answer (any container), for `idle`
 
     def __init__(self) -> None:
         self.opaque = False
@@ -148,6 +146,18 @@ class DissectorSkeleton:
             if self.successor is not None:
                 self.out += self.successor.close(ts_ns)
         return self._take()
+
+    @property
+    def idle(self) -> bool:
+        """No call waits in `pending` and no framer holds part of a frame."""
+        if self.pending:
+            return False
+        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes the framers hold (a protocol adds what its waiting calls hold)."""
+        return self.framers[0].buffered + self.framers[1].buffered
 
     # ----------------------------------------------------------------- frames
 

@@ -78,14 +78,13 @@ class AmqpDissector(DissectorSkeleton):
 
     @property
     def idle(self) -> bool:
-        if self._waiting or self._contents[0] or self._contents[1] or self._absorb:
-            return False
-        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
+        busy = self._waiting or self._contents[0] or self._contents[1] or self._absorb
+        return not busy and super().idle
 
     @property
     def buffered(self) -> int:
         """Bytes held for frames and bodies not yet complete (bounded by the caps)."""
-        return self.framers[0].buffered + self.framers[1].buffered + self._held
+        return super().buffered + self._held
 
     def _gap(self, d: int, size: int, ts: int) -> None:
         frames, lost = self.framers[d].gap(size, ts)

@@ -66,10 +66,6 @@ class DnsDissector(DissectorSkeleton):
             return False
         return self.closed or not (self.framers[0].buffered or self.framers[1].buffered)
 
-    @property
-    def buffered(self) -> int:
-        return self.framers[0].buffered + self.framers[1].buffered
-
     def _gap(self, d: int, size: int, ts: int) -> None:
         self.framers[d].gap()  # TCP skips to the next plausible message
 

@@ -112,17 +112,6 @@ class KafkaDissector(DissectorSkeleton):
                         max_frame),
         )  # fmt: skip
 
-    @property
-    def idle(self) -> bool:
-        if self.pending:
-            return False
-        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
-
-    @property
-    def buffered(self) -> int:
-        """Message bytes held for unfinished frames (summaries of waiting requests aside)."""
-        return self.framers[0].buffered + self.framers[1].buffered
-
     def _gap(self, d: int, size: int, ts: int) -> None:
         self._frames(d, self.framers[d].gap(size, ts), ts)
 

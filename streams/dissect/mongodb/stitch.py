@@ -52,15 +52,8 @@ class MongoDissector(DissectorSkeleton):
     # ---------------------------------------------------------------- contract
 
     @property
-    def idle(self) -> bool:
-        if self.pending:
-            return False
-        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
-
-    @property
     def buffered(self) -> int:
-        n = self.framers[0].buffered + self.framers[1].buffered
-        return n + sum(len(r.msg.body) for r in self.pending.values())
+        return super().buffered + sum(len(r.msg.body) for r in self.pending.values())
 
     # ----------------------------------------------------------------- pairing
 

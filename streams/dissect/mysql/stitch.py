@@ -114,15 +114,8 @@ class MySqlDissector(DissectorSkeleton):
     # ---------------------------------------------------------------- contract
 
     @property
-    def idle(self) -> bool:
-        if self.pending:
-            return False
-        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
-
-    @property
     def buffered(self) -> int:
-        n = self.framers[0].buffered + self.framers[1].buffered
-        return n + sum(
+        return super().buffered + sum(
             c.text + len(c.body) + len(c.path) + len(c.stmt_payload) for c in self.pending
         )
 

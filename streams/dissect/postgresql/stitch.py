@@ -118,7 +118,7 @@ class PostgresDissector(DissectorSkeleton):
         self.framers = (p.Framer(True, max_frame), p.Framer(False, max_frame))
         self.framers[0].untyped = True  # unless the first message says otherwise
         self.max_pending = max_pending
-        self.units: deque[Unit] = deque()
+        self.pending: deque[Unit] = deque()  # the units ReadyForQuery will close, in order
         self.evicted = 0  # ReadyForQuery messages owed to units given up on
         self.statements: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self.portals: OrderedDict[str, tuple[str, str, str, list[int]]] = OrderedDict()
@@ -127,16 +127,10 @@ class PostgresDissector(DissectorSkeleton):
     # ---------------------------------------------------------------- contract
 
     @property
-    def idle(self) -> bool:
-        if self.units:
-            return False
-        return self.opaque or self.closed or (self.framers[0].idle and self.framers[1].idle)
-
-    @property
     def buffered(self) -> int:
         """Bytes held for partial messages and unfinished calls (for tests and accounting)."""
-        n = self.framers[0].buffered + self.framers[1].buffered
-        for unit in self.units:
+        n = super().buffered
+        for unit in self.pending:
             for ex in unit.exchanges:
                 n += ex.text + len(ex.body) + len(ex.path)
         return n
@@ -175,7 +169,7 @@ class PostgresDissector(DissectorSkeleton):
 
     def _batch_op(self, f: Frame) -> None:
         kind, body = f.kind, f.body
-        unit = self.units[-1] if self.units else None
+        unit = self.pending[-1] if self.pending else None
         if kind == "H":
             # Flush asks for no answer of its own: it belongs to the batch still open, and
             # after a Sync (libpq's pipeline mode sends one there) it starts nothing.
@@ -241,10 +235,10 @@ class PostgresDissector(DissectorSkeleton):
             table.popitem(last=False)
 
     def _push(self, unit: Unit) -> None:
-        self.units.append(unit)
-        if len(self.units) > self.max_pending:
+        self.pending.append(unit)
+        if len(self.pending) > self.max_pending:
             # A one-sided capture or a silent server: give the oldest up as unanswered.
-            oldest = self.units.popleft()
+            oldest = self.pending.popleft()
             self.evicted += 1
             self._emit(oldest)
 
@@ -258,9 +252,9 @@ class PostgresDissector(DissectorSkeleton):
         if self.evicted:
             self.evicted -= kind == "Z"
             return
-        if not self.units:
+        if not self.pending:
             return  # a notice, or the answer to a request sent before the capture began
-        unit = self.units[0]
+        unit = self.pending[0]
         if unit.kind == "batch":
             self._batch_answer(unit, f)
             return
@@ -283,9 +277,9 @@ class PostgresDissector(DissectorSkeleton):
 
     def _ssl_answer(self, f: Frame) -> None:
         answer = chr(f.body[0])
-        unit = self.units[0] if self.units and self.units[0].kind == "ssl" else None
+        unit = self.pending[0] if self.pending and self.pending[0].kind == "ssl" else None
         if unit is not None:
-            self.units.popleft()
+            self.pending.popleft()
         if answer == "N":
             return  # the framer reads the client's next message as a startup packet
         if unit is not None:
@@ -383,15 +377,15 @@ class PostgresDissector(DissectorSkeleton):
     # --------------------------------------------------------------- emitting
 
     def _complete(self) -> None:
-        self._emit(self.units.popleft())
+        self._emit(self.pending.popleft())
 
     def _emit(self, unit: Unit) -> None:
         for ex in unit.exchanges:
             self.out.append(self._call(ex))
 
     def _flush(self, flag: str = "") -> None:
-        while self.units:
-            unit = self.units.popleft()
+        while self.pending:
+            unit = self.pending.popleft()
             for ex in unit.exchanges:
                 if ex.resp_ts:
                     ex.flags.append("response_incomplete")

@@ -49,19 +49,9 @@ class RedisDissector(DissectorSkeleton):
         self.flow = flow
         self.max_pending = max_pending
         self.framers = (RespParser(True, max_body), RespParser(False, max_body))
-        self._pending: deque[_Command] = deque()
+        self.pending: deque[_Command] = deque()
         self._subs: dict[str, set[str]] = {"": set(), "p": set(), "s": set()}
         self._resp = Resp.RESP2
-
-    @property
-    def idle(self) -> bool:
-        if self.opaque or self.closed:
-            return True
-        return not self._pending and self.framers[0].idle and self.framers[1].idle
-
-    @property
-    def buffered(self) -> int:
-        return self.framers[0].buffered + self.framers[1].buffered
 
     def _gap(self, d: int, size: int, ts: int) -> None:
         """RESP has no markers to resync on, so the flow stops being parsed; what is
@@ -71,8 +61,8 @@ class RedisDissector(DissectorSkeleton):
     # ------------------------------------------------------------------ internals
 
     def _flush(self, flag: str = "") -> None:
-        while self._pending:
-            cmd = self._pending.popleft()
+        while self.pending:
+            cmd = self.pending.popleft()
             self.out.append(self._call(cmd, flag))
 
     def _client(self, msg: RespMessage) -> None:
@@ -88,9 +78,9 @@ class RedisDissector(DissectorSkeleton):
             # One reply per channel; UNSUBSCRIBE without channels gets one per current
             # subscription, counted when its first reply arrives (the server's view).
             expect = len(args) or (0 if "unsub" in kind else 1)
-        self._pending.append(_Command(msg, name, args, expect, self._resp.value))
-        if len(self._pending) > self.max_pending:
-            self.out.append(self._call(self._pending.popleft(), ""))  # a silent server
+        self.pending.append(_Command(msg, name, args, expect, self._resp.value))
+        if len(self.pending) > self.max_pending:
+            self.out.append(self._call(self.pending.popleft(), ""))  # a silent server
 
     def _server(self, msg: RespMessage) -> None:
         value = msg.value
@@ -104,12 +94,12 @@ class RedisDissector(DissectorSkeleton):
         if isinstance(value, Push) and kind not in _SUB_KINDS:
             self.out.append(self._push(msg, kind))  # other out-of-band data (invalidate, ...)
             return
-        if not self._pending:
+        if not self.pending:
             if kind:
                 self._track(kind, value)
             self.out.append(self._orphan(msg))
             return
-        cmd = self._pending[0]
+        cmd = self.pending[0]
         if kind:
             if not cmd.expect and not cmd.replies:
                 cmd.expect = max(1, len(self._subs[_group(kind)]))
@@ -117,7 +107,7 @@ class RedisDissector(DissectorSkeleton):
         cmd.expect = cmd.expect or 1
         cmd.replies.append(msg)
         if len(cmd.replies) >= cmd.expect:
-            self._pending.popleft()
+            self.pending.popleft()
             if cmd.name == "HELLO" and cmd.args and not isinstance(value, RespError):
                 proto = text(cmd.args[0])
                 if proto in ("2", "3"):
