@@ -518,35 +518,38 @@ def client_close_delimited(port: int) -> None:
     urllib.request.urlopen(f"http://127.0.0.1:{port}/close", timeout=10).read()
 
 
-def client_upgrade(port: int) -> None:
-    """A WebSocket-style Upgrade (101), then opaque frames both ways."""
+def _switch_protocols(port: int, head: bytes, then: bytes) -> None:
+    """Send `head`, read the response's head, then send bytes that are not HTTP and read
+    to the end."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(
-            b"GET /upgrade HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        s.sendall(head)
         buf = b""
         while b"\r\n\r\n" not in buf:
             buf += s.recv(65536)
-        s.sendall(b"\x81\x05hello GET / HTTP/1.1\r\n\r\n")
+        s.sendall(then)
         time.sleep(0.05)
         s.shutdown(socket.SHUT_WR)
         while s.recv(65536):
             pass
+
+
+def client_upgrade(port: int) -> None:
+    """A WebSocket-style Upgrade (101), then opaque frames both ways."""
+    _switch_protocols(
+        port,
+        b"GET /upgrade HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        b"\x81\x05hello GET / HTTP/1.1\r\n\r\n",
+    )
 
 
 def client_connect(port: int) -> None:
     """CONNECT to a tunnel, then bytes that are not HTTP."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\n\r\n")
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            buf += s.recv(65536)
-        s.sendall(b"\x16\x03\x01\x00\x05hello")
-        time.sleep(0.05)
-        s.shutdown(socket.SHUT_WR)
-        while s.recv(65536):
-            pass
+    _switch_protocols(
+        port,
+        b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\n\r\n",
+        b"\x16\x03\x01\x00\x05hello",
+    )
 
 
 def client_curl(port: int) -> None:

@@ -1,9 +1,11 @@
 """What every golden recorder does around its clients: wait for the server to listen,
 then capture loopback with tcpdump and a port filter while the clients run, and stop the
-capture once the last segments are in."""
+capture once the last segments are in; and, for most, the server they run against and
+the facts file the clients' side writes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
@@ -48,3 +51,21 @@ def tcpdump(pcap: Path, bpf: str, settle: float = 0.0, drain: float = 1.0) -> It
         time.sleep(drain)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
+
+
+@contextmanager
+def serving(args: list[str], **popen: Any) -> Iterator[subprocess.Popen]:
+    """The server `args` runs for the length of the block, and is terminated and waited
+    for however the block ends."""
+    server = subprocess.Popen(args, **popen)
+    try:
+        yield server
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def write_client_facts(path: Path, facts: list[dict], pcap: Path) -> None:
+    """What the clients saw, next to the capture they made."""
+    path.write_text(json.dumps(facts, indent=1) + "\n")
+    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {len(facts)} client facts")

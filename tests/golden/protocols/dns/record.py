@@ -11,7 +11,6 @@ makes the expected calls, to be reviewed against the client file.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ import dns.rcode
 import dns.rdatatype
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import tcpdump  # noqa: E402
+from tests.golden.protocols.recording import serving, tcpdump, write_client_facts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21153
@@ -114,17 +113,12 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install dnsmasq-base dnsutils)")
     pcap = HERE / "basic.pcap"
-    server = subprocess.Popen(DNSMASQ, stderr=subprocess.DEVNULL)
-    try:
+    with serving(DNSMASQ, stderr=subprocess.DEVNULL):
         with tcpdump(pcap, f"port {PORT}", settle=0.5):  # settle: dnsmasq binds its sockets
             facts = run_dig(DIG_UDP, tcp=False)
             facts += run_dig(DIG_TCP, tcp=True)
             facts += [run_dnspython(*q) for q in PYTHON]
-    finally:
-        server.terminate()
-        server.wait()
-    (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")
-    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {len(facts)} client facts")
+    write_client_facts(HERE / "basic.client.json", facts, pcap)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
+from tests.golden.protocols.recording import (  # noqa: E402
+    serving,
+    tcpdump,
+    wait_port,
+    write_client_facts,
+)
 
 HERE = Path(__file__).resolve().parent
 PORT = 21610
@@ -155,16 +160,11 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install {tool})")
     pcap = HERE / "basic.pcap"
-    server = subprocess.Popen([sys.executable, __file__, "serve"])
-    try:
+    with serving([sys.executable, __file__, "serve"]):
         wait_port(PORT, timeout=10)
         with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
             facts = run_clients()
-    finally:
-        server.terminate()
-        server.wait()
-    (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")
-    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {len(facts)} client facts")
+    write_client_facts(HERE / "basic.client.json", facts, pcap)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Then `python -m tests.golden.protocols.dissect tests/golden/protocols/redis/basi
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,12 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
+from tests.golden.protocols.recording import (  # noqa: E402
+    serving,
+    tcpdump,
+    wait_port,
+    write_client_facts,
+)
 
 HERE = Path(__file__).resolve().parent
 PORT = 21179
@@ -143,12 +147,10 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install redis-server)")
     pcap = HERE / "basic.pcap"
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no"]  # fmt: skip
     facts: list[dict] = []
-    try:
+    with serving(server, stdout=subprocess.DEVNULL):
         wait_port(PORT, timeout=5)
         with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
             facts += [cli(c) for c in CLI]
@@ -156,11 +158,7 @@ def main() -> None:
             pubsub_session(facts)
             resp3_session(facts)
             inline_session(facts)
-    finally:
-        server.terminate()
-        server.wait()
-    (HERE / "basic.client.json").write_text(json.dumps(facts, indent=1) + "\n")
-    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {len(facts)} client facts")
+    write_client_facts(HERE / "basic.client.json", facts, pcap)
 
 
 if __name__ == "__main__":

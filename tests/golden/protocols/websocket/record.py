@@ -26,7 +26,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import tcpdump, wait_port  # noqa: E402
+from tests.golden.protocols.recording import (  # noqa: E402
+    serving,
+    tcpdump,
+    wait_port,
+    write_client_facts,
+)
 
 HERE = Path(__file__).resolve().parent
 PORTS = {"basic": 21600, "deflate": 21601, "deflate_reset": 21602}
@@ -210,21 +215,15 @@ def node_client(port: int, facts: list[dict]) -> None:
 def record(case: str, clients) -> None:
     port = PORTS[case]
     pcap = HERE / f"{case}.pcap"
-    server = subprocess.Popen(
-        [sys.executable, __file__, "serve", str(port), "reset" if case == "deflate_reset" else ""]
-    )
     facts: list[dict] = []
-    try:
+    reset = "reset" if case == "deflate_reset" else ""
+    with serving([sys.executable, __file__, "serve", str(port), reset]):
         wait_port(port, timeout=10)
         with tcpdump(pcap, f"tcp port {port}", settle=0.3, drain=0.5):
             for client in clients:
                 client(port, facts)
                 time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.wait()
-    (HERE / f"{case}.client.json").write_text(json.dumps(facts, indent=1) + "\n")
-    print(f"wrote {pcap} ({pcap.stat().st_size} bytes) and {len(facts)} client facts")
+    write_client_facts(HERE / f"{case}.client.json", facts, pcap)
 
 
 def main() -> None:
