@@ -17,7 +17,7 @@ from typing import Any
 from streams.dissect.base import new_call
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
-from streams.dissect.mysql.states import ANSWERS, PHASES, Answer, Phase
+from streams.dissect.mysql.state import ANSWERS, PHASES, Answer, Phase
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 

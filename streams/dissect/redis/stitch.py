@@ -12,7 +12,7 @@ from streams.dissect.redis.commands import REDACTED, SUBSCRIBES, first_key, secr
 from streams.dissect.redis.events import Push, RespError, RespMap, RespMessage
 from streams.dissect.redis.parser import DEFAULT_MAX_BODY, RespParser
 from streams.dissect.redis.render import dumps, text
-from streams.dissect.redis.states import VERSIONS, Resp
+from streams.dissect.redis.state import VERSIONS, Resp
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
