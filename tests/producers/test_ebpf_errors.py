@@ -67,19 +67,19 @@ NO_BPF_CAPS = ["capsh", "--drop=cap_bpf,cap_sys_admin,cap_perfmon", "--", "-c", 
 
 
 @pytest.mark.parametrize("what", ["tls", "filter"])
-def test_unprivileged_user(what: str) -> None:
-    code, out = _run(NOBODY, what)
+@pytest.mark.parametrize(
+    ("wrapper", "error"),
+    [
+        (NOBODY, "NotRootError: eBPF capture needs root"),
+        (NO_BPF_CAPS, "BpfPermissionError: the kernel refused to load"),
+    ],
+    ids=["unprivileged_user", "root_without_bpf_capabilities"],
+)
+def test_missing_privileges_are_one_line(wrapper: list[str], error: str, what: str) -> None:
+    code, out = _run(wrapper, what)
     assert code == 2
     assert len(out) == 1
-    assert out[0].startswith("NotRootError: eBPF capture needs root")
-
-
-@pytest.mark.parametrize("what", ["tls", "filter"])
-def test_root_without_bpf_capabilities(what: str) -> None:
-    code, out = _run(NO_BPF_CAPS, what)
-    assert code == 2
-    assert len(out) == 1
-    assert out[0].startswith("BpfPermissionError: the kernel refused to load")
+    assert out[0].startswith(error)
 
 
 def test_no_kernel_headers() -> None:
