@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GOLDEN, run_wiretide
+from tests.golden.e2e.record import tshark_requests
 
 PCAP = GOLDEN / "e2e" / "http_basic.pcap"
 EXPECTED_FILE = GOLDEN / "e2e" / "http_basic.expected.json"
@@ -172,37 +173,7 @@ def test_golden_is_consistent() -> None:
 def test_golden_pcap_matches_tshark() -> None:
     """tshark decodes exactly the expected requests, in order, from the golden capture."""
     port = EXPECTED[0]["dst"]["port"]
-    out = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(PCAP),
-            "-d",
-            f"tcp.port=={port},http",
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=|",
-            "-e",
-            "http.request.method",
-            "-e",
-            "http.request.uri",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    seen = []
-    for line in out.splitlines():
-        methods, uris = line.split("\t")
-        for method, uri in zip(methods.split("|"), uris.split("|"), strict=True):
-            path, _, query = uri.partition("?")
-            seen.append((method, path))
+    seen = [(method, uri.partition("?")[0]) for method, uri in tshark_requests(PCAP, port)]
     assert seen == [(e["method"], e["path"]) for e in EXPECTED]
 
 

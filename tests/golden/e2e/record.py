@@ -644,67 +644,44 @@ def stop_tcpdump(proc: subprocess.Popen) -> None:
         raise SystemExit(f"tcpdump dropped packets: {dropped[0]}")
 
 
+def tshark_fields(pcap: Path, port: int, display: str, *fields: str) -> list[list[str]]:
+    """Per field, its values in the packets tshark shows for `display`, in order, with
+    HTTP decoded on `port`."""
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},http", "-Y", display,
+         "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+         *[arg for name in fields for arg in ("-e", name)]],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    columns: list[list[str]] = [[] for _ in fields]
+    for line in out.splitlines():
+        for column, values in zip(columns, line.split("\t"), strict=True):
+            column += values.split("|")
+    return columns
+
+
+def tshark_requests(pcap: Path, port: int) -> list[tuple[str, str]]:
+    """(method, target) of every HTTP request tshark decodes, in order."""
+    methods, uris = tshark_fields(
+        pcap, port, "http.request", "http.request.method", "http.request.uri"
+    )
+    return list(zip(methods, uris, strict=True))
+
+
 def tshark_check(pcap: Path, port: int, seen: list[Seen]) -> int:
-    decode_as = ["-d", f"tcp.port=={port},http"]
     frames = subprocess.run(
-        ["tshark", "-r", str(pcap), *decode_as, "-Y", "http.request"],
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},http", "-Y", "http.request"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     frame_count = len(frames.splitlines())
-    fields = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(pcap),
-            *decode_as,
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=|",
-            "-e",
-            "http.request.method",
-            "-e",
-            "http.request.uri",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    requests = []
-    for line in fields.splitlines():
-        methods, uris = line.split("\t")
-        requests += list(zip(methods.split("|"), uris.split("|"), strict=True))
+    requests = tshark_requests(pcap, port)
     want = [(s.method, s.target) for s in seen]
     if requests != want:
         raise SystemExit(f"tshark saw requests {requests}\nclients sent {want}")
-    codes = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(pcap),
-            *decode_as,
-            "-Y",
-            "http.response",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=|",
-            "-e",
-            "http.response.code",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    statuses = [int(c) for line in codes.splitlines() for c in line.split("|")]
+    (codes,) = tshark_fields(pcap, port, "http.response", "http.response.code")
+    statuses = [int(c) for c in codes]
     if statuses != [s.status for s in seen]:
         raise SystemExit(f"tshark saw statuses {statuses}, clients got {[s.status for s in seen]}")
     return frame_count
