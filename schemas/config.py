@@ -117,6 +117,11 @@ class Settings:
                 values[name] = _ENV[name][1](str(value), flag) if name == "data" else value
         return cls(**values)
 
+    @staticmethod
+    def variable(name: str) -> str:
+        """The environment variable of setting `name` (for messages that name it)."""
+        return _ENV[name][0]
+
     def to_env(self) -> dict[str, str]:
         """WIRETIDE_* variables a child process's `from_env` reads back into these settings."""
         out = {}

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from wiretide.hub.auth import TOKEN_ENV, Access
 
     host, port = parse_listen(args.listen)
-    access, generated = Access.for_listen(host)
+    access, generated = Access.for_listen(host, settings.hub_token)
     sock = bind(host, port)
     try:
         # Imported here: the store loads chDB, the app FastAPI (most of a second).

@@ -13,13 +13,14 @@ subprotocol: offer `["wiretide", "bearer.<token>"]` and the hub answers `wiretid
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-TOKEN_ENV = "WIRETIDE_HUB_TOKEN"
+from schemas.config import Settings
+
+TOKEN_ENV = Settings.variable("hub_token")
 SUBPROTOCOL = "wiretide"
 _BEARER_PROTOCOL = "bearer."
 
@@ -49,12 +50,12 @@ class Access:
     token: str | None
 
     @classmethod
-    def for_listen(cls, host: str, env: Mapping[str, str] = os.environ) -> tuple[Access, bool]:
-        """(the rule, whether its token was generated here and must be shown to the user)."""
+    def for_listen(cls, host: str, token: str | None) -> tuple[Access, bool]:
+        """(the rule, whether its token was generated here and must be shown to the user);
+        `token`: the one chosen (Settings.hub_token), else one is made."""
         if is_loopback(host):
             return cls(None), False
-        given = env.get(TOKEN_ENV, "").strip()
-        return cls(given or secrets.token_urlsafe(32)), not given
+        return cls(token or secrets.token_urlsafe(32)), not token
 
     def check_http(self, headers: Mapping[str, str]) -> str | None:
         """None if the request may pass, else why not (for a 401 or 400)."""

@@ -123,7 +123,7 @@ class ServedHub:
         from wiretide.hub.live import LiveTail
 
         host, port = parse_listen(listen)
-        access = access or Access.for_listen(host)[0]
+        access = access or Access.for_listen(host, settings.hub_token)[0]
         sock = sock or bind(host, port)
         app = create_app(store, access, LiveTail(settings, bootstrap))
         server = uvicorn.Server(server_config(app))
