@@ -72,6 +72,16 @@ _ENV: dict[str, tuple[str, _Parser]] = {
 _STRIPPED = {"partitions", "retention_days", "kafka_port", "hub_token"}  # blanks: the default
 
 
+class _Prefixed:
+    """A topic or group name as the settings' pipeline calls it: their prefix, then it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings | None, owner: type | None = None) -> str:
+        return self.name if settings is None else settings.prefix + self.name
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where a pipeline's parts meet (Kafka, topics, store, data dir) and how they run.
@@ -141,30 +151,13 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
-    # -- topics and groups -----------------------------------------------------------------
-    @property
-    def segments_topic(self) -> str:
-        return self.prefix + "wiretide.segments"
-
-    @property
-    def calls_topic(self) -> str:
-        return self.prefix + "wiretide.calls"
-
-    @property
-    def endpoints_topic(self) -> str:  # compacted: IP -> Endpoint
-        return self.prefix + "wiretide.endpoints"
-
-    @property
-    def violations_topic(self) -> str:  # keyed by rule name: Violation
-        return self.prefix + "wiretide.violations"
-
-    @property
-    def streams_group(self) -> str:
-        return self.prefix + "wiretide-streams"
-
-    @property
-    def sink_group(self) -> str:
-        return self.prefix + "wiretide-sink"
+    # -- topics and groups: the prefix keeps several pipelines apart on one broker --------
+    segments_topic = _Prefixed("wiretide.segments")
+    calls_topic = _Prefixed("wiretide.calls")
+    endpoints_topic = _Prefixed("wiretide.endpoints")  # compacted: IP -> Endpoint
+    violations_topic = _Prefixed("wiretide.violations")  # keyed by rule name: Violation
+    streams_group = _Prefixed("wiretide-streams")
+    sink_group = _Prefixed("wiretide-sink")
 
     # -- the store -------------------------------------------------------------------------
     @property
