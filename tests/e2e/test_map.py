@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from producers.pcap import read_segments
 from producers.pcap_writer import PcapWriter
 from schemas.config import Settings
 from schemas.records import ACK, SYN, Endpoint, Segment
-from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
+from tests.conftest import GOLDEN, pipeline_env, run_wiretide
 from tests.golden.protocols.dissect import golden_cases
 from tests.hub.conftest import start_hub
 from wiretide.hub.client import advertise, withdraw
@@ -186,17 +185,7 @@ def calls(stored: dict[str, str]) -> list[dict]:
 
 
 def run_map(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "wiretide", "map", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_wiretide(["map", *args], env, check=check)
 
 
 def _iso(ns: int) -> str:

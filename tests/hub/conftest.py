@@ -47,12 +47,12 @@ class Hub:
 
 
 def start_hub(env: dict[str, str], *args: str, listen: str = "127.0.0.1:0") -> Hub:
-    """Run `python -m wiretide.hub` and wait for its banner; fail with its stderr if it
-    exits instead."""
+    """Run `wiretide hub` and wait for its banner; fail with its stderr if it exits
+    instead."""
     # stderr to a file: a pipe nobody reads would stall a hub that logs a lot
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wiretide.hub", "--listen", listen, *args],
+        [sys.executable, "-m", "wiretide", "hub", "--listen", listen, *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -75,14 +75,7 @@ def start_hub(env: dict[str, str], *args: str, listen: str = "127.0.0.1:0") -> H
 
 def run_hub_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the hub expecting it to refuse to start."""
-    return subprocess.run(
-        [sys.executable, "-m", "wiretide.hub", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_wiretide(["hub", *args], env, timeout=120, check=False)
 
 
 @pytest.fixture(scope="session")
