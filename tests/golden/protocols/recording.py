@@ -54,11 +54,15 @@ def tcpdump(pcap: Path, bpf: str, settle: float = 0.0, drain: float = 1.0) -> It
 
 
 @contextmanager
-def serving(args: list[str], **popen: Any) -> Iterator[subprocess.Popen]:
-    """The server `args` runs for the length of the block, and is terminated and waited
-    for however the block ends."""
+def serving(
+    args: list[str], port: int | None = None, timeout: float = 10.0, **popen: Any
+) -> Iterator[subprocess.Popen]:
+    """The server `args` runs for the length of the block (entered once it listens on
+    `port`, when given), and is terminated and waited for however the block ends."""
     server = subprocess.Popen(args, **popen)
     try:
+        if port is not None:
+            wait_port(port, timeout)
         yield server
     finally:
         server.terminate()

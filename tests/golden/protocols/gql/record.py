@@ -22,12 +22,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import (  # noqa: E402
-    serving,
-    tcpdump,
-    wait_port,
-    write_client_facts,
-)
+from tests.golden.protocols.recording import serving, tcpdump, write_client_facts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21610
@@ -160,8 +155,7 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"record.py: {tool} is not installed (apt-get install {tool})")
     pcap = HERE / "basic.pcap"
-    with serving([sys.executable, __file__, "serve"]):
-        wait_port(PORT, timeout=10)
+    with serving([sys.executable, __file__, "serve"], PORT):
         with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
             facts = run_clients()
     write_client_facts(HERE / "basic.client.json", facts, pcap)

@@ -21,12 +21,7 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import (  # noqa: E402
-    serving,
-    tcpdump,
-    wait_port,
-    write_client_facts,
-)
+from tests.golden.protocols.recording import serving, tcpdump, write_client_facts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 21179
@@ -150,8 +145,7 @@ def main() -> None:
     server = ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
               "--appendonly", "no"]  # fmt: skip
     facts: list[dict] = []
-    with serving(server, stdout=subprocess.DEVNULL):
-        wait_port(PORT, timeout=5)
+    with serving(server, PORT, timeout=5, stdout=subprocess.DEVNULL):
         with tcpdump(pcap, f"tcp port {PORT}", settle=0.3, drain=0.5):
             facts += [cli(c) for c in CLI]
             python_session(facts)

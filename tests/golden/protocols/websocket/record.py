@@ -26,12 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repo, run as a script
-from tests.golden.protocols.recording import (  # noqa: E402
-    serving,
-    tcpdump,
-    wait_port,
-    write_client_facts,
-)
+from tests.golden.protocols.recording import serving, tcpdump, write_client_facts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORTS = {"basic": 21600, "deflate": 21601, "deflate_reset": 21602}
@@ -217,8 +212,7 @@ def record(case: str, clients) -> None:
     pcap = HERE / f"{case}.pcap"
     facts: list[dict] = []
     reset = "reset" if case == "deflate_reset" else ""
-    with serving([sys.executable, __file__, "serve", str(port), reset]):
-        wait_port(port, timeout=10)
+    with serving([sys.executable, __file__, "serve", str(port), reset], port):
         with tcpdump(pcap, f"tcp port {port}", settle=0.3, drain=0.5):
             for client in clients:
                 client(port, facts)
