@@ -166,7 +166,8 @@ class TlsCapture:
             return
         n = min(hdr.len, size - program.HEADER_SIZE)
         payload = ctypes.string_at(data + program.HEADER_SIZE, n)
-        seg = self._maker.chunk(TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock))
+        chunk = TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock, bool(hdr.late))
+        seg = self._maker.chunk(chunk)
         if seg is not None:
             self._pending.append(seg)
             self._pending.extend(self._maker.flush(ts))

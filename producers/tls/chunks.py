@@ -32,6 +32,7 @@ class TlsChunk:
     offset: int  # stream offset of data[0] in that direction
     data: bytes
     socket: SocketTuple | None = None  # when the BPF side knew it
+    late: bool = False  # the fd closed before the call returned (it may be reused already)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,10 @@ class SegmentMaker:
         """The chunk's Segment (None: its socket is unknown). Call `flush` after it."""
         end = c.offset + len(c.data)
         held = None if c.socket is None else self._held.get((c.pid, c.fd, c.socket))
-        if held is not None:  # a late chunk of a closed socket
+        late = held is not None or c.late  # (pid, fd) may be the next connection's now
+        if late:
             sock: SocketTuple | None = c.socket
-            if c.direction == EGRESS:
+            if held is not None and c.direction == EGRESS:
                 held.egress_seen = max(held.egress_seen, end)
         else:
             sock = self._socket(c.pid, c.fd, c.socket)
@@ -107,7 +109,7 @@ class SegmentMaker:
             return None
         self.stats.chunks += 1
         self.stats.bytes += len(c.data)
-        if held is None:
+        if not late:
             counts = self._counts.setdefault((c.pid, c.fd), [0, 0])
             if end > counts[c.direction]:
                 counts[c.direction] = end

@@ -8,9 +8,12 @@ Where plaintext comes from:
   (the g pointer in R14, Go's register ABI), and uprobes on every RET of the function read
   the result — uretprobes would corrupt Go's movable stacks.
 
-Which socket: syscall tracepoints note the fd each thread last did I/O on, so the fd an
-SSL call used is known at its return (and cached per SSL object, for reads served from
-OpenSSL's buffer without a syscall); Go's fd is read from the tls.Conn's net.Conn. The
+Which socket: syscall tracepoints note the fd each thread last did I/O on; the first
+socket I/O inside an SSL call pins the call to its connection there and then (4-tuple,
+sequence base, the fd's close count; a write counts as pending until its return), so a
+close by another thread before the return, and a new connection on the same fd, leave the
+chunk on its own connection. The fd is cached per SSL object, for reads served from
+OpenSSL's buffer without a syscall; Go's fd is read from the tls.Conn's net.Conn. The
 sock:sock_{send,recv}_length tracepoints tie that fd to its `struct sock`, whose 4-tuple
 comes from sock:inet_sock_set_state (connections made after start) and
 tcp:tcp_rcv_space_adjust (older ones, on their next read). User space falls back to
@@ -64,7 +67,7 @@ class EventHeader(ctypes.Structure):
         ("dir", ctypes.c_uint8),
         ("call", ctypes.c_uint8),
         ("has_tuple", ctypes.c_uint8),
-        ("pad", ctypes.c_uint32),
+        ("late", ctypes.c_uint32),  # data: the fd closed before the call returned
         ("tuple", Tuple),
     ]
 
@@ -82,17 +85,20 @@ SOURCE = r"""
 struct tuple_t { u16 family; u16 sport; u16 dport; u16 pad; u8 saddr[16]; u8 daddr[16]; };
 struct call_t {
     u64 buf; u64 lenp; u64 obj; u64 len; s32 fd; u32 kind; u64 io;
-    u64 base; u64 gen; u32 has_tuple; u32 pad; struct tuple_t tuple;  // Go: from the entry
+    // pinned (Go: at the entry; OpenSSL: at the call's first socket I/O)
+    u64 base; u64 gen; u32 has_tuple; u32 pinned; s32 pin_fd; u32 pad; u64 closes;
+    struct tuple_t tuple;
 };
 struct gkey_t { u64 tgid; u64 g; };  // a goroutine: g pointers repeat across processes
-struct counter_t { u64 bytes; u64 gen; };  // gen: which opening of the fd it counts
+// gen: which opening of the fd it counts; pending: OpenSSL writes under way on it
+struct counter_t { u64 bytes; u64 gen; u64 pending; };
 struct sockio_t { s32 fd; u32 pad; u64 io; };  // a thread's last socket fd, I/O count
 struct fdkey_t { u32 tgid; s32 fd; };
 struct objkey_t { u64 tgid; u64 obj; };
 struct ctrkey_t { u32 tgid; s32 fd; u32 dir; u32 pad; };
 struct event_t {
     u64 ts; u64 seq; u64 seq2; u32 pid; u32 tid; s32 fd; u32 len;
-    u8 ev; u8 dir; u8 call; u8 has_tuple; u32 pad;
+    u8 ev; u8 dir; u8 call; u8 has_tuple; u32 late;
     struct tuple_t tuple;
     u8 data[MAX_CHUNK];
 };
@@ -113,6 +119,7 @@ BPF_TABLE("lru_hash", u64, struct tuple_t, sk_tuple, 65536); // struct sock * ->
 BPF_TABLE("lru_hash", struct objkey_t, s32, obj_fd, 65536);  // (tgid, SSL *) -> fd
 BPF_TABLE("lru_hash", struct objkey_t, s32, obj_guess, 65536); // memory-BIO guesses
 BPF_TABLE("lru_hash", struct ctrkey_t, struct counter_t, counters, 65536);
+BPF_TABLE("lru_hash", struct fdkey_t, u64, fd_closes, 65536); // (tgid, fd) -> close(2)s
 
 static __always_inline void count(int i, u64 n) {
     u64 *c = stats.lookup(&i);
@@ -146,15 +153,15 @@ static __always_inline struct counter_t *counter_of(u32 tgid, s32 fd, u32 dir) {
     int zero = 0;
     u64 *last = generation.lookup(&zero);
     if (!last) return 0;
-    struct counter_t fresh = {.bytes = 0, .gen = __sync_fetch_and_add(last, 1) + 1};
+    struct counter_t fresh = {.gen = __sync_fetch_and_add(last, 1) + 1};
     counters.insert(&ck, &fresh);
     return counters.lookup(&ck);
 }
 
 // One data event per MAX_CHUNK piece of [buf, buf + n), numbered from `base`, on the
-// socket whose 4-tuple is `t` (when has_tuple).
+// socket whose 4-tuple is `t` (when has_tuple); `late`: the fd closed before the call's end.
 static __always_inline void output(u32 kind, u32 dir, s32 fd, u64 buf, u64 n, u64 base,
-                                   struct tuple_t *t, u32 has_tuple) {
+                                   struct tuple_t *t, u32 has_tuple, u32 late) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     int zero = 0;
@@ -168,7 +175,7 @@ static __always_inline void output(u32 kind, u32 dir, s32 fd, u64 buf, u64 n, u6
     e->ev = 0;
     e->dir = dir;
     e->call = kind;
-    e->pad = 0;
+    e->late = late;
     e->has_tuple = has_tuple;
     if (has_tuple) __builtin_memcpy(&e->tuple, t, sizeof(e->tuple));
     if (n > (u64)MAX_CHUNK * MAX_PIECES) count(2, n - (u64)MAX_CHUNK * MAX_PIECES);
@@ -186,7 +193,8 @@ static __always_inline void output(u32 kind, u32 dir, s32 fd, u64 buf, u64 n, u6
     }
 }
 
-// OpenSSL: the fd is learned at the return (this thread's I/O during the call).
+// OpenSSL, a call with no socket I/O of its own (served from OpenSSL's buffer, memory
+// BIO): its fd and 4-tuple are taken at the return.
 static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, u64 n) {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     count(3, 1);
@@ -196,7 +204,7 @@ static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, 
     u64 base = __sync_fetch_and_add(&ctr->bytes, n);
     struct tuple_t t = {};
     u32 has_tuple = lookup_tuple(tgid, fd, &t);
-    output(kind, dir, fd, buf, n, base, &t, has_tuple);
+    output(kind, dir, fd, buf, n, base, &t, has_tuple, 0);
 }
 
 // ---- OpenSSL / BoringSSL -------------------------------------------------------------
@@ -215,6 +223,7 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u32 kind) {
     c.obj = PT_REGS_PARM1(ctx);
     c.buf = PT_REGS_PARM2(ctx);
     c.len = PT_REGS_PARM3(ctx);
+    if (kind == __SSL_WRITE__ || kind == __SSL_READ__) c.len = (u32)c.len;  // an int
     c.lenp = PT_REGS_PARM4(ctx);
     c.fd = -1;
     struct sockio_t *last = tid_sock.lookup(&id);
@@ -251,6 +260,48 @@ static __always_inline s32 ssl_socket(u64 id, struct call_t *c, int is_read) {
     return guess;
 }
 
+static __always_inline u32 ssl_dir(u32 kind) {
+    return (kind == __SSL_WRITE__ || kind == __SSL_WRITE_EX__) ? 0 : 1;
+}
+
+static __always_inline u64 closes_of(u32 tgid, s32 fd) {
+    struct fdkey_t k = {.tgid = tgid, .fd = fd};
+    u64 *n = fd_closes.lookup(&k);
+    return n ? *n : 0;
+}
+
+// The first socket I/O of thread `id` inside an SSL call pins the call to that connection
+// while the fd is surely still its: a close by another thread before the call returns
+// (and a new connection given the same fd) must not move the chunk. A write is counted
+// as pending on its counter, so a close meanwhile counts it (the FINs wait for it).
+static __always_inline void pin_ssl_call(u64 id, s32 fd) {
+    struct call_t *c = active.lookup(&id);
+    if (!c || c->pinned || c->kind == __SSL_HANDSHAKE__) return;
+    u32 tgid = id >> 32, dir = ssl_dir(c->kind);
+    struct ctrkey_t ck = {.tgid = tgid, .fd = fd, .dir = dir};
+    // a read makes no counter: a call that gets nothing must not make a close event
+    struct counter_t *ctr = dir == 0 ? counter_of(tgid, fd, dir) : counters.lookup(&ck);
+    if (dir == 0 && !ctr) return;
+    c->pinned = 1;
+    c->pin_fd = fd;
+    c->closes = closes_of(tgid, fd);
+    c->base = ctr ? ctr->bytes : 0;
+    if (dir == 0 && ctr) __sync_fetch_and_add(&ctr->pending, c->len);
+    c->has_tuple = lookup_tuple(tgid, fd, &c->tuple);
+}
+
+// A pinned call whose fd was closed before it returned: its bytes go to the connection
+// it was pinned to, numbered from the pinned base (no other call of that SSL object could
+// run meanwhile); a write of the same opening gives back its pending count.
+static __always_inline int ssl_reopened(u32 tgid, struct call_t *c) {
+    if (!c->pinned) return 0;
+    if (closes_of(tgid, c->pin_fd) != c->closes) return 1;
+    struct ctrkey_t ck = {.tgid = tgid, .fd = c->pin_fd, .dir = 0};
+    struct counter_t *ctr = ssl_dir(c->kind) == 0 ? counters.lookup(&ck) : 0;
+    if (ctr) __sync_fetch_and_add(&ctr->pending, -c->len);
+    return 0;
+}
+
 static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
     u64 id = bpf_get_current_pid_tgid();
     struct call_t *cp = active.lookup(&id);
@@ -258,7 +309,8 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
     struct call_t c = *cp;
     active.delete(&id);
     if (c.kind != kind) return 0;
-    u32 dir = (kind == __SSL_WRITE__ || kind == __SSL_WRITE_EX__) ? 0 : 1;
+    u32 dir = ssl_dir(kind);
+    int reopened = ssl_reopened(id >> 32, &c);
     s32 fd = ssl_socket(id, &c, dir == 1 || kind == __SSL_HANDSHAKE__);
     if (kind == __SSL_HANDSHAKE__) return 0;
     long ret = PT_REGS_RC(ctx);
@@ -271,7 +323,13 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
         n = (u64)(int)ret;
     }
     if (n == 0) return 0;
-    emit(ctx, kind, dir, fd, c.buf, n);
+    if (!reopened) {
+        emit(ctx, kind, dir, c.pinned ? c.pin_fd : fd, c.buf, n);
+        return 0;
+    }
+    count(3, 1);
+    if (!c.has_tuple) { count(1, 1); return 0; }
+    output(kind, dir, c.pin_fd, c.buf, n, c.base, &c.tuple, 1, 1);
     return 0;
 }
 
@@ -351,7 +409,7 @@ static __always_inline int go_exit(struct pt_regs *ctx, u32 kind) {
         if (!same_opening) { count(1, 1); return 0; }
         c.has_tuple = lookup_tuple(tgid, c.fd, &c.tuple);
     }
-    output(kind, dir, c.fd, c.buf, (u64)n, c.base, &c.tuple, c.has_tuple);
+    output(kind, dir, c.fd, c.buf, (u64)n, c.base, &c.tuple, c.has_tuple, !same_opening);
     return 0;
 }
 
@@ -362,6 +420,7 @@ int go_read_exit(struct pt_regs *ctx) { return go_exit(ctx, __GO_READ__); }
 
 // ---- which fd, which socket ----------------------------------------------------------
 static __always_inline void note_socket_io(u64 id, s32 fd) {
+    pin_ssl_call(id, fd);
     struct sockio_t *last = tid_sock.lookup(&id);
     if (last) {
         last->fd = fd;
@@ -394,12 +453,17 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) { note_fd(args->fd); return 0; }
 TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
+    struct fdkey_t fk = {.tgid = tgid, .fd = (s32)args->fd};
+    u64 one = 1;
+    u64 *closes = fd_closes.lookup(&fk);
+    if (closes) __sync_fetch_and_add(closes, 1);
+    else if (wanted(tgid)) fd_closes.update(&fk, &one);
     struct ctrkey_t out = {.tgid = tgid, .fd = (s32)args->fd, .dir = 0};
     struct ctrkey_t in = {.tgid = tgid, .fd = (s32)args->fd, .dir = 1};
     u64 out_count = 0, in_count = 0;
     int found = 0;
     struct counter_t *o = counters.lookup(&out);
-    if (o) { out_count = o->bytes; found = 1; }
+    if (o) { out_count = o->bytes + o->pending; found = 1; }
     struct counter_t *i = counters.lookup(&in);
     if (i) { in_count = i->bytes; found = 1; }
     if (!found) return 0;
@@ -416,12 +480,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     e->ev = 1;
     e->dir = 0;
     e->call = 0;
-    e->pad = 0;
+    e->late = 0;
     e->has_tuple = lookup_tuple(tgid, e->fd, &e->tuple);
     if (events.ringbuf_output(e, sizeof(*e) - MAX_CHUNK, 0) < 0) count(0, 1);
     counters.delete(&out);
     counters.delete(&in);
-    struct fdkey_t fk = {.tgid = tgid, .fd = (s32)args->fd};
     fd_sk.delete(&fk);
     return 0;
 }

@@ -198,3 +198,18 @@ def test_a_held_close_is_given_up_after_a_while() -> None:
     assert maker.close(TlsClose(2, 1, 5, 10, 0, CLIENT)) == []  # 7 bytes never reported
     assert maker.flush(3) == []
     assert [s.seq for s in maker.flush(2 + HOLD_NS)] == [10, 0]
+
+
+def test_a_read_reported_after_its_close_leaves_the_next_connection_on_the_fd_alone() -> None:
+    """An OpenSSL read whose fd was closed (and given to a new connection) before the call
+    returned arrives marked late with the socket it was pinned to: it lands there, and the
+    fd's next connection keeps its socket and its counts."""
+    nxt = SocketTuple("10.0.0.1", 40001, "10.0.0.2", 8443)
+    maker = SegmentMaker(_no_proc)
+    assert maker.close(TlsClose(1, 1, 5, 0, 0, CLIENT)) != []
+    maker.chunk(TlsChunk(2, 1, 5, EGRESS, 0, b"GET /b", nxt))
+    late = maker.chunk(TlsChunk(3, 1, 5, INGRESS, 0, b"HTTP/1.1 200", CLIENT, late=True))
+    after = maker.chunk(TlsChunk(4, 1, 5, EGRESS, 6, b" HTTP/1.1", None))
+    assert late is not None and (late.src_port, late.dst_port) == (8443, 40000)
+    assert after is not None and (after.src_port, after.dst_port) == (40001, 8443)
+    assert [(s.dst_port, s.seq) for s in maker.exit(1, 5)] == [(8443, 15), (40001, 0)]
