@@ -122,7 +122,11 @@ class DissectorSkeleton:
             self._give_up(d, internal_error(e), ts_ns, self.broken)
         if frames:
             self._frames(d, frames, ts_ns)
-        return self._take()
+        out = self.out  # `_take`, inline: this runs once a segment
+        if not out:
+            return []
+        self.out = []
+        return out
 
     def gap(self, direction: Direction, size: int, ts_ns: int) -> list[DissectEvent]:
         if self.opaque or self.closed or size <= 0:

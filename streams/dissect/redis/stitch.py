@@ -155,10 +155,11 @@ class RedisDissector(DissectorSkeleton):
             values = [r.value for r in replies]
             body = values[0] if cmd.expect == 1 else values
             error = next((v for v in values if type(v) is RespError), None)
+            resp3 = self._resp is Resp.RESP3 or _is_resp3(values)
             fields.update(
                 status=1 if error else 0,
                 reason=error.text if error else "",
-                response_version="RESP3" if _is_resp3(values) else self._resp.value,
+                response_version="RESP3" if resp3 else "RESP2",
                 response_body=dumps(body),
                 response_body_size=sum(r.size for r in replies),
                 response_ts_ns=replies[0].ts,
