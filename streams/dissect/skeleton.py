@@ -20,7 +20,7 @@ return None), then defines the hooks:
     _framing_error(d, why, ts) the framer raised `DissectError`: give up (default)
     _bad_frame(d, frame, e, ts) a handler raised: give up (default), or skip the frame
     _close(ts)                 the flow ended: `_flush()` (default), after a last frame
-    _give_up(d, why, ts, flag) extend to drop protocol state
+    _give_up(d, why, ts, flag) extend to drop protocol state (`_go_opaque()`: no reason)
     broken                     flag of waiting calls when the flow is given up for bytes
                                that do not parse ("" by default; SQL dissectors:
                                "malformed")
@@ -47,6 +47,8 @@ Usage:
             while self.pending:
                 self.out.append(self._call(self.pending.popleft(), None, flag))
 
+States: an enum, and its moves in one `Transitions` table per protocol
+(`state = STEPS(state, "event")`).
 
 The hot path is one `feed` and one handler call per frame: keep per-segment work in the
 framer and per-frame work in the handler.
