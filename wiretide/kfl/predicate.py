@@ -14,22 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.regex import compile_regex
-from wiretide.kfl.ast import (
-    And,
-    Bool,
-    Compare,
-    Cond,
-    Const,
-    Exists,
-    Field,
-    Method,
-    Not,
-    Now,
-    Or,
-    Query,
-    Size,
-    Type,
-)
+from wiretide.kfl import ast
+from wiretide.kfl.ast import Type
 from wiretide.kfl.fields import FIELDS
 
 Predicate = Callable[[dict], bool]
@@ -92,10 +78,10 @@ def _walk(path: tuple[str, ...]) -> Callable[[dict], Any]:
     return get
 
 
-def _getter(v: Field | Size) -> tuple[Callable[[dict], Any], bool]:
+def _getter(v: ast.Field | ast.Size) -> tuple[Callable[[dict], Any], bool]:
     """(value getter returning MISSING when absent, whether it yields an iterable of
     elements for `.*`)."""
-    f = v.operand if isinstance(v, Size) else v
+    f = v.operand if isinstance(v, ast.Size) else v
     spec = FIELDS[f.name]
     walk = _walk(spec.view)
     check = _CHECK[spec.type]
@@ -143,7 +129,7 @@ def _getter(v: Field | Size) -> tuple[Callable[[dict], Any], bool]:
                 seq = base(d)
                 return MISSING if seq is MISSING else [x for x in seq if isinstance(x, str)]
 
-    if isinstance(v, Size):
+    if isinstance(v, ast.Size):
         inner = get
 
         def get(d: dict) -> Any:
@@ -153,44 +139,44 @@ def _getter(v: Field | Size) -> tuple[Callable[[dict], Any], bool]:
     return get, each
 
 
-def _const(c: Const | Now, now_ns: int) -> Any:
-    if isinstance(c, Now):
+def _const(c: ast.Const | ast.Now, now_ns: int) -> Any:
+    if isinstance(c, ast.Now):
         return now_ns + c.offset_ns
     return c.value
 
 
-def _compile(node: Cond, now_ns: int) -> Predicate:
-    if isinstance(node, And | Or):
+def _compile(node: ast.Cond, now_ns: int) -> Predicate:
+    if isinstance(node, ast.And | ast.Or):
         return _chain(node, now_ns)
-    if isinstance(node, Not):
+    if isinstance(node, ast.Not):
         a = _compile(node.operand, now_ns)
         return lambda d: not a(d)
-    if isinstance(node, Bool):
+    if isinstance(node, ast.Bool):
         value = node.value
         return lambda d: value
-    if isinstance(node, Exists):
+    if isinstance(node, ast.Exists):
         get, _ = _getter(node.field)
         return lambda d: get(d) is not MISSING
-    if isinstance(node, Method):
+    if isinstance(node, ast.Method):
         return _test(node)
-    if isinstance(node, Compare):
+    if isinstance(node, ast.Compare):
         return _compare(node, now_ns)
     raise TypeError(f"not a KFL condition: {node!r}")
 
 
-def _chain(node: And | Or, now_ns: int) -> Predicate:
+def _chain(node: ast.And | ast.Or, now_ns: int) -> Predicate:
     """All (And) or any (Or) of the items. Equalities of one field with constants
     (`pod == "a" or pod == "b" ...`, or `!=` under And) become one set lookup."""
-    is_and = isinstance(node, And)
+    is_and = isinstance(node, ast.And)
     tests = []
-    sets: dict[Field | Size, set[object]] = {}
+    sets: dict[ast.Field | ast.Size, set[object]] = {}
     for item in node.items:  # loops, not generators: one frame per level of nesting
         if (
-            isinstance(item, Compare)
+            isinstance(item, ast.Compare)
             and item.op == ("!=" if is_and else "==")
-            and isinstance(item.right, Const)
+            and isinstance(item.right, ast.Const)
             and item.right.type in (Type.STRING, Type.NUMBER)
-            and not (isinstance(item.left, Field) and item.left.each)
+            and not (isinstance(item.left, ast.Field) and item.left.each)
         ):
             if item.left not in sets:
                 sets[item.left] = set()
@@ -214,7 +200,7 @@ def _chain(node: And | Or, now_ns: int) -> Predicate:
     return all_of if is_and else any_of
 
 
-def _member(left: Field | Size, values: set[object], inside: bool) -> Predicate:
+def _member(left: ast.Field | ast.Size, values: set[object], inside: bool) -> Predicate:
     get, _ = _getter(left)
 
     def member(d: dict) -> bool:
@@ -224,10 +210,10 @@ def _member(left: Field | Size, values: set[object], inside: bool) -> Predicate:
     return member
 
 
-def _compare(node: Compare, now_ns: int) -> Predicate:
+def _compare(node: ast.Compare, now_ns: int) -> Predicate:
     get, each = _getter(node.left)
     right = node.right
-    if isinstance(right, Field | Size):
+    if isinstance(right, ast.Field | ast.Size):
         get_r, _ = _getter(right)
         op = _OPS[node.op]
 
@@ -236,7 +222,7 @@ def _compare(node: Compare, now_ns: int) -> Predicate:
             return x is not MISSING and y is not MISSING and op(x, y)
 
         return both
-    if isinstance(right, Const) and right.type is Type.REGEX:
+    if isinstance(right, ast.Const) and right.type is Type.REGEX:
         search = compile_regex(right.value).search
         want = node.op == "=="
 
@@ -267,7 +253,7 @@ def _apply(get: Callable[[dict], Any], each: bool, test: Callable[[Any], bool]) 
     return one
 
 
-def _test(node: Method) -> Predicate:
+def _test(node: ast.Method) -> Predicate:
     get, each = _getter(node.subject)
     arg = node.arg.value
     spec = FIELDS[node.subject.name]
@@ -289,7 +275,7 @@ def _test(node: Method) -> Predicate:
     return _apply(get, each, lambda x: search(x if isinstance(x, str) else str(x)) is not None)
 
 
-def to_predicate(query: Query, *, now_ns: int | None = None) -> Predicate:
+def to_predicate(query: ast.Query, *, now_ns: int | None = None) -> Predicate:
     """A function of one `call_view` dict → whether the filter takes it. `now()` and
     relative times are read from the clock now (or `now_ns`), once."""
     if query.filter is None:

@@ -19,22 +19,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from wiretide.kfl.ast import (
-    And,
-    Bool,
-    Compare,
-    Cond,
-    Const,
-    Exists,
-    Field,
-    Method,
-    Not,
-    Now,
-    Or,
-    Query,
-    Size,
-    Type,
-)
+from wiretide.kfl import ast
+from wiretide.kfl.ast import Type
 from wiretide.kfl.errors import KflError
 from wiretide.kfl.fields import FIELDS
 
@@ -61,9 +47,9 @@ class _Compiler:
         self.params[name] = value
         return f"{{{name}:{ch_type}}}"
 
-    def bind_const(self, c: Const | Now) -> str:
-        if isinstance(c, Now) or c.type is Type.TIME:
-            ns = self.now_ns + c.offset_ns if isinstance(c, Now) else c.value
+    def bind_const(self, c: ast.Const | ast.Now) -> str:
+        if isinstance(c, ast.Now) or c.type is Type.TIME:
+            ns = self.now_ns + c.offset_ns if isinstance(c, ast.Now) else c.value
             ns = min(max(ns, INT64[0]), INT64[1])
             return f"fromUnixTimestamp64Nano({self.bind(ns, 'Int64')}, 'UTC')"
         if c.type is Type.STRING or c.type is Type.REGEX:
@@ -74,8 +60,8 @@ class _Compiler:
             return self.bind(c.value, "Float64")
         return self.bind(int(c.value), "Int64")
 
-    def access(self, v: Field | Size) -> _Access | None:
-        f = v.operand if isinstance(v, Size) else v
+    def access(self, v: ast.Field | ast.Size) -> _Access | None:
+        f = v.operand if isinstance(v, ast.Size) else v
         spec = FIELDS[f.name]
         if spec.sql is None:
             return None
@@ -94,7 +80,7 @@ class _Compiler:
         elif f.each:
             expr = f"mapValues({expr})" if spec.type is Type.MAP else expr
             each, type_ = True, Type.STRING
-        if isinstance(v, Size):
+        if isinstance(v, ast.Size):
             expr = f"lengthUTF8({expr})" if type_ is Type.STRING else f"length({expr})"
             type_ = Type.NUMBER
         return _Access(tuple(guards), expr, each, type_)
@@ -103,32 +89,32 @@ class _Compiler:
     def guarded(guards: tuple[str, ...], test: str) -> str:
         return f"({' AND '.join((*guards, test))})" if guards else test
 
-    def cond(self, node: Cond) -> str:
-        if isinstance(node, And | Or):
+    def cond(self, node: ast.Cond) -> str:
+        if isinstance(node, ast.And | ast.Or):
             return self.chain(node)
-        if isinstance(node, Not):
+        if isinstance(node, ast.Not):
             return f"NOT {self.cond(node.operand)}"
-        if isinstance(node, Bool):
+        if isinstance(node, ast.Bool):
             return "1" if node.value else "0"
-        if isinstance(node, Exists):
+        if isinstance(node, ast.Exists):
             a = self.access(node.field)
             if a is None:
                 return "0"
             return f"({' AND '.join(a.guards)})" if a.guards else "1"
-        if isinstance(node, Method):
+        if isinstance(node, ast.Method):
             return self.test(node)
-        if isinstance(node, Compare):
+        if isinstance(node, ast.Compare):
             return self.compare(node)
         raise TypeError(f"not a KFL condition: {node!r}")
 
-    def chain(self, node: And | Or) -> str:
+    def chain(self, node: ast.And | ast.Or) -> str:
         """The items joined by AND/OR. Equalities of one field (`x == "a" or x == "b"
         ...`) become `x IN {kflN:Array(String)}`, and `x != "a" and x != "b" ...`
         `x NOT IN ...`: one parameter instead of thousands of terms, as ClickHouse
         limits a query's size."""
-        is_and = isinstance(node, And)
-        parts: list[str | tuple[Field | Size, str]] = []
-        groups: dict[tuple[Field | Size, str], list[Compare]] = {}
+        is_and = isinstance(node, ast.And)
+        parts: list[str | tuple[ast.Field | ast.Size, str]] = []
+        groups: dict[tuple[ast.Field | ast.Size, str], list[ast.Compare]] = {}
         for item in node.items:  # loops: one Python frame per level of nesting
             key = _set_key(item, "!=" if is_and else "==")
             if key is None:
@@ -154,18 +140,18 @@ class _Compiler:
             out.append(self.guarded(a.guards, test))
         return f"({(' AND ' if is_and else ' OR ').join(out)})"
 
-    def compare(self, node: Compare) -> str:
+    def compare(self, node: ast.Compare) -> str:
         a = self.access(node.left)
         if a is None:
             return "0"
         right = node.right
-        if isinstance(right, Field | Size):
+        if isinstance(right, ast.Field | ast.Size):
             b = self.access(right)
             if b is None:
                 return "0"
             return self.guarded(a.guards + b.guards, f"{a.expr} {_OPS[node.op]} {b.expr}")
         x = "x" if a.each else a.expr
-        if isinstance(right, Const) and right.type is Type.REGEX:
+        if isinstance(right, ast.Const) and right.type is Type.REGEX:
             subject = x if a.type is Type.STRING else f"toString({x})"
             test = f"match({subject}, {self.bind_const(right)})"
             test = test if node.op == "==" else f"NOT {test}"
@@ -175,7 +161,7 @@ class _Compiler:
             test = f"arrayExists(x -> {test}, {a.expr})"
         return self.guarded(a.guards, test)
 
-    def test(self, node: Method) -> str:
+    def test(self, node: ast.Method) -> str:
         a = self.access(node.subject)
         if a is None:
             return "0"
@@ -197,13 +183,13 @@ class _Compiler:
 _EXACT_IN_FLOAT = 2**53  # Float64 columns compare with these integers exactly
 
 
-def _set_key(node: Cond, op: str) -> tuple[Field | Size, str] | None:
+def _set_key(node: ast.Cond, op: str) -> tuple[ast.Field | ast.Size, str] | None:
     """(left side, ClickHouse type of the constant) for `x op "text"` or `x op 42` on a
     single-valued x, which an IN list can share; else None."""
-    if not isinstance(node, Compare) or node.op != op or not isinstance(node.right, Const):
+    if not isinstance(node, ast.Compare) or node.op != op or not isinstance(node.right, ast.Const):
         return None
     left, c = node.left, node.right
-    if isinstance(left, Field) and left.each:
+    if isinstance(left, ast.Field) and left.each:
         return None
     if c.type is Type.STRING:
         return left, "String"
@@ -212,7 +198,7 @@ def _set_key(node: Cond, op: str) -> tuple[Field | Size, str] | None:
     return None
 
 
-def to_sql(query: Query, *, now_ns: int | None = None) -> tuple[str, dict[str, object]]:
+def to_sql(query: ast.Query, *, now_ns: int | None = None) -> tuple[str, dict[str, object]]:
     """(where_sql, params) for `sinks.clickhouse.reader.read_calls`; where_sql is "" for
     a filter that takes every call. `now()` and relative times are read from the clock
     now (or `now_ns`). `query.limit` is not part of it: pass it as read_calls' limit."""
