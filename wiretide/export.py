@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from producers.pcap_writer import PcapngWriter, PcapWriter
 from schemas.config import Settings
@@ -36,6 +37,9 @@ from schemas.errors import WiretideError
 from schemas.records import Segment, segment_flow_id
 from sinks.clickhouse.ddl import CALLS
 from sinks.errors import one_line
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, TopicPartition
 
 MARGIN_NS = 1_000_000_000  # a call's span is widened by this much on each side
 FORMATS = ("pcap", "pcapng")
@@ -237,15 +241,7 @@ def read_topic(
 ) -> Iterator[Segment]:
     """The segments of `flows` on every partition of the segments topic, from the first
     message published at or after `start_ms` (None: the oldest kept) to the end as of now."""
-    from confluent_kafka import (
-        OFFSET_BEGINNING,
-        Consumer,
-        KafkaError,
-        KafkaException,
-        TopicPartition,
-    )
-
-    from schemas.serde import decode_segment_batch
+    from confluent_kafka import Consumer
 
     topic = topic or settings.segments_topic
     consumer = Consumer(
@@ -260,60 +256,79 @@ def read_topic(
             },
         )
     )
-    keys = {flow.encode() for flow in flows}
     try:
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                raise ExportError(f"topic {topic} is not on the Kafka at {settings.kafka}")
-            ends = {}
-            for p in sorted(meta.partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if high > low:
-                    ends[p] = high
-            starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
-            if start_ms is not None and ends:
-                asked = [TopicPartition(topic, p, start_ms) for p in ends]
-                starts = list(consumer.offsets_for_times(asked, timeout=10))
-                for tp in starts:
-                    if tp.offset < 0:  # nothing published since
-                        ends.pop(tp.partition)
-                starts = [tp for tp in starts if tp.offset >= 0]
-        except KafkaException as ex:
-            raise ExportError(f"cannot read {topic} at {settings.kafka}: {_reason(ex)}") from None
-        if not starts:
-            return
-        consumer.assign(starts)
-        left = set(ends)
-        quiet_since = time.monotonic()
-        while left:
-            messages = consumer.consume(num_messages=500, timeout=1.0)
-            if messages:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > _STALL_S:
-                raise ExportError(
-                    f"reading {topic} at {settings.kafka} stalled for {_STALL_S:.0f}s; retry"
-                )
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        left.discard(msg.partition())
-                        continue
-                    if err.fatal() or not err.retriable():
-                        raise ExportError(f"cannot read {topic}: {err.str()}")
-                    continue
-                p, offset = msg.partition(), msg.offset()
-                if offset >= ends.get(p, 0) - 1:
-                    left.discard(p)
-                if offset >= ends.get(p, 0) or msg.key() not in keys or not msg.value():
-                    continue
-                try:
-                    yield from decode_segment_batch(msg.value())
-                except Exception:  # noqa: S112 - the workers dead-letter it; not ours to judge
-                    continue
+        starts, ends = _start_offsets(consumer, settings, topic, start_ms)
+        if starts:
+            consumer.assign(starts)
+            yield from _read_to_ends(consumer, settings, topic, ends, {f.encode() for f in flows})
     finally:
         consumer.close()
+
+
+def _start_offsets(
+    consumer: Consumer, settings: Settings, topic: str, start_ms: int | None
+) -> tuple[list[TopicPartition], dict[int, int]]:
+    """Where to start on each partition that holds messages, and its end offset as of now."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise ExportError(f"topic {topic} is not on the Kafka at {settings.kafka}")
+        ends = {}
+        for p in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
+        if start_ms is not None and ends:
+            asked = [TopicPartition(topic, p, start_ms) for p in ends]
+            starts = list(consumer.offsets_for_times(asked, timeout=10))
+            for tp in starts:
+                if tp.offset < 0:  # nothing published since
+                    ends.pop(tp.partition)
+            starts = [tp for tp in starts if tp.offset >= 0]
+    except KafkaException as ex:
+        raise ExportError(f"cannot read {topic} at {settings.kafka}: {_reason(ex)}") from None
+    return starts, ends
+
+
+def _read_to_ends(
+    consumer: Consumer, settings: Settings, topic: str, ends: dict[int, int], keys: set[bytes]
+) -> Iterator[Segment]:
+    """The segments keyed by one of `keys`, until every partition reached its end."""
+    from confluent_kafka import KafkaError
+
+    from schemas.serde import decode_segment_batch
+
+    left = set(ends)
+    quiet_since = time.monotonic()
+    while left:
+        messages = consumer.consume(num_messages=500, timeout=1.0)
+        if messages:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > _STALL_S:
+            raise ExportError(
+                f"reading {topic} at {settings.kafka} stalled for {_STALL_S:.0f}s; retry"
+            )
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    left.discard(msg.partition())
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise ExportError(f"cannot read {topic}: {err.str()}")
+                continue
+            p, offset = msg.partition(), msg.offset()
+            if offset >= ends.get(p, 0) - 1:
+                left.discard(p)
+            if offset >= ends.get(p, 0) or msg.key() not in keys or not msg.value():
+                continue
+            try:
+                yield from decode_segment_batch(msg.value())
+            except Exception:  # noqa: S112 - the workers dead-letter it; not ours to judge
+                continue
 
 
 def _reason(ex: BaseException) -> str:

@@ -49,7 +49,12 @@ def _bootstrap(settings: Settings) -> str:
 
 def router(store: HubStore) -> APIRouter:
     api = APIRouter(tags=["export"])
+    _add_pcap_route(api, store)
+    _add_jsonl_route(api, store)
+    return api
 
+
+def _add_pcap_route(api: APIRouter, store: HubStore) -> None:
     @api.get(
         "/export.pcap",
         response_class=Response,
@@ -106,6 +111,8 @@ def router(store: HubStore) -> APIRouter:
             },
         )
 
+
+def _add_jsonl_route(api: APIRouter, store: HubStore) -> None:
     @api.get(
         "/export.jsonl",
         response_class=Response,
@@ -142,5 +149,3 @@ def router(store: HubStore) -> APIRouter:
         calls.reverse()
         body = "".join(json.dumps(call, ensure_ascii=False) + "\n" for call in calls)
         return Response(body.encode(), media_type="application/x-ndjson")
-
-    return api
