@@ -1,8 +1,7 @@
-"""What `tap` and `agent` share: reading a capture or capturing live, publishing the
-segments, and (for `tap`) the local pipeline that stores them.
+"""What `tap` and `agent` do: read a capture or capture live, publish the segments, and
+(for `tap`) run the local pipeline that stores them.
 
-Module level stays light (the CLI imports it on every run): producers/ and Kafka load
-inside the functions that capture or publish (~0.3 s).
+Imported only when one of them runs: it loads producers/, streams' rules and Kafka.
 """
 
 from __future__ import annotations
@@ -13,23 +12,28 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from producers.afpacket import RingSpec
+from producers.afpacket.capture import NO_HOST
+from producers.batcher import FlowBatcher
+from producers.live import LiveLoop, open_sources
+from producers.pcap import ReadStats, read_segments
+from producers.publisher import SegmentPublisher
 from schemas.config import Settings
 from schemas.errors import WiretideError
+from schemas.records import Segment
+from schemas.runtime import health
 from schemas.runtime.sink_status import SinkStatus
+from schemas.runtime.topics import ensure_topics
+from streams.redact import RedactionPolicy
+from streams.rules import RulesError, load_rules
+from wiretide import local
 from wiretide.broker import left_running_note
+from wiretide.kube.aim import Cluster, aim_at_pods
+from wiretide.local import Supervisor, connect, pipeline_ports, ui_listen, wait_until_stored
 from wiretide.progress import Progress
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from producers.live import LiveLoop
-    from producers.pcap import ReadStats
-    from producers.publisher import SegmentPublisher
-    from schemas.records import Segment
-    from wiretide.local import Supervisor
 
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
@@ -40,8 +44,6 @@ def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _policy(path: str | None) -> None:
-    from streams.redact import RedactionPolicy
-
     if not path:
         return
     try:
@@ -54,8 +56,6 @@ def _policy(path: str | None) -> None:
 def _check_rules(path: str | None) -> None:
     if not path:
         return
-    from streams.rules import RulesError, load_rules
-
     try:
         load_rules(path)
     except RulesError as ex:
@@ -65,9 +65,6 @@ def _check_rules(path: str | None) -> None:
 
 def start_pipeline(args: argparse.Namespace, settings: Settings) -> tuple[Settings, Supervisor]:
     """Broker, topics, stream workers and the sink, ready for segments."""
-    from schemas.runtime.topics import ensure_topics
-    from wiretide.local import Supervisor, connect, ui_listen
-
     settings = connect(settings)
     data = settings.data
     # Every core by default; partitions enough that no worker idles.
@@ -98,8 +95,6 @@ def store_all(
     publisher: SegmentPublisher, supervisor: Supervisor, progress: Progress, data: Path
 ) -> None:
     """Mark the end of the capture, then wait until every call is stored."""
-    from wiretide.local import wait_until_stored
-
     publisher.publish_end_of_capture()
 
     def on_progress(stage: str, lag: int) -> None:
@@ -131,8 +126,6 @@ def say_left_running(kafka_given: bool, settings: Settings) -> None:
 
 
 def announce_ui(args: argparse.Namespace, supervisor: Supervisor) -> int | None:
-    from wiretide import local
-
     if "--serve" not in supervisor.roles["sink"]:
         return None
     return local.announce_ui(supervisor, args.quiet)
@@ -161,8 +154,6 @@ def keep_ui(args: argparse.Namespace, settings: Settings, port: int | None) -> N
 def open_capture(path: str) -> tuple[Segment | None, Iterator[Segment], ReadStats]:
     """The first segment (reading it opens and checks the file before anything starts),
     the rest, and the read's counts."""
-    from producers.pcap import ReadStats, read_segments
-
     segments = read_segments(path, stats=(stats := ReadStats()))
     return next(segments, None), segments, stats
 
@@ -175,8 +166,6 @@ def publish_capture(
     publisher: SegmentPublisher,
     progress: Progress,
 ) -> None:
-    from producers.batcher import FlowBatcher
-
     batcher = FlowBatcher()
     size = max(1, os.path.getsize(path))
     if first is not None:
@@ -190,6 +179,46 @@ def publish_capture(
                 )
     for fid, batch in batcher.drain():
         publisher.publish(fid, batch)
+
+
+def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay a capture file through the local pipeline and store every call."""
+    check_inputs(args, settings)
+    first, segments, stats = open_capture(args.pcap)
+    kafka_given = bool(settings.kafka)
+    settings, supervisor = start_pipeline(args, settings)
+    progress = Progress(False if args.quiet else None)
+    try:
+        ui_port = announce_ui(args, supervisor)
+        publisher = SegmentPublisher(settings)
+        started = time.monotonic()
+        publish_capture(args.pcap, first, segments, stats, publisher, progress)
+        store_all(publisher, supervisor, progress, settings.data)
+        flowing = time.monotonic() - started
+    finally:
+        supervisor.stop()
+        progress.done()
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
+    print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
+    span = "from the first segment published to the last call stored"
+    report_stored(supervisor, settings.data, flowing, span)
+    say_left_running(kafka_given, settings)
+    keep_ui(args, settings, ui_port)
+    return 0
+
+
+def publish_pcap(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish a capture's segments to Kafka for the stream workers, then mark its end."""
+    first, segments, stats = open_capture(args.pcap)
+    kafka_given = bool(settings.kafka)
+    settings = connect(settings)
+    ensure_topics(settings)
+    publisher = SegmentPublisher(settings)
+    publish_capture(args.pcap, first, segments, stats, publisher, Progress(False))
+    publisher.publish_end_of_capture()
+    print(f"published {stats.segments} segments of {stats.packets} packets to {settings.kafka}")
+    say_left_running(kafka_given, settings)
+    return 0
 
 
 class _StopOnSignal:
@@ -214,11 +243,6 @@ class _StopOnSignal:
 def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa: ANN202
     """(sources, cluster or None), opened first: no privilege, no such interface or a bad
     filter fails in one line before the broker and workers start."""
-    from producers.afpacket import RingSpec
-    from producers.afpacket.capture import NO_HOST
-    from producers.live import open_sources
-    from wiretide.kube.aim import Cluster
-
     cluster = None
     if args.pod_regex or args.namespace or args.all_namespaces:
         cluster = Cluster.open(args.pod_regex, args.namespace, args.all_namespaces, args.kubeconfig)
@@ -241,12 +265,6 @@ def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa
 def capture_live(args: argparse.Namespace, settings: Settings, store: bool = True) -> int:
     """Capture until --for runs out or a signal; publish the segments, and (`store`) run
     the local pipeline that stores them."""
-    from producers.live import LiveLoop
-    from producers.publisher import SegmentPublisher
-    from schemas.runtime.topics import ensure_topics
-    from wiretide.kube.aim import aim_at_pods
-    from wiretide.local import connect, pipeline_ports
-
     check_inputs(args, settings)
     kafka_given = bool(settings.kafka)
     settings = settings.replace(data=settings.writable_data())
@@ -301,8 +319,6 @@ def _run_loop(
     data: Path,
 ) -> float:
     """Run the capture until stopped; returns when it started (time.monotonic())."""
-    from schemas.runtime import health
-
     started = time.monotonic()
     deadline = started + duration if duration else None
 

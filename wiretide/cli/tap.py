@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from wiretide.cli import capture
 from wiretide.cli.options import common, live_flags_used, live_options, port_or_zero, positive
-from wiretide.progress import Progress
 
 NAME = "tap"
 
@@ -84,32 +81,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise WiretideError(
                 f"{', '.join(used)}: for live capture only; leave out --pcap to capture live"
             )
-        return _tap_pcap(args, settings)
-    return capture.capture_live(args, settings)
+    from wiretide.cli import capture  # producers, streams' rules and Kafka (~0.5 s)
 
-
-def _tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.publisher import SegmentPublisher
-
-    capture.check_inputs(args, settings)
-    first, segments, stats = capture.open_capture(args.pcap)
-    kafka_given = bool(settings.kafka)
-    settings, supervisor = capture.start_pipeline(args, settings)
-    progress = Progress(False if args.quiet else None)
-    try:
-        ui_port = capture.announce_ui(args, supervisor)
-        publisher = SegmentPublisher(settings)
-        started = time.monotonic()
-        capture.publish_capture(args.pcap, first, segments, stats, publisher, progress)
-        capture.store_all(publisher, supervisor, progress, settings.data)
-        flowing = time.monotonic() - started
-    finally:
-        supervisor.stop()
-        progress.done()
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
-    print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
-    span = "from the first segment published to the last call stored"
-    capture.report_stored(supervisor, settings.data, flowing, span)
-    capture.say_left_running(kafka_given, settings)
-    capture.keep_ui(args, settings, ui_port)
-    return 0
+    return capture.tap_pcap(args, settings) if args.pcap else capture.capture_live(args, settings)
