@@ -161,6 +161,26 @@ class LocalBroker:
         """Start (or reuse) the broker; return its bootstrap address once it accepts clients."""
         if self.is_up():
             return self.bootstrap
+        self._check_home_and_port()
+        jvm, conf = self._configure()
+        proc = self._launch(jvm, conf)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"the Kafka broker exited at start (code {proc.returncode}); "
+                    f"see {self.home / 'broker.out'}"
+                )
+            if _port_open(self.port) and _broker_ready(self.bootstrap):
+                return self.bootstrap
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerError(
+            f"the Kafka broker did not come up within {timeout:.0f}s; "
+            f"see {self.home / 'broker.out'}"
+        )
+
+    def _check_home_and_port(self) -> None:
         running_on = self.recorded_port() if self.pid() is not None else None
         if running_on not in (None, self.port):  # two brokers cannot share one home
             raise BrokerError(
@@ -172,6 +192,9 @@ class LocalBroker:
                 f"port {self.port} is taken by another program: stop it or pass "
                 f"--kafka 127.0.0.1:{self.port} if it is a Kafka broker"
             )
+
+    def _configure(self) -> tuple[list[str], Path]:
+        """The JVM command line and the server.properties, storage formatted once."""
         java = shutil.which("java")
         if not java:
             raise BrokerError(
@@ -220,6 +243,9 @@ class LocalBroker:
                     f"could not format the broker's storage in {logs}: "
                     f"{(fmt.stderr or fmt.stdout).strip().splitlines()[-1:]}"
                 )
+        return jvm, conf
+
+    def _launch(self, jvm: list[str], conf: Path) -> subprocess.Popen[bytes]:
         out = open(self.home / "broker.out", "ab")
         proc = subprocess.Popen(
             jvm + ["kafka.Kafka", str(conf)],
@@ -230,21 +256,7 @@ class LocalBroker:
         )
         self.pid_file.write_text(f"{proc.pid} {self.port}\n")
         self.port_file.write_text(f"{self.port}\n")  # kept after a stop: the next start reuses it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(
-                    f"the Kafka broker exited at start (code {proc.returncode}); "
-                    f"see {self.home / 'broker.out'}"
-                )
-            if _port_open(self.port) and _broker_ready(self.bootstrap):
-                return self.bootstrap
-            time.sleep(0.3)
-        self.stop()
-        raise BrokerError(
-            f"the Kafka broker did not come up within {timeout:.0f}s; "
-            f"see {self.home / 'broker.out'}"
-        )
+        return proc
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL). True if one was running."""
