@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from schemas.config import Settings
 from schemas.errors import WiretideError
 
 HELM_CACHE = Path("~/.cache/wiretide/helm/helm")
@@ -26,16 +27,17 @@ class DeployError(WiretideError):
     """The chart could not be installed or removed."""
 
 
-def find_helm() -> str | None:
-    """$WIRETIDE_HELM, then the binary scripts/build-helm.sh makes, then PATH."""
-    for candidate in (os.environ.get("WIRETIDE_HELM"), str(HELM_CACHE.expanduser())):
+def find_helm(configured: str | None = None) -> str | None:
+    """`configured` (Settings.helm: $WIRETIDE_HELM), then the binary scripts/build-helm.sh
+    makes, then PATH."""
+    for candidate in (configured, str(HELM_CACHE.expanduser())):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("helm")
 
 
-def run_deploy(args: argparse.Namespace) -> int:
-    helm = require_helm()
+def run_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    helm = require_helm(settings)
     chart = _chart(args.chart)
     values = [_values_file(path) for path in args.values or []]
     common = [args.release, str(chart), "--namespace", args.namespace]
@@ -85,8 +87,8 @@ def run_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_undeploy(args: argparse.Namespace) -> int:
-    helm = require_helm()
+def run_undeploy(args: argparse.Namespace, settings: Settings) -> int:
+    helm = require_helm(settings)
     kubeconfig = _kubeconfig(args.kubeconfig)
     _run(
         helm,
@@ -98,8 +100,8 @@ def run_undeploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def require_helm() -> str:
-    helm = find_helm()
+def require_helm(settings: Settings) -> str:
+    helm = find_helm(settings.helm)
     if helm is None:
         raise DeployError(_HELM_MISSING)
     return helm

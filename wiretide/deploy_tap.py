@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import yaml
 
+from schemas.config import Settings
 from schemas.errors import WiretideError
 from wiretide import deploy
 from wiretide.deploy import DeployError
@@ -132,8 +133,11 @@ def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def helm_deploy(args: argparse.Namespace, render: bool = False) -> int:
-    """`wiretide deploy` with the tap's selector as a values file (render: print only)."""
+def helm_deploy(
+    args: argparse.Namespace, render: bool = False, settings: Settings | None = None
+) -> int:
+    """`wiretide deploy` with the tap's selector as a values file (render: print only);
+    `settings` default to the environment's."""
     values = chart_values(args.pod_regex, args.namespace, args.all_namespaces, args.tls)
     with tempfile.TemporaryDirectory(prefix="wiretide-tap-") as tmp:
         path = Path(tmp) / "tap-values.yaml"
@@ -148,7 +152,8 @@ def helm_deploy(args: argparse.Namespace, render: bool = False) -> int:
                 set_values=[],
                 timeout=10,
                 render=render,
-            )
+            ),
+            settings or Settings.from_env(),
         )
 
 
@@ -250,28 +255,28 @@ class HubForwarder:
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
 
 
-def run_tap_deploy(args: argparse.Namespace) -> int:
+def run_tap_deploy(args: argparse.Namespace, settings: Settings) -> int:
     _refuse_local_options(args)
     chart_values(args.pod_regex, args.namespace, args.all_namespaces, args.tls)  # bad regex
-    deploy.require_helm()  # no helm: one line, nothing done
+    deploy.require_helm(settings)  # no helm: one line, nothing done
     listener = _listen(args.ui_port)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     deployed = False
     try:
         api = _reachable_api(args.kubeconfig)
         deployed = True  # from here on, a failed or partial install is ours to remove
-        helm_deploy(args)
+        helm_deploy(args, settings=settings)
         _forward(args, api, listener)
     except BaseException:
         if deployed and args.undeploy_on_exit:
             with contextlib.suppress(WiretideError):  # the first failure is the one to show
-                _undeploy(args)
+                _undeploy(args, settings)
         raise
     finally:
         listener.close()
         signal.signal(signal.SIGTERM, previous)
     if args.undeploy_on_exit:
-        _undeploy(args)
+        _undeploy(args, settings)
     return 0
 
 
@@ -289,12 +294,13 @@ def _forward(args: argparse.Namespace, api, listener: socket.socket) -> None:  #
         _progress("stopped forwarding")
 
 
-def _undeploy(args: argparse.Namespace) -> None:
+def _undeploy(args: argparse.Namespace, settings: Settings) -> None:
     _progress(f"removing {RELEASE} from namespace {args.namespace_of_wiretide}...")
     deploy.run_undeploy(
         argparse.Namespace(
             release=RELEASE, namespace=args.namespace_of_wiretide, kubeconfig=args.kubeconfig
-        )
+        ),
+        settings,
     )
 
 

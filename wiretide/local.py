@@ -35,10 +35,10 @@ def spawn(
     log_name: str | None = None,
     settings: Settings | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `wiretide <role>` as a child process logging to the data dir; `settings` are
-    handed down in its environment."""
-    env = settings.child_env() if settings is not None else dict(os.environ)
-    env.update(WIRETIDE_KAFKA=bootstrap, WIRETIDE_DATA=str(data))
+    """Start `wiretide <role>` as a child process logging to the data dir; `settings`
+    (default: this environment's) are handed down in its environment."""
+    settings = (settings or Settings.from_env()).replace(kafka=bootstrap, data=data)
+    env = settings.child_env()
     log_dir = data / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{log_name or role}.log", "ab")

@@ -119,8 +119,6 @@ def test_an_unknown_setting_is_a_programming_error() -> None:
 # Settings; only schemas/config.py turns the environment into one.
 ALLOWED = {
     "schemas/config.py": "the one place that reads the environment",
-    "wiretide/deploy.py": "reads WIRETIDE_HELM itself: the CLI's deploy takes no Settings yet",
-    "wiretide/local.py": "hands its children WIRETIDE_KAFKA/DATA by hand, not Settings.to_env yet",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from schemas.config import Settings
 from wiretide.deploy import CHART, run_deploy
 
 NAME = "deploy"
@@ -62,5 +61,4 @@ def _minutes(text: str) -> int:
     return value
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    return run_deploy(args)
+run = run_deploy

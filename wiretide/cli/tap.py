@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.deploy:  # onto a cluster with helm, its hub forwarded here
         from wiretide.deploy_tap import run_tap_deploy  # loads YAML and the Kubernetes client
 
-        return run_tap_deploy(args)
+        return run_tap_deploy(args, settings)
     if args.pcap:
         used = live_flags_used(args)
         if used:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from schemas.config import Settings
 from wiretide.cli.deploy import target_options
 from wiretide.deploy import run_undeploy
 
@@ -20,5 +19,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     target_options(undeploy)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    return run_undeploy(args)
+run = run_undeploy
