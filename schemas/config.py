@@ -110,7 +110,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Defaults, then WIRETIDE_* of `environ` (default: os.environ), then `overrides`
-        (flags; None: not given). A bad value raises a one-line WiretideError."""
+        (flags; None or "": not given). A bad value raises a one-line WiretideError."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for name, (var, parse) in _ENV.items():
@@ -122,9 +122,9 @@ class Settings:
         for name, value in overrides.items():
             if name not in _ENV:
                 raise TypeError(f"Settings has no {name!r}")
-            if value is not None:
+            if value is not None and value != "":  # an empty flag is no flag, as before
                 flag = "--" + name.replace("_", "-")
-                values[name] = _ENV[name][1](str(value), flag) if name == "data" else value
+                values[name] = _ENV[name][1](str(value), flag)  # checked as the env's are
         return cls(**values)
 
     @staticmethod

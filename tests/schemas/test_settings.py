@@ -110,6 +110,12 @@ def test_a_bad_value_is_one_line_naming_it(name: str, value: str, words: list[st
     assert "\n" not in said and all(word in said for word in words), said
 
 
+def test_flags_are_checked_as_the_environment_is() -> None:
+    with pytest.raises(WiretideError, match="--partitions must be a whole number"):
+        Settings.from_env({}, partitions=0)
+    assert Settings.from_env(ENV, kafka="").kafka == "kafka.example:9092"  # empty: not given
+
+
 def test_an_unknown_setting_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="kafak"):
         Settings.from_env({}, kafak="x")
