@@ -542,57 +542,17 @@ def _main(args: argparse.Namespace) -> int:
             "requests": ts.requests,
             "responses": ts.responses,
             "calls": ts.calls,
-            "seconds": ts.run.wall,
-            "cpu_seconds": ts.run.cpu,
-            "calls_per_s": _rate(ts.calls, ts.run.wall),
-            "peak_rss_mb": ts.run.tree_rss_mb,
+            **_timing(ts.calls, ts.run),
         }
-
     if do_wiretide:
-        tmp = None
-        if args.data:
-            data = args.data.resolve()
-            data.mkdir(parents=True, exist_ok=True)
-        else:
-            data = Path(tmp := tempfile.mkdtemp(prefix="wiretide-e2e-"))
-        started_broker = False
-        try:
-            if not args.no_broker:
-                bcmd = [*wiretide, "broker", "start", "--data", str(data)]
-                print(f"$ {shlex.join(bcmd)}", flush=True)
-                _helper(bcmd, "wiretide broker start", timeout=300)
-                started_broker = True
-            if args.data:
-                try:
-                    before = count_stored(wiretide, data, args.timeout)
-                except BenchError:
-                    before = 0  # nothing stored yet (no table)
-                if before:
-                    raise BenchError(
-                        f"{data} already holds {before} calls: pass a fresh --data DIR"
-                    )
-            exclude = re.compile(r"(^|[/ ])java( |$)|kafka\.Kafka")
-            tap = [*wiretide, "tap", "--pcap", str(cap.path), "--data", str(data)]
-            print(f"$ {shlex.join(tap)}", flush=True)
-            wt = run_wiretide(wiretide, cap, data, args.timeout, exclude)
-        finally:
-            if started_broker and not args.keep_broker:
-                subprocess.run(
-                    [*wiretide, "broker", "stop", "--data", str(data)],
-                    capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
-                )  # fmt: skip
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
+        wt = _bench_wiretide(args, wiretide, cap)
         rows.append(("wiretide", wt.calls, wt.run))
         result["wiretide"] = {
             "command": wt.command,
             "calls": wt.calls,
             "reported_calls": wt.reported_calls,
             "reported_seconds": wt.reported_seconds,
-            "seconds": wt.run.wall,
-            "cpu_seconds": wt.run.cpu,
-            "calls_per_s": _rate(wt.calls, wt.run.wall),
-            "peak_rss_mb": wt.run.tree_rss_mb,
+            **_timing(wt.calls, wt.run),
             "peak_rss_mb_by_process": wt.run.per_process,
             "peak_simultaneous_rss_mb": wt.run.tree_peak_now_mb,
         }
@@ -600,7 +560,64 @@ def _main(args: argparse.Namespace) -> int:
     print()
     print_table(rows)
     print()
-    status = 0
+    status = _report(ts, wt, args.tolerance, result)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    return status
+
+
+def _timing(calls: int, run: Run) -> dict:
+    """The JSON figures both tools' results share, in their order."""
+    return {
+        "seconds": run.wall,
+        "cpu_seconds": run.cpu,
+        "calls_per_s": _rate(calls, run.wall),
+        "peak_rss_mb": run.tree_rss_mb,
+    }
+
+
+def _bench_wiretide(args: argparse.Namespace, wiretide: list[str], cap: Capture) -> WiretideResult:
+    """`wiretide tap` the capture into a data dir of its own (or --data, which must hold no
+    calls), with a broker started for it unless --no-broker."""
+    tmp = None
+    if args.data:
+        data = args.data.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+    else:
+        data = Path(tmp := tempfile.mkdtemp(prefix="wiretide-e2e-"))
+    started_broker = False
+    try:
+        if not args.no_broker:
+            bcmd = [*wiretide, "broker", "start", "--data", str(data)]
+            print(f"$ {shlex.join(bcmd)}", flush=True)
+            _helper(bcmd, "wiretide broker start", timeout=300)
+            started_broker = True
+        if args.data:
+            try:
+                before = count_stored(wiretide, data, args.timeout)
+            except BenchError:
+                before = 0  # nothing stored yet (no table)
+            if before:
+                raise BenchError(f"{data} already holds {before} calls: pass a fresh --data DIR")
+        exclude = re.compile(r"(^|[/ ])java( |$)|kafka\.Kafka")
+        tap = [*wiretide, "tap", "--pcap", str(cap.path), "--data", str(data)]
+        print(f"$ {shlex.join(tap)}", flush=True)
+        return run_wiretide(wiretide, cap, data, args.timeout, exclude)
+    finally:
+        if started_broker and not args.keep_broker:
+            subprocess.run(
+                [*wiretide, "broker", "stop", "--data", str(data)],
+                capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
+            )  # fmt: skip
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _report(
+    ts: TsharkResult | None, wt: WiretideResult | None, tolerance: float, result: dict
+) -> int:
+    """Print what each tool did and, with both, whether the counts agree (0) or not (1);
+    the ratio and the verdict go into `result`."""
     if ts:
         print(
             f"tshark: {ts.requests:,} requests, {ts.responses:,} responses, "
@@ -621,21 +638,19 @@ def _main(args: argparse.Namespace) -> int:
         )
         if wt.reported_calls is not None and wt.reported_calls != wt.calls:
             print(f"warning: tap reported {wt.reported_calls:,} but query finds {wt.calls:,}")
-    if ts and wt:
-        ratio = _rate(wt.calls, wt.run.wall) / max(_rate(ts.calls, ts.run.wall), 1e-9)
-        diff = wt.calls - ts.calls
-        ok = abs(diff) <= args.tolerance * max(ts.calls, 1)
-        print(f"ratio wiretide/tshark calls/s: {ratio:.2f}x")
-        print(
-            f"calls match within {args.tolerance:.1%}: {'yes' if ok else 'NO'} "
-            f"(wiretide {wt.calls:,} vs tshark {ts.calls:,}, diff {diff:+,})"
-        )
-        result["ratio"] = ratio
-        result["match"] = ok
-        status = 0 if ok else 1
-    if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
-    return status
+    if not (ts and wt):
+        return 0
+    ratio = _rate(wt.calls, wt.run.wall) / max(_rate(ts.calls, ts.run.wall), 1e-9)
+    diff = wt.calls - ts.calls
+    ok = abs(diff) <= tolerance * max(ts.calls, 1)
+    print(f"ratio wiretide/tshark calls/s: {ratio:.2f}x")
+    print(
+        f"calls match within {tolerance:.1%}: {'yes' if ok else 'NO'} "
+        f"(wiretide {wt.calls:,} vs tshark {ts.calls:,}, diff {diff:+,})"
+    )
+    result["ratio"] = ratio
+    result["match"] = ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
