@@ -35,7 +35,7 @@ from streams.endpoints import EndpointFollower
 from streams.enrich import Directory
 from streams.pipeline import Checkpoint, Pipeline, Processed
 from streams.redact import RedactionPolicy
-from streams.rules import load_rules
+from streams.rules import Rule, load_rules
 
 log = logging.getLogger("wiretide.worker")
 
@@ -80,17 +80,18 @@ class Partition:
 
 
 class Worker:
-    def __init__(self, settings: Settings, directory: Directory) -> None:
-        """`directory`: IP -> pod/service, filled from the endpoints topic. A bad rules or
-        redaction file raises here, before anything is consumed."""
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory,
+        policy: RedactionPolicy,
+        rules: tuple[Rule, ...] = (),
+    ) -> None:
+        """`directory`: IP -> pod/service, filled from the endpoints topic."""
         self._settings = settings
         self._directory = directory
-        self._policy = (
-            RedactionPolicy.from_yaml(settings.redaction)
-            if settings.redaction
-            else RedactionPolicy.default()
-        )
-        self._rules = load_rules(settings.rules) if settings.rules else ()
+        self._policy = policy
+        self._rules = rules
         self._consumer = Consumer(
             {
                 **settings.kafka_client(),
@@ -278,9 +279,16 @@ def follow_endpoints(
 
 def run(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a last commit) or a fault (exit 1, so the
-    supervisor restarts it: never a live process that does nothing)."""
+    supervisor restarts it: never a live process that does nothing). A bad redaction or
+    rules file raises before anything starts (a RulesError is one line)."""
     from schemas.runtime.topics import ensure_topics
 
+    policy = (
+        RedactionPolicy.from_yaml(settings.redaction)
+        if settings.redaction
+        else RedactionPolicy.default()
+    )
+    rules = load_rules(settings.rules) if settings.rules else ()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     stopping: list[bool] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -289,7 +297,7 @@ def run(settings: Settings) -> int:
         ensure_topics(settings)
         directory = Directory()
         follow_endpoints(settings, directory)
-        Worker(settings, directory).run(lambda: bool(stopping))
+        Worker(settings, directory, policy, rules).run(lambda: bool(stopping))
     except (WorkerError, KafkaException) as exc:
         log.error("worker stopped: %s", exc)
         return 1
