@@ -50,6 +50,13 @@ else:  # pragma: no cover - only if ApiCall changes shape
         return ApiCall(**dict(zip(_CALL_ORDER, values, strict=True)))  # type: ignore[arg-type]
 
 
+def _target(req: HttpMessage) -> tuple[str, str]:
+    """(path, query) of a request; CONNECT's target is an authority, kept whole."""
+    if req.method == "CONNECT":
+        return req.url.decode("latin-1"), ""
+    return split_target(req.url)
+
+
 def _flags(*lists: list[str]) -> tuple[str, ...]:
     out: list[str] = []
     for lst in lists:
@@ -293,22 +300,23 @@ class Http1Dissector(DissectorSkeleton):
                 out.append(self._call(r, None))
         self._n_answered = 0
 
-    def _call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
+    def _half_call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
+        """A request without its response, or a response whose request was never seen:
+        the rare path, built by keyword."""
         f = self.flow
         src_ip, src_port, dst_ip, dst_port = self._src
-        if req is None or resp is None:  # half a call: the rare path, built by keyword
-            half = dict(
-                protocol=PROTOCOL,
-                src_ip=src_ip,
-                src_port=src_port,
-                dst_ip=dst_ip,
-                dst_port=dst_port,
-                flow_id=f.flow_id,
-                node=f.node,
-                source=f.source,
-                tls=f.source == "tls",
-            )
-        if req is None:  # a response whose request was never seen
+        half = dict(
+            protocol=PROTOCOL,
+            src_ip=src_ip,
+            src_port=src_port,
+            dst_ip=dst_ip,
+            dst_port=dst_port,
+            flow_id=f.flow_id,
+            node=f.node,
+            source=f.source,
+            tls=f.source == "tls",
+        )
+        if req is None:
             return ApiCall(
                 call_id=call_id(f.flow_id, resp.seq, resp.ts),
                 ts_ns=resp.ts,
@@ -324,28 +332,31 @@ class Http1Dissector(DissectorSkeleton):
                 flags=_flags(["no_request"], resp.flags),
                 **half,
             )
-        if req.method == "CONNECT":
-            path, query = req.url.decode("latin-1"), ""
-        else:
-            path, query = split_target(req.url)
-        if resp is None:
-            call = ApiCall(
-                call_id=call_id(f.flow_id, req.seq, req.ts),
-                ts_ns=req.ts,
-                method=req.method,
-                path=path,
-                query=query,
-                request_version=req.version,
-                request_headers=req.headers,
-                request_body=req.body,
-                request_body_size=req.wire_size,
-                request_end_ns=req.end_ts,
-                flags=_flags(req.flags, ["no_response"]),
-                **half,
-            )
-            if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
-                return graphql_call(call) or call
-            return call
+        path, query = _target(req)
+        call = ApiCall(
+            call_id=call_id(f.flow_id, req.seq, req.ts),
+            ts_ns=req.ts,
+            method=req.method,
+            path=path,
+            query=query,
+            request_version=req.version,
+            request_headers=req.headers,
+            request_body=req.body,
+            request_body_size=req.wire_size,
+            request_end_ns=req.end_ts,
+            flags=_flags(req.flags, ["no_response"]),
+            **half,
+        )
+        if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
+            return graphql_call(call) or call
+        return call
+
+    def _call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
+        if req is None or resp is None:
+            return self._half_call(req, resp)
+        f = self.flow
+        src_ip, src_port, dst_ip, dst_port = self._src
+        path, query = _target(req)
         if req.flags or resp.flags or resp.upgrade:
             flags = _flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else [])
         else:
