@@ -241,7 +241,7 @@ class Schedule:
     def _drained(self) -> bool:
         """The capture is published and every segment and call committed by its stage."""
         return self.agent.poll() is not None and all(
-            group_lag(self.bootstrap, group, topic) == 0
+            group_lag(self.settings, group, topic) == 0
             for group, topic in (
                 (self.settings.streams_group, self.settings.segments_topic),
                 (self.settings.sink_group, self.settings.calls_topic),
@@ -346,7 +346,7 @@ class Schedule:
             agent = self.agent
             if agent.wait(600) != 0:
                 raise RuntimeError(f"seed {self.seed}: the agent exited {agent.returncode}")
-            wait_until_stored(self.bootstrap, self.supervisor, stall_timeout=300)
+            wait_until_stored(self.supervisor, stall_timeout=300)
             outcome.dead_lettered = sum(
                 _messages(self.bootstrap, topic + DLQ_SUFFIX)
                 for topic in (self.settings.segments_topic, self.settings.calls_topic)

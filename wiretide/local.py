@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from schemas import config
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from wiretide.broker import resolve_bootstrap
@@ -63,12 +62,13 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     return proc.returncode
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
-    """Messages of `topic` that `group` has not committed yet (all partitions); None while
-    Kafka cannot tell (a coordinator moving or loading: ask again)."""
+def group_lag(settings: Settings, group: str, topic: str) -> int | None:
+    """Messages of `topic` that `group` has not committed yet (all partitions) on the
+    settings' Kafka; None while Kafka cannot tell (a coordinator moving or loading: ask
+    again)."""
     consumer = Consumer(
         {
-            **config.kafka_client(bootstrap),
+            **settings.kafka_client(),
             "group.id": group,
             "enable.auto.commit": False,
             "log_level": 3,
@@ -111,6 +111,11 @@ class Supervisor:
         self.restarts = dict.fromkeys(roles, 0)
         self.procs = {role: self._spawn(role) for role in roles}
 
+    @property
+    def kafka(self) -> Settings:
+        """What its own Kafka clients use: the children's settings, on its broker."""
+        return (self.settings or Settings()).replace(kafka=self.bootstrap)
+
     def _spawn(self, role: str) -> subprocess.Popen[bytes]:
         return spawn(
             role.split("-")[0],
@@ -137,7 +142,7 @@ class Supervisor:
         """Wait (at most `timeout` s) until `group` is stable with `members` consumers, so
         the first segments are shared: a worker joining after them finds most of the work
         taken. False if it did not happen in time (the pipeline works anyway)."""
-        admin = AdminClient(config.kafka_client(self.bootstrap, log_level=3))
+        admin = AdminClient(self.kafka.kafka_client(log_level=3))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check()
@@ -160,20 +165,20 @@ class Supervisor:
 
 
 def wait_until_stored(
-    bootstrap: str,
     supervisor: Supervisor,
     on_progress: Callable[[str, int], None] | None = None,
     stall_timeout: float = 120.0,
 ) -> None:
     """Block until workers committed every segment and the sink every call."""
+    settings = supervisor.kafka
     for group, topic, stage in (
-        (config.STREAMS_GROUP, config.SEGMENTS_TOPIC, "dissecting"),
-        (config.SINK_GROUP, config.CALLS_TOPIC, "storing"),
+        (settings.streams_group, settings.segments_topic, "dissecting"),
+        (settings.sink_group, settings.calls_topic, "storing"),
     ):
         last_lag, last_change = None, time.monotonic()
         while True:
             supervisor.check()
-            lag = group_lag(bootstrap, group, topic)
+            lag = group_lag(settings, group, topic)
             if lag is not None and on_progress:
                 on_progress(stage, lag)
             if lag == 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import compare
+from schemas.config import Settings
 from tests.conftest import ROOT, needs, pipeline_env, run_wiretide, stop_all
 from tests.e2e.test_scale_out import assignments, start, written
 from tests.golden.protocols.dissect import dissect_pcap
@@ -39,9 +40,10 @@ def _members(kafka: str, prefix: str) -> int:
 
 
 def _drained(kafka: str, prefix: str) -> bool:
+    settings = Settings(kafka=kafka, prefix=prefix)
     return (
-        group_lag(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"),
-        group_lag(kafka, prefix + "wiretide-sink", prefix + "wiretide.calls"),
+        group_lag(settings, settings.streams_group, settings.segments_topic),
+        group_lag(settings, settings.sink_group, settings.calls_topic),
     ) == (0, 0)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from schemas.config import Settings
 from tests.conftest import ROOT, needs, pipeline_env, run_wiretide, stop_all
 from tests.golden.protocols.dissect import capture_calls
 from wiretide.local import group_lag
@@ -130,9 +131,10 @@ def test_two_workers_and_two_writers_store_every_call_once_despite_a_killed_work
                 break
             time.sleep(0.5)
         while time.monotonic() < deadline:
+            settings = Settings(kafka=kafka, prefix=prefix)
             lags = (
-                group_lag(kafka, prefix + "wiretide-streams", prefix + "wiretide.segments"),
-                group_lag(kafka, prefix + "wiretide-sink", prefix + "wiretide.calls"),
+                group_lag(settings, settings.streams_group, settings.segments_topic),
+                group_lag(settings, settings.sink_group, settings.calls_topic),
             )
             if lags == (0, 0):
                 break

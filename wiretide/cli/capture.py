@@ -101,7 +101,7 @@ def store_all(
         stored = SinkStatus.read(data).written
         progress.show(f"{stage:9s} {lag} messages left, {stored} calls stored")
 
-    wait_until_stored(supervisor.bootstrap, supervisor, on_progress)
+    wait_until_stored(supervisor, on_progress)
 
 
 def report_stored(supervisor: Supervisor, data: Path, flowing: float, span: str) -> None:
