@@ -51,6 +51,19 @@ def new_call(flow: Flow, protocol: str, seq: int, ts_ns: int, **fields: Any) -> 
     )
 
 
+def reversed_flow(flow: Flow) -> Flow:
+    """`flow` with its roles the other way round: the capture guessed the client wrong."""
+    return Flow(
+        flow.flow_id,
+        flow.server_ip,
+        flow.server_port,
+        flow.client_ip,
+        flow.client_port,
+        flow.node,
+        flow.source,
+    )
+
+
 class Dissector(Protocol):
     """One instance per flow. Methods never raise; bad input becomes `DissectFailed`."""
 

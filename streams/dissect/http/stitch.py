@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields
 
 from schemas.records import ApiCall, record_maker
-from streams.dissect.base import call_id
+from streams.dissect.base import call_id, new_call, reversed_flow
 from streams.dissect.graphql import graphql_call
 from streams.dissect.http.events import NO_RESPONSE, REQUEST, RESPONSE, HttpMessage
 from streams.dissect.http.parser import DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER, Http1Parser
@@ -43,10 +43,10 @@ _CALL_ORDER = (
     "dst_pod", "dst_namespace", "dst_service", "verdicts",
 )  # fmt: skip
 if tuple(f.name for f in fields(ApiCall)) == _CALL_ORDER:
-    _new_call: Callable[..., ApiCall] = record_maker(ApiCall)  # type: ignore[assignment]
+    _positional_call: Callable[..., ApiCall] = record_maker(ApiCall)  # type: ignore[assignment]
 else:  # pragma: no cover - only if ApiCall changes shape
 
-    def _new_call(*values: object) -> ApiCall:
+    def _positional_call(*values: object) -> ApiCall:
         return ApiCall(**dict(zip(_CALL_ORDER, values, strict=True)))  # type: ignore[arg-type]
 
 
@@ -92,12 +92,7 @@ class Http1Dissector(DissectorSkeleton):
         self._evicted = 0  # responses still owed to requests given up on
         self._upgrading: HttpMessage | None = None  # the request a 101 answered
         self._switch: tuple[HttpMessage, HttpMessage, Held] | None = None
-        self._src: tuple[str, int, str, int] = (
-            flow.client_ip,
-            flow.client_port,
-            flow.server_ip,
-            flow.server_port,
-        )
+        self._call_flow = flow  # the flow with the roles its calls show
 
     # ------------------------------------------------------------------ hooks
 
@@ -140,11 +135,7 @@ class Http1Dissector(DissectorSkeleton):
         self._req_dir = req
         self.framers[req].kind = REQUEST
         self.framers[1 - req].kind = RESPONSE
-        f = self.flow
-        if req == 0:
-            self._src = (f.client_ip, f.client_port, f.server_ip, f.server_port)
-        else:
-            self._src = (f.server_ip, f.server_port, f.client_ip, f.client_port)
+        self._call_flow = self.flow if req == 0 else reversed_flow(self.flow)
 
     def on_request_head(self, msg: HttpMessage) -> None:
         fifo = self._fifo
@@ -303,23 +294,13 @@ class Http1Dissector(DissectorSkeleton):
     def _half_call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
         """A request without its response, or a response whose request was never seen:
         the rare path, built by keyword."""
-        f = self.flow
-        src_ip, src_port, dst_ip, dst_port = self._src
-        half = dict(
-            protocol=PROTOCOL,
-            src_ip=src_ip,
-            src_port=src_port,
-            dst_ip=dst_ip,
-            dst_port=dst_port,
-            flow_id=f.flow_id,
-            node=f.node,
-            source=f.source,
-            tls=f.source == "tls",
-        )
+        f = self._call_flow
         if req is None:
-            return ApiCall(
-                call_id=call_id(f.flow_id, resp.seq, resp.ts),
-                ts_ns=resp.ts,
+            return new_call(
+                f,
+                PROTOCOL,
+                resp.seq,
+                resp.ts,
                 request_end_ns=resp.ts,
                 status=resp.status,
                 reason=decode_text(resp.reason),
@@ -330,12 +311,13 @@ class Http1Dissector(DissectorSkeleton):
                 response_ts_ns=resp.ts,
                 response_end_ns=resp.end_ts,
                 flags=_flags(["no_request"], resp.flags),
-                **half,
             )
         path, query = _target(req)
-        call = ApiCall(
-            call_id=call_id(f.flow_id, req.seq, req.ts),
-            ts_ns=req.ts,
+        call = new_call(
+            f,
+            PROTOCOL,
+            req.seq,
+            req.ts,
             method=req.method,
             path=path,
             query=query,
@@ -345,7 +327,6 @@ class Http1Dissector(DissectorSkeleton):
             request_body_size=req.wire_size,
             request_end_ns=req.end_ts,
             flags=_flags(req.flags, ["no_response"]),
-            **half,
         )
         if b'"query"' in req.body or "query=" in query:  # maybe GraphQL: a cheap look
             return graphql_call(call) or call
@@ -354,22 +335,21 @@ class Http1Dissector(DissectorSkeleton):
     def _call(self, req: HttpMessage | None, resp: HttpMessage | None) -> ApiCall:
         if req is None or resp is None:
             return self._half_call(req, resp)
-        f = self.flow
-        src_ip, src_port, dst_ip, dst_port = self._src
+        f = self._call_flow
         path, query = _target(req)
         if req.flags or resp.flags or resp.upgrade:
             flags = _flags(req.flags, resp.flags, ["upgrade"] if resp.upgrade else [])
         else:
             flags = ()
         source = f.source
-        call = _new_call(  # positional: the order of ApiCall's fields
+        call = _positional_call(  # positional: the order of ApiCall's fields
             call_id(f.flow_id, req.seq, req.ts),  # call_id
             PROTOCOL,  # protocol
             req.ts,  # ts_ns
-            src_ip,
-            src_port,
-            dst_ip,
-            dst_port,
+            f.client_ip,  # src_ip
+            f.client_port,  # src_port
+            f.server_ip,  # dst_ip
+            f.server_port,  # dst_port
             f.flow_id,  # flow_id
             f.node,  # node
             source,  # source

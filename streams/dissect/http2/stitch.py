@@ -32,7 +32,7 @@ from hyperframe.frame import (
 
 from schemas.records import ApiCall
 from streams.dissect import grpc
-from streams.dissect.base import new_call
+from streams.dissect.base import new_call, reversed_flow
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
 from streams.dissect.http2.state import (
     CLOSED,
@@ -430,15 +430,7 @@ class Http2Dissector(DissectorSkeleton):
             flags.append("request_incomplete")
         flow = self.flow
         if rd == 1:  # the capture had the roles backwards
-            flow = Flow(
-                flow.flow_id,
-                flow.server_ip,
-                flow.server_port,
-                flow.client_ip,
-                flow.client_port,
-                flow.node,
-                flow.source,
-            )
+            flow = reversed_flow(flow)
         protocol = grpc.PROTOCOL if is_grpc else PROTOCOL
         out_flags = tuple(dict.fromkeys(flags))
         if st.upgrade is not None:

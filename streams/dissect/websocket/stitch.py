@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from schemas.records import ApiCall
-from streams.dissect.base import DissectEvent, call_id
+from streams.dissect.base import DissectEvent, new_call, reversed_flow
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.dissect.websocket.events import (
     BINARY,
@@ -180,27 +180,14 @@ class WebSocketDissector(DissectorSkeleton):
 
     # ------------------------------------------------------------------- calls
 
-    def _endpoints(self) -> tuple[str, int, str, int]:
-        f = self.flow
-        if self.client_dir == 0:
-            return f.client_ip, f.client_port, f.server_ip, f.server_port
-        return f.server_ip, f.server_port, f.client_ip, f.client_port
-
     def _call(self, first: WsMessage, **fields: object) -> ApiCall:
-        f = self.flow
-        src_ip, src_port, dst_ip, dst_port = self._endpoints()
-        return ApiCall(
-            call_id=call_id(f.flow_id, first.seq, first.ts),
-            protocol=PROTOCOL,
-            ts_ns=first.ts,
-            src_ip=src_ip,
-            src_port=src_port,
-            dst_ip=dst_ip,
-            dst_port=dst_port,
-            flow_id=f.flow_id,
-            node=f.node,
-            source=f.source,
-            tls=f.source == "tls",
+        """A call of the side that opened the handshake, begun by `first`."""
+        flow = self.flow if self.client_dir == 0 else reversed_flow(self.flow)
+        return new_call(
+            flow,
+            PROTOCOL,
+            first.seq,
+            first.ts,
             method=_METHODS[first.opcode],
             path=self.handshake.path,
             query=self.handshake.query,
