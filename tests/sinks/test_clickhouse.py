@@ -23,10 +23,10 @@ from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.clickhouse.arrow import COLUMNS
 from sinks.clickhouse.ddl import MIGRATIONS, migrate
-from sinks.clickhouse.selectors import SELECTORS
 from sinks.clickhouse.view import call_view
 from sinks.clickhouse.writer import StoreUnavailable
 from sinks.errors import SinkError
+from wiretide.kfl.selectors import SELECTORS
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = time.time_ns() - 60 * 1_000_000_000

@@ -15,10 +15,10 @@ import pytest
 
 from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
-from sinks.clickhouse.selectors import SELECTORS
 from sinks.clickhouse.view import body_view, call_view
 from wiretide.kfl import KflError, check, parse, render, to_predicate, to_sql
 from wiretide.kfl.fields import FIELDS, body_text_sql
+from wiretide.kfl.selectors import SELECTORS
 
 BASE = calendar.timegm((2026, 5, 1, 12, 0, 0, 0, 0, 0)) * 10**9  # 2026-05-01T12:00:00Z
 NOW = BASE + 60 * 10**9

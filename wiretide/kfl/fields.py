@@ -2,7 +2,7 @@
 the dict of `sinks.clickhouse.view.call_view`, and how the SQL back end reads it from
 the `calls` table.
 
-SQL expressions come from `sinks.clickhouse.selectors.SELECTORS` (the one map from view
+SQL expressions come from `wiretide.kfl.selectors.SELECTORS` (the one map from view
 paths to SQL). An entry of the form `if(<no response>, NULL, <expr>)` is split into a
 presence condition and `<expr>`, so a comparison compiles to `presence AND expr op value`:
 two-valued (never NULL), and index-friendly on the bare column. Only these fixed
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sinks.clickhouse.selectors import SELECTORS, VERDICT_PRESENT, VERDICT_SQL
 from wiretide.kfl.ast import Type
+from wiretide.kfl.selectors import SELECTORS, VERDICT_PRESENT, VERDICT_SQL
 
 
 @dataclass(frozen=True, slots=True)

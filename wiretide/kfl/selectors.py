@@ -1,6 +1,6 @@
 """KFL selectors → SQL expressions over `calls`, for the KFL compiler's SQL back end.
 
-Each key is a path into the dict of view.py; its expression yields the same value
+Each key is a path into the dict of `sinks.clickhouse.view`; its expression yields the same value
 (NULL where the view has None: every `response.*` of a call without a response, and
 `elapsed_ms` then), so "a missing path makes the comparison false" holds in SQL too.
 Differences to keep in mind: `timestamp` is a DateTime64(9, 'UTC') here, a string in
