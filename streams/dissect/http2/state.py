@@ -35,3 +35,49 @@ TRANSITIONS: dict[HalfState, dict[Event, HalfState]] = {
     OPEN: {HEADERS: OPEN, DATA: OPEN, END_STREAM: CLOSED},
     CLOSED: {HEADERS: CLOSED, DATA: CLOSED, END_STREAM: CLOSED},
 }
+
+
+class Reader(IntEnum):
+    """Where one direction's frame reader is (`frames.FrameReader`)."""
+
+    START = 0  # maybe the client preface; else the first frame header
+    HEAD = 1  # a 9-byte frame header
+    BODY = 2  # a non-DATA frame's payload, held until whole
+    PAD_LENGTH = 3  # the pad length byte of a padded DATA frame
+    DATA_BODY = 4  # DATA payload, streamed to the sink
+    PADDING = 5  # a DATA frame's padding
+    SKIP = 6  # a frame over the size cap, skipped
+    DEAD = 7  # bad bytes, or the flow given up: nothing more is read
+
+
+class Read(IntEnum):
+    """What the frame reader finished reading."""
+
+    PREFACE = 0  # the client preface, or bytes that turned out not to be one
+    DATA_HEADER = 1
+    PADDED_DATA_HEADER = 2
+    FRAME_HEADER = 3  # any other frame's header
+    OVERSIZED_HEADER = 4  # a header announcing a frame over the cap
+    PAD_LENGTH_BYTE = 5
+    DATA_BEFORE_PADDING = 6
+    FRAME = 7  # a frame's last byte
+    STOP = 8  # bad bytes, or the flow given up
+
+
+_R = Reader
+READER_TRANSITIONS: dict[Reader, dict[Read, Reader]] = {
+    _R.START: {Read.PREFACE: _R.HEAD, Read.STOP: _R.DEAD},
+    _R.HEAD: {
+        Read.DATA_HEADER: _R.DATA_BODY,
+        Read.PADDED_DATA_HEADER: _R.PAD_LENGTH,
+        Read.FRAME_HEADER: _R.BODY,
+        Read.OVERSIZED_HEADER: _R.SKIP,
+        Read.STOP: _R.DEAD,
+    },
+    _R.PAD_LENGTH: {Read.PAD_LENGTH_BYTE: _R.DATA_BODY, Read.STOP: _R.DEAD},
+    _R.DATA_BODY: {Read.DATA_BEFORE_PADDING: _R.PADDING, Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+    _R.PADDING: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+    _R.BODY: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+    _R.SKIP: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+    _R.DEAD: {Read.STOP: _R.DEAD},
+}
