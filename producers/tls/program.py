@@ -8,8 +8,8 @@ Where plaintext comes from:
   (the g pointer in R14, Go's register ABI), and uprobes on every RET of the function read
   the result — uretprobes would corrupt Go's movable stacks.
 
-Which socket: syscall tracepoints note the fd each thread last did I/O on; the first
-socket I/O inside an SSL call pins the call to its connection there and then (4-tuple,
+Which socket: syscall tracepoints note the fd each thread last did I/O on; the entry of
+the first I/O syscall inside an SSL call pins the call to its connection there and then (4-tuple,
 sequence base, the fd's close count; a write counts as pending until its return), so a
 close by another thread before the return, and a new connection on the same fd, leave the
 chunk on its own connection. The fd is cached per SSL object, for reads served from
@@ -94,6 +94,7 @@ struct gkey_t { u64 tgid; u64 g; };  // a goroutine: g pointers repeat across pr
 struct counter_t { u64 bytes; u64 gen; u64 pending; };
 struct sockio_t { s32 fd; u32 pad; u64 io; };  // a thread's last socket fd, I/O count
 struct fdkey_t { u32 tgid; s32 fd; };
+struct fdio_t { s32 fd; u32 pad; u64 closes; };  // a syscall's fd, its close count then
 struct objkey_t { u64 tgid; u64 obj; };
 struct ctrkey_t { u32 tgid; s32 fd; u32 dir; u32 pad; };
 struct event_t {
@@ -112,7 +113,7 @@ BPF_PERCPU_ARRAY(scratch, struct event_t, 1);
 BPF_ARRAY(generation, u64, 1);                 // last counter_t.gen handed out
 BPF_TABLE("lru_hash", u64, struct call_t, active, 65536);   // tid -> OpenSSL call
 BPF_TABLE("lru_hash", struct gkey_t, struct call_t, go_active, 65536);
-BPF_TABLE("lru_hash", u64, s32, tid_fd, 65536);              // tid -> fd of last I/O
+BPF_TABLE("lru_hash", u64, struct fdio_t, tid_fd, 65536);    // tid -> fd of last I/O
 BPF_TABLE("lru_hash", u64, struct sockio_t, tid_sock, 65536); // tid -> last socket I/O
 BPF_TABLE("lru_hash", struct fdkey_t, u64, fd_sk, 65536);    // (tgid, fd) -> struct sock *
 BPF_TABLE("lru_hash", u64, struct tuple_t, sk_tuple, 65536); // struct sock * -> 4-tuple
@@ -270,7 +271,7 @@ static __always_inline u64 closes_of(u32 tgid, s32 fd) {
     return n ? *n : 0;
 }
 
-// The first socket I/O of thread `id` inside an SSL call pins the call to that connection
+// The first I/O syscall of thread `id` inside an SSL call pins the call to that connection
 // while the fd is surely still its: a close by another thread before the call returns
 // (and a new connection given the same fd) must not move the chunk. A write is counted
 // as pending on its counter, so a close meanwhile counts it (the FINs wait for it).
@@ -420,7 +421,6 @@ int go_read_exit(struct pt_regs *ctx) { return go_exit(ctx, __GO_READ__); }
 
 // ---- which fd, which socket ----------------------------------------------------------
 static __always_inline void note_socket_io(u64 id, s32 fd) {
-    pin_ssl_call(id, fd);
     struct sockio_t *last = tid_sock.lookup(&id);
     if (last) {
         last->fd = fd;
@@ -435,7 +435,10 @@ static __always_inline void note_fd(s64 fd) {
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32)) return;
     s32 f = (s32)fd;
-    tid_fd.update(&id, &f);
+    // at the entry the fd is surely the call's; a blocked send can end after a close
+    pin_ssl_call(id, f);
+    struct fdio_t io = {.fd = f, .closes = closes_of(id >> 32, f)};
+    tid_fd.update(&id, &io);
 #ifndef HAVE_SOCK_LENGTH
     note_socket_io(id, f);
 #endif
@@ -511,11 +514,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
 static __always_inline void note_sock(u64 sk, u16 family) {
     if (family != AF_INET && family != AF_INET6) return;
     u64 id = bpf_get_current_pid_tgid();
-    s32 *fd = tid_fd.lookup(&id);
-    if (!fd) return;
-    struct fdkey_t k = {.tgid = id >> 32, .fd = *fd};
+    struct fdio_t *io = tid_fd.lookup(&id);
+    if (!io) return;
+    // closed meanwhile (another thread): the number may name a new connection's socket
+    if (closes_of(id >> 32, io->fd) != io->closes) return;
+    struct fdkey_t k = {.tgid = id >> 32, .fd = io->fd};
     fd_sk.update(&k, &sk);
-    note_socket_io(id, *fd);
+    note_socket_io(id, io->fd);
 }
 TRACEPOINT_PROBE(sock, sock_send_length) { note_sock((u64)args->sk, args->family); return 0; }
 TRACEPOINT_PROBE(sock, sock_recv_length) { note_sock((u64)args->sk, args->family); return 0; }

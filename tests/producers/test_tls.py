@@ -180,6 +180,71 @@ with concurrent.futures.ThreadPoolExecutor(par) as pool:
     print("\n".join(pool.map(call, range(total))), flush=True)
 """
 
+# A write blocked in the kernel while another thread closes its fd and a new connection
+# gets the same number: the server takes the first connection, then serves the second one
+# a request, reads the first connection's request (the blocked write ends) and only then
+# answers the second.
+RACE_SERVER = r"""
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+ctx.num_tickets = 0  # unread tickets would make the client's close a reset, losing data
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the smallest: a write blocks
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen(8)
+print("ready", flush=True)
+def request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.startswith(b"Content-")]
+    while len(body) < sum(length):
+        body += conn.recv(65536)
+first = ctx.wrap_socket(listener.accept()[0], server_side=True)
+second = ctx.wrap_socket(listener.accept()[0], server_side=True)
+request(second)
+request(first)
+second.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+second.close()
+first.close()
+"""
+
+RACE_CLIENT = r"""
+import fcntl, os, socket, ssl, struct, sys, termios, threading, time
+port = int(sys.argv[1])
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+raw.connect(("127.0.0.1", port))
+first = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+fd, first_port = first.fileno(), first.getsockname()[1]
+body = b"x" * 16000  # one TLS record, so one write(2)
+writer = threading.Thread(target=first.sendall, args=(
+    b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),))
+writer.start()
+while not struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"0000"))[0]:
+    time.sleep(0.01)
+time.sleep(0.2)
+assert writer.is_alive(), "the write did not block"
+os.close(fd)
+second = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+assert second.fileno() == fd, (second.fileno(), fd)
+second.sendall(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+writer.join()
+first.detach()  # its fd number is the second connection's now
+answer = b""
+while chunk := second.recv(65536):
+    answer += chunk
+assert answer.endswith(b"ok"), answer
+print(first_port, second.getsockname()[1], flush=True)
+second.close()
+"""
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ebpf_ready() -> None:
@@ -555,3 +620,30 @@ def test_openssl_short_lived_concurrent_connections_never_swap_calls(cert, proce
     client = _spawn([sys.executable, "-c", PY_STORM_CLIENT, str(port), crt, str(total), "32"])
     processes += [server, client]
     _storm([server.pid, client.pid] if traced == "both ends" else [client.pid], client, port, total)
+
+
+def test_openssl_write_ends_after_another_thread_closed_its_fd(cert, processes) -> None:
+    """An SSL_write blocked in the kernel while another thread closes its fd and a new
+    connection gets the same fd number: the write is pinned to its connection at the
+    syscall, so its bytes stay there (not on the new connection, which keeps its own
+    numbering), and the first connection's FINs wait for them."""
+    crt, key = cert
+    port = 21822
+    server = _spawn([sys.executable, "-c", RACE_SERVER, str(port), crt, key])
+    client = _spawn([sys.executable, "-c", RACE_CLIENT, str(port), crt])
+    processes += [server, client]
+    with TlsCapture(pids=[client.pid]) as cap:
+        segments = _run_client(cap, client, port, fins=4)
+        stats = cap.stats()
+    assert stats["no_fd"] == 0 and stats["unresolved"] == 0
+    assert client.stdout is not None
+    first_port, second_port = map(int, client.stdout.read().split())
+    calls = [
+        (c.src_port, c.method, c.path, c.status, c.request_body_size, c.flags)
+        for c in _calls(segments)
+    ]
+    # (the first call's bytes come last: when its write returned)
+    assert calls == [
+        (second_port, "GET", "/second", 200, 0, ()),
+        (first_port, "POST", "/first", 0, 16000, ("no_response",)),
+    ]
