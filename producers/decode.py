@@ -52,13 +52,13 @@ _UDP = struct.Struct("!HHH")  # ports, length
 _U16 = struct.Struct("!H")
 
 Decoder = Callable[[bytes, int, int, int], "Segment | None"]
+Skip = Callable[[str], None]  # counts a skipped frame's reason
+# Builds a link layer's decoder from the IPv4 and IPv6 decoders beneath it.
+LinkLayer = Callable[[Decoder, Decoder, Skip], Decoder]
 
 
 # Builds a Segment from its fields in order, slot by slot: as fast as decoding a packet.
 make_segment = record_maker(Segment)
-
-
-Skip = Callable[[str], None]
 
 
 def make_decoder(
@@ -241,9 +241,6 @@ def _ip6(transport: Callable[..., Segment | None], skip: Skip, cache: dict[bytes
     return ip6
 
 
-# Link layers: each builds its decoder from the IPv4 and IPv6 decoders beneath it.
-
-
 def _by_ethertype(ip4: Decoder, ip6: Decoder, skip: Skip) -> Callable[..., Segment | None]:
     vlan_tpids = VLAN_TPIDS
 
@@ -282,28 +279,21 @@ def _ethernet(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
     return ethernet
 
 
-def _sll(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
-    by_ethertype = _by_ethertype(ip4, ip6, skip)
+def _cooked(size: int, at: int) -> LinkLayer:
+    """Linux cooked captures (SLL, SLL2): a `size`-byte header, the EtherType at byte `at`."""
 
-    def sll(buf, off, end, ts):
-        if off + 16 > end:
-            skip("truncated_packet")
-            return None
-        return by_ethertype(buf, off + 16, end, ts, (buf[off + 14] << 8) | buf[off + 15])
+    def link(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
+        by_ethertype = _by_ethertype(ip4, ip6, skip)
 
-    return sll
+        def cooked(buf, off, end, ts):
+            if off + size > end:
+                skip("truncated_packet")
+                return None
+            return by_ethertype(buf, off + size, end, ts, (buf[off + at] << 8) | buf[off + at + 1])
 
+        return cooked
 
-def _sll2(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
-    by_ethertype = _by_ethertype(ip4, ip6, skip)
-
-    def sll2(buf, off, end, ts):
-        if off + 20 > end:
-            skip("truncated_packet")
-            return None
-        return by_ethertype(buf, off + 20, end, ts, (buf[off] << 8) | buf[off + 1])
-
-    return sll2
+    return link
 
 
 def _raw(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
@@ -349,7 +339,7 @@ def _unsupported(ip4: Decoder, ip6: Decoder, skip: Skip) -> Decoder:
     return unsupported
 
 
-_LINK_LAYERS: dict[int, Callable[[Decoder, Decoder, Skip], Decoder]] = {
+_LINK_LAYERS: dict[int, LinkLayer] = {
     LINKTYPE_ETHERNET: _ethernet,
     LINKTYPE_RAW: _raw,
     LINKTYPE_RAW_12: _raw,
@@ -358,6 +348,6 @@ _LINK_LAYERS: dict[int, Callable[[Decoder, Decoder, Skip], Decoder]] = {
     LINKTYPE_IPV6: lambda ip4, ip6, skip: ip6,
     LINKTYPE_NULL: _null,
     LINKTYPE_LOOP: _null,
-    LINKTYPE_LINUX_SLL: _sll,
-    LINKTYPE_LINUX_SLL2: _sll2,
+    LINKTYPE_LINUX_SLL: _cooked(16, 14),
+    LINKTYPE_LINUX_SLL2: _cooked(20, 0),
 }
