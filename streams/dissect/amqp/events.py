@@ -28,14 +28,6 @@ class Method:
 
 
 @dataclass(frozen=True, slots=True)
-class UnknownMethod:
-    channel: int
-    class_id: int
-    method_id: int
-    ts: int
-
-
-@dataclass(frozen=True, slots=True)
 class ContentHeader:
     channel: int
     body_size: int
@@ -61,4 +53,4 @@ class FrameError:
     ts: int
 
 
-Frame = ProtocolHeader | Method | UnknownMethod | ContentHeader | BodyChunk | FrameError
+Frame = ProtocolHeader | Method | ContentHeader | BodyChunk | FrameError

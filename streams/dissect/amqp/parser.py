@@ -21,7 +21,6 @@ from streams.dissect.amqp.events import (
     FrameError,
     Method,
     ProtocolHeader,
-    UnknownMethod,
 )
 from streams.dissect.amqp.spec import (
     FRAME_BODY,
@@ -39,6 +38,14 @@ DEFAULT_MAX_FRAME = 256 * 1024  # method / header payload bytes held; RabbitMQ's
 _HEAD = Struct(">BHI")
 _IDS = Struct(">HH")
 _BODY_SIZE = Struct(">Q")
+# The fewest payload bytes of each frame type: a method's ids; a content header's class,
+# weight, body size and property flags; a heartbeat's none (it carries none).
+_LEAST_PAYLOAD = {FRAME_METHOD: 4, FRAME_HEADER: 14, FRAME_HEARTBEAT: 0}
+# What the first 4 payload bytes may be: a method's (class, method), a header's (class, 0).
+_OPENINGS = {
+    FRAME_METHOD: frozenset(METHODS),
+    FRAME_HEADER: frozenset((spec.class_id, 0) for spec in METHODS.values() if spec.content),
+}
 _SEQ_MASK = 0xFFFFFFFF
 # A method frame of a known class (size < 16 MiB) or a heartbeat: where resyncing may resume.
 _ANCHOR = re.compile(
@@ -163,6 +170,12 @@ class FrameParser:
             if kind == FRAME_BODY:
                 self._body(channel, size)
                 return pos + 7
+            if kind != FRAME_HEARTBEAT:
+                if n - pos < 11:
+                    self._hold(data[pos:], ts, seq + pos)
+                    return n
+                if not self._known_opening(kind, data, pos + 7, ts, out):
+                    return pos
             end = pos + 7 + size
             if end >= n:
                 self._hold(data[pos:], ts, seq + pos)
@@ -212,6 +225,16 @@ class FrameParser:
                 self._body(channel, size)
                 return pos
         kind, channel, size = _HEAD.unpack_from(buf, 0)
+        if kind != FRAME_HEARTBEAT and len(buf) < 11:
+            take = min(11 - len(buf), n - pos)
+            buf += data[pos : pos + take]
+            pos += take
+            if len(buf) < 11:
+                return pos
+            head = bytes(buf)
+            if not self._known_opening(kind, head, 7, ts, out):
+                buf += head[1:]
+                return pos
         take = min(8 + size - len(buf), n - pos)
         buf += data[pos : pos + take]
         pos += take
@@ -235,12 +258,28 @@ class FrameParser:
                 return True
             self._lost(f"body frame of {size} bytes on channel {channel} not announced", ts, out)
             return False
-        if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_HEARTBEAT):
+        least = _LEAST_PAYLOAD.get(kind)
+        if least is None:
             self._lost(f"unknown frame type {kind}", ts, out)
             return False
-        elif size <= self.max_frame:
+        if size > self.max_frame:
+            self._lost(f"{size}-byte frame type {kind} over the cap", ts, out)
+            return False
+        if size < least or (kind == FRAME_HEARTBEAT and size):
+            self._lost(f"frame type {kind} cannot carry {size} bytes", ts, out)
+            return False
+        return True
+
+    def _known_opening(
+        self, kind: int, buf: bytes | bytearray, at: int, ts: int, out: list[Frame]
+    ) -> bool:
+        """A method frame's first 4 payload bytes (at `at`) name a method of the spec, a
+        content header's a content class and weight 0; else it is junk that announced a
+        frame, and holding it could swallow the rest of the flow."""
+        opening = _IDS.unpack_from(buf, at)
+        if opening in _OPENINGS[kind]:
             return True
-        self._lost(f"{size}-byte frame type {kind} over the cap", ts, out)
+        self._lost(f"frame type {kind} opening with {opening[0]}.{opening[1]}", ts, out)
         return False
 
     def _hold(self, chunk: bytes, ts: int, seq: int) -> None:
@@ -270,23 +309,13 @@ class FrameParser:
             return
         size = end - start
         if kind == FRAME_METHOD:
-            if size < 4:
-                out.append(FrameError("method frame too short for its ids", ts))
-                return
-            class_id, method_id = _IDS.unpack_from(buf, start)
-            spec = METHODS.get((class_id, method_id))
-            if spec is None:
-                out.append(UnknownMethod(channel, class_id, method_id, ts))
-                return
+            spec = METHODS[_IDS.unpack_from(buf, start)]  # known: checked at its head
             try:
                 args = decode_args(buf, start + 4, end, spec.args)
             except DissectError:
                 args = None
             self.expect.pop(channel, None)  # a method ends any content before it
             out.append(Method(channel, spec, args, size, ts, seq & _SEQ_MASK, end_ts))
-            return
-        if size < 14:  # class, weight, body size, property flags
-            out.append(FrameError("content header frame too short", ts))
             return
         body_size = _BODY_SIZE.unpack_from(buf, start + 4)[0]
         try:
@@ -328,6 +357,9 @@ class FrameParser:
                 if size > self.max_frame or size < 4:
                     scan = p + 1
                     continue
+                if len(buf) >= p + 11 and _IDS.unpack_from(buf, p + 7) not in METHODS:
+                    scan = p + 1
+                    continue
                 if len(buf) < p + 8 + size:
                     # A later candidate that checks out wins over one we cannot check yet
                     # (else junk announcing a large frame would stall the flow).
@@ -335,8 +367,7 @@ class FrameParser:
                         waiting = p
                     scan = p + 1
                     continue
-                ids = (buf[p + 7] << 8 | buf[p + 8], buf[p + 9] << 8 | buf[p + 10])
-                if buf[p + 7 + size] != FRAME_END or ids not in METHODS:
+                if buf[p + 7 + size] != FRAME_END:
                     scan = p + 1
                     continue
             self.mode = STEPS(self.mode, "anchor_found")

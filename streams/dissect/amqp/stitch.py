@@ -17,8 +17,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from streams.dissect.amqp.calls import PROTOCOL, Call, CallBuilder, Content
 from streams.dissect.amqp.events import (
     BodyChunk,
@@ -27,7 +25,6 @@ from streams.dissect.amqp.events import (
     FrameError,
     Method,
     ProtocolHeader,
-    UnknownMethod,
 )
 from streams.dissect.amqp.parser import DEFAULT_MAX_FRAME, FrameParser
 from streams.dissect.amqp.spec import (
@@ -110,9 +107,6 @@ class AmqpDissector(DissectorSkeleton):
             self._on_header(d, frame)  # type: ignore[arg-type]
         elif kind is ProtocolHeader:
             self._on_protocol_header(d, frame)  # type: ignore[arg-type]
-        elif kind is UnknownMethod:
-            f: Any = frame
-            self._failed(d, f"unknown method {f.class_id}.{f.method_id}", f.ts)
         elif kind is FrameError:
             self._failed(d, frame.reason, frame.ts)  # type: ignore[union-attr]
 
