@@ -97,10 +97,7 @@ tcp_by_name = pytest.mark.parametrize("case", TCP_CASES, ids=lambda c: c.name)
 
 # Dissector bugs this contract found (case name -> why); each case must keep failing
 # until the dissector is fixed, then leaves this table.
-INTERLEAVING_BUGS = {
-    "redis/basic:54320": "redis: a command read before HELLO 3's reply arrives is labelled "
-    "RESP2, though the server answers every command after HELLO 3 in RESP3",
-}
+INTERLEAVING_BUGS: dict[str, str] = {}
 
 
 def known_bugs(cases: list[Case], bugs: dict[str, str]) -> list:

@@ -174,6 +174,17 @@ def test_resp3_types_render_as_json():
     assert call.response_version == "RESP3"
 
 
+def test_commands_pipelined_behind_hello_3_are_read_in_the_version_its_reply_chose():
+    hello_ok = b"%1\r\n+proto\r\n:3\r\n"
+    pipelined = resp("HELLO", "3") + resp("GET", "k") + resp("GET", "gone")
+    [hello, get, gone] = calls_of(exchange(pipelined, hello_ok + b"_\r\n"))
+    assert (hello.request_version, get.request_version) == ("RESP3", "RESP3")
+    assert gone.request_version == "RESP3" and gone.flags == ("no_response",)
+    [refused, after] = calls_of(exchange(resp("HELLO", "3") + resp("PING"),
+                                         b"-NOPROTO sorry\r\n+PONG\r\n"))  # fmt: skip
+    assert (refused.request_version, after.request_version) == ("RESP2", "RESP2")
+
+
 def test_errors_set_status_and_reason():
     [call] = calls_of(exchange(resp("GET", "k"), b"!21\r\nSYNTAX invalid syntax\r\n"))
     assert (call.status, call.reason) == (1, "SYNTAX invalid syntax")

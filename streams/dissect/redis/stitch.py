@@ -112,7 +112,9 @@ class RedisDissector(DissectorSkeleton):
                 proto = text(cmd.args[0])
                 if proto in ("2", "3"):
                     self._resp = VERSIONS(self._resp, f"hello {proto}")
-                    cmd.version = self._resp.value
+                    # Commands sent before this reply arrived are read in the new version.
+                    for later in (cmd, *self.pending):
+                        later.version = self._resp.value
             self.out.append(self._call(cmd, ""))
 
     def _subscribed(self) -> bool:
