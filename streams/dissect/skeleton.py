@@ -56,7 +56,9 @@ framer and per-frame work in the handler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
+from inspect import signature
 from typing import Any, Generic, TypeVar
 
 from streams.dissect.base import DissectError, DissectEvent, DissectFailed, Dissector
@@ -229,3 +231,21 @@ class DissectorSkeleton:
             return []
         self.out = []
         return out
+
+
+class SkeletonFactory:
+    """The `DissectorFactory` of a skeleton dissector: one `dissector(flow, **caps)` per
+    flow, with the caps it was given (keywords of the dissector's `__init__`; those not
+    given keep the dissector's defaults). A protocol sets `protocol`, `ports`, `dissector`
+    and writes `probe`."""
+
+    protocol: str
+    ports: frozenset[int]
+    dissector: Callable[..., DissectorSkeleton]
+
+    def __init__(self, **caps: int) -> None:
+        signature(self.dissector).bind(None, **caps)  # a cap it does not take: TypeError now
+        self.caps = caps
+
+    def __call__(self, flow: Flow) -> DissectorSkeleton:
+        return self.dissector(flow, **self.caps)

@@ -8,6 +8,7 @@ from enum import Enum
 import pytest
 
 from streams.dissect.base import DissectError, DissectFailed
+from streams.dissect.kafka import KAFKA, KafkaFactory
 from streams.dissect.mysql.state import PHASES, Phase
 from streams.dissect.skeleton import DissectorSkeleton, Transitions
 from streams.reassembly.events import Direction, Flow
@@ -102,3 +103,11 @@ def test_a_move_the_table_lacks_is_a_dissect_error() -> None:
 
     switch = Transitions({(Light.OFF, "press"): Light.ON, (Light.ON, "press"): Light.OFF})
     assert switch(switch(Light.OFF, "press"), "press") is Light.OFF
+
+
+def test_a_factory_hands_its_caps_to_each_dissector_and_refuses_one_it_lacks() -> None:
+    capped = KafkaFactory(max_pending=2)
+    assert capped(FLOW).max_pending == 2 and KAFKA(FLOW).max_pending > 2
+    assert capped(FLOW) is not capped(FLOW)
+    with pytest.raises(TypeError):
+        KafkaFactory(max_body=10)

@@ -8,13 +8,10 @@ from struct import Struct
 from streams.dissect.amqp.parser import DEFAULT_MAX_FRAME
 from streams.dissect.amqp.spec import FRAME_END, FRAME_HEARTBEAT, FRAME_METHOD, METHODS
 from streams.dissect.amqp.stitch import (
-    DEFAULT_MAX_BODY,
-    DEFAULT_MAX_HELD,
-    DEFAULT_MAX_PENDING,
     PROTOCOL,
     AmqpDissector,
 )
-from streams.reassembly.events import Flow
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["AMQP", "AmqpDissector", "AmqpFactory"]
 
@@ -23,23 +20,12 @@ _HEARTBEAT = bytes([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END])
 _VERSIONS = (b"\x00\x00\x09\x01", b"\x01\x01\x00\x09", b"\x01\x01\x08\x00")  # 0-9-1, 0-9, 0-8
 
 
-class AmqpFactory:
+class AmqpFactory(SkeletonFactory):
     """Makes one `AmqpDissector` per connection; `probe` scores a direction's first bytes."""
 
     protocol = PROTOCOL
     ports = frozenset({5672})
-
-    def __init__(
-        self,
-        max_body: int = DEFAULT_MAX_BODY,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        max_held: int = DEFAULT_MAX_HELD,
-    ) -> None:
-        self.max_body = max_body
-        self.max_frame = max_frame
-        self.max_pending = max_pending
-        self.max_held = max_held
+    dissector = AmqpDissector
 
     def probe(self, data: bytes) -> float:
         """1.0 for the 0-9-1 (or 0-9 / 0-8) protocol header; 0.9 for a whole method frame
@@ -57,14 +43,12 @@ class AmqpFactory:
         if len(head) < 11 or head[0] != FRAME_METHOD:
             return 0.0
         _, _, size, class_id, method_id = _HEAD.unpack_from(head)
-        if (class_id, method_id) not in METHODS or not 4 <= size <= self.max_frame:
+        max_frame = self.caps.get("max_frame", DEFAULT_MAX_FRAME)
+        if (class_id, method_id) not in METHODS or not 4 <= size <= max_frame:
             return 0.0
         if len(data) < 8 + size:
             return 0.5
         return 0.9 if data[7 + size] == FRAME_END else 0.0
-
-    def __call__(self, flow: Flow) -> AmqpDissector:
-        return AmqpDissector(flow, self.max_body, self.max_frame, self.max_pending, self.max_held)
 
 
 AMQP = AmqpFactory()

@@ -4,21 +4,19 @@ pairing by transaction id and question (`stitch`), and the factory the registry 
 from __future__ import annotations
 
 from streams.dissect.dns.parser import HEADER, plausible
-from streams.dissect.dns.stitch import DEFAULT_MAX_PENDING, PROTOCOL, DnsDissector
-from streams.reassembly.events import Flow
+from streams.dissect.dns.stitch import PROTOCOL, DnsDissector
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["DNS", "DnsDissector", "DnsFactory"]
 
 
-class DnsFactory:
+class DnsFactory(SkeletonFactory):
     """One `DnsDissector` per flow (a UDP 4-tuple or a TCP connection)."""
 
     protocol = PROTOCOL
     ports = frozenset({53, 5353})
     transports = frozenset({"udp", "tcp"})
-
-    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        self.max_pending = max_pending
+    dissector = DnsDissector
 
     def probe(self, data: bytes) -> float:
         """A whole datagram that parses as DNS scores 1.0; a TCP segment whose length
@@ -31,9 +29,6 @@ class DnsFactory:
             if size >= HEADER and size >= len(data) - 2:
                 score = max(score, plausible(data[2 : 2 + size]))
         return score
-
-    def __call__(self, flow: Flow) -> DnsDissector:
-        return DnsDissector(flow, self.max_pending)
 
 
 DNS = DnsFactory()

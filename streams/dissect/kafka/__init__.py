@@ -5,30 +5,24 @@ summaries (`requests`, `responses`), and the factory the dissect stage registers
 
 from __future__ import annotations
 
-from streams.dissect.kafka.parser import DEFAULT_MAX_FRAME, MAX_SIZE
+from streams.dissect.kafka.parser import MAX_SIZE
 from streams.dissect.kafka.stitch import (
     _PRINTABLE,
-    DEFAULT_MAX_PENDING,
     PROTOCOL,
     KafkaDissector,
     check_request_head,
 )
-from streams.reassembly.events import Flow
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["KAFKA", "KafkaDissector", "KafkaFactory"]
 
 
-class KafkaFactory:
+class KafkaFactory(SkeletonFactory):
     """Makes one `KafkaDissector` per flow; `probe` scores the first bytes of a direction."""
 
     protocol = PROTOCOL
     ports = frozenset({9092, 9093, 9094})
-
-    def __init__(
-        self, max_frame: int = DEFAULT_MAX_FRAME, max_pending: int = DEFAULT_MAX_PENDING
-    ) -> None:
-        self.max_frame = max_frame
-        self.max_pending = max_pending
+    dissector = KafkaDissector
 
     def probe(self, data: bytes) -> float:
         """High for a request header: a sane size, a known API key, a plausible version and
@@ -51,9 +45,6 @@ class KafkaFactory:
         if size == len(data) - 4:
             return 1.0  # one whole request, exactly
         return 0.9 if n > 0 else 0.7
-
-    def __call__(self, flow: Flow) -> KafkaDissector:
-        return KafkaDissector(flow, self.max_frame, self.max_pending)
 
 
 KAFKA = KafkaFactory()

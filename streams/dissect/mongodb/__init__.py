@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import struct
 
-from streams.dissect.mongodb.parser import DEFAULT_MAX_MESSAGE, MAX_LENGTH, OP_MSG, OP_QUERY
-from streams.dissect.mongodb.stitch import DEFAULT_MAX_PENDING, PROTOCOL, MongoDissector
-from streams.reassembly.events import Flow
+from streams.dissect.mongodb.parser import MAX_LENGTH, OP_MSG, OP_QUERY
+from streams.dissect.mongodb.stitch import PROTOCOL, MongoDissector
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["MONGODB", "MongoDissector", "MongoFactory"]
 
 _HEADER = struct.Struct("<iiii")
 
 
-class MongoFactory:
+class MongoFactory(SkeletonFactory):
     """Makes one `MongoDissector` per flow; `probe` scores the first bytes."""
 
     protocol = PROTOCOL
     ports = frozenset({27017, 27018, 27019})
-
-    def __init__(
-        self, max_message: int = DEFAULT_MAX_MESSAGE, max_pending: int = DEFAULT_MAX_PENDING
-    ) -> None:
-        self.max_message = max_message
-        self.max_pending = max_pending
+    dissector = MongoDissector
 
     def probe(self, data: bytes) -> float:
         """1.0 for a request header (OP_MSG or OP_QUERY, responseTo 0) followed by a body
@@ -47,9 +42,6 @@ class MongoFactory:
             ok = end > 20 and b"." in data[20:end] and data[20:end].isascii()
             return 1.0 if ok else 0.0
         return 0.0
-
-    def __call__(self, flow: Flow) -> MongoDissector:
-        return MongoDissector(flow, self.max_message, self.max_pending)
 
 
 MONGODB = MongoFactory()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from streams.dissect.mysql.parser import DEFAULT_MAX_PAYLOAD
-from streams.dissect.mysql.stitch import DEFAULT_MAX_PENDING, PROTOCOL, MySqlDissector
-from streams.reassembly.events import Flow
+from streams.dissect.mysql.stitch import PROTOCOL, MySqlDissector
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["MYSQL", "MySqlDissector", "MySqlFactory"]
 
@@ -19,17 +18,12 @@ _QUERY_START = re.compile(
 )
 
 
-class MySqlFactory:
+class MySqlFactory(SkeletonFactory):
     """Makes one `MySqlDissector` per flow; `probe` scores the first bytes."""
 
     protocol = PROTOCOL
     ports = frozenset({3306})
-
-    def __init__(
-        self, max_payload: int = DEFAULT_MAX_PAYLOAD, max_pending: int = DEFAULT_MAX_PENDING
-    ) -> None:
-        self.max_payload = max_payload
-        self.max_pending = max_pending
+    dissector = MySqlDissector
 
     def probe(self, data: bytes) -> float:
         """1.0 for a server greeting (protocol 10 and a version string); 0.6 for a whole
@@ -43,9 +37,6 @@ class MySqlFactory:
             if length + 4 == len(data) and _QUERY_START.match(data, 5):
                 return 0.6
         return 0.0
-
-    def __call__(self, flow: Flow) -> MySqlDissector:
-        return MySqlDissector(flow, self.max_payload, self.max_pending)
 
 
 MYSQL = MySqlFactory()

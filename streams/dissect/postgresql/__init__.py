@@ -7,12 +7,11 @@ from __future__ import annotations
 import struct
 
 from streams.dissect.postgresql.parser import (
-    DEFAULT_MAX_FRAME,
     MAX_STARTUP,
     untyped_kind,
 )
-from streams.dissect.postgresql.stitch import DEFAULT_MAX_PENDING, PROTOCOL, PostgresDissector
-from streams.reassembly.events import Flow
+from streams.dissect.postgresql.stitch import PROTOCOL, PostgresDissector
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["POSTGRESQL", "PostgresDissector", "PostgresFactory"]
 
@@ -24,17 +23,12 @@ def starts_with_startup(data: bytes) -> bool:
     return len(data) >= 8 and untyped_kind(*_HEAD.unpack_from(data, 0)) is not None
 
 
-class PostgresFactory:
+class PostgresFactory(SkeletonFactory):
     """Makes one `PostgresDissector` per flow; `probe` scores the first bytes."""
 
     protocol = PROTOCOL
     ports = frozenset({5432})
-
-    def __init__(
-        self, max_frame: int = DEFAULT_MAX_FRAME, max_pending: int = DEFAULT_MAX_PENDING
-    ) -> None:
-        self.max_frame = max_frame
-        self.max_pending = max_pending
+    dissector = PostgresDissector
 
     def probe(self, data: bytes) -> float:
         """1.0 for a startup, SSL, GSSAPI or cancel request (length and code exact); 0.6 for
@@ -47,9 +41,6 @@ class PostgresFactory:
             if 6 <= length < len(data) and data[length] == 0 and b"\0" not in data[5:length]:
                 return 0.6
         return 0.0
-
-    def __call__(self, flow: Flow) -> PostgresDissector:
-        return PostgresDissector(flow, self.max_frame, self.max_pending)
 
 
 POSTGRESQL = PostgresFactory()

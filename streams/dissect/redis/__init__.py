@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from streams.dissect.redis.parser import DEFAULT_MAX_BODY
-from streams.dissect.redis.stitch import DEFAULT_MAX_PENDING, PROTOCOL, RedisDissector
-from streams.reassembly.events import Flow
+from streams.dissect.redis.stitch import PROTOCOL, RedisDissector
+from streams.dissect.skeleton import SkeletonFactory
 
 __all__ = ["REDIS", "RedisDissector", "RedisFactory"]
 
@@ -23,15 +22,10 @@ _INLINE = re.compile(rb"(?:" + _WORDS + rb")(?: [^\r\n]*)?\r?\n", re.I)
 _REPLY = re.compile(rb"(?:\+OK\r\n|\+PONG\r\n|\+QUEUED\r\n|-WRONGTYPE |-NOAUTH |-NOPERM )")
 
 
-class RedisFactory:
+class RedisFactory(SkeletonFactory):
     protocol = PROTOCOL
     ports = frozenset({6379, 6380, 26379})
-
-    def __init__(
-        self, max_body: int = DEFAULT_MAX_BODY, max_pending: int = DEFAULT_MAX_PENDING
-    ) -> None:
-        self.max_body = max_body
-        self.max_pending = max_pending
+    dissector = RedisDissector
 
     def probe(self, data: bytes) -> float:
         """1.0 for a command array naming a known command, 0.8 for any array of bulk
@@ -46,9 +40,6 @@ class RedisFactory:
         if _INLINE.match(head) and b" HTTP/" not in head.partition(b"\n")[0]:
             return 0.6
         return 0.0
-
-    def __call__(self, flow: Flow) -> RedisDissector:
-        return RedisDissector(flow, self.max_body, self.max_pending)
 
 
 REDIS = RedisFactory()
