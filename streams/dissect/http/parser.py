@@ -426,7 +426,7 @@ class Http1Parser:
         if self.llp is None:
             self._new_llp()
         self.msg = HttpMessage(self.kind, ts, seq)
-        self._to(BEGIN)
+        self.state = TRANSITIONS[self.state][BEGIN]  # _to, inline: once a message
         self.head_len = 0
         self.htail = b""
         self.hseen = []
@@ -568,7 +568,7 @@ class Http1Parser:
                 self._start_chunked()
             elif length:
                 self.rem = length
-                self._to(SIZED_BODY)
+                self.state = TRANSITIONS[self.state][SIZED_BODY]  # _to, inline: once a message
             else:
                 self._complete(ts)
             return
@@ -593,7 +593,7 @@ class Http1Parser:
         elif clen is not None:
             if length:
                 self.rem = length
-                self._to(SIZED_BODY)
+                self.state = TRANSITIONS[self.state][SIZED_BODY]  # _to, inline: once a message
             else:
                 self._complete(ts)
         else:
@@ -713,7 +713,8 @@ class Http1Parser:
         if not self.mc or self.upgraded:
             self.llp = None  # llhttp expects something else (HEAD, CONNECT, a gap): start fresh
         self.mc = False
-        self._to(SWITCH_ASKED if msg.upgrade and self.kind == REQUEST else DONE)
+        done = SWITCH_ASKED if msg.upgrade and self.kind == REQUEST else DONE
+        self.state = TRANSITIONS[self.state][done]  # _to, inline: once a message
         self.seen = True
         self.failures = 0
         self.sink.on_message_done(msg)
