@@ -3,28 +3,73 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
+_SEQ_MASK = 0xFFFFFFFF
+
 
 class SegmentBuffer:
-    """What a length-prefixed framer holds for one direction: bytes until a whole message
-    is in, with the capture position (TCP sequence number, time) of the first held byte,
-    and how much of a message cut at the cap is still to be skipped unheld.
+    """A length-prefixed framer for one direction: bytes are held until a whole message is
+    in, with the capture position (TCP sequence number, time) of the first held byte; a
+    message over the cap keeps its head (`cut`) and the rest is skipped unheld.
 
-    Appending to `buf` and dropping framed bytes stay inline in each framer's `feed`: they
-    run once a segment, where a method call shows in the benchmarks."""
+    `feed` does the holding and skipping; a framer writes `_frames` (cut whole messages
+    from the held bytes) and may override `_cut_skipped` (the rest of a cut message is
+    gone: emit it)."""
+
+    cut: Any  # the message cut at the cap (a frozen dataclass with `body` and `end_ts`)
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.seq = 0  # sequence number of buf[0]
         self.ts = 0  # capture time of buf[0]
         self.skip = 0  # bytes still to skip of a message cut at the cap
+        self.cut = None
 
     def reset(self) -> None:
         """Drop what is held: the flow is given up."""
         self.buf.clear()
         self.skip = 0
+        self.cut = None
 
-    def _skip(self, data: bytes, seq: int) -> tuple[bytes, int]:
-        """`data` and its sequence number without what remains of the cut message."""
-        n = min(self.skip, len(data))
-        self.skip -= n
-        return data[n:], (seq + n) & 0xFFFFFFFF
+    @property
+    def idle(self) -> bool:
+        return not self.buf and not self.skip
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buf) + (len(self.cut.body) if self.cut else 0)
+
+    def feed(self, data: bytes, ts: int, seq: int) -> list[Any]:
+        out: list[Any] = []
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data, seq = data[n:], (seq + n) & _SEQ_MASK
+            if not self.skip:
+                self._cut_skipped(ts, out)
+            if not data:
+                return out
+        buf = self.buf
+        old = len(buf)
+        if not old:
+            self.seq, self.ts = seq, ts
+        buf += data
+        pos = self._frames(buf, old, ts, out)
+        del buf[:pos]
+        if pos:
+            self.seq = (self.seq + pos) & _SEQ_MASK
+            if buf:
+                self.ts = self.ts if pos < old else ts
+        return out
+
+    def _frames(self, buf: bytearray, old: int, ts: int, out: list[Any]) -> int:
+        """Append the whole messages at the start of `buf` (its first `old` bytes were held
+        from earlier segments) to `out`; return how many bytes they took."""
+        raise NotImplementedError
+
+    def _cut_skipped(self, ts: int, out: list[Any]) -> None:
+        if self.cut is not None:
+            out.append(replace(self.cut, end_ts=ts))
+            self.cut = None

@@ -63,36 +63,8 @@ class Framer(SegmentBuffer):
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         super().__init__()
         self.max_message = max_message
-        self.cut: Message | None = None
 
-    def reset(self) -> None:
-        super().reset()
-        self.cut = None
-
-    @property
-    def idle(self) -> bool:
-        return not self.buf and not self.skip
-
-    @property
-    def buffered(self) -> int:
-        return len(self.buf) + (len(self.cut.body) if self.cut else 0)
-
-    def feed(self, data: bytes, ts: int, seq: int) -> list[Message]:
-        out: list[Message] = []
-        if self.skip:
-            data, seq = self._skip(data, seq)
-            if not self.skip and self.cut is not None:
-                c = self.cut
-                out.append(Message(c.request_id, c.response_to, c.opcode, c.body, c.seq, c.ts,
-                                   ts, c.size, True))  # fmt: skip
-                self.cut = None
-            if not data:
-                return out
-        buf = self.buf
-        old = len(buf)
-        if not old:
-            self.seq, self.ts = seq, ts
-        buf += data
+    def _frames(self, buf: bytearray, old: int, ts: int, out: list[Message]) -> int:
         pos, end = 0, len(buf)
         while end - pos >= 16:
             length, request_id, response_to, opcode = _HEADER.unpack_from(buf, pos)
@@ -112,12 +84,7 @@ class Framer(SegmentBuffer):
                 self.skip = length - (end - pos)
                 pos = end
             break
-        del buf[:pos]
-        if pos:
-            self.seq = (self.seq + pos) & 0xFFFFFFFF
-            if buf:
-                self.ts = self.ts if pos < old else ts
-        return out
+        return pos
 
 
 def decode(msg: Message, max_docs: int) -> Decoded:

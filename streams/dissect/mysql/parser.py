@@ -50,7 +50,7 @@ class Framer(SegmentBuffer):
         self.kept = 0
         self.first: tuple[int, int, int] | None = None  # seq_id, seq, ts of its first piece
         self.size = 0
-        self.cut = False
+        self.truncated = False  # its payload is cut at the cap
         self.empty_run = 0
 
     def reset(self) -> None:
@@ -61,25 +61,17 @@ class Framer(SegmentBuffer):
 
     @property
     def idle(self) -> bool:
-        return not self.buf and not self.skip and self.first is None
+        return super().idle and self.first is None
 
     @property
     def buffered(self) -> int:
         return len(self.buf) + self.kept
 
-    def feed(self, data: bytes, ts: int, seq: int) -> list[Packet]:
-        out: list[Packet] = []
-        if self.skip:
-            data, seq = self._skip(data, seq)
-            if not self.skip and not self.more:
-                out.append(self._finish(ts))
-            if not data:
-                return out
-        buf = self.buf
-        old = len(buf)
-        if not old:
-            self.seq, self.ts = seq, ts
-        buf += data
+    def _cut_skipped(self, ts: int, out: list[Packet]) -> None:
+        if not self.more:
+            out.append(self._finish(ts))
+
+    def _frames(self, buf: bytearray, old: int, ts: int, out: list[Packet]) -> int:
         pos, end = 0, len(buf)
         while end - pos >= 4:
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
@@ -108,25 +100,20 @@ class Framer(SegmentBuffer):
                 self.more = more
                 pos = end
             break
-        del buf[:pos]
-        if pos:
-            self.seq = (self.seq + pos) & 0xFFFFFFFF
-            if buf:
-                self.ts = self.ts if pos < old else ts
-        return out
+        return pos
 
     def _keep(self, piece: bytes, cut: bool) -> None:
         if piece:
             self.parts.append(piece)
             self.kept += len(piece)
-        self.cut = self.cut or cut
+        self.truncated = self.truncated or cut
 
     def _finish(self, ts: int) -> Packet:
         assert self.first is not None
         seq_id, seq, start_ts = self.first
         payload = b"".join(self.parts)
-        packet = Packet(seq_id, payload, seq, start_ts, ts, self.size, self.cut)
-        self.parts, self.kept, self.first, self.size, self.cut = [], 0, None, 0, False
+        packet = Packet(seq_id, payload, seq, start_ts, ts, self.size, self.truncated)
+        self.parts, self.kept, self.first, self.size, self.truncated = [], 0, None, 0, False
         return packet
 
 

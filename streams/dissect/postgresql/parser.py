@@ -58,41 +58,17 @@ class Framer(SegmentBuffer):
         self.max_frame = max_frame
         self.untyped = False  # next client message has no type byte
         self.answers = 0  # bare one-byte answers the server owes (SSL / GSS requests)
-        self.cut: Frame | None = None  # that message, emitted once skipped
         self.dead = False
         self.first = client  # the first client message may be typed (capture began late)
 
     def reset(self) -> None:
         super().reset()
-        self.cut = None
         self.dead = True
 
-    @property
-    def idle(self) -> bool:
-        return not self.buf and not self.skip
-
-    @property
-    def buffered(self) -> int:
-        return len(self.buf) + (len(self.cut.body) if self.cut else 0)
-
-    def feed(self, data: bytes, ts: int, seq: int) -> list[Frame]:
-        if self.dead:
-            return []
-        out: list[Frame] = []
-        if self.skip:
-            data, seq = self._skip(data, seq)
-            if not self.skip and self.cut is not None:
-                c = self.cut
-                out.append(Frame(c.kind, c.body, c.seq, c.ts, ts, c.size, True))
-                self.cut = None
-            if not data:
-                return out
-        buf = self.buf
-        old = len(buf)
-        if not old:
-            self.seq, self.ts = seq, ts
-        buf += data
+    def _frames(self, buf: bytearray, old: int, ts: int, out: list[Frame]) -> int:
         pos, end = 0, len(buf)
+        if self.dead:  # given up, or TLS from here on
+            return end
         while pos < end:
             start_ts = self.ts if pos < old else ts
             avail = end - pos
@@ -144,12 +120,7 @@ class Framer(SegmentBuffer):
                     self.untyped = False
                 pos = end
             break
-        del buf[:pos]
-        if pos:
-            self.seq = (self.seq + pos) & 0xFFFFFFFF
-            if buf:
-                self.ts = self.ts if pos < old else ts
-        return out
+        return pos
 
     def _at(self, pos: int) -> int:
         return (self.seq + pos) & 0xFFFFFFFF
@@ -202,8 +173,14 @@ def row_description(body: bytes) -> list[tuple[str, int, int]]:
 
 
 def data_row(body: bytes) -> list[bytes | None]:
-    (n,) = _I16.unpack_from(body, 0)
-    pos = 2
+    return _values(body, 0)[0]
+
+
+def _values(body: bytes, pos: int) -> tuple[list[bytes | None], int]:
+    """An int16 count of values, each an int32 length (-1: NULL) and its bytes; and the
+    position after them."""
+    (n,) = _I16.unpack_from(body, pos)
+    pos += 2
     values: list[bytes | None] = []
     for _ in range(n):
         (size,) = _I32.unpack_from(body, pos)
@@ -213,7 +190,7 @@ def data_row(body: bytes) -> list[bytes | None]:
         else:
             values.append(body[pos : pos + size])
             pos += size
-    return values
+    return values, pos
 
 
 def parse_message(body: bytes) -> tuple[str, str, list[int]]:
@@ -233,18 +210,7 @@ def bind_message(body: bytes) -> tuple[str, str, list[int], list[bytes | None], 
     stmt, pos = cstring(body, pos)
     (nf,) = _I16.unpack_from(body, pos)
     formats = [_I16.unpack_from(body, pos + 2 + 2 * k)[0] for k in range(nf)]
-    pos += 2 + 2 * nf
-    (nv,) = _I16.unpack_from(body, pos)
-    pos += 2
-    values: list[bytes | None] = []
-    for _ in range(nv):
-        (size,) = _I32.unpack_from(body, pos)
-        pos += 4
-        if size < 0:
-            values.append(None)
-        else:
-            values.append(body[pos : pos + size])
-            pos += size
+    values, pos = _values(body, pos + 2 + 2 * nf)
     results: list[int] = []
     if pos + 2 <= len(body):
         (nr,) = _I16.unpack_from(body, pos)
