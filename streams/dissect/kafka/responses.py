@@ -8,8 +8,6 @@ later Fetch requests and responses on the flow refer to.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from streams.dissect.kafka.summary import Summary
 from streams.dissect.kafka.wire import Reader, count_records
 
@@ -335,21 +333,3 @@ def init_producer_id(r: Reader, v: int, s: Summary) -> None:
     s.head("producer_id", r.int64())
     s.head("producer_epoch", r.int16())
     r.tagged_fields()
-
-
-READERS: dict[int, Callable[[Reader, int, Summary], None]] = {
-    0: produce,
-    1: fetch,
-    2: list_offsets,
-    3: metadata,
-    8: offset_commit,
-    9: offset_fetch,
-    10: find_coordinator,
-    11: join_group,
-    12: heartbeat,
-    13: leave_group,
-    14: sync_group,
-    18: api_versions,
-    19: create_topics,
-    22: init_producer_id,
-}

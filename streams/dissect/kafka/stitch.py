@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,13 +29,27 @@ from streams.reassembly.events import Flow
 PROTOCOL = "kafka"
 DEFAULT_MAX_PENDING = 1024  # requests waiting for a response before the oldest is given up
 MAX_CLIENT_ID = 1024
+BodyReader = Callable[[Reader, int, Summary], None]
 
-# Newest version of each API whose body layout this package knows; newer ones are shown
-# with their header fields only.
-PARSED_UP_TO = {
-    0: 13, 1: 18, 2: 10, 3: 13, 8: 10, 9: 10, 10: 6, 11: 9, 12: 4, 13: 5, 14: 5, 18: 4,
-    19: 7, 22: 6,
-}  # fmt: skip
+# The APIs whose body layout this package knows: the newest version it reads, and the
+# readers of its request and response; newer versions are shown with their header
+# fields only.
+READERS: dict[int, tuple[int, BodyReader, BodyReader]] = {
+    0: (13, requests.produce, responses.produce),
+    1: (18, requests.fetch, responses.fetch),
+    2: (10, requests.list_offsets, responses.list_offsets),
+    3: (13, requests.metadata, responses.metadata),
+    8: (10, requests.offset_commit, responses.offset_commit),
+    9: (10, requests.offset_fetch, responses.offset_fetch),
+    10: (6, requests.find_coordinator, responses.find_coordinator),
+    11: (9, requests.join_group, responses.join_group),
+    12: (4, requests.heartbeat, responses.heartbeat),
+    13: (5, requests.leave_group, responses.leave_group),
+    14: (5, requests.sync_group, responses.sync_group),
+    18: (4, requests.api_versions, responses.api_versions),
+    19: (7, requests.create_topics, responses.create_topics),
+    22: (6, requests.init_producer_id, responses.init_producer_id),
+}
 MAX_VERSION = 31  # an API version above this is not a real request
 # Message starts rejected in a row while resyncing before the flow goes opaque: each costs
 # a check in Python, and some junk (a run of zeros) offers one at every byte.
@@ -158,17 +173,12 @@ class KafkaDissector(DissectorSkeleton):
             if is_flexible(api_key, version):
                 r.flexible = True
                 r.tagged_fields()
-            reader = requests.READERS.get(api_key)
-            if reader is not None and version <= PARSED_UP_TO[api_key]:
+            known = READERS.get(api_key)
+            if known is not None and version <= known[0]:
                 summary = Summary(self.topic_ids)
-                reader(r, version, summary)
-        except Truncated as e:
-            if not frame.cut:
-                flags.append("malformed")
-                self._failed(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
-        except Malformed as e:
-            flags.append("malformed")
-            self._failed(0, f"{api_name(api_key)} v{version} request: {e}", frame.ts)
+                known[1](r, version, summary)
+        except (Truncated, Malformed) as e:
+            self._unreadable(0, frame, e, flags, f"{api_name(api_key)} v{version} request")
         req = Pending(frame, self.order, api_key, version, correlation_id, headers, summary, flags)
         self.order += 1
         if api_key == 0 and summary is not None and ("acks", "0") in summary.headers:
@@ -200,8 +210,8 @@ class KafkaDissector(DissectorSkeleton):
             self._unanswered(self.pending.popitem(last=False)[1])
         flags = _frame_flags(frame, "response")
         summary = None
-        reader = responses.READERS.get(req.api_key)
-        if reader is not None and req.version <= PARSED_UP_TO[req.api_key]:
+        known = READERS.get(req.api_key)
+        if known is not None and req.version <= known[0]:
             summary = Summary(self.topic_ids)
             try:
                 # ApiVersions responses keep header v0 so that any client can read them.
@@ -209,19 +219,21 @@ class KafkaDissector(DissectorSkeleton):
                     r.flexible = True
                     if req.api_key != 18:
                         r.tagged_fields()
-                reader(r, req.version, summary)
-            except Truncated as e:
-                if not frame.cut:
-                    flags.append("malformed")
-                    self._failed(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
-            except Malformed as e:
-                flags.append("malformed")
-                self._failed(1, f"{api_name(req.api_key)} response: {e}", frame.ts)
+                known[2](r, req.version, summary)
+            except (Truncated, Malformed) as e:
+                self._unreadable(1, frame, e, flags, f"{api_name(req.api_key)} response")
         self.out.append(self._call(req, frame, summary, flags))
         if req.api_key == 17 and req.version == 0 and summary is None and len(data) >= 6:
             if data[4:6] == b"\x00\x00":
                 # SaslHandshake v0 accepted: raw SASL tokens follow, without Kafka headers.
                 self._go_opaque()
+
+    def _unreadable(self, d: int, frame: Frame, e: Exception, flags: list[str], what: str) -> None:
+        """A body that does not read is malformed, unless the cap cut it short."""
+        if isinstance(e, Truncated) and frame.cut:
+            return
+        flags.append("malformed")
+        self._failed(d, f"{what}: {e}", frame.ts)
 
     # ------------------------------------------------------------------- resync
     def _find_request(self, buf: bytes) -> int:
