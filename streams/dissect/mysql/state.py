@@ -25,10 +25,8 @@ class Phase(Enum):
 PHASES = Transitions(
     {
         (Phase.START, "login"): Phase.LOGIN,
-        (Phase.START, "command"): Phase.COMMAND,
-        (Phase.LOGIN, "command"): Phase.COMMAND,
+        **{(phase, "command"): Phase.COMMAND for phase in Phase},
         (Phase.LOGIN, "login_ok"): Phase.COMMAND,
-        (Phase.COMMAND, "command"): Phase.COMMAND,
         (Phase.COMMAND, "login_ok"): Phase.COMMAND,  # COM_CHANGE_USER, or a late login OK
     }
 )
@@ -51,8 +49,9 @@ ANSWERS = Transitions(
         (Answer.DEFS, "definitions_end_without_eof"): Answer.ROWS,
         (Answer.DEFS_EOF, "eof"): Answer.ROWS,
         (Answer.DEFS_EOF, "row"): Answer.ROWS,  # no EOF: CLIENT_DEPRECATE_EOF after all
-        (Answer.FIRST, "more_results"): Answer.FIRST,
-        (Answer.INFILE, "more_results"): Answer.FIRST,
-        (Answer.ROWS, "more_results"): Answer.FIRST,
+        **{
+            (end, "more_results"): Answer.FIRST
+            for end in (Answer.FIRST, Answer.INFILE, Answer.ROWS)
+        },
     }
 )
