@@ -223,9 +223,7 @@ class Schedule:
 
         ensure_topics(self.settings)
         roles = {"sink": [], **{f"worker-{i + 1}": [] for i in range(workers)}}
-        self.supervisor = Supervisor(
-            self.bootstrap, self.data, roles, max_restarts=1000, settings=self.settings
-        )
+        self.supervisor = Supervisor(self.settings, roles, max_restarts=1000)
         self.next_worker = workers + 1
         self._written: dict[int, int] = {}  # writer pid -> calls it stored
         self.capture: Path | None = None

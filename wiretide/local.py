@@ -27,18 +27,12 @@ class PipelineError(WiretideError):
 
 
 def spawn(
-    role: str,
-    bootstrap: str,
-    data: Path,
-    extra: list[str] | None = None,
-    log_name: str | None = None,
-    settings: Settings | None = None,
+    role: str, settings: Settings, extra: list[str] | None = None, log_name: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `wiretide <role>` as a child process logging to the data dir; `settings`
-    (default: this environment's) are handed down in its environment."""
-    settings = (settings or Settings.from_env()).replace(kafka=bootstrap, data=data)
+    """Start `wiretide <role>` as a child process logging to the settings' data dir, the
+    settings handed down in its environment."""
     env = settings.child_env()
-    log_dir = data / "logs"
+    log_dir = settings.data / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{log_name or role}.log", "ab")
     return subprocess.Popen(
@@ -96,35 +90,18 @@ class Supervisor:
     """Keeps one process per role running, restarting a crashed one (as a pod would be)."""
 
     def __init__(
-        self,
-        bootstrap: str,
-        data: Path,
-        roles: dict[str, list[str]],
-        max_restarts: int = 5,
-        settings: Settings | None = None,
+        self, settings: Settings, roles: dict[str, list[str]], max_restarts: int = 5
     ) -> None:
-        """`roles` maps a process name (`worker-2`) to its extra arguments; the command
-        is the name up to the first dash. `settings`: the children's."""
-        self.bootstrap, self.data, self.roles = bootstrap, data, roles
-        self.settings = settings
+        """`settings`: the children's, with their Kafka and data dir. `roles` maps a
+        process name (`worker-2`) to its extra arguments; the command is the name up to
+        the first dash."""
+        self.settings, self.data, self.roles = settings, settings.data, roles
         self.max_restarts = max_restarts
         self.restarts = dict.fromkeys(roles, 0)
         self.procs = {role: self._spawn(role) for role in roles}
 
-    @property
-    def kafka(self) -> Settings:
-        """What its own Kafka clients use: the children's settings, on its broker."""
-        return (self.settings or Settings()).replace(kafka=self.bootstrap)
-
     def _spawn(self, role: str) -> subprocess.Popen[bytes]:
-        return spawn(
-            role.split("-")[0],
-            self.bootstrap,
-            self.data,
-            self.roles[role],
-            log_name=role,
-            settings=self.settings,
-        )
+        return spawn(role.split("-")[0], self.settings, self.roles[role], log_name=role)
 
     def check(self) -> None:
         for role, proc in self.procs.items():
@@ -142,7 +119,7 @@ class Supervisor:
         """Wait (at most `timeout` s) until `group` is stable with `members` consumers, so
         the first segments are shared: a worker joining after them finds most of the work
         taken. False if it did not happen in time (the pipeline works anyway)."""
-        admin = AdminClient(self.kafka.kafka_client(log_level=3))
+        admin = AdminClient(self.settings.kafka_client(log_level=3))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check()
@@ -170,7 +147,7 @@ def wait_until_stored(
     stall_timeout: float = 120.0,
 ) -> None:
     """Block until workers committed every segment and the sink every call."""
-    settings = supervisor.kafka
+    settings = supervisor.settings
     for group, topic, stage in (
         (settings.streams_group, settings.segments_topic, "dissecting"),
         (settings.sink_group, settings.calls_topic, "storing"),

@@ -82,7 +82,7 @@ def start_pipeline(args: argparse.Namespace, settings: Settings) -> tuple[Settin
     SinkStatus.clear(data)
     names = {f"worker-{i + 1}": [] for i in range(workers)}
     roles = {"sink": extra, **names}
-    supervisor = Supervisor(settings.kafka, data, roles, settings=settings)
+    supervisor = Supervisor(settings, roles)
     try:  # every worker in the group before the first segment: they share the work
         supervisor.wait_for_group(settings.streams_group, workers)
     except BaseException:
