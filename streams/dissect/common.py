@@ -1,12 +1,27 @@
-"""The buffering several length-prefixed framers share (PostgreSQL, MySQL, MongoDB); the
-`Dissector` contract itself is kept by `skeleton.DissectorSkeleton`."""
+"""What several dissectors share beyond the skeleton: the buffering of the length-prefixed
+framers (PostgreSQL, MySQL, MongoDB) and the JSON of bodies. The `Dissector` contract
+itself is kept by `skeleton.DissectorSkeleton`."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 _SEQ_MASK = 0xFFFFFFFF
+
+
+def compact_json(value: Any) -> bytes:
+    """`value` as a body's JSON: no spaces, text beyond ASCII kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def result_set(columns: list, rows: list, cut: bool) -> bytes:
+    """A SQL result set as a response body, `truncated` when rows were dropped at the cap."""
+    doc: dict[str, Any] = {"columns": columns, "rows": rows}
+    if cut:
+        doc["truncated"] = True
+    return compact_json(doc)
 
 
 class SegmentBuffer:

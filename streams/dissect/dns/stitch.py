@@ -3,12 +3,12 @@ datagram per message) or TCP (length-prefixed messages), and builds the calls.""
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from schemas.records import ApiCall
 from streams.dissect.base import DissectError, new_call
+from streams.dissect.common import compact_json
 from streams.dissect.dns.events import DnsMessage
 from streams.dissect.dns.names import class_name, flag_text, opcode_name, rcode_name, type_name
 from streams.dissect.dns.parser import Datagrams, TcpFramer, parse_message
@@ -37,10 +37,6 @@ def _key(msg: DnsMessage) -> _Key:
         return (msg.txid, "", -1, -1)
     q = msg.questions[0]
     return (msg.txid, q.name.lower(), q.qtype, q.qclass)
-
-
-def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class DnsDissector(DissectorSkeleton):
@@ -157,7 +153,7 @@ class DnsDissector(DissectorSkeleton):
                 headers.append(("questions", str(len(qm.questions))))
             fields.update(
                 request_headers=tuple(headers),
-                request_body=_dumps(_request_body(qm)),
+                request_body=compact_json(_request_body(qm)),
                 request_body_size=qm.size,
                 request_end_ns=query.end_ts,
             )
@@ -176,7 +172,7 @@ class DnsDissector(DissectorSkeleton):
                     ("nscount", str(rm.counts[1])),
                     ("arcount", str(rm.counts[2])),
                 ),
-                response_body=_dumps({k: list(v) for k, v in sections.items()}),
+                response_body=compact_json({k: list(v) for k, v in sections.items()}),
                 response_body_size=rm.size,
                 response_ts_ns=response.ts,
                 response_end_ns=response.end_ts,

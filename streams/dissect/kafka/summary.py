@@ -8,8 +8,9 @@ entries are listed ("truncated": true says more were left out); the counts in th
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from streams.dissect.common import compact_json
 
 MAX_TOPICS = 32
 MAX_PARTITIONS = 128
@@ -106,7 +107,7 @@ class Summary:
             doc["truncated"] = True
         if not doc:
             return b""
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        return compact_json(doc)
 
     def finish_headers(self) -> list[tuple[str, str]]:
         out = list(self.headers)

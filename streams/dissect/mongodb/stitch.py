@@ -7,11 +7,11 @@ requests never seen (the capture began later) are dropped. Authentication secret
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from typing import Any
 
 from streams.dissect.base import new_call
+from streams.dissect.common import compact_json
 from streams.dissect.mongodb import parser as p
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
@@ -154,8 +154,7 @@ class MongoDissector(DissectorSkeleton):
     def _body(doc: dict[str, Any] | None, flags: list[str], cut_flag: str) -> bytes:
         if doc is None:
             return b""
-        text = json.dumps(_hide_secrets(doc), ensure_ascii=False, separators=(",", ":"))
-        raw = text.encode()
+        raw = compact_json(_hide_secrets(doc))
         if len(raw) > MAX_BODY:
             flags.append(cut_flag)
             return raw[:MAX_BODY]

@@ -10,11 +10,11 @@ so). COM_QUIT, COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict, deque
 from typing import Any
 
 from streams.dissect.base import new_call
+from streams.dissect.common import compact_json, result_set
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
 from streams.dissect.mysql.state import ANSWERS, PHASES, Answer, Phase
@@ -206,7 +206,7 @@ class MySqlDissector(DissectorSkeleton):
                 return
             self.statements[stmt_id] = (sql, n_params, types)
             if values:
-                cmd.body = _json(values).encode()
+                cmd.body = compact_json(values)
         elif cmd.code == 0x19:
             self.statements.pop(stmt_id, None)
 
@@ -441,12 +441,10 @@ class MySqlDissector(DissectorSkeleton):
                     headers.append(("info", ok["info"]))
             if cmd.columns and cmd.code != 0x04:
                 headers.append(("rows", str(cmd.nrows)))
-                doc: dict[str, Any] = {"columns": [c[0] for c in cmd.columns], "rows": cmd.rows}
-                if cmd.cut:
-                    doc["truncated"] = True
-                fields["response_body"] = _json(doc).encode()
+                names = [c[0] for c in cmd.columns]
+                fields["response_body"] = result_set(names, cmd.rows, cmd.cut)
             elif cmd.code == 0x04:
-                fields["response_body"] = _json({"columns": [c[0] for c in cmd.columns]}).encode()
+                fields["response_body"] = compact_json({"columns": [c[0] for c in cmd.columns]})
             elif cmd.code == 0x09:
                 fields["response_body"] = cmd.body
             fields.update(
@@ -464,7 +462,3 @@ class MySqlDissector(DissectorSkeleton):
         self._failed(d, f"bad packet: {type(e).__name__}: {e}", frame.ts)
         if d == 1 and self.pending:  # its command can no longer be followed
             self._finish(self.pending[0], "malformed")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

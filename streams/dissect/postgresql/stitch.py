@@ -10,11 +10,11 @@ Passwords and SASL messages are read past and never recorded.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict, deque
 from typing import Any
 
 from streams.dissect.base import new_call
+from streams.dissect.common import compact_json, result_set
 from streams.dissect.postgresql import parser as p
 from streams.dissect.postgresql.events import (
     CANCEL,
@@ -121,7 +121,7 @@ class PostgresDissector(DissectorSkeleton):
         self.pending: deque[Unit] = deque()  # the units ReadyForQuery will close, in order
         self.evicted = 0  # ReadyForQuery messages owed to units given up on
         self.statements: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
-        self.portals: OrderedDict[str, tuple[str, str, str, list[int]]] = OrderedDict()
+        self.portals: OrderedDict[str, tuple[str, str, bytes, list[int]]] = OrderedDict()
         self.refused: list[str] = []  # encryption requests (ssl, gssenc) before the startup
 
     # ---------------------------------------------------------------- contract
@@ -200,7 +200,7 @@ class PostgresDissector(DissectorSkeleton):
                 p.render_value(v, _format(formats, k), oids[k] if k < len(oids) else 0)
                 for k, v in enumerate(values)
             ]
-            self._remember(self.portals, portal, (stmt, sql, _json(params), results))
+            self._remember(self.portals, portal, (stmt, sql, compact_json(params), results))
         elif kind == "D":
             what, name = chr(body[0]), p.cstring(body, 1)[0]
             if not ex.path:
@@ -211,9 +211,9 @@ class PostgresDissector(DissectorSkeleton):
                 )
         elif kind == "E":
             portal = p.cstring(body, 0)[0]
-            stmt, sql, params, results = self.portals.get(portal, ("", "", "[]", []))
+            stmt, sql, params, results = self.portals.get(portal, ("", "", b"[]", []))
             ex.method, ex.path, ex.executes = "execute", sql, True
-            ex.body = params.encode() if params != "[]" else b""
+            ex.body = params if params != b"[]" else b""
             ex.formats = results
             ex.headers = [("statement", stmt)] if stmt else []
             if portal:
@@ -421,10 +421,7 @@ class PostgresDissector(DissectorSkeleton):
                 headers += [(name, err[c]) for c, name in (("D", "detail"), ("H", "hint"))
                             if c in err]  # fmt: skip
             if ex.columns is not None:
-                doc: dict[str, Any] = {"columns": ex.columns, "rows": ex.rows}
-                if ex.cut:
-                    doc["truncated"] = True
-                fields["response_body"] = _json(doc).encode()
+                fields["response_body"] = result_set(ex.columns, ex.rows, ex.cut)
             fields.update(
                 response_headers=tuple(headers),
                 response_body_size=ex.resp_size,
@@ -459,7 +456,3 @@ def _rows(ex: Exchange) -> int | None:
     if numeric:
         return total
     return ex.nrows if ex.columns is not None or ex.nrows else None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -9,6 +9,7 @@ import json
 import math
 from typing import Any
 
+from streams.dissect.common import compact_json
 from streams.dissect.redis.events import Cut, Partial, Push, RespError, RespMap
 
 
@@ -60,7 +61,7 @@ def to_json(v: Any) -> Any:
 
 
 def dumps(v: Any) -> bytes:
-    return json.dumps(to_json(v), separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(to_json(v))
 
 
 def text(v: Any) -> str:
