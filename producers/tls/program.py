@@ -9,11 +9,11 @@ Where plaintext comes from:
   the result — uretprobes would corrupt Go's movable stacks.
 
 Which socket: syscall tracepoints note the fd each thread last did I/O on; the entry of
-the first I/O syscall inside an SSL call pins the call to its connection there and then (4-tuple,
-sequence base, the fd's close count; a write counts as pending until its return), so a
-close by another thread before the return, and a new connection on the same fd, leave the
-chunk on its own connection. The fd is cached per SSL object, for reads served from
-OpenSSL's buffer without a syscall; Go's fd is read from the tls.Conn's net.Conn. The
+the first socket I/O syscall inside an SSL call pins the call to its connection there and
+then (4-tuple, sequence base, the fd's close count; a write counts as pending until its
+return), so a close by another thread before the return, and a new connection on the same
+fd, leave the chunk on its own connection. The fd is cached per SSL object, for reads
+served from OpenSSL's buffer without a syscall; Go's fd is read from the tls.Conn's net.Conn. The
 sock:sock_{send,recv}_length tracepoints tie that fd to its `struct sock`, whose 4-tuple
 comes from sock:inet_sock_set_state (connections made after start) and
 tcp:tcp_rcv_space_adjust (older ones, on their next read). User space falls back to
@@ -271,7 +271,7 @@ static __always_inline u64 closes_of(u32 tgid, s32 fd) {
     return n ? *n : 0;
 }
 
-// The first I/O syscall of thread `id` inside an SSL call pins the call to that connection
+// The first socket I/O syscall of thread `id` inside an SSL call pins the call to that connection
 // while the fd is surely still its: a close by another thread before the call returns
 // (and a new connection given the same fd) must not move the chunk. A write is counted
 // as pending on its counter, so a close meanwhile counts it (the FINs wait for it).
@@ -435,8 +435,14 @@ static __always_inline void note_fd(s64 fd) {
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32)) return;
     s32 f = (s32)fd;
-    // at the entry the fd is surely the call's; a blocked send can end after a close
+    // at the entry the fd is surely the call's (a blocked send can end after a close); a
+    // fd not known as a socket yet waits for sock_*_length (OpenSSL reads /dev/urandom)
+#ifdef HAVE_SOCK_LENGTH
+    struct fdkey_t k = {.tgid = id >> 32, .fd = f};
+    if (fd_sk.lookup(&k)) pin_ssl_call(id, f);
+#else
     pin_ssl_call(id, f);
+#endif
     struct fdio_t io = {.fd = f, .closes = closes_of(id >> 32, f)};
     tid_fd.update(&id, &io);
 #ifndef HAVE_SOCK_LENGTH
@@ -520,6 +526,7 @@ static __always_inline void note_sock(u64 sk, u16 family) {
     if (closes_of(id >> 32, io->fd) != io->closes) return;
     struct fdkey_t k = {.tgid = id >> 32, .fd = io->fd};
     fd_sk.update(&k, &sk);
+    pin_ssl_call(id, io->fd);  // the fd's first socket I/O
     note_socket_io(id, io->fd);
 }
 TRACEPOINT_PROBE(sock, sock_send_length) { note_sock((u64)args->sk, args->family); return 0; }

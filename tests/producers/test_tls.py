@@ -37,19 +37,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        out = b'{"echo": ' + body + b'}'
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Test", "yes")
+        headers = [("Content-Type", "application/json"), ("X-Test", "yes")]
+        self.answer(201, b'{"echo": ' + body + b'}', headers)
+    def do_GET(self):  # the connection it was asked on, then close it
+        out = "peer={}:{} id={}".format(*self.client_address, self.headers["X-Id"]).encode()
+        self.answer(200, out, [("Connection", "close")])
+    def answer(self, status, out, headers):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
     def log_message(self, *args):
         pass
-server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256
+server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
+# handshakes run in the handler threads
+server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
 print("ready", flush=True)
 server.serve_forever()
 """
@@ -135,33 +143,9 @@ process.stdin.once("data", () => {
 });
 """
 
-# Short-lived connections from many threads of one Python process to another's (OpenSSL,
-# socket BIOs): fds and SSL objects are reused all the time. The server answers with the
-# client port it saw, like the Go server's /conn; handshakes run in the handler threads.
-PY_STORM_SERVER = r"""
-import http.server, ssl, sys
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        out = "peer={}:{} id={}".format(*self.client_address, self.headers["X-Id"]).encode()
-        self.send_response(200)
-        self.send_header("Connection", "close")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-    def log_message(self, *args):
-        pass
-class Server(http.server.ThreadingHTTPServer):
-    request_queue_size = 256
-server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-print("ready", flush=True)
-server.serve_forever()
-"""
-
-# N GETs, PAR threads at a time, each on its own connection; prints "ID PORT" per call.
+# Short-lived connections from many threads of one Python process (OpenSSL, socket BIOs):
+# fds and SSL objects are reused all the time. N GETs of PY_SERVER's connection echo, PAR
+# threads at a time, each on its own connection; prints "ID PORT" per call.
 PY_STORM_CLIENT = r"""
 import concurrent.futures, http.client, ssl, sys
 port, total, par = int(sys.argv[1]), int(sys.argv[3]), int(sys.argv[4])
@@ -616,7 +600,7 @@ def test_openssl_short_lived_concurrent_connections_never_swap_calls(cert, proce
     SSL_write_ex over socket BIOs; fds and SSL objects reused all the time)."""
     crt, key = cert
     port, total = 21820 if traced == "both ends" else 21821, 300
-    server = _spawn([sys.executable, "-c", PY_STORM_SERVER, str(port), crt, key])
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", PY_STORM_CLIENT, str(port), crt, str(total), "32"])
     processes += [server, client]
     _storm([server.pid, client.pid] if traced == "both ends" else [client.pid], client, port, total)
