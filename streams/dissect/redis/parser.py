@@ -56,6 +56,14 @@ def _int(line: bytes | bytearray, what: str) -> int:
         raise DissectError(f"bad {what} {bytes(line[:32])!r}") from None
 
 
+def _length(line: bytes | bytearray, what: str) -> int:
+    """A bulk or aggregate length: -1 (null) or up to MAX_COUNT."""
+    n = _int(line, what)
+    if -1 <= n <= MAX_COUNT:
+        return n
+    raise DissectError(f"bad {what} {n}" if n < 0 else f"{what} {n} too large")
+
+
 def _text(b: bytes | bytearray) -> str:
     return bytes(b).decode("utf-8", "replace")
 
@@ -176,28 +184,20 @@ class RespParser:
         elif t == 58 or t == 40:  # : integer, ( big number
             self._value(_int(body, "integer"), end + 2, ts, out)
         elif t in _BULKS:
-            size = _int(body, "bulk length")
+            size = _length(body, "bulk length")
             if size < 0:
-                if size != -1:
-                    raise DissectError(f"bad bulk length {size}")
                 self._value(None, end + 2, ts, out)
                 return
-            if size > MAX_COUNT:
-                raise DissectError(f"bulk length {size} too large")
             self.bulk_kind = _BULKS[t]
             self.bulk_size = size
             self.bulk_left = size + 2
             self.bulk_parts = []
         elif t in _AGGREGATES:
-            count = _int(body, "aggregate length")
+            count = _length(body, "aggregate length")
             kind = _AGGREGATES[t]
             if count < 0:
-                if count != -1:
-                    raise DissectError(f"bad aggregate length {count}")
                 self._value(None, end + 2, ts, out)
                 return
-            if count > MAX_COUNT:
-                raise DissectError(f"aggregate length {count} too large")
             if kind == _MAP or kind == _ATTR:
                 count *= 2
             if count == 0:
