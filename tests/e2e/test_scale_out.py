@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from schemas.config import Settings
@@ -56,7 +57,11 @@ def wait_split(kafka: str, group: str, topic: str, deadline: float) -> list[list
     """The group's assignment once two members share the topic's partitions."""
     members: list[list[int]] = []
     while time.monotonic() < deadline:
-        members = assignments(kafka, group, topic)
+        try:
+            members = assignments(kafka, group, topic)
+        except (KafkaException, TimeoutError):  # a new broker's coordinator, or a slow one
+            time.sleep(0.5)
+            continue
         if len(members) == 2 and all(members):
             break
         time.sleep(0.5)
