@@ -43,8 +43,9 @@ REGISTRY = default_registry()
 
 COMMIT_INTERVAL_S = 0.5
 EXPIRE_EVERY_NS = 2_000_000_000  # capture time: the same cut points in every replay
-# Kafka's default offset.metadata.max.bytes is 4096; a checkpoint that does not fit waits.
-MAX_METADATA = 4000
+# A checkpoint longer than the broker's offset.metadata.max.bytes (Kafka's default 4096; our
+# broker sets 32767, the most the wire carries) waits for a later cut; a margin to spare.
+METADATA_MARGIN = 96
 
 
 class WorkerError(Exception):
@@ -86,9 +87,12 @@ class Worker:
         directory: Directory,
         policy: RedactionPolicy,
         rules: tuple[Rule, ...] = (),
+        metadata_limit: int = 4096,
     ) -> None:
-        """`directory`: IP -> pod/service, filled from the endpoints topic."""
+        """`directory`: IP -> pod/service, filled from the endpoints topic;
+        `metadata_limit`: the broker's offset.metadata.max.bytes."""
         self._settings = settings
+        self._max_metadata = metadata_limit - METADATA_MARGIN
         self._directory = directory
         self._policy = policy
         self._rules = rules
@@ -217,10 +221,12 @@ class Worker:
             if part.committed is not None and cp.token <= part.committed.token:
                 continue
             metadata = encode_checkpoint(cp)
-            if len(metadata) > MAX_METADATA:
+            if len(metadata) > self._max_metadata:
                 log.warning(
-                    "partition %d: %d flows open across the cut; commit waits", p, len(cp.resume)
-                )
+                    "partition %d: %d flows open across the cut need %d bytes of commit "
+                    "metadata; the commit waits (raise the broker's offset.metadata.max.bytes)",
+                    p, len(cp.resume), len(metadata),
+                )  # fmt: skip
                 continue
             offsets.append(
                 (p, cp, KafkaTP(self._settings.segments_topic, p, cp.token, metadata=metadata))
@@ -281,7 +287,7 @@ def run(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (exit 0 after a last commit) or a fault (exit 1, so the
     supervisor restarts it: never a live process that does nothing). A bad redaction or
     rules file raises before anything starts (a RulesError is one line)."""
-    from schemas.runtime.topics import ensure_topics
+    from schemas.runtime.topics import commit_metadata_limit, ensure_topics
 
     policy = (
         RedactionPolicy.from_yaml(settings.redaction)
@@ -297,7 +303,8 @@ def run(settings: Settings) -> int:
         ensure_topics(settings)
         directory = Directory()
         follow_endpoints(settings, directory)
-        Worker(settings, directory, policy, rules).run(lambda: bool(stopping))
+        limit = commit_metadata_limit(settings)
+        Worker(settings, directory, policy, rules, limit).run(lambda: bool(stopping))
     except (WorkerError, KafkaException) as exc:
         log.error("worker stopped: %s", exc)
         return 1

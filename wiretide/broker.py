@@ -64,6 +64,9 @@ auto.create.topics.enable=true
 log.retention.hours=1
 message.max.bytes=16777216
 replica.fetch.max.bytes=16777216
+# A worker's commit carries the positions of the flows open across its cut (1 KiB ~ 30
+# flows); 32767 is the most an OffsetCommit's metadata string can carry on the wire.
+offset.metadata.max.bytes=32767
 """
 
 

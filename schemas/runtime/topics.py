@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.config import DLQ_SUFFIX, Settings
 from schemas.errors import BrokerError
 
 _HOUR_MS = 3600 * 1000
+KAFKA_DEFAULT_METADATA_MAX = 4096  # offset.metadata.max.bytes when a broker does not say
+WIRE_METADATA_MAX = 32767  # an OffsetCommit's metadata is a string with an int16 length
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
@@ -41,3 +43,17 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"cannot create topic {topic}: {exc}") from None
+
+
+def commit_metadata_limit(settings: Settings) -> int:
+    """How long a commit's metadata (a worker's checkpoint of open flows) may be: the
+    broker's offset.metadata.max.bytes, at most what the wire carries; Kafka's default when
+    the broker does not answer."""
+    admin = AdminClient(settings.kafka_client(log_level=3))
+    try:
+        brokers = admin.list_topics(timeout=10).brokers
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        configs = admin.describe_configs([resource])[resource].result(timeout=10)
+        return min(int(configs["offset.metadata.max.bytes"].value), WIRE_METADATA_MAX)
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):
+        return KAFKA_DEFAULT_METADATA_MAX

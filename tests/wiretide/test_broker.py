@@ -85,3 +85,35 @@ def test_status_and_stop_find_a_data_dirs_broker_on_any_port(tmp_path) -> None:
         assert status.returncode == 1 and "not running" in status.stdout
     finally:
         _cli("stop", "--port", str(port), env=env)
+
+
+def test_a_commit_carries_the_checkpoint_of_hundreds_of_open_flows(kafka: str, tmp_path) -> None:
+    """The local broker takes commit metadata up to the wire's 32767 bytes (Kafka's default is
+    4 KiB, about 130 open flows), and the worker reads that limit from the broker."""
+    from confluent_kafka import TopicPartition
+
+    from schemas.config import Settings
+    from schemas.runtime.topics import commit_metadata_limit, ensure_topics
+    from tests.conftest import pipeline_env
+
+    settings = Settings.from_env(pipeline_env(kafka, tmp_path))
+    assert commit_metadata_limit(settings) == 32767
+    ensure_topics(settings, partitions=1)
+    consumer = Consumer({**settings.kafka_client(), "group.id": settings.streams_group})
+    metadata = "x" * 32_000  # ~1,000 open flows
+    try:
+        tp = TopicPartition(settings.segments_topic, 0, 0, metadata=metadata)
+        consumer.commit(offsets=[tp], asynchronous=False)
+        (got,) = consumer.committed([TopicPartition(settings.segments_topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    assert got.metadata == metadata
+
+
+def test_a_broker_that_does_not_answer_gets_kafkas_default_limit(tmp_path) -> None:
+    from schemas.config import Settings
+    from schemas.runtime.topics import KAFKA_DEFAULT_METADATA_MAX, commit_metadata_limit
+
+    port = _free_port_pair()
+    settings = Settings.from_env({"WIRETIDE_KAFKA": f"127.0.0.1:{port}"})
+    assert commit_metadata_limit(settings) == KAFKA_DEFAULT_METADATA_MAX
