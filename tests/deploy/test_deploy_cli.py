@@ -15,7 +15,7 @@ import yaml
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from tests.deploy._support import ROOT, find_helm
-from wiretide.cli import deploy, undeploy
+from wiretide.cli import add_command, deploy, undeploy
 
 HELM = find_helm()
 needs_helm = pytest.mark.skipif(
@@ -47,8 +47,8 @@ def wiretide(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, 
     """Parse with the subcommands' own parsers and report errors as the CLI does."""
     parser = argparse.ArgumentParser(prog="wiretide")
     sub = parser.add_subparsers(dest="command", required=True)
-    deploy.add_parser(sub)
-    undeploy.add_parser(sub)
+    add_command(sub, deploy)
+    add_command(sub, undeploy)
     args = parser.parse_args(argv)
     run = {"deploy": deploy.run, "undeploy": undeploy.run}[args.command]
     try:

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
@@ -28,8 +29,8 @@ from wiretide.cli import (
 from wiretide.cli import map as map_
 
 EXIT_USAGE = 2
-# Every command: a module with NAME, add_parser(subparsers) and run(args, settings) -> int,
-# in the order `wiretide --help` lists them.
+# Every command: a module with NAME, HELP, maybe DESCRIPTION, add_arguments(parser) and
+# run(args, settings) -> int, in the order `wiretide --help` lists them.
 COMMANDS = (broker, tap, query, kfl, agent, health, worker, sink, export, deploy, undeploy)
 COMMANDS += (hub, map_, rules)
 _BY_NAME = {command.NAME: command for command in COMMANDS}
@@ -100,8 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wiretide", description="See every API call in your traffic.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(sub)
+        add_command(sub, command)
     return parser
+
+
+def add_command(sub: argparse._SubParsersAction, command: ModuleType) -> None:
+    description = getattr(command, "DESCRIPTION", None)
+    parser = sub.add_parser(command.NAME, help=command.HELP, description=description)
+    command.add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

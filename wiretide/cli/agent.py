@@ -10,16 +10,15 @@ from schemas.errors import WiretideError
 from wiretide.cli.options import common, live_flags_used, live_options
 
 NAME = "agent"
+HELP = "run a node agent: capture live and publish segments to Kafka (no storage)"
+DESCRIPTION = (
+    "The node agent of a cluster deployment: live capture (and TLS with "
+    "--tls) of this node, aimed at the pods POD_REGEX/-n/-A select, published to Kafka "
+    "for the stream workers; runs until SIGTERM or --for."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    agent = sub.add_parser(
-        NAME,
-        help="run a node agent: capture live and publish segments to Kafka (no storage)",
-        description="The node agent of a cluster deployment: live capture (and TLS with "
-        "--tls) of this node, aimed at the pods POD_REGEX/-n/-A select, published to Kafka "
-        "for the stream workers; runs until SIGTERM or --for.",
-    )
+def add_arguments(agent: argparse.ArgumentParser) -> None:
     agent.add_argument(
         "--pcap", metavar="FILE", help="publish a capture file's segments instead, then exit"
     )

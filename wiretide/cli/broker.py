@@ -11,6 +11,7 @@ from wiretide.broker import local_broker
 from wiretide.cli.options import common
 
 NAME = "broker"
+HELP = "run the local one-node Kafka broker"
 
 
 def _broker_port(text: str) -> int:
@@ -20,8 +21,7 @@ def _broker_port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(ex).removeprefix("port ")) from None
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    broker = sub.add_parser(NAME, help="run the local one-node Kafka broker")
+def add_arguments(broker: argparse.ArgumentParser) -> None:
     broker.add_argument("action", choices=["start", "stop", "status"])
     broker.add_argument(
         "--port",

@@ -7,16 +7,15 @@ import argparse
 from wiretide.deploy import CHART, run_deploy
 
 NAME = "deploy"
+HELP = "install or upgrade Wiretide on a Kubernetes cluster (with helm)"
+DESCRIPTION = (
+    "Install or upgrade the Wiretide Helm chart on the cluster of the current "
+    "kubeconfig and wait until its pods are ready. --render prints the manifests instead "
+    "and needs no cluster."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    deploy = sub.add_parser(
-        NAME,
-        help="install or upgrade Wiretide on a Kubernetes cluster (with helm)",
-        description="Install or upgrade the Wiretide Helm chart on the cluster of the current "
-        "kubeconfig and wait until its pods are ready. --render prints the manifests instead "
-        "and needs no cluster.",
-    )
+def add_arguments(deploy: argparse.ArgumentParser) -> None:
     target_options(deploy)
     deploy.add_argument(
         "-f",

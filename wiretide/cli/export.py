@@ -8,16 +8,15 @@ from schemas.config import Settings
 from wiretide.cli.options import common
 
 NAME = "export"
+HELP = "write the packets behind stored calls to a capture file"
+DESCRIPTION = (
+    "Find the calls a KFL filter takes and write their packets (read back "
+    "from Kafka, which keeps them about an hour) to a pcap file, or pcapng for a "
+    ".pcapng name."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    export = sub.add_parser(
-        NAME,
-        help="write the packets behind stored calls to a capture file",
-        description="Find the calls a KFL filter takes and write their packets (read back "
-        "from Kafka, which keeps them about an hour) to a pcap file, or pcapng for a "
-        ".pcapng name.",
-    )
+def add_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--pcap", required=True, metavar="OUT", help="the capture file to write (- for stdout)"
     )

@@ -10,10 +10,10 @@ from schemas.runtime import health
 from wiretide.cli.options import common, seconds
 
 NAME = "health"
+HELP = "exit 0 when a local process is alive (a probe)"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help="exit 0 when a local process is alive (a probe)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("component", choices=["agent", "worker", "sink"])
     p.add_argument(
         "--max-age",

@@ -9,17 +9,16 @@ from wiretide.hub.serve import ServedHub, bind, parse_listen
 
 NAME = "hub"
 DEFAULT_LISTEN = "127.0.0.1:8899"
+HELP = "serve the HTTP/WebSocket API over the stored calls"
+DESCRIPTION = (
+    "Serve stored calls (KFL queries, call detail) and a live tail of new "
+    "calls. On loopback no token is needed; on any other address every /api request "
+    "needs 'Authorization: Bearer <token>' ($WIRETIDE_HUB_TOKEN, else one is made "
+    "up and printed)."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        NAME,
-        help="serve the HTTP/WebSocket API over the stored calls",
-        description="Serve stored calls (KFL queries, call detail) and a live tail of new "
-        "calls. On loopback no token is needed; on any other address every /api request "
-        "needs 'Authorization: Bearer <token>' ($WIRETIDE_HUB_TOKEN, else one is made "
-        "up and printed).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,

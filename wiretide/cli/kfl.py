@@ -7,10 +7,10 @@ import argparse
 from schemas.config import Settings
 
 NAME = "kfl"
+HELP = "check a KFL filter, list the fields it knows"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    kfl = sub.add_parser(NAME, help="check a KFL filter, list the fields it knows")
+def add_arguments(kfl: argparse.ArgumentParser) -> None:
     kfl_sub = kfl.add_subparsers(dest="kfl_command", required=True, metavar="ACTION")
     check = kfl_sub.add_parser("check", help="validate a filter and show how it is read")
     check.add_argument("filter", metavar="KFL")

@@ -22,16 +22,15 @@ from wiretide.cli.options import common
 from wiretide.window import DEFAULT_SINCE, TIME_HELP, window
 
 NAME = "map"
+HELP = "print the service map: who calls whom, how often, errors, latency"
+DESCRIPTION = (
+    "Edges between workloads (a pod's Deployment/StatefulSet name, else "
+    "the service, else the IP) per protocol in a time window, grouped by the caller's "
+    "namespace, busiest first. Windows are whole minutes."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        NAME,
-        help="print the service map: who calls whom, how often, errors, latency",
-        description="Edges between workloads (a pod's Deployment/StatefulSet name, else "
-        "the service, else the IP) per protocol in a time window, grouped by the caller's "
-        "namespace, busiest first. Windows are whole minutes.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "filter",
         nargs="?",

@@ -10,10 +10,10 @@ from schemas.config import Settings
 from wiretide.cli.options import common, count
 
 NAME = "query"
+HELP = "print stored calls, newest last"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    query = sub.add_parser(NAME, help="print stored calls, newest last")
+def add_arguments(query: argparse.ArgumentParser) -> None:
     query.add_argument(
         "filter",
         nargs="?",

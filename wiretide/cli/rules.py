@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 
 NAME = "rules"
 EXIT_USAGE = 2
+HELP = "check a traffic validation rules file"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    rules = sub.add_parser(NAME, help="check a traffic validation rules file")
+def add_arguments(rules: argparse.ArgumentParser) -> None:
     actions = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = actions.add_parser(
         "check",

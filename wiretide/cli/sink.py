@@ -15,10 +15,10 @@ from wiretide.cli.options import common
 from wiretide.cli.worker import tune_gc
 
 NAME = "sink"
+HELP = "run a ClickHouse writer in the foreground"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    sink = sub.add_parser(NAME, help="run a ClickHouse writer in the foreground")
+def add_arguments(sink: argparse.ArgumentParser) -> None:
     sink.add_argument(
         "--serve",
         metavar="HOST:PORT",

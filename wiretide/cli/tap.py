@@ -10,15 +10,14 @@ from schemas.errors import WiretideError
 from wiretide.cli.options import common, live_flags_used, live_options, port_or_zero, positive
 
 NAME = "tap"
+HELP = "capture traffic and store its API calls"
+DESCRIPTION = (
+    "Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
+    "out or Ctrl-C, or replay a capture file with --pcap; then store every call."
+)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    tap = sub.add_parser(
-        NAME,
-        help="capture traffic and store its API calls",
-        description="Capture live (AF_PACKET, needs root or CAP_NET_RAW) until --for runs "
-        "out or Ctrl-C, or replay a capture file with --pcap; then store every call.",
-    )
+def add_arguments(tap: argparse.ArgumentParser) -> None:
     tap.add_argument("--pcap", metavar="FILE", help="replay a pcap/pcapng capture")
     live_options(tap)
     tap.add_argument("--redaction", metavar="FILE", help="YAML file of fields/patterns to redact")

@@ -8,14 +8,11 @@ from wiretide.cli.deploy import target_options
 from wiretide.deploy import run_undeploy
 
 NAME = "undeploy"
+HELP = "remove Wiretide from a Kubernetes cluster (with helm)"
+DESCRIPTION = "Uninstall the Wiretide release and wait until its objects are gone."
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    undeploy = sub.add_parser(
-        NAME,
-        help="remove Wiretide from a Kubernetes cluster (with helm)",
-        description="Uninstall the Wiretide release and wait until its objects are gone.",
-    )
+def add_arguments(undeploy: argparse.ArgumentParser) -> None:
     target_options(undeploy)
 
 

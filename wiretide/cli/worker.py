@@ -9,10 +9,10 @@ from schemas.config import Settings
 from wiretide.cli.options import common
 
 NAME = "worker"
+HELP = "run a stream worker in the foreground"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    worker = sub.add_parser(NAME, help="run a stream worker in the foreground")
+def add_arguments(worker: argparse.ArgumentParser) -> None:
     common(worker, store=False)
 
 
