@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from schemas.config import Settings
-from wiretide.cli.options import common
+from wiretide.cli.options import common, kfl_filter
 
 NAME = "export"
 HELP = "write the packets behind stored calls to a capture file"
@@ -20,9 +20,7 @@ def add_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--pcap", required=True, metavar="OUT", help="the capture file to write (- for stdout)"
     )
-    export.add_argument(
-        "filter", nargs="?", default="", metavar="KFL", help="a KFL filter (default: every call)"
-    )
+    kfl_filter(export, "a KFL filter (default: every call)")
     export.add_argument("--since", metavar="TIME", help="calls from then on: 5m, 2h or an ISO time")
     export.add_argument("--until", metavar="TIME", help="calls up to then: 5m, 2h or an ISO time")
     common(export)

@@ -18,7 +18,7 @@ from typing import Any
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from wiretide.cli.options import common
+from wiretide.cli.options import common, kfl_filter
 from wiretide.window import DEFAULT_SINCE, TIME_HELP, window
 
 NAME = "map"
@@ -31,13 +31,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "filter",
-        nargs="?",
-        default="",
-        metavar="KFL",
-        help="map only the calls this KFL filter takes (reads every call of the window)",
-    )
+    kfl_filter(p, "map only the calls this KFL filter takes (reads every call of the window)")
     p.add_argument(
         "--since",
         default=DEFAULT_SINCE,

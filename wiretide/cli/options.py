@@ -23,6 +23,11 @@ def common(p: argparse.ArgumentParser, kafka: bool = True, store: bool = True) -
         )
 
 
+def kfl_filter(p: argparse.ArgumentParser, help: str) -> None:
+    """The optional KFL filter positional of the commands that read stored calls."""
+    p.add_argument("filter", nargs="?", default="", metavar="KFL", help=help)
+
+
 def positive(text: str) -> int:
     try:
         value = int(text)

@@ -7,20 +7,14 @@ import json
 import sys
 
 from schemas.config import Settings
-from wiretide.cli.options import common, count
+from wiretide.cli.options import common, count, kfl_filter
 
 NAME = "query"
 HELP = "print stored calls, newest last"
 
 
 def add_arguments(query: argparse.ArgumentParser) -> None:
-    query.add_argument(
-        "filter",
-        nargs="?",
-        default="",
-        metavar="KFL",
-        help="a KFL filter, e.g. 'http and response.status >= 500' (default: every call)",
-    )
+    kfl_filter(query, "a KFL filter, e.g. 'http and response.status >= 500' (default: every call)")
     query.add_argument("--json", action="store_true", help="one JSON object per line")
     query.add_argument("--limit", type=count, metavar="N", help="print only the newest N calls")
     common(query, kafka=False)
