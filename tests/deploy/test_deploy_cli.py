@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import yaml
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from tests.deploy._support import ROOT, find_helm
+from tests.conftest import run_wiretide
+from tests.deploy._support import find_helm
 from wiretide.cli import add_command, deploy, undeploy
 
 HELM = find_helm()
@@ -164,21 +164,8 @@ def test_the_wiretide_command_has_deploy(tmp_path: Path) -> None:
     """Through the real entry point, as a user types it."""
     env = dict(os.environ, HOME=str(tmp_path), WIRETIDE_HELM=HELM)
     env.pop("KUBECONFIG", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wiretide",
-            "deploy",
-            "--kubeconfig",
-            str(fake_kubeconfig(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
+    kubeconfig = str(fake_kubeconfig(tmp_path))
+    done = run_wiretide(["deploy", "--kubeconfig", kubeconfig], env, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1].startswith("wiretide: error: helm upgrade failed: ")
     assert "Traceback" not in done.stderr
