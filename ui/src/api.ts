@@ -10,25 +10,16 @@ export type Endpoint = {
   pod: Named | null;
   service: Named | null;
 };
-export type RequestPart = {
-  method: string;
-  path: string;
-  query: string;
+/** What a request and a response both carry. */
+type MessagePart = {
   version: string;
   body_size: number;
   headers?: Record<string, string>;
   body?: string;
   body_encoding?: string;
 };
-export type ResponsePart = {
-  status: number;
-  reason: string;
-  version: string;
-  body_size: number;
-  headers?: Record<string, string>;
-  body?: string;
-  body_encoding?: string;
-};
+export type RequestPart = MessagePart & { method: string; path: string; query: string };
+export type ResponsePart = MessagePart & { status: number; reason: string };
 /** A call as /api/calls lists it (no headers or bodies) or as /api/calls/{id} and the
  * live tail send it (in full). Rule verdicts come as `verdicts` and/or `verdict`. */
 export type Call = {
