@@ -236,12 +236,26 @@ def test_partial_overlap_with_delivered_bytes_is_trimmed():
     assert r.stats.overlaps == 1
 
 
-def test_partial_overlap_with_buffered_bytes_first_copy_wins():
+# (segments in arrival order, the stream): the first copy of a byte wins, whoever sent it
+OVERLAPS = {
+    # buffered "defg" at 1004..1008; then "XXXhij" at 1005..1011 overlaps its tail
+    "partial overlap with buffered bytes": (
+        [(1004, b"defg"), (1005, b"XXXhij"), (1001, b"abc")],
+        b"abcdefghij",
+    ),
+    "in-order segment over buffered bytes": ([(1004, b"DEF"), (1001, b"abcXYZghi")], b"abcDEFghi"),
+    "out-of-order retransmit inside a buffered piece": (
+        [(1004, b"defgh"), (1005, b"E"), (1001, b"abc")],
+        b"abcdefgh",
+    ),
+}
+
+
+@pytest.mark.parametrize("segments, stream", OVERLAPS.values(), ids=OVERLAPS.keys())
+def test_overlapping_bytes_keep_their_first_copy(segments, stream):
     r = TcpReassembler()
     handshake(r)
-    # buffered "defg" at 1004..1008; then "XXXhij" at 1005..1011 overlaps its tail
-    ev = run(r, [c(1004, b"defg"), c(1005, b"XXXhij"), c(1001, b"abc")])
-    assert data(ev) == b"abcdefghij"
+    assert data(run(r, [c(seq, payload) for seq, payload in segments])) == stream
 
 
 def test_full_overlap_spanning_buffered_pieces_fills_only_the_holes():
@@ -252,20 +266,6 @@ def test_full_overlap_spanning_buffered_pieces_fills_only_the_holes():
     assert data(ev) == b"aBcdefgh"
     d = [e.data for e in ev if isinstance(e, DataReceived)]
     assert d == [b"a", b"B", b"c", b"de", b"f", b"gh"]
-
-
-def test_in_order_segment_that_overlaps_buffered_bytes_does_not_overwrite_them():
-    r = TcpReassembler()
-    handshake(r)
-    ev = run(r, [c(1004, b"DEF"), c(1001, b"abcXYZghi")])
-    assert data(ev) == b"abcDEFghi"
-
-
-def test_out_of_order_segment_contained_in_buffered_piece_is_a_retransmit():
-    r = TcpReassembler()
-    handshake(r)
-    ev = run(r, [c(1004, b"defgh"), c(1005, b"E"), c(1001, b"abc")])
-    assert data(ev) == b"abcdefgh"
 
 
 # -- wraparound -------------------------------------------------------------------------
