@@ -47,8 +47,8 @@ Usage:
             while self.pending:
                 self.out.append(self._call(self.pending.popleft(), None, flag))
 
-States: an enum, and its moves in one `Transitions` table per protocol
-(`state = STEPS(state, "event")`).
+States and events: enums, and the moves in one `Transitions` table per protocol
+(`state = STEPS(state, Step.EVENT)`, or `STEPS.next[state][EVENT]` inline on a hot path).
 
 The hot path is one `feed` and one handler call per frame: keep per-segment work in the
 framer and per-frame work in the handler.
@@ -66,23 +66,26 @@ from streams.reassembly.events import Direction, Flow
 
 DIRECTIONS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
 State = TypeVar("State", bound=Enum)
+Event = TypeVar("Event", bound=Enum)
 
 
-class Transitions(Generic[State]):
-    """A protocol's state machine as one table, in the manner of h11's `_state.py`: each
-    (state, event) pair the protocol allows, and the state it leads to. An event the table
-    does not allow is a dissector bug: `DissectError`, which the stage guard catches."""
+class Transitions(Generic[State, Event]):
+    """A protocol's state machine as one table, in the manner of h11's `_state.py`: for each
+    state, the events it allows and the state each leads to. An event the table does not
+    allow is a dissector bug: `DissectError` from a call, which the stage guard catches.
+    Hot paths index `next` inline (`next[state][event]`; a missing move is a KeyError, caught
+    by the same guard) to save a call per message."""
 
-    __slots__ = ("table",)
+    __slots__ = ("next",)
 
-    def __init__(self, table: dict[tuple[State, str], State]) -> None:
-        self.table = table
+    def __init__(self, table: dict[State, dict[Event, State]]) -> None:
+        self.next = table
 
-    def __call__(self, state: State, event: str) -> State:
+    def __call__(self, state: State, event: Event) -> State:
         try:
-            return self.table[state, event]
+            return self.next[state][event]
         except KeyError:
-            raise DissectError(f"{event!r} is not expected in state {state.name}") from None
+            raise DissectError(f"{event.name} is not expected in state {state.name}") from None
 
 
 def internal_error(e: Exception) -> str:

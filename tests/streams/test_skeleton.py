@@ -9,7 +9,7 @@ import pytest
 
 from streams.dissect.base import DissectError, DissectFailed
 from streams.dissect.kafka import KAFKA, KafkaFactory
-from streams.dissect.mysql.state import PHASES, Phase
+from streams.dissect.mysql.state import PHASES, Phase, Step
 from streams.dissect.skeleton import DissectorSkeleton, Transitions
 from streams.reassembly.events import Direction, Flow
 
@@ -93,16 +93,20 @@ def test_close_flushes_once() -> None:
 
 
 def test_a_move_the_table_lacks_is_a_dissect_error() -> None:
-    assert PHASES(Phase.START, "login") is Phase.LOGIN
-    with pytest.raises(DissectError, match="'login' is not expected in state COMMAND"):
-        PHASES(Phase.COMMAND, "login")
+    assert PHASES(Phase.START, Step.LOGIN) is Phase.LOGIN
+    with pytest.raises(DissectError, match="LOGIN is not expected in state COMMAND"):
+        PHASES(Phase.COMMAND, Step.LOGIN)
 
     class Light(Enum):
         OFF = 0
         ON = 1
 
-    switch = Transitions({(Light.OFF, "press"): Light.ON, (Light.ON, "press"): Light.OFF})
-    assert switch(switch(Light.OFF, "press"), "press") is Light.OFF
+    class Press(Enum):
+        PRESS = 0
+
+    switch = Transitions({Light.OFF: {Press.PRESS: Light.ON}, Light.ON: {Press.PRESS: Light.OFF}})
+    assert switch(switch(Light.OFF, Press.PRESS), Press.PRESS) is Light.OFF
+    assert switch.next[Light.ON][Press.PRESS] is Light.OFF  # the same table, inline
 
 
 def test_a_factory_hands_its_caps_to_each_dissector_and_refuses_one_it_lacks() -> None:

@@ -63,14 +63,26 @@ class Framing(Enum):
 
 
 FRAMES, BODY, BODY_END, RESYNC = Framing.FRAMES, Framing.BODY, Framing.BODY_END, Framing.RESYNC
+
+
+class Step(Enum):
+    """What moves the `Framing`."""
+
+    BODY_FRAME = "body_frame"
+    EMPTY_BODY_FRAME = "empty_body_frame"
+    BODY_READ = "body_read"
+    END_MARKER = "end_marker"
+    ANCHOR_FOUND = "anchor_found"
+    LOST = "lost"
+
+
+_LOST = {Step.LOST: RESYNC}
 STEPS = Transitions(
     {
-        (FRAMES, "body_frame"): BODY,
-        (FRAMES, "empty_body_frame"): BODY_END,
-        (BODY, "body_read"): BODY_END,
-        (BODY_END, "end_marker"): FRAMES,
-        (RESYNC, "anchor_found"): FRAMES,
-        **{(mode, "lost"): RESYNC for mode in Framing},
+        FRAMES: {Step.BODY_FRAME: BODY, Step.EMPTY_BODY_FRAME: BODY_END, **_LOST},
+        BODY: {Step.BODY_READ: BODY_END, **_LOST},
+        BODY_END: {Step.END_MARKER: FRAMES, **_LOST},
+        RESYNC: {Step.ANCHOR_FOUND: FRAMES, **_LOST},
     }
 )
 
@@ -115,11 +127,11 @@ class FrameParser:
                 pos += k
                 self.remaining -= k
                 if not self.remaining:
-                    self.mode = STEPS(mode, "body_read")
+                    self.mode = STEPS(mode, Step.BODY_READ)
             elif mode == BODY_END:
                 if data[pos] == FRAME_END:
                     pos += 1
-                    self.mode = STEPS(mode, "end_marker")
+                    self.mode = STEPS(mode, Step.END_MARKER)
                 else:
                     self._lost("body frame without its end marker", ts, out)
             else:
@@ -133,7 +145,7 @@ class FrameParser:
         if self.mode == BODY and size <= self.remaining:
             self.remaining -= size
             if not self.remaining:
-                self.mode = STEPS(self.mode, "body_read")
+                self.mode = STEPS(self.mode, Step.BODY_READ)
             return [BodyChunk(self.channel, b"", size, ts)], False
         self._resync_from_here()
         return [], True
@@ -145,7 +157,7 @@ class FrameParser:
     def _resync_from_here(self) -> None:
         self.buf.clear()
         self.expect.clear()
-        self.mode = STEPS(self.mode, "lost")
+        self.mode = STEPS(self.mode, Step.LOST)
 
     # ---------------------------------------------------------------- framing
 
@@ -193,7 +205,7 @@ class FrameParser:
             self.expect[channel] = left
         else:
             del self.expect[channel]
-        self.mode = STEPS(self.mode, "body_frame" if size else "empty_body_frame")
+        self.mode = STEPS(self.mode, Step.BODY_FRAME if size else Step.EMPTY_BODY_FRAME)
         self.channel, self.remaining = channel, size
 
     def _complete(self, data: bytes, pos: int, ts: int, out: list[Frame]) -> int:
@@ -370,7 +382,7 @@ class FrameParser:
                 if buf[p + 7 + size] != FRAME_END:
                     scan = p + 1
                     continue
-            self.mode = STEPS(self.mode, "anchor_found")
+            self.mode = STEPS(self.mode, Step.ANCHOR_FOUND)
             if p >= old:  # the anchor is in the new bytes: frame on from there
                 buf.clear()
                 return pos + p - old

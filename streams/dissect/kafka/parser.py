@@ -32,16 +32,26 @@ class Framing(Enum):
 
 
 SIZE, BODY, RESYNC, DEAD = Framing.SIZE, Framing.BODY, Framing.RESYNC, Framing.DEAD
-_ANYWHERE = {(state, event): DEAD for state in Framing for event in ("stop", "close")}
+
+
+class Step(Enum):
+    """What moves the `Framing`."""
+
+    SIZE_READ = "size_read"
+    RESYNC = "resync"  # a size that cannot be right, bytes lost, or a head rejected
+    MESSAGE_END = "message_end"
+    START_FOUND = "start_found"
+    STOP = "stop"
+    CLOSE = "close"
+
+
+_ANYWHERE = {Step.STOP: DEAD, Step.CLOSE: DEAD}
 STEPS = Transitions(
     {
-        (SIZE, "size_read"): BODY,
-        (SIZE, "resync"): RESYNC,  # a size that cannot be right, or bytes lost
-        (BODY, "message_end"): SIZE,
-        (BODY, "resync"): RESYNC,  # a head the stitcher rejects
-        (RESYNC, "start_found"): SIZE,
-        (RESYNC, "resync"): RESYNC,  # bytes lost while scanning
-        **_ANYWHERE,
+        SIZE: {Step.SIZE_READ: BODY, Step.RESYNC: RESYNC, **_ANYWHERE},
+        BODY: {Step.MESSAGE_END: SIZE, Step.RESYNC: RESYNC, **_ANYWHERE},
+        RESYNC: {Step.START_FOUND: SIZE, Step.RESYNC: RESYNC, **_ANYWHERE},
+        DEAD: _ANYWHERE,
     }
 )
 
@@ -177,7 +187,7 @@ class FrameParser:
                 self.skipped = 0
                 data, i, n, seq = buf, k, len(buf), self.scan_seq
                 self.scan = b""
-                self.state = STEPS(self.state, "start_found")
+                self.state = STEPS(self.state, Step.START_FOUND)
                 self.head = b""
             else:
                 return out
@@ -207,7 +217,7 @@ class FrameParser:
         frame = None
         if self.state == BODY and self.checked:
             frame = self._finish(ts, cut=True)
-        self.state = STEPS(self.state, "close")
+        self.state = STEPS(self.state, Step.CLOSE)
         self.head = self.scan = b""
         self.parts = []
         self.kept = 0
@@ -218,7 +228,7 @@ class FrameParser:
         self.stop(self.failure or "opaque")
 
     def stop(self, reason: str) -> None:
-        self.state = STEPS(self.state, "stop")
+        self.state = STEPS(self.state, Step.STOP)
         self.failure = reason
         self.head = self.scan = b""
         self.parts = []
@@ -237,7 +247,7 @@ class FrameParser:
         self.keep = min(size, self.max_frame)
         self.checked = False
         self.lost = False
-        self.state = STEPS(self.state, "size_read")
+        self.state = STEPS(self.state, Step.SIZE_READ)
         if not size:
             self.checked = True
             why = self.check(b"", 0)
@@ -251,7 +261,7 @@ class FrameParser:
         frame = Frame(
             self.seq, self.ts, ts, self.size, data, cut or len(data) < self.size, self.lost
         )
-        self.state = STEPS(self.state, "message_end")
+        self.state = STEPS(self.state, Step.MESSAGE_END)
         self.head = b""
         self.parts = []
         self.kept = 0
@@ -262,7 +272,7 @@ class FrameParser:
         """Scan for the next message start from the byte after the rejected one (every
         byte of the rejected message read so far is still in `head` and `parts`)."""
         rejected = self.head + b"".join(self.parts)
-        self.state = STEPS(self.state, "resync")
+        self.state = STEPS(self.state, Step.RESYNC)
         self.scan = rejected[1:]
         self.scan_seq = (self.seq + 1) & MASK
         self.head = b""

@@ -22,12 +22,20 @@ class Phase(Enum):
     COMMAND = "command"  # commands, one at a time
 
 
+class Step(Enum):
+    """What moves the client's `Phase`."""
+
+    LOGIN = "login"
+    COMMAND = "command"
+    LOGIN_OK = "login_ok"
+
+
 PHASES = Transitions(
     {
-        (Phase.START, "login"): Phase.LOGIN,
-        **{(phase, "command"): Phase.COMMAND for phase in Phase},
-        (Phase.LOGIN, "login_ok"): Phase.COMMAND,
-        (Phase.COMMAND, "login_ok"): Phase.COMMAND,  # COM_CHANGE_USER, or a late login OK
+        Phase.START: {Step.LOGIN: Phase.LOGIN, Step.COMMAND: Phase.COMMAND},
+        Phase.LOGIN: {Step.COMMAND: Phase.COMMAND, Step.LOGIN_OK: Phase.COMMAND},
+        # COM_CHANGE_USER, or a late login OK
+        Phase.COMMAND: {Step.COMMAND: Phase.COMMAND, Step.LOGIN_OK: Phase.COMMAND},
     }
 )
 
@@ -40,18 +48,35 @@ class Answer(Enum):
     ROWS = "rows"  # rows until EOF / OK
 
 
+class Read(Enum):
+    """What moves a command's `Answer`."""
+
+    LOCAL_INFILE = "local_infile"
+    COLUMN_COUNT = "column_count"
+    PREPARE_OK = "prepare_ok"
+    DEFINITIONS_END = "definitions_end"
+    DEFINITIONS_END_WITHOUT_EOF = "definitions_end_without_eof"
+    EOF = "eof"
+    ROW = "row"
+    MORE_RESULTS = "more_results"
+
+
+_MORE = {Read.MORE_RESULTS: Answer.FIRST}
 ANSWERS = Transitions(
     {
-        (Answer.FIRST, "local_infile"): Answer.INFILE,
-        (Answer.FIRST, "column_count"): Answer.DEFS,
-        (Answer.FIRST, "prepare_ok"): Answer.DEFS,
-        (Answer.DEFS, "definitions_end"): Answer.DEFS_EOF,
-        (Answer.DEFS, "definitions_end_without_eof"): Answer.ROWS,
-        (Answer.DEFS_EOF, "eof"): Answer.ROWS,
-        (Answer.DEFS_EOF, "row"): Answer.ROWS,  # no EOF: CLIENT_DEPRECATE_EOF after all
-        **{
-            (end, "more_results"): Answer.FIRST
-            for end in (Answer.FIRST, Answer.INFILE, Answer.ROWS)
+        Answer.FIRST: {
+            Read.LOCAL_INFILE: Answer.INFILE,
+            Read.COLUMN_COUNT: Answer.DEFS,
+            Read.PREPARE_OK: Answer.DEFS,
+            **_MORE,
         },
+        Answer.INFILE: _MORE,
+        Answer.DEFS: {
+            Read.DEFINITIONS_END: Answer.DEFS_EOF,
+            Read.DEFINITIONS_END_WITHOUT_EOF: Answer.ROWS,
+        },
+        # a row with no EOF: CLIENT_DEPRECATE_EOF after all
+        Answer.DEFS_EOF: {Read.EOF: Answer.ROWS, Read.ROW: Answer.ROWS},
+        Answer.ROWS: _MORE,
     }
 )

@@ -17,7 +17,7 @@ from streams.dissect.base import new_call
 from streams.dissect.common import compact_json, result_set
 from streams.dissect.mysql import parser as p
 from streams.dissect.mysql.events import Packet
-from streams.dissect.mysql.state import ANSWERS, PHASES, Answer, Phase
+from streams.dissect.mysql.state import ANSWERS, PHASES, Answer, Phase, Read, Step
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
@@ -129,7 +129,7 @@ class MySqlDissector(DissectorSkeleton):
             return  # auth data (switch responses, scrambles): never recorded
         if pkt.seq_id != 0 or not payload:
             return  # LOCAL INFILE data, or an empty packet ending it
-        self.phase = PHASES(self.phase, "command")
+        self.phase = PHASES(self.phase, Step.COMMAND)
         code = payload[0]
         method = COMMANDS.get(code)
         if method is None:
@@ -181,7 +181,7 @@ class MySqlDissector(DissectorSkeleton):
             cmd.resp_headers = self._server_headers()
         if caps & p.CLIENT_COMPRESS:
             cmd.flags.append("compressed")
-        self.phase = PHASES(self.phase, "login")
+        self.phase = PHASES(self.phase, Step.LOGIN)
         self.pending.append(cmd)
 
     def _server_headers(self) -> list[tuple[str, str]]:
@@ -238,7 +238,7 @@ class MySqlDissector(DissectorSkeleton):
             if head == b"\x00":
                 cmd.ok = p.ok_packet(payload)
                 self._finish(cmd, "")
-                self.phase = PHASES(self.phase, "login_ok")
+                self.phase = PHASES(self.phase, Step.LOGIN_OK)
                 if "compressed" in cmd.flags:
                     self._go_opaque()  # compressed packets from here on
             elif head == b"\xff":
@@ -289,12 +289,12 @@ class MySqlDissector(DissectorSkeleton):
             elif state is Answer.INFILE or head == b"\x00":
                 self._result_done(cmd, p.ok_packet(payload) if head == b"\x00" else {})
             elif head == b"\xfb":
-                cmd.state = ANSWERS(state, "local_infile")
+                cmd.state = ANSWERS(state, Read.LOCAL_INFILE)
             else:
                 count = p.Reader(payload).lenenc() or 0
                 if not cmd.columns:
                     cmd.columns = []
-                cmd.state, cmd.left = ANSWERS(state, "column_count"), count
+                cmd.state, cmd.left = ANSWERS(state, Read.COLUMN_COUNT), count
                 cmd.showing = cmd.showing and not cmd.nrows and not cmd.rows
             return
         if state is Answer.DEFS:
@@ -307,7 +307,9 @@ class MySqlDissector(DissectorSkeleton):
                 cmd.columns.append(col)
             cmd.left -= 1
             if cmd.left <= 0:
-                end = "definitions_end_without_eof" if self.deprecate_eof else "definitions_end"
+                end = (
+                    Read.DEFINITIONS_END_WITHOUT_EOF if self.deprecate_eof else Read.DEFINITIONS_END
+                )
                 cmd.state = ANSWERS(state, end)
             return
         if state is Answer.DEFS_EOF:
@@ -316,11 +318,11 @@ class MySqlDissector(DissectorSkeleton):
                 if status & p.SERVER_STATUS_CURSOR_EXISTS:
                     self._result_done(cmd, {"status": status & ~p.SERVER_MORE_RESULTS_EXISTS})
                     return
-                cmd.state = ANSWERS(state, "eof")
+                cmd.state = ANSWERS(state, Read.EOF)
                 return
             if self.deprecate_eof is None:
                 self.deprecate_eof = True  # rows right after the definitions
-            cmd.state = ANSWERS(state, "row")
+            cmd.state = ANSWERS(state, Read.ROW)
         if head == b"\xff":
             cmd.error = p.err_packet(payload)
             self._finish(cmd, "")
@@ -339,7 +341,7 @@ class MySqlDissector(DissectorSkeleton):
         if "affected_rows" in ok and (cmd.ok is None or ok["affected_rows"]):
             cmd.ok = ok  # an OK packet (not an EOF): keep the first that counted rows
         if ok.get("status", 0) & p.SERVER_MORE_RESULTS_EXISTS:
-            cmd.state = ANSWERS(cmd.state, "more_results")
+            cmd.state = ANSWERS(cmd.state, Read.MORE_RESULTS)
             if cmd.columns:
                 cmd.showing = False
             return
@@ -382,7 +384,7 @@ class MySqlDissector(DissectorSkeleton):
             # Definitions to read: params, [EOF], columns, [EOF].
             eof = 0 if self.deprecate_eof else 1
             cmd.left = (n_params + eof if n_params else 0) + (n_cols + eof if n_cols else 0)
-            cmd.state = ANSWERS(cmd.state, "prepare_ok")
+            cmd.state = ANSWERS(cmd.state, Read.PREPARE_OK)
             if cmd.left == 0:
                 self._finish(cmd, "")
             return

@@ -13,11 +13,16 @@ class Resp(Enum):
     RESP3 = "RESP3"
 
 
+class Hello(Enum):
+    """A HELLO the server accepted, by the version it asked for."""
+
+    HELLO_2 = "2"
+    HELLO_3 = "3"
+
+
 VERSIONS = Transitions(
     {
-        (Resp.RESP2, "hello 2"): Resp.RESP2,
-        (Resp.RESP2, "hello 3"): Resp.RESP3,
-        (Resp.RESP3, "hello 2"): Resp.RESP2,
-        (Resp.RESP3, "hello 3"): Resp.RESP3,
+        Resp.RESP2: {Hello.HELLO_2: Resp.RESP2, Hello.HELLO_3: Resp.RESP3},
+        Resp.RESP3: {Hello.HELLO_2: Resp.RESP2, Hello.HELLO_3: Resp.RESP3},
     }
 )

@@ -12,7 +12,7 @@ from streams.dissect.redis.commands import REDACTED, SUBSCRIBES, first_key, secr
 from streams.dissect.redis.events import Push, RespError, RespMap, RespMessage
 from streams.dissect.redis.parser import DEFAULT_MAX_BODY, RespParser
 from streams.dissect.redis.render import dumps, text
-from streams.dissect.redis.state import VERSIONS, Resp
+from streams.dissect.redis.state import VERSIONS, Hello, Resp
 from streams.dissect.skeleton import DissectorSkeleton
 from streams.reassembly.events import Flow
 
@@ -111,7 +111,7 @@ class RedisDissector(DissectorSkeleton):
             if cmd.name == "HELLO" and cmd.args and not isinstance(value, RespError):
                 proto = text(cmd.args[0])
                 if proto in ("2", "3"):
-                    self._resp = VERSIONS(self._resp, f"hello {proto}")
+                    self._resp = VERSIONS(self._resp, Hello(proto))
                     # Commands sent before this reply arrived are read in the new version.
                     for later in (cmd, *self.pending):
                         later.version = self._resp.value
