@@ -92,10 +92,12 @@ def relay(a: SocketLike, b: SocketLike, chunk: int = 65536) -> tuple[int, int]:
     source = {a.fileno(): a, b.fileno(): b}
     copied = {a.fileno(): 0, b.fileno(): 0}
     open_ends = set(source)
+    poller = select.poll()  # not select(): a busy process has fds above 1024
+    for fd in open_ends:
+        poller.register(fd, select.POLLIN)
     try:
         while open_ends:
-            ready, _, _ = select.select(list(open_ends), [], [])
-            for fd in ready:
+            for fd, _ in poller.poll():
                 try:
                     data = source[fd].recv(chunk)
                 except OSError:  # reset: nothing more will come either way
@@ -108,6 +110,7 @@ def relay(a: SocketLike, b: SocketLike, chunk: int = 65536) -> tuple[int, int]:
                     copied[fd] += len(data)
                     continue
                 open_ends.discard(fd)
+                poller.unregister(fd)
                 with contextlib.suppress(OSError):
                     peer[fd].shutdown(socket.SHUT_WR)
         return copied[a.fileno()], copied[b.fileno()]

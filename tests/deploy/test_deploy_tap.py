@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import _free_port_pair
 from tests.deploy._support import ROOT, cli_error, find_helm
 from tests.deploy.test_deploy_cli import CLOSED_PORT, fake_kubeconfig, one_error_line
 from wiretide.cli import build_parser, main
@@ -197,7 +198,18 @@ def test_the_wiretide_command_taps_with_deploy(tmp_path: Path) -> None:
     env.pop("KUBECONFIG", None)
     kubeconfig = str(fake_kubeconfig(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "wiretide", "tap", "--deploy", "-A", "--kubeconfig", kubeconfig],
+        [
+            sys.executable,
+            "-m",
+            "wiretide",
+            "tap",
+            "--deploy",
+            "-A",
+            "--kubeconfig",
+            kubeconfig,
+            "--ui-port",
+            str(_free_port_pair()),
+        ],  # 8899 may be taken on a shared machine
         capture_output=True,
         text=True,
         cwd=ROOT,
