@@ -71,6 +71,7 @@ RESYNC_BUDGET = 1024 * 1024  # bytes skipped in one resync episode before giving
 MAX_FAILURES = 8  # malformed messages in a row before giving up
 
 _CK_SIZE, _CK_DATA, _CK_CRLF, _CK_TRAILER = Chunk  # module-level names: the walker's loop
+_NEXT = TRANSITIONS.next  # the moves, indexed inline: one lookup less per message
 
 _REQ = rb"[A-Z][A-Z0-9_-]{0,23} +[^ \r\n][^\r\n]* +HTTP/1\.[0-9]\r?\n"
 _RESP = rb"HTTP/1\.[0-9] [0-9]{3}(?: [^\r\n]*)?\r?\n"
@@ -426,7 +427,7 @@ class Http1Parser:
         if self.llp is None:
             self._new_llp()
         self.msg = HttpMessage(self.kind, ts, seq)
-        self.state = TRANSITIONS[self.state][BEGIN]  # _to, inline: once a message
+        self.state = _NEXT[self.state][BEGIN]  # _to, inline: once a message
         self.head_len = 0
         self.htail = b""
         self.hseen = []
@@ -568,7 +569,7 @@ class Http1Parser:
                 self._start_chunked()
             elif length:
                 self.rem = length
-                self.state = TRANSITIONS[self.state][SIZED_BODY]  # _to, inline: once a message
+                self.state = _NEXT[self.state][SIZED_BODY]  # _to, inline: once a message
             else:
                 self._complete(ts)
             return
@@ -593,7 +594,7 @@ class Http1Parser:
         elif clen is not None:
             if length:
                 self.rem = length
-                self.state = TRANSITIONS[self.state][SIZED_BODY]  # _to, inline: once a message
+                self.state = _NEXT[self.state][SIZED_BODY]  # _to, inline: once a message
             else:
                 self._complete(ts)
         else:
@@ -714,14 +715,14 @@ class Http1Parser:
             self.llp = None  # llhttp expects something else (HEAD, CONNECT, a gap): start fresh
         self.mc = False
         done = SWITCH_ASKED if msg.upgrade and self.kind == REQUEST else DONE
-        self.state = TRANSITIONS[self.state][done]  # _to, inline: once a message
+        self.state = _NEXT[self.state][done]  # _to, inline: once a message
         self.seen = True
         self.failures = 0
         self.sink.on_message_done(msg)
 
     def _to(self, event: Event) -> None:
         """Move by `event` (a move `TRANSITIONS` lacks raises KeyError: a bug)."""
-        self.state = TRANSITIONS[self.state][event]
+        self.state = _NEXT[self.state][event]
 
     def _side(self, what: str) -> str:
         return ("request_" if self.kind == REQUEST else "response_") + what

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from streams.dissect.skeleton import Transitions
+
 
 class Read(IntEnum):
     RESYNC = 0  # looking for a start line: the first message, or after lost / bad bytes
@@ -45,23 +47,25 @@ DONE, SWITCH_ASKED, REFUSED, LOST, CLOSE = tuple(Event)[6:]
 _COMPLETING = {DONE: IDLE, SWITCH_ASKED: HOLD}
 _ANYWHERE = {LOST: RESYNC, CLOSE: CLOSED}
 
-TRANSITIONS: dict[Read, dict[Event, Read]] = {
-    RESYNC: {SYNCED: IDLE, **_ANYWHERE},
-    IDLE: {BEGIN: HEAD, **_ANYWHERE},
-    HEAD: {
-        INTERIM: IDLE,
-        SIZED_BODY: BODY_CL,
-        CHUNKED_BODY: BODY_CHUNKED,
-        BODY_TO_CLOSE: BODY_EOF,
-        **_COMPLETING,
-        **_ANYWHERE,
-    },
-    BODY_CL: {**_COMPLETING, **_ANYWHERE},
-    BODY_CHUNKED: {**_COMPLETING, **_ANYWHERE},
-    BODY_EOF: {DONE: IDLE, **_ANYWHERE},
-    HOLD: {REFUSED: IDLE, **_ANYWHERE},
-    CLOSED: {CLOSE: CLOSED},
-}
+TRANSITIONS: Transitions[Read, Event] = Transitions(
+    {
+        RESYNC: {SYNCED: IDLE, **_ANYWHERE},
+        IDLE: {BEGIN: HEAD, **_ANYWHERE},
+        HEAD: {
+            INTERIM: IDLE,
+            SIZED_BODY: BODY_CL,
+            CHUNKED_BODY: BODY_CHUNKED,
+            BODY_TO_CLOSE: BODY_EOF,
+            **_COMPLETING,
+            **_ANYWHERE,
+        },
+        BODY_CL: {**_COMPLETING, **_ANYWHERE},
+        BODY_CHUNKED: {**_COMPLETING, **_ANYWHERE},
+        BODY_EOF: {DONE: IDLE, **_ANYWHERE},
+        HOLD: {REFUSED: IDLE, **_ANYWHERE},
+        CLOSED: {CLOSE: CLOSED},
+    }
+)
 
 
 class Chunk(IntEnum):

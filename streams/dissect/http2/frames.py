@@ -158,7 +158,7 @@ class FrameReader:
 
     def _to(self, event: Read) -> None:
         """Move by `event` (a move `READER_TRANSITIONS` lacks raises KeyError: a bug)."""
-        self.state = READER_TRANSITIONS[self.state][event]
+        self.state = READER_TRANSITIONS.next[self.state][event]
 
     def _preface(self, data: bytes, ts: int, seq: int) -> int:
         """Consume the client preface if this direction opens with one; else hand every

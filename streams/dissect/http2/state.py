@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from streams.dissect.skeleton import Transitions
+
 
 class HalfState(IntEnum):
     IDLE = 0  # nothing of this direction yet
@@ -30,11 +32,13 @@ class Event(IntEnum):
 IDLE, OPEN, CLOSED = HalfState
 HEADERS, DATA, END_STREAM, WHOLE = Event
 
-TRANSITIONS: dict[HalfState, dict[Event, HalfState]] = {
-    IDLE: {HEADERS: OPEN, DATA: OPEN, WHOLE: CLOSED},
-    OPEN: {HEADERS: OPEN, DATA: OPEN, END_STREAM: CLOSED},
-    CLOSED: {HEADERS: CLOSED, DATA: CLOSED, END_STREAM: CLOSED},
-}
+TRANSITIONS: Transitions[HalfState, Event] = Transitions(
+    {
+        IDLE: {HEADERS: OPEN, DATA: OPEN, WHOLE: CLOSED},
+        OPEN: {HEADERS: OPEN, DATA: OPEN, END_STREAM: CLOSED},
+        CLOSED: {HEADERS: CLOSED, DATA: CLOSED, END_STREAM: CLOSED},
+    }
+)
 
 
 class Reader(IntEnum):
@@ -65,19 +69,25 @@ class Read(IntEnum):
 
 
 _R = Reader
-READER_TRANSITIONS: dict[Reader, dict[Read, Reader]] = {
-    _R.START: {Read.PREFACE: _R.HEAD, Read.STOP: _R.DEAD},
-    _R.HEAD: {
-        Read.DATA_HEADER: _R.DATA_BODY,
-        Read.PADDED_DATA_HEADER: _R.PAD_LENGTH,
-        Read.FRAME_HEADER: _R.BODY,
-        Read.OVERSIZED_HEADER: _R.SKIP,
-        Read.STOP: _R.DEAD,
-    },
-    _R.PAD_LENGTH: {Read.PAD_LENGTH_BYTE: _R.DATA_BODY, Read.STOP: _R.DEAD},
-    _R.DATA_BODY: {Read.DATA_BEFORE_PADDING: _R.PADDING, Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
-    _R.PADDING: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
-    _R.BODY: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
-    _R.SKIP: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
-    _R.DEAD: {Read.STOP: _R.DEAD},
-}
+READER_TRANSITIONS: Transitions[Reader, Read] = Transitions(
+    {
+        _R.START: {Read.PREFACE: _R.HEAD, Read.STOP: _R.DEAD},
+        _R.HEAD: {
+            Read.DATA_HEADER: _R.DATA_BODY,
+            Read.PADDED_DATA_HEADER: _R.PAD_LENGTH,
+            Read.FRAME_HEADER: _R.BODY,
+            Read.OVERSIZED_HEADER: _R.SKIP,
+            Read.STOP: _R.DEAD,
+        },
+        _R.PAD_LENGTH: {Read.PAD_LENGTH_BYTE: _R.DATA_BODY, Read.STOP: _R.DEAD},
+        _R.DATA_BODY: {
+            Read.DATA_BEFORE_PADDING: _R.PADDING,
+            Read.FRAME: _R.HEAD,
+            Read.STOP: _R.DEAD,
+        },
+        _R.PADDING: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+        _R.BODY: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+        _R.SKIP: {Read.FRAME: _R.HEAD, Read.STOP: _R.DEAD},
+        _R.DEAD: {Read.STOP: _R.DEAD},
+    }
+)

@@ -74,7 +74,7 @@ class Half:
         self.size = 0  # DATA payload bytes on the wire, padding excluded
 
     def to(self, event: Event) -> None:
-        self.state = TRANSITIONS[self.state][event]
+        self.state = TRANSITIONS.next[self.state][event]
 
     def field(self, name: str) -> str:
         for k, v in self.fields or ():

@@ -190,7 +190,7 @@ class FrameParser:
 
     def _to(self, event: Event) -> None:
         """Move by `event` (a move `TRANSITIONS` lacks raises KeyError: a bug)."""
-        self.state = TRANSITIONS[self.state][event]
+        self.state = TRANSITIONS.next[self.state][event]
 
     def _take(self) -> list[WsEvent]:
         out = self.out

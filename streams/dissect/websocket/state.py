@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from streams.dissect.skeleton import Transitions
+
 
 class Reading(IntEnum):
     HEADER = 0  # a frame header (2 to 14 bytes), maybe cut by a segment boundary
@@ -27,8 +29,10 @@ class Event(IntEnum):
 HEADER, PAYLOAD, DONE = Reading
 HEADER_READ, PAYLOAD_READ, STOP = Event
 
-TRANSITIONS: dict[Reading, dict[Event, Reading]] = {
-    HEADER: {HEADER_READ: PAYLOAD, STOP: DONE},
-    PAYLOAD: {PAYLOAD_READ: HEADER, STOP: DONE},
-    DONE: {STOP: DONE},
-}
+TRANSITIONS: Transitions[Reading, Event] = Transitions(
+    {
+        HEADER: {HEADER_READ: PAYLOAD, STOP: DONE},
+        PAYLOAD: {PAYLOAD_READ: HEADER, STOP: DONE},
+        DONE: {STOP: DONE},
+    }
+)
