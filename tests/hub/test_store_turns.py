@@ -13,8 +13,8 @@ from sinks.clickhouse import CallWriter, open_store
 from sinks.clickhouse.reader import count_calls
 from sinks.errors import SinkError
 from tests.hub.test_serve import real_calls
-from wiretide.hub.store import HubStore, StoreTurns
 from wiretide.hub.serve import SharedStoreWriter
+from wiretide.hub.store import HubStore, StoreTurns
 
 
 def test_a_waiting_insert_goes_before_the_queries_queued_behind_it() -> None:
