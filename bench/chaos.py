@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.config import DLQ_SUFFIX, Settings  # noqa: E402
 from schemas.runtime.sink_status import SinkStatus  # noqa: E402
-from wiretide.broker import LocalBroker  # noqa: E402
+from wiretide.broker import LocalBroker, free_port_pair  # noqa: E402
 from wiretide.local import (  # noqa: E402
     Supervisor,
     group_lag,
@@ -114,17 +113,6 @@ def plan(seed: int, faults: int, kinds: tuple[str, ...] = FAULTS) -> list[tuple[
     """(share of the calls stored, fault) in order: the schedule of one seed."""
     rng = random.Random(seed)
     return sorted((rng.uniform(0.05, 0.9), rng.choice(kinds)) for _ in range(faults))
-
-
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            if port < 65000 and s2.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
 
 
 def _wiretide(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
@@ -210,7 +198,7 @@ class Schedule:
         self.data = home / "data"
         self.kinds = fault_kinds()
         self.store = Store(self.data) if store_faults_possible() else None
-        self.broker = LocalBroker(home / "kafka", port=_free_port())
+        self.broker = LocalBroker(home / "kafka", port=free_port_pair())
         try:
             self.bootstrap = self.broker.start()
         except BaseException:

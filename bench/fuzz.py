@@ -20,7 +20,6 @@ a stage restarted, the worker's peak RSS and the time. Exit status 1 when a chec
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -73,17 +72,11 @@ def in_process(minutes: float, seed: int, hostile: int, pin_new: bool) -> int:
     return 1 if found else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def end_to_end(hostile: int, good_calls: int, seed: int, keep: Path | None) -> int:
     import os
 
     from tests.fuzz.e2e import run_tap, stored_ids, write_capture
-    from wiretide.broker import LocalBroker
+    from wiretide.broker import LocalBroker, free_port_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="wiretide-fuzz-")) if keep is None else keep
     start = time.monotonic()
@@ -92,7 +85,7 @@ def end_to_end(hostile: int, good_calls: int, seed: int, keep: Path | None) -> i
           f"({len(capture.good_ids)} good calls), {capture.segments} segments, "
           f"{capture.path.stat().st_size / MIB:.0f} MiB, made in "
           f"{time.monotonic() - start:.0f} s")  # fmt: skip
-    broker = LocalBroker(home=tmp / "kafka", port=_free_port())
+    broker = LocalBroker(home=tmp / "kafka", port=free_port_pair())
     env = dict(
         os.environ,
         WIRETIDE_KAFKA=broker.start(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Message
 from hypothesis import settings
 
-from wiretide.broker import LocalBroker
+from wiretide.broker import LocalBroker, free_port_pair
 
 # CI replays the same examples every run (a new counterexample should be found on a
 # developer's machine, not block a landing at random); no per-example deadline there.
@@ -30,15 +29,8 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                if s2.connect_ex(("127.0.0.1", port + 1)) != 0:
-                    return port
-    raise RuntimeError("no free port pair")
+    """A free port and its neighbour, outside the ephemeral range (see free_port_pair)."""
+    return free_port_pair()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ small pom) and are cached; the broker's data lives under the Wiretide data dir.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -320,20 +321,44 @@ def local_broker(settings: Settings, port: int | None = None) -> LocalBroker:
     for candidate in (recorded, settings.kafka_port or DEFAULT_PORT):
         if candidate is not None and _pair_free(candidate):
             return LocalBroker(home, candidate, cache=settings.cache)
-    return LocalBroker(home, _free_port_pair(), cache=settings.cache)
+    return LocalBroker(home, free_port_pair(), cache=settings.cache)
 
 
 def _pair_free(port: int) -> bool:
     return 0 < port < 65535 and not _port_open(port) and not _port_open(port + 1)
 
 
-def _free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if _pair_free(port):
-            return port
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out for outgoing connections."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A free port whose neighbour is free too (Kafka's and its controller's), outside the
+    kernel's ephemeral range: while a broker is stopped, a client retrying its address could
+    otherwise take its port as its own source port, and the broker could not start again."""
+    ephemeral = _ephemeral_ports()
+    pick = random.Random()
+    candidates = range(10000, 65534)
+    for _ in range(500):
+        port = pick.choice(candidates)
+        if port not in ephemeral and port + 1 not in ephemeral and _pair_free(port):
+            if _bindable(port) and _bindable(port + 1):
+                return port
     raise BrokerError("found no two free neighbouring ports for a Kafka broker; pass --kafka")
 
 

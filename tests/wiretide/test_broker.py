@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -117,3 +118,16 @@ def test_a_broker_that_does_not_answer_gets_kafkas_default_limit(tmp_path) -> No
     port = _free_port_pair()
     settings = Settings.from_env({"WIRETIDE_KAFKA": f"127.0.0.1:{port}"})
     assert commit_metadata_limit(settings) == KAFKA_DEFAULT_METADATA_MAX
+
+
+def test_a_new_brokers_ports_are_free_and_outside_the_ephemeral_range() -> None:
+    """A client retrying a stopped broker must not take its port as a source port."""
+    from wiretide.broker import _ephemeral_ports, free_port_pair
+
+    ephemeral = _ephemeral_ports()
+    for _ in range(20):
+        port = free_port_pair()
+        assert port not in ephemeral and port + 1 not in ephemeral
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", port))
+            b.bind(("127.0.0.1", port + 1))
