@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Message
 from hypothesis import settings
 
+from schemas.records import ApiCall
 from wiretide.broker import LocalBroker, free_port_pair
 
 # CI replays the same examples every run (a new counterexample should be found on a
@@ -118,3 +119,27 @@ def read_topic(
             break
     consumer.close()
     return got
+
+
+def http_call(call_id: str, ts_ns: int, **fields: object) -> ApiCall:
+    """An answered HTTP/1.1 GET between two pod IPs; `fields` override any of it."""
+    src_ip, src_port = fields.get("src_ip", "10.0.0.1"), fields.get("src_port", 40000)
+    dst_ip, dst_port = fields.get("dst_ip", "10.0.0.2"), fields.get("dst_port", 8080)
+    base: dict[str, object] = dict(
+        call_id=call_id,
+        protocol="http",
+        ts_ns=ts_ns,
+        src_ip=src_ip,
+        src_port=src_port,
+        dst_ip=dst_ip,
+        dst_port=dst_port,
+        flow_id=f"tcp:{src_ip}:{src_port}-{dst_ip}:{dst_port}",
+        method="GET",
+        path="/",
+        request_version="HTTP/1.1",
+        status=200,
+        reason="OK",
+        response_version="HTTP/1.1",
+        response_headers=(("Content-Type", "application/json"),),
+    )
+    return ApiCall(**{**base, **fields})

@@ -21,7 +21,7 @@ from schemas.config import Settings
 from schemas.records import ApiCall
 from schemas.serde import encode_call_batch
 from sinks.clickhouse.view import call_view
-from tests.conftest import pipeline_env
+from tests.conftest import http_call, pipeline_env
 from tests.hub.conftest import Hub, start_hub
 from wiretide.hub.app import MAX_FILTER
 from wiretide.hub.budget import BudgetLimits, stuck_message
@@ -32,22 +32,18 @@ _T0 = time.time_ns()
 
 def _call(n: int, path: str, status: int, method: str = "GET") -> ApiCall:
     ts = _T0 + n * 1_000_000
-    return ApiCall(
-        call_id=f"live-{n}",
-        protocol="http",
-        ts_ns=ts,
+    return http_call(
+        f"live-{n}",
+        ts,
         src_ip="10.1.0.5",
         src_port=40000 + n,
         dst_ip="10.1.0.9",
-        dst_port=8080,
         flow_id=f"flow-{n}",
         method=method,
         path=path,
-        request_version="HTTP/1.1",
         request_headers=(("Host", "svc"), ("X-Request-Id", f"r{n}")),
         status=status,
         reason="OK" if status < 400 else "Error",
-        response_version="HTTP/1.1",
         response_headers=(("Content-Type", "text/plain"),),
         response_body=f"body {n}".encode(),
         response_body_size=6,

@@ -26,6 +26,7 @@ from sinks.clickhouse.ddl import MIGRATIONS, migrate
 from sinks.clickhouse.view import call_view
 from sinks.clickhouse.writer import StoreUnavailable
 from sinks.errors import SinkError
+from tests.conftest import http_call
 from wiretide.kfl.selectors import SELECTORS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,31 +37,21 @@ def make_call(i: int, **fields) -> ApiCall:
     ts = NOW + i * 1_000_000
     base = dict(
         call_id=f"call-{i:05d}",
-        protocol="http",
         ts_ns=ts,
-        src_ip="10.0.0.1",
         src_port=40000 + i,
-        dst_ip="10.0.0.2",
-        dst_port=8080,
         flow_id=f"tcp:10.0.0.1:{40000 + i}-10.0.0.2:8080",
         node="node-a",
         source="afpacket",
-        method="GET",
         path="/api/items",
-        request_version="HTTP/1.1",
         request_headers=(("Host", "svc"), ("Accept", "*/*")),
         request_end_ns=ts + 10,
-        status=200,
-        reason="OK",
-        response_version="HTTP/1.1",
-        response_headers=(("Content-Type", "application/json"),),
         response_body=b'{"ok":true}',
         response_body_size=11,
         response_ts_ns=ts + 2_500_000,
         response_end_ns=ts + 2_600_000,
     )
-    base.update(fields)
-    return ApiCall(**base)
+    call = {**base, **fields}
+    return http_call(call.pop("call_id"), call.pop("ts_ns"), **call)
 
 
 def one_line(message: str) -> bool:

@@ -19,7 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from schemas.records import ApiCall
 from schemas.serde import encode_call_batch
-from tests.conftest import pipeline_env
+from tests.conftest import http_call, pipeline_env
 from tests.hub.conftest import Hub, start_hub
 from tests.ui.conftest import LIMIT_MS
 
@@ -266,23 +266,15 @@ def test_service_map_draws_the_api_edges(page: Page, ui_hub: Hub, api) -> None:
 
 def _live_call(path: str, status: int) -> ApiCall:
     ts = time.time_ns()
-    return ApiCall(
-        call_id=f"ui-live-{uuid.uuid4().hex[:12]}",
-        protocol="http",
-        ts_ns=ts,
+    return http_call(
+        f"ui-live-{uuid.uuid4().hex[:12]}",
+        ts,
         src_ip="10.1.0.5",
-        src_port=40000,
         dst_ip="10.1.0.9",
-        dst_port=8080,
         flow_id=f"flow-{path}",
-        method="GET",
         path=path,
-        request_version="HTTP/1.1",
         request_headers=(("Host", "svc"), ("Authorization", "[REDACTED]")),
         status=status,
-        reason="OK",
-        response_version="HTTP/1.1",
-        response_headers=(("Content-Type", "application/json"),),
         response_body=b'{"live":true,"n":1}',
         response_body_size=19,
         response_ts_ns=ts + 3_000_000,

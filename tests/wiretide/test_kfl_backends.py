@@ -16,6 +16,7 @@ import pytest
 from schemas.records import ApiCall
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls
 from sinks.clickhouse.view import body_view, call_view
+from tests.conftest import http_call
 from wiretide.kfl import KflError, check, parse, render, to_predicate, to_sql
 from wiretide.kfl.fields import FIELDS, body_text_sql
 from wiretide.kfl.selectors import SELECTORS
@@ -27,33 +28,20 @@ MS = 1_000_000
 
 def call(cid: str, *, dt_s: float = 0, elapsed_ms: float | None = 2.5, **fields) -> ApiCall:
     ts = BASE + int(dt_s * 10**9)
-    base = dict(
-        call_id=cid,
-        protocol="http",
-        ts_ns=ts,
-        src_ip="10.0.0.1",
+    base: dict = dict(
         src_port=40001,
-        dst_ip="10.0.0.2",
-        dst_port=8080,
         flow_id=f"flow-{cid}",
         node="node-a",
         source="afpacket",
-        method="GET",
         path="/api/users",
-        request_version="HTTP/1.1",
         request_headers=(("Host", "users.prod"), ("Accept", "*/*")),
-        status=200,
-        reason="OK",
-        response_version="HTTP/1.1",
-        response_headers=(("Content-Type", "application/json"),),
     )
     if elapsed_ms is not None:
         base["response_ts_ns"] = ts + int(elapsed_ms * MS)
         base["response_end_ns"] = ts + int(elapsed_ms * MS) + 1000
     else:
         base.update(status=0, reason="", response_version="", response_headers=())
-    base.update(fields)
-    return ApiCall(**base)
+    return http_call(cid, ts, **{**base, **fields})
 
 
 CALLS = [
