@@ -247,10 +247,13 @@ class Schedule:
     def _start_agent(self) -> None:
         """Publish the capture from its start: what a restarted producer does (it keeps
         no position), so a worker sees segments again and must store each call once."""
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "wiretide", "agent", "--pcap", str(self.capture)],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        logs = self.data / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "agent.log", "ab") as log:  # its tail goes into a failure's reason
+            self.agent = subprocess.Popen(
+                [sys.executable, "-m", "wiretide", "agent", "--pcap", str(self.capture)],
+                env=self.env, cwd=ROOT, stdout=log, stderr=log,
+            )  # fmt: skip
 
     def _hold(self, seconds: float) -> None:
         """Let the pipeline run (restarting what dies) for a while."""
@@ -331,7 +334,9 @@ class Schedule:
                 outcome.injected[fault] += 1
             agent = self.agent
             if agent.wait(600) != 0:
-                raise RuntimeError(f"seed {self.seed}: the agent exited {agent.returncode}")
+                raise RuntimeError(
+                    f"seed {self.seed}: the agent exited {agent.returncode}; {self._log_tails()}"
+                )
             wait_until_stored(self.supervisor, stall_timeout=300)
             outcome.dead_lettered = sum(
                 _messages(self.bootstrap, topic + DLQ_SUFFIX)
