@@ -12,7 +12,7 @@ from typing import Any
 from producers.ebpf.errors import ProcessNotFoundError
 from producers.ebpf.support import compile_bpf, require_ebpf, tracefs_root
 from producers.tls import elf, program
-from producers.tls.chunks import SegmentMaker, TlsChunk, TlsClose
+from producers.tls.chunks import INGRESS, SegmentMaker, TlsChunk, TlsClose
 from producers.tls.sockets import resolve_fd, tuple_from_event
 from producers.tls.targets import ProbeTarget, all_pids, process_targets
 from schemas.records import Segment
@@ -166,7 +166,8 @@ class TlsCapture:
             return
         n = min(hdr.len, size - program.HEADER_SIZE)
         payload = ctypes.string_at(data + program.HEADER_SIZE, n)
-        chunk = TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock, bool(hdr.late))
+        mark = hdr.seq2 if hdr.dir == INGRESS else 0
+        chunk = TlsChunk(ts, hdr.pid, hdr.fd, hdr.dir, hdr.seq, payload, sock, bool(hdr.late), mark)
         seg = self._maker.chunk(chunk)
         if seg is not None:
             self._pending.append(seg)

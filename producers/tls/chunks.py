@@ -33,6 +33,7 @@ class TlsChunk:
     data: bytes
     socket: SocketTuple | None = None  # when the BPF side knew it
     late: bool = False  # the fd closed before the call returned (it may be reused already)
+    egress_mark: int = 0  # INGRESS: egress bytes reserved when the read returned (go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,23 @@ class _HeldClose:
     deadline_ns: int
 
 
+@dataclass(slots=True)
+class _HeldReads:
+    """Reads of a socket that returned before the writes they answer were reported (Go's
+    net/http writes and reads a connection from two goroutines)."""
+
+    segments: list[Segment]
+    egress_mark: int  # the writes up to here come first
+    deadline_ns: int
+
+
 class SegmentMaker:
     """Turns chunks and closes into `source="tls"` Segments; caches 4-tuples per
     (pid, fd) until the fd closes. A close whose write count runs ahead of the chunks
     seen is held (see `flush`) so the late chunk comes before the FIN, on its own socket,
-    without touching the next connection that got the same fd."""
+    without touching the next connection that got the same fd. A read whose
+    `egress_mark` runs ahead of the writes seen is held the same way, so a response never
+    reaches the reassembler before its request."""
 
     def __init__(self, resolve: Resolver, node: str = "") -> None:
         self._resolve = resolve
@@ -80,6 +93,8 @@ class SegmentMaker:
         # (pid, fd) -> bytes seen per direction, for the FINs of a process that exits
         self._counts: dict[tuple[int, int], list[int]] = {}
         self._held: dict[tuple[int, int, SocketTuple], _HeldClose] = {}
+        self._reads: dict[tuple[int, int], _HeldReads] = {}
+        self._gave_up: dict[tuple[int, int], int] = {}  # egress marks waited out per (pid, fd)
 
     def _socket(self, pid: int, fd: int, known: SocketTuple | None) -> SocketTuple | None:
         key = (pid, fd)
@@ -94,7 +109,8 @@ class SegmentMaker:
         return cached
 
     def chunk(self, c: TlsChunk) -> Segment | None:
-        """The chunk's Segment (None: its socket is unknown). Call `flush` after it."""
+        """The chunk's Segment (None: its socket is unknown, or it is a read held until
+        its writes arrive, when `flush` gives it). Call `flush` after it."""
         end = c.offset + len(c.data)
         held = None if c.socket is None else self._held.get((c.pid, c.fd, c.socket))
         late = held is not None or c.late  # (pid, fd) may be the next connection's now
@@ -113,11 +129,32 @@ class SegmentMaker:
             counts = self._counts.setdefault((c.pid, c.fd), [0, 0])
             if end > counts[c.direction]:
                 counts[c.direction] = end
-        return self._segment(sock, c.direction, c.offset, c.data, c.ts_ns, PSH)
+        segment = self._segment(sock, c.direction, c.offset, c.data, c.ts_ns, PSH)
+        if not late and c.direction == INGRESS and self._hold_read(c, segment):
+            return None
+        return segment
+
+    def _hold_read(self, c: TlsChunk, segment: Segment) -> bool:
+        key = (c.pid, c.fd)
+        held = self._reads.get(key)
+        if held is None:
+            ahead = max(self._counts[key][EGRESS], self._gave_up.get(key, 0))
+            if c.egress_mark <= ahead:
+                return False
+            held = self._reads[key] = _HeldReads([], 0, c.ts_ns + HOLD_NS)
+        held.segments.append(segment)  # behind the reads held before it, in order
+        held.egress_mark = max(held.egress_mark, c.egress_mark)
+        return True
 
     def flush(self, now_ns: int) -> list[Segment]:
         """FINs of held closes whose writes have all arrived, or that waited `HOLD_NS`."""
         out: list[Segment] = []
+        for key, reads in list(self._reads.items()):
+            if self._counts.get(key, [0, 0])[EGRESS] >= reads.egress_mark:
+                out += self._reads.pop(key).segments
+            elif now_ns >= reads.deadline_ns:  # a failed or stuck write: stop waiting on it
+                self._gave_up[key] = reads.egress_mark
+                out += self._reads.pop(key).segments
         for key, held in list(self._held.items()):
             if held.egress_seen >= held.egress_bytes or now_ns >= held.deadline_ns:
                 out += held.fins
@@ -128,10 +165,13 @@ class SegmentMaker:
         sock = self._socket(c.pid, c.fd, c.socket)
         self._sockets.pop((c.pid, c.fd), None)
         seen = self._counts.pop((c.pid, c.fd), [0, 0])
+        reads = self._reads.pop((c.pid, c.fd), None)
+        self._gave_up.pop((c.pid, c.fd), None)
         if sock is None:
             return []
         self.stats.closes += 1
-        fins = [
+        fins = [] if reads is None else reads.segments  # the reads come before the FINs
+        fins += [
             self._segment(sock, EGRESS, c.egress_bytes, b"", c.ts_ns, FIN),
             self._segment(sock, INGRESS, c.ingress_bytes, b"", c.ts_ns, FIN),
         ]

@@ -58,7 +58,9 @@ class EventHeader(ctypes.Structure):
     _fields_ = [
         ("ts", ctypes.c_uint64),
         ("seq", ctypes.c_uint64),  # stream offset of data[0]; for close: egress count
-        ("seq2", ctypes.c_uint64),  # for close: ingress count
+        # for close: ingress count; for a Go read: the egress bytes its connection had
+        # reserved when it returned (writes up to there come first)
+        ("seq2", ctypes.c_uint64),
         ("pid", ctypes.c_uint32),
         ("tid", ctypes.c_uint32),
         ("fd", ctypes.c_int32),
@@ -160,16 +162,17 @@ static __always_inline struct counter_t *counter_of(u32 tgid, s32 fd, u32 dir) {
 }
 
 // One data event per MAX_CHUNK piece of [buf, buf + n), numbered from `base`, on the
-// socket whose 4-tuple is `t` (when has_tuple); `late`: the fd closed before the call's end.
+// socket whose 4-tuple is `t` (when has_tuple); `late`: the fd closed before the call's end;
+// `mark`: the egress bytes that must be reported before this read (0: none).
 static __always_inline void output(u32 kind, u32 dir, s32 fd, u64 buf, u64 n, u64 base,
-                                   struct tuple_t *t, u32 has_tuple, u32 late) {
+                                   struct tuple_t *t, u32 has_tuple, u32 late, u64 mark) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     int zero = 0;
     struct event_t *e = scratch.lookup(&zero);
     if (!e) return;
     e->ts = bpf_ktime_get_ns();
-    e->seq2 = 0;
+    e->seq2 = mark;
     e->pid = tgid;
     e->tid = (u32)id;
     e->fd = fd;
@@ -205,7 +208,7 @@ static __always_inline void emit(void *ctx, u32 kind, u32 dir, s32 fd, u64 buf, 
     u64 base = __sync_fetch_and_add(&ctr->bytes, n);
     struct tuple_t t = {};
     u32 has_tuple = lookup_tuple(tgid, fd, &t);
-    output(kind, dir, fd, buf, n, base, &t, has_tuple, 0);
+    output(kind, dir, fd, buf, n, base, &t, has_tuple, 0, 0);
 }
 
 // ---- OpenSSL / BoringSSL -------------------------------------------------------------
@@ -330,7 +333,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx, u32 kind) {
     }
     count(3, 1);
     if (!c.has_tuple) { count(1, 1); return 0; }
-    output(kind, dir, c.pin_fd, c.buf, n, c.base, &c.tuple, 1, 1);
+    output(kind, dir, c.pin_fd, c.buf, n, c.base, &c.tuple, 1, 1, 0);
     return 0;
 }
 
@@ -410,7 +413,16 @@ static __always_inline int go_exit(struct pt_regs *ctx, u32 kind) {
         if (!same_opening) { count(1, 1); return 0; }
         c.has_tuple = lookup_tuple(tgid, c.fd, &c.tuple);
     }
-    output(kind, dir, c.fd, c.buf, (u64)n, c.base, &c.tuple, c.has_tuple, !same_opening);
+    // net/http reads and writes a connection from two goroutines: the response's Read can
+    // return before the request's Write reaches its RET, so a read names the egress bytes
+    // reserved by then, and user space holds it until those arrive (the request first)
+    u64 mark = 0;
+    if (dir == 1 && same_opening) {
+        struct ctrkey_t ek = {.tgid = tgid, .fd = c.fd, .dir = 0};
+        struct counter_t *egress = counters.lookup(&ek);
+        if (egress) mark = egress->bytes;
+    }
+    output(kind, dir, c.fd, c.buf, (u64)n, c.base, &c.tuple, c.has_tuple, !same_opening, mark);
     return 0;
 }
 

@@ -213,3 +213,38 @@ def test_a_read_reported_after_its_close_leaves_the_next_connection_on_the_fd_al
     assert late is not None and (late.src_port, late.dst_port) == (8443, 40000)
     assert after is not None and (after.src_port, after.dst_port) == (40001, 8443)
     assert [(s.dst_port, s.seq) for s in maker.exit(1, 5)] == [(8443, 15), (40001, 0)]
+
+
+def test_a_response_read_before_its_request_was_reported_waits_for_it() -> None:
+    """Go's net/http writes a request and reads its response in two goroutines: the
+    response's Read can return before the request's Write reaches its RET. The read names
+    the egress bytes reserved by then, and waits for them, so the request comes first."""
+    request, response = b"GET /conn HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n"
+    maker = SegmentMaker(_no_proc)
+    held = TlsChunk(2, 1, 5, INGRESS, 0, response, CLIENT, egress_mark=len(request))
+    assert maker.chunk(held) is None and maker.flush(3) == []
+    first = maker.chunk(TlsChunk(4, 1, 5, EGRESS, 0, request, CLIENT))
+    out = [first, *maker.flush(4)]
+    assert [(s.src_port, s.payload) for s in out if s is not None] == [
+        (40000, request),
+        (8443, response),
+    ]
+    r = TcpReassembler()
+    data = [ev for s in out if s is not None for ev in r.feed(s) if isinstance(ev, DataReceived)]
+    assert [(d.direction, d.data) for d in data] == [(0, request), (1, response)]
+
+
+def test_a_held_read_goes_before_the_fins_and_is_given_up_after_a_while() -> None:
+    maker = SegmentMaker(_no_proc)
+    maker.chunk(TlsChunk(1, 1, 5, INGRESS, 0, b"HTTP/1.1 200", CLIENT, egress_mark=9))
+    assert [(s.seq, s.flags & FIN) for s in maker.close(TlsClose(2, 1, 5, 0, 12, CLIENT))] == [
+        (0, 0),
+        (0, FIN),
+        (12, FIN),
+    ]
+    # a write that never returns (failed, or stuck) delays its read at most HOLD_NS, once
+    maker.chunk(TlsChunk(3, 1, 6, INGRESS, 0, b"abc", CLIENT, egress_mark=4))
+    assert maker.flush(4) == []
+    assert [s.payload for s in maker.flush(3 + HOLD_NS)] == [b"abc"]
+    again = maker.chunk(TlsChunk(5 + HOLD_NS, 1, 6, INGRESS, 3, b"def", CLIENT, egress_mark=4))
+    assert again is not None and again.payload == b"def"
