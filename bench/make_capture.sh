@@ -9,6 +9,9 @@
 #   --calls N    stop after about N calls in total (default 150000); wrk threads stop on a
 #                response boundary, so every request in the capture has its response
 #   --small      CI smoke capture: --calls 2000, 1 connection
+#   --per-connection N
+#                nginx closes a connection after N calls (wrk opens the next one), for a
+#                many-connection capture (default: keep-alive for the whole run)
 #
 # Needs nginx, tcpdump and wrk, and the right to capture on lo (root or CAP_NET_RAW).
 # The capture must be complete: the script fails if tcpdump reports kernel drops.
@@ -18,10 +21,13 @@ die() { echo "make_capture: $*" >&2; exit 1; }
 
 calls=150000
 small=0
+per_connection=100000000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --small) small=1; calls=2000; shift ;;
         --calls) [[ $# -ge 2 ]] || die "--calls needs a number"; calls="$2"; shift 2 ;;
+        --per-connection)
+            [[ $# -ge 2 ]] || die "--per-connection needs a number"; per_connection="$2"; shift 2 ;;
         -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -36,6 +42,8 @@ conns="${3:-2}"
 [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || die "SECONDS must be a positive integer"
 [[ "$conns" =~ ^[0-9]+$ && "$conns" -gt 0 ]] || die "CONNECTIONS must be a positive integer"
 [[ "$calls" =~ ^[0-9]+$ && "$calls" -gt 0 ]] || die "--calls must be a positive integer"
+[[ "$per_connection" =~ ^[0-9]+$ && "$per_connection" -gt 0 ]] || \
+    die "--per-connection must be a positive integer"
 
 for tool in nginx tcpdump wrk; do
     command -v "$tool" >/dev/null 2>&1 || \
@@ -100,7 +108,7 @@ http {
     default_type application/octet-stream;
     types { application/json json; text/html html; }
     keepalive_timeout 65;
-    keepalive_requests 100000000;
+    keepalive_requests $per_connection;
     client_body_temp_path $tmp/temp/body;
     proxy_temp_path $tmp/temp/proxy;
     fastcgi_temp_path $tmp/temp/fastcgi;
