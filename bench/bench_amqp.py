@@ -1,8 +1,8 @@
-"""AMQP 0-9-1 dissector speed on the golden captures (RabbitMQ + pika): µs per call for
-the dissect stage alone, next to `tshark -Y amqp` (Wireshark's AMQP dissector) per packet
-on the same captures, each repeated 200 times (start-up subtracted).
+"""AMQP 0-9-1 dissector speed against tshark on the golden captures (RabbitMQ + pika),
+repeated: CPU µs per call and calls/s for Wiretide's dissect stage and its whole sans-IO
+pipeline, and `tshark -Y amqp` on the same pcap, with the ratio (method: dissect_bench.py).
 
-    python bench/bench_amqp.py [--seconds 2] [--no-tshark]
+    python bench/bench_amqp.py [--copies 400] [--repeat 3] [--no-tshark]
 """
 
 from __future__ import annotations
@@ -12,10 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_postgresql import GOLDEN, main  # noqa: E402
+from dissect_bench import GOLDEN, bench  # noqa: E402
+
+
+def main() -> None:
+    bench(
+        "amqp",
+        [GOLDEN / "amqp" / "basic.pcap", GOLDEN / "amqp" / "extras.pcap"],
+        (21400,),
+        ["tcp.port==21400,amqp"],
+        "amqp",
+    )
+
 
 if __name__ == "__main__":
-    from streams.dissect.amqp import AMQP
-
-    pcaps = [GOLDEN / "amqp" / "basic.pcap", GOLDEN / "amqp" / "extras.pcap"]
-    main("amqp", AMQP, pcaps, "amqp", "tcp.port==21400,amqp")
+    main()

@@ -1,8 +1,8 @@
-"""MySQL dissector speed on the golden capture: µs per call, next to tshark.
+"""MySQL dissector speed against tshark on the golden captures (MariaDB + three clients),
+repeated: CPU µs per call and calls/s for Wiretide's dissect stage and its whole sans-IO
+pipeline, and `tshark -Y mysql` on the same pcap, with the ratio (method: dissect_bench.py).
 
-    python bench/bench_mysql.py [--seconds 2] [--no-tshark]
-
-See bench_postgresql.py for the method (same replay, tshark with `-Y mysql`).
+    python bench/bench_mysql.py [--copies 400] [--repeat 3] [--no-tshark]
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_postgresql import GOLDEN, main  # noqa: E402
+from dissect_bench import GOLDEN, bench  # noqa: E402
 
-from streams.dissect.mysql import MYSQL  # noqa: E402
+
+def main() -> None:
+    bench("mysql", [GOLDEN / "mysql" / "basic.pcap"], (21520,), ["tcp.port==21520,mysql"], "mysql")
+
 
 if __name__ == "__main__":
-    main("mysql", MYSQL, [GOLDEN / "mysql" / "basic.pcap"], "mysql", "tcp.port==21520,mysql")
+    main()

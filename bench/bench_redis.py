@@ -1,6 +1,6 @@
-"""Redis dissector throughput on the golden capture (redis-server + redis-cli/redis-py),
-repeated: µs per call for the dissect stage alone and for the whole sans-IO pipeline,
-compared with `tshark -Y resp` (Wireshark's Redis dissector) on the same capture.
+"""Redis dissector speed against tshark on the golden captures (redis-server + redis-cli/redis-py),
+repeated: CPU µs per call and calls/s for Wiretide's dissect stage and its whole sans-IO
+pipeline, and `tshark -Y resp` on the same pcap, with the ratio (method: dissect_bench.py).
 
     python bench/bench_redis.py [--copies 400] [--repeat 3] [--no-tshark]
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dns import GOLDEN, bench  # noqa: E402
+from dissect_bench import GOLDEN, bench  # noqa: E402
 
 
 def main() -> None:
-    bench("redis", GOLDEN / "redis" / "basic.pcap", 21179, ["tcp.port==21179,resp"], "resp")
+    bench("redis", [GOLDEN / "redis" / "basic.pcap"], (21179,), ["tcp.port==21179,resp"], "resp")
 
 
 if __name__ == "__main__":
