@@ -80,6 +80,92 @@ class Partition:
     expired_at: int = 0  # capture-time slot of the last idle-flow sweep
 
 
+Produce = Callable[..., None]  # Producer.produce's signature (topic, key=, value=, ...)
+
+
+class Streams:
+    """What the worker does with a segment message of a partition it owns, without Kafka:
+    decode, run the partition's pipeline, hand the calls (one message per flow), dead
+    letters and violations to `produce`. The worker's shell and bench/bench_worker.py
+    share it."""
+
+    def __init__(self, settings: Settings, produce: Produce, on_delivery: Callable) -> None:
+        self.parts: dict[int, Partition] = {}
+        self._produce = produce
+        self._delivered = on_delivery
+        self._segments_dlq = settings.segments_topic + DLQ_SUFFIX
+        self._calls = settings.calls_topic
+        self._violations = settings.violations_topic
+        self.calls = 0  # calls published so far
+
+    def on_message(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None, headers: list
+    ) -> None:
+        part = self.parts.get(partition)
+        if part is None or (part.next_offset is not None and offset < part.next_offset):
+            return  # fetched before a move, or read twice: the owner's pipeline has it
+        part.next_offset = offset + 1
+        pipe = part.pipeline
+        if headers and any(name == EOF_HEADER for name, _ in headers):
+            self.publish(pipe.finish(offset))
+            return
+        try:
+            segments = decode_segment_batch(value)
+        except CodecError as exc:
+            self._produce(
+                self._segments_dlq,
+                key=key,
+                value=value,
+                headers={"reason": str(exc).encode()},
+                on_delivery=self._delivered,
+            )
+            pipe.skip(offset)
+            return
+        self.publish(pipe.process(offset, segments))
+        slot = pipe.max_ts_ns // EXPIRE_EVERY_NS
+        if slot > part.expired_at:
+            part.expired_at = slot
+            self.publish(pipe.expire(pipe.max_ts_ns))
+
+    def publish(self, result: Processed) -> None:
+        """One message per flow (a flow's calls stay in order on one partition), a call
+        that cannot be encoded to `<calls>.dlq` with its reason, then one message per failed
+        verdict keyed by rule name; all delivered before the offsets that made them commit."""
+        produce = self._produce
+        delivered = self._delivered
+        topic = self._calls
+        calls = result.calls
+        if calls:
+            self.calls += len(calls)
+            by_flow: dict[str, list] = {}
+            for call in calls:
+                flow_calls = by_flow.get(call.flow_id)
+                if flow_calls is None:
+                    by_flow[call.flow_id] = [call]
+                else:
+                    flow_calls.append(call)
+            for flow, flow_calls in by_flow.items():
+                value, rejected = encode_call_batch_isolated(flow, flow_calls)
+                if value is not None:
+                    produce(topic, key=flow.encode(), value=value, on_delivery=delivered)
+                for bad in rejected:
+                    body, form = bad.dead_letter_value()
+                    produce(
+                        topic + DLQ_SUFFIX,
+                        key=flow.encode(),
+                        value=body,
+                        headers={"reason": bad.reason.encode(), "format": form.encode()},
+                        on_delivery=delivered,
+                    )
+        for found in result.violations:
+            produce(
+                self._violations,
+                key=found.rule.encode(),
+                value=encode_violation(found),
+                on_delivery=delivered,
+            )
+
+
 class Worker:
     def __init__(
         self,
@@ -119,7 +205,8 @@ class Worker:
             )
         )
         self._failed: list[str] = []
-        self._parts: dict[int, Partition] = {}
+        self._streams = Streams(settings, self._producer.produce, self._delivered)
+        self._parts = self._streams.parts
         self._last_commit = time.monotonic()
         self._consumer.subscribe(
             [settings.segments_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -147,63 +234,9 @@ class Worker:
             if err.fatal() or not err.retriable():
                 raise WorkerError(f"Kafka consumer error: {err}")
             return
-        part = self._parts.get(msg.partition())
-        offset = msg.offset()
-        if part is None or (part.next_offset is not None and offset < part.next_offset):
-            return  # fetched before a move, or read twice: the owner's pipeline has it
-        part.next_offset = offset + 1
-        pipe = part.pipeline
-        headers = dict(msg.headers() or ())
-        if EOF_HEADER in headers:
-            self._publish(pipe.finish(offset))
-            return
-        try:
-            segments = decode_segment_batch(msg.value())
-        except CodecError as exc:
-            self._producer.produce(
-                self._settings.segments_topic + DLQ_SUFFIX,
-                key=msg.key(),
-                value=msg.value(),
-                headers={"reason": str(exc).encode()},
-                on_delivery=self._delivered,
-            )
-            pipe.skip(offset)
-            return
-        self._publish(pipe.process(offset, segments))
-        slot = pipe.max_ts_ns // EXPIRE_EVERY_NS
-        if slot > part.expired_at:
-            part.expired_at = slot
-            self._publish(pipe.expire(pipe.max_ts_ns))
-
-    def _publish(self, result: Processed) -> None:
-        """One message per flow (a flow's calls stay in order on one partition), a call
-        that cannot be encoded to `<calls>.dlq` with its reason, then one message per failed
-        verdict keyed by rule name; all delivered before the offsets that made them commit."""
-        by_flow: dict[str, list] = {}
-        for call in result.calls:
-            by_flow.setdefault(call.flow_id, []).append(call)
-        produce = self._producer.produce
-        topic = self._settings.calls_topic
-        for flow, calls in by_flow.items():
-            value, rejected = encode_call_batch_isolated(flow, calls)
-            if value is not None:
-                produce(topic, key=flow.encode(), value=value, on_delivery=self._delivered)
-            for bad in rejected:
-                body, form = bad.dead_letter_value()
-                produce(
-                    topic + DLQ_SUFFIX,
-                    key=flow.encode(),
-                    value=body,
-                    headers={"reason": bad.reason.encode(), "format": form.encode()},
-                    on_delivery=self._delivered,
-                )
-        for found in result.violations:
-            produce(
-                self._settings.violations_topic,
-                key=found.rule.encode(),
-                value=encode_violation(found),
-                on_delivery=self._delivered,
-            )
+        self._streams.on_message(
+            msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers()
+        )
 
     def _delivered(self, err: object, msg: object) -> None:
         if err is not None:
