@@ -19,6 +19,11 @@ in the page cache):
 Peak RSS: tshark's from wait4() of its process. wiretide's is the sum over its process
 tree (tap, worker, sink, ...) of each process's peak (VmHWM), sampled from /proc every
 0.1 s; a Java Kafka broker in that tree is excluded, as the broker is a shared service.
+CPU seconds: each tool's total from wait4() (user + system of the process and the children
+it reaped); wiretide's per process from /proc/PID/stat, sampled with its RSS (the last
+0.1 s of a process's life can escape the samples: the sum is shown against the total),
+and per unit: the tap (the agent) per packet, the workers and the sink per call, each
+including its start-up.
 
 Exit status: 0 when the call counts agree within --tolerance (0.1 %), 1 when they do not,
 2 when a tool is missing or fails.  Make captures with bench/make_capture.sh.
@@ -151,7 +156,8 @@ class Run:
     maxrss_mb: float  # ru_maxrss from wait4 (largest single process it covers)
     tree_rss_mb: float = 0.0  # sum of per-process peaks over the sampled tree
     tree_peak_now_mb: float = 0.0  # largest simultaneous sum seen
-    per_process: dict[str, float] = field(default_factory=dict)
+    per_process: dict[str, float] = field(default_factory=dict)  # label -> peak RSS MB
+    cpu_per_process: dict[str, float] = field(default_factory=dict)  # label -> CPU seconds
     excluded: list[str] = field(default_factory=list)
 
 
@@ -171,13 +177,16 @@ def _read(path: str) -> bytes | None:
 
 
 class TreeSampler(threading.Thread):
-    """Polls /proc for the descendants of `root` and records each one's VmHWM."""
+    """Polls /proc for the descendants of `root` and records each one's VmHWM and CPU
+    seconds (user + system)."""
 
     def __init__(self, root: int, exclude: re.Pattern[str], interval: float = 0.1):
         super().__init__(daemon=True)
         self.root, self.exclude, self.interval = root, exclude, interval
         self.stop = threading.Event()
         self.hwm: dict[int, int] = {}  # pid -> peak RSS in kB
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample
+        self._ticks: dict[int, float] = {}  # pid -> CPU seconds, every process, this sample
         self.names: dict[int, str] = {}
         self.excluded: dict[int, str] = {}
         self.peak_now = 0
@@ -186,6 +195,7 @@ class TreeSampler(threading.Thread):
         """The root, its descendants, and anything else in its session (it leads one)."""
         children: dict[int, list[int]] = {}
         session: list[int] = []
+        ticks: dict[int, float] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -194,6 +204,7 @@ class TreeSampler(threading.Thread):
                 continue
             rest = stat.rsplit(b")", 1)[1].split()
             pid = int(entry.name)
+            ticks[pid] = (int(rest[11]) + int(rest[12])) / _CLOCK_TICKS  # utime + stime
             children.setdefault(int(rest[1]), []).append(pid)
             if int(rest[3]) == self.root and pid != self.root:
                 session.append(pid)  # daemonized workers are still in the tap's session
@@ -203,6 +214,7 @@ class TreeSampler(threading.Thread):
             if pid not in out:
                 out.add(pid)
                 todo.extend(children.get(pid, ()))
+        self._ticks = ticks
         return sorted(out)
 
     def sample(self) -> None:
@@ -228,6 +240,8 @@ class TreeSampler(threading.Thread):
             rss = int(fields.get(b"VmRSS", b"0 kB").split()[0])
             hwm = int(fields.get(b"VmHWM", b"0 kB").split()[0])
             self.hwm[pid] = max(self.hwm.get(pid, 0), hwm, rss)
+            if pid in self._ticks:
+                self.cpu[pid] = self._ticks[pid]
             now += rss
         self.peak_now = max(self.peak_now, now)
 
@@ -238,6 +252,9 @@ class TreeSampler(threading.Thread):
             except Exception:  # a process vanished mid-read: the next sample sees the rest
                 pass
             self.stop.wait(self.interval)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _short(cmdline: str) -> str:
@@ -417,19 +434,25 @@ def run_wiretide(
     matches = STORED_RE.findall(text)
     reported = (int(matches[-1][0]), float(matches[-1][1])) if matches else (None, None)
 
-    per: dict[str, float] = {}
-    count: dict[str, int] = {}
-    for pid, kb in sampler.hwm.items():
-        label = _short(sampler.names.get(pid, str(pid)))
-        per[label] = per.get(label, 0.0) + kb / 1024
-        count[label] = count.get(label, 0) + 1
-    per = {(f"{k} x{count[k]}" if count[k] > 1 else k): v for k, v in per.items()}
     run.tree_rss_mb = max(sum(sampler.hwm.values()) / 1024, run.maxrss_mb)
     run.tree_peak_now_mb = sampler.peak_now / 1024
-    run.per_process = per
+    run.per_process = by_label(sampler.names, {p: kb / 1024 for p, kb in sampler.hwm.items()})
+    run.cpu_per_process = by_label(sampler.names, sampler.cpu)
     run.excluded = sorted({_short(n) for n in sampler.excluded.values()})
     calls = count_stored(wiretide, data, timeout)
     return WiretideResult(cmd, calls, reported[0], reported[1], run)
+
+
+def by_label(names: dict[int, str], per_pid: dict[int, float]) -> dict[str, float]:
+    """Per-process figures summed by `_short` label; several processes of one label are
+    named "label xN" (the two workers: "wiretide worker x2")."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for pid, value in per_pid.items():
+        label = _short(names.get(pid, str(pid)))
+        total[label] = total.get(label, 0.0) + value
+        count[label] = count.get(label, 0) + 1
+    return {(f"{k} x{count[k]}" if count[k] > 1 else k): v for k, v in total.items()}
 
 
 def _killpg(pid: int) -> None:
@@ -449,7 +472,7 @@ def _rate(calls: int, seconds: float) -> float:
 
 
 def print_table(rows: list[tuple[str, int, Run]]) -> None:
-    head = ("tool", "calls", "seconds", "calls/s", "CPU s", "peak RSS MB")
+    head = ("tool", "calls", "seconds", "calls/s", "CPU s", "cores busy", "peak RSS MB")
     body = [
         (
             name,
@@ -457,6 +480,7 @@ def print_table(rows: list[tuple[str, int, Run]]) -> None:
             f"{run.wall:.2f}",
             f"{_rate(calls, run.wall):,.0f}",
             f"{run.cpu:.2f}",
+            f"{run.cpu / run.wall if run.wall > 0 else 0:.2f}",
             f"{run.tree_rss_mb:,.0f}",
         )
         for name, calls, run in rows
@@ -555,12 +579,14 @@ def _main(args: argparse.Namespace) -> int:
             **_timing(wt.calls, wt.run),
             "peak_rss_mb_by_process": wt.run.per_process,
             "peak_simultaneous_rss_mb": wt.run.tree_peak_now_mb,
+            "cpu_seconds_by_process": wt.run.cpu_per_process,
+            "cpu_us_per_unit": per_unit(wt.run.cpu_per_process, wt.calls, cap.packets),
         }
 
     print()
     print_table(rows)
     print()
-    status = _report(ts, wt, args.tolerance, result)
+    status = _report(ts, wt, args.tolerance, result, cap.packets)
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
     return status
@@ -613,8 +639,25 @@ def _bench_wiretide(args: argparse.Namespace, wiretide: list[str], cap: Capture)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def per_unit(cpu: dict[str, float], calls: int, packets: int | None) -> dict[str, float]:
+    """CPU microseconds per unit of each process kind: the tap (the agent, which reads
+    the capture) per packet, everything else (workers, sink) per stored call."""
+    out: dict[str, float] = {}
+    for label, seconds in cpu.items():
+        if label.startswith("wiretide tap"):
+            if packets:
+                out[f"{label} per packet"] = seconds * 1e6 / packets
+        elif calls:
+            out[f"{label} per call"] = seconds * 1e6 / calls
+    return out
+
+
 def _report(
-    ts: TsharkResult | None, wt: WiretideResult | None, tolerance: float, result: dict
+    ts: TsharkResult | None,
+    wt: WiretideResult | None,
+    tolerance: float,
+    result: dict,
+    packets: int | None = None,
 ) -> int:
     """Print what each tool did and, with both, whether the counts agree (0) or not (1);
     the ratio and the verdict go into `result`."""
@@ -636,6 +679,16 @@ def _report(
             f"{wt.run.tree_peak_now_mb:,.0f}; excluded: {', '.join(wt.run.excluded) or 'none'} "
             "(broker not counted)"
         )
+        cpu = wt.run.cpu_per_process
+        parts = ", ".join(f"{k} {v:,.2f}" for k, v in sorted(cpu.items()))
+        print(
+            f"wiretide CPU s by process: {parts or 'n/a'}; sampled sum {sum(cpu.values()):,.2f} "
+            f"of {wt.run.cpu:,.2f} from wait4"
+        )
+        units = per_unit(cpu, wt.calls, packets)
+        if units:
+            parts = ", ".join(f"{k} {v:,.1f}" for k, v in sorted(units.items()))
+            print(f"wiretide CPU us per unit (start-up included): {parts}")
         if wt.reported_calls is not None and wt.reported_calls != wt.calls:
             print(f"warning: tap reported {wt.reported_calls:,} but query finds {wt.calls:,}")
     if not (ts and wt):
@@ -643,12 +696,19 @@ def _report(
     ratio = _rate(wt.calls, wt.run.wall) / max(_rate(ts.calls, ts.run.wall), 1e-9)
     diff = wt.calls - ts.calls
     ok = abs(diff) <= tolerance * max(ts.calls, 1)
+    cpu_ratio = (ts.run.cpu / max(ts.calls, 1)) / max(wt.run.cpu / max(wt.calls, 1), 1e-12)
     print(f"ratio wiretide/tshark calls/s: {ratio:.2f}x")
+    print(
+        f"ratio wiretide/tshark calls per CPU second: {cpu_ratio:.2f}x "
+        f"({wt.run.cpu * 1e6 / max(wt.calls, 1):,.0f} vs {ts.run.cpu * 1e6 / max(ts.calls, 1):,.0f}"
+        " us of CPU per call)"
+    )
     print(
         f"calls match within {tolerance:.1%}: {'yes' if ok else 'NO'} "
         f"(wiretide {wt.calls:,} vs tshark {ts.calls:,}, diff {diff:+,})"
     )
     result["ratio"] = ratio
+    result["cpu_ratio"] = cpu_ratio
     result["match"] = ok
     return 0 if ok else 1
 
