@@ -37,6 +37,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
@@ -179,11 +180,11 @@ class RedactionPolicy:
             object.__setattr__(self, "_finders", finders)
         if data.isascii():  # letters spaced by separators, in any case, on the bytes as they are
             spread = finders[1]
-            return spread is not None and spread.search(data) is not None
+            return spread is not None and spread(data)
         # As `normalize` lower-cases; the final sigma is the only context rule.
         text = data.decode("utf-8", "surrogateescape").lower().translate(_SQUEEZE)
         squeezed = text.replace("ς", "σ").encode("utf-8", "surrogatepass")
-        return finders[2].search(squeezed) is not None
+        return finders[2](squeezed)
 
     def matches(self, name: str) -> bool:
         """Does this header / parameter / key / tag name hold something to hide?"""
@@ -214,17 +215,29 @@ def _byte_class(b: int) -> bytes:
 
 
 def _spelling_finders(spellings: tuple[bytes, ...]) -> tuple:
-    """(spellings, RE2 finding any ASCII one in raw ASCII bytes with any case and ``-_.``
-    or spaces between its letters (None when none is ASCII), RE2 finding any one as it is
+    """(spellings, a test finding any ASCII one in raw ASCII bytes with any case and ``-_.``
+    or spaces between its letters (None when none is ASCII), a test finding any one as it is
     in squeezed bytes). One automaton pass instead of a substring search per field."""
     sep = b"[-_. ]*"
     spread = [sep.join(_byte_class(b) for b in f) for f in spellings if f.isascii()]
     squeezed = [b"".join(b"\\x%02x" % b for b in f) for f in spellings]
     return (
         spellings,
-        re2.compile(b"|".join(b"(?:%s)" % x for x in spread), _BYTES) if spread else None,
-        re2.compile(b"|".join(b"(?:%s)" % x for x in squeezed) or b"[^\\x00-\\xff]", _BYTES),
+        _finds(re2.compile(b"|".join(b"(?:%s)" % x for x in spread), _BYTES)) if spread else None,
+        _finds(
+            re2.compile(b"|".join(b"(?:%s)" % x for x in squeezed) or b"[^\\x00-\\xff]", _BYTES)
+        ),
     )
+
+
+def _finds(rx: re2._Regexp) -> Callable[[bytes], bool]:
+    """Does `rx` match anywhere in the bytes? On RE2's own matcher when this google-re2
+    has it (its `search` builds a match object through a generator: a few us a call)."""
+    raw, anchors = getattr(rx, "_regexp", None), getattr(re2, "_Anchor", None)
+    if raw is None or anchors is None:
+        return lambda data: rx.search(data) is not None
+    match, unanchored = raw.Match, anchors.UNANCHORED
+    return lambda data: match(unanchored, data, 0, len(data))[0][0] >= 0
 
 
 def compile_pattern(pattern: str) -> re2._Regexp | str:
