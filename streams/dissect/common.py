@@ -5,14 +5,32 @@ itself is kept by `skeleton.DissectorSkeleton`."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 _SEQ_MASK = 0xFFFFFFFF
+# Where orjson writes a float otherwise than Python's repr (1e16 for 1e+16, 0.00001 for
+# 1e-05): such a body is written by `json` instead, so bodies stay byte for byte the same.
+# A string with such text in it only costs the slower path.
+_FLOAT_FORMS = re.compile(rb"(?:^|[:,\[])-?(?:[0-9]+(?:\.[0-9]+)?e|0\.0000)")
 
 
 def compact_json(value: Any) -> bytes:
-    """`value` as a body's JSON: no spaces, text beyond ASCII kept as is."""
+    """`value` as a body's JSON: no spaces, text beyond ASCII kept as is. Callers write
+    non-finite floats as text first (JSON has none; orjson would write null)."""
+    try:
+        out = orjson.dumps(value)
+    except TypeError:  # a key that is not a str, an int beyond 64 bits: json's rules
+        return _stdlib_json(value)
+    if _FLOAT_FORMS.search(out) is None:
+        return out
+    return _stdlib_json(value)
+
+
+def _stdlib_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -15,10 +15,11 @@ nested message almost always holds bytes below 0x20 (its tags and lengths).
 from __future__ import annotations
 
 import base64
-import json
 import zlib
 from typing import Any
 from urllib.parse import unquote
+
+from streams.dissect.common import compact_json
 
 PROTOCOL = "grpc"
 MAX_DEPTH = 32  # nesting tried before a field is shown as bytes
@@ -167,4 +168,4 @@ def body_json(body: bytes, encoding: str, cap: int) -> tuple[bytes, list[str]]:
     if not values:
         return b"", flags
     doc = values[0] if len(values) == 1 else values
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(), flags
+    return compact_json(doc), flags
