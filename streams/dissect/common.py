@@ -5,17 +5,17 @@ itself is kept by `skeleton.DissectorSkeleton`."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
 _SEQ_MASK = 0xFFFFFFFF
-# Where orjson writes a float otherwise than Python's repr (1e16 for 1e+16, 0.00001 for
-# 1e-05): such a body is written by `json` instead, so bodies stay byte for byte the same.
-# A string with such text in it only costs the slower path.
-_FLOAT_FORMS = re.compile(rb"(?:^|[:,\[])-?(?:[0-9]+(?:\.[0-9]+)?e|0\.0000)")
+# orjson writes some floats otherwise than Python's repr: an exponent as 1e16 for 1e+16
+# and 1e-9 for 1e-09, below 1e-4 0.00001 for 1e-05. With every digit but 0 made a 1, such
+# a float shows "1e1", "1e-" or "0.0000"; a body with one (or such text) is written by
+# `json`, so bodies stay byte for byte the same. (bytes.find is fast where a regex is not.)
+_ONES = bytes.maketrans(b"23456789", b"11111111")
 
 
 def compact_json(value: Any) -> bytes:
@@ -25,9 +25,10 @@ def compact_json(value: Any) -> bytes:
         out = orjson.dumps(value)
     except TypeError:  # a key that is not a str, an int beyond 64 bits: json's rules
         return _stdlib_json(value)
-    if _FLOAT_FORMS.search(out) is None:
-        return out
-    return _stdlib_json(value)
+    ones = out.translate(_ONES)
+    if b"1e1" in ones or b"1e-" in ones or b"0.0000" in ones:
+        return _stdlib_json(value)
+    return out
 
 
 def _stdlib_json(value: Any) -> bytes:
