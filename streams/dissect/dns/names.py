@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from streams.dissect.base import DissectError
 
@@ -55,6 +56,7 @@ def rcode_name(rcode: int) -> str:
     return RCODES.get(rcode) or f"RCODE{rcode}"
 
 
+@cache  # 16 bits of flags, a few values in practice: each call writes two of them
 def flag_text(flags: int) -> str:
     return " ".join(name for name, bit in FLAG_BITS if flags & bit)
 
