@@ -24,7 +24,7 @@ class SegmentSpool:
     kept (`memory_bytes` in memory, the rest in an unlinked file under `spill_dir`); attach
     hands them over in order, and every later batch goes straight through."""
 
-    def __init__(self, memory_bytes: int = 256 << 20, spill_dir: Path | None = None) -> None:
+    def __init__(self, memory_bytes: int = 32 << 20, spill_dir: Path | None = None) -> None:
         self.memory_bytes = memory_bytes
         self.spill_dir = spill_dir
         self.batches = 0  # held since the start (what waited for the pipeline)
@@ -38,6 +38,11 @@ class SegmentSpool:
     @property
     def attached(self) -> bool:
         return self._target is not None
+
+    @property
+    def full(self) -> bool:
+        """The memory is used up: what comes next goes to the file."""
+        return self._file is not None or self._held_bytes >= self.memory_bytes
 
     def publish(self, flow: str, segments: list[Segment]) -> None:
         if self._target is not None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +80,14 @@ def cache_dir(cache: str | None = None) -> Path:
     return Path(base) / f"kafka-{KAFKA_VERSION}"
 
 
+def jars_cached(cache: str | None = None) -> bool:
+    return (cache_dir(cache) / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar").exists()
+
+
 def fetch_jars(cache: str | None = None) -> Path:
     """Download the broker's jars once; return the folder that holds them."""
     libs = cache_dir(cache) / "libs"
-    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+    if jars_cached(cache):
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
@@ -161,12 +166,14 @@ class LocalBroker:
             return False
         return _port_open(self.port)
 
-    def start(self, timeout: float = 90.0) -> str:
-        """Start (or reuse) the broker; return its bootstrap address once it accepts clients."""
+    def start(self, timeout: float = 90.0, say: Callable[[str], None] | None = None) -> str:
+        """Start (or reuse) the broker; return its bootstrap address once it accepts clients.
+        `say` hears what the start waits for, as it changes (jars, storage, the JVM)."""
         if self.is_up():
             return self.bootstrap
         self._check_home_and_port()
-        jvm, conf = self._configure()
+        jvm, conf = self._configure(say or (lambda _: None))
+        (say or (lambda _: None))(f"the Kafka broker to start at {self.bootstrap}")
         proc = self._launch(jvm, conf)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -197,7 +204,7 @@ class LocalBroker:
                 f"--kafka 127.0.0.1:{self.port} if it is a Kafka broker"
             )
 
-    def _configure(self) -> tuple[list[str], Path]:
+    def _configure(self, say: Callable[[str], None]) -> tuple[list[str], Path]:
         """The JVM command line and the server.properties, storage formatted once."""
         java = shutil.which("java")
         if not java:
@@ -205,6 +212,8 @@ class LocalBroker:
                 "Java is not installed: install a JRE 17 (apt-get install "
                 "openjdk-17-jre-headless) or pass --kafka HOST:PORT"
             )
+        if not jars_cached(self.cache):
+            say(f"the Kafka {KAFKA_VERSION} jars (downloading them once with Maven)")
         libs = fetch_jars(self.cache)
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.home / "data"
@@ -227,6 +236,7 @@ class LocalBroker:
             cp,
         ]
         if not (logs / "meta.properties").exists():
+            say("the Kafka broker's storage to be formatted (its first start)")
             cluster = uuid.uuid4().hex[:22]
             fmt = subprocess.run(
                 jvm

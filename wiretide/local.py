@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import webbrowser
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from wiretide.broker import resolve_bootstrap
+from schemas.runtime.topics import ensure_topics
+from wiretide.broker import LocalBroker, local_broker, resolve_bootstrap
 from wiretide.hub.client import advert, clear_stale
 
 
@@ -241,6 +243,99 @@ def pipeline_ports(bootstrap: str, clickhouse: str | None) -> list[int]:
         except ValueError:
             pass
     return sorted(p for p in ports if 0 < p < 65536)
+
+
+class PipelineStart:
+    """Brings the local pipeline up in a thread while capture goes on: the data dir's
+    broker (unless `settings.kafka` names one), the topics, then the sink and the stream
+    workers, until every worker is in its group. `waiting_for` says what it waits for now;
+    `supervisor()` gives the running processes or raises what stopped the start."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: LocalBroker | None,
+        roles: dict[str, list[str]],
+        partitions: int,
+        workers: int,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        """`broker`: the data dir's, to start first (None: `settings.kafka` is up or given);
+        `roles` as Supervisor's; `say` hears what the start waits for, as it changes."""
+        self.broker, self.say = broker, say
+        self.settings, self.roles = settings, roles
+        self.partitions, self.workers = partitions, workers
+        self.waiting_for = "the pipeline"
+        self.started = time.monotonic()
+        self.ready_after: float | None = None  # seconds from start to ready
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: Supervisor | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="pipeline-start", daemon=True)
+
+    def begin(self) -> PipelineStart:
+        self._thread.start()
+        return self
+
+    def _wait_for(self, what: str) -> None:
+        self.waiting_for = what
+        self.say(what)
+
+    def _run(self) -> None:
+        try:
+            broker = self.broker
+            if broker is not None:
+                self._wait_for(f"the Kafka broker at {broker.bootstrap}")
+                broker.start(say=self._wait_for)
+            self._wait_for("Kafka topics")
+            ensure_topics(self.settings, self.partitions)
+            self._wait_for(f"{self.workers} stream workers and the sink to start")
+            with self._lock:
+                if self._cancelled:
+                    return
+                supervisor = self._supervisor = Supervisor(self.settings, self.roles)
+            # every worker in the group before the first segment: they share the work
+            supervisor.wait_for_group(self.settings.streams_group, self.workers)
+            self.ready_after = time.monotonic() - self.started
+        except BaseException as ex:  # handed to the thread that asks for the supervisor
+            self._error = ex
+        finally:
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def supervisor(self, timeout: float | None = None) -> Supervisor:
+        """The running pipeline, once up (waits up to `timeout`; None: as long as it
+        takes); raises the start's error, or TimeoutError."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"still waiting for {self.waiting_for}")
+        if self._error is not None:
+            raise self._error
+        assert self._supervisor is not None
+        return self._supervisor
+
+    def cancel(self) -> None:
+        """Stop what has started (the processes; a broker stays, as after a tap)."""
+        with self._lock:
+            self._cancelled = True
+            supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.stop()
+
+
+def planned_bootstrap(settings: Settings) -> tuple[Settings, LocalBroker | None]:
+    """The settings with their data dir checked and Kafka decided without waiting for it:
+    `--kafka`, else the data dir's broker's address; and that broker when it is not up yet
+    (for PipelineStart to start)."""
+    settings = settings.replace(data=settings.writable_data())
+    if settings.kafka:
+        return settings, None
+    broker = local_broker(settings)
+    return settings.replace(kafka=broker.bootstrap), None if broker.is_up() else broker
 
 
 def connect(settings: Settings) -> Settings:

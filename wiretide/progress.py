@@ -33,3 +33,18 @@ class Progress:
         if self.enabled and self._shown:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
+
+
+class StageLines:
+    """Says on stderr, one line each, what a start waits for, as it changes (a terminal
+    or not: a start that takes seconds must say why from its first second)."""
+
+    def __init__(self, enabled: bool, prefix: str) -> None:
+        self.enabled, self.prefix = enabled, prefix
+        self._said: str | None = None
+
+    def say(self, what: str) -> None:
+        if self.enabled and what != self._said:
+            self._said = what
+            sys.stderr.write(f"{self.prefix}{what}\n")
+            sys.stderr.flush()

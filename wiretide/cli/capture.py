@@ -12,15 +12,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from producers.afpacket import RingSpec
 from producers.afpacket.capture import NO_HOST
 from producers.batcher import FlowBatcher
-from producers.live import LiveLoop, open_sources
+from producers.live import LiveLoop, Publish, open_sources
 from producers.pcap import ReadStats, read_segments
 from producers.publisher import SegmentPublisher
+from producers.spool import SegmentSpool
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.records import Segment
@@ -32,8 +33,16 @@ from streams.rules import RulesError, load_rules
 from wiretide import local
 from wiretide.broker import left_running_note
 from wiretide.kube.aim import Cluster, aim_at_pods
-from wiretide.local import Supervisor, connect, pipeline_ports, ui_listen, wait_until_stored
-from wiretide.progress import Progress
+from wiretide.local import (
+    PipelineStart,
+    Supervisor,
+    connect,
+    pipeline_ports,
+    planned_bootstrap,
+    ui_listen,
+    wait_until_stored,
+)
+from wiretide.progress import Progress, StageLines
 
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
@@ -63,15 +72,16 @@ def _check_rules(path: str | None) -> None:
         raise WiretideError(f"rules file {ex}{more}") from None
 
 
-def start_pipeline(args: argparse.Namespace, settings: Settings) -> tuple[Settings, Supervisor]:
-    """Broker, topics, stream workers and the sink, ready for segments."""
-    settings = connect(settings)
+def plan_pipeline(args: argparse.Namespace, settings: Settings, quiet: bool) -> PipelineStart:
+    """Broker, topics, stream workers and the sink, decided now and brought up in the
+    background (`.begin()`), so capture need not wait for them; what it waits for is said
+    on stderr (unless `quiet`) as it changes."""
+    settings, broker = planned_bootstrap(settings)
     data = settings.data
     # Every core by default; partitions enough that no worker idles.
     workers = args.workers or os.cpu_count() or 1
     partitions = max(settings.partitions, workers)
     print(f"tap: {workers} stream workers, {partitions} partitions", flush=True)
-    ensure_topics(settings, partitions)
     extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
     listen = ui_listen(data, getattr(args, "ui_port", None), getattr(args, "no_ui", True))
     extra += ["--serve", listen] if listen else []
@@ -82,13 +92,60 @@ def start_pipeline(args: argparse.Namespace, settings: Settings) -> tuple[Settin
     SinkStatus.clear(data)
     names = {f"worker-{i + 1}": [] for i in range(workers)}
     roles = {"sink": extra, **names}
-    supervisor = Supervisor(settings, roles)
-    try:  # every worker in the group before the first segment: they share the work
-        supervisor.wait_for_group(settings.streams_group, workers)
-    except BaseException:
-        supervisor.stop()
-        raise
-    return settings, supervisor
+    say = StageLines(not quiet, "tap: waiting for ").say
+    return PipelineStart(settings, broker, roles, partitions, workers, say=say)
+
+
+class Handover:
+    """A capture's batches go to a spool while the pipeline starts, then to Kafka through
+    one publisher, oldest first. `spill`: past the spool's memory, spill to a file (live
+    capture cannot wait); else wait for the pipeline there (a file can)."""
+
+    def __init__(
+        self,
+        start: PipelineStart,
+        spill: bool,
+        quiet: bool,
+        on_ready: Callable[[Supervisor], int | None] = lambda _: None,
+    ) -> None:
+        """`on_ready` runs once the pipeline is up (it announces the UI: its port)."""
+        self.start, self.quiet, self.on_ready = start, quiet, on_ready
+        self.ui_port: int | None = None
+        self.spool = SegmentSpool(spill_dir=start.settings.data if spill else None)
+        self.wait_when_full = not spill
+        self.publish = self.spool.publish
+        self.publisher: SegmentPublisher | None = None
+        self.supervisor: Supervisor | None = None
+        self.attached_at: float | None = None
+
+    def poll(self) -> None:
+        """Hand over when the pipeline is up (or, when the spool may not spill, full)."""
+        if self.publisher is None and (
+            self.start.ready or (self.wait_when_full and self.spool.full)
+        ):
+            self.attach()
+
+    def attach(self) -> tuple[SegmentPublisher, Supervisor]:
+        """Wait for the pipeline if need be, then hand the spool over."""
+        if self.publisher is None or self.supervisor is None:
+            self.supervisor = self.start.supervisor()
+            self.publisher = SegmentPublisher(self.start.settings)
+            self.attached_at = time.monotonic()
+            self.spool.attach(self.publisher.publish)
+            if not self.quiet:
+                held = self.spool.segments
+                print(
+                    f"tap: pipeline ready after {self.start.ready_after or 0:.1f}s; "
+                    f"{held} segments captured meanwhile handed over",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.ui_port = self.on_ready(self.supervisor)
+        return self.publisher, self.supervisor
+
+    def close(self) -> None:
+        self.spool.close()
+        self.start.cancel()
 
 
 def store_all(
@@ -163,8 +220,9 @@ def publish_capture(
     first: Segment | None,
     segments: Iterator[Segment],
     stats: ReadStats,
-    publisher: SegmentPublisher,
+    publish: Publish,
     progress: Progress,
+    after_batch: Callable[[], None] | None = None,
 ) -> None:
     batcher = FlowBatcher()
     size = max(1, os.path.getsize(path))
@@ -172,13 +230,15 @@ def publish_capture(
         for seg in itertools.chain((first,), segments):
             full = batcher.add(seg)
             if full is not None:
-                publisher.publish(*full)
+                publish(*full)
+                if after_batch is not None:
+                    after_batch()
                 progress.show(
                     f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
                     f"{stats.packets} packets"
                 )
     for fid, batch in batcher.drain():
-        publisher.publish(fid, batch)
+        publish(fid, batch)
 
 
 def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
@@ -186,17 +246,22 @@ def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
     check_inputs(args, settings)
     first, segments, stats = open_capture(args.pcap)
     kafka_given = bool(settings.kafka)
-    settings, supervisor = start_pipeline(args, settings)
+    start = plan_pipeline(args, settings, args.quiet).begin()
+    settings = start.settings
     progress = Progress(False if args.quiet else None)
+    handover = Handover(start, False, args.quiet, lambda sup: announce_ui(args, sup))
     try:
-        ui_port = announce_ui(args, supervisor)
-        publisher = SegmentPublisher(settings)
-        started = time.monotonic()
-        publish_capture(args.pcap, first, segments, stats, publisher, progress)
+        if not args.quiet:
+            print(f"reading {args.pcap}", file=sys.stderr, flush=True)
+        publish_capture(
+            args.pcap, first, segments, stats, handover.publish, progress, handover.poll
+        )
+        publisher, supervisor = handover.attach()
+        ui_port = handover.ui_port
         store_all(publisher, supervisor, progress, settings.data)
-        flowing = time.monotonic() - started
+        flowing = time.monotonic() - (handover.attached_at or 0.0)
     finally:
-        supervisor.stop()
+        handover.close()
         progress.done()
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
     print(f"read {stats.packets} packets ({stats.segments} segments); skipped: {skipped}")
@@ -214,7 +279,7 @@ def publish_pcap(args: argparse.Namespace, settings: Settings) -> int:
     settings = connect(settings)
     ensure_topics(settings)
     publisher = SegmentPublisher(settings)
-    publish_capture(args.pcap, first, segments, stats, publisher, Progress(False))
+    publish_capture(args.pcap, first, segments, stats, publisher.publish, Progress(False))
     publisher.publish_end_of_capture()
     print(f"published {stats.segments} segments of {stats.packets} packets to {settings.kafka}")
     say_left_running(kafka_given, settings)
@@ -264,7 +329,7 @@ def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa
 
 def capture_live(args: argparse.Namespace, settings: Settings, store: bool = True) -> int:
     """Capture until --for runs out or a signal; publish the segments, and (`store`) run
-    the local pipeline that stores them."""
+    the local pipeline that stores them, started beside the capture."""
     check_inputs(args, settings)
     kafka_given = bool(settings.kafka)
     settings = settings.replace(data=settings.writable_data())
@@ -273,21 +338,28 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
     where = sources[0].where  # type: ignore[attr-defined]
     stop = _StopOnSignal()
     progress = Progress(False if not store or args.quiet else None)
-    supervisor = targets = ui_port = None
+    supervisor = targets = ui_port = handover = None
     try:
         if store:
-            settings, supervisor = start_pipeline(args, settings)
-            ui_port = announce_ui(args, supervisor)
+            start = plan_pipeline(args, settings, args.quiet).begin()
+            settings = start.settings
+            handover = Handover(start, True, args.quiet, lambda sup: announce_ui(args, sup))
+            publish = handover.publish
         else:
             settings = connect(settings)
             ensure_topics(settings)
+            publisher = SegmentPublisher(settings)
+            publish = publisher.publish
         sources[0].exclude_ports(pipeline_ports(settings.kafka, settings.clickhouse))  # type: ignore[attr-defined]
         if cluster is not None:
+            if handover is not None:  # it takes nothing before it knows its pods anyway
+                handover.attach()
             targets = aim_at_pods(cluster, sources, settings, node)
-        publisher = SegmentPublisher(settings)
-        loop = LiveLoop(sources, publisher.publish)
-        started = _run_loop(loop, args.duration, stop, progress, supervisor, settings.data)
-        if supervisor is not None:
+        loop = LiveLoop(sources, publish)
+        started = _run_loop(loop, args.duration, stop, progress, handover, settings.data)
+        if handover is not None:
+            publisher, supervisor = handover.attach()
+            ui_port = handover.ui_port
             store_all(publisher, supervisor, progress, settings.data)
         else:
             publisher.flush()
@@ -297,8 +369,8 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
             targets.stop()
         for source in sources:
             source.close()
-        if supervisor is not None:
-            supervisor.stop()
+        if handover is not None:
+            handover.close()
         progress.done()
         stop.restore()
     _report_capture(loop, where)
@@ -315,7 +387,7 @@ def _run_loop(
     duration: float | None,
     stop: _StopOnSignal,
     progress: Progress,
-    supervisor: Supervisor | None,
+    handover: Handover | None,
     data: Path,
 ) -> float:
     """Run the capture until stopped; returns when it started (time.monotonic())."""
@@ -327,13 +399,18 @@ def _run_loop(
 
     def on_status() -> None:
         health.beat("agent", data)
-        if supervisor is not None:
-            supervisor.check()
+        waiting = ""
+        if handover is not None:
+            handover.poll()
+            if handover.supervisor is not None:
+                handover.supervisor.check()
+            else:
+                waiting = f", waiting for {handover.start.waiting_for}"
         s = loop.stats()
         stored = SinkStatus.read(data).written
         progress.show(
             f"capturing {s.get('packets', 0)} packets, {s.get('kernel_drops', 0)} "
-            f"kernel drops, {stored} calls stored ({time.monotonic() - started:.0f}s)",
+            f"kernel drops, {stored} calls stored ({time.monotonic() - started:.0f}s){waiting}",
             force=True,
         )
 
