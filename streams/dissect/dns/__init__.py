@@ -24,7 +24,7 @@ class DnsFactory(SkeletonFactory):
         same or 0.7. The probe does not know the transport, so it tries both framings."""
         data = bytes(data[: 0xFFFF + 2])
         score = plausible(data)
-        if len(data) >= 2 + HEADER:
+        if score < 1.0 and len(data) >= 2 + HEADER:  # 1.0 is the most it can score
             size = (data[0] << 8) | data[1]
             if size >= HEADER and size >= len(data) - 2:
                 score = max(score, plausible(data[2 : 2 + size]))

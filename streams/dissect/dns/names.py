@@ -33,6 +33,9 @@ MAX_NAME = 255  # wire bytes of a name (RFC 1035)
 MAX_POINTERS = 64  # compression pointers followed in one name
 
 _PLAIN = re.compile(rb"[A-Za-z0-9_*-]+")
+# Labels repeat (the same zones and suffixes in every name): their text, remembered.
+_LABELS: dict[bytes, str] = {}
+_MAX_LABELS = 4096
 # How each byte of a label is written: itself when printable, "\." "\\" "\"" escaped, else \DDD.
 _BYTE_TEXT = tuple(
     ("\\" + chr(b)) if chr(b) in '.\\"' else chr(b) if 0x21 <= b <= 0x7E else f"\\{b:03d}"
@@ -62,9 +65,16 @@ def flag_text(flags: int) -> str:
 
 
 def _label_text(label: bytes) -> str:
-    if _PLAIN.fullmatch(label):
-        return label.decode("ascii")
-    return "".join([_BYTE_TEXT[b] for b in label])
+    text = _LABELS.get(label)
+    if text is None:
+        if _PLAIN.fullmatch(label):
+            text = label.decode("ascii")
+        else:
+            text = "".join([_BYTE_TEXT[b] for b in label])
+        if len(_LABELS) >= _MAX_LABELS:
+            _LABELS.clear()
+        _LABELS[label] = text
+    return text
 
 
 def read_name(msg: bytes, off: int) -> tuple[str, int]:

@@ -122,14 +122,15 @@ def plausible(msg: bytes) -> float:
     if qd > 16 or an + ns + ar > 4096 or qd == 0 and not flags & 0x8000:
         return 0.0
     try:
+        parse_message(msg)
+        return 1.0  # the usual case first: its first question parsed on the way
+    except DissectError:
+        pass
+    try:
         parse_questions(msg, min(qd, 1))
     except DissectError as e:
         return 0.5 if "past the end" in str(e) else 0.0
-    try:
-        parse_message(msg)
-    except DissectError:
-        return 0.7
-    return 1.0
+    return 0.7
 
 
 class TcpFramer:
