@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from schemas.records import Segment, segment_flow_id
+from schemas.segment_wire import SegmentColumns, columns_from_segments
 
 
 class FlowBatcher:
@@ -37,3 +40,16 @@ class FlowBatcher:
 
     def __len__(self) -> int:
         return len(self._open)
+
+
+def batch_columns(
+    segments: Iterable[Segment], max_segments: int, max_bytes: int
+) -> Iterator[SegmentColumns]:
+    """`segments` through a `FlowBatcher`, each batch as columns (one message each)."""
+    batcher = FlowBatcher(max_segments, max_bytes)
+    for seg in segments:
+        full = batcher.add(seg)
+        if full is not None:
+            yield columns_from_segments(*full)
+    for fid, batch in batcher.drain():
+        yield columns_from_segments(fid, batch)

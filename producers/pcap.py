@@ -29,13 +29,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from producers.decode import make_decoder
+from producers.batcher import batch_columns
+from producers.decode import LINKTYPE_ETHERNET, make_decoder
 from schemas.errors import WiretideError
 from schemas.records import Segment
+from schemas.segment_wire import SegmentColumns
 
-__all__ = ["CaptureError", "ReadStats", "read_segments"]
+__all__ = ["CaptureError", "ReadStats", "read_batches", "read_segments"]
 
 CHUNK = 1 << 20  # bytes read at a time
+BATCH_CHUNK = 4 << 20  # bytes `read_batches` decodes at a time (~6k packets of HTTP)
+MAX_SEGMENTS = 1024  # per batch (message) from `read_batches`
+MAX_BYTES = 1 << 20
 MAX_RECORD = 1 << 26  # a record or block longer than this is corrupt, not a packet
 
 PCAP_MAGICS = {
@@ -84,9 +89,52 @@ def read_segments(
     Raises `CaptureError` at once when the file is missing, unreadable or not a capture;
     after that only an I/O error can raise (also `CaptureError`).
     """
-    name = os.fspath(path)
     if stats is None:
         stats = ReadStats()
+    src, head, name, pcap = _open(path, stats)
+    if pcap is None:
+        return _read_pcapng(src, head, name, node, stats)
+    return _read_pcap(src, head, name, node, stats, *pcap)
+
+
+def read_batches(
+    path: str | os.PathLike[str],
+    *,
+    node: str = "",
+    stats: ReadStats | None = None,
+    max_segments: int = MAX_SEGMENTS,
+    max_bytes: int = MAX_BYTES,
+) -> Iterator[SegmentColumns]:
+    """The segments of `read_segments`, grouped per flow into batches ready to publish:
+    each flow's segments in capture order across its batches, a batch cut at
+    `max_segments` segments or about `max_bytes` bytes. Fails like `read_segments`.
+
+    Classic pcap of Ethernet frames (what tcpdump writes) is read a chunk at a time and
+    decoded with numpy (`producers.columnar`); other captures segment by segment.
+    """
+    if stats is None:
+        stats = ReadStats()
+    src, head, name, pcap = _open(path, stats)
+    if pcap is not None and pcap[3] & 0xFFFF == LINKTYPE_ETHERNET:
+        return _pcap_batches(src, head, node, stats, *pcap[:3], max_segments, max_bytes)
+    if pcap is None:
+        segments = _read_pcapng(src, head, name, node, stats)
+    else:
+        segments = _read_pcap(src, head, name, node, stats, *pcap)
+    return batch_columns(segments, max_segments, max_bytes)
+
+
+# How a classic pcap file is laid out: (byte order, ns resolution, record header length,
+# link type); None for pcapng.
+_PcapLayout = tuple[str, bool, int, int]
+
+
+def _open(
+    path: str | os.PathLike[str], stats: ReadStats
+) -> tuple[_Source, bytes, str, _PcapLayout | None]:
+    """(the open file, its first bytes, its name, its pcap layout or None for pcapng);
+    raises `CaptureError` when it is not a capture it can read."""
+    name = os.fspath(path)
     src = _Source.open(name, stats=stats)
     base = src.base
     try:
@@ -108,7 +156,7 @@ def read_segments(
                     " the capture is incomplete, write it again"
                 )
             network = struct.unpack_from(endian + "I", head, 20)[0]
-            return _read_pcap(src, head, name, node, stats, endian, nsec, rec_len, network)
+            return src, head, name, (endian, nsec, rec_len, network)
         if magic == PCAPNG_SHB:
             if len(head) < 12:
                 raise CaptureError(
@@ -120,7 +168,7 @@ def read_segments(
                     f"{name}: pcapng section header has no valid byte-order magic;"
                     " the file is corrupt, capture it again"
                 )
-            return _read_pcapng(src, head, name, node, stats)
+            return src, head, name, None
         raise CaptureError(f"{name}: not a pcap or pcapng file ({what or _describe(head)})")
     except BaseException:
         src.close()
@@ -298,6 +346,65 @@ def _read_pcap(
             if seg is not None:
                 stats.segments += 1
                 yield seg
+    finally:
+        src.close()
+
+
+def _pcap_batches(
+    src: _Source,
+    buf: bytes,
+    node: str,
+    stats: ReadStats,
+    endian: str,
+    nsec: bool,
+    rec_len: int,
+    max_segments: int,
+    max_bytes: int,
+) -> Iterator[SegmentColumns]:
+    """`read_batches` of a classic pcap of Ethernet frames: `_read_pcap`, a chunk at a
+    time. Only the record walk is a Python loop per packet."""
+    from producers.columnar import ChunkBatcher
+
+    incl_at = struct.Struct(endian + "I").unpack_from
+    batcher = ChunkBatcher(
+        make_decoder(LINKTYPE_ETHERNET, stats.skipped, node=node),
+        endian=endian,
+        frac_ns=1 if nsec else 1000,
+        rec_len=rec_len,
+        node=node,
+        max_segments=max_segments,
+        max_bytes=max_bytes,
+    )
+    pos, need, eof = 24, BATCH_CHUNK, False
+    try:
+        while True:
+            if len(buf) - pos < need and not eof:
+                buf = src.read_at_least(buf[pos:], need)
+                pos = 0
+                eof = len(buf) < need
+            n = len(buf)
+            starts: list[int] = []
+            add = starts.append
+            while pos + rec_len <= n:
+                end = pos + rec_len + incl_at(buf, pos + 8)[0]
+                if end > n:
+                    break
+                add(pos)
+                pos = end
+            if starts:
+                yield from batcher.chunk(buf, starts, stats)
+            if pos == n and eof:
+                return
+            need = BATCH_CHUNK
+            if pos + rec_len <= n:  # a record that does not fit
+                incl = incl_at(buf, pos + 8)[0]
+                if incl > MAX_RECORD:  # a garbage length: no way to find the next record
+                    _count(stats, "bad_record")
+                    return
+                need = max(need, rec_len + incl)
+            if eof:
+                _count(stats, "truncated_record")
+                return
     finally:
         src.close()
 

@@ -505,6 +505,12 @@ def encode_segment_batch(flow: str, segments: Iterable[Segment]) -> bytes:
 
 
 def decode_segment_batch(data: bytes) -> list[Segment]:
+    """Either version of a segments message: columns (schemas/segment_wire.py, what the
+    agent publishes) or one record per segment (SegmentBatch, older agents)."""
+    from schemas.segment_wire import HEADER, decode_segments
+
+    if isinstance(data, (bytes, bytearray, memoryview)) and data[:10] == HEADER:
+        return decode_segments(data)
     if _DEC_SEGMENTS is not None:
         try:
             return _DEC_SEGMENTS(data)

@@ -1,0 +1,296 @@
+"""Decode many captured frames at once and batch them per flow, as columns (numpy).
+
+The common frame - Ethernet, IPv4 without options, TCP or UDP - decodes here a whole
+chunk of a capture at a time: a few dozen array operations per chunk instead of several
+Python calls per packet. Every other frame (VLAN tags, IPv6, IP options, fragments, short
+or malformed frames) is left to the per-packet decoder in `producers.decode`, which counts
+why it skipped what it skipped; `decode_ethernet_ipv4` says which those are.
+
+    frames, others = decode_ethernet_ipv4(buf, start, length, ts_ns)
+    for columns in flow_batches(buf, frames, ...):   # SegmentColumns, one message each
+        ...
+
+Pure: bytes and arrays in, arrays and `SegmentColumns` out.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from producers.batcher import batch_columns
+from producers.decode import Decoder, make_segment
+from schemas.records import Segment, flow_id
+from schemas.segment_wire import SegmentColumns
+
+__all__ = ["ChunkBatcher", "Frames", "decode_ethernet_ipv4", "flow_batches", "frame_segments"]
+
+# Ethernet (14) + IPv4 without options (20) + TCP without options (20): the bytes read
+# from every frame. Shorter frames (a UDP datagram with a tiny payload) go the slow way.
+WINDOW = 54
+SEGMENT_OVERHEAD = 64  # bytes a segment counts for beyond its payload when cutting batches
+MAX_NAMES = 1 << 16
+NS = 1_000_000_000
+
+_I8 = np.int64
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """The frames of a chunk that decoded the common way, one entry per frame, in capture
+    order. The payload of frame i is buf[start[i]:end[i]]."""
+
+    index: np.ndarray  # position among the chunk's frames
+    ts_ns: np.ndarray
+    src: np.ndarray  # IPv4 address as an int
+    src_port: np.ndarray
+    dst: np.ndarray
+    dst_port: np.ndarray
+    seq: np.ndarray
+    ack: np.ndarray
+    flags: np.ndarray
+    udp: np.ndarray  # bool
+    start: np.ndarray
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _be(w: np.ndarray, at: int, width: int) -> np.ndarray:
+    """Big-endian unsigned ints of `width` bytes at column `at` of each row, as int64."""
+    return np.ascontiguousarray(w[:, at : at + width]).view(f">u{width}")[:, 0].astype(_I8)
+
+
+def decode_ethernet_ipv4(
+    buf: bytes, start: np.ndarray, length: np.ndarray, ts_ns: np.ndarray
+) -> tuple[Frames, np.ndarray]:
+    """(the Ethernet/IPv4/TCP-or-UDP frames among buf[start[i]:start[i] + length[i]], the
+    indices of all the others, for the per-packet decoder). Decodes exactly as
+    `producers.decode` does, but never skips: what it does not take, it hands back."""
+    a = np.frombuffer(buf, np.uint8)
+    start = start.astype(_I8)
+    length = length.astype(_I8)
+    big = length >= WINDOW
+    if len(a) < WINDOW:
+        big[:] = False
+    w = sliding_window_view(a, WINDOW)[np.where(big, start, 0)]
+    etype = _be(w, 12, 2)
+    tot = _be(w, 16, 2)
+    frag = _be(w, 20, 2)
+    proto = w[:, 23]
+    ip_ok = (
+        big
+        & (etype == 0x0800)
+        & (w[:, 14] == 0x45)  # version 4, 20-byte header
+        & (tot >= 20)
+        & (tot <= length - 14)
+        & ((frag & 0x3FFF) == 0)
+    )
+    doff = w[:, 46]
+    data_off = (doff >> 4).astype(_I8) << 2  # TCP header length
+    tcp = ip_ok & (proto == 6) & (tot >= 40) & (data_off >= 20) & (data_off <= tot - 20)
+    udp = ip_ok & (proto == 17) & (tot >= 28)
+    fast = tcp | udp
+    others = np.flatnonzero(~fast)
+    take = np.flatnonzero(fast)
+    w = w[take]
+    s = start[take]
+    tot = tot[take]
+    is_udp = udp[take]
+    ulen = _be(w, 38, 2)
+    ip_end = s + 14 + tot
+    udp_end = np.where((ulen >= 8) & (ulen <= tot - 20), s + 34 + ulen, ip_end)
+    data_off = data_off[take]
+    zero = np.zeros(len(take), _I8)
+    frames = Frames(
+        index=take,
+        ts_ns=ts_ns[take].astype(_I8),
+        src=_be(w, 26, 4),
+        src_port=_be(w, 34, 2),
+        dst=_be(w, 30, 4),
+        dst_port=_be(w, 36, 2),
+        seq=np.where(is_udp, zero, _be(w, 38, 4)),
+        ack=np.where(is_udp, zero, _be(w, 42, 4)),
+        flags=np.where(is_udp, zero, ((w[:, 46] & 0x0F).astype(_I8) << 8) | w[:, 47]),
+        udp=is_udp,
+        start=np.where(is_udp, s + 42, s + 34 + data_off),
+        end=np.where(is_udp, udp_end, ip_end),
+    )
+    return frames, others
+
+
+def _name(names: dict[int, str], ip: int) -> str:
+    text = names.get(ip)
+    if text is None:
+        if len(names) >= MAX_NAMES:
+            names.clear()
+        text = names[ip] = socket.inet_ntoa(ip.to_bytes(4, "big"))
+    return text
+
+
+def flow_batches(
+    buf: bytes,
+    frames: Frames,
+    *,
+    node: str,
+    source: str,
+    max_segments: int,
+    max_bytes: int,
+    names: dict[int, str],
+) -> Iterator[SegmentColumns]:
+    """The frames grouped per flow (flows in order of their first frame), each flow's
+    frames in capture order and cut into batches as `FlowBatcher` cuts them: at
+    `max_segments` segments, or once payloads plus 64 bytes a segment reach `max_bytes`.
+    `names` caches address texts between calls."""
+    if not len(frames):
+        return
+    f = frames
+    a_end = (f.src << 16) | f.src_port
+    b_end = (f.dst << 16) | f.dst_port
+    # A flow is its pair of endpoints, either way round, and its transport: 97 bits. Each
+    # half numbered among the chunk's values first, so the pair fits one int64 (sorting
+    # int64s is many times faster than sorting records).
+    _, lo = np.unique(np.minimum(a_end, b_end), return_inverse=True)
+    hi_values, hi = np.unique((np.maximum(a_end, b_end) << 1) | f.udp, return_inverse=True)
+    _, first, group = np.unique(lo * len(hi_values) + hi, return_index=True, return_inverse=True)
+    by_group = np.argsort(group, kind="stable")  # each flow's frames, in capture order
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(group))))
+    size = f.end - f.start
+    mv = memoryview(buf)
+    for g in np.argsort(first, kind="stable").tolist():
+        idx = by_group[bounds[g] : bounds[g + 1]]
+        k = int(first[g])
+        transport = "udp" if f.udp[k] else "tcp"
+        src, sport = _name(names, int(f.src[k])), int(f.src_port[k])
+        dst, dport = _name(names, int(f.dst[k])), int(f.dst_port[k])
+        fid = flow_id(src, sport, dst, dport, transport)
+        back = a_end[idx] != a_end[k]  # the other direction: header 1
+        headers = ((src, sport, dst, dport, node, source, transport),)
+        if back.any():
+            headers += ((dst, dport, src, sport, node, source, transport),)
+        cost = np.cumsum(size[idx] + SEGMENT_OVERHEAD)
+        lo, n = 0, len(idx)
+        while lo < n:
+            base = int(cost[lo - 1]) if lo else 0
+            # FlowBatcher: the segment that reaches max_bytes still joins its batch
+            hi = int(np.searchsorted(cost, base + max_bytes, side="left")) + 1
+            hi = min(hi, lo + max_segments, n)
+            part = idx[lo:hi]
+            starts, ends = f.start[part].tolist(), f.end[part].tolist()
+            yield SegmentColumns(
+                fid,
+                headers,
+                back[lo:hi].astype("<u2").tobytes(),
+                f.ts_ns[part].astype("<i8").tobytes(),
+                f.seq[part].astype("<i8").tobytes(),
+                f.ack[part].astype("<i8").tobytes(),
+                f.flags[part].astype("<i4").tobytes(),
+                np.cumsum(size[part]).astype("<u4").tobytes(),
+                b"".join([mv[s:e] for s, e in zip(starts, ends, strict=True)]),
+            )
+            lo = hi
+
+
+def frame_segments(
+    buf: bytes, frames: Frames, *, node: str, source: str, names: dict[int, str]
+) -> list[Segment]:
+    """The frames as `Segment`s, for a chunk that must go segment by segment."""
+    f = frames
+    return [
+        make_segment(
+            ts,
+            _name(names, s),
+            sp,
+            _name(names, d),
+            dp,
+            sq,
+            ak,
+            fl,
+            buf[a:b],
+            node,
+            source,
+            "udp" if u else "tcp",
+        )  # fmt: skip
+        for ts, s, sp, d, dp, sq, ak, fl, a, b, u in zip(
+            f.ts_ns.tolist(),
+            f.src.tolist(),
+            f.src_port.tolist(),
+            f.dst.tolist(),
+            f.dst_port.tolist(),
+            f.seq.tolist(),
+            f.ack.tolist(),
+            f.flags.tolist(),
+            f.start.tolist(),
+            f.end.tolist(),
+            f.udp.tolist(),
+            strict=True,
+        )  # fmt: skip
+    ]
+
+
+class ChunkBatcher:
+    """Pcap records, a chunk at a time, to flow batches. `chunk(buf, starts, stats)`
+    takes the records starting at `starts` in `buf` (each whole) and updates `stats`
+    (packets, segments, skipped) as `producers.pcap` reads do. A chunk whose odd frames
+    give segments (IPv6, VLAN, ...) goes segment by segment, so a flow that mixes both
+    kinds keeps its order."""
+
+    def __init__(
+        self,
+        decode: Decoder,
+        *,
+        endian: str,
+        frac_ns: int,
+        rec_len: int,
+        node: str,
+        max_segments: int,
+        max_bytes: int,
+    ) -> None:
+        self._decode = decode
+        self._header = np.dtype(endian + "u4")
+        self._frac_ns = frac_ns
+        self._rec_len = rec_len
+        self._node = node
+        self._max_segments = max_segments
+        self._max_bytes = max_bytes
+        self._names: dict[int, str] = {}
+
+    def chunk(self, buf: bytes, starts: list[int], stats: Any) -> Iterator[SegmentColumns]:
+        a = np.frombuffer(buf, np.uint8)
+        pos = np.array(starts, _I8)
+        header = sliding_window_view(a, 12)[pos].view(self._header).astype(_I8)
+        ts_ns = header[:, 0] * NS + header[:, 1] * self._frac_ns
+        start = pos + self._rec_len
+        length = header[:, 2]
+        frames, others = decode_ethernet_ipv4(buf, start, length, ts_ns)
+        stats.packets += len(starts)
+        odd: list[tuple[int, Segment]] = []
+        if len(others):
+            decode = self._decode
+            for i in others.tolist():
+                at = int(start[i])
+                try:
+                    seg = decode(buf, at, at + int(length[i]), int(ts_ns[i]))
+                except Exception:  # a decoder bug must not end the read
+                    stats.skipped["decode_error"] = stats.skipped.get("decode_error", 0) + 1
+                    seg = None
+                if seg is not None:
+                    odd.append((i, seg))
+        stats.segments += len(frames) + len(odd)
+        node, names = self._node, self._names
+        if not odd:
+            yield from flow_batches(
+                buf, frames, node=node, source="pcap", max_segments=self._max_segments,
+                max_bytes=self._max_bytes, names=names,
+            )  # fmt: skip
+            return
+        common = frame_segments(buf, frames, node=node, source="pcap", names=names)
+        ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
+        segments = [seg for _, seg in ordered]
+        yield from batch_columns(segments, self._max_segments, self._max_bytes)

@@ -1,0 +1,181 @@
+"""`read_batches` gives exactly what `read_segments` gives, batched per flow: the same
+segments of each flow in the same order, the same counts and skip reasons, on every
+golden capture, cut anywhere, mutated, and in chunks of any size."""
+
+from __future__ import annotations
+
+import collections
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from producers import pcap
+from producers.batcher import batch_columns
+from producers.pcap import CaptureError, ReadStats, read_batches, read_segments
+from producers.pcap_writer import ip_packets
+from schemas.records import ACK, PSH, SYN, Segment, segment_flow_id
+from schemas.segment_wire import decode_segments, encode_columns, segments_of
+from tests.producers.test_pcap import FILES, GOLDEN, GOLDEN_BYTES, record_boundaries
+
+
+def per_flow_segments(path: Path) -> tuple[dict[str, list[Segment]], ReadStats]:
+    stats = ReadStats()
+    flows: dict[str, list[Segment]] = collections.defaultdict(list)
+    for seg in read_segments(path, stats=stats):
+        flows[segment_flow_id(seg)].append(seg)
+    return dict(flows), stats
+
+
+def per_flow_batches(path: Path, **kw) -> tuple[dict[str, list[Segment]], ReadStats]:
+    stats = ReadStats()
+    flows: dict[str, list[Segment]] = collections.defaultdict(list)
+    for cols in read_batches(path, stats=stats, **kw):
+        segs = decode_segments(encode_columns(cols))  # through the wire
+        assert segs and all(segment_flow_id(s) == cols.flow_id for s in segs)
+        assert len(segs) <= kw.get("max_segments", pcap.MAX_SEGMENTS)
+        flows[cols.flow_id].extend(segs)
+    return dict(flows), stats
+
+
+def _outcome(read, path: Path, **kw) -> object:
+    """(segments per flow, counts), or the CaptureError's message."""
+    try:
+        flows, stats = read(path, **kw)
+    except CaptureError as e:
+        return str(e)
+    return flows, (stats.packets, stats.segments, stats.skipped)
+
+
+def assert_same(path: Path, **kw) -> None:
+    assert _outcome(per_flow_batches, path, **kw) == _outcome(per_flow_segments, path)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_golden_captures_batch_to_the_same_segments(name):
+    assert_same(GOLDEN / name)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_any_chunk_size_gives_the_same_segments(monkeypatch, name):
+    monkeypatch.setattr(pcap, "BATCH_CHUNK", 300)  # a few records a chunk
+    assert_same(GOLDEN / name, max_segments=2)
+
+
+@pytest.mark.parametrize(
+    "max_segments,max_bytes", [(1, 1 << 20), (3, 1 << 20), (1000, 100), (5, 300)]
+)
+def test_batches_are_cut_as_the_flow_batcher_cuts_them(max_segments, max_bytes):
+    """One chunk holds the whole file: the batches are exactly FlowBatcher's."""
+    path = GOLDEN / "eth_lo.pcap"
+    want = list(batch_columns(read_segments(path), max_segments, max_bytes))
+    got = list(read_batches(path, max_segments=max_segments, max_bytes=max_bytes))
+    assert batches_per_flow(got) == batches_per_flow(want)
+    assert len(got) > 1
+
+
+def batches_per_flow(batches: list) -> dict[str, list[list[Segment]]]:
+    flows = collections.defaultdict(list)
+    for cols in batches:
+        flows[cols.flow_id].append(segments_of(cols))
+    return dict(flows)
+
+
+def test_truncated_anywhere(tmp_path):
+    data = (GOLDEN / "eth_lo.pcap").read_bytes()
+    bounds = set(record_boundaries(data))
+    path = tmp_path / "cut.pcap"
+    for cut in range(24, len(data), 3):
+        path.write_bytes(data[:cut])
+        assert_same(path)
+        _, stats = per_flow_batches(path)
+        assert stats.skipped.get("truncated_record", 0) == (0 if cut in bounds else 1), cut
+
+
+def test_garbage_record_length_stops_the_read(tmp_path):
+    data = bytearray((GOLDEN / "eth_lo.pcap").read_bytes())
+    second = record_boundaries(bytes(data))[1]
+    data[second + 8 : second + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+    p = tmp_path / "bad.pcap"
+    p.write_bytes(bytes(data))
+    got, stats = per_flow_batches(p)
+    assert sum(map(len, got.values())) == 1 and stats.skipped == {"bad_record": 1}
+
+
+def test_errors_come_before_the_first_batch(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(CaptureError, match="not a pcap or pcapng file"):
+        read_batches(p)  # not iterated: opening checks the file
+    with pytest.raises(CaptureError, match="no such file"):
+        read_batches(tmp_path / "nope.pcap")
+
+
+def _ethernet(ip: bytes, vlan: int | None = None) -> bytes:
+    macs = bytes(range(12))
+    if vlan is None:
+        return macs + b"\x08\x00" + ip
+    return macs + struct.pack("!HH", 0x8100, vlan) + b"\x08\x00" + ip
+
+
+def _with_ip_options(ip: bytes) -> bytes:
+    """The IPv4 packet with a 4-byte NOP option (its checksum is not checked)."""
+    ihl = (ip[0] & 15) + 1
+    total = struct.unpack("!H", ip[2:4])[0] + 4
+    return bytes([0x40 | ihl, ip[1]]) + struct.pack("!H", total) + ip[4:20] + b"\x01" * 4 + ip[20:]
+
+
+def _capture(frames: list[tuple[int, bytes]]) -> bytes:
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)]
+    for ts, frame in frames:
+        out.append(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(frame), len(frame)))
+        out.append(frame)
+    return b"".join(out)
+
+
+def test_a_flow_mixing_common_and_odd_frames_keeps_its_order(tmp_path):
+    """Tagged frames and IP options go the per-packet way; their flow still comes out in
+    capture order, with the plain frames between them."""
+    segs = []
+    frames = []
+    for k in range(40):
+        forward = k % 2 == 0
+        a, b = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+        (sip, sport), (dip, dport) = (a, b) if forward else (b, a)
+        seg = Segment(k * 1000, sip, sport, dip, dport, 1000 + k, 2000 + k,
+                      (SYN if k == 0 else ACK | PSH), b"x" * k)  # fmt: skip
+        segs.append(seg)
+        (ip,) = ip_packets(seg)
+        if k % 5 == 1:
+            ip = _with_ip_options(ip)
+        frames.append((seg.ts_ns, _ethernet(ip, vlan=7 if k % 7 == 3 else None)))
+    frames.insert(10, (10_500, _ethernet(b"\x45" + bytes(5))))  # a truncated packet
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(_capture(frames))
+    assert_same(path, max_segments=4)
+    got, stats = per_flow_batches(path, max_segments=4)
+    assert list(got.values()) == [segs]
+    assert stats.skipped == {"truncated_packet": 1}
+
+
+@pytest.fixture(scope="module")
+def fuzz_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz") / "mutant"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(n for n in GOLDEN_BYTES if n.endswith(".pcap"))),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=24),
+    cut=st.none() | st.floats(0, 1),
+)
+def test_mutated_captures_batch_to_the_same_segments(fuzz_path, name, edits, cut):
+    data = bytearray(GOLDEN_BYTES[name])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    fuzz_path.write_bytes(bytes(data))
+    assert_same(fuzz_path, max_segments=3)
