@@ -1,21 +1,22 @@
-"""Live capture throughput on loopback: wiretide's AF_PACKET ring against tcpdump.
+"""Live capture throughput on loopback: wiretide's live agent against tcpdump.
 
-For each offered load a paced UDP blaster sends 64-byte datagrams to 127.0.0.1:PORT
-for a few seconds while two captures run side by side on `lo` with the same filter:
+For each offered load tcpreplay (compiled, so the sender is not the bottleneck) replays
+64-byte UDP datagrams of 64 flows to 127.0.0.1:PORT while two captures run side by side
+on `lo` with the same filter and the same ring size:
 
-  * wiretide: `AfPacketCapture` (TPACKET_V3 ring, 16 MiB) decoding every packet into a
-    Segment and batching it per flow (`FlowBatcher`), i.e. all the producer does except
-    talking to Kafka; in its own process, which reports its CPU time and peak RSS;
-  * tcpdump -i lo -B 16384 -w /dev/null (same ring size), whose drop report is read
-    from its exit summary.
+  * wiretide: the agent's live loop (`LiveLoop` over `AfPacketCapture`: TPACKET_V3 ring,
+    BPF filter, segments, per-flow batches, each batch encoded as it is published; only
+    the Kafka client is left out), in its own process;
+  * tcpdump -i lo -B <ring> -w /dev/null.
 
-Printed per load: datagrams sent per second; for each capture the packets it got, the
-kernel's drop count, CPU (% of one core) and RSS. Needs root. Run:
+Printed per load, from one run: packets sent and the rate the sender reached; for each
+capture the packets it got, the kernel's drop count, CPU seconds, CPU us per packet and
+peak RSS. Wall-clock rates depend on how busy the machine is; CPU per packet does not, so
+the last lines turn it into packets/s per core. Needs root and tcpreplay. Run:
 
-    /tmp/v/bin/python bench/bench_capture.py [--seconds 4] [--loads 25000,50000,...]
+    .venv/bin/python bench/bench_capture.py [--seconds 4] [--loads 50000,100000,200000,0]
 
-2 cores run the blaster and both captures at once, so the figures are a floor; a load
-of 0 means "as fast as the blaster goes".
+A load of 0 means "as fast as tcpreplay goes".
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
+import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,58 +41,59 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PORT = 21790
-
-BLASTER = """
-import socket, sys, time
-rate, seconds, port = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.connect(("127.0.0.1", port))
-send, payload, burst = s.send, b"w" * 64, 200
-sent, start = 0, time.perf_counter()
-end = start + seconds
-while True:
-    now = time.perf_counter()
-    if now >= end:
-        break
-    if rate and sent > (now - start) * rate:
-        time.sleep(min(0.001, sent / rate - (now - start)))
-        continue
-    for _ in range(burst):
-        try:
-            send(payload)
-        except OSError:
-            pass
-    sent += burst
-print(sent, time.perf_counter() - start)
-"""
+FLOWS = 64
+PAYLOAD = 64
+ETHERNET_IPV4 = b"\0" * 12 + b"\x08\x00"  # lo's link layer: zero MACs, EtherType IPv4
 
 
-def capture_child(seconds: float) -> None:
-    """Runs in its own process: capture until SIGINT, then print stats as JSON."""
-    from producers.afpacket import AfPacketCapture
-    from producers.batcher import FlowBatcher
+def write_pcap(path: Path, packets: int = 1024) -> None:
+    """An Ethernet pcap of UDP datagrams to 127.0.0.1:PORT from FLOWS source ports."""
+    from producers.pcap_writer import ip_packets
+    from schemas.records import Segment
 
-    stop = []
+    with path.open("wb") as out:
+        out.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(packets):
+            payload = b"%08d" % i + b"w" * (PAYLOAD - 8)
+            sport = 40000 + i % FLOWS
+            seg = Segment(
+                0, "127.0.0.1", sport, "127.0.0.1", PORT, 0, 0, 0, payload, transport="udp"
+            )
+            (ip,) = ip_packets(seg)
+            frame = ETHERNET_IPV4 + ip
+            out.write(struct.pack("=IIII", 0, i, len(frame), len(frame)) + frame)
+
+
+def capture_child(ring_blocks: int) -> None:
+    """Runs in its own process: the live loop until SIGINT, then its stats as JSON."""
+    from producers.afpacket import AfPacketCapture, RingSpec
+    from producers.live import LiveLoop
+    from schemas.segment_wire import SegmentColumns, encode_columns
+    from schemas.serde import encode_segment_batch
+
+    stop: list[int] = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    batcher = FlowBatcher()
-    batches = 0
-    with AfPacketCapture(["lo"], ports=[PORT]) as cap:
-        print("ready", flush=True)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.monotonic()
-        while not stop:
-            for seg in cap.poll(0.1):
-                if batcher.add(seg) is not None:
-                    batches += 1
-        end = time.monotonic() + 0.3  # the last block, handed over after its timeout
-        while time.monotonic() < end:
-            for seg in cap.poll(0.02):
-                batcher.add(seg)
-        wall = time.monotonic() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        stats = cap.stats()
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    stats.update(cpu_pct=100 * cpu / wall, rss_mb=cpu1.ru_maxrss / 1024)
+    published = {"messages": 0, "published": 0, "bytes": 0}
+
+    def publish(flow: str, segments: list) -> None:  # noqa: ANN001
+        published["bytes"] += len(encode_segment_batch(flow, segments))
+        published["messages"] += 1
+        published["published"] += len(segments)
+
+    def publish_columns(columns: SegmentColumns) -> None:
+        published["bytes"] += len(encode_columns(columns))
+        published["messages"] += 1
+        published["published"] += columns.count
+
+    cap = AfPacketCapture(["lo"], ports=[PORT], spec=RingSpec(block_nr=ring_blocks))
+    loop = LiveLoop([cap], publish, publish_columns=publish_columns)
+    cpu0 = time.process_time()
+    print("ready", flush=True)
+    loop.run(lambda: bool(stop))
+    loop.finish(settle_s=0.3)  # the last block is handed over after the ring's timeout
+    stats = {**loop.stats(), **published}
+    stats["cpu_s"] = time.process_time() - cpu0
+    stats["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(stats), flush=True)
 
 
@@ -103,34 +109,38 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_load(rate: int, seconds: float) -> dict:
+def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int) -> dict:
     ours = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(seconds)],
+        [sys.executable, __file__, "--child", str(ring_blocks)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     assert ours.stdout is not None and ours.stdout.readline().strip() == "ready"
     dump = subprocess.Popen(
-        ["tcpdump", "-Z", "root", "-i", "lo", "-B", "16384", "-n", "-w", "/dev/null"]
-        + ["udp", "port", str(PORT)],
+        ["tcpdump", "-Z", "root", "-i", "lo", "-B", str(ring_blocks * 1024), "-n"]
+        + ["-w", "/dev/null", "udp", "port", str(PORT)],
         stderr=subprocess.PIPE,
         text=True,
     )
     assert dump.stderr is not None and "listening on" in dump.stderr.readline()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a port that is open but unread
     sink.bind(("127.0.0.1", PORT))
-    t_cpu0, t0 = _cpu_s(dump.pid), time.monotonic()
-    blaster = subprocess.run(
-        [sys.executable, "-c", BLASTER, str(rate), str(seconds), str(PORT)],
+    t_cpu0 = _cpu_s(dump.pid)
+    pace = [f"--pps={rate}", "--pps-multi=64", f"--limit={int(rate * seconds)}"]
+    replay = subprocess.run(
+        ["tcpreplay", "-q", "-i", "lo", "--preload-pcap", "--loop=0"]
+        + (pace if rate else ["--topspeed", f"--duration={seconds:.0f}"])
+        + [str(pcap)],
         capture_output=True,
         text=True,
         check=True,
     )
-    sent, took = blaster.stdout.split()
+    m = re.search(r"Actual: (\d+) packets .* in ([\d.]+) seconds", replay.stdout)
+    assert m, replay.stdout + replay.stderr
+    sent, took = int(m.group(1)), float(m.group(2))
     time.sleep(1.5)  # tcpdump reads its last ring block after a 1 s timeout
     t_cpu = _cpu_s(dump.pid) - t_cpu0
-    t_wall = time.monotonic() - t0
     t_rss = _rss_mb(dump.pid)
     dump.send_signal(signal.SIGINT)
     summary = dump.communicate(timeout=30)[1]
@@ -144,52 +154,86 @@ def one_load(rate: int, seconds: float) -> dict:
 
     return {
         "offered": rate,
-        "sent": int(sent),
-        "sent_pps": int(sent) / float(took),
-        "ours": stats,
+        "sent": sent,
+        "sent_pps": sent / took,
+        "ours": {
+            "got": stats["published"],
+            "drops": stats["kernel_drops"],
+            "cpu_s": stats["cpu_s"],
+            "rss_mb": stats["rss_mb"],
+        },
         "tcpdump": {
-            "captured": count("captured"),
+            "got": count("captured"),
             "drops": count("dropped by kernel"),
-            "cpu_pct": 100 * t_cpu / t_wall,
+            "cpu_s": t_cpu,
             "rss_mb": t_rss,
         },
     }
 
 
+def _us(cpu_s: float, packets: int) -> float:
+    return 1e6 * cpu_s / packets if packets > 0 else float("nan")
+
+
+def report(rows: list[dict], seconds: float, ring_blocks: int) -> None:
+    print(
+        f"loopback UDP, {PAYLOAD}-byte payloads, {FLOWS} flows, {seconds:.0f}s per load, "
+        f"{ring_blocks} MiB rings, {os.cpu_count()} cores"
+    )
+    print("got: packets captured; drops: the kernel's count; cpu: CPU seconds; MB: peak RSS")
+    head = (
+        f"{'offered/s':>9} {'sent/s':>7} {'sent':>8} |"
+        f" {'wiretide':>8} {'drops':>6} {'cpu s':>6} {'us/pkt':>6} {'MB':>4} |"
+        f" {'tcpdump':>8} {'drops':>6} {'cpu s':>6} {'us/pkt':>6} {'MB':>4}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        cells = [f"{r['offered'] or 'max':>9} {r['sent_pps']:7.0f} {r['sent']:8d}"]
+        for side in (r["ours"], r["tcpdump"]):
+            cells.append(
+                f" {side['got']:8d} {side['drops']:6d} {side['cpu_s']:6.2f}"
+                f" {_us(side['cpu_s'], side['got']):6.2f} {side['rss_mb']:4.0f}"
+            )
+        print(" |".join(cells))
+    for name in ("ours", "tcpdump"):
+        label = "wiretide" if name == "ours" else name
+        clean = [
+            r["sent_pps"] for r in rows if r[name]["drops"] == 0 and r[name]["got"] >= r["sent"]
+        ]
+        best = f"{max(clean):.0f} packets/s" if clean else "none of the loads"
+        per_packet = [_us(r[name]["cpu_s"], r[name]["got"]) for r in rows if r[name]["got"] > 0]
+        us = statistics.median(per_packet) if per_packet else float("nan")
+        print(
+            f"{label}: every packet captured with no kernel drops up to {best} sent; "
+            f"median {us:.2f} CPU us/packet = {1e6 / us:,.0f} packets/s per core"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--loads", default="25000,50000,75000,100000,150000,0")
-    parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--loads", default="50000,100000,200000,300000,0")
+    parser.add_argument("--ring-mb", type=int, default=16, help="ring size of both captures")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         capture_child(args.child)
         return
     if os.geteuid() != 0:
-        sys.exit("bench_capture: needs root (AF_PACKET and tcpdump)")
-    rows = [one_load(int(x), args.seconds) for x in args.loads.split(",")]
-    print(f"loopback UDP, 64-byte payloads, {args.seconds:.0f}s per load, {os.cpu_count()} cores")
-    print("sent/got: datagrams; drops: the kernel's count; cpu: % of one core; MB: peak RSS")
-    head = (
-        f"{'offered/s':>9} {'sent/s':>7} {'sent':>8} | {'wiretide':>8} {'drops':>7} {'cpu%':>5}"
-        f" {'MB':>4} | {'tcpdump':>8} {'drops':>7} {'cpu%':>5} {'MB':>4}"
-    )
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        o, t = r["ours"], r["tcpdump"]
-        print(
-            f"{r['offered'] or 'max':>9} {r['sent_pps']:7.0f} {r['sent']:8d} | "
-            f"{o['packets']:8d} {o['kernel_drops']:7d} {o['cpu_pct']:5.1f} {o['rss_mb']:4.0f} | "
-            f"{t['captured']:8d} {t['drops']:7d} {t['cpu_pct']:5.1f} {t['rss_mb']:4.0f}"
-        )
-    for name, got, drops in (
-        ("wiretide", lambda r: r["ours"]["packets"], lambda r: r["ours"]["kernel_drops"]),
-        ("tcpdump", lambda r: r["tcpdump"]["captured"], lambda r: r["tcpdump"]["drops"]),
-    ):
-        clean = [r["sent_pps"] for r in rows if drops(r) == 0 and got(r) >= r["sent"]]
-        best = f"{max(clean):.0f} packets/s" if clean else "none of the loads"
-        print(f"{name}: every packet captured, no kernel drops, up to {best}")
+        sys.exit("bench_capture: needs root (AF_PACKET, tcpdump and tcpreplay)")
+    for tool in ("tcpdump", "tcpreplay"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench_capture: needs {tool} (apt-get install {tool})")
+    try:
+        loads = [int(x) for x in args.loads.split(",")]
+    except ValueError:
+        sys.exit(f"bench_capture: --loads {args.loads!r}: give packets/s, comma-separated")
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "udp.pcap"
+        write_pcap(pcap)
+        rows = [one_load(pcap, rate, args.seconds, args.ring_mb) for rate in loads]
+    report(rows, args.seconds, args.ring_mb)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ the batcher and publisher.
 
 A source is anything with `poll(timeout_s) -> list[Segment]`, `stats() -> dict` and
 `close()`: the AF_PACKET capture (producers.afpacket) and, when installed, the eBPF TLS
-capture (producers.tls.TlsCapture, which also has `start()`). Kubernetes targeting
+capture (producers.tls.TlsCapture, which also has `start()`). A source that can also
+`gather` its packets and decode them later as flow `batches` (the AF_PACKET capture) is
+read that way: a run of ring blocks at a time, no Python object per packet. Kubernetes targeting
 (pods by regex and namespace) will narrow the same sources down: it turns pods into
 interfaces/namespaces for AF_PACKET and pids for TLS.
 """
@@ -18,14 +20,24 @@ from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.batcher import FlowBatcher
 from schemas.errors import WiretideError
 from schemas.records import Segment
+from schemas.segment_wire import SegmentColumns, segments_of
 
 Publish = Callable[[str, list[Segment]], None]
+PublishColumns = Callable[[SegmentColumns], None]
+CHUNK_BYTES = 4 << 20  # ring blocks gathered before they are decoded, at most
 
 
 class SegmentSource(Protocol):
     def poll(self, timeout_s: float) -> list[Segment]: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
+
+
+class BatchSource(SegmentSource, Protocol):
+    pending_bytes: int
+
+    def gather(self, timeout_s: float) -> int: ...
+    def batches(self) -> list[SegmentColumns]: ...
 
 
 def open_tls_source(pids: list[int] | None = None, node: str = "") -> SegmentSource:
@@ -73,9 +85,15 @@ def open_sources(
     return sources
 
 
+def is_batch_source(source: SegmentSource) -> bool:
+    return hasattr(source, "gather") and hasattr(source, "batches")
+
+
 class LiveLoop:
     """Moves segments from the sources into flow batches and publishes them: full batches
-    at once, the rest every `flush_every_s` so a quiet flow is not held back."""
+    at once, the rest every `flush_every_s` so a quiet flow is not held back. A batch
+    source's blocks are decoded every `flush_every_s`, or once `chunk_bytes` are waiting,
+    and published with `publish_columns` (by default as segments through `publish`)."""
 
     def __init__(
         self,
@@ -83,35 +101,60 @@ class LiveLoop:
         publish: Publish,
         batcher: FlowBatcher | None = None,
         flush_every_s: float = 0.2,
+        publish_columns: PublishColumns | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.sources = sources
         self.publish = publish
+        self.publish_columns = publish_columns or self._publish_as_segments
         self.batcher = batcher or FlowBatcher()
         self.flush_every_s = flush_every_s
+        self.chunk_bytes = chunk_bytes
         self.segments = 0
         self.final_stats: dict[str, int] | None = None
         self._last_flush = time.monotonic()
+        self._batch_sources: list[BatchSource] = [s for s in sources if is_batch_source(s)]  # type: ignore[misc]
+
+    def _publish_as_segments(self, columns: SegmentColumns) -> None:
+        self.publish(columns.flow_id, segments_of(columns))
 
     def step(self, timeout_s: float) -> int:
         """One round: wait up to `timeout_s` on the first source, take what the others
-        have; returns the number of segments taken."""
-        first, *others = self.sources
-        segments = first.poll(timeout_s)
-        for source in others:
-            segments += source.poll(0)
+        have; returns the number of packets or segments taken."""
+        taken = 0
+        for i, source in enumerate(self.sources):
+            wait = timeout_s if i == 0 else 0
+            if is_batch_source(source):
+                taken += source.gather(wait)  # type: ignore[attr-defined]
+            else:
+                taken += self._add(source.poll(wait))
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every_s:
+            self._last_flush = now
+            self.flush()
+        else:
+            for source in self._batch_sources:
+                if source.pending_bytes >= self.chunk_bytes:
+                    self._publish_batches(source)
+        return taken
+
+    def _add(self, segments: list[Segment]) -> int:
         add, publish = self.batcher.add, self.publish
         for seg in segments:
             full = add(seg)
             if full is not None:
                 publish(*full)
         self.segments += len(segments)
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_every_s:
-            self._last_flush = now
-            self.flush()
         return len(segments)
 
+    def _publish_batches(self, source: BatchSource) -> None:
+        publish = self.publish_columns
+        for columns in source.batches():
+            publish(columns)
+
     def flush(self) -> None:
+        for source in self._batch_sources:
+            self._publish_batches(source)
         for fid, batch in self.batcher.drain():
             self.publish(fid, batch)
 
@@ -135,6 +178,7 @@ class LiveLoop:
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline:
             self.step(0.02)
+        self.flush()  # decoded before the counters are read
         self.final_stats = self.stats()
         for source in self.sources:
             source.close()

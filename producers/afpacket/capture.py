@@ -2,9 +2,15 @@
 
     cap = AfPacketCapture(["eth0"], ports=[80], hosts=[], node="node-1")
     while running:
-        for seg in cap.poll(0.2): ...
+        for seg in cap.poll(0.2): ...      # segment by segment, or:
+        cap.gather(0.2)                    # take the blocks handed over so far, then
+        for columns in cap.batches(): ...  # decode them at once into flow batches
     cap.stats()  # packets, segments, kernel_drops, skipped reasons, ...
     cap.close()
+
+`batches` decodes a whole run of ring blocks with numpy (`producers.columnar`): a short
+Python walk per packet to find it in its block and nothing else per packet, where `poll`
+makes a `Segment` of each. Both give the same segments in the same per-flow order.
 
 Which copies of a packet are kept: on `lo` every packet shows up twice (sent, then
 received), so the socket's filter drops the sent copy (PACKET_OUTGOING) in the kernel.
@@ -20,11 +26,23 @@ from __future__ import annotations
 import select
 from collections import OrderedDict
 
+import numpy as np
+
 from producers.afpacket.bpf import CaptureFilter, capture_filter
-from producers.afpacket.ring import PACKET_OUTGOING, RingSpec, read_block
+from producers.afpacket.ring import (
+    PACKET_OUTGOING,
+    FrameColumns,
+    RingSpec,
+    block_header,
+    frame_columns,
+    read_block,
+)
 from producers.afpacket.ring_socket import KernelStats, RingSocket
-from producers.decode import LINKTYPE_RAW, make_decoder
+from producers.batcher import batch_columns
+from producers.columnar import decode_ethernet_ipv4, flow_batches, frame_segments
+from producers.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, make_decoder
 from schemas.records import Segment
+from schemas.segment_wire import SegmentColumns
 
 __all__ = ["AfPacketCapture", "ForwardedCopies", "fingerprint"]
 
@@ -68,6 +86,21 @@ class ForwardedCopies:
 
 # A host no packet comes from or goes to: the filter of a capture with no targets.
 NO_HOST = "0.0.0.0"
+ETHERNET_LEN = 14
+MAX_SEGMENTS = 1024  # per batch from `batches` (as `producers.pcap.read_batches`)
+MAX_BYTES = 1 << 20
+
+
+def as_ethernet(a: np.ndarray, frames: FrameColumns) -> tuple[np.ndarray, np.ndarray]:
+    """The ring's packets start at their IP header (SOCK_DGRAM); give each an Ethernet
+    EtherType in the 14 bytes before it (frame-header padding of the ring, never packet
+    bytes: see `frame_columns`) so the Ethernet decoders read them. Returns the
+    (start, length) of each packet as an Ethernet frame; `a` is changed in place."""
+    start = frames.start - ETHERNET_LEN
+    version = a[frames.start] >> 4 if len(a) else np.zeros(0, np.uint8)
+    a[start + 12] = np.where(version == 4, 0x08, np.where(version == 6, 0x86, 0))
+    a[start + 13] = np.where(version == 6, 0xDD, 0)
+    return start, frames.end - start
 
 
 class AfPacketCapture:
@@ -90,8 +123,15 @@ class AfPacketCapture:
         self.segments = 0
         self.forwarded_skipped = 0  # sent copies of forwarded packets
         self._decode = make_decoder(LINKTYPE_RAW, self.skipped, node=node, source="afpacket")
+        self._decode_ethernet = make_decoder(
+            LINKTYPE_ETHERNET, self.skipped, node=node, source="afpacket"
+        )
+        self._node = node
+        self._names: dict[int, str] = {}  # IPv4 address texts, kept between batches
         self._forwarded = ForwardedCopies()
         self.sockets: list[RingSocket] = []
+        self._pending: list[tuple[RingSocket, list[bytes]]] = []  # blocks not yet decoded
+        self.pending_bytes = 0
         try:
             for name in interfaces or [None]:
                 self.sockets.append(
@@ -126,18 +166,84 @@ class AfPacketCapture:
         return ", ".join(rs.where for rs in self.sockets)
 
     def poll(self, timeout_s: float) -> list[Segment]:
-        """Segments from every block handed over so far; waits up to `timeout_s` for one."""
+        """Segments from every block handed over so far (and those `gather` took); waits
+        up to `timeout_s` for one."""
+        self.gather(timeout_s)
         out: list[Segment] = []
-        self._collect(out)
-        if not out and timeout_s > 0:
-            self._poller.poll(int(timeout_s * 1000))
-            self._collect(out)
+        for rs, blocks in self._take_pending():
+            for block in blocks:
+                self._read(rs, block, out)
         return out
 
-    def _collect(self, out: list[Segment]) -> None:
+    def gather(self, timeout_s: float) -> int:
+        """Take every block handed over so far from the rings (giving them back to the
+        kernel at once), to be decoded later by `batches` or `poll`; waits up to
+        `timeout_s` when there is none. Returns the packets taken."""
+        taken = self._gather()
+        if not taken and timeout_s > 0:
+            self._poller.poll(int(timeout_s * 1000))
+            taken = self._gather()
+        return taken
+
+    def _gather(self) -> int:
+        packets = 0
         for rs in self.sockets:
-            for block in rs.blocks():
-                self._read(rs, block, out)
+            blocks = rs.blocks()
+            if blocks:
+                self._pending.append((rs, blocks))
+                self.pending_bytes += sum(map(len, blocks))
+                packets += sum(block_header(b).num_pkts for b in blocks)
+        return packets
+
+    def _take_pending(self) -> list[tuple[RingSocket, list[bytes]]]:
+        pending, self._pending, self.pending_bytes = self._pending, [], 0
+        return pending
+
+    def batches(
+        self, max_segments: int = MAX_SEGMENTS, max_bytes: int = MAX_BYTES
+    ) -> list[SegmentColumns]:
+        """The segments of the blocks gathered so far, per flow, as batches: each flow's
+        segments in capture order, cut at `max_segments` segments or about `max_bytes`."""
+        out: list[SegmentColumns] = []
+        for rs, blocks in self._take_pending():
+            if rs.ifindex == 0:  # forwarded copies are told apart packet by packet
+                segments: list[Segment] = []
+                for block in blocks:
+                    self._read(rs, block, segments)
+                out += batch_columns(segments, max_segments, max_bytes)
+            else:
+                out += self._batches(blocks, max_segments, max_bytes)
+        return out
+
+    def _batches(
+        self, blocks: list[bytes], max_segments: int, max_bytes: int
+    ) -> list[SegmentColumns]:
+        a, ring = frame_columns(blocks)
+        self.packets += len(ring)
+        start, length = as_ethernet(a, ring)
+        buf = a.tobytes()
+        frames, others = decode_ethernet_ipv4(buf, start, length, ring.ts_ns)
+        odd: list[tuple[int, Segment]] = []
+        decode = self._decode_ethernet
+        for i in others.tolist():
+            at = int(start[i])
+            try:
+                seg = decode(buf, at, at + int(length[i]), int(ring.ts_ns[i]))
+            except Exception:  # a decoder bug must not stop the capture; counted
+                self.skipped["decode_error"] = self.skipped.get("decode_error", 0) + 1
+                continue
+            if seg is not None:
+                odd.append((i, seg))
+        self.segments += len(frames) + len(odd)
+        node, names = self._node, self._names
+        if not odd:
+            cut = {"max_segments": max_segments, "max_bytes": max_bytes}
+            return list(flow_batches(buf, frames, node=node, source="afpacket", names=names, **cut))
+        # Some packets went the slow way: all go segment by segment, so that a flow mixing
+        # both kinds keeps its order.
+        common = frame_segments(buf, frames, node=node, source="afpacket", names=names)
+        ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
+        return list(batch_columns([seg for _, seg in ordered], max_segments, max_bytes))
 
     def _read(self, rs: RingSocket, block: bytes, out: list[Segment]) -> None:
         decode = self._decode

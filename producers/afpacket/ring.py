@@ -23,6 +23,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
@@ -37,6 +40,16 @@ BLOCK_STATUS_OFFSET = 8
 FRAME_HEADER = struct.Struct("=IIIIIIHH20xHHiHBB")  # tpacket3_hdr, then sockaddr_ll
 FRAME_HEADER_LEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 NS = 1_000_000_000
+_NEXT = struct.Struct("=I")  # tp_next_offset
+# FRAME_HEADER as a numpy record: the fields `frame_columns` reads, at their offsets.
+_FRAME = np.dtype(
+    {
+        "names": ["sec", "nsec", "snaplen", "mac", "net", "ifindex", "pkttype"],
+        "formats": ["=u4", "=u4", "=u4", "=u2", "=u2", "=i4", "u1"],
+        "offsets": [4, 8, 12, 24, 26, 52, 58],
+        "itemsize": FRAME_HEADER.size,
+    }
+)
 
 
 class RingFormatError(ValueError):
@@ -94,6 +107,69 @@ def read_block(block: bytes | memoryview) -> list[tuple[int, int, int, int, int]
             break
         off += nxt
     return frames
+
+
+@dataclass(frozen=True, slots=True)
+class FrameColumns:
+    """`read_block` as arrays, one entry per packet: packet i is buf[start[i]:end[i]]."""
+
+    ts_ns: np.ndarray  # int64
+    start: np.ndarray  # int64
+    end: np.ndarray  # int64
+    pkttype: np.ndarray  # uint8
+    ifindex: np.ndarray  # int32
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def frame_offsets(block: bytes | memoryview) -> list[int]:
+    """Where each packet's header starts in a handed-over block: the one walk per packet
+    (each header says where the next one is); the rest of a block is read with numpy."""
+    size = len(block)
+    _v, _p, _status, num, off, *_rest = BLOCK_HEADER.unpack_from(block, 0)
+    limit = size - FRAME_HEADER.size
+    nxt = _NEXT.unpack_from
+    offsets: list[int] = []
+    append = offsets.append
+    for _ in range(num):
+        if off > limit:
+            raise RingFormatError(f"packet header at {off} is past the block end ({size})")
+        append(off)
+        step = nxt(block, off)[0]
+        if not step:
+            break
+        off += step
+    return offsets
+
+
+def frame_columns(blocks: list[bytes]) -> tuple[np.ndarray, FrameColumns]:
+    """Every packet of `blocks` (handed over, in ring order) as columns over the blocks
+    laid end to end: (a writable uint8 copy of that buffer, the packets). Raises
+    `RingFormatError` as `read_block` does."""
+    a = np.concatenate([np.frombuffer(b, np.uint8) for b in blocks] or [np.zeros(0, np.uint8)])
+    sizes = [len(b) for b in blocks]
+    bases = [0, *np.cumsum(sizes).tolist()]
+    walks = zip(blocks, bases[:-1], strict=True)
+    at = np.concatenate(
+        [np.array(frame_offsets(b), np.int64) + base for b, base in walks]
+        or [np.zeros(0, np.int64)]
+    )
+    if not len(at):
+        none = np.zeros(0, np.int64)
+        return a, FrameColumns(none, none, none, none.astype(np.uint8), none.astype(np.int32))
+    h = sliding_window_view(a, FRAME_HEADER.size)[at].view(_FRAME)[:, 0]
+    start = at + h["net"]
+    end = at + h["mac"] + h["snaplen"]
+    # Each packet against the end of its own block.
+    ends = np.array(bases[1:], np.int64)
+    limit = ends[np.searchsorted(ends, at, side="right")]
+    bad = (end > limit) | (start > end)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise RingFormatError(f"packet data {start[i]}:{end[i]} is past the block end ({limit[i]})")
+    ts_ns = h["sec"].astype(np.int64) * NS + h["nsec"]
+    return a, FrameColumns(ts_ns, start, end, h["pkttype"].copy(), h["ifindex"].copy())
 
 
 @dataclass(frozen=True, slots=True)
