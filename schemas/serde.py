@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from schemas.codec import codec
@@ -480,6 +481,8 @@ def _compile(name: str, pick: int) -> tuple[Callable[..., bytes] | None, Callabl
 _ENC_SEGMENTS, _DEC_SEGMENTS = _compile("SegmentBatch", 1)  # decode -> the segments
 _ENC_CALLS, _DEC_CALLS = _compile("CallBatch", 1)  # decode -> the calls
 _ENC_CALL, _DEC_CALL = _compile("ApiCall", 0)
+_CALL_BATCH_HEADER = codec("CallBatch").header
+_SCHEMAS = Path(__file__).parent
 
 
 # ------------------------------------------------------------------------------ public
@@ -557,6 +560,76 @@ def decode_call_batch(data: bytes) -> list[ApiCall]:
         except Exception:
             pass
     return _generic_decode_call_batch(data)
+
+
+# ------------------------------------------------- call batches framed as an Avro container
+# A CallBatch holds its calls as ApiCall records back to back, and an Avro object container
+# file holds records back to back in blocks. So a store that reads container files
+# (ClickHouse's Avro format) takes the calls of many messages as they came off the wire:
+# no Python per call. Only the framing is checked here; the reader checks the records.
+
+CALL_SCHEMA_JSON: str = (_SCHEMAS / "ApiCall.avsc").read_text()
+
+
+def call_batch_records(data: bytes) -> tuple[int, int, int] | None:
+    """(how many calls, start, end) of the ApiCall records in `data`, a CallBatch message
+    whose calls are one block (as this module and fastavro write them); None for anything
+    else (decode it instead). Beware: a message of several blocks without sizes looks
+    like one block here, its later blocks as records; the caller must check the count."""
+    if type(data) is not bytes or data[:10] != _CALL_BATCH_HEADER:
+        return None
+    try:
+        p = 10
+        n = _LEN1[data[p]]
+        if n < 0:
+            n, p = _read_len(data, p)
+        else:
+            p += 1
+        p += n
+        count = _ZZ1[data[p]]
+        if count is None:
+            count, p = _read_long(data, p)
+        else:
+            p += 1
+    except (IndexError, ValueError):
+        return None
+    end = len(data)
+    if count == 0:
+        return (0, p, p) if p == end else None
+    if count < 0 or p >= end or data[end - 1] != 0:
+        return None  # a block with its size, or misframed: decode it
+    return count, p, end - 1
+
+
+def call_container_header(sync: bytes) -> bytes:
+    """The start of an Avro container file of ApiCall records (no compression), whose
+    blocks each end with `sync` (16 bytes)."""
+    if len(sync) != 16:
+        raise ValueError("an Avro sync marker is 16 bytes")
+    meta = b"".join(
+        _avro_bytes(k) + _avro_bytes(v)
+        for k, v in ((b"avro.schema", CALL_SCHEMA_JSON.encode()), (b"avro.codec", b"null"))
+    )
+    return b"Obj\x01" + _zigzag(2) + meta + b"\x00" + sync
+
+
+def call_container_block(count: int, size: int) -> bytes:
+    """What comes before `size` bytes of `count` records in a container block (the block
+    then ends with the file's sync marker)."""
+    return _zigzag(count) + _zigzag(size)
+
+
+def encode_call_record(call: ApiCall) -> bytes:
+    """One ApiCall record as it sits in a CallBatch (no single-object header)."""
+    return encode_call(call)[10:]
+
+
+def _zigzag(v: int) -> bytes:
+    return _varint((v << 1) ^ (v >> 63))
+
+
+def _avro_bytes(b: bytes) -> bytes:
+    return _zigzag(len(b)) + b
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from sinks.clickhouse.view import normalize_headers
 _TS = pa.timestamp("ns", tz="UTC")
 _HEADERS = pa.map_(pa.string(), pa.string())
 
-# (column, ApiCall attribute, Arrow type); order is the insert's column order.
-_PLAIN: tuple[tuple[str, str, pa.DataType], ...] = (
+# (column, ApiCall attribute = Avro field, Arrow type); order is the insert's column order.
+PLAIN: tuple[tuple[str, str, pa.DataType], ...] = (
     ("call_id", "call_id", pa.string()),
     ("protocol", "protocol", pa.string()),
     ("ts", "ts_ns", _TS),
@@ -53,7 +53,7 @@ _PLAIN: tuple[tuple[str, str, pa.DataType], ...] = (
     ("dst_service", "dst_service", pa.string()),
 )
 COLUMNS: tuple[str, ...] = (
-    *(name for name, _, _ in _PLAIN),
+    *(name for name, _, _ in PLAIN),
     "request_headers",
     "response_headers",
     "flags",
@@ -63,7 +63,7 @@ COLUMNS: tuple[str, ...] = (
 
 def calls_to_arrow(calls: Sequence[ApiCall]) -> pa.Table:
     columns: dict[str, pa.Array] = {}
-    for name, attr, kind in _PLAIN:
+    for name, attr, kind in PLAIN:
         values = list(map(attrgetter(attr), calls))
         columns[name] = _strings(values) if kind == pa.string() else pa.array(values, kind)
     columns["request_headers"] = _headers(calls, attrgetter("request_headers"))

@@ -1,6 +1,9 @@
 """Kafka → ClickHouse: batch calls, insert, then commit offsets (never the other way).
 
 Never stop, never leak:
+* a batch's messages are stored as they came (encoded.py: no Python per call) and
+  decoded only when the store does not take them so; the batch is bounded by calls
+  (max_rows) and bytes (max_bytes), and so is what the consumer fetches ahead;
 * a message that is not a CallBatch, and a call the writer rejects for its data (see
   writer.py), go to `<calls topic>.dlq` with the reason; the rest of the batch is stored;
 * a store that takes no writes holds the batch (partitions paused, nothing committed,
@@ -25,7 +28,8 @@ from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.outage import Outage, transient
 from schemas.runtime.sink_status import SinkStatus
-from schemas.serde import RejectedCall, decode_call_batch
+from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
+from sinks.clickhouse.encoded import EncodedCalls, NotTaken
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
 from sinks.errors import SinkError, one_line
 
@@ -41,6 +45,7 @@ class CallSink:
         status: SinkStatus | None = None,
         max_rows: int = 10_000,
         max_wait_s: float = 1.0,
+        max_bytes: int = 32 * 1024 * 1024,
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
@@ -48,6 +53,7 @@ class CallSink:
         self.status = status  # reported in the data dir with this sink's counts; None: not
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
+        self.max_bytes = max_bytes
         self.written = 0
         self.dead_letters = 0
         self._kafka = Outage("sink", say=say)
@@ -58,7 +64,9 @@ class CallSink:
                 "group.id": settings.sink_group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
+                # What is fetched ahead is memory too: about one batch (max_bytes).
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "queued.max.messages.kbytes": 16 * 1024,
                 "session.timeout.ms": 10000,
                 "log_level": 2,  # broker-down noise: the outage is said once, below
                 "error_cb": self._on_kafka_error,
@@ -73,10 +81,13 @@ class CallSink:
             )
         )
         self._dlq_failed: list[str] = []
-        # What was consumed but not yet stored and committed (see `_flush`), and where
-        # each pending call came from (for its dead letter).
+        # What was consumed but not yet stored and committed (see `_flush`): messages
+        # as they came with (key, origin) each, decoded calls with the origin of each.
+        self._encoded: list[tuple[bytes, int, int, int]] = []
+        self._encoded_from: list[tuple[bytes | None, str]] = []
         self._pending: list[ApiCall] = []
         self._origin: dict[str, str] = {}
+        self._rows = self._bytes = 0  # calls and message bytes pending
         self._consumed = False
         self._paused = False  # partitions paused while the store is unavailable
         # Store and commit before partitions move, so their next owner starts after what
@@ -114,11 +125,11 @@ class CallSink:
 
     def _fill(self) -> None:
         deadline = time.monotonic() + self.max_wait_s
-        while len(self._pending) < self.max_rows:
+        while self._rows < self.max_rows and self._bytes < self.max_bytes:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            want = min(1000, self.max_rows - len(self._pending))
+            want = min(100, self.max_rows - self._rows)
             self._take(self._consumer.consume(num_messages=want, timeout=left))
 
     def _take(self, messages: list) -> None:
@@ -136,21 +147,51 @@ class CallSink:
                 continue  # fetched before its partition moved: the new owner reads it
             self._consumed = True
             origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
-            try:
-                calls = decode_call_batch(msg.value())
-            except Exception as exc:  # CodecError; anything else a foreign value raises
-                reason = str(exc) if isinstance(exc, CodecError) else one_line(exc)
-                self._dead_letter(msg.key(), msg.value(), reason, origin, "original")
-                continue
-            self._pending.extend(calls)
-            for call in calls:
-                self._origin[call.call_id] = origin
+            value = msg.value()
+            self._bytes += len(value or b"")
+            records = call_batch_records(value)
+            if records is None:
+                self._decode(msg.key(), value, origin)
+            else:
+                self._encoded.append((value, *records))
+                self._encoded_from.append((msg.key(), origin))
+                self._rows += records[0]
+
+    def _decode(self, key: bytes | None, value: bytes, origin: str) -> None:
+        """The message's calls pending as calls, or the message dead-lettered."""
+        try:
+            calls = decode_call_batch(value)
+        except Exception as exc:  # CodecError; anything else a foreign value raises
+            reason = str(exc) if isinstance(exc, CodecError) else one_line(exc)
+            self._dead_letter(key, value, reason, origin, "original")
+            return
+        self._pending.extend(calls)
+        self._rows += len(calls)
+        for call in calls:
+            self._origin[call.call_id] = origin
+
+    def _store_encoded(self) -> int:
+        """Store the messages pending as they came; those the store does not take so
+        are decoded and pending as calls. Returns the calls stored."""
+        encoded, came_from = self._encoded, self._encoded_from
+        self._encoded, self._encoded_from = [], []
+        try:
+            self.writer.write(EncodedCalls(encoded))
+        except NotTaken:
+            self._rows -= sum(count for _, count, _, _ in encoded)
+            for (value, *_), (key, origin) in zip(encoded, came_from, strict=True):
+                self._decode(key, value, origin)
+            return 0
+        stored = sum(count for _, count, _, _ in encoded)
+        self.written += stored
+        return stored
 
     def _flush(self) -> int:
         """Store what is pending, dead-letter what the store rejects, then commit the
         positions consumed (never the other way)."""
         if not self._consumed:
             return 0
+        from_encoded = self._store_encoded() if self._encoded else 0
         calls = self._pending
         rejected: list[RejectedCall] = self.writer.write(calls) if calls else []
         for bad in rejected:
@@ -159,12 +200,16 @@ class CallSink:
             self._dead_letter(bad.call.flow_id.encode(), value, bad.reason, origin, form)
         self._deliver_dead_letters()
         self._commit()
-        self._pending, self._origin = [], {}
-        self._consumed = False
+        self._clear()
         stored = len({call.call_id for call in calls}) - len(rejected)
         self.written += stored
         self._report()
-        return stored
+        return from_encoded + stored
+
+    def _clear(self) -> None:
+        self._encoded, self._encoded_from, self._pending, self._origin = [], [], [], {}
+        self._rows = self._bytes = 0
+        self._consumed = False
 
     def _commit(self) -> None:
         """Commit the consumed positions, waiting out a broker or coordinator outage."""
@@ -205,7 +250,7 @@ class CallSink:
             self._flush()
         except StoreUnavailable:
             # Nothing stored, nothing committed: their next owner reads them again.
-            self._pending, self._origin, self._consumed = [], {}, False
+            self._clear()
         self._owned.difference_update(tp.partition for tp in partitions)
 
     def _on_kafka_error(self, err: KafkaError) -> None:

@@ -2,6 +2,10 @@
 
 `CallWriter(store).write(calls) -> rejected` (a list of `RejectedCall`):
 
+0. `calls` may also be CallBatch messages as they came (`EncodedCalls`): stored whole
+   in one insert, or `NotTaken` is raised and nothing is promised (some may be stored,
+   see 4): decode them and write the calls (encoded.py).
+
 1. On return, ClickHouse holds every call of `calls` except the rejected ones.
 2. A call is rejected only for its own data: it cannot become a row of the columns
    (Arrow conversion), or ClickHouse refuses the insert for its data (a data error
@@ -29,6 +33,7 @@ from schemas.serde import RejectedCall
 from sinks.clickhouse.arrow import calls_to_arrow
 from sinks.clickhouse.connect import Store
 from sinks.clickhouse.ddl import CALLS
+from sinks.clickhouse.encoded import EncodedCalls, insert_encoded
 from sinks.errors import SinkError, one_line
 
 # async_insert=0: a fire-and-forget insert would return before the rows are stored.
@@ -51,8 +56,11 @@ class CallWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def write(self, calls: Sequence[ApiCall]) -> list[RejectedCall]:
+    def write(self, calls: Sequence[ApiCall] | EncodedCalls) -> list[RejectedCall]:
         """Store `calls`; returns the rejected ones (see the module contract)."""
+        if isinstance(calls, EncodedCalls):  # (0)
+            insert_encoded(self._store, calls)
+            return []
         batch = list({call.call_id: call for call in calls}.values())  # (4) sent once
         good, table, rejected = _to_arrow(batch)  # (2) the calls with no row form
         if good:
