@@ -14,14 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from schemas.runtime.topics import ensure_topics
 from wiretide.broker import LocalBroker, local_broker, resolve_bootstrap
-from wiretide.hub.client import advert, clear_stale
 
 
 class PipelineError(WiretideError):
@@ -62,6 +57,8 @@ def group_lag(settings: Settings, group: str, topic: str) -> int | None:
     """Messages of `topic` that `group` has not committed yet (all partitions) on the
     settings' Kafka; None while Kafka cannot tell (a coordinator moving or loading: ask
     again)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition  # not on capture's way
+
     consumer = Consumer(
         {
             **settings.kafka_client(),
@@ -121,6 +118,9 @@ class Supervisor:
         """Wait (at most `timeout` s) until `group` is stable with `members` consumers, so
         the first segments are shared: a worker joining after them finds most of the work
         taken. False if it did not happen in time (the pipeline works anyway)."""
+        from confluent_kafka import ConsumerGroupState, KafkaException
+        from confluent_kafka.admin import AdminClient
+
         admin = AdminClient(self.settings.kafka_client(log_level=3))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -178,6 +178,8 @@ def wait_until_stored(
 def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
     """The sink's --serve address for tap's UI; None with --no-ui or when the port is
     taken (said in one warning line: the tap goes on without the UI)."""
+    from wiretide.hub.client import clear_stale  # urllib: imported where used
+
     clear_stale(data)
     if no_ui or port is None:
         return None
@@ -199,6 +201,8 @@ def ui_listen(data: Path, port: int | None, no_ui: bool) -> str | None:
 def announce_ui(supervisor: Supervisor, quiet: bool, timeout: float = 90.0) -> int | None:
     """Wait for the sink to serve the UI; say where and open a browser (when there is a
     display and not --quiet). The port, or None if it did not come up (a warning)."""
+    from wiretide.hub.client import advert
+
     sink = supervisor.procs["sink"]
     deadline = time.monotonic() + timeout
     said: dict = {}
@@ -285,6 +289,8 @@ class PipelineStart:
 
     def _run(self) -> None:
         try:
+            from schemas.runtime.topics import ensure_topics
+
             broker = self.broker
             if broker is not None:
                 self._wait_for(f"the Kafka broker at {broker.bootstrap}")

@@ -14,25 +14,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from producers.afpacket import RingSpec
 from producers.afpacket.capture import NO_HOST
 from producers.batcher import FlowBatcher
 from producers.live import LiveLoop, Publish, open_sources
 from producers.pcap import ReadStats, read_segments
-from producers.publisher import SegmentPublisher
 from producers.spool import SegmentSpool
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.records import Segment
 from schemas.runtime import health
 from schemas.runtime.sink_status import SinkStatus
-from schemas.runtime.topics import ensure_topics
-from streams.redact import RedactionPolicy
-from streams.rules import RulesError, load_rules
 from wiretide import local
 from wiretide.broker import left_running_note
-from wiretide.kube.aim import Cluster, aim_at_pods
 from wiretide.local import (
     PipelineStart,
     Supervisor,
@@ -43,6 +39,9 @@ from wiretide.local import (
     wait_until_stored,
 )
 from wiretide.progress import Progress, StageLines
+
+if TYPE_CHECKING:  # imported where used: Kafka's client and the Kubernetes one load slowly
+    from producers.publisher import SegmentPublisher
 
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
@@ -55,6 +54,8 @@ def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
 def _policy(path: str | None) -> None:
     if not path:
         return
+    from streams.redact import RedactionPolicy
+
     try:
         RedactionPolicy.from_yaml(path)
     except (OSError, ValueError) as exc:
@@ -65,6 +66,8 @@ def _policy(path: str | None) -> None:
 def _check_rules(path: str | None) -> None:
     if not path:
         return
+    from streams.rules import RulesError, load_rules
+
     try:
         load_rules(path)
     except RulesError as ex:
@@ -94,6 +97,12 @@ def plan_pipeline(args: argparse.Namespace, settings: Settings, quiet: bool) -> 
     roles = {"sink": extra, **names}
     say = StageLines(not quiet, "tap: waiting for ").say
     return PipelineStart(settings, broker, roles, partitions, workers, say=say)
+
+
+def _say(line: str) -> None:
+    """One line on stderr in one write: the pipeline's start says its own from a thread."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class Handover:
@@ -128,17 +137,17 @@ class Handover:
     def attach(self) -> tuple[SegmentPublisher, Supervisor]:
         """Wait for the pipeline if need be, then hand the spool over."""
         if self.publisher is None or self.supervisor is None:
+            from producers.publisher import SegmentPublisher
+
             self.supervisor = self.start.supervisor()
             self.publisher = SegmentPublisher(self.start.settings)
             self.attached_at = time.monotonic()
             self.spool.attach(self.publisher.publish)
             if not self.quiet:
                 held = self.spool.segments
-                print(
+                _say(
                     f"tap: pipeline ready after {self.start.ready_after or 0:.1f}s; "
-                    f"{held} segments captured meanwhile handed over",
-                    file=sys.stderr,
-                    flush=True,
+                    f"{held} segments captured meanwhile handed over"
                 )
             self.ui_port = self.on_ready(self.supervisor)
         return self.publisher, self.supervisor
@@ -252,7 +261,7 @@ def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
     handover = Handover(start, False, args.quiet, lambda sup: announce_ui(args, sup))
     try:
         if not args.quiet:
-            print(f"reading {args.pcap}", file=sys.stderr, flush=True)
+            _say(f"reading {args.pcap}")
         publish_capture(
             args.pcap, first, segments, stats, handover.publish, progress, handover.poll
         )
@@ -277,7 +286,11 @@ def publish_pcap(args: argparse.Namespace, settings: Settings) -> int:
     first, segments, stats = open_capture(args.pcap)
     kafka_given = bool(settings.kafka)
     settings = connect(settings)
+    from producers.publisher import SegmentPublisher
+    from schemas.runtime.topics import ensure_topics
+
     ensure_topics(settings)
+
     publisher = SegmentPublisher(settings)
     publish_capture(args.pcap, first, segments, stats, publisher.publish, Progress(False))
     publisher.publish_end_of_capture()
@@ -310,6 +323,8 @@ def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa
     filter fails in one line before the broker and workers start."""
     cluster = None
     if args.pod_regex or args.namespace or args.all_namespaces:
+        from wiretide.kube.aim import Cluster
+
         cluster = Cluster.open(args.pod_regex, args.namespace, args.all_namespaces, args.kubeconfig)
     sources = open_sources(
         args.interface,
@@ -346,14 +361,20 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
             handover = Handover(start, True, args.quiet, lambda sup: announce_ui(args, sup))
             publish = handover.publish
         else:
+            from producers.publisher import SegmentPublisher
+            from schemas.runtime.topics import ensure_topics
+
             settings = connect(settings)
             ensure_topics(settings)
+
             publisher = SegmentPublisher(settings)
             publish = publisher.publish
         sources[0].exclude_ports(pipeline_ports(settings.kafka, settings.clickhouse))  # type: ignore[attr-defined]
         if cluster is not None:
             if handover is not None:  # it takes nothing before it knows its pods anyway
                 handover.attach()
+            from wiretide.kube.aim import aim_at_pods
+
             targets = aim_at_pods(cluster, sources, settings, node)
         loop = LiveLoop(sources, publish)
         started = _run_loop(loop, args.duration, stop, progress, handover, settings.data)
@@ -416,7 +437,7 @@ def _run_loop(
 
     # Always said (like tcpdump's "listening on"): scripts wait for it.
     where = loop.sources[0].where  # type: ignore[attr-defined]
-    print(f"capturing on {where}; Ctrl-C stops and stores", file=sys.stderr, flush=True)
+    _say(f"capturing on {where}; Ctrl-C stops and stores")
     loop.run(should_stop, on_status)
     loop.finish()
     return started
