@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from datetime import UTC, datetime
 from decimal import Decimal
+from time import gmtime
 from typing import Any
 
 _I32 = struct.Struct("<i")
@@ -68,26 +68,28 @@ def _document(data: bytes, pos: int, depth: int, array: bool = False) -> tuple[A
     pos += 4
     out: dict[str, Any] = {}
     items: list[Any] = []
-    while pos < end:
-        kind = data[pos]
-        name, pos = _cstring(data, pos + 1)
-        value, pos = _value(data, pos, kind, depth)
-        if array:
-            items.append(value)
-        else:
-            out[name] = value
+    readers = _VALUE_READERS
+    find = data.find
+    try:  # per element: its name (`_cstring`, inline) and its value
+        while pos < end:
+            kind = data[pos]
+            stop = find(b"\0", pos + 1)
+            if stop < 0:
+                raise BsonError("unterminated name")
+            read = readers.get(kind)
+            if read is None:
+                raise BsonError(f"unknown element type {kind:#04x}")
+            if array:
+                value, pos = read(data, stop + 1, depth)
+                items.append(value)
+            else:
+                name = data[pos + 1 : stop].decode("utf-8", "replace")
+                out[name], pos = read(data, stop + 1, depth)
+    except (struct.error, IndexError) as e:
+        raise BsonError(f"element cut short: {e}") from None
     if pos != end:
         raise BsonError("element runs past its document")
     return (items if array else out), end + 1
-
-
-def _value(data: bytes, pos: int, kind: int, depth: int) -> tuple[Any, int]:
-    try:
-        return _VALUE_READERS[kind](data, pos, depth)
-    except KeyError:
-        raise BsonError(f"unknown element type {kind:#04x}") from None
-    except (struct.error, IndexError) as e:
-        raise BsonError(f"element cut short: {e}") from None
 
 
 def _double(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -113,8 +115,11 @@ def _binary(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 def _datetime(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     ms = _I64.unpack_from(data, pos)[0]
     if 0 <= ms <= 253402300799999:  # relaxed form for years 1970..9999
-        when = datetime.fromtimestamp(ms / 1000, UTC)
-        text = when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
+        t = gmtime(ms // 1000)
+        text = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        ) + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
         return {"$date": text}, pos + 8
     return {"$date": {"$numberLong": str(ms)}}, pos + 8
 
