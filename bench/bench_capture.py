@@ -64,7 +64,7 @@ def write_pcap(path: Path, packets: int = 1024) -> None:
             out.write(struct.pack("=IIII", 0, i, len(frame), len(frame)) + frame)
 
 
-def capture_child(ring_blocks: int) -> None:
+def capture_child(ring_blocks: int, publish_as: str) -> None:
     """Runs in its own process: the live loop until SIGINT, then its stats as JSON."""
     from producers.afpacket import AfPacketCapture, RingSpec
     from producers.live import LiveLoop
@@ -86,7 +86,9 @@ def capture_child(ring_blocks: int) -> None:
         published["published"] += columns.count
 
     cap = AfPacketCapture(["lo"], ports=[PORT], spec=RingSpec(block_nr=ring_blocks))
-    loop = LiveLoop([cap], publish, publish_columns=publish_columns)
+    loop = LiveLoop(
+        [cap], publish, publish_columns=publish_columns if publish_as == "columns" else None
+    )
     cpu0 = time.process_time()
     print("ready", flush=True)
     loop.run(lambda: bool(stop))
@@ -109,9 +111,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int) -> dict:
+def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int, publish_as: str) -> dict:
     ours = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(ring_blocks)],
+        [sys.executable, __file__, "--child", str(ring_blocks), publish_as],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -128,6 +130,7 @@ def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int) -> dict:
     sink.bind(("127.0.0.1", PORT))
     t_cpu0 = _cpu_s(dump.pid)
     pace = [f"--pps={rate}", "--pps-multi=64", f"--limit={int(rate * seconds)}"]
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # tcpreplay's alone below
     replay = subprocess.run(
         ["tcpreplay", "-q", "-i", "lo", "--preload-pcap", "--loop=0"]
         + (pace if rate else ["--topspeed", f"--duration={seconds:.0f}"])
@@ -139,6 +142,10 @@ def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int) -> dict:
     m = re.search(r"Actual: (\d+) packets .* in ([\d.]+) seconds", replay.stdout)
     assert m, replay.stdout + replay.stderr
     sent, took = int(m.group(1)), float(m.group(2))
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sender_cpu = sum(
+        getattr(children1, f) - getattr(children0, f) for f in ("ru_utime", "ru_stime")
+    )
     time.sleep(1.5)  # tcpdump reads its last ring block after a 1 s timeout
     t_cpu = _cpu_s(dump.pid) - t_cpu0
     t_rss = _rss_mb(dump.pid)
@@ -156,6 +163,7 @@ def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int) -> dict:
         "offered": rate,
         "sent": sent,
         "sent_pps": sent / took,
+        "sender_cpu_s": sender_cpu,
         "ours": {
             "got": stats["published"],
             "drops": stats["kernel_drops"],
@@ -175,10 +183,10 @@ def _us(cpu_s: float, packets: int) -> float:
     return 1e6 * cpu_s / packets if packets > 0 else float("nan")
 
 
-def report(rows: list[dict], seconds: float, ring_blocks: int) -> None:
+def report(rows: list[dict], seconds: float, ring_blocks: int, publish_as: str) -> None:
     print(
         f"loopback UDP, {PAYLOAD}-byte payloads, {FLOWS} flows, {seconds:.0f}s per load, "
-        f"{ring_blocks} MiB rings, {os.cpu_count()} cores"
+        f"{ring_blocks} MiB rings, {os.cpu_count()} cores; wiretide publishes {publish_as}"
     )
     print("got: packets captured; drops: the kernel's count; cpu: CPU seconds; MB: peak RSS")
     head = (
@@ -208,6 +216,11 @@ def report(rows: list[dict], seconds: float, ring_blocks: int) -> None:
             f"{label}: every packet captured with no kernel drops up to {best} sent; "
             f"median {us:.2f} CPU us/packet = {1e6 / us:,.0f} packets/s per core"
         )
+    sender_us = _us(sum(r["sender_cpu_s"] for r in rows), sum(r["sent"] for r in rows))
+    print(
+        f"sender (tcpreplay): {sender_us:.2f} CPU us/packet = {1e6 / sender_us:,.0f} packets/s "
+        "per core it can offer (with the kernel's loopback work it is charged for)"
+    )
 
 
 def main() -> None:
@@ -215,10 +228,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--loads", default="50000,100000,200000,300000,0")
     parser.add_argument("--ring-mb", type=int, default=16, help="ring size of both captures")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--publish",
+        choices=["columns", "segments"],
+        default="columns",
+        help="how wiretide publishes its batches: as columns (SegmentPublisher.publish_columns)"
+        " or as Segment lists (publish), as a caller of LiveLoop without publish_columns does",
+    )
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        capture_child(args.child)
+        capture_child(int(args.child[0]), args.child[1])
         return
     if os.geteuid() != 0:
         sys.exit("bench_capture: needs root (AF_PACKET, tcpdump and tcpreplay)")
@@ -232,8 +252,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pcap = Path(tmp) / "udp.pcap"
         write_pcap(pcap)
-        rows = [one_load(pcap, rate, args.seconds, args.ring_mb) for rate in loads]
-    report(rows, args.seconds, args.ring_mb)
+        rows = [one_load(pcap, rate, args.seconds, args.ring_mb, args.publish) for rate in loads]
+    report(rows, args.seconds, args.ring_mb, args.publish)
 
 
 if __name__ == "__main__":

@@ -221,8 +221,8 @@ class AfPacketCapture:
         a, ring = frame_columns(blocks)
         self.packets += len(ring)
         start, length = as_ethernet(a, ring)
-        buf = a.tobytes()
-        frames, others = decode_ethernet_ipv4(buf, start, length, ring.ts_ns)
+        frames, others = decode_ethernet_ipv4(a, start, length, ring.ts_ns)  # type: ignore[arg-type]
+        buf = a.tobytes() if len(others) else a  # the per-packet decoder slices bytes
         odd: list[tuple[int, Segment]] = []
         decode = self._decode_ethernet
         for i in others.tolist():
