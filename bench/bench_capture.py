@@ -68,15 +68,14 @@ def capture_child(ring_blocks: int, publish_as: str) -> None:
     """Runs in its own process: the live loop until SIGINT, then its stats as JSON."""
     from producers.afpacket import AfPacketCapture, RingSpec
     from producers.live import LiveLoop
-    from schemas.segment_wire import SegmentColumns, encode_columns
-    from schemas.serde import encode_segment_batch
+    from schemas.segment_wire import SegmentColumns, encode_columns, encode_segments
 
     stop: list[int] = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     published = {"messages": 0, "published": 0, "bytes": 0}
 
     def publish(flow: str, segments: list) -> None:  # noqa: ANN001
-        published["bytes"] += len(encode_segment_batch(flow, segments))
+        published["bytes"] += len(encode_segments(flow, segments))  # as SegmentPublisher
         published["messages"] += 1
         published["published"] += len(segments)
 

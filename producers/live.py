@@ -113,7 +113,6 @@ class LiveLoop:
         self.segments = 0
         self.final_stats: dict[str, int] | None = None
         self._last_flush = time.monotonic()
-        self._batch_sources: list[BatchSource] = [s for s in sources if is_batch_source(s)]  # type: ignore[misc]
 
     def _publish_as_segments(self, columns: SegmentColumns) -> None:
         self.publish(columns.flow_id, segments_of(columns))
@@ -133,10 +132,14 @@ class LiveLoop:
             self._last_flush = now
             self.flush()
         else:
-            for source in self._batch_sources:
+            for source in self._batch_sources():
                 if source.pending_bytes >= self.chunk_bytes:
                     self._publish_batches(source)
         return taken
+
+    def _batch_sources(self) -> list[BatchSource]:
+        """Asked each time: sources may be added while the loop runs (meshed pods)."""
+        return [s for s in self.sources if is_batch_source(s)]  # type: ignore[misc]
 
     def _add(self, segments: list[Segment]) -> int:
         add, publish = self.batcher.add, self.publish
@@ -151,9 +154,10 @@ class LiveLoop:
         publish = self.publish_columns
         for columns in source.batches():
             publish(columns)
+            self.segments += columns.count
 
     def flush(self) -> None:
-        for source in self._batch_sources:
+        for source in self._batch_sources():
             self._publish_batches(source)
         for fid, batch in self.batcher.drain():
             self.publish(fid, batch)
