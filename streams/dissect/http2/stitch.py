@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpack import Decoder
 from hpack.table import HeaderTable
 from hyperframe.frame import (
     ContinuationFrame,
@@ -34,6 +33,7 @@ from schemas.records import ApiCall
 from streams.dissect import grpc
 from streams.dissect.base import new_call, reversed_flow
 from streams.dissect.http2.frames import DEFAULT_MAX_FRAME, FrameReader
+from streams.dissect.http2.hpack_decoder import FastDecoder
 from streams.dissect.http2.state import (
     CLOSED,
     DATA,
@@ -136,7 +136,7 @@ class Http2Dissector(DissectorSkeleton):
         self.max_header = max_header
         self.max_streams = max_streams
         self.framers = (FrameReader(0, self, max_frame), FrameReader(1, self, max_frame))
-        self.decoders = (Decoder(max_header), Decoder(max_header))
+        self.decoders = (FastDecoder(max_header), FastDecoder(max_header))
         self.synced = [False, False]  # the decoder saw its direction's first header block
         self.started = [False, False]
         self.blocks: list[_Block | None] = [None, None]
