@@ -138,6 +138,7 @@ class Pipeline:
         out = Processed()
         touched: set[str] = set()
         feed = self.reassembler.feed
+        handle = self._handle
         fids = self._fids
         for seg in segments:
             if seg.ts_ns > self.max_ts_ns:
@@ -161,7 +162,9 @@ class Pipeline:
                     fids.clear()
                 fid = fids[key] = segment_flow_id(seg)
             touched.add(fid)
-            self._handle(feed(seg), out)
+            events = feed(seg)
+            if events:  # a bare ACK has none
+                handle(events, out)
         if touched:
             self._hold(token, touched)
             self._release_quiescent(touched, out)
