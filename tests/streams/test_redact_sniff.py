@@ -502,3 +502,51 @@ def test_the_pipeline_redacts_what_a_go_client_sends_without_a_content_type():
     (call,) = [c for c in calls if c.protocol == "http"]
     assert json.loads(call.request_body) == {"username": R, "password": R, "page": "two"}
     assert json.loads(call.response_body) == {"token": R, "user": R}
+
+
+def _spelled_by_definition(policy: RedactionPolicy, data: bytes) -> bool:
+    """`spelled_in` as its docstring defines it: lower-case as `normalize` does, drop the
+    separators, look for each field's spelling."""
+    text = data.decode("utf-8", "surrogateescape").lower()
+    squeezed = text.translate(str.maketrans("", "", "-_. ")).replace("ς", "σ")
+    return any(f in squeezed.encode("utf-8", "surrogatepass") for f in policy._spellings)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from(
+            [
+                "u",
+                "S",
+                "e",
+                "R",
+                "k",
+                "E",
+                "y",
+                "-",
+                "_",
+                ".",
+                " ",
+                "Zi",
+                "p",
+                "aUTh",
+                "Σ",
+                "ς",
+                "é",
+                "\x00",
+                "{",
+                '"',
+                "\udcff",
+                "tok en",
+            ]
+        ),
+        max_size=16,
+    ).map(lambda xs: "".join(xs).encode("utf-8", "surrogateescape")),
+    fields=st.sampled_from([(), ("ké", "x.y", "ας"), ("Σ",), DEFAULT_FIELDS]),
+)
+def test_spelled_in_finds_exactly_the_fields_its_definition_finds(data, fields):
+    """One automaton over the raw bytes (separators and case allowed between letters) finds
+    a field exactly when lower-casing, squeezing and searching for it would."""
+    policy = RedactionPolicy(fields=fields)
+    assert policy.spelled_in(data) == _spelled_by_definition(policy, data)
