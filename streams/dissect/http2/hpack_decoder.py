@@ -1,7 +1,8 @@
 """hpack's `Decoder` with a faster `decode(block, raw=True)`: the same header table,
 integer and Huffman code, errors and messages, without what costs per header in hpack's
 loop (a copy of the rest of the block for every literal, a `HeaderTuple` per header, debug
-logging). Headers come back as plain `(name, value)` tuples of bytes."""
+logging), and with the Huffman strings seen lately remembered. Headers come back as plain
+`(name, value)` tuples of bytes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from hpack import Decoder
 from hpack.exceptions import HPACKDecodingError, InvalidTableSizeError, OversizedHeaderListError
 from hpack.hpack import decode_integer
 from hpack.huffman_table import decode_huffman
+
+# Huffman-coded strings repeat across connections (each first request spells its user
+# agent, content type, authority...): their decoding, remembered. Decoding is pure.
+_HUFFMAN: dict[bytes, bytes] = {}
+_MAX_HUFFMAN = 4096
+_MAX_REMEMBERED = 256  # bytes of a coded string worth remembering
 
 
 class FastDecoder(Decoder):
@@ -78,5 +85,12 @@ def _string(data: bytes, at: int) -> tuple[bytes, int]:
         msg = "Truncated header block"
         raise HPACKDecodingError(msg)
     if data[at] & 0x80:
-        text = decode_huffman(text)
+        plain = _HUFFMAN.get(text)
+        if plain is None:
+            plain = decode_huffman(text)
+            if len(text) <= _MAX_REMEMBERED:
+                if len(_HUFFMAN) >= _MAX_HUFFMAN:
+                    _HUFFMAN.clear()
+                _HUFFMAN[text] = plain
+        text = plain
     return text, start + length
