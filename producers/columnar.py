@@ -10,7 +10,7 @@ why it skipped what it skipped; `decode_ethernet_ipv4` says which those are.
     for columns in flow_batches(buf, frames, ...):   # SegmentColumns, one message each
         ...
 
-Pure: bytes and arrays in, arrays and `SegmentColumns` out.
+Pure: bytes and arrays in, arrays and `SegmentColumns` (or encoded messages) out.
 """
 
 from __future__ import annotations
@@ -26,9 +26,22 @@ from numpy.lib.stride_tricks import sliding_window_view
 from producers.batcher import batch_columns
 from producers.decode import Decoder, make_segment
 from schemas.records import Segment, flow_id
-from schemas.segment_wire import SegmentColumns
+from schemas.segment_wire import (
+    SegmentColumns,
+    SegmentHeader,
+    SegmentMessage,
+    encode_columns,
+    encode_message,
+)
 
-__all__ = ["ChunkBatcher", "Frames", "decode_ethernet_ipv4", "flow_batches", "frame_segments"]
+__all__ = [
+    "ChunkBatcher",
+    "Frames",
+    "decode_ethernet_ipv4",
+    "flow_batches",
+    "flow_messages",
+    "frame_segments",
+]
 
 # Ethernet (14) + IPv4 without options (20) + TCP without options (20): the bytes read
 # from every frame. Shorter frames (a UDP datagram with a tiny payload) go the slow way.
@@ -148,6 +161,39 @@ def flow_batches(
     frames in capture order and cut into batches as `FlowBatcher` cuts them: at
     `max_segments` segments, or once payloads plus 64 bytes a segment reach `max_bytes`.
     `names` caches address texts between calls."""
+    for fid, headers, columns, pieces in _flow_parts(
+        buf, frames, node, source, max_segments, max_bytes, names
+    ):
+        yield SegmentColumns(fid, headers, *columns, b"".join(pieces))
+
+
+def flow_messages(
+    buf: bytes,
+    frames: Frames,
+    *,
+    node: str,
+    source: str,
+    max_segments: int,
+    max_bytes: int,
+    names: dict[int, str],
+) -> Iterator[SegmentMessage]:
+    """`flow_batches`, each batch encoded: its payloads are copied once, into the message."""
+    for fid, headers, columns, pieces in _flow_parts(
+        buf, frames, node, source, max_segments, max_bytes, names
+    ):
+        yield SegmentMessage(fid, len(pieces), encode_message(fid, headers, *columns, pieces))
+
+
+def _flow_parts(
+    buf: bytes,
+    frames: Frames,
+    node: str,
+    source: str,
+    max_segments: int,
+    max_bytes: int,
+    names: dict[int, str],
+) -> Iterator[tuple[str, tuple[SegmentHeader, ...], tuple[bytes, ...], list[memoryview]]]:
+    """(flow id, headers, the packed columns but payloads, the payloads) per batch."""
     if not len(frames):
         return
     f = frames
@@ -183,17 +229,15 @@ def flow_batches(
             hi = min(hi, lo + max_segments, n)
             part = idx[lo:hi]
             starts, ends = f.start[part].tolist(), f.end[part].tolist()
-            yield SegmentColumns(
-                fid,
-                headers,
+            columns = (
                 back[lo:hi].astype("<u2").tobytes(),
                 f.ts_ns[part].astype("<i8").tobytes(),
                 f.seq[part].astype("<i8").tobytes(),
                 f.ack[part].astype("<i8").tobytes(),
                 f.flags[part].astype("<i4").tobytes(),
                 np.cumsum(size[part]).astype("<u4").tobytes(),
-                b"".join([mv[s:e] for s, e in zip(starts, ends, strict=True)]),
             )
+            yield fid, headers, columns, [mv[s:e] for s, e in zip(starts, ends, strict=True)]
             lo = hi
 
 
@@ -261,9 +305,9 @@ class ChunkBatcher:
         self._max_bytes = max_bytes
         self._names: dict[int, str] = {}
 
-    def chunk(self, buf: bytes, starts: list[int], stats: Any) -> Iterator[SegmentColumns]:
+    def chunk(self, buf: bytes, starts: np.ndarray, stats: Any) -> Iterator[SegmentMessage]:
         a = np.frombuffer(buf, np.uint8)
-        pos = np.array(starts, _I8)
+        pos = starts.astype(_I8, copy=False)
         header = sliding_window_view(a, 12)[pos].view(self._header).astype(_I8)
         ts_ns = header[:, 0] * NS + header[:, 1] * self._frac_ns
         start = pos + self._rec_len
@@ -285,7 +329,7 @@ class ChunkBatcher:
         stats.segments += len(frames) + len(odd)
         node, names = self._node, self._names
         if not odd:
-            yield from flow_batches(
+            yield from flow_messages(
                 buf, frames, node=node, source="pcap", max_segments=self._max_segments,
                 max_bytes=self._max_bytes, names=names,
             )  # fmt: skip
@@ -293,4 +337,5 @@ class ChunkBatcher:
         common = frame_segments(buf, frames, node=node, source="pcap", names=names)
         ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
         segments = [seg for _, seg in ordered]
-        yield from batch_columns(segments, self._max_segments, self._max_bytes)
+        for c in batch_columns(segments, self._max_segments, self._max_bytes):
+            yield SegmentMessage(c.flow_id, c.count, encode_columns(c))

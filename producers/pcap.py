@@ -27,13 +27,16 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from producers.batcher import batch_columns
 from producers.decode import LINKTYPE_ETHERNET, make_decoder
 from schemas.errors import WiretideError
 from schemas.records import Segment
-from schemas.segment_wire import SegmentColumns
+from schemas.segment_wire import SegmentColumns, SegmentMessage, encode_columns
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CaptureError", "ReadStats", "read_batches", "read_segments"]
 
@@ -104,10 +107,11 @@ def read_batches(
     stats: ReadStats | None = None,
     max_segments: int = MAX_SEGMENTS,
     max_bytes: int = MAX_BYTES,
-) -> Iterator[SegmentColumns]:
-    """The segments of `read_segments`, grouped per flow into batches ready to publish:
-    each flow's segments in capture order across its batches, a batch cut at
-    `max_segments` segments or about `max_bytes` bytes. Fails like `read_segments`.
+) -> Iterator[SegmentMessage]:
+    """The segments of `read_segments`, grouped per flow into batches and encoded, ready
+    to publish (`SegmentPublisher.publish_message`): each flow's segments in capture order
+    across its batches, a batch cut at `max_segments` segments or about `max_bytes`
+    bytes. Fails like `read_segments`.
 
     Classic pcap of Ethernet frames (what tcpdump writes) is read a chunk at a time and
     decoded with numpy (`producers.columnar`); other captures segment by segment.
@@ -121,7 +125,12 @@ def read_batches(
         segments = _read_pcapng(src, head, name, node, stats)
     else:
         segments = _read_pcap(src, head, name, node, stats, *pcap)
-    return batch_columns(segments, max_segments, max_bytes)
+    return _messages(batch_columns(segments, max_segments, max_bytes))
+
+
+def _messages(batches: Iterator[SegmentColumns]) -> Iterator[SegmentMessage]:
+    for c in batches:
+        yield SegmentMessage(c.flow_id, c.count, encode_columns(c))
 
 
 # How a classic pcap file is laid out: (byte order, ns resolution, record header length,
@@ -360,7 +369,7 @@ def _pcap_batches(
     rec_len: int,
     max_segments: int,
     max_bytes: int,
-) -> Iterator[SegmentColumns]:
+) -> Iterator[SegmentMessage]:
     """`read_batches` of a classic pcap of Ethernet frames: `_read_pcap`, a chunk at a
     time. Only the record walk is a Python loop per packet."""
     from producers.columnar import ChunkBatcher
@@ -383,15 +392,8 @@ def _pcap_batches(
                 pos = 0
                 eof = len(buf) < need
             n = len(buf)
-            starts: list[int] = []
-            add = starts.append
-            while pos + rec_len <= n:
-                end = pos + rec_len + incl_at(buf, pos + 8)[0]
-                if end > n:
-                    break
-                add(pos)
-                pos = end
-            if starts:
+            starts, pos = _walk(buf, pos, rec_len, incl_at)
+            if len(starts):
                 yield from batcher.chunk(buf, starts, stats)
             if pos == n and eof:
                 return
@@ -407,6 +409,31 @@ def _pcap_batches(
                 return
     finally:
         src.close()
+
+
+def _walk(
+    buf: bytes, pos: int, rec_len: int, incl_at: Callable[[bytes, int], tuple[int]]
+) -> tuple[np.ndarray, int]:
+    """(where each whole record from `pos` on starts, where the first record that is not
+    whole starts). The one Python loop per packet, so it is as short as it gets: it walks
+    from length field to length field (8 bytes into a header) until one is past the end."""
+    import numpy as np  # only here: `read_segments` does without it
+
+    fields: list[int] = []
+    add = fields.append
+    q = pos + 8
+    try:
+        while True:
+            add(q)
+            q += incl_at(buf, q)[0] + rec_len
+    except struct.error:  # a length field past the end of buf
+        pass
+    # Record i ends where record i + 1 begins; the last whole one ends within buf.
+    n = len(buf)
+    whole = len(fields) - 1
+    while fields[whole] - 8 > n:
+        whole -= 1
+    return np.array(fields[:whole], np.int64) - 8, fields[whole] - 8
 
 
 # What an Interface Description Block says, as (decode, mul, div, offset_ns, snaplen):

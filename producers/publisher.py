@@ -15,6 +15,7 @@ from schemas.config import EOF_HEADER, Settings
 from schemas.errors import WiretideError
 from schemas.records import Segment
 from schemas.runtime.outage import Outage, transient
+from schemas.segment_wire import SegmentColumns, SegmentMessage, encode_columns, encode_segments
 from schemas.serde import encode_segment_batch
 
 
@@ -81,9 +82,26 @@ class SegmentPublisher:
         self._producer.poll(0)
 
     def publish(self, flow: str, segments: list[Segment]) -> None:
-        self._produce(key=partition_key(flow), value=encode_segment_batch(flow, segments))
+        """One message of a flow's segments, as columns (version 2 of the segments wire)."""
+        try:
+            value = encode_segments(flow, segments)
+        except Exception:  # e.g. a number out of its range: version 1 fits it (or says why)
+            value = encode_segment_batch(flow, segments)
+        self._produce(key=partition_key(flow), value=value)
         self.messages += 1
         self.segments += len(segments)
+
+    def publish_columns(self, batch: SegmentColumns) -> None:
+        """One message of a batch of columns (a live capture's)."""
+        self._produce(key=partition_key(batch.flow_id), value=encode_columns(batch))
+        self.messages += 1
+        self.segments += batch.count
+
+    def publish_message(self, message: SegmentMessage) -> None:
+        """A message as `producers.pcap.read_batches` gives them."""
+        self._produce(key=partition_key(message.flow_id), value=message.value)
+        self.messages += 1
+        self.segments += message.count
 
     def publish_end_of_capture(self, capture_id: str | None = None) -> str:
         """Mark the end of a replayed capture on every partition, so workers close flows;

@@ -27,10 +27,12 @@ from schemas.records import INT32, Segment, record_maker
 __all__ = [
     "HEADER",
     "SegmentColumns",
+    "SegmentMessage",
     "columns_from_segments",
     "decode_columns",
     "decode_segments",
     "encode_columns",
+    "encode_message",
     "encode_segments",
     "segments_of",
 ]
@@ -147,17 +149,47 @@ def _str(s: str) -> bytes:
 def encode_columns(c: SegmentColumns) -> bytes:
     """The message: `HEADER` + the SegmentColumns record (one block for the array, as
     fastavro writes it)."""
-    parts = [HEADER, _str(c.flow_id)]
-    if c.headers:
-        parts.append(_long(len(c.headers)))
-        for src_ip, src_port, dst_ip, dst_port, node, source, transport in c.headers:
+    return encode_message(
+        c.flow_id, c.headers, c.header_index, c.ts_ns, c.seq, c.ack, c.flags, c.payload_end,
+        (c.payloads,),
+    )  # fmt: skip
+
+
+def encode_message(
+    flow: str,
+    headers: Sequence[SegmentHeader],
+    header_index: bytes,
+    ts_ns: bytes,
+    seq: bytes,
+    ack: bytes,
+    flags: bytes,
+    payload_end: bytes,
+    payloads: Sequence[bytes | memoryview],
+) -> bytes:
+    """`encode_columns` of the columns given one by one, the payloads in pieces: they are
+    copied once, straight into the message."""
+    parts: list[bytes | memoryview] = [HEADER, _str(flow)]
+    if headers:
+        parts.append(_long(len(headers)))
+        for src_ip, src_port, dst_ip, dst_port, node, source, transport in headers:
             parts += (_str(src_ip), _long(src_port), _str(dst_ip), _long(dst_port))
             parts += (_str(node), _str(source), _str(transport))
     parts.append(b"\x00")
-    for column in (c.header_index, c.ts_ns, c.seq, c.ack, c.flags, c.payload_end, c.payloads):
+    for column in (header_index, ts_ns, seq, ack, flags, payload_end):
         parts.append(_long(len(column)))
         parts.append(column)
+    parts.append(_long(sum(map(len, payloads))))
+    parts += payloads
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMessage:
+    """One encoded segments-topic message: what a capture reader hands the publisher."""
+
+    flow_id: str
+    count: int  # segments in it
+    value: bytes
 
 
 def encode_segments(flow: str, segments: Sequence[Segment]) -> bytes:

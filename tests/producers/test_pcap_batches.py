@@ -17,7 +17,7 @@ from producers.batcher import batch_columns
 from producers.pcap import CaptureError, ReadStats, read_batches, read_segments
 from producers.pcap_writer import ip_packets
 from schemas.records import ACK, PSH, SYN, Segment, segment_flow_id
-from schemas.segment_wire import decode_segments, encode_columns, segments_of
+from schemas.segment_wire import SegmentMessage, decode_segments, segments_of
 from tests.producers.test_pcap import FILES, GOLDEN, GOLDEN_BYTES, record_boundaries
 
 
@@ -32,11 +32,11 @@ def per_flow_segments(path: Path) -> tuple[dict[str, list[Segment]], ReadStats]:
 def per_flow_batches(path: Path, **kw) -> tuple[dict[str, list[Segment]], ReadStats]:
     stats = ReadStats()
     flows: dict[str, list[Segment]] = collections.defaultdict(list)
-    for cols in read_batches(path, stats=stats, **kw):
-        segs = decode_segments(encode_columns(cols))  # through the wire
-        assert segs and all(segment_flow_id(s) == cols.flow_id for s in segs)
-        assert len(segs) <= kw.get("max_segments", pcap.MAX_SEGMENTS)
-        flows[cols.flow_id].extend(segs)
+    for message in read_batches(path, stats=stats, **kw):
+        segs = decode_segments(message.value)
+        assert segs and all(segment_flow_id(s) == message.flow_id for s in segs)
+        assert len(segs) == message.count <= kw.get("max_segments", pcap.MAX_SEGMENTS)
+        flows[message.flow_id].extend(segs)
     return dict(flows), stats
 
 
@@ -77,9 +77,11 @@ def test_batches_are_cut_as_the_flow_batcher_cuts_them(max_segments, max_bytes):
 
 
 def batches_per_flow(batches: list) -> dict[str, list[list[Segment]]]:
+    """Each flow's batches, decoded: from messages or from columns."""
     flows = collections.defaultdict(list)
-    for cols in batches:
-        flows[cols.flow_id].append(segments_of(cols))
+    for b in batches:
+        segs = decode_segments(b.value) if isinstance(b, SegmentMessage) else segments_of(b)
+        flows[b.flow_id].append(segs)
     return dict(flows)
 
 
