@@ -168,7 +168,7 @@ def send_load(
     total = int(rate * seconds)
     sent_at = array("d")  # wall time each timed call went out, by i // track_every
     sent = answered = pipelined = 0
-    behind = 0.0
+    behind = last_send = 0.0
     cpu0 = time.process_time()
     start_mono = time.monotonic() + 0.05
     start_wall = time.time() + (start_mono - time.monotonic())
@@ -195,6 +195,7 @@ def send_load(
             socks[c].sendall(req)
             inflight[c] += 1
             sent += 1
+            last_send = time.monotonic()
         wait = (start_mono + sent / rate) - time.monotonic() if sent < total else 0.05
         for key, _ in sel.select(min(max(wait, 0.0), 0.005)):
             c = key.data
@@ -206,7 +207,7 @@ def send_load(
             tails[c] = seen[-(len(_MARK) - 1) :]
             answered += n
             inflight[c] -= n
-            if inflight[c] == 0:
+            if n and inflight[c] == 0:  # (a response's later chunks have no mark)
                 idle.append(c)
     for s in socks:
         s.close()
@@ -218,7 +219,7 @@ def send_load(
                 "answered": answered,
                 "pipelined": pipelined,
                 "max_behind_s": behind,
-                "seconds": time.monotonic() - start_mono,
+                "send_seconds": max(last_send - start_mono, 1e-9),
                 "cpu_s": time.process_time() - cpu0,
                 "sent_at": sent_at.tobytes(),
             },
@@ -405,6 +406,7 @@ class RateResult:
     polls: int
     rows_per_poll: float
     tap_said: str
+    load_average: tuple[float, float]  # 1-minute load average at the start and the end
     stages: dict[str, list[float]]  # stage -> seconds per timed call
 
 
@@ -475,7 +477,7 @@ def count_stored(wiretide: list[str], data: Path, tag: str, timeout: float) -> t
 def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: int, rate: int):
     tag = f"{secrets.token_hex(3)}-{rate}"
     track_every = max(1, rate // args.timed_per_s)
-    conns = args.connections or max(4, rate // 250)
+    conns = args.connections or max(8, rate // 100)
     log = data / f"latency-tap-{rate}.log"
     print(f"\n== {rate:,} calls/s for {args.seconds:g} s: {conns} connections, 1 call in "
           f"{track_every} timed, paths /lat/{tag}/...", flush=True)  # fmt: skip
@@ -495,6 +497,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
             daemon=True,
         )
         load_started = time.monotonic()
+        load_before = os.getloadavg()[0]
         sender.start()
         ours.close()
         if not theirs.poll(60):
@@ -520,6 +523,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
         stop_polling.set()
         polling.join(60)
         load_seconds = time.monotonic() - load_started
+        load_after = os.getloadavg()[0]
         time.sleep(0.2)  # one more sample
         cpu1 = dict(sampler.cpu)
         labels = _labels(sampler)
@@ -572,7 +576,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
         rate=rate,
         sent=sent["sent"],
         answered=sent["answered"],
-        achieved_rate=sent["sent"] / max(args.seconds, 1e-9),
+        achieved_rate=sent["sent"] / sent["send_seconds"],
         max_behind_s=sent["max_behind_s"],
         pipelined=sent["pipelined"],
         stored=stored,
@@ -591,6 +595,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
         rows_per_poll=poller.rows / max(poller.polls, 1),
         tap_said=said.group(0) if said else "no 'stored N calls' line",
         stages=stages,
+        load_average=(load_before, load_after),
     )
 
 
@@ -631,6 +636,10 @@ def report(r: RateResult) -> None:
     )
     print(f"CPU s over {r.load_seconds:.1f} s of load and drain: {parts}")
     print("peak RSS MB: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(r.rss_mb.items())))
+    print(
+        f"machine: {os.cpu_count()} cores, load average {r.load_average[0]:.1f} at the start, "
+        f"{r.load_average[1]:.1f} at the end (other work on it slows every stage)"
+    )
 
 
 def summary(results: list[RateResult]) -> None:
@@ -663,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="load per rate (default 15)")
     ap.add_argument("--data", type=Path, help="wiretide data dir (default: a temporary one)")
     ap.add_argument("--wiretide", help="wiretide command (default: python -m wiretide)")
-    ap.add_argument("--connections", type=int, help="keep-alive connections (default rate/250)")
+    ap.add_argument("--connections", type=int, help="keep-alive connections (default rate/100)")
     ap.add_argument("--timed-per-s", type=int, default=100, help="timed calls per second")
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
     ap.add_argument("--give-up", type=float, default=60.0, help="seconds to wait for a call")
