@@ -131,3 +131,60 @@ def test_a_new_brokers_ports_are_free_and_outside_the_ephemeral_range() -> None:
         with socket.socket() as a, socket.socket() as b:
             a.bind(("127.0.0.1", port))
             b.bind(("127.0.0.1", port + 1))
+
+
+def test_new_storage_is_the_template_with_ids_of_its_own(tmp_path) -> None:
+    import shutil as sh
+
+    from wiretide.broker import cache_dir, fetch_jars, format_storage
+
+    java = sh.which("java")
+    assert java, "the broker tests need Java"
+    libs = fetch_jars()
+    format_storage(java, libs, tmp_path / "a")
+    format_storage(java, libs, tmp_path / "b")
+    metas = [
+        dict(line.split("=", 1) for line in (tmp_path / d / "meta.properties").read_text().split())
+        for d in ("a", "b")
+    ]
+    template = cache_dir() / "storage-template" / "bootstrap.checkpoint"
+    for d, meta in zip(("a", "b"), metas, strict=True):
+        assert (tmp_path / d / "bootstrap.checkpoint").read_bytes() == template.read_bytes()
+        assert meta["version"] == "1" and meta["node.id"] == "1"
+        assert len(meta["directory.id"]) == 22 and not meta["directory.id"].startswith("-")
+    assert metas[0]["cluster.id"] != metas[1]["cluster.id"]
+    assert metas[0]["directory.id"] != metas[1]["directory.id"]
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")
+
+
+def test_a_cleanly_stopped_broker_leaves_its_class_archive_for_the_next_start(tmp_path) -> None:
+    from wiretide.broker import LocalBroker, cache_dir, fetch_jars
+
+    cache = tmp_path / "cache"
+    cache_dir(str(cache)).mkdir(parents=True)
+    cache_dir(str(cache)).joinpath("libs").symlink_to(fetch_jars())  # the jars, not a copy
+    archive = cache_dir(str(cache)) / "broker.jsa"
+    broker = LocalBroker(tmp_path / "home", _free_port_pair(), cache=str(cache))
+    try:
+        broker.start()
+        killed = broker.pid()
+        os.kill(killed, 9)  # a killed broker writes no archive, nor half of one
+        broker.stop()
+        assert not archive.exists() and not list(archive.parent.glob("*.part"))
+
+        broker.start()
+        assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in _cmdline(broker.pid()))
+        broker.stop()
+        assert archive.stat().st_size > 0 and not list(archive.parent.glob("*.part"))
+
+        broker.start()
+        assert f"-XX:SharedArchiveFile={archive}" in _cmdline(broker.pid())
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+        producer.produce("with-archive", b"works")
+        assert producer.flush(30) == 0
+    finally:
+        broker.stop()
