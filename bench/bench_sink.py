@@ -1,13 +1,22 @@
 """Throughput of the ClickHouse sink on embedded chDB, next to a bare Arrow insert.
 
-    python bench/bench_sink.py [--calls N] [--batch B] [--dir DIR]
+    python bench/bench_sink.py [--calls N] [--batch B] [--per-message M] [--dir DIR]
 
-Writes N typical small HTTP calls (8 request and 6 response headers, JSON bodies of
-~150 bytes) in batches of B through `CallWriter` into a fresh chDB data dir and prints
-calls/s. The reference, measured in the same run, is `insert_arrow` of the already
-built Arrow tables (the engine's floor: what the writer costs on top is the Python
-encoding). Then it writes the first half again (a replay), and times reads with and
-without FINAL, which is what deduplication costs readers.
+N typical small HTTP calls (8 request and 6 response headers, JSON bodies of ~150
+bytes) are encoded as the worker sends them (CallBatch messages of M calls), and stored
+from those messages in batches of B calls into a fresh chDB data dir, two ways:
+
+* decoded: each message decoded to ApiCalls, which `CallWriter` turns into Arrow and
+  inserts (what the sink did before issue 14, and still does when the fast way fails);
+* as encoded: the messages handed to `CallWriter` as they came (sinks/clickhouse/
+  encoded.py: chDB reads their records and builds the rows itself).
+
+For each: CPU microseconds per call (decode + build + insert, this process's CPU time,
+chDB's threads included) and how far the peak RSS rose above the RSS before it (VmHWM,
+reset before each: the test data stays resident, so the rise is what storing costs). The
+reference, measured in the same run, is `insert_arrow` of already built Arrow tables
+(the engine's floor for Arrow). Then it writes the first half again (a replay), and
+times reads with and without FINAL, which is what deduplication costs readers.
 
 Rates are given by wall clock and by this process's CPU time (all threads, chDB's
 included), which stays meaningful on a machine shared with other work.
@@ -16,6 +25,7 @@ included), which stays meaningful on a machine shared with other work.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -24,8 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from schemas.records import ApiCall  # noqa: E402
+from schemas.serde import call_batch_records, decode_call_batch, encode_call_batch  # noqa: E402
 from sinks.clickhouse import CallWriter, count_calls, open_store, read_calls  # noqa: E402
 from sinks.clickhouse.arrow import calls_to_arrow  # noqa: E402
+from sinks.clickhouse.encoded import EncodedCalls  # noqa: E402
 
 _PATHS = ["/api/v1/users", "/api/v1/orders", "/healthz", "/api/v1/catalogue", "/metrics"]
 
@@ -89,14 +101,52 @@ def make_calls(n: int, start_ns: int) -> list[ApiCall]:
     return calls
 
 
-def batches(calls: list[ApiCall], size: int) -> list[list[ApiCall]]:
+def batches(calls: list, size: int) -> list[list]:
     return [calls[i : i + size] for i in range(0, len(calls), size)]
+
+
+def messages(calls: list[ApiCall], per_message: int) -> list[bytes]:
+    """The calls as the worker publishes them: CallBatch messages of one flow each."""
+    return [encode_call_batch(chunk[0].flow_id, chunk) for chunk in batches(calls, per_message)]
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def rss_mb(field: str) -> float:
+    """VmHWM (peak) or VmRSS (now) of this process."""
+    found = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
+def store_decoded(writer: CallWriter, batch: list[bytes]) -> None:
+    writer.write([call for message in batch for call in decode_call_batch(message)])
+
+
+def store_encoded(writer: CallWriter, batch: list[bytes]) -> None:
+    writer.write(EncodedCalls([(m, *call_batch_records(m)) for m in batch]))
+
+
+def timed(store_batch, writer: CallWriter, message_batches: list[list[bytes]]) -> tuple:  # noqa: ANN001
+    """(wall s, CPU s, how far the peak RSS rose in MB) storing every batch."""
+    reset_peak_rss()
+    before = rss_mb("VmRSS")
+    t0, c0 = time.perf_counter(), time.process_time()
+    for batch in message_batches:
+        store_batch(writer, batch)
+    return time.perf_counter() - t0, time.process_time() - c0, rss_mb("VmHWM") - before
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--per-message", type=int, default=50, help="calls per CallBatch")
     parser.add_argument("--dir", help="parent of the chDB data dirs (default: a temp dir)")
     args = parser.parse_args()
 
@@ -112,17 +162,19 @@ def run(base: Path, args: argparse.Namespace) -> None:
     calls = make_calls(args.calls, start)
     chunks = batches(calls, args.batch)
     n = len(calls)
+    per_batch = max(1, args.batch // args.per_message)
+    message_batches = batches(messages(calls, args.per_message), per_batch)
 
     with open_store(f"chdb://{base / 'writer'}") as store:
         writer = CallWriter(store)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for chunk in chunks:
-            writer.write(chunk)
-        write_s, write_cpu = time.perf_counter() - t0, time.process_time() - c0
+        decoded = timed(store_decoded, writer, message_batches)
+        store.client.command("TRUNCATE TABLE calls")
+        encoded = timed(store_encoded, writer, message_batches)
+        write_s, write_cpu = encoded[:2]
 
         t0 = time.perf_counter()
         for chunk in chunks[: len(chunks) // 2]:
-            writer.write(chunk)
+            writer.write(chunk)  # decoded calls: the replay
         replay_s = time.perf_counter() - t0
         replayed = sum(len(c) for c in chunks[: len(chunks) // 2])
 
@@ -158,9 +210,14 @@ def run(base: Path, args: argparse.Namespace) -> None:
             ref.client.insert_arrow("calls", table, settings={"optimize_on_insert": 0})
         insert_s, insert_cpu = time.perf_counter() - t0, time.process_time() - c0
 
-    print(f"calls: {n} in batches of {args.batch}, data dir {base}")
+    print(f"calls: {n} in batches of {args.batch}, {args.per_message} per message, data dir {base}")
+    print(f"{'from CallBatch messages':24}{'CPU us/call':>12}{'RSS rise MB':>13}{'wall s':>8}")
+    for name, (wall, cpu, rss) in (("as encoded", encoded), ("decoded (old way)", decoded)):
+        print(f"  {name:22}{cpu / n * 1e6:>12.2f}{rss:>13.0f}{wall:>8.2f}")
+    floor = insert_cpu / n * 1e6
+    print(f"reference insert_arrow  {floor:>12.2f}{'':>13}{insert_s:>8.2f}  (tables prebuilt)")
     print(f"{'':22}{'wall calls/s':>14}{'CPU calls/s':>14}")
-    print(f"CallWriter.write      {n / write_s:>14,.0f}{n / write_cpu:>14,.0f}  ({write_s:.2f} s)")
+    print(f"write as encoded      {n / write_s:>14,.0f}{n / write_cpu:>14,.0f}  ({write_s:.2f} s)")
     print(f"  encode to Arrow     {n / encode_s:>14,.0f}{n / encode_cpu:>14,.0f}")
     print(f"reference insert_arrow{n / insert_s:>14,.0f}{n / insert_cpu:>14,.0f}  (prebuilt)")
     print(f"replay of {replayed} calls {replayed / replay_s:>10,.0f} wall calls/s")
