@@ -305,7 +305,9 @@ class ChunkBatcher:
         self._max_bytes = max_bytes
         self._names: dict[int, str] = {}
 
-    def chunk(self, buf: bytes, starts: np.ndarray, stats: Any) -> Iterator[SegmentMessage]:
+    def chunk(
+        self, buf: bytes | memoryview, starts: np.ndarray, stats: Any
+    ) -> Iterator[SegmentMessage]:
         a = np.frombuffer(buf, np.uint8)
         pos = starts.astype(_I8, copy=False)
         header = sliding_window_view(a, 12)[pos].view(self._header).astype(_I8)
@@ -317,10 +319,13 @@ class ChunkBatcher:
         odd: list[tuple[int, Segment]] = []
         if len(others):
             decode = self._decode
+            is_bytes = type(buf) is bytes
             for i in others.tolist():
-                at = int(start[i])
+                at, size = int(start[i]), int(length[i])
+                # The per-packet decoder slices payloads out of bytes: copy a view's frame.
+                frame, at = (buf, at) if is_bytes else (bytes(buf[at : at + size]), 0)
                 try:
-                    seg = decode(buf, at, at + int(length[i]), int(ts_ns[i]))
+                    seg = decode(frame, at, at + size, int(ts_ns[i]))
                 except Exception:  # a decoder bug must not end the read
                     stats.skipped["decode_error"] = stats.skipped.get("decode_error", 0) + 1
                     seg = None
@@ -334,7 +339,8 @@ class ChunkBatcher:
                 max_bytes=self._max_bytes, names=names,
             )  # fmt: skip
             return
-        common = frame_segments(buf, frames, node=node, source="pcap", names=names)
+        whole = buf if type(buf) is bytes else bytes(buf)
+        common = frame_segments(whole, frames, node=node, source="pcap", names=names)
         ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
         segments = [seg for _, seg in ordered]
         for c in batch_columns(segments, self._max_segments, self._max_bytes):

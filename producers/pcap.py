@@ -22,7 +22,9 @@ Only an I/O error while reading (or corrupt gzip data) raises `CaptureError` mid
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -37,6 +39,8 @@ from schemas.segment_wire import SegmentColumns, SegmentMessage, encode_columns
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from producers.columnar import ChunkBatcher
 
 __all__ = ["CaptureError", "ReadStats", "read_batches", "read_segments"]
 
@@ -281,6 +285,22 @@ class _Source:
             have += len(more)
         return b"".join(parts)
 
+    def map(self) -> mmap.mmap | None:
+        """The whole file mapped read-only, when it is a plain regular file (not gzip, not
+        a pipe); None otherwise. Reading it then copies nothing."""
+        if self._gzip:
+            return None
+        try:
+            fd = self._raw.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        if hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_SEQUENTIAL)
+        return mapped
+
     def close(self) -> None:
         try:
             self._f.close()
@@ -384,6 +404,11 @@ def _pcap_batches(
         max_segments=max_segments,
         max_bytes=max_bytes,
     )
+    mapped = src.map()
+    if mapped is not None:
+        src.close()  # the map keeps its own reference to the file
+        yield from _mapped_batches(mapped, src.base, rec_len, incl_at, batcher, stats)
+        return
     pos, need, eof = 24, BATCH_CHUNK, False
     try:
         while True:
@@ -434,6 +459,48 @@ def _walk(
     while fields[whole] - 8 > n:
         whole -= 1
     return np.array(fields[:whole], np.int64) - 8, fields[whole] - 8
+
+
+def _mapped_batches(
+    mapped: mmap.mmap,
+    base: int,
+    rec_len: int,
+    incl_at: Callable[[bytes, int], tuple[int]],
+    batcher: ChunkBatcher,
+    stats: ReadStats,
+) -> Iterator[SegmentMessage]:
+    """`_pcap_batches` over a file mapped into memory: windows of it, no copies. `base`:
+    the bytes read before this file (`stats.bytes_read` goes on from there)."""
+    whole = memoryview(mapped)
+    n = len(whole)
+    pos = 24
+    try:
+        while pos < n:
+            window = whole[pos : pos + BATCH_CHUNK]
+            starts, taken = _walk(window, 0, rec_len, incl_at)
+            if not len(starts):  # the next record is longer than a window, or cut short
+                if pos + rec_len > n:
+                    _count(stats, "truncated_record")
+                    return
+                incl = incl_at(whole, pos + 8)[0]
+                if incl > MAX_RECORD:  # a garbage length: no way to find the next record
+                    _count(stats, "bad_record")
+                    return
+                if pos + rec_len + incl > n:
+                    _count(stats, "truncated_record")
+                    return
+                window = whole[pos : pos + rec_len + incl]
+                starts, taken = _walk(window, 0, rec_len, incl_at)
+            yield from batcher.chunk(window, starts, stats)
+            pos += taken
+            stats.bytes_read = base + pos
+    finally:
+        stats.bytes_read = base + n
+        window = whole = None  # type: ignore[assignment]
+        try:
+            mapped.close()
+        except BufferError:  # a view is still alive somewhere: the GC closes it
+            pass
 
 
 # What an Interface Description Block says, as (decode, mul, div, offset_ns, snaplen):
