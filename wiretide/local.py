@@ -280,6 +280,9 @@ class PipelineStart:
         self._thread = threading.Thread(target=self._run, name="pipeline-start", daemon=True)
 
     def begin(self) -> PipelineStart:
+        """Start in the background; the first thing waited for is said before this returns."""
+        first = f"the Kafka broker at {self.broker.bootstrap}" if self.broker else "Kafka topics"
+        self._wait_for(first)
         self._thread.start()
         return self
 
