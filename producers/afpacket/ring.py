@@ -122,6 +122,11 @@ class FrameColumns:
     def __len__(self) -> int:
         return len(self.start)
 
+    def subset(self, keep: np.ndarray) -> FrameColumns:
+        """The packets where `keep` (a mask or indices) says, in order."""
+        columns = (self.ts_ns, self.start, self.end, self.pkttype, self.ifindex)
+        return FrameColumns(*(column[keep] for column in columns))
+
 
 def frame_offsets(block: bytes | memoryview) -> list[int]:
     """Where each packet's header starts in a handed-over block: the one walk per packet
