@@ -38,5 +38,6 @@ PY=${PYTHON:-python3}
 if [ -f scripts/build-helm.sh ]; then
   bash scripts/build-helm.sh
 fi
-# Fetch (once, cached) the Kafka jars the local broker runs on.
-.venv/bin/python -c "from wiretide.broker import fetch_jars; print('kafka jars in', fetch_jars())"
+# Fetch (once, cached) the Kafka jars the local broker runs on; format its storage template
+# and write its class archive, so a first tap's broker starts quickly.
+.venv/bin/python -c "from wiretide.broker import prepare_cache; print('kafka jars in', prepare_cache())"

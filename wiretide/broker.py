@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -119,6 +120,19 @@ def fetch_jars(cache: str | None = None) -> Path:
         raise BrokerError(f"could not fetch Kafka {KAFKA_VERSION} jars with Maven: {last[0]}")
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
+    return libs
+
+
+def prepare_cache(cache: str | None = None) -> Path:
+    """What an install does once, so that any data dir's first broker starts quickly: fetch
+    the jars, format the storage template and write the class archive (one broker started
+    and stopped). Returns the jars' folder."""
+    libs = fetch_jars(cache)
+    if shutil.which("java") and not (cache_dir(cache) / "broker.jsa").exists():
+        with tempfile.TemporaryDirectory(prefix="wiretide-broker-") as home:
+            broker = LocalBroker(Path(home), free_port_pair(), cache=cache)
+            broker.start()
+            broker.stop(timeout=120)  # writing the archive at exit takes a few seconds
     return libs
 
 

@@ -188,3 +188,15 @@ def test_a_cleanly_stopped_broker_leaves_its_class_archive_for_the_next_start(tm
         assert producer.flush(30) == 0
     finally:
         broker.stop()
+
+
+def test_an_installs_cache_holds_the_storage_template_and_the_class_archive(tmp_path) -> None:
+    from wiretide.broker import cache_dir, fetch_jars, prepare_cache
+
+    cache = cache_dir(str(tmp_path))
+    cache.mkdir(parents=True)
+    (cache / "libs").symlink_to(fetch_jars())
+    assert prepare_cache(str(tmp_path)) == cache / "libs"
+    assert (cache / "storage-template" / "bootstrap.checkpoint").exists()
+    assert (cache / "broker.jsa").stat().st_size > 0
+    assert not list(cache.glob("*.part")) and not list(cache.glob("storage-template.*"))
