@@ -1,8 +1,10 @@
 """Start-up of a local `wiretide tap`: seconds from exec to its first line, to capture start
 and to the first call stored, cold and warm, live and with --pcap.
 
-  * cold: a fresh --data dir whose broker was never started (the jars are in the cache);
-    its broker is stopped and the dir removed after the run;
+  * cold: a fresh --data dir whose broker was never started (the jars are in the cache,
+    and what install.sh prepares: the storage template and the broker's class archive; with
+    --first-ever, a cache of the jars alone); its broker is stopped and the dir removed
+    after the run;
   * warm: one --data dir whose broker already runs (started before the runs, not timed),
     reused by every run.
 
@@ -55,10 +57,22 @@ class Run:
     lines: list[tuple[float, str]] = field(default_factory=list)
 
 
-def _env(data: Path) -> dict[str, str]:
+def _env(data: Path, cache: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIRETIDE_")}
     env["WIRETIDE_DATA"] = str(data)
+    if cache is not None:
+        env["WIRETIDE_CACHE"] = str(cache)
     return env
+
+
+def fresh_cache(where: Path) -> Path:
+    """A jar cache as a machine has it before any broker ran: the jars (linked), no storage
+    template, no class archive."""
+    from wiretide.broker import cache_dir, fetch_jars
+
+    cache_dir(str(where)).mkdir(parents=True)
+    cache_dir(str(where)).joinpath("libs").symlink_to(fetch_jars())
+    return where
 
 
 def _free_port() -> int:
@@ -103,7 +117,9 @@ def _written(data: Path) -> int:
     return SinkStatus.read(data).written
 
 
-def run_tap(tree: Path, kind: str, mode: str, data: Path, timeout: float) -> Run:
+def run_tap(
+    tree: Path, kind: str, mode: str, data: Path, timeout: float, cache: Path | None = None
+) -> Run:
     run = Run(kind, mode)
     (data / "sink-status.json").unlink(missing_ok=True)  # the previous run's count
     server = stop_calls = None
@@ -118,7 +134,7 @@ def run_tap(tree: Path, kind: str, mode: str, data: Path, timeout: float) -> Run
     proc = subprocess.Popen(
         [sys.executable, "-m", "wiretide", *args],
         cwd=tree,
-        env=_env(data),
+        env=_env(data, cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -168,11 +184,11 @@ def run_tap(tree: Path, kind: str, mode: str, data: Path, timeout: float) -> Run
     return run
 
 
-def _broker(tree: Path, verb: str, data: Path) -> None:
+def _broker(tree: Path, verb: str, data: Path, cache: Path | None = None) -> None:
     subprocess.run(
         [sys.executable, "-m", "wiretide", "broker", verb, "--data", str(data)],
         cwd=tree,
-        env=_env(data),
+        env=_env(data, cache),
         capture_output=True,
         timeout=300,
         check=verb == "start",
@@ -222,13 +238,20 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, default=ROOT, help="source tree whose wiretide runs")
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--verbose", action="store_true", help="print each run's lines")
+    ap.add_argument(
+        "--first-ever",
+        action="store_true",
+        help="cold runs each get a jar cache of their own with no storage template nor class "
+        "archive (what a machine has before its first broker; install.sh makes both)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     kinds, modes = args.kinds.split(","), args.modes.split(",")
     if "live" in kinds and os.geteuid() != 0:
         print("live runs need root: --kinds pcap", file=sys.stderr)
         return 2
-    print(f"tree {args.tree}; load average at start {os.getloadavg()[0]:.1f}", flush=True)
+    first = "; cold runs: first ever (fresh jar cache)" if args.first_ever else ""
+    print(f"tree {args.tree}; load average at start {os.getloadavg()[0]:.1f}{first}", flush=True)
     results: list[Run] = []
     base = Path(tempfile.mkdtemp(prefix="wiretide-startup-"))
     warm = base / "warm"
@@ -239,11 +262,14 @@ def main() -> int:
             for mode in modes:
                 for kind in kinds:
                     data = warm if mode == "warm" else base / f"cold-{kind}-{i}"
+                    cache = None
+                    if mode == "cold" and args.first_ever:
+                        cache = fresh_cache(base / f"cache-{kind}-{i}")
                     try:
-                        run = run_tap(args.tree, kind, mode, data, args.timeout)
+                        run = run_tap(args.tree, kind, mode, data, args.timeout, cache)
                     finally:
                         if mode == "cold":
-                            _broker(args.tree, "stop", data)
+                            _broker(args.tree, "stop", data, cache)
                             shutil.rmtree(data, ignore_errors=True)
                     results.append(run)
                     print(
