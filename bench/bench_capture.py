@@ -64,7 +64,7 @@ def write_pcap(path: Path, packets: int = 1024) -> None:
             out.write(struct.pack("=IIII", 0, i, len(frame), len(frame)) + frame)
 
 
-def capture_child(ring_blocks: int, publish_as: str) -> None:
+def capture_child(ring_blocks: int, publish_as: str, interface: str) -> None:
     """Runs in its own process: the live loop until SIGINT, then its stats as JSON."""
     from producers.afpacket import AfPacketCapture, RingSpec
     from producers.live import LiveLoop
@@ -84,7 +84,8 @@ def capture_child(ring_blocks: int, publish_as: str) -> None:
         published["messages"] += 1
         published["published"] += columns.count
 
-    cap = AfPacketCapture(["lo"], ports=[PORT], spec=RingSpec(block_nr=ring_blocks))
+    where = None if interface == "all" else [interface]
+    cap = AfPacketCapture(where, ports=[PORT], spec=RingSpec(block_nr=ring_blocks))
     loop = LiveLoop(
         [cap], publish, publish_columns=publish_columns if publish_as == "columns" else None
     )
@@ -110,9 +111,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_load(pcap: Path, rate: int, seconds: float, ring_blocks: int, publish_as: str) -> dict:
+def one_load(pcap: Path, rate: int, args: argparse.Namespace) -> dict:
+    seconds = args.seconds
+    ring_blocks = args.ring_mb
     ours = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(ring_blocks), publish_as],
+        [sys.executable, __file__, "--child", str(ring_blocks), args.publish, args.interface],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -182,10 +185,12 @@ def _us(cpu_s: float, packets: int) -> float:
     return 1e6 * cpu_s / packets if packets > 0 else float("nan")
 
 
-def report(rows: list[dict], seconds: float, ring_blocks: int, publish_as: str) -> None:
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    where = "every interface" if args.interface == "all" else args.interface
     print(
-        f"loopback UDP, {PAYLOAD}-byte payloads, {FLOWS} flows, {seconds:.0f}s per load, "
-        f"{ring_blocks} MiB rings, {os.cpu_count()} cores; wiretide publishes {publish_as}"
+        f"loopback UDP, {PAYLOAD}-byte payloads, {FLOWS} flows, {args.seconds:.0f}s per load, "
+        f"{args.ring_mb} MiB rings, {os.cpu_count()} cores; wiretide captures on {where} "
+        f"and publishes {args.publish}"
     )
     print("got: packets captured; drops: the kernel's count; cpu: CPU seconds; MB: peak RSS")
     head = (
@@ -234,10 +239,13 @@ def main() -> None:
         help="how wiretide publishes its batches: as columns (SegmentPublisher.publish_columns)"
         " or as Segment lists (publish), as a caller of LiveLoop without publish_columns does",
     )
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--interface", default="lo", help="where wiretide captures: lo, or all (every interface)"
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        capture_child(int(args.child[0]), args.child[1])
+        capture_child(int(args.child[0]), args.child[1], args.child[2])
         return
     if os.geteuid() != 0:
         sys.exit("bench_capture: needs root (AF_PACKET, tcpdump and tcpreplay)")
@@ -251,8 +259,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pcap = Path(tmp) / "udp.pcap"
         write_pcap(pcap)
-        rows = [one_load(pcap, rate, args.seconds, args.ring_mb, args.publish) for rate in loads]
-    report(rows, args.seconds, args.ring_mb, args.publish)
+        rows = [one_load(pcap, rate, args) for rate in loads]
+    report(rows, args)
 
 
 if __name__ == "__main__":

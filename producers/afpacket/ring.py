@@ -141,7 +141,7 @@ def frame_offsets(block: bytes | memoryview) -> list[int]:
         if off > limit:
             raise RingFormatError(f"packet header at {off} is past the block end ({size})")
         append(off)
-        step = nxt(block, off)[0]
+        step = nxt(block, off)[0]  # tp_next_offset
         if not step:
             break
         off += step
