@@ -16,7 +16,7 @@ from schemas.serde import decode_segment_batch, encode_segment_batch
 Publish = Callable[[str, list[Segment]], None]
 
 _FRAME = struct.Struct("<II")  # flow length, batch length
-_PER_SEGMENT = 120  # a Segment's fields besides its payload, roughly, in memory
+_PER_SEGMENT = 300  # what a Segment takes in memory besides its payload (measured ~264 B + bytes)
 
 
 class SegmentSpool:
