@@ -42,9 +42,10 @@ class StageLines:
     def __init__(self, enabled: bool, prefix: str) -> None:
         self.enabled, self.prefix = enabled, prefix
         self._said: str | None = None
+        self._clear = "\r\x1b[2K" if sys.stderr.isatty() else ""  # over a Progress line
 
     def say(self, what: str) -> None:
         if self.enabled and what != self._said:
             self._said = what
-            sys.stderr.write(f"{self.prefix}{what}\n")
+            sys.stderr.write(f"{self._clear}{self.prefix}{what}\n")  # one write: from a thread
             sys.stderr.flush()
