@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.afpacket.bpf import capture_filter
-from producers.afpacket.capture import ForwardedCopies
+from producers.afpacket.capture import ForwardedCopies, fingerprint, fingerprints
 from producers.afpacket.ring import (
     PACKET_HOST,
     RingFormatError,
@@ -33,7 +34,8 @@ from producers.afpacket.ring import (
 )
 from producers.afpacket.ring_socket import RingSocket
 from producers.pcap import read_segments
-from schemas.records import segment_flow_id
+from producers.pcap_writer import ip_packets
+from schemas.records import Segment, segment_flow_id
 from schemas.segment_wire import decode_segments, encode_columns
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
@@ -516,6 +518,42 @@ def test_forwarded_copies_match_once_and_forget_the_oldest() -> None:
     assert seen.is_forwarded(b"two")
     assert not seen.is_forwarded(b"two")  # a second sent copy is the host's own
     assert seen.is_forwarded(b"three")
+
+
+def test_fingerprints_of_many_packets_are_each_packets_fingerprint() -> None:
+    """The batch path's fingerprints (all at once) are `fingerprint`'s, led by the first
+    byte; a forwarded copy (TTL / hop limit and checksum changed) keeps its fingerprint,
+    and bytes past a short packet's end do not count."""
+    packets = []
+    for i, (src, dst, payload) in enumerate(
+        [("10.0.0.1", "10.0.0.2", b"x" * 30), ("fd00::1", "fd00::2", b"y" * 40)] * 3
+    ):
+        seg = Segment(0, src, 1000 + i, dst, 80, 7 * i, 0, 0x18, payload)
+        (packet,) = ip_packets(seg)
+        packets.append(packet)
+    ttl_at = {4: 8, 6: 7}  # IPv4 TTL, IPv6 hop limit
+    forwarded = bytearray(packets[0])
+    forwarded[ttl_at[4]] -= 1
+    forwarded[10:12] = b"\xff\xff"  # the checksum a router rewrites
+    forwarded6 = bytearray(packets[1])
+    forwarded6[ttl_at[6]] -= 1
+    short = packets[2][:30]  # 10 transport bytes of the 16 a fingerprint takes
+    packets += [bytes(forwarded), bytes(forwarded6), short]
+    buf = b"".join(packets) + b"\xee" * 64  # what follows the last packet is not it
+    starts = np.cumsum([0] + [len(p) for p in packets[:-1]])
+    ends = starts + [len(p) for p in packets]
+    a = np.frombuffer(buf, np.uint8)
+    keys = fingerprints(a, starts, ends)
+
+    def expected(packet: bytes, s: int, e: int) -> bytes:  # zeros pad IPv4's to IPv6's size
+        return bytes([packet[0]]) + fingerprint(buf, s, e).ljust(51, b"\0")
+
+    for key, packet, s, e in zip(keys, packets[:-1], starts, ends, strict=False):
+        assert key == expected(packet, int(s), int(e))
+    assert keys[6] == keys[0] and keys[7] == keys[1]
+    assert len(set(keys[:6])) == 6
+    buf = short + b"\0" * 16
+    assert keys[8] == expected(short, 0, len(short))
 
 
 @pytest.mark.parametrize("compiler", ["tcpdump", "builtin"])
