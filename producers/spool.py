@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from schemas.records import Segment
-from schemas.serde import decode_segment_batch, encode_segment_batch
 
 Publish = Callable[[str, list[Segment]], None]
 
@@ -60,6 +59,8 @@ class SegmentSpool:
     def _spill(self, flow: str, segments: list[Segment]) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="wiretide-spool-", dir=self.spill_dir)
+        from schemas.serde import encode_segment_batch  # only a long start spills: load it then
+
         name = flow.encode()
         blob = encode_segment_batch(flow, segments)
         self._file.write(_FRAME.pack(len(name), len(blob)) + name + blob)
@@ -79,6 +80,8 @@ class SegmentSpool:
 
     @staticmethod
     def _read_spilled(file: BinaryIO) -> Iterator[tuple[str, list[Segment]]]:
+        from schemas.serde import decode_segment_batch
+
         file.flush()
         file.seek(0)
         while head := file.read(_FRAME.size):
