@@ -13,8 +13,9 @@ and later in time, so every copy is a new set of connections. Then:
                      of the child) less that of the same command on one copy (start-up),
                      per call Wiretide found in the other copies
 
-Each Wiretide figure is the best of `--repeat` runs of process CPU time; the ratio is
-tshark's CPU per call over Wiretide's pipeline CPU per call (> 1: Wiretide is faster).
+Every figure is the best of `--repeat` rounds, each round timing both sides in turn
+(process CPU time, so other load on the machine counts little); the ratio is tshark's CPU
+per call over Wiretide's pipeline CPU per call (> 1: Wiretide is faster).
 """
 
 from __future__ import annotations
@@ -184,37 +185,39 @@ def bench(
         copy_captures(pcaps, one, 1, set(server_ports))
         segments = list(read_segments(big))
         events = stream_events(segments)
-        best_d = best_p = float("inf")
-        for _ in range(args.repeat):
+        tshark = not args.no_tshark and shutil.which("tshark") is not None
+        targs = [a for rule in decode_as for a in ("-d", rule)] + ["-Y", display]
+        best_d = best_p = best_t = best_t1 = float("inf")
+        matched = 0
+        for _ in range(args.repeat):  # interleaved, so both sides see the same machine
             calls, cpu = time_dissect(events)
             best_d = min(best_d, cpu)
             calls_p, cpu = time_pipeline(segments)
             best_p = min(best_p, cpu)
+            if tshark:
+                full, start = tshark_cpu(big, targs), tshark_cpu(one, targs)
+                if full is None or start is None:
+                    tshark = False
+                    continue
+                matched = full[0]
+                best_t, best_t1 = min(best_t, full[1]), min(best_t1, start[1])
         if calls != calls_p or calls == 0:
             sys.exit(f"bench_{name}.py: dissect made {calls} calls, the pipeline {calls_p}")
         once = time_pipeline(list(read_segments(one)))[0]
-        us_d, us_p = best_d / calls * 1e6, best_p / calls * 1e6
-        print(f"{name}: {args.copies} copies of {', '.join(p.name for p in pcaps)}: "
-              f"{calls} calls ({once} per copy), {packets} packets")  # fmt: skip
-        print(f"  wiretide dissect:  {_rate(us_d)}  {best_d / packets * 1e6:6.2f} us/packet")
-        print(f"  wiretide pipeline: {_rate(us_p)}  {best_p / packets * 1e6:6.2f} us/packet"
-              "  (reassemble+dissect+redact)")  # fmt: skip
-        if args.no_tshark:
-            return
-        if shutil.which("tshark") is None:
-            print("  tshark: not available")
-            return
-        targs = [a for rule in decode_as for a in ("-d", rule)] + ["-Y", display]
-        full = tshark_cpu(big, targs)
-        start = tshark_cpu(one, targs)
-    if full is None or start is None:
+    us_d, us_p = best_d / calls * 1e6, best_p / calls * 1e6
+    print(f"{name}: {args.copies} copies of {', '.join(p.name for p in pcaps)}: "
+          f"{calls} calls ({once} per copy), {packets} packets; best of {args.repeat}")  # fmt: skip
+    print(f"  wiretide dissect:  {_rate(us_d)}  {best_d / packets * 1e6:6.2f} us/packet")
+    print(f"  wiretide pipeline: {_rate(us_p)}  {best_p / packets * 1e6:6.2f} us/packet"
+          "  (reassemble+dissect+redact)")  # fmt: skip
+    if not tshark:
+        print("  tshark: " + ("skipped" if args.no_tshark else "not available"))
         return
-    matched, cpu = full
-    marginal = max(cpu - start[1], 0.0)
+    marginal = max(best_t - best_t1, 0.0)
     t_us = marginal / (calls - once) * 1e6
     t_pkt = marginal / (packets - packets // args.copies) * 1e6
     print(f"  tshark -Y {display}:{' ' * max(0, 7 - len(display))}{_rate(t_us)}  {t_pkt:6.2f} "
-          f"us/packet  ({matched} packets matched; {cpu:.2f} CPU-s, {start[1]:.2f} of it "
+          f"us/packet  ({matched} packets matched; {best_t:.2f} CPU-s, {best_t1:.2f} of it "
           "start-up on one copy)")  # fmt: skip
     print(f"  ratio: wiretide pipeline {t_us / us_p:.2f}x tshark's rate per CPU-second "
           f"(dissect alone {t_us / us_d:.2f}x)")  # fmt: skip
