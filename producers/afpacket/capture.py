@@ -27,6 +27,7 @@ import select
 from collections import OrderedDict
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from producers.afpacket.bpf import CaptureFilter, capture_filter
 from producers.afpacket.ring import (
@@ -61,34 +62,35 @@ def fingerprint(buf: bytes, start: int, end: int) -> bytes:
     return buf[start + 4 : start + 7] + buf[start + 8 : start + 56]
 
 
-# fingerprint's bytes as offsets into the packet: IPv4's fixed header part (the transport
+# fingerprint's bytes as offsets into the packet: IPv4's fixed header part (its transport
 # part follows the header, at a per-packet offset), and IPv6's.
 _V4_HEADER = np.array([2, 3, 4, 5, 6, 7, 9, *range(12, 20)])
 _V6 = np.array([4, 5, 6, *range(8, 56)])
-_TRANSPORT = np.arange(16)
-_NONE = 1 << 20  # an offset past any packet: no byte
+_WINDOW = 56  # bytes of a packet the fingerprint may read
+_TRANSPORT = 16
 
 
 def fingerprints(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> list[bytes]:
     """`fingerprint` of every packet a[start[i]:end[i]] at once (bytes past a packet's end
-    read as zeros), each led by the packet's first byte so IPv4 and IPv6 never meet."""
+    read as zeros; IPv4's padded with zeros to IPv6's size), each led by the packet's first
+    byte so IPv4 and IPv6 never meet."""
     n = len(start)
     if not n:
         return []
-    first = a[start]
-    v4 = ((first >> 4) == 4) & (end - start >= 20)
-    ihl = (first & 0x0F).astype(np.int64) << 2
-    width = len(_V6)
-    rel = np.full((n, width), _NONE, np.int64)
-    rel[:, : len(_V4_HEADER)] = _V4_HEADER
-    rel[:, len(_V4_HEADER) : len(_V4_HEADER) + 16] = ihl[:, None] + _TRANSPORT
-    rel = np.where(v4[:, None], rel, _V6)
-    at = start[:, None] + rel
-    inside = at < end[:, None]
-    keys = np.zeros((n, width + 1), np.uint8)
-    keys[:, 0] = first
-    keys[:, 1:] = np.where(inside, a[np.where(inside, at, 0)], 0)
-    return keys.view(f"V{width + 1}")[:, 0].tolist()
+    if int(start.max()) + 2 * _WINDOW > len(a):  # windows read past the last packet
+        a = np.concatenate([a, np.zeros(2 * _WINDOW, np.uint8)])
+    length = end - start
+    w = sliding_window_view(a, _WINDOW)[start] * (np.arange(_WINDOW) < length[:, None])
+    ihl = (w[:, 0] & 0x0F).astype(np.int64) << 2
+    t = sliding_window_view(a, _TRANSPORT)[start + ihl]
+    t = t * (ihl[:, None] + np.arange(_TRANSPORT) < length[:, None])
+    keys = np.zeros((n, 1 + len(_V6)), np.uint8)
+    keys[:, 0] = w[:, 0]
+    v4 = ((w[:, 0] >> 4) == 4) & (length >= 20)
+    keys[v4, 1 : 1 + len(_V4_HEADER)] = w[v4][:, _V4_HEADER]
+    keys[v4, 1 + len(_V4_HEADER) : 1 + len(_V4_HEADER) + _TRANSPORT] = t[v4]
+    keys[~v4, 1:] = w[~v4][:, _V6]
+    return keys.view(f"V{keys.shape[1]}")[:, 0].tolist()
 
 
 class ForwardedCopies:
