@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -242,40 +243,36 @@ def _flow_parts(
 
 
 def frame_segments(
-    buf: bytes, frames: Frames, *, node: str, source: str, names: dict[int, str]
+    buf: bytes | memoryview, frames: Frames, *, node: str, source: str, names: dict[int, str]
 ) -> list[Segment]:
-    """The frames as `Segment`s, for a chunk that must go segment by segment."""
+    """The frames as `Segment`s, in order (payloads copied out of `buf` as bytes)."""
     f = frames
-    return [
-        make_segment(
-            ts,
-            _name(names, s),
-            sp,
-            _name(names, d),
-            dp,
-            sq,
-            ak,
-            fl,
-            buf[a:b],
-            node,
-            source,
-            "udp" if u else "tcp",
-        )  # fmt: skip
-        for ts, s, sp, d, dp, sq, ak, fl, a, b, u in zip(
+    src, dst = f.src.tolist(), f.dst.tolist()
+    new = ({*src} | {*dst}) - names.keys()
+    if len(names) + len(new) > MAX_NAMES:
+        names.clear()
+        new = {*src} | {*dst}
+    for ip in new:
+        names[ip] = socket.inet_ntoa(ip.to_bytes(4, "big"))
+    text = names.__getitem__
+    pieces = map(memoryview(buf).__getitem__, map(slice, f.start.tolist(), f.end.tolist()))
+    return list(
+        map(
+            make_segment,
             f.ts_ns.tolist(),
-            f.src.tolist(),
+            map(text, src),
             f.src_port.tolist(),
-            f.dst.tolist(),
+            map(text, dst),
             f.dst_port.tolist(),
             f.seq.tolist(),
             f.ack.tolist(),
             f.flags.tolist(),
-            f.start.tolist(),
-            f.end.tolist(),
-            f.udp.tolist(),
-            strict=True,
-        )  # fmt: skip
-    ]
+            map(bytes, pieces),
+            repeat(node),
+            repeat(source),
+            map(("tcp", "udp").__getitem__, f.udp.tolist()),
+        )
+    )
 
 
 class ChunkBatcher:
@@ -308,6 +305,32 @@ class ChunkBatcher:
     def chunk(
         self, buf: bytes | memoryview, starts: np.ndarray, stats: Any
     ) -> Iterator[SegmentMessage]:
+        """The records' segments per flow, one encoded message per batch."""
+        frames, odd = self._decode_chunk(buf, starts, stats)
+        node, names = self._node, self._names
+        if not odd:
+            yield from flow_messages(
+                buf, frames, node=node, source="pcap", max_segments=self._max_segments,
+                max_bytes=self._max_bytes, names=names,
+            )  # fmt: skip
+            return
+        segments = self._in_order(buf, frames, odd)
+        for c in batch_columns(segments, self._max_segments, self._max_bytes):
+            yield SegmentMessage(c.flow_id, c.count, encode_columns(c))
+
+    def _in_order(
+        self, buf: bytes | memoryview, frames: Frames, odd: list[tuple[int, Segment]]
+    ) -> list[Segment]:
+        common = frame_segments(buf, frames, node=self._node, source="pcap", names=self._names)
+        if not odd:
+            return common
+        ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
+        return [seg for _, seg in ordered]
+
+    def _decode_chunk(
+        self, buf: bytes | memoryview, starts: np.ndarray, stats: Any
+    ) -> tuple[Frames, list[tuple[int, Segment]]]:
+        """(the common frames, (index, segment) of each odd frame that gave one)."""
         a = np.frombuffer(buf, np.uint8)
         pos = starts.astype(_I8, copy=False)
         header = sliding_window_view(a, 12)[pos].view(self._header).astype(_I8)
@@ -332,16 +355,4 @@ class ChunkBatcher:
                 if seg is not None:
                     odd.append((i, seg))
         stats.segments += len(frames) + len(odd)
-        node, names = self._node, self._names
-        if not odd:
-            yield from flow_messages(
-                buf, frames, node=node, source="pcap", max_segments=self._max_segments,
-                max_bytes=self._max_bytes, names=names,
-            )  # fmt: skip
-            return
-        whole = buf if type(buf) is bytes else bytes(buf)
-        common = frame_segments(whole, frames, node=node, source="pcap", names=names)
-        ordered = sorted([*zip(frames.index.tolist(), common, strict=True), *odd])
-        segments = [seg for _, seg in ordered]
-        for c in batch_columns(segments, self._max_segments, self._max_bytes):
-            yield SegmentMessage(c.flow_id, c.count, encode_columns(c))
+        return frames, odd

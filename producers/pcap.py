@@ -379,6 +379,22 @@ def _read_pcap(
         src.close()
 
 
+def _chunk_batcher(
+    node: str, stats: ReadStats, endian: str, nsec: bool, rec_len: int, **cut: int
+) -> ChunkBatcher:
+    from producers.columnar import ChunkBatcher
+
+    return ChunkBatcher(
+        make_decoder(LINKTYPE_ETHERNET, stats.skipped, node=node),
+        endian=endian,
+        frac_ns=1 if nsec else 1000,
+        rec_len=rec_len,
+        node=node,
+        max_segments=cut.get("max_segments", MAX_SEGMENTS),
+        max_bytes=cut.get("max_bytes", MAX_BYTES),
+    )
+
+
 def _pcap_batches(
     src: _Source,
     buf: bytes,
@@ -392,22 +408,24 @@ def _pcap_batches(
 ) -> Iterator[SegmentMessage]:
     """`read_batches` of a classic pcap of Ethernet frames: `_read_pcap`, a chunk at a
     time. Only the record walk is a Python loop per packet."""
-    from producers.columnar import ChunkBatcher
-
-    incl_at = struct.Struct(endian + "I").unpack_from
-    batcher = ChunkBatcher(
-        make_decoder(LINKTYPE_ETHERNET, stats.skipped, node=node),
-        endian=endian,
-        frac_ns=1 if nsec else 1000,
-        rec_len=rec_len,
-        node=node,
-        max_segments=max_segments,
-        max_bytes=max_bytes,
+    batcher = _chunk_batcher(
+        node, stats, endian, nsec, rec_len, max_segments=max_segments, max_bytes=max_bytes
     )
+    for window, starts in _windows(src, buf, endian, rec_len, stats):
+        yield from batcher.chunk(window, starts, stats)
+
+
+def _windows(
+    src: _Source, buf: bytes, endian: str, rec_len: int, stats: ReadStats
+) -> Iterator[tuple[bytes | memoryview, np.ndarray]]:
+    """(a stretch of a classic pcap file, where its whole records start) after the file
+    header; `buf` holds what was read of the file so far. Counts a record cut short at
+    the end and a garbage length, as `_read_pcap` does. Closes `src`."""
+    incl_at = struct.Struct(endian + "I").unpack_from
     mapped = src.map()
     if mapped is not None:
         src.close()  # the map keeps its own reference to the file
-        yield from _mapped_batches(mapped, src.base, rec_len, incl_at, batcher, stats)
+        yield from _mapped_windows(mapped, src.base, rec_len, incl_at, stats)
         return
     pos, need, eof = 24, BATCH_CHUNK, False
     try:
@@ -419,7 +437,7 @@ def _pcap_batches(
             n = len(buf)
             starts, pos = _walk(buf, pos, rec_len, incl_at)
             if len(starts):
-                yield from batcher.chunk(buf, starts, stats)
+                yield buf, starts
             if pos == n and eof:
                 return
             need = BATCH_CHUNK
@@ -461,16 +479,15 @@ def _walk(
     return np.array(fields[:whole], np.int64) - 8, fields[whole] - 8
 
 
-def _mapped_batches(
+def _mapped_windows(
     mapped: mmap.mmap,
     base: int,
     rec_len: int,
     incl_at: Callable[[bytes, int], tuple[int]],
-    batcher: ChunkBatcher,
     stats: ReadStats,
-) -> Iterator[SegmentMessage]:
-    """`_pcap_batches` over a file mapped into memory: windows of it, no copies. `base`:
-    the bytes read before this file (`stats.bytes_read` goes on from there)."""
+) -> Iterator[tuple[memoryview, np.ndarray]]:
+    """`_windows` of a file mapped into memory: views of it, no copies. `base`: the bytes
+    read before this file (`stats.bytes_read` goes on from there)."""
     whole = memoryview(mapped)
     n = len(whole)
     pos = 24
@@ -491,7 +508,7 @@ def _mapped_batches(
                     return
                 window = whole[pos : pos + rec_len + incl]
                 starts, taken = _walk(window, 0, rec_len, incl_at)
-            yield from batcher.chunk(window, starts, stats)
+            yield window, starts
             pos += taken
             stats.bytes_read = base + pos
     finally:
