@@ -217,7 +217,9 @@ class Worker:
         try:
             while not should_stop():
                 health.beat("worker", self._settings.data)
-                for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+                # librdkafka waits out the whole timeout unless 500 messages come: at a
+                # live rate that wait is the worker's latency (bench/bench_latency.py)
+                for msg in self._consumer.consume(num_messages=500, timeout=0.05):
                     self._on_message(msg)
                 self._producer.poll(0)
                 if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:

@@ -44,7 +44,7 @@ class CallSink:
         *,
         status: SinkStatus | None = None,
         max_rows: int = 10_000,
-        max_wait_s: float = 1.0,
+        max_wait_s: float = 0.25,  # a live call's wait to be queryable (bench_latency.py)
         max_bytes: int = 32 * 1024 * 1024,
         say: Callable[[str], None] | None = None,
     ) -> None:
