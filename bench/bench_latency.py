@@ -434,9 +434,11 @@ def _labels(sampler: TreeSampler) -> dict[int, str]:
     return out
 
 
-def start_tap(wiretide: list[str], port: int, data: Path, log: Path) -> subprocess.Popen:
+def start_tap(
+    wiretide: list[str], port: int, data: Path, log: Path, extra: list[str]
+) -> subprocess.Popen:
     cmd = [*wiretide, "tap", "-i", "lo", "--port", str(port), "--data", str(data)]
-    cmd += ["--ui-port", "0", "--quiet"]
+    cmd += ["--ui-port", "0", "--quiet", *extra]
     print(f"$ {shlex.join(cmd)}", flush=True)
     out = open(log, "wb")  # noqa: SIM115 - the tap's until it exits
     try:
@@ -481,7 +483,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
     log = data / f"latency-tap-{rate}.log"
     print(f"\n== {rate:,} calls/s for {args.seconds:g} s: {conns} connections, 1 call in "
           f"{track_every} timed, paths /lat/{tag}/...", flush=True)  # fmt: skip
-    tap = start_tap(wiretide, port, data, log)
+    tap = start_tap(wiretide, port, data, log, shlex.split(args.tap_args))
     sampler = TreeSampler(tap.pid, BROKER_RE, interval=0.1)
     stop_polling = threading.Event()
     try:
@@ -677,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
     ap.add_argument("--give-up", type=float, default=60.0, help="seconds to wait for a call")
     ap.add_argument("--start-timeout", type=float, default=300.0, help="tap start/stop, s")
+    ap.add_argument(
+        "--tap-args", default="", help="more tap options, e.g. '--buffer 64 --workers 1'"
+    )
     ap.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     ap.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = ap.parse_args(argv)
@@ -685,8 +690,13 @@ def main(argv: list[str] | None = None) -> int:
         if not rates or min(rates) <= 0:
             raise ValueError
     except ValueError:
-        print(f"bench_latency: --rates {args.rates!r}: positive integers, e.g. 1000,10000")
+        msg = f"--rates {args.rates!r}: positive integers, e.g. 1000,10000"
+        print(f"bench_latency: {msg}", file=sys.stderr)
         return 2
+    for name in ("seconds", "poll", "give_up", "timed_per_s"):
+        if getattr(args, name) <= 0:
+            print(f"bench_latency: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
     try:
         return _main(args, rates)
     except BenchError as e:
