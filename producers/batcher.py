@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 
 from schemas.records import Segment, segment_flow_id
 from schemas.segment_wire import SegmentColumns, columns_from_segments
+
+MAX_IDS = 1 << 16  # flow ids remembered
+_ends = attrgetter("src_ip", "src_port", "dst_ip", "dst_port", "transport")
 
 
 class FlowBatcher:
@@ -19,9 +23,17 @@ class FlowBatcher:
         self.max_segments = max_segments
         self.max_bytes = max_bytes
         self._open: dict[str, tuple[list[Segment], list[int]]] = {}
+        # (src, sport, dst, dport, transport) -> flow id: formatting the id is most of what
+        # a segment costs here, and a flow's segments come by the hundred.
+        self._ids: dict[tuple, str] = {}
 
     def add(self, seg: Segment) -> tuple[str, list[Segment]] | None:
-        fid = segment_flow_id(seg)
+        key = _ends(seg)
+        fid = self._ids.get(key)
+        if fid is None:
+            if len(self._ids) >= MAX_IDS:
+                self._ids.clear()
+            fid = self._ids[key] = segment_flow_id(seg)
         entry = self._open.get(fid)
         if entry is None:
             entry = self._open[fid] = ([], [0])
