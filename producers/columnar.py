@@ -76,13 +76,22 @@ class Frames:
         return len(self.index)
 
 
-def _be(w: np.ndarray, at: int, width: int) -> np.ndarray:
-    """Big-endian unsigned ints of `width` bytes at column `at` of each row, as int64."""
-    return np.ascontiguousarray(w[:, at : at + width]).view(f">u{width}")[:, 0].astype(_I8)
+# The fields read from every frame, at their offsets in the first WINDOW bytes (network
+# byte order; the TCP sequence number and the UDP length overlap: one or the other).
+_HEADERS = np.dtype(
+    {
+        "names": ["etype", "ver_ihl", "tot", "frag", "proto", "src", "dst", "sport", "dport",
+                  "seq", "ulen", "ack", "doff", "tcp_flags"],
+        "formats": [">u2", "u1", ">u2", ">u2", "u1", ">u4", ">u4", ">u2", ">u2", ">u4", ">u2",
+                    ">u4", "u1", "u1"],
+        "offsets": [12, 14, 16, 20, 23, 26, 30, 34, 36, 38, 38, 42, 46, 47],
+        "itemsize": WINDOW,
+    }
+)  # fmt: skip
 
 
 def decode_ethernet_ipv4(
-    buf: bytes, start: np.ndarray, length: np.ndarray, ts_ns: np.ndarray
+    buf: bytes | memoryview, start: np.ndarray, length: np.ndarray, ts_ns: np.ndarray
 ) -> tuple[Frames, np.ndarray]:
     """(the Ethernet/IPv4/TCP-or-UDP frames among buf[start[i]:start[i] + length[i]], the
     indices of all the others, for the per-packet decoder). Decodes exactly as
@@ -93,48 +102,44 @@ def decode_ethernet_ipv4(
     big = length >= WINDOW
     if len(a) < WINDOW:
         big[:] = False
-    w = sliding_window_view(a, WINDOW)[np.where(big, start, 0)]
-    etype = _be(w, 12, 2)
-    tot = _be(w, 16, 2)
-    frag = _be(w, 20, 2)
-    proto = w[:, 23]
+    h = sliding_window_view(a, WINDOW)[np.where(big, start, 0)].view(_HEADERS)[:, 0]
+    tot = h["tot"].astype(_I8)
+    proto = h["proto"]
     ip_ok = (
         big
-        & (etype == 0x0800)
-        & (w[:, 14] == 0x45)  # version 4, 20-byte header
+        & (h["etype"] == 0x0800)
+        & (h["ver_ihl"] == 0x45)  # version 4, 20-byte header
         & (tot >= 20)
         & (tot <= length - 14)
-        & ((frag & 0x3FFF) == 0)
+        & ((h["frag"] & 0x3FFF) == 0)
     )
-    doff = w[:, 46]
-    data_off = (doff >> 4).astype(_I8) << 2  # TCP header length
+    data_off = (h["doff"] >> 4).astype(_I8) << 2  # TCP header length
     tcp = ip_ok & (proto == 6) & (tot >= 40) & (data_off >= 20) & (data_off <= tot - 20)
     udp = ip_ok & (proto == 17) & (tot >= 28)
     fast = tcp | udp
     others = np.flatnonzero(~fast)
     take = np.flatnonzero(fast)
-    w = w[take]
-    s = start[take]
-    tot = tot[take]
-    is_udp = udp[take]
-    ulen = _be(w, 38, 2)
-    ip_end = s + 14 + tot
-    udp_end = np.where((ulen >= 8) & (ulen <= tot - 20), s + 34 + ulen, ip_end)
-    data_off = data_off[take]
-    zero = np.zeros(len(take), _I8)
+    if len(take) < len(fast):  # pick the fields out, not the records: that is slow
+        h = {name: h[name][take] for name in ("src", "sport", "dst", "dport", "seq", "ulen",
+                                              "ack", "doff", "tcp_flags")}  # fmt: skip
+        start, tot, udp, data_off, ts_ns = (x[take] for x in (start, tot, udp, data_off, ts_ns))
+    is_tcp = ~udp
+    ulen = h["ulen"].astype(_I8)
+    ip_end = start + 14 + tot
+    udp_end = np.where((ulen >= 8) & (ulen <= tot - 20), start + 34 + ulen, ip_end)
     frames = Frames(
         index=take,
-        ts_ns=ts_ns[take].astype(_I8),
-        src=_be(w, 26, 4),
-        src_port=_be(w, 34, 2),
-        dst=_be(w, 30, 4),
-        dst_port=_be(w, 36, 2),
-        seq=np.where(is_udp, zero, _be(w, 38, 4)),
-        ack=np.where(is_udp, zero, _be(w, 42, 4)),
-        flags=np.where(is_udp, zero, ((w[:, 46] & 0x0F).astype(_I8) << 8) | w[:, 47]),
-        udp=is_udp,
-        start=np.where(is_udp, s + 42, s + 34 + data_off),
-        end=np.where(is_udp, udp_end, ip_end),
+        ts_ns=ts_ns.astype(_I8),
+        src=h["src"].astype(_I8),
+        src_port=h["sport"].astype(_I8),
+        dst=h["dst"].astype(_I8),
+        dst_port=h["dport"].astype(_I8),
+        seq=h["seq"].astype(_I8) * is_tcp,
+        ack=h["ack"].astype(_I8) * is_tcp,
+        flags=(((h["doff"] & 0x0F).astype(_I8) << 8) | h["tcp_flags"]) * is_tcp,
+        udp=udp,
+        start=np.where(udp, start + 42, start + 34 + data_off),
+        end=np.where(udp, udp_end, ip_end),
     )
     return frames, others
 
