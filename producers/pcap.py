@@ -48,6 +48,7 @@ CHUNK = 1 << 20  # bytes read at a time
 BATCH_CHUNK = 4 << 20  # bytes `read_batches` decodes at a time (~6k packets of HTTP)
 MAX_SEGMENTS = 1024  # per batch (message) from `read_batches`
 MAX_BYTES = 1 << 20
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 MAX_RECORD = 1 << 26  # a record or block longer than this is corrupt, not a packet
 
 PCAP_MAGICS = {
@@ -491,6 +492,7 @@ def _mapped_windows(
     whole = memoryview(mapped)
     n = len(whole)
     pos = 24
+    dropped = 0  # pages before this are let go
     try:
         while pos < n:
             window = whole[pos : pos + BATCH_CHUNK]
@@ -511,6 +513,10 @@ def _mapped_windows(
             yield window, starts
             pos += taken
             stats.bytes_read = base + pos
+            done = pos - pos % mmap.PAGESIZE
+            if done > dropped and _DONTNEED is not None:  # read: out of our memory (RSS)
+                mapped.madvise(_DONTNEED, dropped, done - dropped)
+                dropped = done
     finally:
         stats.bytes_read = base + n
         window = whole = None  # type: ignore[assignment]
