@@ -24,7 +24,6 @@ from schemas.segment_wire import SegmentColumns, segments_of
 
 Publish = Callable[[str, list[Segment]], None]
 PublishColumns = Callable[[SegmentColumns], None]
-CHUNK_BYTES = 4 << 20  # ring blocks gathered before they are decoded, at most
 
 
 class SegmentSource(Protocol):
@@ -34,8 +33,8 @@ class SegmentSource(Protocol):
 
 
 class BatchSource(SegmentSource, Protocol):
-    pending_bytes: int
-
+    @property
+    def chunk_ready(self) -> bool: ...
     def gather(self, timeout_s: float) -> int: ...
     def batches(self) -> list[SegmentColumns]: ...
 
@@ -92,7 +91,7 @@ def is_batch_source(source: SegmentSource) -> bool:
 class LiveLoop:
     """Moves segments from the sources into flow batches and publishes them: full batches
     at once, the rest every `flush_every_s` so a quiet flow is not held back. A batch
-    source's blocks are decoded every `flush_every_s`, or once `chunk_bytes` are waiting,
+    source's packets are decoded every `flush_every_s`, or once it has a chunk's worth,
     and published with `publish_columns` (by default as segments through `publish`)."""
 
     def __init__(
@@ -102,14 +101,12 @@ class LiveLoop:
         batcher: FlowBatcher | None = None,
         flush_every_s: float = 0.2,
         publish_columns: PublishColumns | None = None,
-        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.sources = sources
         self.publish = publish
         self.publish_columns = publish_columns or self._publish_as_segments
         self.batcher = batcher or FlowBatcher()
         self.flush_every_s = flush_every_s
-        self.chunk_bytes = chunk_bytes
         self.segments = 0
         self.final_stats: dict[str, int] | None = None
         self._last_flush = time.monotonic()
@@ -133,7 +130,7 @@ class LiveLoop:
             self.flush()
         else:
             for source in self._batch_sources():
-                if source.pending_bytes >= self.chunk_bytes:
+                if source.chunk_ready:
                     self._publish_batches(source)
         return taken
 

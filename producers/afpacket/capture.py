@@ -119,6 +119,7 @@ class ForwardedCopies:
 # A host no packet comes from or goes to: the filter of a capture with no targets.
 NO_HOST = "0.0.0.0"
 ETHERNET_LEN = 14
+CHUNK_BYTES = 4 << 20  # ring blocks `gather` takes before they are decoded, about
 MAX_SEGMENTS = 1024  # per batch from `batches` (as `producers.pcap.read_batches`)
 MAX_BYTES = 1 << 20
 
@@ -164,6 +165,7 @@ class AfPacketCapture:
         self.sockets: list[RingSocket] = []
         self._pending: list[tuple[RingSocket, list[bytes]]] = []  # blocks not yet decoded
         self.pending_bytes = 0
+        self.chunk_bytes = CHUNK_BYTES
         try:
             for name in interfaces or [None]:
                 self.sockets.append(
@@ -207,10 +209,17 @@ class AfPacketCapture:
                 self._read(rs, block, out)
         return out
 
+    @property
+    def chunk_ready(self) -> bool:
+        """A chunk's worth is gathered: decode it (`batches`) before gathering more."""
+        return self.pending_bytes >= self.chunk_bytes
+
     def gather(self, timeout_s: float) -> int:
-        """Take every block handed over so far from the rings (giving them back to the
-        kernel at once), to be decoded later by `batches` or `poll`; waits up to
-        `timeout_s` when there is none. Returns the packets taken."""
+        """Take the blocks handed over so far from the rings, up to about `chunk_bytes`
+        (what is beyond waits in the ring, so memory stays bounded however large the
+        ring), giving each back to the kernel at once; they are decoded later by
+        `batches` or `poll`. Waits up to `timeout_s` when there is none. Returns the
+        packets taken."""
         taken = self._gather()
         if not taken and timeout_s > 0:
             self._poller.poll(int(timeout_s * 1000))
@@ -220,7 +229,10 @@ class AfPacketCapture:
     def _gather(self) -> int:
         packets = 0
         for rs in self.sockets:
-            blocks = rs.blocks()
+            room = self.chunk_bytes - self.pending_bytes
+            if room <= 0:
+                break
+            blocks = rs.blocks(max_bytes=room)
             if blocks:
                 self._pending.append((rs, blocks))
                 self.pending_bytes += sum(map(len, blocks))

@@ -157,10 +157,12 @@ class RingSocket:
         off = self._next * self.spec.block_size + BLOCK_STATUS_OFFSET
         return bool(_STATUS.unpack_from(self._map, off)[0] & TP_STATUS_USER)
 
-    def blocks(self) -> list[bytes]:
-        """Copy out every block the kernel has handed over, in ring order, and give each
-        back at once (a copy of the bytes in use is cheaper than holding the block)."""
+    def blocks(self, max_bytes: int | None = None) -> list[bytes]:
+        """Copy out every block the kernel has handed over (or, given `max_bytes`, blocks
+        until that many bytes are out), in ring order, and give each back at once (a copy
+        of the bytes in use is cheaper than holding the block)."""
         out = []
+        taken = 0
         spec, mm = self.spec, self._map
         size, nr = spec.block_size, spec.block_nr
         unpack = _STATUS.unpack_from
@@ -168,11 +170,12 @@ class RingSocket:
             base = self._next * size
             if not unpack(mm, base + BLOCK_STATUS_OFFSET)[0] & TP_STATUS_USER:
                 return out
-            length = unpack(mm, base + 20)[0]
-            out.append(mm[base : base + min(max(length, 48), size)])
+            length = min(max(unpack(mm, base + 20)[0], 48), size)
+            out.append(mm[base : base + length])
             _STATUS.pack_into(mm, base + BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % nr
-            if len(out) >= nr:
+            taken += length
+            if len(out) >= nr or (max_bytes is not None and taken >= max_bytes):
                 return out
 
     def kernel_stats(self) -> KernelStats:

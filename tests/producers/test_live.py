@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -27,6 +29,15 @@ def send(port: int, n: int) -> list[bytes]:
     return payloads
 
 
+def run_until(loop: LiveLoop, done: Callable[[], bool], guard_s: float = 30) -> None:
+    """Step the loop until `done` (a guard against hanging, not a speed check: a busy
+    machine may hand loopback packets to the taps late), then finish it."""
+    deadline = time.monotonic() + guard_s
+    while not done() and time.monotonic() < deadline:
+        loop.step(0.05)
+    loop.finish(settle_s=0.1)
+
+
 def test_columns_are_published_once_each_in_order() -> None:
     """With `publish_columns`, the capture's batches go out as columns: every datagram
     once, in the order sent, and none through the segment path."""
@@ -36,7 +47,7 @@ def test_columns_are_published_once_each_in_order() -> None:
     cap = AfPacketCapture(["lo"], ports=[port])
     loop = LiveLoop([cap], lambda f, s: segments.append((f, s)), publish_columns=columns.append)
     sent = send(port, 3000)
-    loop.finish(settle_s=0.3)  # the capture's last block arrives after the ring's timeout
+    run_until(loop, lambda: sum(c.count for c in columns) >= len(sent))
     got = [seg for c in columns for seg in decode_segments(encode_columns(c))]
     assert [g.payload for g in got] == sent
     assert not segments
@@ -53,7 +64,7 @@ def test_without_publish_columns_batches_go_out_as_segments() -> None:
     published: list[tuple[str, list[Segment]]] = []
     loop = LiveLoop([AfPacketCapture(["lo"], ports=[port])], lambda f, s: published.append((f, s)))
     sent = send(port, 500)
-    loop.finish(settle_s=0.3)
+    run_until(loop, lambda: sum(len(b) for _, b in published) >= len(sent))
     assert [s.payload for _, batch in published for s in batch] == sent
     (flow,) = {f for f, _ in published}
     assert flow.startswith("udp:") and f":{port}" in flow
