@@ -928,3 +928,43 @@ def test_heads_no_server_would_take_still_fail():
     out, _ = run(("c", b"GET /a HTTP/1.1\r\nno colon here\r\n\r\n" + GET), ("s", OK))
     assert [f.reason for f in failures_of(out)][:1] == ["malformed HTTP: Invalid header token"]
     assert [(c.method, c.path) for c in calls_of(out)] == [("GET", "/a")]
+
+
+# ------------------------------------------------- heads read from memory
+
+
+def _feed_three_ways(rec, events=None) -> tuple[list, list, list]:
+    """(parsing every head, with a cold memory of heads, with a warm one)."""
+    from streams.dissect.http.parser import _KNOWN_HEADS, Http1Parser
+
+    for memo in _KNOWN_HEADS:
+        memo.clear()
+    learn = Http1Parser._learn
+    Http1Parser._learn = lambda self, key: None
+    try:
+        parsed = R.feed(rec, events=events)
+    finally:
+        Http1Parser._learn = learn
+    return parsed, R.feed(rec, events=events), R.feed(rec, events=events)
+
+
+def test_heads_read_from_memory_give_what_parsing_them_gives():
+    """A head whose exact bytes were read before is taken from memory (parser.KnownHead):
+    every golden connection gives the same calls and failures either way."""
+    from streams.dissect.http.parser import _KNOWN_HEADS
+
+    remembered = 0
+    for rec in GOLDEN_RECS:
+        parsed, cold, warm = _feed_three_ways(rec)
+        remembered += sum(len(memo) for memo in _KNOWN_HEADS)
+        assert cold == parsed
+        assert warm == parsed
+    assert remembered  # the memory was used
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rec=st.sampled_from(GOLDEN_RECS), data=st.data())
+def test_heads_read_from_memory_whatever_the_cut(rec, data):
+    parsed, cold, warm = _feed_three_ways(rec, events=recut(rec, data))
+    assert cold == parsed
+    assert warm == parsed

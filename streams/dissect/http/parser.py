@@ -81,6 +81,52 @@ _NOT_CRLF = re.compile(rb"[^\r\n]")
 START_LINE = re.compile(rb"^(?:(" + _REQ + rb")|" + _RESP + rb")", re.M)
 
 
+KNOWN_HEADS_MAX = 1024  # heads kept per direction kind, all flows together
+KNOWN_HEAD_BYTES = 2048  # longer heads are parsed each time
+
+
+class KnownHead:
+    """A head as llhttp read it (see `Http1Parser._learn`)."""
+
+    __slots__ = (
+        "url",
+        "reason",
+        "headers",
+        "clen",
+        "encoding",
+        "version",
+        "method",
+        "status",
+        "mc",
+    )
+
+    def __init__(
+        self,
+        url: bytes,
+        reason: bytes,
+        headers: tuple[tuple[str, str], ...],
+        clen: bytes | None,
+        encoding: str,
+        version: str,
+        method: str,
+        status: int,
+        mc: bool,
+    ) -> None:
+        self.url = url
+        self.reason = reason
+        self.headers = headers
+        self.clen = clen
+        self.encoding = encoding
+        self.version = version
+        self.method = method
+        self.status = status
+        self.mc = mc  # llhttp saw the whole message in the head (no body follows)
+
+
+# Request heads, response heads: exact bytes -> what they say.
+_KNOWN_HEADS: tuple[dict[bytes, KnownHead], dict[bytes, KnownHead]] = ({}, {})
+
+
 class Sink(Protocol):
     """What a parser tells its flow (implemented by the stitcher)."""
 
@@ -424,8 +470,6 @@ class Http1Parser:
         self.llp = p
 
     def _begin(self, ts: int, seq: int) -> None:
-        if self.llp is None:
-            self._new_llp()
         self.msg = HttpMessage(self.kind, ts, seq)
         self.state = _NEXT[self.state][BEGIN]  # _to, inline: once a message
         self.head_len = 0
@@ -468,12 +512,25 @@ class Http1Parser:
             k = data.find(b"\r\n\r\n", i)
             if k >= 0:
                 end = k + 4
+        # A head whole in this segment may be one seen before: read it from memory.
+        whole = end >= 0 and not self.head_len and self.kind is not None
+        if whole:
+            key = data[i:end]
+            known = _KNOWN_HEADS[self.kind].get(key)
+            if known is not None and end - i <= self.max_header:
+                self.mc = known.mc
+                if not known.mc:
+                    self.llp = None  # it did not see this head: the body goes to on_body
+                self._head_done(ts, known=known)
+                return end
         stop = n if end < 0 else end
         self.head_len += stop - i
         if self.head_len > self.max_header:
             self._fail(f"message head exceeds {self.max_header} bytes")
             return i
         chunk = data[i:stop] if i or stop != n else data
+        if self.llp is None:
+            self._new_llp()
         try:
             self.llp.feed_data(chunk)
         except HttpParserUpgrade:
@@ -495,8 +552,45 @@ class Http1Parser:
             return i
         self.htail = b""
         self.hseen = []
-        self._head_done(ts)
+        self._head_done(ts, known=self._learn(key) if whole else None)
         return end
+
+    def _learn(self, key: bytes) -> KnownHead | None:
+        """What llhttp read from the head `key`, kept for the next time these exact bytes
+        start a message (most clients send the same heads again and again), when reading
+        it from memory is the same as parsing it: no upgrade, no chunked or close-delimited
+        body, no interim response, a plain Content-Length."""
+        clen = self.clen
+        if self.upgraded or self.te is not None or (clen is not None and not clen.isdigit()):
+            return None
+        if len(key) > KNOWN_HEAD_BYTES:
+            return None
+        p = self.llp
+        msg = self.msg
+        if self.kind == REQUEST:
+            if p.should_upgrade():
+                return None
+            method, status = p.get_method().decode("ascii", "replace"), 0
+        else:
+            status = p.get_status_code()
+            if status < 200 or clen is None:
+                return None
+            method = ""
+        raw = self.raw
+        names = _NAMES
+        try:
+            headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
+        except UnicodeDecodeError:
+            headers = _headers(raw)
+        known = KnownHead(
+            msg.url, msg.reason, headers, clen, self.encoding,
+            "HTTP/" + p.get_http_version(), method, status, self.mc,
+        )  # fmt: skip
+        memo = _KNOWN_HEADS[self.kind]
+        if len(memo) >= KNOWN_HEADS_MAX:
+            memo.clear()
+        memo[key] = known
+        return known
 
     def _lenient_head(self, data: bytes, i: int, ts: int) -> int:
         """Collect a head llhttp refused up to its end (CRLFs or bare LFs), then read it
@@ -533,18 +627,29 @@ class Http1Parser:
         self._head_done(ts, head)
         return i + end - old
 
-    def _head_done(self, ts: int, lenient: LenientHead | None = None) -> None:
+    def _head_done(
+        self, ts: int, lenient: LenientHead | None = None, known: KnownHead | None = None
+    ) -> None:
         msg = self.msg
         p = self.llp
-        raw = self.raw
-        names = _NAMES
-        try:
-            msg.headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
-        except UnicodeDecodeError:
-            msg.headers = _headers(raw)
+        if known is not None:  # read before (or just now) by llhttp
+            msg.url = known.url
+            msg.reason = known.reason
+            msg.headers = known.headers
+            msg.version = known.version
+            self.clen = known.clen
+            self.encoding = known.encoding
+        else:
+            raw = self.raw
+            names = _NAMES
+            try:
+                msg.headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
+            except UnicodeDecodeError:
+                msg.headers = _headers(raw)
+            version = p.get_http_version() if lenient is None else lenient.version
+            msg.version = "HTTP/" + version
         clen = self.clen
         te = self.te
-        msg.version = "HTTP/" + (p.get_http_version() if lenient is None else lenient.version)
         chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         length = 0
         if clen is not None and not chunked:
@@ -556,7 +661,9 @@ class Http1Parser:
                 self._fail(f"bad Content-Length {decode_text(clen)!r}")
                 return
         if self.kind == REQUEST:
-            if lenient is None:
+            if known is not None:
+                msg.method = known.method  # a head that asks to upgrade is not kept
+            elif lenient is None:
                 msg.method = p.get_method().decode("ascii", "replace")
                 msg.upgrade = self.upgraded or p.should_upgrade()
             else:
@@ -573,7 +680,10 @@ class Http1Parser:
             else:
                 self._complete(ts)
             return
-        status = msg.status = p.get_status_code() if lenient is None else lenient.status
+        if known is not None:
+            status = msg.status = known.status
+        else:
+            status = msg.status = p.get_status_code() if lenient is None else lenient.status
         if 100 <= status < 200 and status != 101:
             # Interim response (100 Continue, 103 Early Hints): no body, not paired.
             self.msg = None
