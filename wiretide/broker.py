@@ -181,15 +181,23 @@ class LocalBroker:
             return False
         return _port_open(self.port)
 
-    def start(self, timeout: float = 90.0, say: Callable[[str], None] | None = None) -> str:
+    def start(
+        self,
+        timeout: float = 90.0,
+        say: Callable[[str], None] | None = None,
+        launched: Callable[[], None] | None = None,
+    ) -> str:
         """Start (or reuse) the broker; return its bootstrap address once it accepts clients.
-        `say` hears what the start waits for, as it changes (jars, storage, the JVM)."""
+        `say` hears what the start waits for, as it changes (jars, storage, the JVM);
+        `launched` is called once its JVM runs (what may start beside it, can)."""
         if self.is_up():
             return self.bootstrap
         self._check_home_and_port()
         jvm, conf = self._configure(say or (lambda _: None))
         (say or (lambda _: None))(f"the Kafka broker to start at {self.bootstrap}")
         proc = self._launch(jvm, conf)
+        if launched is not None:
+            launched()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -295,16 +295,15 @@ class PipelineStart:
             from schemas.runtime.topics import ensure_topics
 
             broker = self.broker
-            if broker is not None:
+            if broker is not None:  # its processes start beside its JVM and wait for it
                 self._wait_for(f"the Kafka broker at {broker.bootstrap}")
-                broker.start(say=self._wait_for)
+                broker.start(say=self._wait_for, launched=self._spawn)
             self._wait_for("Kafka topics")
             ensure_topics(self.settings, self.partitions)
             self._wait_for(f"{self.workers} stream workers and the sink to start")
-            with self._lock:
-                if self._cancelled:
-                    return
-                supervisor = self._supervisor = Supervisor(self.settings, self.roles)
+            supervisor = self._spawn()
+            if supervisor is None:
+                return
             # every worker in the group before the first segment: they share the work
             supervisor.wait_for_group(self.settings.streams_group, self.workers)
             self.ready_after = time.monotonic() - self.started
@@ -312,6 +311,13 @@ class PipelineStart:
             self._error = ex
         finally:
             self._done.set()
+
+    def _spawn(self) -> Supervisor | None:
+        """The processes, started once (None: cancelled)."""
+        with self._lock:
+            if self._supervisor is None and not self._cancelled:
+                self._supervisor = Supervisor(self.settings, self.roles)
+            return self._supervisor
 
     @property
     def ready(self) -> bool:
@@ -349,6 +355,36 @@ def planned_bootstrap(settings: Settings) -> tuple[Settings, LocalBroker | None]
 
 def connect(settings: Settings) -> Settings:
     """The settings with their data dir checked and Kafka resolved: the local broker,
-    started, when none is given."""
+    started, when none is given; the data dir's broker, waited for while it starts."""
     settings = settings.replace(data=settings.writable_data())
+    if settings.kafka:
+        wait_while_starting(settings)
+        return settings
     return settings.replace(kafka=resolve_bootstrap(settings))
+
+
+def wait_while_starting(settings: Settings, timeout: float = 180.0) -> None:
+    """A tap starts its workers and sink beside its data dir's broker (their imports and
+    store overlap the JVM's start): while that broker runs but does not hold the topics yet,
+    wait (at most `timeout`). At once for any other Kafka, or a broker that is not running."""
+    home = settings.data / "kafka"
+    port = LocalBroker(home).recorded_port()
+    if port is None or settings.kafka != LocalBroker(home, port).bootstrap:
+        return
+    broker = LocalBroker(home, port)
+    deadline = time.monotonic() + timeout
+    while broker.pid() is not None and time.monotonic() < deadline:
+        if broker.is_up() and _holds_topics(settings):
+            return
+        time.sleep(0.2)
+
+
+def _holds_topics(settings: Settings) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    wanted = {settings.segments_topic, settings.calls_topic}
+    try:
+        admin = AdminClient(settings.kafka_client(log_level=0))
+        return wanted <= set(admin.list_topics(timeout=1).topics)
+    except Exception:  # noqa: BLE001 - not up yet: any client error means "ask again"
+        return False

@@ -418,11 +418,17 @@ def _run_loop(
     def should_stop() -> bool:
         return stop.requested or (deadline is not None and time.monotonic() >= deadline)
 
+    last_status = [0.0]
+
     def on_status() -> None:
+        if handover is not None and handover.publisher is None:
+            handover.poll()  # every few tenths while the pipeline starts: hand over at once
+        if time.monotonic() - last_status[0] < 1.0:
+            return
+        last_status[0] = time.monotonic()
         health.beat("agent", data)
         waiting = ""
         if handover is not None:
-            handover.poll()
             if handover.supervisor is not None:
                 handover.supervisor.check()
             else:
@@ -438,7 +444,7 @@ def _run_loop(
     # Always said (like tcpdump's "listening on"): scripts wait for it.
     where = loop.sources[0].where  # type: ignore[attr-defined]
     _say(f"capturing on {where}; Ctrl-C stops and stores")
-    loop.run(should_stop, on_status)
+    loop.run(should_stop, on_status, status_every_s=0.2)
     loop.finish()
     return started
 

@@ -28,14 +28,14 @@ def add_arguments(sink: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from wiretide.local import connect
-
-    settings = connect(settings)
-    # Imported here: chDB and Kafka (most of a second).
+    # Imported here: chDB and Kafka (most of a second), while a tap's broker may still start.
     from sinks.clickhouse.connect import open_store
     from sinks.clickhouse.reader import count_calls
     from sinks.clickhouse.sink import CallSink
     from sinks.clickhouse.writer import CallWriter
+    from wiretide.local import connect
+
+    settings = connect(settings)
 
     data = settings.data
     store = open_store(

@@ -17,10 +17,10 @@ def add_arguments(worker: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from wiretide.local import connect
+    from streams.app import run as run_worker  # the dissectors and Kafka (~0.5 s)
+    from wiretide.local import connect  # (a tap's broker may still be starting: imported first)
 
     settings = connect(settings)
-    from streams.app import run as run_worker  # the dissectors and Kafka (~0.5 s)
 
     tune_gc()
     return run_worker(settings)
