@@ -85,7 +85,7 @@ def capture_child(ring_blocks: int, publish_as: str, interface: str) -> None:
         published["published"] += columns.count
 
     where = None if interface == "all" else [interface]
-    cap = AfPacketCapture(where, ports=[PORT], spec=RingSpec(block_nr=ring_blocks))
+    cap = AfPacketCapture(where, ports=[PORT], spec=RingSpec.of_mib(ring_blocks))
     loop = LiveLoop(
         [cap], publish, publish_columns=publish_columns if publish_as == "columns" else None
     )

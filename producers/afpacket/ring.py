@@ -41,6 +41,7 @@ FRAME_HEADER = struct.Struct("=IIIIIIHH20xHHiHBB")  # tpacket3_hdr, then sockadd
 FRAME_HEADER_LEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 NS = 1_000_000_000
 _NEXT = struct.Struct("=I")  # tp_next_offset
+BLOCK_SIZE = 1 << 18  # the ring's blocks (see RingSpec)
 # FRAME_HEADER as a numpy record: the fields `frame_columns` reads, at their offsets.
 _FRAME = np.dtype(
     {
@@ -179,10 +180,16 @@ def frame_columns(blocks: list[bytes]) -> tuple[np.ndarray, FrameColumns]:
 
 @dataclass(frozen=True, slots=True)
 class RingSpec:
-    """Size of the receive ring; packed as `struct tpacket_req3` for PACKET_RX_RING."""
+    """Size of the receive ring; packed as `struct tpacket_req3` for PACKET_RX_RING.
 
-    block_size: int = 1 << 20  # a multiple of the page size; a 64 KiB GSO frame fits
-    block_nr: int = 16
+    The kernel hands a block over when it is full or `retire_ms` after its first packet,
+    so a ring holds `block_nr * retire_ms` of a slow stream however big its blocks: many
+    small blocks ride out a longer stall of the reader than few big ones of the same
+    bytes (16 MiB: 0.8 s in 1 MiB blocks, 3.2 s in 256 KiB blocks, below ~40k packets/s
+    of small packets). `RingSpec.of_mib(n)` sizes a ring that way."""
+
+    block_size: int = BLOCK_SIZE  # a multiple of the page size; a 64 KiB GSO frame fits
+    block_nr: int = 64
     frame_size: int = 2048  # V3 frames have variable length; only checked for alignment
     retire_ms: int = 50  # a block not full after this long is handed over anyway
 
@@ -191,6 +198,11 @@ class RingSpec:
             raise ValueError("ring block size must be a power of two of at least 64 KiB")
         if self.block_nr < 2:
             raise ValueError("the ring needs at least two blocks")
+
+    @classmethod
+    def of_mib(cls, mib: int) -> RingSpec:
+        """A ring of `mib` MiB (at least 512 KiB) in blocks of the default size."""
+        return cls(block_nr=max(2, (mib << 20) // BLOCK_SIZE))
 
     @property
     def size(self) -> int:
