@@ -216,6 +216,25 @@ def tcpdump_listening(port: int) -> float | None:
     return said
 
 
+def broker_cpu(base: Path, archive: bool) -> float | None:
+    """The broker JVM's CPU seconds from launch to accepting clients, with the cache's
+    class archive or without one (a cache of the jars alone; the JVM is killed after, so
+    it writes none). Storage comes from the template either way."""
+    from wiretide.broker import LocalBroker, free_port_pair, prepare_cache
+
+    cache = None if archive else str(fresh_cache(base / f"cpu-cache-{time.monotonic_ns()}"))
+    if archive:
+        prepare_cache()
+    broker = LocalBroker(base / f"cpu-home-{time.monotonic_ns()}", free_port_pair(), cache=cache)
+    broker.start()
+    pid = broker.pid()
+    spent = _cpu_seconds(pid) if pid is not None else None
+    if pid is not None and not archive:
+        os.kill(pid, signal.SIGKILL)
+    broker.stop()
+    return spent
+
+
 def bare_python() -> float:
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
@@ -238,6 +257,14 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, default=ROOT, help="source tree whose wiretide runs")
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--verbose", action="store_true", help="print each run's lines")
+    ap.add_argument(
+        "--broker-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure N times the broker's CPU seconds to start, with and without "
+        "the class archive",
+    )
     ap.add_argument(
         "--first-ever",
         action="store_true",
@@ -285,6 +312,15 @@ def main() -> int:
         if "warm" in modes:
             _broker(args.tree, "stop", warm)
         shutil.rmtree(base, ignore_errors=True)
+    cpu: dict[bool, list[float | None]] = {True: [], False: []}
+    if args.broker_cpu:
+        cpu_base = Path(tempfile.mkdtemp(prefix="wiretide-broker-cpu-"))
+        try:
+            for _ in range(args.broker_cpu):
+                for archive in (False, True):
+                    cpu[archive].append(broker_cpu(cpu_base, archive))
+        finally:
+            shutil.rmtree(cpu_base, ignore_errors=True)
     print(f"\nseconds from exec (load average at end {os.getloadavg()[0]:.1f}):")
     for mode in modes:
         for kind in kinds:
@@ -297,6 +333,10 @@ def main() -> int:
     refs = [tcpdump_listening(_free_port()) for _ in range(args.runs)]
     print(f"  reference: tcpdump -i lo to 'listening on' {_fmt(refs)}")
     print(f"  reference: bare '{Path(sys.executable).name} -c pass' {_fmt([bare_python()])}")
+    if args.broker_cpu:
+        print("broker JVM CPU seconds from launch to accepting clients:")
+        print(f"  without the class archive {_fmt(cpu[False])}")
+        print(f"  with the class archive    {_fmt(cpu[True])}")
     return 0 if all(r.exit_code == 0 for r in results) else 1
 
 
