@@ -148,6 +148,30 @@ def _long(v: int) -> bytes:
     return enc
 
 
+# Text fields whose values repeat from record to record (addresses, names, versions,
+# header names): their encodings are remembered. Unique text (ids, paths, header values)
+# would only churn the table.
+_REPEATING = frozenset(
+    {
+        "protocol", "src_ip", "dst_ip", "node", "source", "transport", "method",
+        "request_version", "reason", "response_version", "src_pod", "src_namespace",
+        "src_service", "dst_pod", "dst_namespace", "dst_service", "name", "rule", "flags",
+    }
+)  # fmt: skip
+_TEXTS: dict[str, bytes] = {}  # recent repeating text -> its encoding (length + UTF-8)
+
+
+def _text(s: str) -> bytes:
+    """The Avro encoding of a string, remembered (see _REPEATING)."""
+    b = s.encode()
+    n = len(b)
+    enc = (bytes((n << 1,)) if n < 64 else _LONGS.get(n) or _long(n)) + b
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    _TEXTS[s] = enc
+    return enc
+
+
 _TAIL5: dict[bytes, int] = {}  # last 5 bytes of a 9-byte varint -> their bits, shifted
 
 
@@ -222,6 +246,8 @@ class _Compiler:
         self.ns: dict[str, Any] = {
             "_long": _long,
             "_LONGS": _LONGS,
+            "_TEXTS": _TEXTS,
+            "_text": _text,
             "_read_long": _read_long,
             "_read_len": _read_len,
             "_ZZ1": _ZZ1,
@@ -306,10 +332,12 @@ class _Compiler:
         self.emit(f"if {n} < 64: out.append({n} << 1)")
         self.emit(f"else: out += _LONGS.get({n}) or _long({n})")
 
-    def write(self, t: Any, expr: str, top: bool = False) -> None:
+    def write(self, t: Any, expr: str, top: bool = False, repeats: bool = False) -> None:
         kind = self.kind(t)
         t = self.resolve(t)
-        if kind == "string":
+        if kind == "string" and repeats:
+            self.emit(f"out += _TEXTS.get({expr}) or _text({expr})")
+        elif kind == "string":
             b, n = self.var("b"), self.var("n")
             self.emit(f"{b} = {expr}.encode()")
             self.emit(f"{n} = len({b})")
@@ -339,7 +367,7 @@ class _Compiler:
             self.write_len(n)
             self.emit(f"for {item} in {items}:")
             self.depth += 1
-            self.write(t["items"], item)
+            self.write(t["items"], item, repeats=repeats)
             self.depth -= 2
             self.emit("out.append(0)")
         else:  # record
@@ -348,13 +376,13 @@ class _Compiler:
                 a, b = self.var("a"), self.var("b")
                 self.emit(f"{a}, {b} = {expr}")
                 for f, x in zip(t["fields"], (a, b), strict=True):
-                    self.write(f["type"], x)
+                    self.write(f["type"], x, repeats=f["name"] in _REPEATING)
                 return
             o = self.var("o")
             self.emit(f"{o} = {expr}")
             self.emit(f"if type({o}) is not {self.export(cls)}: raise _Fallback")
             for f in t["fields"]:
-                self.write(f["type"], f"{o}.{f['name']}")
+                self.write(f["type"], f"{o}.{f['name']}", repeats=f["name"] in _REPEATING)
 
     def export(self, cls: type) -> str:
         name = f"_cls_{cls.__name__}"
