@@ -126,8 +126,8 @@ MAX_BYTES = 1 << 20
 
 def as_ethernet(a: np.ndarray, frames: FrameColumns) -> tuple[np.ndarray, np.ndarray]:
     """The ring's packets start at their IP header (SOCK_DGRAM); give each an Ethernet
-    EtherType in the 14 bytes before it (frame-header padding of the ring, never packet
-    bytes: see `frame_columns`) so the Ethernet decoders read them. Returns the
+    EtherType in the 14 bytes before it (padding of the ring, never packet bytes: see
+    `ring.LINK_ROOM`) so the Ethernet decoders read them. Returns the
     (start, length) of each packet as an Ethernet frame; `a` is changed in place."""
     start = frames.start - ETHERNET_LEN
     version = a[frames.start] >> 4 if len(a) else np.zeros(0, np.uint8)

@@ -42,6 +42,10 @@ FRAME_HEADER_LEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 NS = 1_000_000_000
 _NEXT = struct.Struct("=I")  # tp_next_offset
 BLOCK_SIZE = 1 << 18  # the ring's blocks (see RingSpec)
+# Bytes before each packet that are the ring's own, not the packet's: the 14 right before
+# it (after sockaddr_ll, which ends at 68) are padding where a link header may be written.
+# SOCK_DGRAM puts the packet at TPACKET_ALIGN(68) + 16 = 96.
+LINK_ROOM = 68 + 14
 # FRAME_HEADER as a numpy record: the fields `frame_columns` reads, at their offsets.
 _FRAME = np.dtype(
     {
@@ -152,7 +156,7 @@ def frame_offsets(block: bytes | memoryview) -> list[int]:
 def frame_columns(blocks: list[bytes]) -> tuple[np.ndarray, FrameColumns]:
     """Every packet of `blocks` (handed over, in ring order) as columns over the blocks
     laid end to end: (a writable uint8 copy of that buffer, the packets). Raises
-    `RingFormatError` as `read_block` does."""
+    `RingFormatError` as `read_block` does, and when a packet leaves no `LINK_ROOM`."""
     a = np.concatenate([np.frombuffer(b, np.uint8) for b in blocks] or [np.zeros(0, np.uint8)])
     sizes = [len(b) for b in blocks]
     bases = [0, *np.cumsum(sizes).tolist()]
@@ -165,6 +169,8 @@ def frame_columns(blocks: list[bytes]) -> tuple[np.ndarray, FrameColumns]:
         none = np.zeros(0, np.int64)
         return a, FrameColumns(none, none, none, none.astype(np.uint8), none.astype(np.int32))
     h = sliding_window_view(a, FRAME_HEADER.size)[at].view(_FRAME)[:, 0]
+    if int(h["net"].min()) < LINK_ROOM:
+        raise RingFormatError("a packet starts too close to its header for a link header")
     start = at + h["net"]
     end = at + h["mac"] + h["snaplen"]
     # Each packet against the end of its own block.
