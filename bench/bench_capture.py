@@ -15,8 +15,12 @@ peak RSS. Wall-clock rates depend on how busy the machine is; CPU per packet doe
 the last lines turn it into packets/s per core. Needs root and tcpreplay. Run:
 
     .venv/bin/python bench/bench_capture.py [--seconds 4] [--loads 50000,100000,200000,0]
+        [--publish columns|segments] [--interface lo|all] [--ring-mb 16]
 
-A load of 0 means "as fast as tcpreplay goes".
+A load of 0 means "as fast as tcpreplay goes". --publish segments measures a caller of
+LiveLoop that takes Segment lists (no publish_columns); --interface all a capture on every
+interface (with its forwarded-copy check). The sender's own CPU per packet is printed too,
+to show what it could offer on a core of its own.
 """
 
 from __future__ import annotations
