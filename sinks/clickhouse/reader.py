@@ -6,6 +6,11 @@ ClickHouse only merges overlapping ranges inside each day partition
 overlap pass straight through. `LIMIT 1 BY call_id` or argMax would hash every
 selected row instead.
 
+A filter may run before that merge (`optimize_move_to_prewhere_if_final`, off by
+default because a filter could keep an older version of a row): the copies of a call
+are identical rows, so a condition keeps all of them or none, and PREWHERE reads the
+filter's columns first and the rest only for the granules that match.
+
 `where_sql` is a SQL condition over the `calls` columns (ddl.py), normally made by the
 KFL compiler; its values must be bound parameters (`{name:Type}` placeholders with
 `params`), never pasted into the text. Parameter names starting with `wt_` are taken.
@@ -62,10 +67,13 @@ _FIELDS: dict[str, str] = {
 }
 _SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _FIELDS.items())
 _BYTES = {"request_body": "bytes", "response_body": "bytes"}
-_FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+FINAL_SETTINGS = {
+    "do_not_merge_across_partitions_select_final": 1,
+    "optimize_move_to_prewhere_if_final": 1,
+}
 # Small blocks keep a streamed read's memory flat: ClickHouse's default (65k rows) of
 # calls with bodies is hundreds of MB per block on the Python side.
-_STREAM_SETTINGS = {**_FINAL_SETTINGS, "max_block_size": 2000}
+_STREAM_SETTINGS = {**FINAL_SETTINGS, "max_block_size": 2000}
 _SLICE_CALLS = 20_000
 
 
@@ -87,7 +95,7 @@ def read_calls(
         sql += " ORDER BY ts, call_id"
     try:
         result = store.client.query(
-            sql, parameters=bound, settings=_FINAL_SETTINGS, column_formats=_BYTES
+            sql, parameters=bound, settings=FINAL_SETTINGS, column_formats=_BYTES
         )
     except Exception as ex:
         raise SinkError(f"cannot read calls from {store.where}: {one_line(ex)}") from ex
@@ -171,7 +179,7 @@ def count_calls(store: Store, protocol: str | None = None) -> int:
     where, bound = _where(protocol, "", None)
     try:
         result = store.client.query(
-            f"SELECT count() FROM {CALLS} FINAL{where}", parameters=bound, settings=_FINAL_SETTINGS
+            f"SELECT count() FROM {CALLS} FINAL{where}", parameters=bound, settings=FINAL_SETTINGS
         )
     except Exception as ex:
         raise SinkError(f"cannot count calls in {store.where}: {one_line(ex)}") from ex

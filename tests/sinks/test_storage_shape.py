@@ -1,6 +1,7 @@
-"""The stored shape of issue 14 (migrations 6 and 7: codecs, the header-value index) on
-real embedded chDB: a data dir an older release filled upgrades in place, keeps every
-call as it was, and a header-value filter reads only the granules holding the value."""
+"""The stored shape of issue 14 (migrations 6-8: codecs, a dictionary for paths, the
+header-value and namespace indexes) on real embedded chDB: a data dir an older release
+filled upgrades in place, keeps every call as it was, and header-value and namespace
+filters read only the granules holding their value."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import clickhouse_connect
 
 from sinks.clickhouse import CallWriter, Store, open_store, read_calls
-from sinks.clickhouse.ddl import HEADER_INDEX, MIGRATIONS, migrate
+from sinks.clickhouse.ddl import HEADER_INDEX, MIGRATIONS, NAMESPACE_INDEX, migrate
 from sinks.clickhouse.view import call_view
 from tests.conftest import http_call
 from wiretide.kfl import parse, to_sql
@@ -23,6 +24,8 @@ def calls(n: int):
             f"call-{i:06d}",
             BASE + i * 1_000_000,
             path=f"/api/v1/items/{i % 97}",
+            dst_ip=f"10.0.1.{i // 10_000}",
+            dst_namespace=f"ns{i // 10_000}",
             request_headers=(("Host", "shop"), ("X-Request-Id", f"req-{i:06d}")),
             request_end_ns=BASE + i * 1_000_000 + 40_000,
             response_headers=(("Content-Type", "application/json"), ("Date", f"d{i // 1000}")),
@@ -56,6 +59,8 @@ def test_a_store_from_before_the_codecs_upgrades_in_place_and_keeps_its_calls(tm
         assert "`response_ts_ns` Int64 CODEC(Delta(8), ZSTD(1))" in shape
         assert "`response_headers` Map(LowCardinality(String), String) CODEC(ZSTD(3))" in shape
         assert f"INDEX {HEADER_INDEX} mapValues(request_headers) TYPE bloom_filter" in shape
+        assert "`path` LowCardinality(String)" in shape
+        assert f"INDEX {NAMESPACE_INDEX} dst_namespace TYPE set" in shape
         versions = {
             v for (v,) in store.client.query("SELECT version FROM schema_migrations").result_rows
         }
@@ -66,22 +71,33 @@ def test_a_store_from_before_the_codecs_upgrades_in_place_and_keeps_its_calls(tm
         assert read_calls(store) == expected
 
 
-def test_a_header_value_filter_reads_only_the_granules_holding_it(tmp_path: Path):
-    with open_store(f"chdb://{tmp_path / 'store'}") as store:
-        stored = calls(40_000)
-        CallWriter(store).write(stored)
-        store.client.command("OPTIMIZE TABLE calls FINAL")
-        where, params = to_sql(parse('request.headers["X-Request-Id"] == "req-031337"'))
+def granules_kept(store: Store, index: str, where: str, params: dict) -> tuple[int, int]:
+    """(granules `index` kept, granules it was given) for a count over `where`."""
+    plan = "\n".join(
+        row[0]
+        for row in store.client.query(
+            f"EXPLAIN indexes = 1 SELECT count() FROM calls WHERE {where}", parameters=params
+        ).result_rows
+    )
+    kept, given = plan.split(f"Name: {index}")[1].split("Granules: ")[1].split()[0].split("/")
+    return int(kept), int(given)
 
-        assert [c["id"] for c in read_calls(store, where_sql=where, params=params)] == [
-            "call-031337"
-        ]
-        plan = "\n".join(
-            row[0]
-            for row in store.client.query(
-                f"EXPLAIN indexes = 1 SELECT count() FROM calls WHERE {where}", parameters=params
-            ).result_rows
-        )
-        index_part = plan.split(f"Name: {HEADER_INDEX}")[1]
-        selected, total = index_part.split("Granules: ")[1].split()[0].split("/")
-        assert int(selected) == 1 < int(total)
+
+def test_header_value_and_namespace_filters_read_only_the_granules_holding_them(
+    tmp_path: Path,
+):
+    with open_store(f"chdb://{tmp_path / 'store'}") as store:
+        CallWriter(store).write(calls(40_000))
+        store.client.command("OPTIMIZE TABLE calls FINAL")
+
+        where, params = to_sql(parse('request.headers["X-Request-Id"] == "req-031337"'))
+        found = read_calls(store, where_sql=where, params=params)
+        assert [c["id"] for c in found] == ["call-031337"]
+        kept, given = granules_kept(store, HEADER_INDEX, where, params)
+        assert kept == 1 < given
+
+        where, params = to_sql(parse('namespace == "ns2" and request.path.startsWith("/api")'))
+        found = read_calls(store, where_sql=where, params=params)
+        assert [c["id"] for c in found] == [f"call-{i:06d}" for i in range(20_000, 30_000)]
+        kept, given = granules_kept(store, NAMESPACE_INDEX, where, params)
+        assert kept <= 3 and given >= 4
