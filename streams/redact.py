@@ -89,6 +89,10 @@ class RedactionPolicy:
     _query_cache: dict[str, bool] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    # header tuple -> what `_headers` made of it (clients send the same headers again)
+    _headers_memo: dict[Headers, tuple[Headers | None, str]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
     # (the spellings they were made for, finder in ASCII bytes, finder in squeezed bytes)
     _finders: tuple | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -379,8 +383,28 @@ def _header_code(name: str, policy: RedactionPolicy) -> int:
     return code
 
 
+_HEADERS_MEMO_MAX = 1024  # header tuples remembered per policy
+_HEADERS_MEMO_CHARS = 4096  # longer ones are redacted each time
+
+
 def _headers(headers: Headers, policy: RedactionPolicy) -> tuple[Headers | None, str]:
-    """(redacted headers or None if unchanged, the Content-Type value)."""
+    """(redacted headers or None if unchanged, the Content-Type value); from memory when
+    the same headers came before (the dissector hands a repeated head's very tuple)."""
+    memo = policy._headers_memo
+    try:
+        known = memo.get(headers)
+    except TypeError:  # not hashable (a list in it): redacted each time
+        return _redact_headers(headers, policy)
+    if known is None:
+        known = _redact_headers(headers, policy)
+        if sum([len(n) + len(v) for n, v in headers]) <= _HEADERS_MEMO_CHARS:
+            if len(memo) >= _HEADERS_MEMO_MAX:
+                memo.clear()
+            memo[headers] = known
+    return known
+
+
+def _redact_headers(headers: Headers, policy: RedactionPolicy) -> tuple[Headers | None, str]:
     codes = policy._header_codes
     out: list[tuple[str, str]] | None = None
     ctype = ""

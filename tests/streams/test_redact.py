@@ -496,3 +496,16 @@ def test_other_protocols_keep_their_own_fields_and_redact_declared_documents():
     assert out.request_headers == amqp.request_headers
     mongo = ApiCall(protocol="mongodb", request_body=b'{"insert":"users","token":"t0p"}', **base)
     assert b"t0p" not in redact(mongo).request_body
+
+
+def test_repeated_headers_are_redacted_alike_and_unhashable_ones_too():
+    """Headers met before come from the policy's memory; a list (not hashable) is still
+    redacted, each time."""
+    policy = RedactionPolicy.default()
+    headers = (("Authorization", "Bearer abc"), ("Content-Type", "application/json"))
+    first = redact(make(request_headers=headers), policy)
+    again = redact(make(request_headers=tuple(list(headers))), policy)
+    assert first.request_headers == (("Authorization", R), ("Content-Type", "application/json"))
+    assert again.request_headers == first.request_headers
+    listed = redact(make(request_headers=[("Authorization", "Bearer abc")]), policy)
+    assert listed.request_headers == (("Authorization", R),)
