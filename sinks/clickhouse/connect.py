@@ -51,6 +51,7 @@ def open_store(dsn: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS, cluster: st
     None: leave it as the writer set it - what readers pass).
     `cluster` (Settings.clickhouse_cluster) makes the tables ON CLUSTER."""
     config = StoreConfig(ttl_days=ttl_days, cluster=cluster)
+    _without_pandas()
     parsed = urlparse(dsn or "")
     if parsed.scheme == "chdb":
         store = _open_embedded(dsn, parsed, config)
@@ -66,6 +67,17 @@ def open_store(dsn: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS, cluster: st
         store.close()
         raise SinkError(f"cannot prepare tables in {store.where}: {one_line(ex)}") from ex
     return store
+
+
+def _without_pandas() -> None:
+    """Tell clickhouse-connect there is no pandas: its first insert of rows (a migration's)
+    imports pandas only to ask whether they are a DataFrame, and ours never are; that
+    import costs a writer ~45 MB of RSS and ~0.6 s of CPU. (Its state without pandas.)"""
+    from clickhouse_connect.driver import options
+
+    if "pd" not in vars(options):
+        options.pd = None
+        options.pd_time_test = None
 
 
 def _open_embedded(dsn: str, parsed: ParseResult, config: StoreConfig) -> Store:
