@@ -42,6 +42,7 @@ __all__ = [
     "flow_batches",
     "flow_messages",
     "frame_segments",
+    "iter_segments",
 ]
 
 # Ethernet (14) + IPv4 without options (20) + TCP without options (20): the bytes read
@@ -251,6 +252,15 @@ def frame_segments(
     buf: bytes | memoryview, frames: Frames, *, node: str, source: str, names: dict[int, str]
 ) -> list[Segment]:
     """The frames as `Segment`s, in order (payloads copied out of `buf` as bytes)."""
+    return list(iter_segments(buf, frames, node=node, source=source, names=names))
+
+
+def iter_segments(
+    buf: bytes | memoryview, frames: Frames, *, node: str, source: str, names: dict[int, str]
+) -> Iterator[Segment]:
+    """`frame_segments`, one at a time: each is built as it is asked for, so a reader that
+    yields segments keeps only one alive, not a chunk's worth. Read it to the end before
+    `names` changes."""
     f = frames
     src, dst = f.src.tolist(), f.dst.tolist()
     new = ({*src} | {*dst}) - names.keys()
@@ -261,22 +271,20 @@ def frame_segments(
         names[ip] = socket.inet_ntoa(ip.to_bytes(4, "big"))
     text = names.__getitem__
     pieces = map(memoryview(buf).__getitem__, map(slice, f.start.tolist(), f.end.tolist()))
-    return list(
-        map(
-            make_segment,
-            f.ts_ns.tolist(),
-            map(text, src),
-            f.src_port.tolist(),
-            map(text, dst),
-            f.dst_port.tolist(),
-            f.seq.tolist(),
-            f.ack.tolist(),
-            f.flags.tolist(),
-            map(bytes, pieces),
-            repeat(node),
-            repeat(source),
-            map(("tcp", "udp").__getitem__, f.udp.tolist()),
-        )
+    return map(
+        make_segment,
+        f.ts_ns.tolist(),
+        map(text, src),
+        f.src_port.tolist(),
+        map(text, dst),
+        f.dst_port.tolist(),
+        f.seq.tolist(),
+        f.ack.tolist(),
+        f.flags.tolist(),
+        map(bytes, pieces),
+        repeat(node),
+        repeat(source),
+        map(("tcp", "udp").__getitem__, f.udp.tolist()),
     )
 
 
@@ -322,6 +330,15 @@ class ChunkBatcher:
         segments = self._in_order(buf, frames, odd)
         for c in batch_columns(segments, self._max_segments, self._max_bytes):
             yield SegmentMessage(c.flow_id, c.count, encode_columns(c))
+
+    def segments(
+        self, buf: bytes | memoryview, starts: np.ndarray, stats: Any
+    ) -> Iterator[Segment]:
+        """The records' segments, in capture order, built one at a time."""
+        frames, odd = self._decode_chunk(buf, starts, stats)
+        if not odd:
+            return iter_segments(buf, frames, node=self._node, source="pcap", names=self._names)
+        return iter(self._in_order(buf, frames, odd))
 
     def _in_order(
         self, buf: bytes | memoryview, frames: Frames, odd: list[tuple[int, Segment]]

@@ -102,6 +102,8 @@ def read_segments(
     src, head, name, pcap = _open(path, stats)
     if pcap is None:
         return _read_pcapng(src, head, name, node, stats)
+    if pcap[3] & 0xFFFF == LINKTYPE_ETHERNET:  # what tcpdump writes: a chunk at a time
+        return _pcap_segments(src, head, node, stats, *pcap[:3])
     return _read_pcap(src, head, name, node, stats, *pcap)
 
 
@@ -414,6 +416,16 @@ def _pcap_batches(
     )
     for window, starts in _windows(src, buf, endian, rec_len, stats):
         yield from batcher.chunk(window, starts, stats)
+
+
+def _pcap_segments(
+    src: _Source, buf: bytes, node: str, stats: ReadStats, endian: str, nsec: bool, rec_len: int
+) -> Iterator[Segment]:
+    """`_read_pcap` of Ethernet frames, decoded a chunk at a time (the same segments in
+    the same order; each built as it is asked for)."""
+    batcher = _chunk_batcher(node, stats, endian, nsec, rec_len)
+    for window, starts in _windows(src, buf, endian, rec_len, stats):
+        yield from batcher.segments(window, starts, stats)
 
 
 def _windows(

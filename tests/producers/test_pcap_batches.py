@@ -1,6 +1,7 @@
 """`read_batches` gives exactly what the per-packet reader gives, batched per flow: the
 same segments of each flow in the same order, the same counts and skip reasons, on every
-golden capture, cut anywhere, mutated, and in chunks of any size."""
+golden capture, cut anywhere, mutated, and in chunks of any size; and `read_segments`,
+which decodes Ethernet pcap a chunk at a time too, gives them in the same order."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from tests.producers.test_pcap import FILES, GOLDEN, GOLDEN_BYTES, record_bounda
 
 
 def packet_by_packet(path: Path, stats: ReadStats) -> Iterator[Segment]:
-    """The reference: every record through the per-packet decoder, as `read_segments`
-    reads (`read_batches` does without it for Ethernet pcap)."""
+    """The reference: every record through the per-packet decoder (`_read_pcap`), which
+    `read_segments` and `read_batches` do without for Ethernet pcap."""
     src, head, name, layout = pcap._open(path, stats)
     if layout is None:
         return pcap._read_pcapng(src, head, name, "", stats)
@@ -62,6 +63,9 @@ def _outcome(per_flow, path: Path, **kw) -> object:
 def assert_same(path: Path, **kw) -> None:
     want = _outcome(per_flow_segments, path)
     assert _outcome(per_flow_batches, path, **kw) == want
+    assert _outcome(per_flow_segments, path, read=read_segments) == want
+    if not isinstance(want, str):  # read_segments keeps the capture's order across flows
+        assert list(read_segments(path)) == list(packet_by_packet(path, ReadStats()))
 
 
 @pytest.mark.parametrize("name", FILES)
