@@ -9,7 +9,8 @@ per packet (process CPU time, best of N runs; wall time is noise on a shared mac
   `encode_columns`, one message per batch: what `tap --pcap` publishes.
 - agent (segments): `read_segments` -> `FlowBatcher` -> `encode_segment_batch` (version 1,
   one Avro record per segment): the path before the columnar one, for reference.
-- read only: `read_segments`, every Segment built and dropped.
+- read only: `read_segments` (Ethernet pcap also a chunk at a time), every Segment built
+  and dropped: what `tap --pcap` pays before batching while it publishes Segments.
 - decode: what a stream worker pays to turn those messages back into Segments, per segment,
   for both wire versions.
 - tshark: `tshark -r CAPTURE -T fields -e tcp.seq -e tcp.len` (the child's CPU time), the
