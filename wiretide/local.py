@@ -374,8 +374,11 @@ def wait_while_starting(settings: Settings, timeout: float = 180.0) -> None:
     broker = LocalBroker(home, port)
     deadline = time.monotonic() + timeout
     while broker.pid() is not None and time.monotonic() < deadline:
-        if broker.is_up() and _holds_topics(settings):
-            return
+        if broker.is_up():
+            # the tap makes the topics as soon as its broker is up: a little while for that
+            deadline = min(deadline, time.monotonic() + 15.0)
+            if _holds_topics(settings):
+                return
         time.sleep(0.2)
 
 
