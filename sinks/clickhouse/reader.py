@@ -11,6 +11,12 @@ default because a filter could keep an older version of a row): the copies of a 
 are identical rows, so a condition keeps all of them or none, and PREWHERE reads the
 filter's columns first and the rest only for the granules that match.
 
+A page (`limit`) is the newest matching calls. Sorting every match by time reads every
+column of every match, so the page is first looked for among the calls of the newest
+hour stored, then day, then all: the sorting key and partitions skip older data, and a
+window that holds `limit` matches holds the newest ones (any match outside is older).
+The newest time stored comes from the parts' min/max index, not a scan.
+
 `where_sql` is a SQL condition over the `calls` columns (ddl.py), normally made by the
 KFL compiler; its values must be bound parameters (`{name:Type}` placeholders with
 `params`), never pasted into the text. Parameter names starting with `wt_` are taken.
@@ -88,22 +94,51 @@ def read_calls(
     """Matching calls, oldest first (by ts, then call id); with `limit`, the newest
     `limit` of them, still oldest first."""
     where, bound = _where(protocol, where_sql, params)
-    sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where}"
-    if limit is not None:
-        sql += f" ORDER BY ts DESC, call_id DESC LIMIT {max(int(limit), 0)}"
-    else:
-        sql += " ORDER BY ts, call_id"
+    if limit is None:
+        sql = f"SELECT {_SELECT} FROM {CALLS} FINAL{where} ORDER BY ts, call_id"
+        return [call_view(call) for call in _calls(store, sql, bound)]
+    limit = max(int(limit), 0)
+    newest = _newest_ns(store) if limit else None
+    for window in (_HOUR_NS, 24 * _HOUR_NS, None) if newest else (None,):
+        condition = where
+        if window is not None:
+            since = "ts >= fromUnixTimestamp64Nano({wt_since:Int64}, 'UTC')"
+            condition = f"{where} AND {since}" if where else f" WHERE {since}"
+            bound["wt_since"] = newest - window
+        sql = (
+            f"SELECT {_SELECT} FROM {CALLS} FINAL{condition}"
+            f" ORDER BY ts DESC, call_id DESC LIMIT {limit}"
+        )
+        rows = _calls(store, sql, bound)
+        if len(rows) == limit or window is None:
+            break
+    rows.reverse()
+    return [call_view(call) for call in rows]
+
+
+_HOUR_NS = 3600 * 10**9
+
+
+def _newest_ns(store: Store) -> int | None:
+    """Capture time of the newest stored call (None: none stored)."""
+    rows = _query(store, f"SELECT toUnixTimestamp64Nano(max(ts)), count() FROM {CALLS}", {})
+    newest, stored = rows.result_rows[0]
+    return int(newest) if stored else None
+
+
+def _calls(store: Store, sql: str, bound: dict) -> list[ApiCall]:
+    result = _query(store, sql, bound)
+    names = result.column_names
+    return [_call(dict(zip(names, row, strict=True))) for row in result.result_rows]
+
+
+def _query(store: Store, sql: str, bound: dict) -> Any:
     try:
-        result = store.client.query(
+        return store.client.query(
             sql, parameters=bound, settings=FINAL_SETTINGS, column_formats=_BYTES
         )
     except Exception as ex:
         raise SinkError(f"cannot read calls from {store.where}: {one_line(ex)}") from ex
-    names = result.column_names
-    rows = [_call(dict(zip(names, row, strict=True))) for row in result.result_rows]
-    if limit is not None:
-        rows.reverse()
-    return [call_view(call) for call in rows]
 
 
 def stream_calls(

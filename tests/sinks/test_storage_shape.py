@@ -101,3 +101,24 @@ def test_header_value_and_namespace_filters_read_only_the_granules_holding_them(
         assert [c["id"] for c in found] == [f"call-{i:06d}" for i in range(20_000, 30_000)]
         kept, given = granules_kept(store, NAMESPACE_INDEX, where, params)
         assert kept <= 3 and given >= 4
+
+
+def test_a_page_is_the_newest_matching_calls_whichever_window_holds_them(tmp_path: Path):
+    hour = 3600 * 10**9
+    # every 10 minutes for three days; every 50th call (~8 h apart) is a POST
+    stored = [
+        http_call(f"call-{i:04d}", BASE + i * hour // 6, method="POST" if i % 50 == 0 else "GET")
+        for i in range(432)
+    ]
+    with open_store(f"chdb://{tmp_path / 'store'}") as store:
+        CallWriter(store).write(stored)
+        newest = [call_view(call) for call in stored]
+
+        assert read_calls(store, limit=3) == newest[-3:]  # within the newest hour
+        assert read_calls(store, limit=10) == newest[-10:]  # the newest day
+        assert read_calls(store, limit=200) == newest[-200:]  # further back
+        posts = [view for view in newest if view["request"]["method"] == "POST"]
+        where, params = to_sql(parse('request.method == "POST"'))
+        assert read_calls(store, where_sql=where, params=params, limit=4) == posts[-4:]
+        assert read_calls(store, where_sql=where, params=params, limit=50) == posts
+        assert read_calls(store, where_sql=where, params=params, limit=0) == []
