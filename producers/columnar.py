@@ -212,39 +212,45 @@ def _flow_parts(
     _, lo = np.unique(np.minimum(a_end, b_end), return_inverse=True)
     hi_values, hi = np.unique((np.maximum(a_end, b_end) << 1) | f.udp, return_inverse=True)
     _, first, group = np.unique(lo * len(hi_values) + hi, return_index=True, return_inverse=True)
-    by_group = np.argsort(group, kind="stable")  # each flow's frames, in capture order
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(group))))
-    size = f.end - f.start
+    order = np.argsort(group, kind="stable")  # each flow's frames together, in capture order
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(group)))).tolist()
+    # Every column put in that order once: a batch is then a slice of each.
+    back = (a_end != a_end[first][group])[order].astype("<u2")  # the other way: header 1
+    ts_ns = f.ts_ns[order].astype("<i8")
+    seq = f.seq[order].astype("<i8")
+    ack = f.ack[order].astype("<i8")
+    flags = f.flags[order].astype("<i4")
+    size = (f.end - f.start)[order]
+    payload_end = np.cumsum(size)  # of the chunk's payloads in this order
+    cost = np.cumsum(size + SEGMENT_OVERHEAD)
+    starts, ends = f.start[order].tolist(), f.end[order].tolist()
     mv = memoryview(buf)
     for g in np.argsort(first, kind="stable").tolist():
-        idx = by_group[bounds[g] : bounds[g + 1]]
         k = int(first[g])
         transport = "udp" if f.udp[k] else "tcp"
         src, sport = _name(names, int(f.src[k])), int(f.src_port[k])
         dst, dport = _name(names, int(f.dst[k])), int(f.dst_port[k])
         fid = flow_id(src, sport, dst, dport, transport)
-        back = a_end[idx] != a_end[k]  # the other direction: header 1
+        lo, n = bounds[g], bounds[g + 1]
         headers = ((src, sport, dst, dport, node, source, transport),)
-        if back.any():
+        if back[lo:n].any():
             headers += ((dst, dport, src, sport, node, source, transport),)
-        cost = np.cumsum(size[idx] + SEGMENT_OVERHEAD)
-        lo, n = 0, len(idx)
         while lo < n:
             base = int(cost[lo - 1]) if lo else 0
             # FlowBatcher: the segment that reaches max_bytes still joins its batch
-            hi = int(np.searchsorted(cost, base + max_bytes, side="left")) + 1
+            hi = int(np.searchsorted(cost[lo:n], base + max_bytes, side="left")) + lo + 1
             hi = min(hi, lo + max_segments, n)
-            part = idx[lo:hi]
-            starts, ends = f.start[part].tolist(), f.end[part].tolist()
+            before = int(payload_end[lo - 1]) if lo else 0
             columns = (
-                back[lo:hi].astype("<u2").tobytes(),
-                f.ts_ns[part].astype("<i8").tobytes(),
-                f.seq[part].astype("<i8").tobytes(),
-                f.ack[part].astype("<i8").tobytes(),
-                f.flags[part].astype("<i4").tobytes(),
-                np.cumsum(size[part]).astype("<u4").tobytes(),
+                back[lo:hi].tobytes(),
+                ts_ns[lo:hi].tobytes(),
+                seq[lo:hi].tobytes(),
+                ack[lo:hi].tobytes(),
+                flags[lo:hi].tobytes(),
+                (payload_end[lo:hi] - before).astype("<u4").tobytes(),
             )
-            yield fid, headers, columns, [mv[s:e] for s, e in zip(starts, ends, strict=True)]
+            pieces = [mv[s:e] for s, e in zip(starts[lo:hi], ends[lo:hi], strict=True)]
+            yield fid, headers, columns, pieces
             lo = hi
 
 
