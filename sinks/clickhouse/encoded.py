@@ -65,12 +65,18 @@ def insert_encoded(store: Store, batch: EncodedCalls) -> int:
     """Insert every call of `batch` (see the module notes); returns how many rows."""
     if not store.embedded:
         raise NotTaken("a ClickHouse server takes decoded calls")
-    fd, path = tempfile.mkstemp(
-        prefix="wiretide-calls-", suffix=".avro", dir=_SHM if os.access(_SHM, os.W_OK) else None
-    )
+    try:  # a small or full /dev/shm (a pod's is 64 MiB) costs the fast path only
+        fd, path = tempfile.mkstemp(
+            prefix="wiretide-calls-", suffix=".avro", dir=_SHM if os.access(_SHM, os.W_OK) else None
+        )
+    except OSError as ex:
+        raise NotTaken(one_line(ex)) from ex
     try:
-        with os.fdopen(fd, "wb") as out:
-            sentinels = _write_container(out, batch.messages)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sentinels = _write_container(out, batch.messages)
+        except OSError as ex:
+            raise NotTaken(one_line(ex)) from ex
         if not sentinels:
             return 0
         try:
