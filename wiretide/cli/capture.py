@@ -7,7 +7,6 @@ Imported only when one of them runs: it loads producers/, streams' rules and Kaf
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import signal
 import sys
@@ -18,15 +17,14 @@ from typing import TYPE_CHECKING
 
 from producers.afpacket import RingSpec
 from producers.afpacket.capture import NO_HOST
-from producers.batcher import FlowBatcher
-from producers.live import LiveLoop, Publish, open_sources
-from producers.pcap import ReadStats, read_segments
+from producers.live import LiveLoop, open_sources
+from producers.pcap import ReadStats, read_batches
 from producers.spool import SegmentSpool
 from schemas.config import Settings
 from schemas.errors import WiretideError
-from schemas.records import Segment
 from schemas.runtime import health
 from schemas.runtime.sink_status import SinkStatus
+from schemas.segment_wire import SegmentMessage
 from wiretide import local
 from wiretide.broker import left_running_note
 from wiretide.local import (
@@ -123,6 +121,8 @@ class Handover:
         self.spool = SegmentSpool(spill_dir=start.settings.data if spill else None)
         self.wait_when_full = not spill
         self.publish = self.spool.publish
+        self.publish_columns = self.spool.publish_columns
+        self.publish_message = self.spool.publish_message
         self.publisher: SegmentPublisher | None = None
         self.supervisor: Supervisor | None = None
         self.attached_at: float | None = None
@@ -142,7 +142,7 @@ class Handover:
             self.supervisor = self.start.supervisor()
             self.publisher = SegmentPublisher(self.start.settings)
             self.attached_at = time.monotonic()
-            self.spool.attach(self.publisher.publish)
+            self.spool.attach(self.publisher)
             if not self.quiet:
                 held = self.spool.segments
                 _say(
@@ -217,43 +217,35 @@ def keep_ui(args: argparse.Namespace, settings: Settings, port: int | None) -> N
         store.close()
 
 
-def open_capture(path: str) -> tuple[Segment | None, Iterator[Segment], ReadStats]:
-    """The first segment (reading it opens and checks the file before anything starts),
-    the rest, and the read's counts."""
-    segments = read_segments(path, stats=(stats := ReadStats()))
-    return next(segments, None), segments, stats
+def open_capture(path: str) -> tuple[Iterator[SegmentMessage], ReadStats]:
+    """The capture's messages, ready to publish, and the read's counts; the file is opened
+    and checked now, before anything starts."""
+    messages = read_batches(path, stats=(stats := ReadStats()))
+    return messages, stats
 
 
 def publish_capture(
     path: str,
-    first: Segment | None,
-    segments: Iterator[Segment],
+    messages: Iterator[SegmentMessage],
     stats: ReadStats,
-    publish: Publish,
+    publish: Callable[[SegmentMessage], None],
     progress: Progress,
-    after_batch: Callable[[], None] | None = None,
+    after_batch: Callable[[], None] = lambda: None,
 ) -> None:
-    batcher = FlowBatcher()
     size = max(1, os.path.getsize(path))
-    if first is not None:
-        for seg in itertools.chain((first,), segments):
-            full = batcher.add(seg)
-            if full is not None:
-                publish(*full)
-                if after_batch is not None:
-                    after_batch()
-                progress.show(
-                    f"reading  {Progress.bar(getattr(stats, 'bytes_read', 0), size)} "
-                    f"{stats.packets} packets"
-                )
-    for fid, batch in batcher.drain():
-        publish(fid, batch)
+    for message in messages:
+        publish(message)
+        after_batch()
+        if progress.enabled:
+            progress.show(
+                f"reading  {Progress.bar(stats.bytes_read, size)} {stats.packets} packets"
+            )
 
 
 def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a capture file through the local pipeline and store every call."""
     check_inputs(args, settings)
-    first, segments, stats = open_capture(args.pcap)
+    messages, stats = open_capture(args.pcap)
     kafka_given = bool(settings.kafka)
     start = plan_pipeline(args, settings, args.quiet).begin()
     settings = start.settings
@@ -263,7 +255,7 @@ def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
         if not args.quiet:
             _say(f"reading {args.pcap}")
         publish_capture(
-            args.pcap, first, segments, stats, handover.publish, progress, handover.poll
+            args.pcap, messages, stats, handover.publish_message, progress, handover.poll
         )
         publisher, supervisor = handover.attach()
         ui_port = handover.ui_port
@@ -283,7 +275,7 @@ def tap_pcap(args: argparse.Namespace, settings: Settings) -> int:
 
 def publish_pcap(args: argparse.Namespace, settings: Settings) -> int:
     """Publish a capture's segments to Kafka for the stream workers, then mark its end."""
-    first, segments, stats = open_capture(args.pcap)
+    messages, stats = open_capture(args.pcap)
     kafka_given = bool(settings.kafka)
     settings = connect(settings)
     from producers.publisher import SegmentPublisher
@@ -292,7 +284,7 @@ def publish_pcap(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
 
     publisher = SegmentPublisher(settings)
-    publish_capture(args.pcap, first, segments, stats, publisher.publish, Progress(False))
+    publish_capture(args.pcap, messages, stats, publisher.publish_message, Progress(False))
     publisher.publish_end_of_capture()
     print(f"published {stats.segments} segments of {stats.packets} packets to {settings.kafka}")
     say_left_running(kafka_given, settings)
@@ -337,7 +329,7 @@ def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa
         # None: every process on this host
         tls_pids=cluster.local_pids(node) if cluster is not None and args.tls else None,
         node=node,
-        spec=RingSpec(block_size=1 << 20, block_nr=max(2, args.buffer)),
+        spec=RingSpec.of_mib(args.buffer),
     )
     return sources, cluster
 
@@ -359,7 +351,7 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
             start = plan_pipeline(args, settings, args.quiet).begin()
             settings = start.settings
             handover = Handover(start, True, args.quiet, lambda sup: announce_ui(args, sup))
-            publish = handover.publish
+            publish, publish_columns = handover.publish, handover.publish_columns
         else:
             from producers.publisher import SegmentPublisher
             from schemas.runtime.topics import ensure_topics
@@ -368,7 +360,7 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
             ensure_topics(settings)
 
             publisher = SegmentPublisher(settings)
-            publish = publisher.publish
+            publish, publish_columns = publisher.publish, publisher.publish_columns
         sources[0].exclude_ports(pipeline_ports(settings.kafka, settings.clickhouse))  # type: ignore[attr-defined]
         if cluster is not None:
             if handover is not None:  # it takes nothing before it knows its pods anyway
@@ -376,7 +368,7 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
             from wiretide.kube.aim import aim_at_pods
 
             targets = aim_at_pods(cluster, sources, settings, node)
-        loop = LiveLoop(sources, publish)
+        loop = LiveLoop(sources, publish, publish_columns=publish_columns)
         started = _run_loop(loop, args.duration, stop, progress, handover, settings.data)
         if handover is not None:
             publisher, supervisor = handover.attach()
