@@ -54,7 +54,9 @@ class SegmentPublisher:
                 "enable.idempotence": True,
                 "linger.ms": 20,
                 "batch.num.messages": 10000,
-                "queue.buffering.max.kbytes": 512 * 1024,
+                # bounded so the agent stays small (<= 128 MiB) when it reads faster than
+                # the broker takes: produce() waits for room (BufferError) instead
+                "queue.buffering.max.kbytes": 48 * 1024,
                 "message.max.bytes": 16 * 1024 * 1024,
                 "error_cb": self._on_error,
             }
