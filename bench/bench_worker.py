@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import resource
 import shutil
-import subprocess
 import sys
 import time
 import zlib
@@ -33,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from e2e import TSHARK_PREFS, scan_capture  # noqa: E402
+from tshark import tshark_cpu  # noqa: E402
 
 from producers.batcher import FlowBatcher  # noqa: E402
 from producers.pcap import read_segments  # noqa: E402
@@ -117,16 +116,9 @@ def run_tshark(pcap: Path, packets: int | None) -> tuple[int, float] | None:
     ports = scan_capture(pcap).server_ports
     decode_as = [a for port in ports for a in ("-d", f"tcp.port=={port},http")]
     limit = ["-c", str(packets)] if packets else []
-    cmd = ["tshark", "-n", "-r", str(pcap), *limit, *TSHARK_PREFS, *decode_as]
-    cmd += ["-Y", "http.request", "-T", "fields", "-e", "frame.number"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        return None
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return len(proc.stdout.split()), cpu
+    args = [*limit, *TSHARK_PREFS, *decode_as, "-Y", "http.request"]
+    args += ["-T", "fields", "-e", "frame.number"]
+    return tshark_cpu(pcap, *args)
 
 
 def main() -> int:

@@ -21,11 +21,8 @@ per call over Wiretide's pipeline CPU per call (> 1: Wiretide is faster).
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.tshark import tshark_cpu  # noqa: E402
 from producers.pcap import read_segments  # noqa: E402
 from schemas.records import ApiCall, segment_flow_id  # noqa: E402
 from streams.dissect.registry import default_registry  # noqa: E402
@@ -141,23 +139,6 @@ def time_pipeline(segments: list) -> tuple[int, float]:
     return calls, time.process_time() - t0
 
 
-def tshark_cpu(pcap: Path, args: list[str]) -> tuple[int, float] | None:
-    """(packets tshark printed, its CPU seconds) for `tshark -n -r PCAP ARGS`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(
-        ["tshark", "-n", "-r", str(pcap), *args, "-T", "fields", "-e", "frame.number"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HOME": tempfile.gettempdir()},
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        return None
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return len(proc.stdout.split()), cpu
-
-
 def _rate(us: float) -> str:
     return f"{us:8.2f} us/call {1e6 / us:>10,.0f} calls/s" if us > 0 else "n/a"
 
@@ -187,6 +168,7 @@ def bench(
         events = stream_events(segments)
         tshark = not args.no_tshark and shutil.which("tshark") is not None
         targs = [a for rule in decode_as for a in ("-d", rule)] + ["-Y", display]
+        targs += ["-T", "fields", "-e", "frame.number"]
         best_d = best_p = best_t = best_t1 = float("inf")
         matched = 0
         for _ in range(args.repeat):  # interleaved, so both sides see the same machine
@@ -195,7 +177,7 @@ def bench(
             calls_p, cpu = time_pipeline(segments)
             best_p = min(best_p, cpu)
             if tshark:
-                full, start = tshark_cpu(big, targs), tshark_cpu(one, targs)
+                full, start = tshark_cpu(big, *targs), tshark_cpu(one, *targs)
                 if full is None or start is None:
                     tshark = False
                     continue

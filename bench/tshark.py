@@ -1,13 +1,14 @@
 """tshark's side of the bench scripts: the same traffic, timed through `tshark -n -r`.
 
-`run_tshark` reads a capture; `run_tshark_on_flows` first writes the bench's synthetic
-flows (`(flow, [(direction, ts, seq, data)], close_ts)`, as bench_http makes them) to a
-pcap with handshakes and FINs.
+`run_tshark` reads a capture (wall time), `tshark_cpu` too (CPU time);
+`run_tshark_on_flows` first writes the bench's synthetic flows (`(flow, [(direction, ts,
+seq, data)], close_ts)`, as bench_http makes them) to a pcap with handshakes and FINs.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import struct
 import subprocess
@@ -22,6 +23,24 @@ def run_tshark(pcap: Path, *args: str) -> tuple[int, float] | None:
     if shutil.which("tshark") is None:
         print("tshark: not available")
         return None
+    run = _run(pcap, args)
+    if run is None:
+        print("tshark: not available")
+        return None
+    values, elapsed, _ = run
+    return values, elapsed
+
+
+def tshark_cpu(pcap: Path, *args: str) -> tuple[int, float] | None:
+    """(values tshark printed, its CPU seconds, user + system) for `tshark -n -r PCAP
+    ARGS`; None, said on stdout, when it fails."""
+    run = _run(pcap, args)
+    return None if run is None else (run[0], run[2])
+
+
+def _run(pcap: Path, args: tuple[str, ...]) -> tuple[int, float, float] | None:
+    """(values printed, wall seconds, CPU seconds) of one tshark run; None when it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         ["tshark", "-n", "-r", str(pcap), *args],
@@ -30,11 +49,12 @@ def run_tshark(pcap: Path, *args: str) -> tuple[int, float] | None:
         env={**os.environ, "HOME": tempfile.gettempdir()},
     )
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         print(f"tshark failed: {proc.stderr.strip()[:200]}")
-        print("tshark: not available")
         return None
-    return len(proc.stdout.split()), elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return len(proc.stdout.split()), elapsed, cpu
 
 
 def run_tshark_on_flows(flows, *args: str) -> tuple[int, float] | None:
