@@ -66,6 +66,7 @@ from bench.e2e import (  # noqa: E402
     _killpg,
     _last_lines,
     _short,
+    broker_data,
 )
 from wiretide.broker import free_port_pair  # noqa: E402
 
@@ -711,36 +712,19 @@ def _main(args: argparse.Namespace, rates: list[int]) -> int:
     if os.geteuid() != 0 and not _has_net_raw():
         raise BenchError("live capture needs root or CAP_NET_RAW")
     wiretide = shlex.split(args.wiretide) if args.wiretide else [sys.executable, "-m", "wiretide"]
-    tmp = None
-    if args.data:
-        data = args.data.resolve()
-        data.mkdir(parents=True, exist_ok=True)
-    else:
-        data = Path(tmp := tempfile.mkdtemp(prefix="wiretide-latency-"))
-    nginx = None
-    started_broker = False
     results: list[RateResult] = []
-    try:
-        bcmd = [*wiretide, "broker", "start", "--data", str(data)]
-        print(f"$ {shlex.join(bcmd)}", flush=True)
-        _helper(bcmd, "wiretide broker start", timeout=300)
-        started_broker = True
+    with broker_data(
+        wiretide, args.data, "wiretide-latency-", start=True, keep=args.keep_broker
+    ) as data:
         nginx = Nginx()
-        print(f"nginx on 127.0.0.1:{nginx.port}", flush=True)
-        for rate in rates:
-            result = run_rate(args, wiretide, data, nginx.port, rate)
-            report(result)
-            results.append(result)
-    finally:
-        if nginx is not None:
+        try:
+            print(f"nginx on 127.0.0.1:{nginx.port}", flush=True)
+            for rate in rates:
+                result = run_rate(args, wiretide, data, nginx.port, rate)
+                report(result)
+                results.append(result)
+        finally:
             nginx.stop()
-        if started_broker and not args.keep_broker:
-            subprocess.run(
-                [*wiretide, "broker", "stop", "--data", str(data)],
-                capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
-            )  # fmt: skip
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     summary(results)
     if args.json_out:
         args.json_out.write_text(json.dumps([_as_json(r) for r in results], indent=2) + "\n")

@@ -45,6 +45,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -605,19 +607,9 @@ def _timing(calls: int, run: Run) -> dict:
 def _bench_wiretide(args: argparse.Namespace, wiretide: list[str], cap: Capture) -> WiretideResult:
     """`wiretide tap` the capture into a data dir of its own (or --data, which must hold no
     calls), with a broker started for it unless --no-broker."""
-    tmp = None
-    if args.data:
-        data = args.data.resolve()
-        data.mkdir(parents=True, exist_ok=True)
-    else:
-        data = Path(tmp := tempfile.mkdtemp(prefix="wiretide-e2e-"))
-    started_broker = False
-    try:
-        if not args.no_broker:
-            bcmd = [*wiretide, "broker", "start", "--data", str(data)]
-            print(f"$ {shlex.join(bcmd)}", flush=True)
-            _helper(bcmd, "wiretide broker start", timeout=300)
-            started_broker = True
+    with broker_data(
+        wiretide, args.data, "wiretide-e2e-", start=not args.no_broker, keep=args.keep_broker
+    ) as data:
         if args.data:
             try:
                 before = count_stored(wiretide, data, args.timeout)
@@ -629,8 +621,30 @@ def _bench_wiretide(args: argparse.Namespace, wiretide: list[str], cap: Capture)
         tap = [*wiretide, "tap", "--pcap", str(cap.path), "--data", str(data)]
         print(f"$ {shlex.join(tap)}", flush=True)
         return run_wiretide(wiretide, cap, data, args.timeout, exclude)
+
+
+@contextmanager
+def broker_data(
+    wiretide: list[str], data: Path | None, prefix: str, *, start: bool, keep: bool
+) -> Iterator[Path]:
+    """The data dir `data` (made if missing), or a temporary one named `prefix`... that is
+    removed afterwards; with a broker started on it when `start`, stopped again unless `keep`."""
+    tmp = None
+    if data:
+        data = data.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+    else:
+        data = Path(tmp := tempfile.mkdtemp(prefix=prefix))
+    started_broker = False
+    try:
+        if start:
+            bcmd = [*wiretide, "broker", "start", "--data", str(data)]
+            print(f"$ {shlex.join(bcmd)}", flush=True)
+            _helper(bcmd, "wiretide broker start", timeout=300)
+            started_broker = True
+        yield data
     finally:
-        if started_broker and not args.keep_broker:
+        if started_broker and not keep:
             subprocess.run(
                 [*wiretide, "broker", "stop", "--data", str(data)],
                 capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
