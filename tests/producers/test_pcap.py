@@ -393,25 +393,28 @@ def test_garbage_record_length_stops_the_read(tmp_path):
 
 GOLDEN_BYTES = {name: (GOLDEN / name).read_bytes() for name in FILES if not name.endswith(".gz")}
 
+# `mutated`'s arguments: bytes overwritten at fractions of the length, then a cut.
+MUTATIONS = {
+    "edits": st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=24
+    ),
+    "cut": st.none() | st.floats(0, 1),
+}
 
-@pytest.fixture(scope="module")
-def fuzz_path(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("fuzz") / "mutant"
+
+def mutated(data: bytes, edits: list[tuple[float, int]], cut: float | None) -> bytes:
+    out = bytearray(data)
+    for where, value in edits:
+        out[int(where * len(out))] = value
+    if cut is not None:
+        out = out[: int(cut * len(out))]
+    return bytes(out)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(sorted(GOLDEN_BYTES)),
-    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=24),
-    cut=st.none() | st.floats(0, 1),
-)
+@given(name=st.sampled_from(sorted(GOLDEN_BYTES)), **MUTATIONS)
 def test_mutated_files_never_raise_anything_but_capture_error(fuzz_path, name, edits, cut):
-    data = bytearray(GOLDEN_BYTES[name])
-    for where, value in edits:
-        data[int(where * len(data))] = value
-    if cut is not None:
-        data = data[: int(cut * len(data))]
-    fuzz_path.write_bytes(bytes(data))
+    fuzz_path.write_bytes(mutated(GOLDEN_BYTES[name], edits, cut))
     try:
         segs, stats = read(fuzz_path)
     except CaptureError as e:

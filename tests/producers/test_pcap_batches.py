@@ -20,7 +20,14 @@ from producers.pcap import CaptureError, ReadStats, read_batches, read_segments
 from producers.pcap_writer import ip_packets
 from schemas.records import ACK, PSH, SYN, Segment, segment_flow_id
 from schemas.segment_wire import SegmentMessage, decode_segments, segments_of
-from tests.producers.test_pcap import FILES, GOLDEN, GOLDEN_BYTES, record_boundaries
+from tests.producers.test_pcap import (
+    FILES,
+    GOLDEN,
+    GOLDEN_BYTES,
+    MUTATIONS,
+    mutated,
+    record_boundaries,
+)
 
 
 def packet_by_packet(path: Path, stats: ReadStats) -> Iterator[Segment]:
@@ -177,22 +184,8 @@ def test_a_flow_mixing_common_and_odd_frames_keeps_its_order(tmp_path):
     assert stats.skipped == {"truncated_packet": 1}
 
 
-@pytest.fixture(scope="module")
-def fuzz_path(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("fuzz") / "mutant"
-
-
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(sorted(n for n in GOLDEN_BYTES if n.endswith(".pcap"))),
-    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=24),
-    cut=st.none() | st.floats(0, 1),
-)
+@given(name=st.sampled_from(sorted(n for n in GOLDEN_BYTES if n.endswith(".pcap"))), **MUTATIONS)
 def test_mutated_captures_batch_to_the_same_segments(fuzz_path, name, edits, cut):
-    data = bytearray(GOLDEN_BYTES[name])
-    for where, value in edits:
-        data[int(where * len(data))] = value
-    if cut is not None:
-        data = data[: int(cut * len(data))]
-    fuzz_path.write_bytes(bytes(data))
+    fuzz_path.write_bytes(mutated(GOLDEN_BYTES[name], edits, cut))
     assert_same(fuzz_path, max_segments=3)
