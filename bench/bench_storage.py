@@ -181,13 +181,16 @@ def report(store: Store, reference: bytes | None = None) -> float:
     """Print bytes per call on disk, per column and per skip index; return the total."""
     client = store.client
     db = "database = currentDatabase() AND table = {t:String}"
+
+    def table_rows(sql: str) -> list:
+        return client.query(sql, parameters={"t": CALLS}).result_rows
+
     calls = int(client.query(f"SELECT count() FROM {CALLS}").result_rows[0][0])
-    parts, compressed, raw, disk, indexes = client.query(
+    parts, compressed, raw, disk, indexes = table_rows(
         "SELECT count(), sum(data_compressed_bytes), sum(data_uncompressed_bytes),"
         f" sum(bytes_on_disk), sum(secondary_indices_compressed_bytes) FROM system.parts"
-        f" WHERE active AND {db}",
-        parameters={"t": CALLS},
-    ).result_rows[0]
+        f" WHERE active AND {db}"
+    )[0]
     if not calls:
         sys.exit("no calls stored")
     print(f"{calls:,} calls in {parts} part(s)")
@@ -198,19 +201,17 @@ def report(store: Store, reference: bytes | None = None) -> float:
         per_call = len(reference) / calls
         print(f"  reference: the same calls as JSON lines, gzip -6: {per_call:.1f} B/call")
     print(f"\n  {'column':<20} {'B/call':>7} {'raw':>7}  type and codec")
-    rows = client.query(
+    rows = table_rows(
         "SELECT name, type, compression_codec, data_compressed_bytes, data_uncompressed_bytes"
-        f" FROM system.columns WHERE {db} ORDER BY data_compressed_bytes DESC",
-        parameters={"t": CALLS},
-    ).result_rows
+        f" FROM system.columns WHERE {db} ORDER BY data_compressed_bytes DESC"
+    )
     for name, kind, codec, packed, unpacked in rows:
         if packed / calls >= 0.05:
             print(f"  {name:<20} {packed / calls:7.2f} {unpacked / calls:7.1f}  {kind} {codec}")
-    skips = client.query(
+    skips = table_rows(
         "SELECT name, type_full, data_compressed_bytes FROM system.data_skipping_indices"
-        f" WHERE {db} ORDER BY name",
-        parameters={"t": CALLS},
-    ).result_rows
+        f" WHERE {db} ORDER BY name"
+    )
     for name, kind, packed in skips:
         print(f"  {name:<20} {packed / calls:7.2f}          index {kind}")
     return disk / calls
