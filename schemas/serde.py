@@ -172,6 +172,29 @@ def _text(s: str) -> bytes:
     return enc
 
 
+# Arrays of string pairs (headers, verdicts) -> their whole encoding: a client sends the
+# same headers call after call, and one lookup replaces a dozen string encodings.
+_PAIR_ARRAYS: dict[tuple, bytes] = {}
+
+
+def _pair_array(items: tuple) -> bytes:
+    """The Avro encoding of a non-empty array of (string, string) records, remembered."""
+    n = len(items)
+    out = bytearray(bytes((n << 1,)) if n < 64 else _LONGS.get(n) or _long(n))
+    for a, b in items:
+        for s in (a, b):
+            enc = s.encode()
+            k = len(enc)
+            out += bytes((k << 1,)) if k < 64 else _LONGS.get(k) or _long(k)
+            out += enc
+    out.append(0)
+    enc = bytes(out)
+    if len(_PAIR_ARRAYS) >= 1024:
+        _PAIR_ARRAYS.clear()
+    _PAIR_ARRAYS[items] = enc
+    return enc
+
+
 _TAIL5: dict[bytes, int] = {}  # last 5 bytes of a 9-byte varint -> their bits, shifted
 
 
@@ -248,6 +271,8 @@ class _Compiler:
             "_LONGS": _LONGS,
             "_TEXTS": _TEXTS,
             "_text": _text,
+            "_PAIR_ARRAYS": _PAIR_ARRAYS,
+            "_pair_array": _pair_array,
             "_read_long": _read_long,
             "_read_len": _read_len,
             "_ZZ1": _ZZ1,
@@ -361,6 +386,14 @@ class _Compiler:
                 self.emit(f"if type({items}) is not list: {items} = list({items})")
             else:  # a dataclass field: a tuple (any sequence works for fastavro too)
                 self.emit(f"if type({items}) is not tuple: raise _Fallback")
+                item_t = self.resolve(t["items"])
+                if self.kind(item_t) == "record" and self.record_class(item_t)[0] is None:
+                    # pairs of strings: the whole array's encoding, remembered
+                    self.emit(
+                        f"if {items}: out += _PAIR_ARRAYS.get({items}) or _pair_array({items})"
+                    )
+                    self.emit("else: out.append(0)")
+                    return
             self.emit(f"{n} = len({items})")
             self.emit(f"if {n}:")
             self.depth += 1

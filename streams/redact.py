@@ -44,6 +44,7 @@ from operator import attrgetter
 from pathlib import Path
 from urllib.parse import unquote_plus
 
+import orjson
 import re2
 import yaml
 
@@ -689,6 +690,10 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
     # A string can only hold JSON if '"{' or '"[' is in the body (or escapes hide it).
     if b'"{' in body or b'"[' in body or b"\\u" in body or 0 in body[:4]:
         hook = nested_hook
+    elif not scrub:
+        fast = _json_fast(body, policy)
+        if fast is not _SLOW:
+            return fast
 
     try:
         doc = json.loads(body, object_hook=hook, parse_constant=str)
@@ -714,6 +719,57 @@ def _json(body: bytes, policy: RedactionPolicy) -> bytes | None:
         return out.encode()
     except UnicodeEncodeError:  # lone surrogates (from \\ud800 escapes): keep them escaped
         return json.dumps(json.loads(out), separators=(",", ":")).encode()
+
+
+_SLOW = b""  # _json_fast's answer when it cannot be sure: take the json module's path
+
+
+class _NotExact(Exception):
+    """A float in the document: orjson reads big integers as floats, and prints floats
+    its own way, so only the json module's path gives the exact bytes."""
+
+
+def _json_fast(body: bytes, policy: RedactionPolicy) -> bytes | None:
+    """What `_json` makes of a body with no JSON inside its strings and no body patterns,
+    parsed and printed by orjson (C, several times faster), or _SLOW when orjson does not
+    read it exactly as json.loads would (NaN, a BOM, surrogates, floats, deep nesting: it
+    refuses those, or `_redact_keys` does)."""
+    try:
+        doc = orjson.loads(body)
+        changed = _redact_keys(doc, policy.matches, policy._cache, policy.replacement)
+    except (orjson.JSONDecodeError, _NotExact, RecursionError):
+        return _SLOW
+    # orjson prints as json.dumps(ensure_ascii=False, separators=(",", ":")) for all
+    # but floats, which never get here.
+    return orjson.dumps(doc) if changed else None
+
+
+def _redact_keys(o: object, matches: Callable, known: dict, repl: str) -> bool:
+    """Replace the values of matching keys in place, as `_json`'s hook does; True when
+    something changed. Raises _NotExact at a float."""
+    changed = False
+    if type(o) is dict:
+        for k, v in o.items():  # values are replaced, never keys added: safe while iterating
+            hit = known.get(k)
+            if hit is None:
+                hit = matches(k)
+            if hit:
+                if v != repl:
+                    o[k] = repl
+                    changed = True
+            elif type(v) is dict or type(v) is list:
+                changed = _redact_keys(v, matches, known, repl) or changed
+            elif type(v) is float:
+                raise _NotExact
+    elif type(o) is list:
+        for v in o:
+            if type(v) is dict or type(v) is list:
+                changed = _redact_keys(v, matches, known, repl) or changed
+            elif type(v) is float:
+                raise _NotExact
+    elif type(o) is float:
+        raise _NotExact
+    return changed
 
 
 def _patterns_may_hit(body: bytes, policy: RedactionPolicy) -> bool:
