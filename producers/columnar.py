@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -37,6 +37,7 @@ from schemas.segment_wire import (
 
 __all__ = [
     "ChunkBatcher",
+    "FlowCut",
     "Frames",
     "decode_ethernet_ipv4",
     "flow_batches",
@@ -154,46 +155,34 @@ def _name(names: dict[int, str], ip: int) -> str:
     return text
 
 
-def flow_batches(
-    buf: bytes,
-    frames: Frames,
-    *,
-    node: str,
-    source: str,
-    max_segments: int,
-    max_bytes: int,
-    names: dict[int, str],
-) -> Iterator[SegmentColumns]:
+class FlowCut(TypedDict):
+    """How `flow_batches` and `flow_messages` label the segments and cut the batches."""
+
+    node: str
+    source: str
+    max_segments: int
+    max_bytes: int
+    names: dict[int, str]  # address texts, cached between calls
+
+
+def flow_batches(buf: bytes, frames: Frames, **cut: Unpack[FlowCut]) -> Iterator[SegmentColumns]:
     """The frames grouped per flow (flows in order of their first frame), each flow's
     frames in capture order and cut into batches as `FlowBatcher` cuts them: at
-    `max_segments` segments, or once payloads plus 64 bytes a segment reach `max_bytes`.
-    `names` caches address texts between calls."""
-    for fid, headers, columns, pieces in _flow_parts(
-        buf, frames, node, source, max_segments, max_bytes, names
-    ):
+    `max_segments` segments, or once payloads plus 64 bytes a segment reach `max_bytes`."""
+    for fid, headers, columns, pieces in _flow_parts(buf, frames, **cut):
         yield SegmentColumns(fid, headers, *columns, b"".join(pieces))
 
 
-def flow_messages(
-    buf: bytes,
-    frames: Frames,
-    *,
-    node: str,
-    source: str,
-    max_segments: int,
-    max_bytes: int,
-    names: dict[int, str],
-) -> Iterator[SegmentMessage]:
+def flow_messages(buf: bytes, frames: Frames, **cut: Unpack[FlowCut]) -> Iterator[SegmentMessage]:
     """`flow_batches`, each batch encoded: its payloads are copied once, into the message."""
-    for fid, headers, columns, pieces in _flow_parts(
-        buf, frames, node, source, max_segments, max_bytes, names
-    ):
+    for fid, headers, columns, pieces in _flow_parts(buf, frames, **cut):
         yield SegmentMessage(fid, len(pieces), encode_message(fid, headers, *columns, pieces))
 
 
 def _flow_parts(
     buf: bytes,
     frames: Frames,
+    *,
     node: str,
     source: str,
     max_segments: int,
