@@ -67,6 +67,7 @@ from bench.e2e import (  # noqa: E402
     _last_lines,
     _short,
     broker_data,
+    exit_status,
 )
 from wiretide.broker import free_port_pair  # noqa: E402
 
@@ -698,14 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) <= 0:
             print(f"bench_latency: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
-    try:
-        return _main(args, rates)
-    except BenchError as e:
-        print(f"bench_latency: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bench_latency: interrupted", file=sys.stderr)
-        return 130
+    return exit_status("bench_latency", lambda: _main(args, rates))
 
 
 def _main(args: argparse.Namespace, rates: list[int]) -> int:

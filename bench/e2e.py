@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,13 +522,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     ap.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = ap.parse_args(argv)
+    return exit_status("e2e", lambda: _main(args))
+
+
+def exit_status(prog: str, run: Callable[[], int]) -> int:
+    """`run()`'s status; a BenchError said in one line on stderr is 2, Ctrl-C 130."""
     try:
-        return _main(args)
+        return run()
     except BenchError as e:
-        print(f"e2e: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("e2e: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -379,13 +379,18 @@ def test_unsupported_link_type_is_counted(tmp_path):
     assert segs == [] and stats.skipped == {"unsupported_linktype": records}
 
 
-def test_garbage_record_length_stops_the_read(tmp_path):
+def garbage_record_length(tmp_path: Path) -> Path:
+    """eth_lo.pcap with a length no record can have in its second record's header."""
     data = bytearray((GOLDEN / "eth_lo.pcap").read_bytes())
     second = record_boundaries(bytes(data))[1]
     data[second + 8 : second + 12] = (0x7FFFFFFF).to_bytes(4, "little")
     p = tmp_path / "bad.pcap"
     p.write_bytes(bytes(data))
-    segs, stats = read(p)
+    return p
+
+
+def test_garbage_record_length_stops_the_read(tmp_path):
+    segs, stats = read(garbage_record_length(tmp_path))
     assert len(segs) == 1 and stats.skipped == {"bad_record": 1}
 
 

@@ -25,6 +25,7 @@ from tests.producers.test_pcap import (
     GOLDEN,
     GOLDEN_BYTES,
     MUTATIONS,
+    garbage_record_length,
     mutated,
     record_boundaries,
 )
@@ -119,12 +120,7 @@ def test_truncated_anywhere(tmp_path):
 
 
 def test_garbage_record_length_stops_the_read(tmp_path):
-    data = bytearray((GOLDEN / "eth_lo.pcap").read_bytes())
-    second = record_boundaries(bytes(data))[1]
-    data[second + 8 : second + 12] = (0x7FFFFFFF).to_bytes(4, "little")
-    p = tmp_path / "bad.pcap"
-    p.write_bytes(bytes(data))
-    got, stats = per_flow_batches(p)
+    got, stats = per_flow_batches(garbage_record_length(tmp_path))
     assert sum(map(len, got.values())) == 1 and stats.skipped == {"bad_record": 1}
 
 
