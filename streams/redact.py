@@ -732,16 +732,17 @@ class _NotExact(Exception):
 def _json_fast(body: bytes, policy: RedactionPolicy) -> bytes | None:
     """What `_json` makes of a body with no JSON inside its strings and no body patterns,
     parsed and printed by orjson (C, several times faster), or _SLOW when orjson does not
-    read it exactly as json.loads would (NaN, a BOM, surrogates, floats, deep nesting: it
-    refuses those, or `_redact_keys` does)."""
+    read or print it exactly as the json module would (NaN, a BOM, surrogates, floats,
+    deep nesting: it refuses those, or `_redact_keys` does)."""
     try:
         doc = orjson.loads(body)
-        changed = _redact_keys(doc, policy.matches, policy._cache, policy.replacement)
-    except (orjson.JSONDecodeError, _NotExact, RecursionError):
+        if not _redact_keys(doc, policy.matches, policy._cache, policy.replacement):
+            return None
+        # As json.dumps(ensure_ascii=False, separators=(",", ":")) but for floats, which
+        # never get here; it refuses to nest as deep as orjson.loads does.
+        return orjson.dumps(doc)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, _NotExact, RecursionError):
         return _SLOW
-    # orjson prints as json.dumps(ensure_ascii=False, separators=(",", ":")) for all
-    # but floats, which never get here.
-    return orjson.dumps(doc) if changed else None
 
 
 def _redact_keys(o: object, matches: Callable, known: dict, repl: str) -> bool:

@@ -209,3 +209,35 @@ def test_record_maker_builds_the_same_record() -> None:
     assert make(*values) == Segment(*values)
     with pytest.raises(TypeError):
         make(*values[:-1])
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        (("a", b"bytes"),),  # not text: both raise
+        (["a", "b"],),  # a list pair: not hashable, the generic way takes it
+        (("a", "b", "c"),),  # three strings
+        (("\ud800", "b"),),  # a lone surrogate
+        tuple((f"h{i}", "v" * i) for i in range(70)),  # a two-byte count, long values
+    ],
+)
+def test_header_arrays_seen_again_encode_the_same(odd: tuple) -> None:
+    """Header arrays are remembered whole: a repeat, before and after an odd one, gives
+    the same bytes as the generic path (and an odd one its error)."""
+    usual = (("User-Agent", "wrk"), ("Accept", "*/*"), ("Authorization", "[REDACTED]"))
+    calls = [
+        ApiCall(str(i), "http", i, "a", 1, "b", 2, "f", request_headers=h, verdicts=usual)  # type: ignore[arg-type]
+        for i, h in enumerate((usual, odd, usual, odd, ()))
+    ]
+    for batch in ([c] for c in calls):
+        assert _raises(serde.encode_call_batch, "f", batch) == _raises(
+            serde._generic_encode_call_batch, "f", batch
+        )
+        if _raises(serde._generic_encode_call_batch, "f", batch) is None:
+            assert serde.encode_call_batch("f", batch) == serde._generic_encode_call_batch(
+                "f", batch
+            )
+    good = [c for c in calls if _raises(serde._generic_encode_call_batch, "f", [c]) is None]
+    assert serde.encode_call_batch("f", good) == serde._generic_encode_call_batch("f", good)
+    usual_only = [calls[0], calls[2], calls[4]]
+    assert serde._ENC_CALLS("f", usual_only) == serde._generic_encode_call_batch("f", usual_only)

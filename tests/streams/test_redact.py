@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.records import ApiCall
+from streams import redact as redact_module
 from streams.redact import DEFAULT_FIELDS, RedactionPolicy, normalize, redact
 
 R = "[REDACTED]"
@@ -509,3 +510,39 @@ def test_repeated_headers_are_redacted_alike_and_unhashable_ones_too():
     assert again.request_headers == first.request_headers
     listed = redact(make(request_headers=[("Authorization", "Bearer abc")]), policy)
     assert listed.request_headers == (("Authorization", R),)
+
+
+# JSON that orjson reads differently from json.loads, or not at all.
+ODD_JSON = st.sampled_from(
+    [
+        b'{"user":1,"id":18446744073709551616}',  # beyond 64 bits: orjson makes it a float
+        b'{"user":1,"n":-9223372036854775809}',
+        b'{"user":1,"f":1e16,"g":0.1,"h":-0.0}',
+        b'{"user":1,"f":1e400}',
+        b'{"user":1,"x":NaN}',
+        b'\xef\xbb\xbf{"user":1}',  # a BOM
+        b'{"user":1,"s":"\xed\xa0\x80"}',  # a surrogate in UTF-8
+        b'{"user":1,"user":2,"User":[1,{"token":3}]}',  # duplicate keys
+        b'{"user":"[REDACTED]","a":[[[{"api_key":"[REDACTED]"}]]]}',  # nothing to change
+        b'{"user":"\\n\\t\\u0001\\"\\\\/","k":"\\u00e9\\u2028"}',
+        b' {"user" : 1 , "\xc3\xa9" : [ true , false , null ] }\n',
+        b"[" * 600 + b'{"user":1}' + b"]" * 600,
+        b'{"user":1}{"user":2}',  # two documents
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON_TEXT | ODD_JSON, fields=st.sampled_from([("user",), DEFAULT_FIELDS]))
+def test_json_bodies_read_by_orjson_come_out_as_the_json_module_makes_them(body, fields):
+    """orjson parses and prints the usual JSON body; the bytes are those of the json
+    module's path, whatever the body holds."""
+    policy = RedactionPolicy(fields=fields)
+    call = body_call("application/json", body)
+    fast = redact(call, policy)
+    orjson_path = redact_module._json_fast
+    redact_module._json_fast = lambda body, policy: redact_module._SLOW
+    try:
+        assert redact(call, policy) == fast
+    finally:
+        redact_module._json_fast = orjson_path
