@@ -4,6 +4,10 @@ Never stop, never leak:
 * a batch's messages are stored as they came (encoded.py: no Python per call) and
   decoded only when the store does not take them so; the batch is bounded by calls
   (max_rows) and bytes (max_bytes), and so is what the consumer fetches ahead;
+* an insert costs ~0.15 s of CPU whatever its size, so a backlog (messages already
+  waiting when a batch would be stored) is gathered up to backlog_rows calls (still
+  within max_bytes) and drains in few big inserts; caught up, a batch is stored after
+  max_wait_s, which keeps a live call's wait to be queryable short;
 * a message that is not a CallBatch, and a call the writer rejects for its data (see
   writer.py), go to `<calls topic>.dlq` with the reason; the rest of the batch is stored;
 * a store that takes no writes holds the batch (partitions paused, nothing committed,
@@ -46,6 +50,7 @@ class CallSink:
         max_rows: int = 10_000,
         max_wait_s: float = 0.25,  # a live call's wait to be queryable (bench_latency.py)
         max_bytes: int = 32 * 1024 * 1024,
+        backlog_rows: int = 100_000,
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
@@ -54,6 +59,7 @@ class CallSink:
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.max_bytes = max_bytes
+        self.backlog_rows = max(backlog_rows, max_rows)
         self.written = 0
         self.dead_letters = 0
         self._kafka = Outage("sink", say=say)
@@ -103,7 +109,7 @@ class CallSink:
         self._consumer.close()
 
     def step(self) -> int:
-        """Take one batch (≥ max_rows or max_wait_s), store it, commit. Returns rows stored."""
+        """Take one batch (see `_fill`), store it, commit. Returns rows stored."""
         health.beat("sink", self.settings.data)
         if self._paused:  # the store was unavailable: poll (stay in the group), retry
             self._take(self._consumer.consume(num_messages=1, timeout=self._store.next_delay()))
@@ -124,13 +130,22 @@ class CallSink:
         return stored
 
     def _fill(self) -> None:
+        """Gather a batch: max_rows calls, or what came within max_wait_s; while messages
+        are waiting (consume() gives as many as asked), up to backlog_rows calls."""
         deadline = time.monotonic() + self.max_wait_s
-        while self._rows < self.max_rows and self._bytes < self.max_bytes:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            want = min(100, self.max_rows - self._rows)
-            self._take(self._consumer.consume(num_messages=want, timeout=left))
+        behind = False
+        while self._bytes < self.max_bytes:
+            cap = self.backlog_rows if behind else self.max_rows
+            left = max(0.0, deadline - time.monotonic())
+            if self._rows >= cap or (left == 0 and not behind):
+                break  # full; or waited long enough, and no backlog seen
+            want = max(1, min(100, cap - self._rows))
+            messages = self._consumer.consume(num_messages=want, timeout=left)
+            self._take(messages)
+            if len(messages) == want:
+                behind = True  # more were waiting: a backlog
+            elif left == 0:
+                break  # past the wait and caught up: store what is here
 
     def _take(self, messages: list) -> None:
         for msg in messages:
