@@ -148,12 +148,12 @@ def _long(v: int) -> bytes:
     return enc
 
 
-# Text fields whose values repeat from record to record (addresses, names, versions,
+# Text fields whose values repeat from record to record (addresses, flows, names, versions,
 # header names): their encodings are remembered. Unique text (ids, paths, header values)
 # would only churn the table.
 _REPEATING = frozenset(
     {
-        "protocol", "src_ip", "dst_ip", "node", "source", "transport", "method",
+        "protocol", "src_ip", "dst_ip", "flow_id", "node", "source", "transport", "method",
         "request_version", "reason", "response_version", "src_pod", "src_namespace",
         "src_service", "dst_pod", "dst_namespace", "dst_service", "name", "rule", "flags",
     }
