@@ -130,22 +130,21 @@ class CallSink:
         return stored
 
     def _fill(self) -> None:
-        """Gather a batch: max_rows calls, or what came within max_wait_s; while messages
-        are waiting (consume() gives as many as asked), up to backlog_rows calls."""
+        """Gather a batch: max_rows calls, or what came within max_wait_s; then what is
+        already waiting (a backlog) joins it, up to backlog_rows calls."""
         deadline = time.monotonic() + self.max_wait_s
-        behind = False
-        while self._bytes < self.max_bytes:
-            cap = self.backlog_rows if behind else self.max_rows
-            left = max(0.0, deadline - time.monotonic())
-            if self._rows >= cap or (left == 0 and not behind):
-                break  # full; or waited long enough, and no backlog seen
-            want = max(1, min(100, cap - self._rows))
-            messages = self._consumer.consume(num_messages=want, timeout=left)
-            self._take(messages)
-            if len(messages) == want:
-                behind = True  # more were waiting: a backlog
-            elif left == 0:
-                break  # past the wait and caught up: store what is here
+        while self._rows < self.max_rows and self._bytes < self.max_bytes:
+            left = deadline - time.monotonic()
+            if left < 0.001:  # librdkafka counts whole milliseconds
+                break
+            want = min(100, self.max_rows - self._rows)
+            self._take(self._consumer.consume(num_messages=want, timeout=left))
+        while self._rows < self.backlog_rows and self._bytes < self.max_bytes:
+            taken = self._bytes
+            want = min(100, self.backlog_rows - self._rows)
+            self._take(self._consumer.consume(num_messages=want, timeout=0))
+            if self._bytes == taken:
+                break  # nothing (more) was waiting
 
     def _take(self, messages: list) -> None:
         for msg in messages:
