@@ -1,6 +1,7 @@
 """Throughput of the ClickHouse sink on embedded chDB, next to a bare Arrow insert.
 
     python bench/bench_sink.py [--calls N] [--batch B] [--per-message M] [--dir DIR]
+    python bench/bench_sink.py --sizes B1,B2,... [--calls N] [--per-message M]
 
 N typical small HTTP calls (8 request and 6 response headers, JSON bodies of ~150
 bytes) are encoded as the worker sends them (CallBatch messages of M calls), and stored
@@ -17,6 +18,10 @@ reset before each: the test data stays resident, so the rise is what storing cos
 reference, measured in the same run, is `insert_arrow` of already built Arrow tables
 (the engine's floor for Arrow). Then it writes the first half again (a replay), and
 times reads with and without FINAL, which is what deduplication costs readers.
+
+With --sizes, only the as-encoded way runs, once per batch size (a fresh store each):
+what one insert's fixed cost weighs per call at each size, next to the RSS it costs (the
+peak's rise, and what stays after the run). The sink's backlog_rows is chosen by it.
 
 Rates are given by wall clock and by this process's CPU time (all threads, chDB's
 included), which stays meaningful on a machine shared with other work.
@@ -148,13 +153,33 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--per-message", type=int, default=50, help="calls per CallBatch")
     parser.add_argument("--dir", help="parent of the chDB data dirs (default: a temp dir)")
+    parser.add_argument("--sizes", help="comma-separated batch sizes: as encoded only")
     args = parser.parse_args()
+    if args.sizes:
+        by_size([int(size) for size in args.sizes.split(",")], args)
+        return
 
     if args.dir:
         run(Path(args.dir), args)
     else:
         with tempfile.TemporaryDirectory(prefix="wiretide-bench-") as tmp:
             run(Path(tmp), args)
+
+
+def by_size(sizes: list[int], args: argparse.Namespace) -> None:
+    """CPU us/call and RSS of storing as encoded, per batch size."""
+    all_messages = messages(
+        make_calls(args.calls, time.time_ns() - 3_600_000_000_000), args.per_message
+    )
+    print(f"calls: {args.calls}, {args.per_message} per message, as encoded")
+    print(f"{'batch':>8}{'CPU us/call':>13}{'peak rise MB':>14}{'kept MB':>9}")
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp, open_store(f"chdb://{tmp}/s") as store:
+            before = rss_mb("VmRSS")
+            per_batch = max(1, size // args.per_message)
+            _, cpu, rise = timed(store_encoded, CallWriter(store), batches(all_messages, per_batch))
+            kept = rss_mb("VmRSS") - before
+        print(f"{size:>8}{cpu / args.calls * 1e6:>13.2f}{rise:>14.0f}{kept:>9.0f}")
 
 
 def run(base: Path, args: argparse.Namespace) -> None:
