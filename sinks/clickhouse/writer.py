@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -46,6 +47,7 @@ _INSERT_SETTINGS = {"async_insert": 0, "optimize_on_insert": 0}
 # and size errors. Any other failure is the store's (invariant 3).
 _DATA_ERRORS = frozenset({6, 26, 27, 38, 41, 43, 53, 69, 70, 72, 117, 131, 190, 321, 407})
 _CODE = re.compile(r"\bCode: (\d+)\b")
+_PURGE_EVERY_S = 5.0
 _TOO_WIDE = "Too many partitions for single INSERT block"  # many days: smaller batches do
 
 
@@ -56,6 +58,7 @@ class StoreUnavailable(SinkError):
 class CallWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._purged = -_PURGE_EVERY_S  # when freed memory was last handed back
 
     def write(self, calls: Sequence[ApiCall] | EncodedCalls) -> list[RejectedCall]:
         """Store `calls`; returns the rejected ones (see the module contract)."""
@@ -73,8 +76,11 @@ class CallWriter:
 
     def _give_back_memory(self) -> None:
         """chDB's allocator keeps the pages an insert freed (~250 MB after 30k calls) for
-        later; an embedded store's writer hands them back, so its RSS is what it uses."""
-        if self._store.embedded:
+        later; an embedded store's writer hands them back, so its RSS is what it uses. At
+        most every few seconds: a purge costs about a quarter of a small insert."""
+        now = time.monotonic()
+        if self._store.embedded and now >= self._purged + _PURGE_EVERY_S:
+            self._purged = now
             with contextlib.suppress(Exception):  # a build without jemalloc: nothing kept
                 self._store.client.command("SYSTEM JEMALLOC PURGE")
 
