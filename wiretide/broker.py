@@ -387,11 +387,16 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    try:  # a zombie child still answers kill(0)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+    # A zombie child still answers kill(0). A killed JVM's main thread turns zombie while
+    # its other threads still exit, and they hold its sockets (its port) until the last one.
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
     except OSError:
         return False
+    return not fields.get("State", "").strip().startswith("Z") or (
+        int(fields.get("Threads", "1")) > 1
+    )
 
 
 def _port_open(port: int) -> bool:

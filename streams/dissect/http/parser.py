@@ -627,27 +627,34 @@ class Http1Parser:
         self._head_done(ts, head)
         return i + end - old
 
-    def _head_done(
-        self, ts: int, lenient: LenientHead | None = None, known: KnownHead | None = None
+    def _head_fields(
+        self, msg: HttpMessage, lenient: LenientHead | None, known: KnownHead | None
     ) -> None:
-        msg = self.msg
-        p = self.llp
-        if known is not None:  # read before (or just now) by llhttp
+        """Headers and version from memory (read before, or just now, by llhttp), else
+        from what llhttp (or the lenient reader) saw."""
+        if known is not None:
             msg.url = known.url
             msg.reason = known.reason
             msg.headers = known.headers
             msg.version = known.version
             self.clen = known.clen
             self.encoding = known.encoding
-        else:
-            raw = self.raw
-            names = _NAMES
-            try:
-                msg.headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
-            except UnicodeDecodeError:
-                msg.headers = _headers(raw)
-            version = p.get_http_version() if lenient is None else lenient.version
-            msg.version = "HTTP/" + version
+            return
+        raw = self.raw
+        names = _NAMES
+        try:
+            msg.headers = tuple([(names.get(n) or _name(n), v.decode()) for n, v in raw])
+        except UnicodeDecodeError:
+            msg.headers = _headers(raw)
+        version = self.llp.get_http_version() if lenient is None else lenient.version
+        msg.version = "HTTP/" + version
+
+    def _head_done(
+        self, ts: int, lenient: LenientHead | None = None, known: KnownHead | None = None
+    ) -> None:
+        msg = self.msg
+        p = self.llp
+        self._head_fields(msg, lenient, known)
         clen = self.clen
         te = self.te
         chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
