@@ -66,3 +66,24 @@ class Codec:
 @cache
 def codec(name: str) -> Codec:
     return Codec(name)
+
+
+# Avro primitives, for messages written outside fastavro and the compiled encoders.
+def varint(u: int) -> bytes:
+    """Base-128 varint of a non-negative (already zigzagged) int."""
+    out = bytearray()
+    while u > 127:
+        out.append((u & 127) | 128)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+def avro_long(v: int) -> bytes:
+    """An Avro long: a zigzag varint."""
+    return varint((v << 1) ^ (v >> 63))
+
+
+def avro_bytes(b: bytes) -> bytes:
+    """Avro bytes (or a string's UTF-8): its length, then itself."""
+    return avro_long(len(b)) + b

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
 
-from schemas.codec import CodecError, codec
+from schemas.codec import CodecError, avro_bytes, avro_long, codec
 from schemas.records import INT32, Segment, record_maker
 
 __all__ = [
@@ -130,20 +130,8 @@ def columns_from_segments(flow: str, segments: Sequence[Segment]) -> SegmentColu
 # ---------------------------------------------------------------------------- writing
 
 
-def _long(v: int) -> bytes:
-    """Avro long: zigzag varint."""
-    u = (v << 1) ^ (v >> 63)
-    out = bytearray()
-    while u > 127:
-        out.append((u & 127) | 128)
-        u >>= 7
-    out.append(u)
-    return bytes(out)
-
-
 def _str(s: str) -> bytes:
-    b = s.encode()
-    return _long(len(b)) + b
+    return avro_bytes(s.encode())
 
 
 def encode_columns(c: SegmentColumns) -> bytes:
@@ -170,15 +158,15 @@ def encode_message(
     copied once, straight into the message."""
     parts: list[bytes | memoryview] = [HEADER, _str(flow)]
     if headers:
-        parts.append(_long(len(headers)))
+        parts.append(avro_long(len(headers)))
         for src_ip, src_port, dst_ip, dst_port, node, source, transport in headers:
-            parts += (_str(src_ip), _long(src_port), _str(dst_ip), _long(dst_port))
+            parts += (_str(src_ip), avro_long(src_port), _str(dst_ip), avro_long(dst_port))
             parts += (_str(node), _str(source), _str(transport))
     parts.append(b"\x00")
     for column in (header_index, ts_ns, seq, ack, flags, payload_end):
-        parts.append(_long(len(column)))
+        parts.append(avro_long(len(column)))
         parts.append(column)
-    parts.append(_long(sum(map(len, payloads))))
+    parts.append(avro_long(sum(map(len, payloads))))
     parts += payloads
     return b"".join(parts)
 

@@ -24,7 +24,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from schemas.codec import codec
+from schemas.codec import avro_bytes, avro_long, codec, varint
 from schemas.records import (
     ENDPOINT_RANGES,
     SEGMENT_RANGES,
@@ -106,16 +106,6 @@ class _Unsupported(Exception):
 _INT64 = 1 << 63
 
 
-def _varint(u: int) -> bytes:
-    """Base-128 varint of a non-negative (already zigzagged) int."""
-    out = bytearray()
-    while u > 127:
-        out.append((u & 127) | 128)
-        u >>= 7
-    out.append(u)
-    return bytes(out)
-
-
 _HIGH: dict[int, bytes] = {}  # u >> 28 -> its varint (timestamps share their high bits)
 _LONGS: dict[int, bytes] = {}  # recent values -> their encoding (ports, sizes, end times)
 
@@ -126,14 +116,14 @@ def _long(v: int) -> bytes:
         raise OverflowError(v)
     u = (v << 1) ^ (v >> 63)
     if u < 0x10000000:
-        enc = _varint(u)
+        enc = varint(u)
     else:
         high = u >> 28
         tail = _HIGH.get(high)
         if tail is None:
             if len(_HIGH) >= 4096:
                 _HIGH.clear()
-            tail = _HIGH[high] = _varint(high)
+            tail = _HIGH[high] = varint(high)
         low = u & 0xFFFFFFF
         low = (
             (low & 0x7F)
@@ -668,29 +658,21 @@ def call_container_header(sync: bytes) -> bytes:
     if len(sync) != 16:
         raise ValueError("an Avro sync marker is 16 bytes")
     meta = b"".join(
-        _avro_bytes(k) + _avro_bytes(v)
+        avro_bytes(k) + avro_bytes(v)
         for k, v in ((b"avro.schema", CALL_SCHEMA_JSON.encode()), (b"avro.codec", b"null"))
     )
-    return b"Obj\x01" + _zigzag(2) + meta + b"\x00" + sync
+    return b"Obj\x01" + avro_long(2) + meta + b"\x00" + sync
 
 
 def call_container_block(count: int, size: int) -> bytes:
     """What comes before `size` bytes of `count` records in a container block (the block
     then ends with the file's sync marker)."""
-    return _zigzag(count) + _zigzag(size)
+    return avro_long(count) + avro_long(size)
 
 
 def encode_call_record(call: ApiCall) -> bytes:
     """One ApiCall record as it sits in a CallBatch (no single-object header)."""
     return encode_call(call)[10:]
-
-
-def _zigzag(v: int) -> bytes:
-    return _varint((v << 1) ^ (v >> 63))
-
-
-def _avro_bytes(b: bytes) -> bytes:
-    return _zigzag(len(b)) + b
 
 
 @dataclass(frozen=True, slots=True)

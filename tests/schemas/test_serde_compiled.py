@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import serde
-from schemas.codec import CodecError, codec
+from schemas.codec import CodecError, avro_long, codec
 from schemas.records import SEGMENT_RANGES, ApiCall, Segment, fit_call, fit_numbers, record_maker
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -134,11 +134,6 @@ def test_an_iterator_of_calls_survives_a_fallback() -> None:
     assert serde.encode_call_batch("f", iter(ok)) == serde._generic_encode_call_batch("f", ok)
 
 
-def _zz(v: int) -> bytes:
-    """Zigzag varint of any long (the codec's varint; these tests check the decoder)."""
-    return serde._varint((v << 1) ^ (v >> 63))
-
-
 def _segment_bytes(seg: Segment) -> bytes:
     """One Segment record's encoding, cut from a batch of one."""
     msg = serde._generic_encode_segment_batch("", [seg])
@@ -150,14 +145,14 @@ def test_blocked_arrays_and_overlong_varints_decode_like_fastavro() -> None:
     segs = [_seg(seq=k, payload=b"p" * k) for k in range(5)]
     body = [_segment_bytes(s) for s in segs]
     blocks = (
-        _zz(-2) + _zz(len(body[0]) + len(body[1])) + body[0] + body[1]  # negative count
-        + _zz(3) + body[2] + body[3] + body[4]
+        avro_long(-2) + avro_long(len(body[0]) + len(body[1])) + body[0] + body[1]  # negative count
+        + avro_long(3) + body[2] + body[3] + body[4]
         + b"\x00"
     )  # fmt: skip
-    msg = header + _zz(4) + b"flow" + blocks
+    msg = header + avro_long(4) + b"flow" + blocks
     assert serde._DEC_SEGMENTS(msg) == serde._generic_decode_segment_batch(msg) == segs
     # the flow id's length written in two bytes instead of one
-    msg = header + b"\x88\x00" + b"flow" + _zz(1) + body[0] + b"\x00"
+    msg = header + b"\x88\x00" + b"flow" + avro_long(1) + body[0] + b"\x00"
     assert serde._DEC_SEGMENTS(msg) == serde._generic_decode_segment_batch(msg) == segs[:1]
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.codec import avro_long
 from schemas.serde import (
-    _zigzag,
     call_batch_records,
     codec,
     encode_call_batch,
@@ -106,8 +106,8 @@ def test_an_array_in_two_blocks_is_not_misread(store):
     flow = encode_call_batch("f", [])[10:-1]  # the flow id, as written
     message = (
         codec("CallBatch").header + flow
-        + _zigzag(2) + b"".join(map(encode_call_record, first))
-        + _zigzag(1) + b"".join(map(encode_call_record, second)) + b"\x00"
+        + avro_long(2) + b"".join(map(encode_call_record, first))
+        + avro_long(1) + b"".join(map(encode_call_record, second)) + b"\x00"
     )  # fmt: skip
     assert call_batch_records(message) is not None
     with pytest.raises(NotTaken):
