@@ -1,0 +1,1 @@
+"""`wiretide replay`: send stored calls again at a target and show what changed."""
