@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the test Kubernetes control plane (tests/kube) from pinned Go modules into
-# ~/.cache/wiretide/k8s/bin: kube-apiserver v1.35.4, etcd v3.6.5 and kwok v0.8.0 (the
-# kubelet stand-in), plus kwok's stage YAMLs in ~/.cache/wiretide/k8s/kwok-stages.yaml.
+# ~/.cache/wiretide/k8s/bin: kube-apiserver, kube-controller-manager and kube-scheduler
+# v1.35.4, etcd v3.6.5 and kwok v0.8.0 (the kubelet stand-in), plus kwok's stage YAMLs
+# in ~/.cache/wiretide/k8s/kwok-stages.yaml.
 # Idempotent: returns at once when the binaries of these go.sum files are built; holds
 # ~/.cache/wiretide/k8s.lock while building (a second caller waits for the first).
 # The wrapper modules (go.mod/go.sum) are in deploy/k8s-testbed/. ~17 min cold on 2 cores.
@@ -18,6 +19,7 @@ want="$(cat "$src"/*/go.mod "$src"/*/go.sum "$src"/*/*.go | sha256sum | cut -c1-
 
 built() {
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && [ -x "$bin/kube-apiserver" ] \
+    && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/kube-scheduler" ] \
     && [ -x "$bin/etcd" ] && [ -x "$bin/kwok" ] && [ -s "$dest/kwok-stages.yaml" ]
 }
 if built; then
@@ -60,11 +62,13 @@ gobuild() {  # module dir, output name, package, extra args
 gobuild etcd etcd .
 gobuild kwok kwok sigs.k8s.io/kwok/cmd/kwok
 v=${K8S_VERSION#v}
-gobuild apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver -ldflags \
-  "-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
-   -X k8s.io/component-base/version.gitMajor=${v%%.*} \
-   -X k8s.io/component-base/version.gitMinor=$(echo "$v" | cut -d. -f2) \
-   -X k8s.io/component-base/version.gitTreeState=clean"
+version_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+  -X k8s.io/component-base/version.gitMajor=${v%%.*} \
+  -X k8s.io/component-base/version.gitMinor=$(echo "$v" | cut -d. -f2) \
+  -X k8s.io/component-base/version.gitTreeState=clean"
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  gobuild apiserver "$cmd" "k8s.io/kubernetes/cmd/$cmd" -ldflags "$version_flags"
+done
 
 # kwok exits with "no stages found" without stage YAMLs: the module's fast node and pod stages.
 kwok_dir=$(cd "$src/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
