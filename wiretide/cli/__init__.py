@@ -19,6 +19,7 @@ from wiretide.cli import (
     health,
     hub,
     kfl,
+    otel,
     query,
     rules,
     sink,
@@ -33,6 +34,7 @@ EXIT_USAGE = 2
 # run(args, settings) -> int, in the order `wiretide --help` lists them.
 COMMANDS = (broker, tap, query, kfl, agent, health, worker, sink, export, deploy, undeploy)
 COMMANDS += (hub, map_, rules)
+COMMANDS += (otel,)
 _BY_NAME = {command.NAME: command for command in COMMANDS}
 
 
