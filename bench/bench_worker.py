@@ -4,7 +4,7 @@
                                  [--no-tshark]
 
 The capture's segments are batched as the agent batches them (`FlowBatcher`), encoded as
-the agent publishes them, and keyed to partitions like Kafka's consistent partitioner
+the agent publishes them (columns, version 2 of the segments wire), and keyed to partitions like Kafka's consistent partitioner
 (crc32 of the flow key); that part is not timed. Then every message goes through the
 worker's own path, `streams.app.Streams.on_message` (decode, reassemble, dissect, redact,
 enrich, rules, encode one call batch per flow, produce), one pipeline per partition, with
@@ -37,7 +37,8 @@ from producers.batcher import FlowBatcher  # noqa: E402
 from producers.pcap import read_segments  # noqa: E402
 from producers.publisher import partition_key  # noqa: E402
 from schemas.config import EOF_HEADER, Settings  # noqa: E402
-from schemas.serde import decode_segment_batch, encode_segment_batch  # noqa: E402
+from schemas.segment_wire import encode_segments  # noqa: E402
+from schemas.serde import decode_segment_batch  # noqa: E402
 from streams.app import REGISTRY, Partition, Streams  # noqa: E402
 from streams.enrich import Directory  # noqa: E402
 from streams.pipeline import Pipeline  # noqa: E402
@@ -64,7 +65,7 @@ def agent_messages(pcap: Path, packets: int | None, partitions: int) -> list[tup
 
     def keep(fid: str, batch: list) -> None:
         key = partition_key(fid)
-        out.append((zlib.crc32(key) % partitions, key, encode_segment_batch(fid, batch)))
+        out.append((zlib.crc32(key) % partitions, key, encode_segments(fid, batch)))
 
     segments = read_segments(pcap)
     for seg in itertools.islice(segments, packets) if packets else segments:
