@@ -21,6 +21,7 @@ from wiretide.cli import (
     kfl,
     otel,
     query,
+    replay,
     rules,
     sink,
     tap,
@@ -35,6 +36,7 @@ EXIT_USAGE = 2
 COMMANDS = (broker, tap, query, kfl, agent, health, worker, sink, export, deploy, undeploy)
 COMMANDS += (hub, map_, rules)
 COMMANDS += (otel,)
+COMMANDS += (replay,)
 _BY_NAME = {command.NAME: command for command in COMMANDS}
 
 
