@@ -174,28 +174,66 @@ def _dry_run(args, calls, requests, pacing) -> int:
 
 
 def _send(args, settings, run_id, calls, requests, pacing, send_opts) -> int:
-    from wiretide.replay.run import Outcome, learn, optional, print_summary, replay
+    from wiretide.replay.run import learn, optional, print_summary, replay
 
-    diff = optional("diff")
+    diff, results = optional("diff"), optional("results")
     volatile = None
     if diff is not None and args.learn:
         volatile = learn(diff, run_id, calls, requests, args.learn, send_opts)
+    store, writer = _results_writer(settings, results) if diff is not None else (None, None)
     verdicts: dict[str, int] = {}
 
     def on_exchange(exchange) -> None:
-        if diff is not None:
-            verdict = (
-                diff.compare(exchange, volatile) if volatile is not None else diff.compare(exchange)
-            )
-            verdicts[verdict.outcome] = verdicts.get(verdict.outcome, 0) + 1
+        if diff is None:
+            return
+        extra = (volatile,) if volatile is not None else ()
+        verdict = diff.compare(exchange, *extra)
+        verdicts[verdict.outcome] = verdicts.get(verdict.outcome, 0) + 1
+        if writer is not None:
+            writer.write(exchange, verdict)
 
-    outcome: Outcome = replay(run_id, calls, requests, pacing, send_opts, on_exchange)
+    try:
+        outcome = replay(run_id, calls, requests, pacing, send_opts, on_exchange)
+    finally:
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if store is not None:
+                store.close()
     outcome.verdicts.update(verdicts)
     if args.json:
         sys.stdout.write(json.dumps(_summary_json(run_id, outcome)) + "\n")
     else:
         print_summary(outcome, run_id)
+        if writer is not None and store is not None:
+            sys.stdout.write(f"details: wiretide replay report {run_id}\n")
     return 0
+
+
+def _results_writer(settings: Settings, results):  # -> (Store | None, ResultWriter | None)
+    """The results writer: Kafka when configured, and the store unless a hub holds it."""
+    if results is None:
+        return None, None
+    from schemas.errors import WiretideError
+    from sinks.clickhouse.connect import open_store
+    from wiretide.hub.client import find_owner
+
+    store = None
+    if find_owner(settings) is not None:
+        sys.stderr.write("replay: results not stored: a running tap or hub holds the data dir\n")
+    else:
+        try:
+            dsn, cluster = settings.store_dsn, settings.clickhouse_cluster
+            store = open_store(dsn, ttl_days=None, cluster=cluster)
+        except WiretideError as ex:
+            sys.stderr.write(f"replay: results not stored: {ex}\n")
+    try:
+        return store, results.ResultWriter(settings, store)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
 
 
 def _summary_json(run_id: str, outcome) -> dict:
@@ -219,6 +257,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     report = optional("report")
     if report is None:
         raise ReplayError("replay reports are not available in this build")
-    if len(args.words) != 2:
-        raise ReplayError("usage: wiretide replay report RUN [--json]")
-    return report.run(args.words[1], settings, as_json=args.json)
+    if len(args.words) > 2:
+        raise ReplayError("usage: wiretide replay report [RUN] [--json] [--limit N]")
+    run_id = args.words[1] if len(args.words) == 2 else None
+    limit = args.limit if args.limit is not None else report.DEFAULT_LIMIT
+    return report.run(argparse.Namespace(run=run_id, json=args.json, limit=limit), settings)
