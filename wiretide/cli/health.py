@@ -14,7 +14,7 @@ HELP = "exit 0 when a local process is alive (a probe)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("component", choices=["agent", "worker", "sink"])
+    p.add_argument("component", choices=["agent", "worker", "sink", "otel"])
     p.add_argument(
         "--max-age",
         type=seconds,

@@ -11,6 +11,7 @@ export failed).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from opentelemetry import trace
@@ -58,7 +59,8 @@ class _Collect(SpanProcessor):
 
 
 class _LastError(logging.Handler):
-    """The OTLP exporter says why an export failed only in its log: keep the last line."""
+    """The OTLP exporter says why an export failed only in its log: keep the most telling
+    line (the HTTP exporter's last one only says that it gave up)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -66,9 +68,16 @@ class _LastError(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.last = " ".join(record.getMessage().split())
+            text = " ".join(record.getMessage().split())
         except Exception:  # a log record that does not format is no reason to fail
-            self.last = record.msg if isinstance(record.msg, str) else ""
+            return
+        if self.last and "due to timeout, max retries" in text:
+            return
+        errno = _ERRNO.search(text)
+        self.last = errno.group(1) if errno else text[:300]
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 class SpanBuilder:
