@@ -18,6 +18,7 @@ from typing import Protocol
 
 from producers.afpacket import AfPacketCapture, LiveCaptureError, RingSpec
 from producers.batcher import FlowBatcher
+from schemas.coverage import SOURCE_AFPACKET, SOURCE_TLS, NodeCoverage
 from schemas.errors import WiretideError
 from schemas.records import Segment
 from schemas.segment_wire import SegmentColumns, segments_of
@@ -69,19 +70,58 @@ def open_sources(
     tls_pids: list[int] | None = None,
     node: str = "",
     spec: RingSpec | None = None,
+    tls_unavailable: Callable[[str], None] | None = None,
 ) -> list[SegmentSource]:
     """Open every source now, so a missing privilege or interface fails before anything
-    else starts."""
+    else starts. With `tls_unavailable`, a TLS capture that cannot start here is told to
+    it (one line: what is missing) and the capture goes on without TLS."""
     sources: list[SegmentSource] = [
         AfPacketCapture(interfaces, ports=ports, hosts=hosts, netns=netns, node=node, spec=spec)
     ]
     if tls:
         try:
             sources.append(open_tls_source(tls_pids, node=node))
+        except WiretideError as exc:
+            if tls_unavailable is None:
+                sources[0].close()
+                raise
+            tls_unavailable(str(exc))
         except BaseException:
             sources[0].close()
             raise
     return sources
+
+
+def node_coverage(
+    sources: list[SegmentSource], node: str, *, tls: bool, tls_problem: str = ""
+) -> NodeCoverage:
+    """This agent's coverage facts now (schemas/coverage.py): its sources, the TLS state
+    and the processes doing TLS, the kernel's packet and drop counts."""
+    names, where, processes, packets, drops, tls_bytes = [], "", [], 0, 0, 0
+    for source in sources:
+        stats = source.stats()
+        if isinstance(source, AfPacketCapture):
+            names.append(SOURCE_AFPACKET)
+            where = source.where
+            packets += stats.get("kernel_packets", 0)
+            drops += stats.get("kernel_drops", 0)
+        elif hasattr(source, "processes"):
+            names.append(SOURCE_TLS)
+            processes += source.processes()  # type: ignore[attr-defined]
+            tls_bytes += stats.get("bytes", 0)
+    state = "off" if not tls else ("on" if SOURCE_TLS in names else "unavailable")
+    return NodeCoverage(
+        node,
+        time.time_ns(),
+        tuple(names),
+        where,
+        state,
+        tls_problem if state == "unavailable" else "",
+        packets,
+        drops,
+        tls_bytes,
+        tuple(processes),
+    )
 
 
 def is_batch_source(source: SegmentSource) -> bool:
@@ -129,9 +169,12 @@ class LiveLoop:
             self._last_flush = now
             self.flush()
         else:
-            for source in self._batch_sources():
-                if source.chunk_ready:
-                    self._publish_batches(source)
+            ready = [s for s in self._batch_sources() if s.chunk_ready]
+            if ready and len(self.sources) > 1:  # the plaintext before the ciphertext
+                for fid, batch in self.batcher.drain():
+                    self.publish(fid, batch)
+            for source in ready:
+                self._publish_batches(source)
         return taken
 
     def _batch_sources(self) -> list[BatchSource]:
@@ -154,10 +197,12 @@ class LiveLoop:
             self.segments += columns.count
 
     def flush(self) -> None:
-        for source in self._batch_sources():
-            self._publish_batches(source)
+        # TLS plaintext first: a worker that sees a connection's plaintext before its
+        # ciphertext ends stores it once (streams/dissect/opaque.py), not also as `tcp`
         for fid, batch in self.batcher.drain():
             self.publish(fid, batch)
+        for source in self._batch_sources():
+            self._publish_batches(source)
 
     def run(
         self,
@@ -172,15 +217,17 @@ class LiveLoop:
                 last_status = time.monotonic()
                 on_status()
 
-    def finish(self, settle_s: float = 0.2) -> None:
+    def finish(self, settle_s: float = 0.2, before_close: Callable[[], None] | None = None) -> None:
         """After capture stops: take the packets still in the rings (a block not yet
         full is handed over after the ring's retire timeout), close the sources and
-        publish every open batch."""
+        publish every open batch. `before_close` reads what the open sources know."""
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline:
             self.step(0.02)
         self.flush()  # decoded before the counters are read
         self.final_stats = self.stats()
+        if before_close is not None:
+            before_close()
         for source in self.sources:
             source.close()
         self.flush()

@@ -156,6 +156,7 @@ class Settings:
     calls_topic = _Prefixed("wiretide.calls")
     endpoints_topic = _Prefixed("wiretide.endpoints")  # compacted: IP -> Endpoint
     violations_topic = _Prefixed("wiretide.violations")  # keyed by rule name: Violation
+    coverage_topic = _Prefixed("wiretide.coverage")  # compacted: node -> NodeCoverage
     streams_group = _Prefixed("wiretide-streams")
     sink_group = _Prefixed("wiretide-sink")
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from producers.ebpf.errors import ProcessNotFoundError
 from producers.ebpf.support import compile_bpf, require_ebpf, tracefs_root
-from producers.tls import elf, program
+from producers.tls import coverage, elf, program
 from producers.tls.chunks import INGRESS, SegmentMaker, TlsChunk, TlsClose
 from producers.tls.sockets import resolve_fd, tuple_from_event
 from producers.tls.targets import ProbeTarget, all_pids, process_targets
+from schemas.coverage import MAX_PROCESSES, TlsProcess
 from schemas.records import Segment
 
 _OPENSSL_PROBES = {
@@ -65,6 +66,10 @@ class TlsCapture:
         self._traced_pids: set[int] = set()
         self._uprobes = 0
         self._attach_errors: list[str] = []
+        self._failed: dict[tuple[int, int], str] = {}  # file identity -> why not attached
+        self._processes: dict[tuple[int, str], TlsProcess] = {}  # (pid, file) -> fact
+        self._described: set[int] = set()
+        self._event_pids: set[int] = set()  # pids chunks came from
         self._next_scan = 0.0
         self._scans = 0
         self._checked: dict[int, int] = {}  # pid -> scan number it was last looked at
@@ -116,6 +121,8 @@ class TlsCapture:
         if time.monotonic() >= self._next_scan:
             self._scan()
         self._bpf.ring_buffer_poll(max(0, int(timeout_s * 1000)))
+        if not self._event_pids <= self._described:
+            self._describe_event_pids()
         self._pending.extend(self._maker.flush(time.time_ns()))
         out, self._pending = self._pending, []
         return out
@@ -145,6 +152,28 @@ class TlsCapture:
         """Files with probes on them (those with a `problem` have none)."""
         return list(self._attached.values())
 
+    def processes(self) -> list[TlsProcess]:
+        """Every process seen doing TLS: the library hooked in it (and its version), or
+        the reason it was not (schemas/coverage.py)."""
+        return list(self._processes.values())
+
+    def _note(self, pid: int, facts: list[TlsProcess]) -> None:
+        self._described.add(pid)
+        for fact in facts:
+            self._processes.pop((pid, fact.path), None)  # re-inserted as the newest
+            self._processes[(pid, fact.path)] = fact
+        while len(self._processes) > MAX_PROCESSES:
+            del self._processes[next(iter(self._processes))]
+
+    def _describe_event_pids(self) -> None:
+        """Processes whose calls were captured through a file probed for another (a
+        short-lived client may come and go between two scans)."""
+        for pid in self._event_pids - self._described:
+            targets = process_targets(pid)
+            if targets:
+                self._note(pid, coverage.hooked(pid, targets, self._failed))
+            self._described.add(pid)
+
     @property
     def attach_errors(self) -> list[str]:
         """One line per file that could not be traced, and why."""
@@ -157,6 +186,7 @@ class TlsCapture:
             t = hdr.tuple
             sock = tuple_from_event(t.family, t.sport, t.dport, bytes(t.saddr), bytes(t.daddr))
         ts = hdr.ts + self._clock_offset
+        self._event_pids.add(hdr.pid)
         if hdr.ev == program.EV_EXIT:
             self._pending.extend(self._maker.exit(hdr.pid, ts))
             return
@@ -193,10 +223,13 @@ class TlsCapture:
                 self._checked[pid] = self._scans
             targets = process_targets(pid)
             if not targets:
+                if pid not in self._described:
+                    self._note(pid, coverage.not_hooked(pid))
                 continue
             for target in targets:
                 if target.identity not in self._attached:
                     self._attach(target)
+            self._note(pid, coverage.hooked(pid, targets, self._failed))
             self._traced_pids.add(pid)
             self._bpf[b"traced"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
         alive = set(candidates)
@@ -205,12 +238,15 @@ class TlsCapture:
             del self._bpf[b"traced"][ctypes.c_uint32(pid)]
         if everyone:
             self._checked = {p: n for p, n in self._checked.items() if p in alive}
+            self._described &= alive
+            self._event_pids &= alive
 
     def _attach(self, target: ProbeTarget) -> None:
         b = self._bpf
         path = target.path.encode()
         if target.problem:
             self._attach_errors.append(f"{target.path}: {target.problem}")
+            self._failed[target.identity] = target.problem
             return
         self._attached[target.identity] = target
         try:
@@ -235,6 +271,7 @@ class TlsCapture:
                 self._uprobes += 1 + len(rets)
         except Exception as e:  # bcc raises bare Exception when an attach fails
             self._attach_errors.append(f"{target.path}: {e}")
+            self._failed[target.identity] = f"could not attach ({e})"
 
 
 def _mtime(path: str) -> int:

@@ -140,9 +140,9 @@ _BUILDINFO_MAGIC = b"\xff Go buildinf:"
 
 
 @lru_cache(maxsize=256)
-def go_version(path: str, _identity: tuple[int, int, int]) -> tuple[int, int] | None:
-    """(major, minor) from a Go binary's build info, or None when it has none or uses the
-    pre-1.18 layout (version behind pointers)."""
+def go_version_text(path: str, _identity: tuple[int, int, int]) -> str | None:
+    """`go1.26.8` from a Go binary's build info (kept by `-ldflags=-s -w` too), or None
+    when it has none or uses the pre-1.18 layout (version behind pointers)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             at = data.find(_BUILDINFO_MAGIC)
@@ -156,8 +156,30 @@ def go_version(path: str, _identity: tuple[int, int, int]) -> tuple[int, int] | 
                 if byte < 0x80:
                     break
                 shift += 7
-            text = bytes(data[pos : pos + min(n, 64)]).decode("ascii", "replace")
+            return bytes(data[pos : pos + min(n, 64)]).decode("ascii", "replace")
     except (OSError, ValueError, IndexError):
         return None
-    m = re.match(r"go1\.(\d+)", text)
+
+
+def go_version(path: str, identity: tuple[int, int, int]) -> tuple[int, int] | None:
+    """(major, minor) of `go_version_text`."""
+    m = re.match(r"go1\.(\d+)", go_version_text(path, identity) or "")
     return (1, int(m.group(1))) if m else None
+
+
+@lru_cache(maxsize=512)
+def find_text(path: str, _identity: tuple[int, int, int], pattern: bytes) -> str | None:
+    """The first match of the regex `pattern` in a file (its group 1 when it has one), or
+    None; cached per file identity."""
+    try:
+        with open(path, "rb") as f:
+            if not os.fstat(f.fileno()).st_size:
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                m = re.search(pattern, data)  # type: ignore[call-overload]
+                if m is None:
+                    return None
+                found = bytes(m.group(1) if m.groups() else m.group(0))
+    except (OSError, ValueError):
+        return None
+    return found.decode("ascii", "replace")

@@ -27,6 +27,7 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
         NewTopic(settings.calls_topic, partitions, 1, config={"max.message.bytes": "16777216"}),
         NewTopic(settings.endpoints_topic, 1, 1, config={"cleanup.policy": "compact"}),
         NewTopic(settings.violations_topic, partitions, 1),
+        NewTopic(settings.coverage_topic, 1, 1, config={"cleanup.policy": "compact"}),
         NewTopic(settings.segments_topic + DLQ_SUFFIX, 1, 1),
         NewTopic(settings.calls_topic + DLQ_SUFFIX, 1, 1),
     ]

@@ -11,11 +11,13 @@ The ciphertext then adds nothing but a duplicate edge, so it gets no record when
 worker has seen the plaintext twin (`TlsTwins`; the publisher keys both flows alike so
 they reach the same worker). The plaintext comes before the ciphertext's FIN (the agent
 reads it as the process writes and reads it); a ciphertext flow closed before any of its
-plaintext arrived still gets its row.
+plaintext arrived still gets its row. A TLS flow without plaintext is flagged `encrypted`:
+what coverage counts as undecrypted (schemas/coverage.py).
 """
 
 from __future__ import annotations
 
+from schemas.coverage import ENCRYPTED
 from streams.dissect.base import DissectEvent, new_call
 from streams.reassembly.events import Direction, Flow
 
@@ -84,12 +86,12 @@ class OpaqueDissector:
         if self.first_seq is None:
             return []
         twins = self.twins
-        if (
-            twins is not None
-            and looks_like_tls(self.first_bytes)
-            and twins.has_plaintext(self.flow.flow_id)
-        ):
+        encrypted = self.protocol == "tcp" and looks_like_tls(self.first_bytes)
+        if encrypted and twins is not None and twins.has_plaintext(self.flow.flow_id):
             return []  # the plaintext twin's calls already show this connection
+        flags = ("gap",) if self.lost else ()
+        if encrypted:  # TLS seen on the wire and no plaintext of it: coverage counts these
+            flags += (ENCRYPTED,)
         return [
             new_call(
                 self.flow,
@@ -101,7 +103,7 @@ class OpaqueDissector:
                 response_body_size=self.sent[1],
                 response_ts_ns=self.first[1],
                 response_end_ns=self.last[1],
-                flags=("gap",) if self.lost else (),
+                flags=flags,
             )
         ]
 

@@ -24,6 +24,7 @@ from wiretide.cli import (
     replay,
     rules,
     sink,
+    status,
     tap,
     undeploy,
     worker,
@@ -37,6 +38,7 @@ COMMANDS = (broker, tap, query, kfl, agent, health, worker, sink, export, deploy
 COMMANDS += (hub, map_, rules)
 COMMANDS += (otel,)
 COMMANDS += (replay,)
+COMMANDS += (status,)
 _BY_NAME = {command.NAME: command for command in COMMANDS}
 
 

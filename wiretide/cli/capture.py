@@ -27,6 +27,7 @@ from schemas.runtime.sink_status import SinkStatus
 from schemas.segment_wire import SegmentMessage
 from wiretide import local
 from wiretide.broker import left_running_note
+from wiretide.coverage import AgentCoverage, tls_line
 from wiretide.local import (
     PipelineStart,
     Supervisor,
@@ -81,7 +82,7 @@ def plan_pipeline(args: argparse.Namespace, settings: Settings, quiet: bool) -> 
     data = settings.data
     # Every core by default; partitions enough that no worker idles.
     workers = args.workers or os.cpu_count() or 1
-    partitions = max(settings.partitions, workers)
+    partitions = local.partition_layout(workers, settings.partitions)
     print(f"tap: {workers} stream workers, {partitions} partitions", flush=True)
     extra = ["--clickhouse", args.clickhouse] if args.clickhouse else []
     listen = ui_listen(data, getattr(args, "ui_port", None), getattr(args, "no_ui", True))
@@ -140,7 +141,8 @@ class Handover:
             from producers.publisher import SegmentPublisher
 
             self.supervisor = self.start.supervisor()
-            self.publisher = SegmentPublisher(self.start.settings)
+            # a tap is the only publisher of its flows: they may be placed by load
+            self.publisher = SegmentPublisher(self.start.settings, balance=True)
             self.attached_at = time.monotonic()
             self.spool.attach(self.publisher)
             if not self.quiet:
@@ -311,8 +313,15 @@ class _StopOnSignal:
 
 
 def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa: ANN202
-    """(sources, cluster or None), opened first: no privilege, no such interface or a bad
-    filter fails in one line before the broker and workers start."""
+    """(sources, cluster or None, coverage), opened first: no privilege, no such interface
+    or a bad filter fails in one line before the broker and workers start. --tls that
+    cannot run here says what is missing in one line, and capture goes on without it."""
+    problems: list[str] = []
+
+    def tls_unavailable(why: str) -> None:
+        problems.append(why)
+        _say(f"wiretide: --tls: {why}; capturing without TLS")
+
     cluster = None
     if args.pod_regex or args.namespace or args.all_namespaces:
         from wiretide.kube.aim import Cluster
@@ -330,8 +339,10 @@ def _open_live(args: argparse.Namespace, settings: Settings, node: str):  # noqa
         tls_pids=cluster.local_pids(node) if cluster is not None and args.tls else None,
         node=node,
         spec=RingSpec.of_mib(args.buffer),
+        tls_unavailable=tls_unavailable,
     )
-    return sources, cluster
+    coverage = AgentCoverage(sources, node, bool(args.tls), problems[0] if problems else "")
+    return sources, cluster, coverage
 
 
 def capture_live(args: argparse.Namespace, settings: Settings, store: bool = True) -> int:
@@ -341,7 +352,7 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
     kafka_given = bool(settings.kafka)
     settings = settings.replace(data=settings.writable_data())
     node = settings.node or os.uname().nodename
-    sources, cluster = _open_live(args, settings, node)
+    sources, cluster, coverage = _open_live(args, settings, node)
     where = sources[0].where  # type: ignore[attr-defined]
     stop = _StopOnSignal()
     progress = Progress(False if not store or args.quiet else None)
@@ -361,6 +372,7 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
 
             publisher = SegmentPublisher(settings)
             publish, publish_columns = publisher.publish, publisher.publish_columns
+            coverage.attach(settings)
         sources[0].exclude_ports(pipeline_ports(settings.kafka, settings.clickhouse))  # type: ignore[attr-defined]
         if cluster is not None:
             if handover is not None:  # it takes nothing before it knows its pods anyway
@@ -369,12 +381,15 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
 
             targets = aim_at_pods(cluster, sources, settings, node)
         loop = LiveLoop(sources, publish, publish_columns=publish_columns)
-        started = _run_loop(loop, args.duration, stop, progress, handover, settings.data)
+        started = _run_loop(loop, args.duration, stop, progress, handover, settings, coverage)
         if handover is not None:
             publisher, supervisor = handover.attach()
+            coverage.attach(settings)
+            coverage.publish_final()
             ui_port = handover.ui_port
             store_all(publisher, supervisor, progress, settings.data)
         else:
+            coverage.publish_final()
             publisher.flush()
         flowing = time.monotonic() - started
     finally:
@@ -390,6 +405,8 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
     if supervisor is not None:
         span = "from the capture's start to the last call stored"
         report_stored(supervisor, settings.data, flowing, span)
+        if args.tls:
+            print(tls_line(coverage.facts(), settings, since_ns=int((time.time() - flowing) * 1e9)))
         say_left_running(kafka_given, settings)
         keep_ui(args, settings, ui_port)
     return 0
@@ -401,9 +418,11 @@ def _run_loop(
     stop: _StopOnSignal,
     progress: Progress,
     handover: Handover | None,
-    data: Path,
+    settings: Settings,
+    coverage: AgentCoverage,
 ) -> float:
     """Run the capture until stopped; returns when it started (time.monotonic())."""
+    data = settings.data
     started = time.monotonic()
     deadline = started + duration if duration else None
 
@@ -411,10 +430,16 @@ def _run_loop(
         return stop.requested or (deadline is not None and time.monotonic() >= deadline)
 
     last_status = [0.0]
+    from wiretide.cli.metrics_port import capture_counters
+
+    counters = capture_counters()  # the agent's /metrics (--metrics-port)
 
     def on_status() -> None:
         if handover is not None and handover.publisher is None:
             handover.poll()  # every few tenths while the pipeline starts: hand over at once
+        if handover is None or handover.publisher is not None:
+            coverage.attach(settings)  # Kafka and its topics are there
+            coverage.tick()
         if time.monotonic() - last_status[0] < 1.0:
             return
         last_status[0] = time.monotonic()
@@ -426,6 +451,7 @@ def _run_loop(
             else:
                 waiting = f", waiting for {handover.start.waiting_for}"
         s = loop.stats()
+        counters.update(s)
         stored = SinkStatus.read(data).written
         progress.show(
             f"capturing {s.get('packets', 0)} packets, {s.get('kernel_drops', 0)} "
@@ -437,7 +463,7 @@ def _run_loop(
     where = loop.sources[0].where  # type: ignore[attr-defined]
     _say(f"capturing on {where}; Ctrl-C stops and stores")
     loop.run(should_stop, on_status, status_every_s=0.2)
-    loop.finish()
+    loop.finish(before_close=coverage.freeze)
     return started
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from wiretide.hub.store import HubStore
 
-ROUTES: tuple[str, ...] = ("export", "map", "rules")
+ROUTES: tuple[str, ...] = ("export", "map", "rules", "coverage")
 
 
 def routers(store: HubStore) -> list[APIRouter]:
