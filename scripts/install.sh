@@ -39,6 +39,21 @@ PY=${PYTHON:-python3}
 if [ -f scripts/build-helm.sh ]; then
   bash scripts/build-helm.sh
 fi
+# The other Go tools the tests run (scripts/build-*.sh: Jaeger, ...), built once each under
+# its lock in ~/.cache/wiretide; with WIRETIDE_BUILD_IN_BACKGROUND=1 (CI) in the background,
+# and a test that needs one runs the same script, which waits for that build.
+for build in scripts/build-*.sh; do
+  [ "$build" = scripts/build-helm.sh ] && continue
+  name=$(basename "$build" .sh)
+  if [ "${WIRETIDE_BUILD_IN_BACKGROUND:-0}" = 1 ]; then
+    mkdir -p "$HOME/.cache/wiretide"
+    log="$HOME/.cache/wiretide/$name.log"
+    echo "$name: building in the background (log: $log)"
+    nohup bash "$build" >"$log" 2>&1 </dev/null &
+  else
+    bash "$build"
+  fi
+done
 # Fetch (once, cached) the Kafka jars the local broker runs on; format its storage template
 # and write its class archive, so a first tap's broker starts quickly.
 .venv/bin/python -c "from wiretide.broker import prepare_cache; print('kafka jars in', prepare_cache())"
