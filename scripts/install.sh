@@ -49,21 +49,7 @@ for build in scripts/build-*.sh; do
     mkdir -p "$HOME/.cache/wiretide"
     log="$HOME/.cache/wiretide/$name.log"
     echo "$name: building in the background (log: $log)"
-    nohup bash "$build" >"$log" 2>&1 </dev/null &
-  else
-    bash "$build"
-  fi
-done
-# The test peers built from Go modules (scripts/build-<name>.sh, each idempotent and holding
-# ~/.cache/wiretide/<name>.lock while it builds). CI starts them in the background so the
-# suite runs meanwhile; a fixture that needs one runs its script, which waits on the lock.
-mkdir -p "$HOME/.cache/wiretide/build-logs"
-for build in scripts/build-*.sh; do
-  [ "$build" = scripts/build-helm.sh ] && continue
-  name=$(basename "$build" .sh)
-  if [ "${WIRETIDE_BUILD_IN_BACKGROUND:-0}" = 1 ]; then
-    echo "building ${name#build-} in the background (log: ~/.cache/wiretide/build-logs/$name.log)"
-    nohup nice -n 19 bash "$build" > "$HOME/.cache/wiretide/build-logs/$name.log" 2>&1 &
+    nohup nice -n 19 bash "$build" >"$log" 2>&1 </dev/null &
   else
     nice -n 19 bash "$build"
   fi
