@@ -11,11 +11,18 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from producers.placement import FlowPlacement
 from schemas.config import EOF_HEADER, Settings
 from schemas.errors import WiretideError
-from schemas.records import Segment
+from schemas.records import SYN, Segment
 from schemas.runtime.outage import Outage, transient
-from schemas.segment_wire import SegmentColumns, SegmentMessage, encode_columns, encode_segments
+from schemas.segment_wire import (
+    SegmentColumns,
+    SegmentMessage,
+    decode_columns,
+    encode_columns,
+    encode_segments,
+)
 from schemas.serde import encode_segment_batch
 
 
@@ -26,6 +33,19 @@ def partition_key(flow: str) -> bytes:
     if flow.startswith("tls:"):
         flow = "tcp:" + flow[4:]
     return flow.encode()
+
+
+def _first_flags(columns: SegmentColumns) -> int:
+    return int.from_bytes(columns.flags[:4], "little", signed=True)
+
+
+def _message_opens(value: bytes) -> bool:
+    """Whether an encoded message's first segment is a SYN (a version 1 message, or one
+    that does not decode: no, so its flow keeps the stable hash)."""
+    try:
+        return bool(_first_flags(decode_columns(value)) & SYN)
+    except Exception:  # noqa: BLE001 - any undecodable message is "not seen opening"
+        return False
 
 
 class PublishError(WiretideError):
@@ -39,12 +59,19 @@ class SegmentPublisher:
         topic: str | None = None,
         *,
         say: Callable[[str], None] | None = None,
+        balance: bool = False,
     ) -> None:
+        """`balance`: place flows seen opening on the least loaded partition
+        (producers.placement), for a publisher that is the only one to see its flows (a
+        tap). Agents of a cluster keep the stable hash (`balance` False): two of them may
+        capture one connection, and both copies must meet in one partition."""
         self.topic = topic or settings.segments_topic
         self.errors: list[str] = []
         self.messages = 0
         self.segments = 0
         self.outage = Outage("capture", say=say)
+        self.balance = balance
+        self.placement: FlowPlacement | None = None  # made at the first message
         self._producer = Producer(
             {
                 **settings.kafka_client(),
@@ -74,6 +101,15 @@ class SegmentPublisher:
         else:
             self.outage.over()
 
+    def _place(self, key: bytes, value: bytes, opens: Callable[[], bool]) -> dict:
+        """The `partition` argument of a flow's message: none without `balance` (Kafka's
+        partitioner hashes the key), else the flow's placement."""
+        if not self.balance:
+            return {}
+        if self.placement is None:
+            self.placement = FlowPlacement(len(self._partitions()))
+        return {"partition": self.placement.partition(key, len(value), opens)}
+
     def _produce(self, **kwargs: object) -> None:
         while True:
             try:
@@ -89,19 +125,25 @@ class SegmentPublisher:
             value = encode_segments(flow, segments)
         except Exception:  # e.g. a number out of its range: version 1 fits it (or says why)
             value = encode_segment_batch(flow, segments)
-        self._produce(key=partition_key(flow), value=value)
+        key = partition_key(flow)
+        opens = lambda: bool(segments[0].flags & SYN)  # noqa: E731
+        self._produce(key=key, value=value, **self._place(key, value, opens))
         self.messages += 1
         self.segments += len(segments)
 
     def publish_columns(self, batch: SegmentColumns) -> None:
         """One message of a batch of columns (a live capture's)."""
-        self._produce(key=partition_key(batch.flow_id), value=encode_columns(batch))
+        key, value = partition_key(batch.flow_id), encode_columns(batch)
+        opens = lambda: bool(_first_flags(batch) & SYN)  # noqa: E731
+        self._produce(key=key, value=value, **self._place(key, value, opens))
         self.messages += 1
         self.segments += batch.count
 
     def publish_message(self, message: SegmentMessage) -> None:
         """A message as `producers.pcap.read_batches` gives them."""
-        self._produce(key=partition_key(message.flow_id), value=message.value)
+        key, value = partition_key(message.flow_id), message.value
+        opens = lambda: _message_opens(value)  # noqa: E731
+        self._produce(key=key, value=value, **self._place(key, value, opens))
         self.messages += 1
         self.segments += message.count
 
