@@ -156,7 +156,10 @@ def test_volatile_everywhere_and_per_endpoint():
     x = _exchange(b'{"t": 1}', b'{"t": 2}')
     assert compare(x, VolatileSet(frozenset({(ANY_ENDPOINT, "body:$.t")}))).outcome == "matched"
     assert compare(x, VolatileSet(frozenset({("GET /", "body:$.t")}))).outcome == "matched"
-    assert compare(x, VolatileSet(frozenset({("GET /other", "body:$.t")}))).outcome == "changed"
+    elsewhere = frozenset({("GET /other", "body:$.t")})
+    # learned at another endpoint: borrowed when "GET /" was not sampled, not when it was
+    assert compare(x, VolatileSet(elsewhere)).outcome == "matched"
+    assert compare(x, VolatileSet(elsewhere, frozenset({"GET /"}))).outcome == "changed"
 
 
 def test_percentiles_are_nearest_rank():
@@ -164,3 +167,13 @@ def test_percentiles_are_nearest_rank():
     assert (p.count, p.p50_ns, p.p95_ns, p.p99_ns) == (100, 50, 95, 99)
     assert percentiles([]).count == 0
     assert percentiles([7]).p99_ns == 7
+
+
+def test_an_endpoint_left_out_of_the_sample_borrows_what_others_taught(recorded, v1_ports):
+    sample = [c for c in recorded if c.path != "/items/2"]
+    volatile = learn_volatile(replay(sample, *v1_ports), replay(sample, *v1_ports))
+    assert "GET /items/2" not in volatile.sampled
+    later = [x for x in replay(recorded, *v1_ports) if x.recorded.path == "/items/2"]
+    assert [compare(x, volatile).outcome for x in later] == ["matched", "matched"]
+    # A sampled endpoint keeps to what it was seen to do: /health learned nothing.
+    assert not volatile.ignores("GET /health", "body:$.served_at")

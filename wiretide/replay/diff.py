@@ -56,13 +56,22 @@ class VolatileSet:
     Array indices in body paths are stored as [*]."""
 
     entries: frozenset[tuple[str, str]] = frozenset()
+    # Endpoints the learning replayed: for any other, a place volatile at some endpoint
+    # is taken as volatile there too (a `served_at` is a timestamp wherever it appears).
+    sampled: frozenset[str] = frozenset()
 
     def ignores(self, endpoint: str, where: str) -> bool:
         key = _INDEX.sub("[*]", where)
-        return (endpoint, key) in self.entries or (ANY_ENDPOINT, key) in self.entries
+        if (endpoint, key) in self.entries or (ANY_ENDPOINT, key) in self.entries:
+            return True
+        return endpoint not in self.sampled and key in self._anywhere
+
+    @property
+    def _anywhere(self) -> frozenset[str]:
+        return frozenset(w for _, w in self.entries)
 
     def union(self, other: VolatileSet) -> VolatileSet:
-        return VolatileSet(self.entries | other.entries)
+        return VolatileSet(self.entries | other.entries, self.sampled | other.sampled)
 
     def fields(self, endpoint: str) -> list[str]:
         return sorted(w for e, w in self.entries if e in (endpoint, ANY_ENDPOINT))
@@ -253,15 +262,17 @@ def learn_volatile(first: Iterable[Exchange], second: Iterable[Exchange]) -> Vol
     answered only once teaches nothing."""
     earlier = {(x.recorded.call_id, x.copy): x for x in first if x.response is not None}
     entries: set[tuple[str, str]] = set()
+    sampled: set[str] = set()
     for x in second:
         y = earlier.get((x.recorded.call_id, x.copy))
         if y is None or x.response is None or y.response is None:
             continue
         as_recorded = _as_recording(y.recorded, y.response)
         endpoint = endpoint_of(x.recorded)
+        sampled.add(endpoint)
         for d in differences(as_recorded, x.response):
             entries.add((endpoint, _INDEX.sub("[*]", d.where)))
-    return VolatileSet(frozenset(entries))
+    return VolatileSet(frozenset(entries), frozenset(sampled))
 
 
 def _as_recording(call: ApiCall, resp: ReplayedResponse) -> ApiCall:
