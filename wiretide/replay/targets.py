@@ -66,7 +66,7 @@ def parse_url(text: str, spec: str) -> Origin:
 def parse_target(spec: str) -> Target:
     """One `--target` value; ReplayError (one line) when it is not one of the forms."""
     spec = spec.strip()
-    if "=" not in spec:
+    if "=" not in spec or spec.startswith(("http://", "https://")):
         return Target("all", "", parse_url(spec, spec))
     where, _, url = spec.partition("=")
     where = where.strip()
