@@ -29,6 +29,7 @@ from confluent_kafka import TopicPartition as KafkaTP
 from schemas.codec import CodecError
 from schemas.config import DLQ_SUFFIX, EOF_HEADER, Settings
 from schemas.runtime import health
+from schemas.runtime.metrics import DEAD_LETTERS, count_calls
 from schemas.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
 from streams.dissect.registry import default_registry
 from streams.endpoints import EndpointFollower
@@ -112,6 +113,7 @@ class Streams:
         try:
             segments = decode_segment_batch(value)
         except CodecError as exc:
+            DEAD_LETTERS.labels("worker", self._segments_dlq).inc()
             self._produce(
                 self._segments_dlq,
                 key=key,
@@ -137,6 +139,7 @@ class Streams:
         calls = result.calls
         if calls:
             self.calls += len(calls)
+            count_calls(calls)
             by_flow: dict[str, list] = {}
             for call in calls:
                 flow_calls = by_flow.get(call.flow_id)
@@ -149,6 +152,7 @@ class Streams:
                 if value is not None:
                     produce(topic, key=flow.encode(), value=value, on_delivery=delivered)
                 for bad in rejected:
+                    DEAD_LETTERS.labels("worker", topic + DLQ_SUFFIX).inc()
                     body, form = bad.dead_letter_value()
                     produce(
                         topic + DLQ_SUFFIX,

@@ -331,6 +331,106 @@ def _paths_and_namespaces(table: str, on_cluster: str = "") -> tuple[str, ...]:
     )
 
 
+# --- RED totals (migration 9) ---------------------------------------------------------
+# Totals since the table was made, per (source workload, destination workload, their
+# namespaces, protocol, method, status class): calls, errors, body bytes and a latency
+# histogram, what the hub's /metrics serves as Prometheus counters (wiretide/hub/metrics.py).
+# No time column and no TTL, so the totals only grow (a counter never goes back when
+# calls expire). Label values are bounded: a workload (never a pod, never an IP: outside
+# the cluster it is "unknown"), methods of the HTTP family from the standard set, other
+# protocols' method names only as short identifiers (their own command vocabulary), else
+# "other". Like the map, the view counts inserts: a batch a writer replays after a crash
+# is counted twice (see the service map's notes).
+RED_TOTALS = "red_totals"
+RED_TOTALS_VIEW = "red_totals_mv"
+RED_TOTALS_LOCAL = "red_totals_local"
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE")
+_HTTP_FAMILY = "('http', 'http2', 'gql', 'grpc')"
+RED_KEYS = ("src_namespace", "src_workload", "dst_namespace", "dst_workload", "protocol",
+            "method", "status_class")  # fmt: skip
+RED_SUMS = ("calls", "errors", "request_bytes", "response_bytes", "answered", "latency_ns",
+            *(f"le_{k}" for k in range(len(LATENCY_BUCKETS_S))))  # fmt: skip
+
+
+def _red_workload(side: str) -> str:
+    pod, svc = f"{side}_pod", f"{side}_service"
+    return (
+        f"multiIf({pod} != '', replaceRegexpOne({pod}, '{POD_OWNER_PATTERN}', '\\\\1'),"
+        f" {svc} != '', {svc}, 'unknown')"
+    )
+
+
+_METHODS = ", ".join(f"'{m}'" for m in HTTP_METHODS)
+_RED_METHOD = (
+    f"multiIf(protocol IN {_HTTP_FAMILY}, if(method IN ({_METHODS}), method, 'other'),"
+    " match(method, '^[A-Za-z][A-Za-z0-9_.-]{0,31}$'), method, 'other')"
+)
+# HTTP family: 1xx..5xx from the status; no answer: "none"; others: "error" by ERROR_SQL.
+_STATUS_CLASS = (
+    "multiIf(has(flags, 'no_response'), 'none',"
+    " protocol IN ('http', 'http2', 'gql') AND status BETWEEN 100 AND 599,"
+    " concat(toString(intDiv(status, 100)), 'xx'),"
+    f" {ERROR_SQL}, 'error', 'ok')"
+)
+RED_SELECT = ",\n    ".join(
+    (
+        "src_namespace",
+        f"{_red_workload('src')} AS src_workload",
+        "dst_namespace",
+        f"{_red_workload('dst')} AS dst_workload",
+        "protocol",
+        f"{_RED_METHOD} AS method",
+        f"{_STATUS_CLASS} AS status_class",
+        "count() AS calls",
+        f"countIf({ERROR_SQL}) AS errors",
+        "sum(request_body_size) AS request_bytes",
+        "sum(response_body_size) AS response_bytes",
+        f"countIf({ANSWERED_SQL}) AS answered",
+        f"sumIf(toUInt64(greatest(elapsed_ns, 0)), {ANSWERED_SQL}) AS latency_ns",
+        *(
+            f"countIf({ANSWERED_SQL} AND elapsed_ns <= {round(bound * 1e9)}) AS le_{k}"
+            for k, bound in enumerate(LATENCY_BUCKETS_S)
+        ),
+    )
+)
+_RED_COLUMNS = ",\n    ".join(
+    [f"{key} LowCardinality(String)" for key in RED_KEYS]
+    + [f"{name} SimpleAggregateFunction(sum, UInt64)" for name in RED_SUMS]
+)
+_CREATE_RED = f"""
+CREATE TABLE IF NOT EXISTS {RED_TOTALS}
+(
+    {_RED_COLUMNS}
+)
+ENGINE = AggregatingMergeTree
+ORDER BY ({", ".join(RED_KEYS)})
+"""
+
+
+def _red_view(source: str, target: str, on: str = "") -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {RED_TOTALS_VIEW}{on} TO {target} AS\n"
+        f"SELECT {RED_SELECT}\nFROM {source}\nGROUP BY {', '.join(RED_KEYS)}"
+    )
+
+
+def _red_totals_on_cluster(cluster: str, on: str) -> tuple[str, ...]:
+    """As the service map: each shard counts what it stores, `red_totals` reads them all."""
+    local = _CREATE_RED.replace(
+        f"IF NOT EXISTS {RED_TOTALS}\n", f"IF NOT EXISTS {RED_TOTALS_LOCAL}{on}\n"
+    ).replace(
+        "ENGINE = AggregatingMergeTree\n",
+        "ENGINE = ReplicatedAggregatingMergeTree("
+        "'/clickhouse/tables/{shard}/{database}/red_totals_local', '{replica}')\n",
+    )
+    distributed = (
+        f"CREATE TABLE IF NOT EXISTS {RED_TOTALS}{on} AS {RED_TOTALS_LOCAL}"
+        f" ENGINE = Distributed('{cluster}', currentDatabase(), {RED_TOTALS_LOCAL}, rand())"
+    )
+    return (local, distributed, _red_view(CALLS_LOCAL, RED_TOTALS_LOCAL, on))
+
+
 # Append only: never edit or renumber a migration that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create calls", (_CREATE_CALLS,)),
@@ -345,6 +445,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "codecs for small calls", _smaller_columns(CALLS)),
     Migration(7, "index of request header values", _header_index(CALLS)),
     Migration(8, "paths by dictionary, namespace index", _paths_and_namespaces(CALLS)),
+    # Counted from the view's creation on: calls stored before it are not in the totals.
+    Migration(9, "RED totals for /metrics", (_CREATE_RED, _red_view(CALLS, RED_TOTALS))),
 )
 
 # On a ClickHouse cluster: each shard keeps its calls in a replicated `calls_local`, and
@@ -395,6 +497,7 @@ def cluster_migrations(cluster: str) -> tuple[Migration, ...]:
             # the type is the Distributed table's too; the index is the shards' alone
             _paths_and_namespaces(CALLS_LOCAL, on) + _paths_and_namespaces(CALLS, on)[:1],
         ),
+        Migration(9, "RED totals for /metrics", _red_totals_on_cluster(cluster, on)),
     )
 
 

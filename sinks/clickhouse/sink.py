@@ -30,6 +30,7 @@ from schemas.codec import CodecError
 from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
+from schemas.runtime.metrics import DEAD_LETTERS, SINK_BATCH_ROWS, SINK_INSERT_SECONDS, SINK_ROWS
 from schemas.runtime.outage import Outage, transient
 from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
@@ -190,7 +191,8 @@ class CallSink:
         encoded, came_from = self._encoded, self._encoded_from
         self._encoded, self._encoded_from = [], []
         try:
-            self.writer.write(EncodedCalls(encoded))
+            with SINK_INSERT_SECONDS.time():
+                self.writer.write(EncodedCalls(encoded))
         except NotTaken:
             self._rows -= sum(count for _, count, _, _ in encoded)
             for (value, *_), (key, origin) in zip(encoded, came_from, strict=True):
@@ -198,6 +200,7 @@ class CallSink:
             return 0
         stored = sum(count for _, count, _, _ in encoded)
         self.written += stored
+        _count_insert(stored)
         return stored
 
     def _flush(self) -> int:
@@ -207,7 +210,7 @@ class CallSink:
             return 0
         from_encoded = self._store_encoded() if self._encoded else 0
         calls = self._pending
-        rejected: list[RejectedCall] = self.writer.write(calls) if calls else []
+        rejected: list[RejectedCall] = self._write_decoded(calls) if calls else []
         for bad in rejected:
             value, form = bad.dead_letter_value()
             origin = self._origin.get(bad.call.call_id, "")
@@ -219,6 +222,12 @@ class CallSink:
         self.written += stored
         self._report()
         return from_encoded + stored
+
+    def _write_decoded(self, calls: list[ApiCall]) -> list[RejectedCall]:
+        with SINK_INSERT_SECONDS.time():
+            rejected = self.writer.write(calls)
+        _count_insert(len(calls) - len(rejected))
+        return rejected
 
     def _clear(self) -> None:
         self._encoded, self._encoded_from, self._pending, self._origin = [], [], [], {}
@@ -279,6 +288,7 @@ class CallSink:
         self, key: bytes | None, value: bytes, reason: str, origin: str, form: str
     ) -> None:
         self.dead_letters += 1
+        DEAD_LETTERS.labels("sink", self.settings.calls_topic + DLQ_SUFFIX).inc()
         self._dlq.produce(
             self.settings.calls_topic + DLQ_SUFFIX,
             key=key,
@@ -293,3 +303,8 @@ class CallSink:
             counts = {"written": self.written, "dead_letters": self.dead_letters}
             status = dataclasses.replace(self.status, **counts, pid=os.getpid())
             status.write(self.settings.data)
+
+
+def _count_insert(rows: int) -> None:
+    SINK_ROWS.inc(rows)
+    SINK_BATCH_ROWS.observe(rows)

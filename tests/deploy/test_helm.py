@@ -559,3 +559,45 @@ def test_rules_reach_every_worker_and_the_hub() -> None:
     assert not [
         d for d in by_kind(render(combo_id(none)), "ConfigMap") if "-rules" in d["metadata"]["name"]
     ]
+
+
+def test_service_monitor_scrapes_the_hub_with_its_token_and_the_pipeline(tmp_path: Path) -> None:
+    """metrics.serviceMonitor.enabled: one ServiceMonitor selecting the hub's Service (its
+    /metrics behind the hub token) and a metrics Service per pipeline component, whose
+    pods serve /metrics on metrics.port; off by default (no operator CRDs needed)."""
+    assert not by_kind(render(combo_id(COMBOS[0])), "ServiceMonitor")
+    monitor_values = {"enabled": True, "labels": {"release": "kps"}}
+    values = write_values(tmp_path, {"metrics": {"port": 9555, "serviceMonitor": monitor_values}})
+    done = helm("template", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values))
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    [monitor] = by_kind(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    spec = monitor["spec"]
+    ports = {e["port"]: e for e in spec["endpoints"]}
+    assert {e["path"] for e in ports.values()} == {"/metrics"}
+    assert ports["http"]["authorization"]["credentials"] == {
+        "name": f"{FULLNAME}-hub-token",
+        "key": "token",
+    }
+    wanted, among = spec["selector"]["matchLabels"], spec["selector"]["matchExpressions"][0]
+    selected = [
+        d
+        for d in by_kind(docs, "Service")
+        if all(d["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] in among["values"]
+    ]
+    by_port = {p["name"]: d["metadata"]["name"] for d in selected for p in d["spec"]["ports"]}
+    assert set(by_port) == {"http", "metrics"}
+    components = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in selected}
+    assert components == {"hub", "agent", "streams", "writer"}
+    for workload in workloads(docs):
+        if workload["metadata"]["labels"]["app.kubernetes.io/component"] == "hub":
+            continue
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert env_of(container)["WIRETIDE_METRICS_PORT"]["value"] == "9555"
+        assert {"name": "metrics", "containerPort": 9555, "protocol": "TCP"} in container["ports"]
+    for service in selected:
+        if service["metadata"]["name"].endswith("-metrics"):
+            assert service["spec"]["ports"][0]["targetPort"] == "metrics"

@@ -7,6 +7,7 @@ import argparse
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
+from wiretide.cli import metrics_port
 from wiretide.cli.options import common, live_flags_used, live_options
 
 NAME = "agent"
@@ -24,6 +25,7 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     )
     live_options(agent)
     common(agent, store=False)
+    metrics_port.add(agent)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if used:
             raise WiretideError(f"{', '.join(used)}: for live capture only; leave out --pcap")
     from wiretide.cli import capture  # producers, streams' rules and Kafka (~0.5 s)
+
+    metrics_port.start(args, NAME)
 
     if args.pcap:
         return capture.publish_pcap(args, settings)

@@ -11,6 +11,7 @@ import sys
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.runtime.sink_status import SinkStatus
+from wiretide.cli import metrics_port
 from wiretide.cli.options import common
 from wiretide.cli.worker import tune_gc
 
@@ -25,6 +26,7 @@ def add_arguments(sink: argparse.ArgumentParser) -> None:
         help="also serve the hub API/UI from this process, on the same open store",
     )
     common(sink)
+    metrics_port.add(sink)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from wiretide.local import connect
 
     settings = connect(settings)
+    metrics_port.start(args, NAME)
 
     data = settings.data
     store = open_store(

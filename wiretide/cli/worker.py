@@ -6,6 +6,7 @@ import argparse
 import gc
 
 from schemas.config import Settings
+from wiretide.cli import metrics_port
 from wiretide.cli.options import common
 
 NAME = "worker"
@@ -14,6 +15,7 @@ HELP = "run a stream worker in the foreground"
 
 def add_arguments(worker: argparse.ArgumentParser) -> None:
     common(worker, store=False)
+    metrics_port.add(worker)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,6 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = connect(settings)
 
+    metrics_port.start(args, NAME)
     tune_gc()
     return run_worker(settings)
 

@@ -122,6 +122,9 @@ def create_app(store: HubStore, access: Access, tail: LiveTail) -> FastAPI:
     _add_call_routes(api, store)
     _add_live_route(app, access, tail)
     _add_probes(app, store)
+    from wiretide.hub.metrics import add_route as add_metrics_route
+
+    add_metrics_route(app, store, tail.settings, require_access)  # GET /metrics
 
     from wiretide.hub.routes import routers
 

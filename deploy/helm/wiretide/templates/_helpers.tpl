@@ -201,3 +201,16 @@ readinessProbe:
   configMap: {name: {{ include "wiretide.fullname" . }}-rules}
 {{- end }}
 {{- end -}}
+{{- /* The pipeline's own /metrics (agent, worker, writer): --metrics-port via env. */ -}}
+{{- define "wiretide.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: WIRETIDE_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+{{- end }}
+{{- end -}}
+{{- define "wiretide.metricsPorts" -}}
+{{- if .Values.metrics.enabled }}
+ports:
+  - {name: metrics, containerPort: {{ .Values.metrics.port }}, protocol: TCP}
+{{- end }}
+{{- end -}}

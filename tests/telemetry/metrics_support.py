@@ -1,0 +1,114 @@
+"""Metrics end to end: the golden captures of every protocol, their clients and servers
+moved to made-up pods and services (tests/e2e/test_map.py's plan), replayed through a
+real broker into real chDB; /metrics scraped over HTTP and parsed by prometheus_client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from producers.pcap_writer import PcapWriter
+from schemas.config import Settings
+from tests.conftest import pipeline_env, run_wiretide
+from tests.e2e.test_map import ENDPOINTS, OWNER, _failed, _moved, _plan
+from wiretide.kube.publish import EndpointPublisher
+
+HTTP_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"}
+
+
+@pytest.fixture(scope="session")
+def cluster_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every golden capture in one file, each client and server on its planned IPs."""
+    segments = []
+    for capture, (client, server) in _plan().items():
+        segments += _moved(capture, client, server)
+    segments.sort(key=lambda s: s.ts_ns)  # stable: each flow keeps its order
+    merged = tmp_path_factory.mktemp("metrics") / "cluster.pcap"
+    writer = PcapWriter()
+    with merged.open("wb") as out:
+        out.write(writer.header())
+        for s in segments:
+            out.write(writer.packets(s))
+    return merged
+
+
+def env_with_endpoints(kafka: str, data: Path) -> dict[str, str]:
+    """A pipeline environment whose endpoints topic names the plan's pods and services."""
+    env = pipeline_env(kafka, data)
+    topic = env["WIRETIDE_PREFIX"] + "wiretide.endpoints"
+    admin = AdminClient({"bootstrap.servers": kafka})
+    new = NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})
+    admin.create_topics([new])[topic].result()
+    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(ENDPOINTS) == len(ENDPOINTS)
+    return env
+
+
+def stored_calls(env: dict[str, str]) -> list[dict]:
+    out = run_wiretide(["query", "--json", "--limit", "1000000"], env).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def scrape(url: str, token: str | None = None) -> dict[str, list]:
+    """GET url; metric family name -> samples (prometheus_client's own parser)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = httpx.get(url, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    return {f.name: f.samples for f in text_string_to_metric_families(answer.text)}
+
+
+def total(samples: list, name: str, by: tuple[str, ...] = ()) -> dict[tuple, float]:
+    """Sum of the samples named `name`, grouped by the labels `by`."""
+    out: dict[tuple, float] = defaultdict(float)
+    for s in samples:
+        if s.name == name:
+            out[tuple(s.labels[k] for k in by)] += s.value
+    return dict(out)
+
+
+# What the metrics' labels say of a call, restated from the call's JSON (ddl.py, RED).
+def workload(side: dict) -> str:
+    if side["pod"]:
+        return OWNER[side["pod"]["name"]]
+    if side["service"]:
+        return side["service"]["name"]
+    return "unknown"
+
+
+def status_class(call: dict) -> str:
+    status = call["response"]["status"] if call["response"] else 0
+    if "no_response" in call["flags"]:
+        return "none"
+    if call["protocol"] in ("http", "http2", "gql") and 100 <= status <= 599:
+        return f"{status // 100}xx"
+    return "error" if _failed(call) else "ok"
+
+
+def count(calls: list[dict], key) -> dict[tuple, float]:  # noqa: ANN001
+    out: dict[tuple, float] = defaultdict(float)
+    for c in calls:
+        out[key(c)] += 1
+    return dict(out)
+
+
+def promtool() -> str:
+    """promtool, built from Go modules by scripts/build-promtool.sh (at once when cached,
+    waiting on its lock while install.sh builds it); skips the test if it cannot be."""
+    from tests.conftest import ROOT
+
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-promtool.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if built.returncode != 0:
+        pytest.skip(f"promtool could not be built: {built.stderr.strip()[-300:]}")
+    return built.stdout.strip().splitlines()[-1].rsplit(": ", 1)[1]
