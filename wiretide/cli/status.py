@@ -89,11 +89,26 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _process(p: TlsProcess) -> str:
-    state = "hooked" if p.hooked else "NOT   "
-    where = f"  {p.namespace}/{p.pod}" if p.pod else ""
-    what = p.path if p.hooked else p.reason
-    return f"    {state} pid {p.pid:<7} {p.command[:15]:15s} {p.label:16s} {what}{where}"
+def _missed(p: TlsProcess) -> str:
+    where = f"  ({p.namespace}/{p.pod})" if p.pod else ""
+    return f"    NOT    pid {p.pid:<7} {p.command[:15]:15s} {p.label:12s} {p.reason}{where}"
+
+
+def _hooked(procs: list[TlsProcess]) -> list[str]:
+    """Hooked processes grouped by library, version and file: one line each."""
+    groups: dict[tuple[str, str, str], list[TlsProcess]] = {}
+    for p in procs:
+        groups.setdefault((p.library, p.version, p.path), []).append(p)
+    lines = []
+    for (library, version, path), group in sorted(groups.items()):
+        pids = ", ".join(f"{p.command} {p.pid}" for p in sorted(group, key=lambda p: p.pid)[:4])
+        more = ", ..." if len(group) > 4 else ""
+        n = len(group)
+        lines.append(
+            f"    hooked {library} {version or '?'}  {path}: "
+            f"{n} process{'es' if n != 1 else ''} ({pids}{more})"
+        )
+    return lines
 
 
 def _node(n: NodeCoverage, report: CoverageReport, now_ns: int) -> list[str]:
@@ -116,10 +131,11 @@ def _node(n: NodeCoverage, report: CoverageReport, now_ns: int) -> list[str]:
             f"  TLS:     on, {hooked} processes hooked, {missed} not, "
             f"{_size(n.tls_bytes)} plaintext read"
         )
-    ordered = sorted(n.processes, key=lambda p: (p.hooked, p.command, p.pid))
-    lines += [_process(p) for p in ordered[:_LIST]]
-    if len(ordered) > _LIST:
-        lines.append(f"    ... and {len(ordered) - _LIST} more (--json lists them all)")
+    lines += _hooked([p for p in n.processes if p.hooked])
+    missed = sorted((p for p in n.processes if not p.hooked), key=lambda p: (p.command, p.pid))
+    lines += [_missed(p) for p in missed[:_LIST]]
+    if len(missed) > _LIST:
+        lines.append(f"    ... and {len(missed) - _LIST} more not hooked (--json lists them)")
     flows, size = report.undecrypted_totals(n.node)
     lines.append(f"  undecrypted TLS: {flows} flows, {_size(size)}")
     rows = [u for u in report.undecrypted if u.node == n.node]

@@ -1,0 +1,179 @@
+"""Coverage end to end (root, eBPF): `wiretide tap --tls` on loopback with real HTTPS
+servers and clients - Python (OpenSSL), Go, and a stripped Go binary that cannot be
+hooked. The tap's TLS line, `wiretide status`, /api/coverage and the stored calls must
+each name what was hooked, what was not and why, and what went undecrypted; a
+connection whose plaintext was captured is not also stored as a `tcp` row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_wiretide, stop_all
+from tests.e2e.test_live_tap import finish_tap, start_tap
+from tests.producers.test_tls import PY_CLIENT, PY_SERVER
+from tests.telemetry.coverage_peers import build_go
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="TLS capture needs root"),
+    pytest.mark.timeout(900),
+]
+
+PY_PORT, GO_PORT, STRIPPED_PORT = 23711, 23712, 23713  # this module's share: 23710-23719
+
+
+def _ebpf_ready() -> None:
+    from producers.tls import probe_ebpf
+
+    support = probe_ebpf()
+    if not support.tls:
+        pytest.skip("eBPF TLS capture unavailable here: " + "; ".join(support.problems))
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d = tmp_path_factory.mktemp("cert")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    return str(crt), str(key)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    out: list[subprocess.Popen[str]] = []
+    yield out
+    stop_all(out)
+
+
+def _spawn(argv: list[str], procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    procs.append(p)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    assert line.strip() == "ready", f"{argv[0]} did not start: {line!r}"
+    return p
+
+
+def _run_client(argv: list[str], procs: list[subprocess.Popen[str]]) -> str:
+    """Start a client (it says ready, waits for a line), let it go, wait for it."""
+    client = _spawn(argv, procs)
+    out, err = client.communicate("go\n", timeout=120)
+    assert client.returncode == 0, f"{argv[0]} failed: {out} {err}"
+    return out
+
+
+def _hub(env: dict[str, str], procs: list[subprocess.Popen[str]]) -> str:
+    """`wiretide hub` over the tap's data dir; its base URL once it listens."""
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "wiretide", "hub", "--listen", "127.0.0.1:0"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    procs.append(hub)
+    assert hub.stdout is not None
+    for line in hub.stdout:
+        m = re.search(r"listening on (http://[0-9.:]+)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"hub exited {hub.wait()}")
+
+
+def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
+    cert: tuple[str, str], tmp_path: Path, wt_env: dict[str, str], procs
+) -> None:
+    _ebpf_ready()
+    crt, key = cert
+    go = build_go(tmp_path / "tlsgo", stripped=False)
+    stripped = build_go(tmp_path / "tlsgo-stripped", stripped=True)
+    py_server = _spawn([sys.executable, "-c", PY_SERVER, str(PY_PORT), crt, key], procs)
+    go_server = _spawn([go, "server", str(GO_PORT), crt, key], procs)
+    bare_server = _spawn([stripped, "server", str(STRIPPED_PORT), crt, key], procs)
+    ports = ["--port", str(PY_PORT), "--port", str(GO_PORT), "--port", str(STRIPPED_PORT)]
+    tap = start_tap(["--tls", "-i", "lo", *ports, "--no-ui", "--workers", "1"], wt_env)
+    try:
+        time.sleep(1)  # the TLS capture's first scan has hooked the servers by now
+        _run_client([sys.executable, "-c", PY_CLIENT, str(PY_PORT), crt], procs)
+        url = f"https://127.0.0.1:{GO_PORT}/echo"
+        _run_client([go, "client", url, crt, '{"go": 1}'], procs)
+        url = f"https://127.0.0.1:{STRIPPED_PORT}/echo"
+        _run_client([stripped, "client", url, crt, '{"bare": 1}'], procs)
+        time.sleep(1)
+    finally:
+        out = finish_tap(tap, interrupt=True)
+    go_version = (
+        subprocess.run(["go", "version"], capture_output=True, text=True, check=True)
+        .stdout.split()[2]
+        .removeprefix("go")
+    )
+    minor = ".".join(go_version.split(".")[:2])
+
+    line = [ln for ln in out.splitlines() if ln.startswith("TLS: ")]
+    assert line, out
+    assert "OpenSSL 3." in line[0] and f"Go {minor}" in line[0], line
+    # every process on the host is traced: others may be listed beside ours
+    assert re.search(r"\d+ not \(.*stripped Go binary: [^;)]*" + re.escape(stripped), line[0])
+    assert line[0].endswith(", 1 flow undecrypted"), line  # the stripped pair's only
+
+    # The stored calls: plaintext calls of the hooked pairs and no `tcp` row for them;
+    # the stripped pair's connection is one `tcp` row flagged encrypted.
+    calls = [json.loads(x) for x in run_wiretide(["query", "--json"], wt_env).stdout.splitlines()]
+    mine = [c for c in calls if c["dst"]["port"] in (PY_PORT, GO_PORT, STRIPPED_PORT)]
+    rows = sorted((c["dst"]["port"], c["protocol"], c["tls"]) for c in mine)
+    assert rows == [
+        (PY_PORT, "http", True),
+        (PY_PORT, "http", True),
+        (GO_PORT, "http", True),
+        (STRIPPED_PORT, "tcp", False),
+    ], rows
+    (raw,) = [c for c in mine if c["protocol"] == "tcp"]
+    assert "encrypted" in raw["flags"], raw
+
+    # wiretide status: one block for this node, naming each server process.
+    status = run_wiretide(["status"], wt_env).stdout
+    node = socket.gethostname()
+    assert f"node {node}" in status, status
+    assert "capture: AF_PACKET on interface 'lo'; TLS uprobes" in status, status
+    assert re.search(r"hooked OpenSSL 3\.\S+  /\S+/libssl\.so\.3: \d+ process", status), status
+    assert f"hooked Go {go_version}  {go}: 1 process (tlsgo {go_server.pid})" in status
+    assert re.search(
+        rf"NOT +pid {bare_server.pid} +tlsgo-stripped +Go {minor} +stripped Go binary", status
+    ), status
+    assert "undecrypted TLS: 1 flows" in status, status
+
+    # /api/coverage: the same facts as JSON.
+    base = _hub(wt_env, procs)
+    with urllib.request.urlopen(base + "/api/coverage", timeout=60) as answer:
+        cov = json.load(answer)
+    assert cov["problems"] == [] and cov["undecrypted_flows"] == 1, cov
+    (mynode,) = [n for n in cov["nodes"] if n["node"] == node]
+    assert mynode["tls"] == "on" and mynode["sources"] == ["afpacket", "tls-uprobes"]
+    by_pid = {p["pid"]: p for p in mynode["processes"]}
+    assert by_pid[go_server.pid]["hooked"] and by_pid[go_server.pid]["version"] == go_version
+    assert by_pid[py_server.pid]["library"] == "OpenSSL"
+    bare = by_pid[bare_server.pid]
+    assert (bare["hooked"], bare["library"]) == (False, "Go")
+    assert bare["reason"].startswith("stripped Go binary (")
+    (flow,) = cov["undecrypted"]
+    assert flow["server"] == f"127.0.0.1:{STRIPPED_PORT}" and flow["bytes"] > 0
