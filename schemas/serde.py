@@ -37,6 +37,7 @@ from schemas.records import (
     fit_numbers,
     slot_fields,
 )
+from schemas.replay import ReplayResult
 
 _SEGMENT_FIELDS = Segment.__slots__
 _CALL_SIMPLE = [
@@ -742,3 +743,27 @@ def decode_endpoint(data: bytes) -> Endpoint:
     rec = codec("Endpoint").decode(data)
     rec["labels"] = tuple(sorted(rec["labels"].items()))
     return Endpoint(**rec)
+
+
+# ------------------------------------------------------------ replay results (low volume)
+
+
+def encode_replay_result(result: ReplayResult) -> bytes:
+    rec = {f: getattr(result, f) for f in ReplayResult.__slots__}
+    rec["differences"] = [
+        {"where": w, "recorded": a, "replayed": b} for w, a, b in result.differences
+    ]
+    rec["recorded"] = _call_record(fit_call(result.recorded))
+    rec["request_headers"] = [{"name": n, "value": v} for n, v in result.request_headers]
+    rec["response_headers"] = [{"name": n, "value": v} for n, v in result.response_headers]
+    return codec("ReplayResult").encode(rec)
+
+
+def decode_replay_result(data: bytes) -> ReplayResult:
+    rec = codec("ReplayResult").decode(data)
+    diffs = rec["differences"]
+    rec["differences"] = tuple((d["where"], d["recorded"], d["replayed"]) for d in diffs)
+    rec["recorded"] = _call(rec["recorded"])
+    rec["request_headers"] = tuple((h["name"], h["value"]) for h in rec["request_headers"])
+    rec["response_headers"] = tuple((h["name"], h["value"]) for h in rec["response_headers"])
+    return ReplayResult(**rec)

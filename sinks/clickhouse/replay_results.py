@@ -1,0 +1,146 @@
+"""The `replay_results` table: one row per replayed copy of a call, and its reads.
+
+Kept out of the calls migrations (ddl.py): it is small, written by a replay run itself
+and created on first use (`ensure_table`, idempotent), so a store whose calls were
+written by an older release gains it without a migration step.
+
+Summary columns serve the lists (runs, counts, latency) and the filters; `record` holds
+the whole `ReplayResult` as its Avro message (both sides' headers and bodies, the recorded
+call), so a result read back is exactly the one written. ReplacingMergeTree on (run,
+call, copy), read with FINAL: a result written twice (a retried insert) is shown once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.records import endpoint
+from schemas.replay import ReplayResult
+from schemas.serde import decode_replay_result, encode_replay_result
+from sinks.clickhouse.connect import Store
+
+REPLAY_RESULTS = "replay_results"
+
+_CREATE = f"""
+CREATE TABLE IF NOT EXISTS {REPLAY_RESULTS}
+(
+    run_id LowCardinality(String),
+    call_id String,
+    copy UInt32,
+    sent_ns Int64,
+    outcome LowCardinality(String),
+    protocol LowCardinality(String),
+    method LowCardinality(String),
+    path String,
+    dst String,
+    recorded_status Int32,
+    status Int32,
+    recorded_latency_ns Int64,
+    latency_ns Int64,
+    differences UInt32,
+    error String,
+    record String CODEC(ZSTD(3)),
+    ingested_at DateTime DEFAULT now()
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (run_id, call_id, copy)
+"""
+COLUMNS = (
+    "run_id", "call_id", "copy", "sent_ns", "outcome", "protocol", "method", "path", "dst",
+    "recorded_status", "status", "recorded_latency_ns", "latency_ns", "differences", "error",
+    "record",
+)  # fmt: skip
+
+
+def ensure_table(store: Store) -> None:
+    store.client.command(_CREATE)
+
+
+def destination(call: Any) -> str:
+    """Where the recorded call went: its service, else ip:port."""
+    return call.dst_service or endpoint(call.dst_ip, call.dst_port)
+
+
+def _row(r: ReplayResult) -> list[Any]:
+    call = r.recorded
+    return [
+        r.run_id, call.call_id, r.copy, r.sent_ns, r.outcome, call.protocol, call.method,
+        call.path, destination(call), call.status, r.status if r.answered else -1,
+        call.elapsed_ns, r.latency_ns if r.answered else -1, len(r.differences), r.error,
+        encode_replay_result(r),
+    ]  # fmt: skip
+
+
+def insert_results(store: Store, results: Sequence[ReplayResult]) -> None:
+    if results:
+        store.client.insert(
+            REPLAY_RESULTS,
+            [_row(r) for r in results],
+            column_names=COLUMNS,
+            settings={"async_insert": 0},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    first_ns: int
+    last_ns: int
+    total: int
+    matched: int
+    changed: int
+    failed: int
+
+
+def _exists(store: Store) -> bool:
+    rows = store.client.query(
+        "SELECT count() FROM system.tables"
+        " WHERE database = currentDatabase() AND name = {t:String}",
+        parameters={"t": REPLAY_RESULTS},
+    ).result_rows
+    return bool(rows and rows[0][0])
+
+
+def read_runs(store: Store, limit: int = 100) -> list[RunSummary]:
+    """The runs stored, newest first."""
+    if not _exists(store):
+        return []
+    rows = store.client.query(
+        f"SELECT run_id, min(sent_ns), max(sent_ns), count(), countIf(outcome = 'matched'),"
+        f" countIf(outcome = 'changed'), countIf(outcome = 'failed')"
+        f" FROM {REPLAY_RESULTS} FINAL GROUP BY run_id ORDER BY min(sent_ns) DESC"
+        " LIMIT {n:UInt32}",
+        parameters={"n": limit},
+    ).result_rows
+    return [RunSummary(str(r[0]), *(int(v) for v in r[1:])) for r in rows]
+
+
+def read_latencies(store: Store, run_id: str) -> tuple[list[int], list[int]]:
+    """(recorded, replayed) latencies in ns of a run's results, those measured."""
+    if not _exists(store):
+        return [], []
+    rows = store.client.query(
+        f"SELECT recorded_latency_ns, latency_ns FROM {REPLAY_RESULTS} FINAL"
+        " WHERE run_id = {r:String}",
+        parameters={"r": run_id},
+    ).result_rows
+    return [int(a) for a, _ in rows if a >= 0], [int(b) for _, b in rows if b >= 0]
+
+
+def read_results(
+    store: Store, run_id: str, outcomes: Iterable[str] = (), limit: int = 10_000
+) -> list[ReplayResult]:
+    """A run's results (of the given outcomes; all when none), in the order they were sent."""
+    if not _exists(store):
+        return []
+    wanted = list(outcomes)
+    where = "run_id = {r:String}" + (" AND outcome IN {o:Array(String)}" if wanted else "")
+    rows = store.client.query(
+        f"SELECT record FROM {REPLAY_RESULTS} FINAL WHERE {where}"
+        " ORDER BY sent_ns, call_id, copy LIMIT {n:UInt32}",
+        parameters={"r": run_id, "o": wanted, "n": limit},
+        column_formats={"record": "bytes"},
+    ).result_rows
+    return [decode_replay_result(bytes(r[0])) for r in rows]
