@@ -144,11 +144,20 @@ def _parts(call: ApiCall, opts: Options) -> _Parts:
 
 def _body(call: ApiCall, opts: Options, secrets: dict[str, str]) -> bytes:
     body = call.request_body
+    if secrets and _is_form(call):
+        return _rewrite_query(body.decode("latin-1"), (), secrets).encode("latin-1")
     if opts.set_json or secrets:
         body = _rewrite_json(body, opts.set_json, secrets, call.protocol == "grpc")
     if call.protocol == "grpc":
         return grpcwire.request_body(body)
     return body
+
+
+def _is_form(call: ApiCall) -> bool:
+    for name, value in call.request_headers:
+        if name.lower() == "content-type":
+            return value.lower().startswith("application/x-www-form-urlencoded")
+    return False
 
 
 # ------------------------------------------------------------------------- rewrites

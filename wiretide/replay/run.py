@@ -23,7 +23,7 @@ from schemas.records import ApiCall
 from wiretide.replay.engine import SendOptions, send_all
 from wiretide.replay.model import Exchange, SentRequest
 from wiretide.replay.pacing import Pacing
-from wiretide.replay.plan import Options, Skip, plan
+from wiretide.replay.plan import MARK_HEADER, Options, Skip, plan
 from wiretide.replay.stats import Stats
 
 
@@ -77,7 +77,7 @@ def learn(
     volatile (diff.learn_volatile)."""
     picked = [i for i, r in enumerate(requests) if isinstance(r, SentRequest)][:n]
     sample_calls = [calls[i] for i in picked]
-    sample_reqs = [requests[i] for i in picked]
+    sample_reqs = [_learn_mark(requests[i], run_id) for i in picked]  # type: ignore[arg-type]
     rounds: list[list[Exchange]] = []
     quiet = replace(opts, progress=False, duration_s=None)
     for _ in range(2):
@@ -88,6 +88,12 @@ def learn(
         got.sort(key=lambda ex: ex.recorded.call_id)
         rounds.append(got)
     return diff.learn_volatile(rounds[0], rounds[1])
+
+
+def _learn_mark(req: SentRequest, run_id: str) -> SentRequest:
+    """Learning sends say so in their mark (`RUN.learn`): a tap tells them from the run."""
+    headers = tuple((k, f"{v}.learn" if k == MARK_HEADER else v) for k, v in req.headers)
+    return replace(req, headers=headers)
 
 
 def replay(
