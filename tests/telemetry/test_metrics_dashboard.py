@@ -11,10 +11,11 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import schemas.runtime.metrics  # noqa: F401  (registers the pipeline's metrics)
+from schemas.coverage import CoverageReport, NodeCoverage
 from sinks.clickhouse.ddl import LATENCY_BUCKETS_S, RED_KEYS
 from sinks.clickhouse.red import RedRow
 from tests.conftest import ROOT
-from wiretide.hub.metrics import red_families
+from wiretide.hub.metrics import coverage_families, red_families
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "wiretide.json"
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
@@ -24,7 +25,8 @@ def _served() -> set[str]:
     """Every series name the hub's RED families and this process's registry give."""
     row = RedRow(tuple("x" for _ in RED_KEYS), 1, 0, 1, 1, 1, 0.1, (1,) * len(LATENCY_BUCKETS_S))
     names = {"wiretide_hub_store_up", "wiretide_consumer_lag_messages"}
-    families = [*red_families([row])]
+    node = NodeCoverage("n", 1, sources=("afpacket",))
+    families = [*red_families([row]), *coverage_families(CoverageReport.build([node]))]
     families += text_string_to_metric_families(generate_latest(REGISTRY).decode())
     for family in families:
         names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))

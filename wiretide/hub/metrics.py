@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from schemas.config import Settings
+from schemas.coverage import CoverageReport
 from sinks.clickhouse.ddl import LATENCY_BUCKETS_S, RED_KEYS
 from sinks.clickhouse.red import RedRow, read_red
 from sinks.errors import SinkError
@@ -154,6 +155,77 @@ def partition_lag(settings: Settings, group: str, topic: str) -> list[tuple[int,
         consumer.close()
 
 
+def coverage_families(report: CoverageReport) -> list:
+    """What the nodes captured and decrypted (schemas/coverage.py) as gauges: the active
+    capture sources, TLS processes hooked or not (with the short reason) per library, and
+    the TLS flows stored as ciphertext only. Sans-IO: the tests compare them too."""
+    sources = GaugeMetricFamily(
+        "wiretide_capture_source_info",
+        "Capture sources active on a node (1), with its TLS state (off, on, unavailable)",
+        labels=["node", "source", "tls"],
+    )
+    processes = GaugeMetricFamily(
+        "wiretide_tls_processes",
+        "Processes doing TLS, by library, hooked or not, and why not",
+        labels=["node", "library", "hooked", "reason"],
+    )
+    flows = GaugeMetricFamily(
+        "wiretide_tls_undecrypted_flows",
+        "TLS flows stored as ciphertext only (no plaintext captured)",
+        labels=["node"],
+    )
+    size = GaugeMetricFamily(
+        "wiretide_tls_undecrypted_bytes", "Bytes of those flows", labels=["node"]
+    )
+    for node in report.nodes:
+        for source in node.sources:
+            sources.add_metric([node.node, source, node.tls], 1)
+        tally: dict[tuple[str, str, str], int] = {}
+        for p in node.processes:
+            key = (p.library, "true" if p.hooked else "false", p.short_reason)
+            tally[key] = tally.get(key, 0) + 1
+        for (library, hooked, reason), n in sorted(tally.items()):
+            processes.add_metric([node.node, library, hooked, reason], n)
+    for name in sorted({u.node for u in report.undecrypted}):
+        n_flows, n_bytes = report.undecrypted_totals(name)
+        flows.add_metric([name], n_flows)
+        size.add_metric([name], n_bytes)
+    return [sources, processes, flows, size]
+
+
+class CoverageCollector(Collector):
+    """The coverage report /api/coverage serves, read at most every `every_s` (it reads
+    the coverage topic and the store)."""
+
+    def __init__(self, store: HubStore, settings: Settings, every_s: float = 30.0) -> None:
+        self._store, self._settings, self._every_s = store, settings, every_s
+        self._lock = threading.Lock()
+        self._at = -every_s
+        self._families: list = []
+
+    def collect(self) -> Iterator:
+        with self._lock:
+            if time.monotonic() - self._at >= self._every_s:
+                self._at = time.monotonic()
+                self._families = coverage_families(self._read())
+        yield from self._families
+
+    def _read(self) -> CoverageReport:
+        from wiretide import coverage
+
+        nodes, flows = [], []
+        try:
+            nodes = coverage.read_nodes(self._settings)
+        except Exception as ex:  # noqa: BLE001 - Kafka away: the store's part still counts
+            _log.warning("metrics: coverage topic: %s", ex)
+        try:
+            with self._store.reading():
+                flows = coverage.undecrypted(self._store.reads)
+        except Exception as ex:  # noqa: BLE001 - one line in the log, not a failed scrape
+            _log.warning("metrics: undecrypted flows: %s", ex)
+        return CoverageReport.build(nodes, flows)
+
+
 class HubMetrics:
     """What GET /metrics answers: the hub's collectors, then this process's registry."""
 
@@ -162,6 +234,7 @@ class HubMetrics:
         self.registry.register(RedCollector(store))
         if settings is not None and settings.kafka:
             self.registry.register(LagCollector(settings))
+            self.registry.register(CoverageCollector(store, settings))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry) + generate_latest(REGISTRY)
