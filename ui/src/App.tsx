@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Call } from "./api";
+import { Coverage } from "./Coverage";
 import { Detail } from "./Detail";
 import { Feed } from "./feed";
 import { KflBar } from "./KflBar";
@@ -11,7 +12,7 @@ import { TrafficList } from "./TrafficList";
 const DEBOUNCE_MS = 400;
 
 export function App() {
-  const [tab, setTab] = useState<"traffic" | "map">("traffic");
+  const [tab, setTab] = useState<"traffic" | "map" | "coverage">("traffic");
   const [text, setText] = useState(() => new URLSearchParams(location.search).get("q") ?? "");
   const [range, setRange] = useState<TimeRange>({ kind: "all" });
   const [feed, setFeed] = useState<Feed | null>(null);
@@ -91,6 +92,9 @@ export function App() {
           <button type="button" class={tab === "map" ? "on" : ""} data-testid="tab-map" onClick={() => setTab("map")}>
             Service map
           </button>
+          <button type="button" class={tab === "coverage" ? "on" : ""} data-testid="tab-coverage" onClick={() => setTab("coverage")}>
+            Coverage
+          </button>
         </nav>
         <TimeRangePicker range={range} onChange={setRange} />
         {feed && <Status feed={feed} applying={applying} />}
@@ -113,8 +117,10 @@ export function App() {
             {selected && <Detail call={selected} onClose={() => setSelected(null)} />}
           </main>
         </>
-      ) : (
+      ) : tab === "map" ? (
         <ServiceMap bounds={bounds} filter={appliedText} />
+      ) : (
+        <Coverage />
       )}
     </div>
   );
