@@ -23,6 +23,14 @@ class PipelineError(WiretideError):
     """A pipeline process died or the pipeline stopped making progress."""
 
 
+def partition_layout(workers: int, configured: int) -> int:
+    """Partitions of a local pipeline's topics for `workers` workers: at least `configured`
+    and a multiple of `workers`, so each worker owns as many (the tap's publisher evens
+    the load over partitions, the group hands them out in equal runs)."""
+    workers = max(1, workers)
+    return -(-max(configured, workers) // workers) * workers
+
+
 def spawn(
     role: str, settings: Settings, extra: list[str] | None = None, log_name: str | None = None
 ) -> subprocess.Popen[bytes]:
