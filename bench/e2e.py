@@ -20,10 +20,13 @@ Peak RSS: tshark's from wait4() of its process. wiretide's is the sum over its p
 tree (tap, worker, sink, ...) of each process's peak (VmHWM), sampled from /proc every
 0.1 s; a Java Kafka broker in that tree is excluded, as the broker is a shared service.
 CPU seconds: each tool's total from wait4() (user + system of the process and the children
-it reaped); wiretide's per process from /proc/PID/stat, sampled with its RSS (the last
-0.1 s of a process's life can escape the samples: the sum is shown against the total),
-and per unit: the tap (the agent) per packet, the workers and the sink per call, each
-including its start-up.
+it reaped), plus for wiretide the Kafka broker's CPU during the run (it carries every
+segment and call twice); wiretide's per process from /proc/PID/stat, sampled with its RSS
+(the last 0.1 s of a process's life can escape the samples: the sum is shown against the
+total), and per unit: the tap (the agent) per packet, the workers, the sink and the broker
+per call, each including its start-up. Also shown: each worker's CPU (their balance), the
+segment bytes in each partition, and the CPU each kind of process used in each twelfth of
+the run (stages that overlap are busy in the same rows).
 
 Exit status: 0 when the call counts agree within --tolerance (0.1 %), 1 when they do not,
 2 when a tool is missing or fails.  Make captures with bench/make_capture.sh.
@@ -161,6 +164,10 @@ class Run:
     per_process: dict[str, float] = field(default_factory=dict)  # label -> peak RSS MB
     cpu_per_process: dict[str, float] = field(default_factory=dict)  # label -> CPU seconds
     excluded: list[str] = field(default_factory=list)
+    broker_cpu: float = 0.0  # the Kafka broker's CPU seconds during the run (in `cpu`)
+    worker_cpu: list[float] = field(default_factory=list)  # each worker's CPU s, largest first
+    # (bucket end s, {label: CPU s in the bucket}): when each stage was busy
+    timeline: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
 
 def _wait(proc: subprocess.Popen, started: float) -> Run:
@@ -182,9 +189,22 @@ class TreeSampler(threading.Thread):
     """Polls /proc for the descendants of `root` and records each one's VmHWM and CPU
     seconds (user + system)."""
 
-    def __init__(self, root: int, exclude: re.Pattern[str], interval: float = 0.1):
+    def __init__(
+        self,
+        root: int,
+        exclude: re.Pattern[str],
+        interval: float = 0.1,
+        extra: dict[int, str] | None = None,
+    ):
+        """`extra`: processes outside the tree whose CPU is followed too (the broker, a
+        shared service: its RSS is not summed), pid -> label."""
         super().__init__(daemon=True)
         self.root, self.exclude, self.interval = root, exclude, interval
+        self.extra = dict(extra or {})
+        self._base = {pid: _pid_cpu(pid) or 0.0 for pid in self.extra}  # CPU before the run
+        self.started = time.perf_counter()
+        # (seconds since start, {pid: CPU seconds so far}) per sample: which stages overlap
+        self.timeline: list[tuple[float, dict[int, float]]] = []
         self.stop = threading.Event()
         self.hwm: dict[int, int] = {}  # pid -> peak RSS in kB
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample
@@ -229,6 +249,7 @@ class TreeSampler(threading.Thread):
             name = cmd.decode(errors="replace") or self.names.get(pid, f"pid {pid}")
             if self.exclude.search(name):
                 self.excluded[pid] = name
+                self.extra.setdefault(pid, BROKER_LABEL)  # a broker the tap started: CPU only
                 self.hwm.pop(pid, None)
                 self.names.pop(pid, None)
                 continue
@@ -246,6 +267,10 @@ class TreeSampler(threading.Thread):
                 self.cpu[pid] = self._ticks[pid]
             now += rss
         self.peak_now = max(self.peak_now, now)
+        for pid in self.extra:
+            if pid in self._ticks:
+                self.cpu[pid] = self._ticks[pid] - self._base.get(pid, 0.0)
+        self.timeline.append((time.perf_counter() - self.started, dict(self.cpu)))
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -257,6 +282,26 @@ class TreeSampler(threading.Thread):
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BROKER_LABEL = "kafka broker"
+
+
+def _pid_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (None: gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    rest = stat.rsplit(b")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / _CLOCK_TICKS
+
+
+def broker_pids(data: Path) -> dict[int, str]:
+    """The data dir's running broker (started by `wiretide broker start`), pid -> label."""
+    raw = _read(str(data / "kafka" / "broker.pid"))
+    try:
+        pid = int(raw.split()[0]) if raw else 0
+    except ValueError:
+        return {}
+    return {pid: BROKER_LABEL} if pid and _pid_cpu(pid) is not None else {}
 
 
 def _short(cmdline: str) -> str:
@@ -341,6 +386,7 @@ class WiretideResult:
     reported_calls: int | None  # from tap's last line
     reported_seconds: float | None
     run: Run
+    partition_bytes: list[int] = field(default_factory=list)  # segments topic, per partition
 
 
 def resolve_wiretide(spec: str | None) -> list[str]:
@@ -413,7 +459,7 @@ def run_wiretide(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        sampler = TreeSampler(proc.pid, exclude)
+        sampler = TreeSampler(proc.pid, exclude, extra=broker_pids(data))
         sampler.start()
         timer = threading.Timer(timeout, lambda: _killpg(proc.pid))
         timer.start()
@@ -438,23 +484,63 @@ def run_wiretide(
 
     run.tree_rss_mb = max(sum(sampler.hwm.values()) / 1024, run.maxrss_mb)
     run.tree_peak_now_mb = sampler.peak_now / 1024
-    run.per_process = by_label(sampler.names, {p: kb / 1024 for p, kb in sampler.hwm.items()})
-    run.cpu_per_process = by_label(sampler.names, sampler.cpu)
+    labels = labels_of(sampler)
+    run.per_process = by_label(labels, {p: kb / 1024 for p, kb in sampler.hwm.items()})
+    run.cpu_per_process = by_label(labels, sampler.cpu)
+    run.worker_cpu = sorted(
+        (v for p, v in sampler.cpu.items() if labels.get(p) == "wiretide worker"), reverse=True
+    )
+    run.timeline = timeline(sampler, labels)
+    # the broker's CPU is the pipeline's too (wait4 counts only the tap's tree)
+    run.broker_cpu = sum(sampler.cpu.get(p, 0.0) for p in sampler.extra)
+    run.cpu += run.broker_cpu
     run.excluded = sorted({_short(n) for n in sampler.excluded.values()})
     calls = count_stored(wiretide, data, timeout)
     return WiretideResult(cmd, calls, reported[0], reported[1], run)
 
 
-def by_label(names: dict[int, str], per_pid: dict[int, float]) -> dict[str, float]:
-    """Per-process figures summed by `_short` label; several processes of one label are
+def labels_of(sampler: TreeSampler) -> dict[int, str]:
+    """A `_short` label per sampled process; the followed ones (the broker) as given."""
+    labels = {pid: _short(name) for pid, name in sampler.names.items()}
+    return {**labels, **sampler.extra}
+
+
+def by_label(labels: dict[int, str], per_pid: dict[int, float]) -> dict[str, float]:
+    """Per-process figures summed by label; several processes of one label are
     named "label xN" (the two workers: "wiretide worker x2")."""
     total: dict[str, float] = {}
     count: dict[str, int] = {}
     for pid, value in per_pid.items():
-        label = _short(names.get(pid, str(pid)))
+        label = labels.get(pid, str(pid))
         total[label] = total.get(label, 0.0) + value
         count[label] = count.get(label, 0) + 1
     return {(f"{k} x{count[k]}" if count[k] > 1 else k): v for k, v in total.items()}
+
+
+def timeline(
+    sampler: TreeSampler, labels: dict[int, str], buckets: int = 12
+) -> list[tuple[float, dict[str, float]]]:
+    """The run cut in `buckets` spans of wall time, with the CPU seconds each kind of process
+    used in each: stages that overlap are busy in the same spans."""
+    points = sampler.timeline
+    if len(points) < 2:
+        return []
+    end = points[-1][0]
+    width = end / buckets
+    out: list[tuple[float, dict[str, float]]] = []
+    prev: dict[int, float] = {}
+    k = 0
+    for t, cpu in points:
+        while t > (k + 1) * width and k < buckets - 1:
+            k += 1
+        while len(out) <= k:
+            out.append(((len(out) + 1) * width, {}))
+        row = out[k][1]
+        for pid, v in cpu.items():
+            label = labels.get(pid, str(pid))
+            row[label] = row.get(label, 0.0) + v - prev.get(pid, 0.0)
+        prev = cpu
+    return out
 
 
 def _killpg(pid: int) -> None:
@@ -587,6 +673,10 @@ def _main(args: argparse.Namespace) -> int:
             "peak_rss_mb_by_process": wt.run.per_process,
             "peak_simultaneous_rss_mb": wt.run.tree_peak_now_mb,
             "cpu_seconds_by_process": wt.run.cpu_per_process,
+            "broker_cpu_seconds": wt.run.broker_cpu,
+            "worker_cpu_seconds": wt.run.worker_cpu,
+            "segment_bytes_by_partition": wt.partition_bytes,
+            "cpu_timeline": wt.run.timeline,
             "cpu_us_per_unit": per_unit(wt.run.cpu_per_process, wt.calls, cap.packets),
         }
 
@@ -625,7 +715,40 @@ def _bench_wiretide(args: argparse.Namespace, wiretide: list[str], cap: Capture)
         exclude = re.compile(r"(^|[/ ])java( |$)|kafka\.Kafka")
         tap = [*wiretide, "tap", "--pcap", str(cap.path), "--data", str(data)]
         print(f"$ {shlex.join(tap)}", flush=True)
-        return run_wiretide(wiretide, cap, data, args.timeout, exclude)
+        result = run_wiretide(wiretide, cap, data, args.timeout, exclude)
+        result.partition_bytes = segment_partitions(data)
+        return result
+
+
+def segment_partitions(data: Path, topic: str = "wiretide.segments") -> list[int]:
+    """Bytes of segment messages each partition of the data dir's broker holds (what each
+    worker got to do; [] when the Kafka client or the broker cannot tell)."""
+    try:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from wiretide.broker import LocalBroker
+    except ImportError:
+        return []
+    port = LocalBroker(data / "kafka").recorded_port()
+    if port is None:
+        return []
+    consumer = Consumer(
+        {"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "e2e-count", "log_level": 0}
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        out = []
+        for p in sorted(parts):
+            consumer.assign([TopicPartition(topic, p, 0)])
+            size = 0
+            while msgs := consumer.consume(1000, timeout=2):
+                size += sum(len(m.value() or b"") for m in msgs if m.error() is None)
+            out.append(size)
+        return out
+    except Exception:  # noqa: BLE001 - a figure to show, never a reason to fail the run
+        return []
+    finally:
+        consumer.close()
 
 
 @contextmanager
@@ -671,6 +794,20 @@ def per_unit(cpu: dict[str, float], calls: int, packets: int | None) -> dict[str
     return out
 
 
+def print_timeline(rows: list[tuple[float, dict[str, float]]]) -> None:
+    """CPU seconds per kind of process in each span of the run: which stages overlap."""
+    if not rows:
+        return
+    names = sorted({name for _, row in rows for name in row})
+    short = [n.removeprefix("wiretide ") for n in names]
+    widths = [max(6, len(n)) for n in short]
+    print("CPU s per span of the run (stages busy at once overlap in a row):")
+    print("  until s  " + "  ".join(n.rjust(w) for n, w in zip(short, widths, strict=True)))
+    for end, row in rows:
+        cells = [f"{row.get(n, 0.0):.2f}".rjust(w) for n, w in zip(names, widths, strict=True)]
+        print(f"  {end:7.1f}  " + "  ".join(cells))
+
+
 def _report(
     ts: TsharkResult | None,
     wt: WiretideResult | None,
@@ -704,6 +841,20 @@ def _report(
             f"wiretide CPU s by process: {parts or 'n/a'}; sampled sum {sum(cpu.values()):,.2f} "
             f"of {wt.run.cpu:,.2f} from wait4"
         )
+        print(f"wiretide CPU s includes the Kafka broker's {wt.run.broker_cpu:,.2f} during the run")
+        workers = wt.run.worker_cpu
+        if workers:
+            mean = sum(workers) / len(workers)
+            print(
+                "worker balance (CPU s each): "
+                + " / ".join(f"{w:,.2f}" for w in workers)
+                + f"; busiest/mean {workers[0] / mean if mean else 0:.2f}"
+            )
+        if wt.partition_bytes:
+            total = sum(wt.partition_bytes) or 1
+            shares = " / ".join(f"{b / total:.0%}" for b in wt.partition_bytes)
+            print(f"segment bytes per partition: {shares} of {total / 1e6:,.0f} MB")
+        print_timeline(wt.run.timeline)
         units = per_unit(cpu, wt.calls, packets)
         if units:
             parts = ", ".join(f"{k} {v:,.1f}" for k, v in sorted(units.items()))
