@@ -23,6 +23,17 @@ _READ = 65536
 _WINDOW = 16 << 20  # our receive window: big answers need not wait for updates
 
 
+# h2's header checks cost more than the rest of a request (the recorded headers were
+# valid HTTP/2 when captured, and a server says so if they are not).
+_CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding="utf-8",
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    validate_inbound_headers=False,
+)
+
+
 @dataclass(slots=True)
 class _Stream:
     start_ns: int
@@ -36,9 +47,7 @@ class _Stream:
 class H2Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        )
+        self.conn = h2.connection.H2Connection(_CONFIG)
         self.streams: dict[int, _Stream] = {}
         self.window_open = asyncio.Event()
         self.reusable = True
