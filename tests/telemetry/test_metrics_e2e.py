@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import run_wiretide
-from tests.hub.conftest import start_hub
+from tests.hub.conftest import empty_env, start_hub
 from tests.telemetry.metrics_support import (  # noqa: F401 (cluster_pcap: a fixture)
     HTTP_METHODS,
     cluster_pcap,
@@ -125,3 +125,18 @@ def test_promtool_accepts_the_exposition(tapped, calls):
         [tool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_metrics_beyond_loopback_want_the_hubs_token(tmp_path):
+    """A hub listening on every interface answers /metrics only with its token (what
+    the chart's ServiceMonitor sends); over an empty store it has no call series yet."""
+    hub = start_hub(empty_env(tmp_path, WIRETIDE_HUB_TOKEN="metrics-token"), listen="0.0.0.0:0")
+    try:
+        denied = httpx.get(f"{hub.url}/metrics", timeout=60)
+        assert denied.status_code == 401 and "error" in denied.json()
+        families = scrape(f"{hub.url}/metrics", token="metrics-token")
+    finally:
+        hub.stop()
+    assert families["wiretide_hub_store_up"][0].value == 1
+    assert not families["wiretide_calls"]
+    assert "process_cpu_seconds" in families  # the hub process's own
