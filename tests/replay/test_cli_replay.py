@@ -128,3 +128,21 @@ def test_a_missing_capture_and_an_empty_selection_are_one_line_errors(tmp_path: 
     assert out.returncode == 2 and "no calls match" in out.stderr
     out = wiretide(tmp_path, "--pcap", PCAP, "--target", "http://a", "status_code ==")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
+
+
+def test_the_report_counts_every_copy(tmp_path: Path) -> None:
+    """With the comparison half there, each copy is judged and stored: the run's report
+    counts them all."""
+    pytest.importorskip("wiretide.replay.results")
+    with http_server() as (port, log):
+        out = wiretide(tmp_path, "--pcap", PCAP, "--target", f"http://127.0.0.1:{port}",
+                       "--copies", "5", "--speed", "max", "--run-id", "rep5")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "details: wiretide replay report rep5" in out.stdout
+    assert len(marked(log, "rep5")) == 5 * SAFE_CALLS
+    assert len(marked(log, "rep5.learn")) == 2 * SAFE_CALLS  # the sample, sent twice first
+    report = wiretide(tmp_path, "report", "rep5", "--json")
+    assert report.returncode == 0, report.stderr
+    counts = json.loads(report.stdout)["counts"]
+    assert counts["total"] == 5 * SAFE_CALLS
+    assert counts["matched"] + counts["changed"] + counts["failed"] == 5 * SAFE_CALLS
