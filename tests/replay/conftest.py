@@ -12,6 +12,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -66,10 +68,17 @@ def grpc_get(port: int, sku: str) -> tuple[int, tuple[tuple[str, str], ...], byt
     return code, headers, framed, took
 
 
+@dataclass(frozen=True)
+class Recording:
+    pcap: Path
+    http_port: int  # where the v1 servers listened while recorded (gone since)
+    grpc_port: int
+
+
 @pytest.fixture(scope="session")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[ApiCall]:
-    """Calls to the v1 servers, recorded from loopback: every HTTP path twice, every gRPC
-    sku once, as the pipeline stores them (redacted, bodies decoded)."""
+def v1_recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """Calls to the v1 servers, captured from loopback with tcpdump: every HTTP path
+    twice, every gRPC sku once."""
     if shutil.which("tcpdump") is None:
         pytest.skip("tcpdump is not installed")
     pcap = tmp_path_factory.mktemp("replay") / "v1.pcap"
@@ -81,7 +90,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[ApiCall]:
                         client.get(path)
             for sku in GRPC_SKUS:
                 grpc_get(grpc_port, sku)
-    calls = capture_calls(pcap)
+    return Recording(pcap, http_port, grpc_port)
+
+
+@pytest.fixture(scope="session")
+def recorded(v1_recording: Recording) -> list[ApiCall]:
+    """The recording's calls as the pipeline stores them (redacted, bodies decoded)."""
+    calls = capture_calls(v1_recording.pcap)
     assert len(calls) == 2 * len(HTTP_PATHS) + len(GRPC_SKUS), [c.path for c in calls]
     return sorted(calls, key=lambda c: c.ts_ns)
 

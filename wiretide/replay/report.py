@@ -11,6 +11,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
@@ -129,12 +130,15 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_runs(runs: Sequence[RunSummary]) -> str:
+def format_runs(runs: Sequence[dict[str, Any]]) -> str:
+    """`run_view`s as a table."""
     if not runs:
         return "no replay runs stored"
     lines = [f"{'RUN':<28}{'CALLS':>8}{'MATCHED':>9}{'CHANGED':>9}{'FAILED':>8}"]
     for r in runs:
-        lines.append(f"{r.run_id:<28}{r.total:>8}{r.matched:>9}{r.changed:>9}{r.failed:>8}")
+        c = r["counts"]
+        cells = f"{c['total']:>8}{c['matched']:>9}{c['changed']:>9}{c['failed']:>8}"
+        lines.append(f"{r['run_id']:<28}{cells}")
     return "\n".join(lines)
 
 
@@ -166,17 +170,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from wiretide.hub.client import find_owner
+
+    hub = find_owner(settings)
+    if hub is not None:  # a tap or hub holds the store: ask it
+        got = _from_hub(hub, args)
+    else:
+        got = _from_store(settings, args)
+    if got is None:
+        raise WiretideError(
+            f"no replay run {args.run!r} in the store {settings.store_dsn}; "
+            "`wiretide replay report` lists them"
+        )
+    if args.json:
+        print(json.dumps(got, ensure_ascii=False))
+    else:
+        print(format_report(got) if args.run else format_runs(got))
+    return 0
+
+
+def _from_store(settings: Settings, args: argparse.Namespace) -> Any:
     dsn = settings.store_dsn
     require_store(dsn)
     with open_store(dsn, ttl_days=None, cluster=settings.clickhouse_cluster) as store:
         if not args.run:
-            runs = read_runs(store)
-            print(json.dumps([run_view(r) for r in runs]) if args.json else format_runs(runs))
-            return 0
-        report = load_report(store, args.run, args.limit)
-    if report is None:
-        raise WiretideError(
-            f"no replay run {args.run!r} in the store {dsn}; `wiretide replay report` lists them"
-        )
-    print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
-    return 0
+            return [run_view(r) for r in read_runs(store)]
+        return load_report(store, args.run, args.limit)
+
+
+def _from_hub(hub: Any, args: argparse.Namespace) -> Any:
+    from wiretide.hub.client import HubCallError
+
+    if not args.run:
+        return hub.get_json("/api/replay/runs")
+    try:
+        return hub.get_json(f"/api/replay/runs/{quote(args.run, safe='')}", {"limit": args.limit})
+    except HubCallError as ex:
+        if str(ex).startswith("no replay run"):
+            return None
+        raise

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from wiretide.hub.store import HubStore
 
-ROUTES: tuple[str, ...] = ("export", "map", "rules", "coverage")
+ROUTES: tuple[str, ...] = ("export", "map", "rules", "coverage", "replay")
 
 
 def routers(store: HubStore) -> list[APIRouter]:
