@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition as KafkaTP
 from schemas.codec import CodecError
 from schemas.config import DLQ_SUFFIX, EOF_HEADER, Settings
 from schemas.runtime import health
-from schemas.runtime.metrics import DEAD_LETTERS, count_calls
+from schemas.runtime.metrics import DEAD_LETTERS, count_calls, count_failures
 from schemas.serde import decode_segment_batch, encode_call_batch_isolated, encode_violation
 from streams.dissect.registry import default_registry
 from streams.endpoints import EndpointFollower
@@ -161,6 +161,8 @@ class Streams:
                         headers={"reason": bad.reason.encode(), "format": form.encode()},
                         on_delivery=delivered,
                     )
+        if result.failures:
+            count_failures(result.failures)
         for found in result.violations:
             produce(
                 self._violations,

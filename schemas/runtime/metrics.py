@@ -6,7 +6,7 @@ What each process counts (names end with their unit, `_total` for counters):
 
 * agent: packets seen and dropped by the kernel per node, segments published;
 * worker: calls emitted, calls with gaps, requests without responses and responses
-  without requests per protocol, records dead-lettered (`<topic>.dlq`);
+  without requests, dissector failures per protocol, records dead-lettered (`<topic>.dlq`);
 * writer: rows stored, insert time, records dead-lettered.
 
 The RED metrics of the observed traffic are the hub's (wiretide/hub/metrics.py): it
@@ -58,6 +58,11 @@ RESPONSES_UNMATCHED = Counter(
     "Responses whose request was not seen (capture started mid-flow, or bytes lost)",
     ["protocol"],
 )
+DISSECT_FAILURES = Counter(
+    "wiretide_worker_dissect_failures",
+    "Messages a dissector could not read (bad bytes: it resynced; the flow's rest goes on)",
+    ["protocol"],
+)
 DEAD_LETTERS = Counter(
     "wiretide_dead_letters",
     "Records that could not be decoded, encoded or stored, sent to <topic>.dlq",
@@ -93,6 +98,12 @@ def count_calls(calls: Iterable[ApiCall]) -> None:
     for flag, counter in _FLAGGED:
         for protocol, n in flagged.get(flag, {}).items():
             counter.labels(protocol).inc(n)
+
+
+def count_failures(failures: Iterable) -> None:
+    """A worker's batch of DissectFailed (streams/dissect/base.py), per protocol."""
+    for protocol, n in Tally(f.protocol for f in failures).items():
+        DISSECT_FAILURES.labels(protocol).inc(n)
 
 
 class CaptureCounters:
