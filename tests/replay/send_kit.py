@@ -65,9 +65,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server() -> Iterator[tuple[int, list[Seen]]]:
-    """A threaded HTTP/1.1 server on a free loopback port; (port, what reached it)."""
+def http_server(tls: tuple[str, str] | None = None) -> Iterator[tuple[int, list[Seen]]]:
+    """A threaded HTTP/1.1 server on a free loopback port (HTTPS with `tls`: cert, key);
+    (port, what reached it)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    if tls is not None:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.log = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -113,3 +113,39 @@ def test_grpc_calls_of_the_golden_capture_reach_a_grpcio_server() -> None:
     assert status == {"Get": "0", "List": "0", "Upload": "0", "Fail": "3"}
     answers = {ex.recorded.path.rsplit("/", 1)[1]: ex.response.body for ex in got}
     assert answers["List"] == b"\x00\x00\x00\x00\x02\x08\x01\x00\x00\x00\x00\x02\x08\x02"
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    import subprocess
+
+    d = tmp_path_factory.mktemp("cert")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    return str(crt), str(key)
+
+
+@needs("openssl")
+def test_https_targets_check_certificates_unless_insecure(cert: tuple[str, str]) -> None:
+    calls = [make_call(1, path="/tls")]
+    with http_server(tls=cert) as (port, log):
+        targets = parse_targets([f"https://127.0.0.1:{port}"])
+        requests = [plan(c, Options(targets)) for c in calls]
+        for insecure in (False, True):
+            got: list[Exchange] = []
+            asyncio.run(
+                send_all("t", calls, requests, Pacing(speed=None), got.append,
+                         SendOptions(timeout_s=60, insecure=insecure))
+            )  # fmt: skip
+            if insecure:
+                assert got[0].response is not None and got[0].response.status == 200
+            else:
+                assert got[0].response is None
+                assert got[0].error.startswith("TLS: ") and "--insecure" in got[0].error
+    assert [s.path for s in log] == ["/tls"]

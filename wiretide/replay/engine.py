@@ -128,6 +128,10 @@ async def exchange(
 def _error_text(ex: BaseException) -> str:
     if isinstance(ex, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(ex, ssl.SSLCertVerificationError):
+        return f"TLS: {ex.verify_message or 'certificate not trusted'} (--insecure skips the check)"
+    if isinstance(ex, ssl.SSLError):
+        return f"TLS: {ex.reason or ex}"
     if isinstance(ex, OSError) and ex.strerror:
         return ex.strerror.lower()
     return str(ex) or type(ex).__name__
