@@ -5,6 +5,7 @@ import { Detail } from "./Detail";
 import { Feed } from "./feed";
 import { KflBar } from "./KflBar";
 import { boundsOf, compose, hasLimit, type Place, placeError, type TimeRange } from "./query";
+import { Replay } from "./Replay";
 import { ServiceMap } from "./ServiceMap";
 import { TimeRangePicker } from "./TimeRange";
 import { TrafficList } from "./TrafficList";
@@ -12,7 +13,7 @@ import { TrafficList } from "./TrafficList";
 const DEBOUNCE_MS = 400;
 
 export function App() {
-  const [tab, setTab] = useState<"traffic" | "map" | "coverage">("traffic");
+  const [tab, setTab] = useState<"traffic" | "map" | "coverage" | "replay">("traffic");
   const [text, setText] = useState(() => new URLSearchParams(location.search).get("q") ?? "");
   const [range, setRange] = useState<TimeRange>({ kind: "all" });
   const [feed, setFeed] = useState<Feed | null>(null);
@@ -95,6 +96,9 @@ export function App() {
           <button type="button" class={tab === "coverage" ? "on" : ""} data-testid="tab-coverage" onClick={() => setTab("coverage")}>
             Coverage
           </button>
+          <button type="button" class={tab === "replay" ? "on" : ""} data-testid="tab-replay" onClick={() => setTab("replay")}>
+            Replay
+          </button>
         </nav>
         <TimeRangePicker range={range} onChange={setRange} />
         {feed && <Status feed={feed} applying={applying} />}
@@ -119,8 +123,10 @@ export function App() {
         </>
       ) : tab === "map" ? (
         <ServiceMap bounds={bounds} filter={appliedText} />
-      ) : (
+      ) : tab === "coverage" ? (
         <Coverage />
+      ) : (
+        <Replay />
       )}
     </div>
   );

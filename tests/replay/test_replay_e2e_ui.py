@@ -1,0 +1,59 @@
+"""The UI's Replay page in headless Chromium, over a hub that holds a store of recorded
+v1 calls while `wiretide replay` sends them at v2 (its results reach the hub by Kafka)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, pipeline_env, run_wiretide
+from tests.hub.conftest import start_hub
+from tests.replay.conftest import Recording
+from tests.replay.test_replay_e2e import CALLS, CHANGED, _targets
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing")
+
+
+def test_replay_page_lists_runs_and_shows_diffs_side_by_side(
+    v1_recording: Recording, v2_ports, kafka: str, tmp_path: Path
+):
+    env = pipeline_env(kafka, tmp_path / "data")
+    run_wiretide(["tap", "--quiet", "--pcap", str(v1_recording.pcap)], env)
+    hub = start_hub(env)
+    try:
+        args = ["replay", *_targets(v1_recording, v2_ports), "--speed", "max", "--json"]
+        summary = json.loads(run_wiretide([*args, "--run-id", "ui-run"], env).stdout)
+        assert summary["verdicts"]["changed"] == CHANGED
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda ex: errors.append(str(ex)))
+            page.goto(f"{hub.url}/?token={hub.token or ''}")
+            page.get_by_test_id("tab-replay").click()
+            page.locator('[data-testid="replay-run"][data-run="ui-run"]').click()
+            counts = page.get_by_test_id("replay-counts")
+            counts.wait_for()
+            assert counts.get_attribute("data-changed") == str(CHANGED)
+            assert counts.get_attribute("data-matched") == str(CALLS - CHANGED)
+            assert "recorded" in page.get_by_test_id("latency-recorded").inner_text()
+            call = page.locator('[data-testid="replay-call"][data-path="/items/3"]').first
+            call.locator("button").click()
+            row = call.locator('tr[data-where="body:$.price"]')
+            assert re.sub(r"\s+", " ", row.inner_text()).strip() == "body:$.price 30 35"
+            assert '"price": 30' in call.get_by_test_id("answer-recorded").inner_text()
+            assert '"price": 35' in call.get_by_test_id("answer-replayed").inner_text()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "replay_page.png"))
+            browser.close()
+        assert not errors, errors
+    finally:
+        hub.stop()

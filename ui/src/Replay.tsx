@@ -1,0 +1,211 @@
+// Replay runs (GET /api/replay/runs) and a run's report (GET /api/replay/runs/{id}):
+// matched / changed / failed counts, latency p50/p95/p99 recorded vs replayed, and each
+// call that did not match with its differences and both answers side by side.
+
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, getJson } from "./api";
+
+export type Counts = { total: number; matched: number; changed: number; failed: number };
+export type RunSummary = { run_id: string; first_sent_ns: number; last_sent_ns: number; counts: Counts };
+export type Percentiles = { count: number; p50_ns: number; p95_ns: number; p99_ns: number };
+export type Answer = {
+  status: number | null;
+  latency_ns: number | null;
+  headers: [string, string][];
+  body: string;
+};
+export type Difference = { where: string; recorded: string; replayed: string };
+export type ReplayedCall = {
+  call_id: string;
+  copy: number;
+  outcome: "changed" | "failed";
+  protocol: string;
+  method: string;
+  path: string;
+  dst: string;
+  url: string;
+  error: string;
+  differences: Difference[];
+  recorded: Answer;
+  replayed: Answer;
+};
+export type RunReport = RunSummary & {
+  latency: { recorded: Percentiles; replayed: Percentiles };
+  changed: ReplayedCall[];
+  failed: ReplayedCall[];
+};
+
+function message(ex: unknown): string {
+  if (ex instanceof ApiError && ex.status === 401) return `${ex.message} — open this page as /?token=<the hub's token>`;
+  return ex instanceof Error ? ex.message : String(ex);
+}
+
+function ms(ns: number | null): string {
+  return ns === null || ns < 0 ? "–" : `${(ns / 1e6).toFixed(1)} ms`;
+}
+
+export function Replay() {
+  const [runs, setRuns] = useState<RunSummary[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [runId, setRunId] = useState<string | null>(null);
+  useEffect(() => {
+    getJson<RunSummary[]>("replay/runs").then(
+      (got) => {
+        setRuns(got);
+        if (got.length && runId === null) setRunId(got[0].run_id);
+      },
+      (ex) => setError(message(ex)),
+    );
+  }, []);
+  if (error) return <div class="replay empty error">{error}</div>;
+  if (!runs) return <div class="replay empty">Loading…</div>;
+  if (!runs.length)
+    return <div class="replay empty">No replay runs yet: wiretide replay --target URL sends stored calls again.</div>;
+  return (
+    <main class="replay">
+      <RunList runs={runs} selected={runId} onSelect={setRunId} />
+      {runId && <RunView key={runId} runId={runId} />}
+    </main>
+  );
+}
+
+function RunList({ runs, selected, onSelect }: { runs: RunSummary[]; selected: string | null; onSelect: (id: string) => void }) {
+  return (
+    <table class="replay-runs" data-testid="replay-runs">
+      <thead>
+        <tr>
+          <th>run</th>
+          <th class="num">calls</th>
+          <th class="num">matched</th>
+          <th class="num">changed</th>
+          <th class="num">failed</th>
+        </tr>
+      </thead>
+      <tbody>
+        {runs.map((r) => (
+          <tr
+            key={r.run_id}
+            class={r.run_id === selected ? "selected" : ""}
+            data-testid="replay-run"
+            data-run={r.run_id}
+            onClick={() => onSelect(r.run_id)}
+          >
+            <td title={new Date(r.first_sent_ns / 1e6).toISOString()}>{r.run_id}</td>
+            <td class="num">{r.counts.total}</td>
+            <td class="num ok">{r.counts.matched}</td>
+            <td class={`num${r.counts.changed ? " warn" : ""}`}>{r.counts.changed}</td>
+            <td class={`num${r.counts.failed ? " error" : ""}`}>{r.counts.failed}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function RunView({ runId }: { runId: string }) {
+  const [report, setReport] = useState<RunReport | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [open, setOpen] = useState<number>(0);
+  useEffect(() => {
+    getJson<RunReport>(`replay/runs/${encodeURIComponent(runId)}`).then(setReport, (ex) => setError(message(ex)));
+  }, [runId]);
+  if (error) return <section class="replay-run error">{error}</section>;
+  if (!report) return <section class="replay-run">Loading…</section>;
+  const c = report.counts;
+  const calls = [...report.changed, ...report.failed];
+  return (
+    <section class="replay-run" data-testid="replay-report">
+      <h2>{report.run_id}</h2>
+      <p data-testid="replay-counts" data-matched={c.matched} data-changed={c.changed} data-failed={c.failed}>
+        {c.total} calls sent: <span class="ok">{c.matched} matched</span>, <span class="warn">{c.changed} changed</span>,{" "}
+        <span class={c.failed ? "error" : ""}>{c.failed} failed</span>
+      </p>
+      <table class="replay-latency" data-testid="replay-latency">
+        <thead>
+          <tr>
+            <th>latency</th>
+            <th class="num">p50</th>
+            <th class="num">p95</th>
+            <th class="num">p99</th>
+            <th class="num">calls</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(["recorded", "replayed"] as const).map((side) => {
+            const p = report.latency[side];
+            return (
+              <tr key={side} data-testid={`latency-${side}`}>
+                <td>{side}</td>
+                <td class="num">{ms(p.p50_ns)}</td>
+                <td class="num">{ms(p.p95_ns)}</td>
+                <td class="num">{ms(p.p99_ns)}</td>
+                <td class="num">{p.count}</td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {calls.length === 0 ? (
+        <p class="muted">Every call matched its recording.</p>
+      ) : (
+        calls.map((call, k) => (
+          <ChangedCall key={`${call.call_id}:${call.copy}`} call={call} open={k === open} onOpen={() => setOpen(k)} />
+        ))
+      )}
+    </section>
+  );
+}
+
+function ChangedCall({ call, open, onOpen }: { call: ReplayedCall; open: boolean; onOpen: () => void }) {
+  return (
+    <div class={`replay-call ${call.outcome}`} data-testid="replay-call" data-path={call.path} data-outcome={call.outcome}>
+      <button type="button" class="replay-call-head" onClick={onOpen}>
+        <span class="method">{call.method}</span> <span class="path">{call.path}</span> → {call.dst}
+        <span class="muted">
+          {" "}
+          {call.outcome}
+          {call.copy ? `, copy ${call.copy}` : ""}
+        </span>
+      </button>
+      {open && (
+        <>
+          {call.error && <p class="error">{call.error}</p>}
+          <table class="replay-diffs" data-testid="replay-diffs">
+            <thead>
+              <tr>
+                <th>where</th>
+                <th>recorded</th>
+                <th>replayed</th>
+              </tr>
+            </thead>
+            <tbody>
+              {call.differences.map((d) => (
+                <tr key={d.where} data-where={d.where}>
+                  <td class="path">{d.where}</td>
+                  <td class="was">{d.recorded}</td>
+                  <td class="now">{d.replayed}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <div class="side-by-side" data-testid="side-by-side">
+            <AnswerPane title="recorded" answer={call.recorded} />
+            <AnswerPane title="replayed" answer={call.replayed} />
+          </div>
+        </>
+      )}
+    </div>
+  );
+}
+
+function AnswerPane({ title, answer }: { title: string; answer: Answer }) {
+  return (
+    <div class="answer" data-testid={`answer-${title}`}>
+      <h3>
+        {title}: {answer.status ?? "no answer"} <span class="muted">{ms(answer.latency_ns)}</span>
+      </h3>
+      <pre class="headers">{answer.headers.map(([k, v]) => `${k}: ${v}`).join("\n")}</pre>
+      <pre class="body">{answer.body}</pre>
+    </div>
+  );
+}
