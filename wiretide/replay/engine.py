@@ -9,6 +9,7 @@ becomes one `Exchange`, handed to `on_exchange` as soon as it is answered or fai
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import ssl
 import time
@@ -41,6 +42,13 @@ class SendOptions:
 _Key = tuple[str, str, int, str]  # scheme, host, port, http version
 
 
+@functools.lru_cache(maxsize=1024)
+def _key(origin: str, version: str) -> _Key:
+    url = urlsplit(origin)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return (url.scheme, url.hostname or "", port, version)
+
+
 class Sender:
     """Connections by target and HTTP version: HTTP/1.1 a pool of kept-alive ones, one
     request each at a time; HTTP/2 one multiplexed connection."""
@@ -63,11 +71,10 @@ class Sender:
         return self._tls[alpn]
 
     async def send(self, req: SentRequest) -> ReplayedResponse:
-        url = urlsplit(req.url)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.scheme, url.hostname or "", port, req.http_version)
+        key = _key(req.url[: req.url.find("/", req.url.find("//") + 2)], req.http_version)
         send = self._send_h2 if req.http_version == "2" else self._send_h1
-        return await asyncio.wait_for(send(key, req), self.opts.timeout_s)
+        async with asyncio.timeout(self.opts.timeout_s):  # no task per request (wait_for's)
+            return await send(key, req)
 
     async def _send_h1(self, key: _Key, req: SentRequest) -> ReplayedResponse:
         idle = self.idle.setdefault(key, deque())
