@@ -4,6 +4,7 @@ Segments, from uprobes through a BPF ring buffer."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import socket
 import time
@@ -70,6 +71,7 @@ class TlsCapture:
         self._processes: dict[tuple[int, str], TlsProcess] = {}  # (pid, file) -> fact
         self._described: set[int] = set()
         self._event_pids: set[int] = set()  # pids chunks came from
+        self._pods: dict[int, tuple[str, str]] = {}  # pid -> (namespace, pod)
         self._next_scan = 0.0
         self._scans = 0
         self._checked: dict[int, int] = {}  # pid -> scan number it was last looked at
@@ -154,8 +156,18 @@ class TlsCapture:
 
     def processes(self) -> list[TlsProcess]:
         """Every process seen doing TLS: the library hooked in it (and its version), or
-        the reason it was not (schemas/coverage.py)."""
-        return list(self._processes.values())
+        the reason it was not, and its pod when known (schemas/coverage.py)."""
+        pods = self._pods
+        return [
+            dataclasses.replace(p, namespace=pods[p.pid][0], pod=pods[p.pid][1])
+            if p.pid in pods
+            else p
+            for p in self._processes.values()
+        ]
+
+    def set_pods(self, pods: dict[int, tuple[str, str]]) -> None:
+        """pid -> (namespace, pod) of the targeted pods' processes (coverage per pod)."""
+        self._pods = dict(pods)
 
     def _note(self, pid: int, facts: list[TlsProcess]) -> None:
         self._described.add(pid)

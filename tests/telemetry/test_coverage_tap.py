@@ -177,3 +177,42 @@ def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
     assert bare["reason"].startswith("stripped Go binary (")
     (flow,) = cov["undecrypted"]
     assert flow["server"] == f"127.0.0.1:{STRIPPED_PORT}" and flow["bytes"] > 0
+
+
+def test_a_pods_tls_process_is_reported_under_its_pod(cert: tuple[str, str], procs) -> None:
+    """A real OpenSSL process in a cgroup named after a container id (as a runtime puts
+    it): the pod's process is hooked and the report lists it under the pod."""
+    from producers.live import node_coverage
+    from producers.tls import TlsCapture
+    from schemas.coverage import CoverageReport
+    from wiretide.kube.pids import pods_of_pids
+
+    _ebpf_ready()
+    root = Path("/sys/fs/cgroup/pids")
+    if not root.is_dir() or not os.access(root, os.W_OK):
+        pytest.skip("no writable cgroup (pids controller) to stand in for a container")
+    cid = "c0" * 32
+    group = root / f"wt-coverage-{cid}"
+    group.mkdir(exist_ok=True)
+    try:
+        app = _spawn([sys.executable, "-c", PY_SERVER, "23714", *cert], procs)
+        (group / "cgroup.procs").write_text(str(app.pid))
+        pod = {
+            "metadata": {"name": "api-7", "namespace": "shop"},
+            "spec": {"nodeName": "node-a"},
+            "status": {"containerStatuses": [
+                {"containerID": f"containerd://{cid}", "state": {"running": {}}}]},
+        }  # fmt: skip
+        owners = pods_of_pids([pod], "node-a")
+        assert owners == {app.pid: ("shop", "api-7")}
+        with TlsCapture(pids=sorted(owners)) as cap:
+            cap.set_pods(owners)
+            facts = node_coverage([cap], "node-a", tls=True)
+        report = CoverageReport.build([facts])
+        (mine,) = [p for p in report.pods() if p.pod == "shop/api-7"]
+        assert [(p.pid, p.library, p.hooked) for p in mine.processes] == [
+            (app.pid, "OpenSSL", True)
+        ]
+    finally:
+        stop_all(procs)
+        group.rmdir()

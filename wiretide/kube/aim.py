@@ -14,7 +14,7 @@ from schemas.errors import WiretideError
 from wiretide.kube import model
 from wiretide.kube.client import KubeApi
 from wiretide.kube.follow import TapTargets
-from wiretide.kube.pids import local_pids, pids_of_containers
+from wiretide.kube.pids import local_pids, pids_of_containers, pods_of_pids
 from wiretide.kube.publish import EndpointPublisher
 from wiretide.kube.targeting import Targeting
 
@@ -54,7 +54,10 @@ def aim_at_pods(cluster: Cluster, sources: list, settings: Settings, node: str) 
 
     def aim_tls(picture) -> None:  # noqa: ANN001 - the targeting's Picture
         if tls is not None:  # the targeted pods' processes on this node, as they change
-            tls.set_pids(local_pids(picture.targets, node))
+            owners = pods_of_pids(picture.targets, node)
+            tls.set_pids(sorted(owners))
+            if hasattr(tls, "set_pods"):  # coverage names each TLS process's pod
+                tls.set_pods(owners)
 
     publisher = EndpointPublisher(settings)
     targets = TapTargets(cluster.api, cluster.selector, sources[0], publisher, aim_tls)

@@ -38,3 +38,21 @@ def local_pids(pods: Iterable[dict[str, Any]], node: str, proc: str = "/proc") -
         for cid in container_ids(pod)
     ]
     return sorted({pid for pids in pids_of_containers(ids, proc).values() for pid in pids})
+
+
+def pods_of_pids(
+    pods: Iterable[dict[str, Any]], node: str, proc: str = "/proc"
+) -> dict[int, tuple[str, str]]:
+    """pid -> (namespace, pod name) of those pods' processes on `node` (what TLS coverage
+    names each hooked process by)."""
+    from wiretide.kube.model import container_ids
+
+    owner: dict[str, tuple[str, str]] = {}
+    for pod in pods:
+        if (pod.get("spec") or {}).get("nodeName") != node:
+            continue
+        meta = pod.get("metadata") or {}
+        for cid in container_ids(pod):
+            owner[cid] = (meta.get("namespace", ""), meta.get("name", ""))
+    found = pids_of_containers(owner, proc)
+    return {pid: owner[cid] for cid, pids in found.items() for pid in pids}
