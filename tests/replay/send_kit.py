@@ -177,7 +177,7 @@ NGINX_FILES = {"api/user.json": b'{"id": 7, "name": "Ann"}\n', "index.html": b"<
 
 
 @contextmanager
-def nginx(tmp: Path) -> Iterator[tuple[int, int]]:
+def nginx(tmp: Path, keepalive_requests: int = 100_000) -> Iterator[tuple[int, int]]:
     """nginx on two free ports: (HTTP/1.1 port, cleartext HTTP/2 port), serving
     NGINX_FILES; access-logged to tmp/access.log (method, path, protocol, mark header)."""
     from tests.conftest import stop_all
@@ -206,7 +206,7 @@ http {{
     access_log {tmp}/access.log replay;
     default_type application/octet-stream;
     types {{ application/json json; text/html html; }}
-    keepalive_requests 100000;
+    keepalive_requests {keepalive_requests};
     client_body_temp_path {tmp}/temp/body;
     proxy_temp_path {tmp}/temp/proxy;
     fastcgi_temp_path {tmp}/temp/fastcgi;

@@ -149,3 +149,19 @@ def test_https_targets_check_certificates_unless_insecure(cert: tuple[str, str])
                 assert got[0].response is None
                 assert got[0].error.startswith("TLS: ") and "--insecure" in got[0].error
     assert [s.path for s in log] == ["/tls"]
+
+
+@needs("nginx")
+def test_a_server_closing_every_few_requests_loses_no_call(tmp_path: Path) -> None:
+    """nginx ends each connection after 5 requests (HTTP/1.1: Connection: close; HTTP/2:
+    GOAWAY): the sender moves to a new connection and every call is answered once."""
+    from dataclasses import replace
+
+    with nginx(tmp_path, keepalive_requests=5) as (h1, h2):
+        for version, port in (("HTTP/1.1", h1), ("HTTP/2", h2)):
+            calls = [replace(make_call(n, path="/index.html", conn=n % 4), request_version=version)
+                     for n in range(60)]  # fmt: skip
+            got = send(calls, f"http://127.0.0.1:{port}")
+            assert [ex.error for ex in got if ex.error] == [], version
+            assert len(got) == 60 and {ex.response.status for ex in got} == {200}
+    assert len(access_log(tmp_path)) == 120

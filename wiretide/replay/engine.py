@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from schemas.records import ApiCall
 from wiretide.progress import Progress
 from wiretide.replay.h1 import H1Connection, ProtocolError
-from wiretide.replay.h2client import H2Connection
+from wiretide.replay.h2client import H2Connection, NotProcessed
 from wiretide.replay.model import Exchange, ReplayedResponse, SentRequest
 from wiretide.replay.pacing import Pacing, schedule
 from wiretide.replay.plan import Skip
@@ -103,13 +103,18 @@ class Sender:
         )
 
     async def _send_h2(self, key: _Key, req: SentRequest) -> ReplayedResponse:
-        async with self.h2_lock:
-            conn = self.h2.get(key)
-            if conn is None or not conn.reusable:
-                scheme, host, port, _ = key
-                tls = self.tls("h2") if scheme == "https" else None
-                conn = self.h2[key] = await H2Connection.open(host, port, tls)
-        return await conn.request(req)
+        for _ in range(3):  # again on a new connection if the server did not take it
+            async with self.h2_lock:
+                conn = self.h2.get(key)
+                if conn is None or not conn.reusable:
+                    scheme, host, port, _ = key
+                    tls = self.tls("h2") if scheme == "https" else None
+                    conn = self.h2[key] = await H2Connection.open(host, port, tls)
+            try:
+                return await conn.request(req)
+            except NotProcessed as ex:
+                last = ex
+        raise last
 
     def close(self) -> None:
         for pool in self.idle.values():

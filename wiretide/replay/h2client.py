@@ -9,12 +9,15 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+from h2.connection import ConnectionState
+from hyperframe.frame import GoAwayFrame
 
 from wiretide.replay.h1 import MAX_BODY, ProtocolError, decode_body
 from wiretide.replay.model import ReplayedResponse, SentRequest
@@ -34,6 +37,26 @@ _CONFIG = h2.config.H2Configuration(
 )
 
 
+def _read_after_goaway(conn: h2.connection.H2Connection) -> None:
+    """h2 closes its state machine on GOAWAY and then refuses the frames of the streams the
+    server still answers (those up to last_stream_id complete: RFC 9113 6.8; nginx says
+    GOAWAY after its Nth request on a connection, then answers it). Keep it open for
+    reading; no new stream starts on such a connection (`reusable` is False)."""
+    table = conn._frame_dispatch_table
+    receive = table[GoAwayFrame]
+
+    def receive_goaway(frame: GoAwayFrame) -> Any:
+        out = receive(frame)
+        conn.state_machine.state = ConnectionState.CLIENT_OPEN
+        return out
+
+    table[GoAwayFrame] = receive_goaway
+
+
+class NotProcessed(ConnectionResetError):
+    """The server did not take this stream (GOAWAY below it, or closing): safe to resend."""
+
+
 @dataclass(slots=True)
 class _Stream:
     start_ns: int
@@ -48,6 +71,7 @@ class H2Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.conn = h2.connection.H2Connection(_CONFIG)
+        _read_after_goaway(self.conn)
         self.streams: dict[int, _Stream] = {}
         self.window_open = asyncio.Event()
         self.reusable = True
@@ -79,7 +103,7 @@ class H2Connection:
 
     async def request(self, req: SentRequest) -> ReplayedResponse:
         if not self.reusable:
-            raise ConnectionResetError(self.error or "connection closed")
+            raise NotProcessed(self.error or "connection closed")
         parts = urlsplit(req.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         authority = next((v for k, v in req.headers if k in (":authority", "host")), parts.netloc)
@@ -139,6 +163,16 @@ class H2Connection:
                 stream.done.set_exception(ConnectionResetError(why))
         self.writer.close()
 
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """No new streams here; the server still answers those up to `last_stream_id`
+        (a server that closes after N requests says so this way) and then closes."""
+        self.reusable = False
+        self.error = f"GOAWAY (error {event.error_code})"
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        for sid, stream in self.streams.items():
+            if sid > last and not stream.done.done():
+                stream.done.set_exception(NotProcessed(f"{self.error}: not processed"))
+
     def _event(self, event: h2.events.Event) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
         if isinstance(event, h2.events.ResponseReceived) and stream:
@@ -160,7 +194,7 @@ class H2Connection:
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             self.window_open.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self._fail(f"GOAWAY (error {event.error_code})")
+            self._goaway(event)
 
 
 def _response(stream: _Stream) -> ReplayedResponse:
