@@ -54,8 +54,33 @@ COLUMNS = (
 )  # fmt: skip
 
 
+REPLAY_RESULTS_LOCAL = "replay_results_local"
+
+
+def create_statements(cluster: str = "") -> tuple[str, ...]:
+    """The table on one server; on a cluster, replicated shards (`replay_results_local`)
+    behind a Distributed `replay_results` sharded by run, so a result written twice lands
+    on the same shard and collapses there, and a run's report reads one shard's rows."""
+    if not cluster:
+        return (_CREATE,)
+    on = f" ON CLUSTER '{cluster}'"
+    local = _CREATE.replace(
+        f"IF NOT EXISTS {REPLAY_RESULTS}\n", f"IF NOT EXISTS {REPLAY_RESULTS_LOCAL}{on}\n"
+    ).replace(
+        "ENGINE = ReplacingMergeTree\n",
+        "ENGINE = ReplicatedReplacingMergeTree("
+        f"'/clickhouse/tables/{{shard}}/{{database}}/{REPLAY_RESULTS_LOCAL}', '{{replica}}')\n",
+    )
+    distributed = (
+        f"CREATE TABLE IF NOT EXISTS {REPLAY_RESULTS}{on} AS {REPLAY_RESULTS_LOCAL} ENGINE ="
+        f" Distributed('{cluster}', currentDatabase(), {REPLAY_RESULTS_LOCAL}, cityHash64(run_id))"
+    )
+    return (local, distributed)
+
+
 def ensure_table(store: Store) -> None:
-    store.client.command(_CREATE)
+    for statement in create_statements(store.config.cluster):
+        store.client.command(statement)
 
 
 def destination(call: Any) -> str:
