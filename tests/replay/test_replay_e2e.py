@@ -5,6 +5,7 @@ and what `wiretide replay report` and the hub say about it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.conftest import pipeline_env, run_wiretide
 from tests.hub.conftest import start_hub
 from tests.replay import servers
 from tests.replay.conftest import GRPC_SKUS, HTTP_PATHS, Recording
+from wiretide.broker import free_port_pair
 from wiretide.replay.diff import percentiles
 
 CALLS = 2 * len(HTTP_PATHS) + len(GRPC_SKUS)
@@ -115,3 +117,26 @@ def test_while_a_hub_holds_the_store_it_shows_runs_from_the_topic(stored, v1_rec
         assert cli["counts"] == report["counts"]
     finally:
         hub.stop()
+
+
+def test_with_the_data_dirs_own_broker_results_reach_the_hub(v1_recording, v2_ports, tmp_path):
+    """No WIRETIDE_KAFKA: tap starts the data dir's broker; the replay finds it running and
+    puts its results there, and the hub holding the store reads them from it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIRETIDE_")}
+    data = tmp_path / "data"
+    env.update(
+        WIRETIDE_DATA=str(data), WIRETIDE_KAFKA_PORT=str(free_port_pair()), PYTHONUNBUFFERED="1"
+    )
+    try:
+        run_wiretide(["tap", "--quiet", "--no-ui", "--pcap", str(v1_recording.pcap)], env)
+        hub = start_hub(env)
+        try:
+            args = ["replay", *_targets(v1_recording, v2_ports), "--speed", "max"]
+            run_wiretide([*args, "--run-id", "own-broker"], env)
+            shown = run_wiretide(["replay", "report", "own-broker", "--json"], env).stdout
+            report = json.loads(shown)
+            assert report["counts"]["changed"] == CHANGED and _changed(report) == EXPECTED
+        finally:
+            hub.stop()
+    finally:
+        run_wiretide(["broker", "stop"], env, check=False)

@@ -25,6 +25,7 @@ from wiretide.replay.results import replay_topic
 
 _log = logging.getLogger("wiretide.replay")
 GROUP = "wiretide-replay-store"
+RETRY_AFTER_S = 30.0  # after Kafka failed a catch-up, answer from the store alone
 
 
 class TopicCatchUp:
@@ -36,16 +37,20 @@ class TopicCatchUp:
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
         self.skipped = 0  # messages that were not ReplayResults
+        self._quiet_until = 0.0
 
     def catch_up(self, max_s: float = 5.0) -> int:
         """Store what is new on the topic (for at most about `max_s`); the number stored.
         Kafka trouble is logged, not raised: the store still answers with what it has."""
         with self._lock:
+            if time.monotonic() < self._quiet_until:
+                return 0
             try:
                 return self._catch_up(max_s)
             except KafkaException as ex:
                 _log.warning("replay results: cannot read %s: %s", replay_topic(self._settings), ex)
                 self._close()
+                self._quiet_until = time.monotonic() + RETRY_AFTER_S  # no wait on each request
                 return 0
 
     def _catch_up(self, max_s: float) -> int:

@@ -57,6 +57,17 @@ def replay_topic(settings: Settings) -> str:
     return settings.prefix + TOPIC
 
 
+def with_kafka(settings: Settings) -> Settings | None:
+    """The settings with a bootstrap for the results topic: theirs, else the data dir's
+    local broker when it runs (a tap's); None: no Kafka to use (none is started for this)."""
+    if settings.kafka:
+        return settings
+    from wiretide.broker import local_broker
+
+    broker = local_broker(settings)
+    return settings.replace(kafka=broker.bootstrap) if broker.is_up() else None
+
+
 def ensure_replay_topic(settings: Settings) -> None:
     """The results topic, made if missing (results carry bodies: messages up to 16 MiB)."""
     admin = AdminClient(settings.kafka_client(log_level=3))
@@ -83,7 +94,8 @@ class ResultWriter:
         self._failed: list[str] = []
         self.written = 0
         self._producer: Producer | None = None
-        if settings is not None and settings.kafka:
+        settings = with_kafka(settings) if settings is not None else None
+        if settings is not None:
             ensure_replay_topic(settings)
             self._topic = replay_topic(settings)
             self._producer = Producer(

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from schemas.config import Settings
 from schemas.replay import ReplayResult
 from sinks.clickhouse.replay_results import ensure_table, insert_results, read_runs
 from wiretide.hub.app import ApiError
@@ -24,18 +23,9 @@ from wiretide.hub.models import ErrorBody
 from wiretide.hub.store import HubStore
 from wiretide.replay.ingest import TopicCatchUp
 from wiretide.replay.report import DEFAULT_LIMIT, load_report, run_view
+from wiretide.replay.results import with_kafka
 
 _log = logging.getLogger("wiretide.hub")
-
-
-def _kafka(settings: Settings) -> Settings | None:
-    """The settings with a bootstrap to read results from, or None (no Kafka here)."""
-    if settings.kafka:
-        return settings
-    from wiretide.broker import local_broker
-
-    broker = local_broker(settings)
-    return settings.replace(kafka=broker.bootstrap) if broker.is_up() else None
 
 
 def router(store: HubStore) -> APIRouter:
@@ -49,7 +39,7 @@ def router(store: HubStore) -> APIRouter:
 
     def catch_up(request: Request) -> None:
         if "topic" not in state:
-            settings = _kafka(request.app.state.settings)
+            settings = with_kafka(request.app.state.settings)
             state["topic"] = TopicCatchUp(settings, store_results) if settings else None
         topic = state["topic"]
         if topic is not None:
