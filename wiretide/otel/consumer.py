@@ -12,6 +12,7 @@ other way).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -88,7 +89,7 @@ class CallExporter:
         if self._paused:
             self._consumer.consume(num_messages=1, timeout=self._collector.next_delay())
         elif not self._consumed:
-            self._take(self._consumer.consume(num_messages=self.batch, timeout=self.max_wait_s))
+            self._fill()
         if not self._consumed:
             return 0
         count = len(self._pending)
@@ -102,6 +103,17 @@ class CallExporter:
             self._paused = False
         self._commit()
         return count
+
+    def _fill(self) -> None:
+        """Gather `batch` calls, or what came within max_wait_s (whole messages: a
+        message's offset is committed whole)."""
+        deadline = time.monotonic() + self.max_wait_s
+        taken = self.calls
+        while self.calls - taken < self.batch:
+            left = deadline - time.monotonic()
+            if left < 0.001:  # librdkafka counts whole milliseconds
+                break
+            self._take(self._consumer.consume(num_messages=16, timeout=left))
 
     def _take(self, messages: list) -> None:
         for msg in messages:
@@ -135,14 +147,19 @@ class CallExporter:
         self._pending.extend(self._builder.take())
 
     def _export(self) -> bool:
-        """Send what is pending; False (and said once) when the collector did not take it."""
-        why = self.out.send(self._pending)
-        if why is not None:
-            self._collector.waiting(f"the collector at {self.out.endpoint.url} ({why})")
-            return False
+        """Send what is pending, `batch` calls (two spans each) per request; False (and
+        said once) when the collector did not take it all. What it took is not sent again."""
+        size = 2 * self.batch
+        while self._pending:
+            chunk = self._pending[:size]
+            why = self.out.send(chunk)
+            if why is not None:
+                self._collector.waiting(f"the collector at {self.out.endpoint.url} ({why})")
+                return False
+            self.exported += len(chunk)
+            del self._pending[:size]
         self._collector.over()
-        self.exported += len(self._pending)
-        self._pending, self._consumed = [], False
+        self._consumed = False
         return True
 
     def _commit(self) -> None:
