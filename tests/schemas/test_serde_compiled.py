@@ -202,8 +202,23 @@ def test_record_maker_builds_the_same_record() -> None:
     assert make is not Segment
     values = (1, "a", 2, "b", 3, 4, 5, 6, b"x", "n", "pcap", "tcp")
     assert make(*values) == Segment(*values)
+    assert type(make(*values)) is Segment
     with pytest.raises(TypeError):
         make(*values[:-1])
+
+
+def test_a_made_record_is_as_frozen_and_hashable_as_a_built_one() -> None:
+    import dataclasses
+    import pickle
+
+    values = ("id", "http", 1, "a", 2, "b", 3, "tcp:a-b")
+    built = ApiCall(*values)
+    made = record_maker(ApiCall)(*(getattr(built, f) for f in ApiCall.__slots__))
+    assert made == built and hash(made) == hash(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.status = 500  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(made)) == built
+    assert dataclasses.replace(made, status=204).status == 204
 
 
 @pytest.mark.parametrize(
