@@ -41,5 +41,5 @@ def test_help_lists_every_command() -> None:
     names = [line.split()[0] for line in listed.splitlines() if not line.startswith(" " * 5)]
     assert names == [
         *("broker", "tap", "query", "kfl", "agent", "health", "worker", "sink", "export"),
-        *("deploy", "undeploy", "hub", "map", "rules"),
+        *("deploy", "undeploy", "hub", "map", "rules", "otel", "replay", "status"),
     ]
