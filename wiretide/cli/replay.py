@@ -61,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _safety_and_rewrites(p)
     out = p.add_argument_group("output")
     out.add_argument("--dry-run", action="store_true", help="print what would be sent, send none")
-    out.add_argument("--progress", action="store_true", help="progress line on stderr (on a TTY)")
+    out.add_argument(
+        "--progress", action="store_true", help="progress line on stderr (default: on a TTY)"
+    )
     out.add_argument("--json", action="store_true", help="the summary (or report) as JSON")
     out.add_argument("--run-id", metavar="RUN", help="name of this run (default: r<time>-<hex>)")
     out.add_argument(
@@ -245,6 +247,7 @@ def _summary_json(run_id: str, outcome) -> dict:
         "failed": stats.errors,
         "seconds": round(outcome.elapsed_s, 3),
         "latency_ms": {f"p{p}": stats.percentile_ms(p) for p in (50, 95, 99)},
+        "late": stats.late,
         "skipped": dict(stats.skipped),
         "verdicts": dict(outcome.verdicts),
     }

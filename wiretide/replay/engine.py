@@ -25,7 +25,7 @@ from wiretide.replay.h2client import H2Connection, NotProcessed
 from wiretide.replay.model import Exchange, ReplayedResponse, SentRequest
 from wiretide.replay.pacing import Pacing, schedule
 from wiretide.replay.plan import Skip
-from wiretide.replay.stats import Stats
+from wiretide.replay.stats import LATE_S, Stats
 
 OnExchange = Callable[[Exchange], None]
 
@@ -183,6 +183,10 @@ async def send_all(
     return stats, loop.time() - start
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def _remove_handler(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.remove_signal_handler(signal.SIGINT)
@@ -209,9 +213,12 @@ class _Run:
         self.lanes: dict[tuple[str, int], asyncio.Queue] = {}
         self.tasks: list[asyncio.Task] = []
         self.progress = Progress(enabled=opts.progress)
+        self.start = 0.0
+        self.timed = False
 
     async def dispatch(self, pacing: Pacing, start: float) -> None:
         loop = asyncio.get_running_loop()
+        self.start, self.timed = start, pacing.timed
         flows = [c.flow_id or c.call_id for c in self.calls]
         ts = [c.ts_ns for c in self.calls]
         duration = self.opts.duration_s
@@ -253,6 +260,8 @@ class _Run:
             assert isinstance(req, SentRequest)
             try:
                 async with self.inflight:
+                    if self.timed and _now() - self.start - slot.due_s > LATE_S:
+                        self.stats.late += 1
                     call = self.calls[slot.index]
                     ex = await exchange(self.sender, self.run_id, call, slot.copy, req)
             finally:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from wiretide.replay.model import Exchange
 from wiretide.replay.plan import Skip
 
+LATE_S = 0.1
+
 
 @dataclass(slots=True)
 class Stats:
@@ -20,6 +22,7 @@ class Stats:
     hints: dict[str, str] = field(default_factory=dict)
     error_kinds: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    late: int = 0  # sends that started over LATE_S after they were due
     latencies_ns: array = field(default_factory=lambda: array("q"))
     _sorted: list[int] | None = None
 
@@ -72,6 +75,11 @@ class Stats:
             )
         for kind, n in self.error_kinds.most_common(5):
             lines.append(f"{n} failed: {kind}")
+        if self.late:
+            lines.append(
+                f"{self.late} sends started over {LATE_S * 1000:.0f}ms late: the target or "
+                "--concurrency could not keep the pace (each recorded connection sends in order)"
+            )
         lines += self.skip_lines()
         return lines
 
