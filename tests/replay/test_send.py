@@ -75,7 +75,6 @@ def test_a_dead_target_fails_each_call_with_the_reason() -> None:
 
 def test_a_slow_answer_times_out_and_the_run_goes_on() -> None:
     calls = [make_call(1, path="/slow"), make_call(2, path="/fast", conn=1)]
-    targets = parse_targets(["http://127.0.0.1:1"])
     with http_server() as (port, log):
         targets = parse_targets([f"http://127.0.0.1:{port}"])
         requests = [plan(c, Options(targets)) for c in calls]
