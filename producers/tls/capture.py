@@ -170,7 +170,10 @@ class TlsCapture:
         self._pods = dict(pods)
 
     def _note(self, pid: int, facts: list[TlsProcess]) -> None:
-        self._described.add(pid)
+        """Keep `facts` on `pid`; one with none is looked at again on a later scan (a JVM
+        maps libjvm, a process loads libssl, a while after it starts)."""
+        if facts:
+            self._described.add(pid)
         for fact in facts:
             self._processes.pop((pid, fact.path), None)  # re-inserted as the newest
             self._processes[(pid, fact.path)] = fact

@@ -69,7 +69,7 @@ def _spawn(argv: list[str], procs: list[subprocess.Popen[str]]) -> subprocess.Po
     procs.append(p)
     assert p.stdout is not None
     line = p.stdout.readline()
-    assert line.strip() == "ready", f"{argv[0]} did not start: {line!r}"
+    assert line.startswith("ready"), f"{argv[0]} did not start: {line!r}"
     return p
 
 
@@ -216,3 +216,56 @@ def test_a_pods_tls_process_is_reported_under_its_pod(cert: tuple[str, str], pro
     finally:
         stop_all(procs)
         group.rmdir()
+
+
+def test_capture_names_static_openssl_stripped_go_and_java(
+    cert: tuple[str, str], tmp_path: Path, procs
+) -> None:
+    """TlsCapture watching every process: a static OpenSSL client with symbols is hooked
+    (and its call captured), the same stripped is not, nor a stripped Go binary or a
+    Java TLS client; each with its reason."""
+    from producers.tls import TlsCapture
+    from tests.telemetry.coverage_peers import build_static_openssl, java_client
+
+    _ebpf_ready()
+    crt, key = cert
+    server = _spawn([sys.executable, "-c", PY_SERVER, "23715", crt, key], procs)
+    static = build_static_openssl(tmp_path, stripped=False)
+    bare_static = build_static_openssl(tmp_path, stripped=True)
+    bare_go = build_go(tmp_path / "tlsgo-stripped", stripped=True)
+    java = java_client(tmp_path)
+    with TlsCapture(rescan_interval_s=0.5) as cap:
+        clients = {
+            "static": _spawn([static, "23715"], procs),
+            "bare_static": _spawn([bare_static], procs),
+            "bare_go": _spawn([bare_go, "client", "https://127.0.0.1:1/", crt, "{}"], procs),
+        }
+        if java is not None:
+            clients["java"] = _spawn(java, procs)
+        wanted = {p.pid for p in clients.values()}
+        deadline = time.monotonic() + 120
+        seen: dict[int, list] = {}
+        segments = []
+        while time.monotonic() < deadline and set(seen) != wanted:
+            segments += cap.poll(0.2)
+            seen = {}
+            for fact in cap.processes():
+                if fact.pid in wanted:
+                    seen.setdefault(fact.pid, []).append(fact)
+        out, _ = clients["static"].communicate("go\n", timeout=60)
+        assert int(out.strip()) > 0  # it read the server's answer
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not any(b"GET /static" in s.payload for s in segments):
+            segments += cap.poll(0.2)
+    assert any(b"GET /static" in s.payload for s in segments), "static client not captured"
+    assert server.poll() is None
+    got = {name: seen.get(p.pid, []) for name, p in clients.items()}
+    (st,) = got["static"]
+    assert (st.library, st.hooked, st.path) == ("OpenSSL", True, static)
+    (bs,) = got["bare_static"]
+    assert (bs.hooked, bs.short_reason) == (False, "static OpenSSL without symbols")
+    (bg,) = got["bare_go"]
+    assert (bg.library, bg.hooked, bg.short_reason) == ("Go", False, "stripped Go binary")
+    if java is not None:
+        (jv,) = got["java"]
+        assert (jv.library, jv.hooked, jv.short_reason) == ("Java", False, "unsupported library")
