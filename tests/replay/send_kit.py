@@ -20,7 +20,7 @@ from pathlib import Path
 from schemas.records import ApiCall, flow_id
 from streams.dissect.grpc import decode_message
 
-SLOW_S = 0.3  # how long a path containing "slow" takes to answer
+SLOW_S = 1.0  # how long a path containing "slow" takes to answer
 
 
 @dataclass(frozen=True)
