@@ -131,3 +131,18 @@ def test_tap_publisher_spreads_opening_flows_over_partitions(kafka: str) -> None
     producer.produce(topic, key=partition_key(late), value=b"", on_delivery=on_delivery)
     producer.flush(30)
     assert got == [where[partition_key(late)]]
+
+
+def test_an_encoded_message_opens_its_flow_when_its_first_segment_is_a_syn() -> None:
+    """What a tap's --pcap path asks of each new flow's first message (read_batches)."""
+    from producers.publisher import _message_opens
+    from schemas.segment_wire import encode_segments
+    from schemas.serde import encode_segment_batch
+
+    fid = flow_id("10.0.0.1", 41000, "10.0.0.2", 80)
+    syn, data = _segment(41000, SYN, 0), _segment(41000, ACK | PSH, 1)
+    assert _message_opens(encode_segments(fid, [syn, data]))
+    assert not _message_opens(encode_segments(fid, [data, syn]))
+    # version 1 or undecodable: not seen opening, so the flow keeps the stable hash
+    assert not _message_opens(encode_segment_batch(fid, [syn]))
+    assert not _message_opens(b"\xc3\x01garbage")
