@@ -126,6 +126,17 @@ def test_redacted_values_match_anything():
     assert compare(x).outcome == "matched"
 
 
+def test_redacted_parts_of_text_match_what_stands_there_now():
+    x = _exchange(b'{"auth": "Bearer [REDACTED]"}', b'{"auth": "Bearer abc.def"}')
+    assert compare(x).outcome == "matched"
+    x = _exchange(b'{"auth": "Bearer [REDACTED]"}', b'{"auth": "Basic abc"}')
+    assert compare(x).outcome == "changed"
+    x = _exchange(b"card [REDACTED] ok\n", b"card 4111111111111111 ok\n")
+    assert compare(x).outcome == "matched"
+    x = _exchange(b"card [REDACTED] ok\n", b"card 4111111111111111 declined\n")
+    assert compare(x).outcome == "changed"
+
+
 def test_ignored_headers_and_header_case():
     x = _exchange(
         b"ok",
