@@ -13,6 +13,7 @@ from schemas.coverage import TlsProcess
 # OPENSSL_VERSION_TEXT, e.g. "OpenSSL 3.0.19 27 Jan 2026" (libcrypto, or a static binary)
 _OPENSSL_VERSION = rb"OpenSSL (\d+\.\d+\.\d+[a-z]?) +\d{1,2} [A-Z][a-z]{2} \d{4}"
 _GO_TLS_MARKER = rb"crypto/tls\.\(\*Conn\)\.Write"
+_LIBSSL_MARKER = rb"ssl/statem/"  # libssl's source paths (error reports keep them)
 _UNSUPPORTED = (  # a mapped library (regex on its path) -> library, why it is not traced
     (re.compile(r"/libjvm\.so$"), "Java", "unsupported library (Java's JSSE is not traced)"),
     (re.compile(r"/libgnutls\.so[^/]*$"), "GnuTLS", "unsupported library (GnuTLS is not traced)"),
@@ -117,7 +118,7 @@ def not_hooked(pid: int) -> list[TlsProcess]:
             ]
         return []
     version = find_text(path, ident, _OPENSSL_VERSION)
-    if version:
+    if version and find_text(path, ident, _LIBSSL_MARKER):  # libcrypto alone is no TLS
         return [TlsProcess(pid, comm, "OpenSSL", False, version, exe, STATIC_OPENSSL, exe)]
     out = []
     for lib in _mapped(pid):
