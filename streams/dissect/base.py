@@ -26,10 +26,24 @@ class DissectFailed:
 DissectEvent = ApiCall | DissectFailed
 
 
+_ID_PREFIXES: dict[str, Any] = {}  # flow id -> blake2b state after "flow_id|" (calls of a
+# flow come by the hundred; copying the state costs less than hashing the id again)
+
+
 def call_id(flow_id: str, seq: int, ts_ns: int) -> str:
     """Stable id of a call: the same captured bytes always give the same id, so a call
-    replayed after a crash replaces its first copy in storage."""
-    return blake2b(f"{flow_id}|{seq}|{ts_ns}".encode(), digest_size=16).hexdigest()
+    replayed after a crash replaces its first copy in storage. It is the BLAKE2b-128 of
+    ``f"{flow_id}|{seq}|{ts_ns}"``."""
+    if type(seq) is not int or type(ts_ns) is not int:  # "%d" would not spell them as str()
+        return blake2b(f"{flow_id}|{seq}|{ts_ns}".encode(), digest_size=16).hexdigest()
+    prefix = _ID_PREFIXES.get(flow_id)
+    if prefix is None:
+        if len(_ID_PREFIXES) >= 4096:
+            _ID_PREFIXES.clear()
+        prefix = _ID_PREFIXES[flow_id] = blake2b(f"{flow_id}|".encode(), digest_size=16)
+    h = prefix.copy()
+    h.update(b"%d|%d" % (seq, ts_ns))
+    return h.hexdigest()
 
 
 def new_call(flow: Flow, protocol: str, seq: int, ts_ns: int, **fields: Any) -> ApiCall:
