@@ -50,11 +50,35 @@ else:  # pragma: no cover - only if ApiCall changes shape
         return ApiCall(**dict(zip(_CALL_ORDER, values, strict=True)))  # type: ignore[arg-type]
 
 
+_TARGETS: dict[bytes, tuple[str, str]] = {}  # request target -> (path, query): clients
+# ask for the same URLs again, and a head read from memory hands the very same bytes
+_TARGETS_MAX = 4096
+_REASONS: dict[bytes, str] = {}  # b"OK" -> "OK"
+
+
 def _target(req: HttpMessage) -> tuple[str, str]:
     """(path, query) of a request; CONNECT's target is an authority, kept whole."""
     if req.method == "CONNECT":
         return req.url.decode("latin-1"), ""
-    return split_target(req.url)
+    url = req.url
+    split = _TARGETS.get(url)
+    if split is None:
+        split = split_target(url)
+        if len(url) <= 512:
+            if len(_TARGETS) >= _TARGETS_MAX:
+                _TARGETS.clear()
+            _TARGETS[url] = split
+    return split
+
+
+def _reason(resp: HttpMessage) -> str:
+    reason = _REASONS.get(resp.reason)
+    if reason is None:
+        reason = decode_text(resp.reason)
+        if len(_REASONS) >= 256:
+            _REASONS.clear()
+        _REASONS[resp.reason] = reason
+    return reason
 
 
 def _flags(*lists: list[str]) -> tuple[str, ...]:
@@ -363,7 +387,7 @@ class Http1Dissector(DissectorSkeleton):
             req.wire_size,  # request_body_size
             req.end_ts,  # request_end_ns
             resp.status,  # status
-            decode_text(resp.reason),  # reason
+            _reason(resp),  # reason
             resp.version,  # response_version
             resp.headers,  # response_headers
             resp.body,  # response_body
