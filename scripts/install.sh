@@ -12,6 +12,7 @@ command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v redis-server >/dev/null || need_apt+=(redis-server)  # wiretide replay's Redis tests
 command -v tcpreplay >/dev/null || need_apt+=(tcpreplay)  # bench/bench_capture.py's sender
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v capsh >/dev/null || need_apt+=(libcap2-bin)

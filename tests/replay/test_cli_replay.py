@@ -104,7 +104,7 @@ def test_send_redacted_sends_the_literal_and_no_mark_leaves_no_header(tmp_path: 
     "args, says",
     [
         ([], "wiretide: error: give --target URL"),
-        (["--target", "localhost:80"], "expected an http:// or https:// URL"),
+        (["--target", "localhost:80"], "expected an http://, https:// or redis:// URL"),
         (["--target", "svc/=http://a"], "expected svc/NAME=URL"),
         (["--target", "http://a", "--speed", "fast"], "--speed: expected 1x, 2x, 0.5x or max"),
         (["--target", "http://a", "--speed", "max", "--ramp", "10s"], "--ramp needs a pace"),

@@ -37,14 +37,14 @@ def test_target_specs_route_by_service_address_or_everything() -> None:
     assert plan(orders, Options(targets)).url == "http://o:81/y"  # type: ignore[union-attr]
     only = parse_targets(["svc/orders=http://o:81"])
     skip = plan(other, Options(only))
-    assert isinstance(skip, Skip) and skip.reason == "no --target for its destination"
+    assert isinstance(skip, Skip) and skip.reason == "no --target for its destination (http)"
 
 
 @pytest.mark.parametrize(
     "spec, says",
     [
-        ("127.0.0.1:8080", "expected an http:// or https:// URL"),
-        ("ftp://x", "expected an http:// or https:// URL"),
+        ("127.0.0.1:8080", "expected an http://, https:// or redis:// URL"),
+        ("ftp://x", "expected an http://, https:// or redis:// URL"),
         ("svc/=http://a", "expected svc/NAME=URL"),
         ("host=http://a", "expected URL, svc/NAME=URL or HOST:PORT=URL"),
         ("h:99999=http://a", "expected URL, svc/NAME=URL or HOST:PORT=URL"),
@@ -204,6 +204,6 @@ def test_incomplete_and_other_protocols_are_skipped_with_a_reason() -> None:
 
     cut = replace(make_call(1), flags=("request_truncated",))
     assert plan(cut, opts()) == Skip("request incomplete in the capture")
-    redis = replace(make_call(2), protocol="redis")
-    skip = plan(redis, opts())
-    assert isinstance(skip, Skip) and skip.reason == "protocol redis is not replayed"
+    mongo = replace(make_call(2), protocol="mongodb")
+    skip = plan(mongo, opts())
+    assert isinstance(skip, Skip) and skip.reason == "protocol mongodb is not replayed"

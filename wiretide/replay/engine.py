@@ -25,7 +25,9 @@ from wiretide.replay.h2client import H2Connection, NotProcessed
 from wiretide.replay.model import Exchange, ReplayedResponse, SentRequest
 from wiretide.replay.pacing import Pacing, schedule
 from wiretide.replay.plan import Skip
+from wiretide.replay.resp import RespConnection
 from wiretide.replay.stats import LATE_S, Stats
+from wiretide.replay.targets import DEFAULT_PORTS
 
 OnExchange = Callable[[Exchange], None]
 
@@ -45,17 +47,17 @@ _Key = tuple[str, str, int, str]  # scheme, host, port, http version
 @functools.lru_cache(maxsize=1024)
 def _key(origin: str, version: str) -> _Key:
     url = urlsplit(origin)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    port = url.port or DEFAULT_PORTS.get(url.scheme, 80)
     return (url.scheme, url.hostname or "", port, version)
 
 
 class Sender:
-    """Connections by target and HTTP version: HTTP/1.1 a pool of kept-alive ones, one
-    request each at a time; HTTP/2 one multiplexed connection."""
+    """Connections by target and HTTP version: HTTP/1.1 (and Redis) a pool of kept-alive
+    ones, one request each at a time; HTTP/2 one multiplexed connection."""
 
     def __init__(self, opts: SendOptions) -> None:
         self.opts = opts
-        self.idle: dict[_Key, deque[H1Connection]] = {}
+        self.idle: dict[_Key, deque[H1Connection | RespConnection]] = {}
         self.h2: dict[_Key, H2Connection] = {}
         self.h2_lock = asyncio.Lock()
         self._tls: dict[str, ssl.SSLContext] = {}
@@ -71,7 +73,8 @@ class Sender:
         return self._tls[alpn]
 
     async def send(self, req: SentRequest) -> ReplayedResponse:
-        key = _key(req.url[: req.url.find("/", req.url.find("//") + 2)], req.http_version)
+        end = req.url.find("/", req.url.find("//") + 2)
+        key = _key(req.url if end < 0 else req.url[:end], req.http_version)
         send = self._send_h2 if req.http_version == "2" else self._send_h1
         async with asyncio.timeout(self.opts.timeout_s):  # no task per request (wait_for's)
             return await send(key, req)
@@ -96,8 +99,10 @@ class Sender:
             return resp
         raise ConnectionResetError("the server closed the connection")
 
-    async def _open_h1(self, key: _Key) -> H1Connection:
+    async def _open_h1(self, key: _Key) -> H1Connection | RespConnection:
         scheme, host, port, _ = key
+        if scheme == "redis":
+            return await RespConnection.open(host, port)
         return await H1Connection.open(
             host, port, self.tls("http/1.1") if scheme == "https" else None
         )

@@ -10,6 +10,7 @@ so a redacted one never stops a call.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,22 @@ from wiretide.replay.targets import Target, route
 REDACTED = "[REDACTED]"
 MARK_HEADER = "x-wiretide-replay"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PROTOCOLS = ("http", "http2", "grpc", "gql")
+PROTOCOLS = ("http", "http2", "grpc", "gql", "redis")
+# Redis commands that only read: sent without --allow-methods.
+REDIS_READS = frozenset(
+    """GET MGET EXISTS TTL PTTL TYPE STRLEN GETRANGE HGET HMGET HGETALL HKEYS HVALS HLEN
+    HEXISTS HSTRLEN LRANGE LLEN LINDEX LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SRANDMEMBER
+    ZRANGE ZRANGEBYSCORE ZRANGEBYLEX ZREVRANGE ZSCORE ZMSCORE ZCARD ZCOUNT ZRANK ZREVRANK
+    XRANGE XREVRANGE XLEN SCAN SSCAN HSCAN ZSCAN KEYS DBSIZE PING ECHO TIME BITCOUNT GETBIT
+    PFCOUNT GEOPOS GEODIST OBJECT MEMORY""".split()
+)
+# Commands that change what the connection does next (transactions, pub/sub, protocol,
+# database): their effect needs the recorded connection to itself, which pooled sending
+# does not keep; not replayed.
+REDIS_STATEFUL = frozenset(
+    """MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE
+    PUNSUBSCRIBE SUNSUBSCRIBE HELLO AUTH SELECT RESET MONITOR QUIT""".split()
+)
 # Not sent as recorded: the connection's own (hop-by-hop), what the client recomputes
 # (length, host), and what the dissector added (graphql-operation-*).
 _DROPPED = frozenset(
@@ -83,7 +99,10 @@ def plan(call: ApiCall, opts: Options) -> SentRequest | Skip:
         return Skip("request incomplete in the capture")
     origin = route(call, opts.targets)
     if origin is None:
-        return Skip("no --target for its destination", "add --target URL")
+        kind = "redis://HOST:PORT" if call.protocol == "redis" else "URL"
+        return Skip(f"no --target for its destination ({call.protocol})", f"add --target {kind}")
+    if call.protocol == "redis":
+        return _plan_redis(call, opts, origin.url("", ""))
     refused = _refused(call, opts)
     if refused is not None:
         return refused
@@ -106,6 +125,35 @@ def plan(call: ApiCall, opts: Options) -> SentRequest | Skip:
         body=parts.body,
         http_version=version,
     )
+
+
+def _plan_redis(call: ApiCall, opts: Options, url: str) -> SentRequest | Skip:
+    """A Redis command from its stored JSON arguments, as a RESP array."""
+    command = call.method.upper()
+    if "push" in call.flags:
+        return Skip("Redis server push (not a request)")
+    if command in REDIS_STATEFUL:
+        return Skip(f"Redis {command} changes the connection's state (not replayed)")
+    if command not in REDIS_READS and command not in opts.allow_methods:
+        return Skip(f"Redis {command} is not a read", f"give --allow-methods {command}")
+    try:
+        args = json.loads(call.request_body) if call.request_body.strip() else []
+        parts = [command.encode(), *(_redis_arg(a) for a in args)]
+    except (ValueError, TypeError, KeyError):
+        return Skip("request incomplete in the capture")
+    if not opts.send_redacted and any(p == REDACTED.encode() for p in parts):
+        return Skip("[REDACTED] in Redis arguments", "give --send-redacted to send it as is")
+    resp = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    return SentRequest(command, url, body=resp, http_version="resp")
+
+
+def _redis_arg(value: Any) -> bytes:
+    """A stored argument: text, or {"base64": ...} for bytes; a cut one raises."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict) and set(value) == {"base64"}:
+        return base64.b64decode(value["base64"])
+    raise ValueError("argument cut by the capture")
 
 
 def _refused(call: ApiCall, opts: Options) -> Skip | None:

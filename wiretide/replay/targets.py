@@ -4,8 +4,10 @@
     svc/NAME=URL           calls whose destination service is NAME (or NAME.NAMESPACE)
     HOST:PORT=URL          calls that went to that address (HOST an IP or a pod name)
 
-A call meets the first specific rule that names its destination, else the catch-all URL;
-a call no rule names is not sent (counted as "no target").
+URL is http(s)://HOST[:PORT][/PREFIX] for HTTP, HTTP/2, gRPC and GraphQL calls, or
+redis://HOST[:PORT] for Redis commands; a call only meets targets of its kind. A call
+meets the first specific rule that names its destination, else the catch-all URL of its
+kind; a call no rule names is not sent (counted as "no target").
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class ReplayError(WiretideError):
     """A replay option or input that cannot be used (one line)."""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379}
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     scheme: str  # http | https
@@ -30,11 +35,13 @@ class Origin:
 
     @property
     def authority(self) -> str:
-        default = 443 if self.scheme == "https" else 80
+        default = DEFAULT_PORTS[self.scheme]
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
 
     def url(self, path: str, query: str) -> str:
+        if self.scheme == "redis":
+            return f"redis://{self.authority}"
         target = self.base_path + (path if path.startswith("/") else "/" + path)
         return f"{self.scheme}://{self.authority}{target}" + (f"?{query}" if query else "")
 
@@ -52,21 +59,21 @@ def parse_url(text: str, spec: str) -> Origin:
         port = parts.port
     except ValueError as ex:
         raise ReplayError(f"--target {spec!r}: {ex}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ReplayError(
-            f"--target {spec!r}: expected an http:// or https:// URL with a host, "
+            f"--target {spec!r}: expected an http://, https:// or redis:// URL with a host, "
             "e.g. http://127.0.0.1:8080"
         )
     if parts.query or parts.fragment:
         raise ReplayError(f"--target {spec!r}: a target URL takes no ?query or #fragment")
-    port = port or (443 if parts.scheme == "https" else 80)
+    port = port or DEFAULT_PORTS[parts.scheme]
     return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
 def parse_target(spec: str) -> Target:
     """One `--target` value; ReplayError (one line) when it is not one of the forms."""
     spec = spec.strip()
-    if "=" not in spec or spec.startswith(("http://", "https://")):
+    if "=" not in spec or spec.startswith(("http://", "https://", "redis://")):
         return Target("all", "", parse_url(spec, spec))
     where, _, url = spec.partition("=")
     where = where.strip()
@@ -87,15 +94,25 @@ def parse_target(spec: str) -> Target:
 
 def parse_targets(specs: list[str]) -> tuple[Target, ...]:
     targets = tuple(parse_target(s) for s in specs)
-    if sum(t.kind == "all" for t in targets) > 1:
-        raise ReplayError("--target: give at most one catch-all URL (the others: svc/NAME=URL)")
+    for redis in (False, True):
+        if sum(t.kind == "all" and _is_redis(t.origin) == redis for t in targets) > 1:
+            raise ReplayError(
+                "--target: give at most one catch-all URL of a kind (the others: svc/NAME=URL)"
+            )
     return targets
+
+
+def _is_redis(origin: Origin) -> bool:
+    return origin.scheme == "redis"
 
 
 def route(call: ApiCall, targets: tuple[Target, ...]) -> Origin | None:
     """Where this call goes now: the first rule naming its destination, else the catch-all."""
     fallback = None
+    redis = call.protocol == "redis"
     for t in targets:
+        if _is_redis(t.origin) != redis:
+            continue
         if t.kind == "all":
             fallback = t.origin
         elif t.kind == "service" and call.dst_service and t.key in _service_names(call):
