@@ -58,9 +58,11 @@ def dry_run_lines(calls: Sequence[ApiCall], requests: Sequence[SentRequest | Ski
     for call, req in zip(calls, requests, strict=True):
         if isinstance(req, SentRequest):
             names = ",".join(name for name, _ in req.headers)
+            kind = "RESP" if req.http_version == "resp" else f"HTTP/{req.http_version}"
             out.append(
-                f"{req.method} {req.url}  HTTP/{req.http_version}  {len(req.body)} B  "
-                f"headers: {names}  (call {call.call_id})"
+                f"{req.method} {req.url}  {kind}  {len(req.body)} B  "
+                + (f"headers: {names}  " if names else "")
+                + f"(call {call.call_id})"
             )
     return out
 
