@@ -128,18 +128,31 @@ def _exists(store: Store) -> bool:
     return bool(rows and rows[0][0])
 
 
+_SUMMARY = (
+    "SELECT run_id, min(sent_ns), max(sent_ns), count(), countIf(outcome = 'matched'),"
+    f" countIf(outcome = 'changed'), countIf(outcome = 'failed') FROM {REPLAY_RESULTS} FINAL"
+)
+
+
 def read_runs(store: Store, limit: int = 100) -> list[RunSummary]:
     """The runs stored, newest first."""
     if not _exists(store):
         return []
     rows = store.client.query(
-        f"SELECT run_id, min(sent_ns), max(sent_ns), count(), countIf(outcome = 'matched'),"
-        f" countIf(outcome = 'changed'), countIf(outcome = 'failed')"
-        f" FROM {REPLAY_RESULTS} FINAL GROUP BY run_id ORDER BY min(sent_ns) DESC"
-        " LIMIT {n:UInt32}",
+        _SUMMARY + " GROUP BY run_id ORDER BY min(sent_ns) DESC LIMIT {n:UInt32}",
         parameters={"n": limit},
     ).result_rows
     return [RunSummary(str(r[0]), *(int(v) for v in r[1:])) for r in rows]
+
+
+def read_run(store: Store, run_id: str) -> RunSummary | None:
+    """One run's summary, None if no result of it is stored."""
+    if not _exists(store):
+        return None
+    rows = store.client.query(
+        _SUMMARY + " WHERE run_id = {r:String} GROUP BY run_id", parameters={"r": run_id}
+    ).result_rows
+    return RunSummary(str(rows[0][0]), *(int(v) for v in rows[0][1:])) if rows else None
 
 
 def read_latencies(store: Store, run_id: str) -> tuple[list[int], list[int]]:

@@ -23,6 +23,7 @@ from sinks.clickhouse.replay_results import (
     destination,
     read_latencies,
     read_results,
+    read_run,
     read_runs,
 )
 from wiretide.replay.diff import Percentiles, percentiles
@@ -147,7 +148,7 @@ def format_runs(runs: Sequence[dict[str, Any]]) -> str:
 
 def load_report(store: Store, run_id: str, limit: int = DEFAULT_LIMIT) -> dict[str, Any] | None:
     """The report of `run_id` from the store, None if it has no such run."""
-    run = next((r for r in read_runs(store, limit=1_000_000) if r.run_id == run_id), None)
+    run = read_run(store, run_id)
     if run is None:
         return None
     recorded_ns, replayed_ns = read_latencies(store, run_id)
