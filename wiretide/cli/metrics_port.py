@@ -1,13 +1,15 @@
 """`--metrics-port` of the pipeline's processes (agent, worker, sink): their own health
 counters (schemas/runtime/metrics.py) on http://0.0.0.0:PORT/metrics. Off by default: in
 `tap` the processes share one host, and the hub's /metrics serves the traffic's RED
-metrics, the consumer lag and the writer's counters."""
+metrics, the consumer lag and every tap process's counters (`share_with_children`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from pathlib import Path
 
 ENV = "WIRETIDE_METRICS_PORT"
 
@@ -52,3 +54,22 @@ def capture_counters():  # noqa: ANN201
     from schemas.runtime.metrics import CaptureCounters
 
     return CaptureCounters(os.environ.get("WIRETIDE_NODE") or os.uname().nodename)
+
+
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
+
+
+def share_with_children(data: Path) -> None:
+    """A tap's processes (itself, its workers, its writer) keep their counters in files
+    under <data>/metrics/ (prometheus_client's multiprocess mode, handed down in the
+    environment), which the tap's hub adds up on its /metrics, the keep-ui hub too. Emptied
+    at each tap: its counters start at zero; a process that ended stays counted."""
+    if "prometheus_client" in sys.modules or MULTIPROCESS in os.environ:
+        return  # too late for this process, or someone chose a dir already
+    where = data / "metrics"
+    try:
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
+    except OSError:
+        return  # a data dir that cannot hold them: each process keeps its own (not served)
+    os.environ[MULTIPROCESS] = str(where)

@@ -8,13 +8,14 @@ costs a scrape one small GROUP BY. Its label sets are bounded by construction (d
 workloads, not pods or IPs; methods from a known set, else "other"; status classes.
 
 Every hub over the same store serves the same totals: scrape one hub (or take `max` over
-hubs), not the sum. In `tap`, the hub runs inside the writer's process, so the writer's
-counters (schemas/runtime/metrics.py) are here too.
+hubs), not the sum. In `tap`, the counters of the tap's own processes (capture, workers,
+writer: schemas/runtime/metrics.py) are added up here too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -237,7 +238,20 @@ class HubMetrics:
             self.registry.register(CoverageCollector(store, settings))
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        return generate_latest(self.registry) + generate_latest(_own_registry())
+
+
+def _own_registry() -> CollectorRegistry:
+    """This process's metrics; in a tap (prometheus_client's multiprocess mode, see
+    wiretide/cli/metrics_port.py) the sum over the tap's processes, ended ones included."""
+    where = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not where:
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=where)
+    return registry
 
 
 def add_route(app: FastAPI, store: HubStore, settings: Settings | None, require_access) -> None:  # noqa: ANN001
