@@ -208,7 +208,7 @@ def _send(args, settings, run_id, calls, requests, pacing, send_opts) -> int:
         sys.stdout.write(json.dumps(_summary_json(run_id, outcome)) + "\n")
     else:
         print_summary(outcome, run_id)
-        if writer is not None and store is not None:
+        if writer is not None:
             sys.stdout.write(f"details: wiretide replay report {run_id}\n")
     return 0
 
@@ -223,7 +223,12 @@ def _results_writer(settings: Settings, results):  # -> (Store | None, ResultWri
 
     store = None
     if find_owner(settings) is not None:
-        sys.stderr.write("replay: results not stored: a running tap or hub holds the data dir\n")
+        with_kafka = getattr(results, "with_kafka", lambda _settings: None)
+        if with_kafka(settings) is None:  # else they reach the hub through Kafka
+            sys.stderr.write(
+                "replay: results not stored: a running tap or hub holds the data dir "
+                "and no Kafka carries them to it\n"
+            )
     else:
         try:
             dsn, cluster = settings.store_dsn, settings.clickhouse_cluster
