@@ -12,7 +12,8 @@ call, copy), read with FINAL: a result written twice (a retried insert) is shown
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,21 @@ from schemas.records import endpoint
 from schemas.replay import ReplayResult
 from schemas.serde import decode_replay_result, encode_replay_result
 from sinks.clickhouse.connect import Store
+from sinks.errors import SinkError, one_line
 
 REPLAY_RESULTS = "replay_results"
+
+
+@contextmanager
+def _failing(what: str, store: Store) -> Iterator[None]:
+    """A store failure as one line (SinkError), never a driver traceback."""
+    try:
+        yield
+    except SinkError:
+        raise
+    except Exception as ex:  # the driver raises many kinds
+        raise SinkError(f"cannot {what} in {store.where}: {one_line(ex)}") from ex
+
 
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS {REPLAY_RESULTS}
@@ -79,8 +93,9 @@ def create_statements(cluster: str = "") -> tuple[str, ...]:
 
 
 def ensure_table(store: Store) -> None:
-    for statement in create_statements(store.config.cluster):
-        store.client.command(statement)
+    with _failing(f"create table {REPLAY_RESULTS}", store):
+        for statement in create_statements(store.config.cluster):
+            store.client.command(statement)
 
 
 def destination(call: Any) -> str:
@@ -99,13 +114,20 @@ def _row(r: ReplayResult) -> list[Any]:
 
 
 def insert_results(store: Store, results: Sequence[ReplayResult]) -> None:
-    if results:
+    if not results:
+        return
+    with _failing(f"store {len(results)} replay results", store):
         store.client.insert(
             REPLAY_RESULTS,
             [_row(r) for r in results],
             column_names=COLUMNS,
             settings={"async_insert": 0},
         )
+
+
+def _query(store: Store, sql: str, **kw: Any) -> Any:
+    with _failing("read replay results", store):
+        return store.client.query(sql, **kw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +142,8 @@ class RunSummary:
 
 
 def _exists(store: Store) -> bool:
-    rows = store.client.query(
+    rows = _query(
+        store,
         "SELECT count() FROM system.tables"
         " WHERE database = currentDatabase() AND name = {t:String}",
         parameters={"t": REPLAY_RESULTS},
@@ -138,7 +161,8 @@ def read_runs(store: Store, limit: int = 100) -> list[RunSummary]:
     """The runs stored, newest first."""
     if not _exists(store):
         return []
-    rows = store.client.query(
+    rows = _query(
+        store,
         _SUMMARY + " GROUP BY run_id ORDER BY min(sent_ns) DESC LIMIT {n:UInt32}",
         parameters={"n": limit},
     ).result_rows
@@ -149,8 +173,8 @@ def read_run(store: Store, run_id: str) -> RunSummary | None:
     """One run's summary, None if no result of it is stored."""
     if not _exists(store):
         return None
-    rows = store.client.query(
-        _SUMMARY + " WHERE run_id = {r:String} GROUP BY run_id", parameters={"r": run_id}
+    rows = _query(
+        store, _SUMMARY + " WHERE run_id = {r:String} GROUP BY run_id", parameters={"r": run_id}
     ).result_rows
     return RunSummary(str(rows[0][0]), *(int(v) for v in rows[0][1:])) if rows else None
 
@@ -159,7 +183,8 @@ def read_latencies(store: Store, run_id: str) -> tuple[list[int], list[int]]:
     """(recorded, replayed) latencies in ns of a run's results, those measured."""
     if not _exists(store):
         return [], []
-    rows = store.client.query(
+    rows = _query(
+        store,
         f"SELECT recorded_latency_ns, latency_ns FROM {REPLAY_RESULTS} FINAL"
         " WHERE run_id = {r:String}",
         parameters={"r": run_id},
@@ -175,7 +200,8 @@ def read_results(
         return []
     wanted = list(outcomes)
     where = "run_id = {r:String}" + (" AND outcome IN {o:Array(String)}" if wanted else "")
-    rows = store.client.query(
+    rows = _query(
+        store,
         f"SELECT record FROM {REPLAY_RESULTS} FINAL WHERE {where}"
         " ORDER BY sent_ns, call_id, copy LIMIT {n:UInt32}",
         parameters={"r": run_id, "o": wanted, "n": limit},
