@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
@@ -88,6 +89,10 @@ class RedactionPolicy:
         init=False, repr=False, compare=False, default_factory=dict
     )
     _query_cache: dict[str, bool] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    # query string -> what `_query` made of it (None: unchanged); clients repeat them too
+    _query_memo: dict[str, str | None] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
     # header tuple -> what `_headers` made of it (clients send the same headers again)
@@ -454,7 +459,25 @@ def _set_cookie(value: str, policy: RedactionPolicy) -> str:
     return value
 
 
+_QUERY_MEMO_CHARS = 512  # longer query strings are redacted each time
+_UNSEEN: Any = object()
+
+
 def _query(text: str, policy: RedactionPolicy) -> str | None:
+    """`_redact_query`, from memory when the same query string came before."""
+    memo = policy._query_memo
+    new = memo.get(text, _UNSEEN)
+    if new is not _UNSEEN:
+        return new
+    new = _redact_query(text, policy)
+    if len(text) <= _QUERY_MEMO_CHARS:
+        if len(memo) >= _NAME_CACHE_MAX:
+            memo.clear()
+        memo[text] = new
+    return new
+
+
+def _redact_query(text: str, policy: RedactionPolicy) -> str | None:
     """`_pairs` for a query string, with the verdict on each raw (still quoted) name cached."""
     if "=" not in text:
         return None

@@ -200,11 +200,11 @@ def test_binary_bodies_are_left_alone(ctype, body):
 
 def test_hostile_xml_and_json_stay_fast():
     hostile = b"<a x='1'>" * 20000 + b"<password>" + b"<b" * 5000
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds: a busy machine does not stretch them
     redact(body_call("application/xml", hostile))
     redact(body_call("application/json", b'{"a":' * 20000 + b'"user": "x"'))
     redact(body_call("application/json", b"[" * 100000))
-    assert time.perf_counter() - t0 < 2.0
+    assert time.process_time() - t0 < 2.0  # quadratic scanning would take minutes
 
 
 # ------------------------------------------------------------------ real traffic
