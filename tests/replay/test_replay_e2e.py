@@ -86,6 +86,9 @@ def test_five_copies_at_max_speed_are_counted_five_times(stored, v1_recording, v
         "failed": 0,
     }
     assert {v["copy"] for v in report["changed"]} == {0, 1, 2, 3, 4}
+    text = run_wiretide(["replay", "report", "v2-x5"], stored).stdout
+    # the copies of a call that changed the same way are one entry
+    assert text.count("GET /items/3 -> ") == 2 and "(copies 0-4)" in text
     assert report["latency"]["replayed"]["count"] == 5 * CALLS
     runs = json.loads(run_wiretide(["replay", "report", "--json"], stored).stdout)
     assert {r["run_id"] for r in runs} >= {"v2-x5"}

@@ -123,12 +123,35 @@ def format_report(report: dict[str, Any]) -> str:
     for kind in ("changed", "failed"):
         if report[kind]:
             lines.append(f"{kind}:")
-        for v in report[kind]:
-            copy = f" (copy {v['copy']})" if v["copy"] else ""
-            lines.append(f"  {v['method']} {v['path']} -> {v['dst']}  [{v['call_id']}]{copy}")
+        for v, copies in _same_differences(report[kind]):
+            shown = f" (copies {_spans(copies)})" if copies != [0] else ""
+            lines.append(f"  {v['method']} {v['path']} -> {v['dst']}  [{v['call_id']}]{shown}")
             for d in v["differences"]:
                 lines.append(f"    {d['where']}: {d['recorded']!s} -> {d['replayed']!s}")
     return "\n".join(lines)
+
+
+def _same_differences(views: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int]]]:
+    """Copies of a call that differ the same way, as one entry with their copy numbers."""
+    groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
+    for v in views:
+        key = (v["call_id"], tuple(tuple(d.values()) for d in v["differences"]))
+        groups.setdefault(key, (v, []))[1].append(v["copy"])
+    return list(groups.values())
+
+
+def _spans(numbers: list[int]) -> str:
+    """[0, 1, 2, 4] -> "0-2, 4"."""
+    out, ordered = [], sorted(numbers)
+    start = prev = ordered[0]
+    for n in [*ordered[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
 
 
 def format_runs(runs: Sequence[dict[str, Any]]) -> str:
