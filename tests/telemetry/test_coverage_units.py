@@ -146,3 +146,14 @@ def test_a_java_client_is_reported_as_unsupported(tmp_path: Path, running) -> No
         ("Java", False, "unsupported library")
     ]
     assert "JSSE" in facts[0].reason and facts[0].path.endswith("libjvm.so")
+
+
+def test_status_before_any_report_says_so_in_a_line(wt_env: dict[str, str]) -> None:
+    from tests.conftest import run_wiretide
+
+    out = run_wiretide(["status"], wt_env)
+    assert out.stdout.startswith("no node has reported its coverage yet"), out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    bad = run_wiretide(["status", "--hours", "0"], wt_env, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "--hours" in bad.stderr
