@@ -12,8 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from schemas.config import Settings
+
+if TYPE_CHECKING:  # the replay modules load at run time only (the CLI starts fast)
+    from schemas.records import ApiCall
+    from wiretide.replay.engine import SendOptions
+    from wiretide.replay.model import Exchange, SentRequest
+    from wiretide.replay.pacing import Pacing
+    from wiretide.replay.plan import Options, Skip
+    from wiretide.replay.run import Outcome
+
+    Planned = Sequence[SentRequest | Skip]
 from wiretide.cli.options import common, count, positive, seconds
 
 NAME = "replay"
@@ -119,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return _send(args, settings, run_id, calls, requests, pacing, send_opts)
 
 
-def _config(args: argparse.Namespace, run_id: str):  # -> (Options, Pacing, SendOptions)
+def _config(args: argparse.Namespace, run_id: str) -> tuple[Options, Pacing, SendOptions]:
     from wiretide.replay import flags
     from wiretide.replay.engine import SendOptions
     from wiretide.replay.pacing import Pacing, check, parse_rate, parse_speed
@@ -157,7 +169,10 @@ def _config(args: argparse.Namespace, run_id: str):  # -> (Options, Pacing, Send
     return options, pacing, send_opts
 
 
-def _dry_run(args, calls, requests, pacing) -> int:
+def _dry_run(
+    args: argparse.Namespace, calls: Sequence[ApiCall], requests: Planned, pacing: Pacing
+) -> int:
+    from wiretide.replay.plan import Skip
     from wiretide.replay.run import dry_run_lines
     from wiretide.replay.stats import Stats
 
@@ -165,7 +180,7 @@ def _dry_run(args, calls, requests, pacing) -> int:
         sys.stdout.write(line + "\n")
     stats = Stats()
     for req in requests:
-        if not hasattr(req, "url"):
+        if isinstance(req, Skip):
             stats.skip(req)
     sendable = len(requests) - sum(stats.skipped.values())
     copies = f", {pacing.copies} copies each" if pacing.copies > 1 else ""
@@ -175,7 +190,15 @@ def _dry_run(args, calls, requests, pacing) -> int:
     return 0
 
 
-def _send(args, settings, run_id, calls, requests, pacing, send_opts) -> int:
+def _send(
+    args: argparse.Namespace,
+    settings: Settings,
+    run_id: str,
+    calls: Sequence[ApiCall],
+    requests: Planned,
+    pacing: Pacing,
+    send_opts: SendOptions,
+) -> int:
     from wiretide.replay.run import learn, optional, print_summary, replay
 
     diff, results = optional("diff"), optional("results")
@@ -185,7 +208,7 @@ def _send(args, settings, run_id, calls, requests, pacing, send_opts) -> int:
     store, writer = _results_writer(settings, results) if diff is not None else (None, None)
     verdicts: dict[str, int] = {}
 
-    def on_exchange(exchange) -> None:
+    def on_exchange(exchange: Exchange) -> None:
         if diff is None:
             return
         extra = (volatile,) if volatile is not None else ()
@@ -213,7 +236,8 @@ def _send(args, settings, run_id, calls, requests, pacing, send_opts) -> int:
     return 0
 
 
-def _results_writer(settings: Settings, results):  # -> (Store | None, ResultWriter | None)
+def _results_writer(settings: Settings, results: Any) -> tuple[Any, Any]:
+    # (Store | None, ResultWriter | None); `results` is the module, when it is there
     """The results writer: Kafka when configured, and the store unless a hub holds it."""
     if results is None:
         return None, None
@@ -243,7 +267,7 @@ def _results_writer(settings: Settings, results):  # -> (Store | None, ResultWri
         raise
 
 
-def _summary_json(run_id: str, outcome) -> dict:
+def _summary_json(run_id: str, outcome: Outcome) -> dict[str, Any]:
     stats = outcome.stats
     return {
         "run": run_id,
