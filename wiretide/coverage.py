@@ -157,15 +157,18 @@ class AgentCoverage:
             self.publisher.flush()
 
 
-def tls_line(facts: NodeCoverage, settings: Settings, since_ns: int) -> str:
-    """`tap --tls`'s last line: the processes hooked and not, and the TLS flows stored as
-    ciphertext only since `since_ns` (left out when the store cannot be opened)."""
+def tls_line(facts: NodeCoverage, settings: Settings | None, since_ns: int = 0) -> str:
+    """`--tls`'s last line: the processes hooked and not, and (`settings`: a tap's store)
+    the TLS flows stored as ciphertext only since `since_ns` (left out when the store
+    cannot be opened)."""
     from sinks.clickhouse.connect import open_store
     from sinks.errors import SinkError
 
     if facts.tls == "unavailable":
         return f"TLS: not captured ({facts.tls_problem})"
     flows: int | None = None
+    if settings is None:  # an agent: the flows are counted where they are stored
+        return tls_summary(facts.processes, flows)
     try:
         with open_store(
             settings.store_dsn, ttl_days=None, cluster=settings.clickhouse_cluster

@@ -269,3 +269,22 @@ def test_capture_names_static_openssl_stripped_go_and_java(
     if java is not None:
         (jv,) = got["java"]
         assert (jv.library, jv.hooked, jv.short_reason) == ("Java", False, "unsupported library")
+
+
+def test_agent_publishes_its_coverage_and_says_its_tls_line(wt_env: dict[str, str]) -> None:
+    """`wiretide agent --tls` (a cluster's node agent): its record is on the coverage
+    topic, which `wiretide status` reads without any store."""
+    from schemas.config import Settings
+    from wiretide.coverage import read_nodes
+
+    _ebpf_ready()
+    env = dict(wt_env, WIRETIDE_NODE="agent-node-1")
+    args = ["agent", "--tls", "-i", "lo", "--port", "23716", "--for", "4"]
+    out = run_wiretide(args, env).stdout
+    assert re.search(r"^TLS: \d+ process(es)? hooked", out, re.MULTILINE), out
+    settings = Settings(kafka=env["WIRETIDE_KAFKA"], prefix=env["WIRETIDE_PREFIX"])
+    (node,) = [n for n in read_nodes(settings) if n.node == "agent-node-1"]
+    assert node.tls == "on" and node.sources == ("afpacket", "tls-uprobes")
+    assert node.interfaces == "interface 'lo'"
+    status = run_wiretide(["status"], env).stdout
+    assert "node agent-node-1" in status and "TLS:     on," in status, status

@@ -402,6 +402,8 @@ def capture_live(args: argparse.Namespace, settings: Settings, store: bool = Tru
         progress.done()
         stop.restore()
     _report_capture(loop, where)
+    if args.tls and supervisor is None:
+        print(tls_line(coverage.facts(), None))
     if supervisor is not None:
         span = "from the capture's start to the last call stored"
         report_stored(supervisor, settings.data, flowing, span)
