@@ -71,8 +71,9 @@ exporters:
 
 
 class Jaeger:
-    def __init__(self, home: Path) -> None:
-        self.grpc, self.query = free_port_pair(), free_port_pair()
+    def __init__(self, home: Path, grpc: int | None = None) -> None:
+        """Jaeger on free ports: OTLP gRPC on `grpc` (given or free), OTLP HTTP on the next."""
+        self.grpc, self.query = grpc or free_port_pair(), free_port_pair()
         self.http, self.query_grpc = self.grpc + 1, self.query + 1
         config = home / "jaeger.yaml"
         config.write_text(JAEGER_CONFIG.format(**vars(self)))
@@ -135,7 +136,9 @@ def _attrs(pairs: list[dict]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Jaeger:
+def jaeger_built() -> None:
+    """scripts/build-jaeger.sh: at once when built, else it builds (or waits for the
+    build install.sh started in the background)."""
     if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
         pytest.skip("Go is not installed: Jaeger cannot be built")
     build = subprocess.run(
@@ -145,6 +148,10 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Jaeger:
         timeout=2000,
     )
     assert build.returncode == 0, build.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def jaeger(jaeger_built: None, tmp_path_factory: pytest.TempPathFactory) -> Jaeger:
     server = Jaeger(tmp_path_factory.mktemp("jaeger"))
     yield server
     server.stop()
@@ -453,11 +460,18 @@ def _hex(value: str) -> str:
     return base64.b64decode(value).hex()
 
 
-def test_unreachable_collector_is_one_line_commits_nothing_and_retries(kafka, tmp_path):
+def test_unreachable_collector_is_one_line_commits_nothing_and_retries(
+    kafka, jaeger_built, tmp_path
+):
+    """Nothing listens on the endpoint: said once, nothing committed, tried again and
+    again; once a Jaeger comes up there, every call gets there and is committed."""
     env = pipeline_env(kafka, tmp_path / "data")
     run_wiretide(["tap", "--quiet", "--no-ui", "--pcap", str(PROTOCOLS["http"])], env)
-    dead = f"http://127.0.0.1:{free_port_pair()}"
-    proc = start_exporter(env, tmp_path / "otel", dead, "--protocol", "http")
+    calls = stored_calls(env)
+    port = free_port_pair()
+    dead = f"http://127.0.0.1:{port}"
+    proc = start_exporter(env, tmp_path / "otel", dead)
+    late = None
     try:
         _wait_for(lambda: "waiting for the collector" in logs(tmp_path / "otel")[1],
                   "the exporter to say that the collector is away")  # fmt: skip
@@ -465,15 +479,21 @@ def test_unreachable_collector_is_one_line_commits_nothing_and_retries(kafka, tm
         committed, ends = committed_and_end(env)
         assert all(offset < 0 for offset in committed), committed  # nothing committed
         assert sum(ends) > 0
+        late = Jaeger(tmp_path, grpc=port)
+        _wait_for(lambda: len(late.spans()) >= 2 * len(calls), "the spans, once Jaeger is up")
+        _wait_for(lambda: _all_committed(env), "the exporter to commit")
     finally:
         code = _stop(proc)
+        if late is not None:
+            late.stop()
     out, err = logs(tmp_path / "otel")
     assert code == 0
     waiting = [line for line in err.splitlines() if "waiting for the collector" in line]
     assert len(waiting) == 1, err  # said once, however many tries
     assert dead in waiting[0] and "Connection refused" in waiting[0]
+    assert "wiretide otel: back after" in err
     assert "Traceback" not in err
-    assert "exported 0 spans" in out
+    assert f"exported {2 * len(calls)} spans of {len(calls)} calls" in out
 
 
 def test_bad_endpoint_is_one_line(wt_env: dict):
