@@ -4,6 +4,7 @@ as the pipeline stores them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -51,12 +52,32 @@ class _Handler(BaseHTTPRequestHandler):
         if "slow" in self.path:
             time.sleep(SLOW_S)
         answer = json.dumps({"path": self.path, "method": self.command}).encode()
+        if self.path.startswith(("/chunked", "/gzip")):
+            return self._encoded(answer)
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(answer)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer)
+
+    def _encoded(self, answer: bytes) -> None:
+        """Chunked (in 3-byte chunks, with a trailer) or gzip-encoded answers."""
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        if self.path.startswith("/gzip"):
+            body = gzip.compress(answer)
+            self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(answer), 3):
+            part = answer[i : i + 3]
+            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\nx-trailer: 1\r\n\r\n")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _any
 

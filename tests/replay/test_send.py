@@ -5,6 +5,7 @@ dead target gives."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,14 @@ def test_a_server_closing_every_few_requests_loses_no_call(tmp_path: Path) -> No
             assert [ex.error for ex in got if ex.error] == [], version
             assert len(got) == 60 and {ex.response.status for ex in got} == {200}
     assert len(access_log(tmp_path)) == 120
+
+
+def test_chunked_and_gzip_answers_come_back_decoded_on_a_kept_connection() -> None:
+    paths = ["/chunked/1", "/gzip/1", "/chunked/2", "/gzip/2", "/plain"]
+    calls = [make_call(n, path=p) for n, p in enumerate(paths)]  # one recorded connection
+    with http_server() as (port, log):
+        got = send(calls, f"http://127.0.0.1:{port}")
+    assert [ex.error for ex in got] == [""] * 5
+    for ex in got:
+        assert json.loads(ex.response.body) == {"path": ex.recorded.path, "method": "GET"}
+    assert len({s.client_port for s in log}) == 1  # the connection was kept throughout
