@@ -28,9 +28,9 @@ def test_replay_page_lists_runs_and_shows_diffs_side_by_side(
     run_wiretide(["tap", "--quiet", "--pcap", str(v1_recording.pcap)], env)
     hub = start_hub(env)
     try:
-        args = ["replay", *_targets(v1_recording, v2_ports), "--speed", "max", "--json"]
-        summary = json.loads(run_wiretide([*args, "--run-id", "ui-run"], env).stdout)
-        assert summary["verdicts"]["changed"] == CHANGED
+        args = ["replay", *_targets(v1_recording, v2_ports), "--speed", "max", "--copies", "3"]
+        summary = json.loads(run_wiretide([*args, "--json", "--run-id", "ui-run"], env).stdout)
+        assert summary["verdicts"]["changed"] == 3 * CHANGED
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -42,10 +42,14 @@ def test_replay_page_lists_runs_and_shows_diffs_side_by_side(
             page.locator('[data-testid="replay-run"][data-run="ui-run"]').click()
             counts = page.get_by_test_id("replay-counts")
             counts.wait_for()
-            assert counts.get_attribute("data-changed") == str(CHANGED)
-            assert counts.get_attribute("data-matched") == str(CALLS - CHANGED)
+            assert counts.get_attribute("data-changed") == str(3 * CHANGED)
+            assert counts.get_attribute("data-matched") == str(3 * (CALLS - CHANGED))
             assert "recorded" in page.get_by_test_id("latency-recorded").inner_text()
-            call = page.locator('[data-testid="replay-call"][data-path="/items/3"]').first
+            items3 = page.locator('[data-testid="replay-call"][data-path="/items/3"]')
+            # its two recorded calls, each one entry for the 3 copies that changed alike
+            assert items3.count() == 2 and items3.first.get_attribute("data-copies") == "3"
+            assert "copies 0-2" in items3.first.inner_text()
+            call = items3.first
             call.locator("button").click()
             row = call.locator('tr[data-where="body:$.price"]')
             assert re.sub(r"\s+", " ", row.inner_text()).strip() == "body:$.price 30 35"

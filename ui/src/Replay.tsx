@@ -112,7 +112,7 @@ function RunView({ runId }: { runId: string }) {
   if (error) return <section class="replay-run error">{error}</section>;
   if (!report) return <section class="replay-run">Loading…</section>;
   const c = report.counts;
-  const calls = [...report.changed, ...report.failed];
+  const calls = grouped([...report.changed, ...report.failed]);
   return (
     <section class="replay-run" data-testid="replay-report">
       <h2>{report.run_id}</h2>
@@ -148,23 +148,57 @@ function RunView({ runId }: { runId: string }) {
       {calls.length === 0 ? (
         <p class="muted">Every call matched its recording.</p>
       ) : (
-        calls.map((call, k) => (
-          <ChangedCall key={`${call.call_id}:${call.copy}`} call={call} open={k === open} onOpen={() => setOpen(k)} />
+        calls.map(({ call, copies }, k) => (
+          <ChangedCall key={`${call.call_id}:${call.copy}`} call={call} copies={copies} open={k === open} onOpen={() => setOpen(k)} />
         ))
       )}
     </section>
   );
 }
 
-function ChangedCall({ call, open, onOpen }: { call: ReplayedCall; open: boolean; onOpen: () => void }) {
+/** Copies of a call that differ the same way are one entry, with their copy numbers. */
+function grouped(calls: ReplayedCall[]): { call: ReplayedCall; copies: number[] }[] {
+  const groups = new Map<string, { call: ReplayedCall; copies: number[] }>();
+  for (const call of calls) {
+    const key = JSON.stringify([call.call_id, call.outcome, call.differences]);
+    const group = groups.get(key);
+    if (group) group.copies.push(call.copy);
+    else groups.set(key, { call, copies: [call.copy] });
+  }
+  return [...groups.values()];
+}
+
+function spans(numbers: number[]): string {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const out: string[] = [];
+  let start = sorted[0];
+  let prev = start;
+  for (const n of [...sorted.slice(1), null]) {
+    if (n !== null && n === prev + 1) {
+      prev = n;
+      continue;
+    }
+    out.push(prev > start ? `${start}-${prev}` : `${start}`);
+    if (n !== null) start = prev = n;
+  }
+  return out.join(", ");
+}
+
+function ChangedCall({ call, copies, open, onOpen }: { call: ReplayedCall; copies: number[]; open: boolean; onOpen: () => void }) {
   return (
-    <div class={`replay-call ${call.outcome}`} data-testid="replay-call" data-path={call.path} data-outcome={call.outcome}>
+    <div
+      class={`replay-call ${call.outcome}`}
+      data-testid="replay-call"
+      data-path={call.path}
+      data-outcome={call.outcome}
+      data-copies={copies.length}
+    >
       <button type="button" class="replay-call-head" onClick={onOpen}>
         <span class="method">{call.method}</span> <span class="path">{call.path}</span> → {call.dst}
         <span class="muted">
           {" "}
           {call.outcome}
-          {call.copy ? `, copy ${call.copy}` : ""}
+          {copies.length > 1 || copies[0] ? `, copies ${spans(copies)}` : ""}
         </span>
       </button>
       {open && (
