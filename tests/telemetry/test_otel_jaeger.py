@@ -436,8 +436,11 @@ def test_both_sides_carry_their_kubernetes_identity(exported, system, client, se
         assert resource["k8s.pod.name"] == pod
         assert resource["k8s.namespace.name"] == namespace
         assert resource["service.name"] == (service or pod)
-        if is_client(span):
+        if is_client(span):  # and each names the other side
             assert span["attrs"]["peer.service"] == server[2]
+            assert span["attrs"]["wiretide.dst.k8s.pod.name"] == server[0]
+        else:
+            assert span["attrs"]["wiretide.src.k8s.pod.name"] == client[0]
 
 
 def test_traced_requests_join_their_applications_traces(exported):

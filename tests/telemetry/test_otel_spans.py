@@ -60,6 +60,12 @@ def test_http_call_is_a_client_and_a_server_span_in_one_trace():
         "k8s.service.name": "web",
     }
     assert dict(server.resource)["k8s.pod.name"] == "users-7"
+    # each span also names the other side
+    assert a["wiretide.dst.k8s.pod.name"] == "users-7"
+    assert a["wiretide.dst.k8s.namespace.name"] == "shop"
+    assert attrs(server)["wiretide.src.k8s.pod.name"] == "web-1"
+    assert attrs(server)["wiretide.src.service.name"] == "web"
+    assert "peer.service" not in attrs(server)
     assert dict(server.resource)["service.name"] == "users"
     assert client.error is None and server.error is None
 

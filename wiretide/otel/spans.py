@@ -72,7 +72,7 @@ def call_spans(call: ApiCall) -> tuple[SpanData, SpanData]:
         parent_remote=False,
         start_ns=start,
         end_ns=end,
-        attributes=attributes,
+        attributes=attributes + _caller(call),
         resource=_side(call.dst_service, call.dst_pod, call.dst_namespace, call.dst_ip),
         error=_error(call, "server"),
     )
@@ -105,6 +105,20 @@ def _peer(call: ApiCall) -> Attributes:
         out.append(("wiretide.dst.k8s.pod.name", call.dst_pod))
     if call.dst_namespace:
         out.append(("wiretide.dst.k8s.namespace.name", call.dst_namespace))
+    if call.dst_service:
+        out.append(("wiretide.dst.service.name", call.dst_service))
+    return tuple(out)
+
+
+def _caller(call: ApiCall) -> Attributes:
+    """On the server span, who called it (its own resource is the callee)."""
+    out: list[tuple[str, str | int | bool]] = []
+    if call.src_pod:
+        out.append(("wiretide.src.k8s.pod.name", call.src_pod))
+    if call.src_namespace:
+        out.append(("wiretide.src.k8s.namespace.name", call.src_namespace))
+    if call.src_service:
+        out.append(("wiretide.src.service.name", call.src_service))
     return tuple(out)
 
 
