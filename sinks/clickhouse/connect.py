@@ -35,8 +35,27 @@ class Store:
     where: str  # the data dir, or scheme://host:port without credentials
     config: StoreConfig = field(default_factory=StoreConfig)
     embedded: bool = False
+    _readers: list[Client] = field(default_factory=list, init=False, repr=False)
+
+    def read_client(self) -> Client:
+        """A client for reads beside the writes: for an embedded store, a second chDB
+        connection to the same data dir (chDB runs its queries beside an insert on the
+        first, where one connection takes one query at a time); for a server, `client`.
+        Closed with the store."""
+        if not self.embedded:
+            return self.client
+        if not self._readers:
+            try:
+                reader = clickhouse_connect.get_client(interface="chdb", path=self.where)
+            except Exception as ex:
+                raise SinkError(f"cannot open chDB data dir {self.where}: {one_line(ex)}") from ex
+            self._readers.append(reader)
+        return self._readers[0]
 
     def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
         self.client.close()
 
     def __enter__(self) -> Store:

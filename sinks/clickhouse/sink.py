@@ -4,10 +4,15 @@ Never stop, never leak:
 * a batch's messages are stored as they came (encoded.py: no Python per call) and
   decoded only when the store does not take them so; the batch is bounded by calls
   (max_rows) and bytes (max_bytes), and so is what the consumer fetches ahead;
-* an insert costs ~0.15 s of CPU whatever its size, so a backlog (messages already
-  waiting when a batch would be stored) is gathered up to backlog_rows calls (still
-  within max_bytes) and drains in few big inserts; caught up, a batch is stored after
-  max_wait_s, which keeps a live call's wait to be queryable short;
+* an insert costs ~0.1 s of CPU whatever its size (embedded chDB, 50 calls: about a
+  third each the two views' analysis, red_totals and service_map, the rest the query
+  and its checks and the part), so a backlog (messages already waiting when a batch
+  would be stored) is gathered up to backlog_rows calls (still within max_bytes) and
+  drains in few big inserts; caught up, a batch is stored after max_wait_s, which
+  keeps a live call's wait to be queryable short. backlog_rows is 25k, not more: past
+  it the fixed cost is ~4 us a call and falling slowly, while the insert's peak memory
+  (on top of chDB's ~300 MB once open) and the time the hub's reads wait behind it
+  keep growing (bench/bench_sink.py --sizes);
 * a message that is not a CallBatch, and a call the writer rejects for its data (see
   writer.py), go to `<calls topic>.dlq` with the reason; the rest of the batch is stored;
 * a store that takes no writes holds the batch (partitions paused, nothing committed,
@@ -51,7 +56,7 @@ class CallSink:
         max_rows: int = 10_000,
         max_wait_s: float = 0.25,  # a live call's wait to be queryable (bench_latency.py)
         max_bytes: int = 32 * 1024 * 1024,
-        backlog_rows: int = 100_000,
+        backlog_rows: int = 25_000,  # see the module notes
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
