@@ -29,7 +29,13 @@ import os
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 
 from schemas.codec import CodecError
 from schemas.config import DLQ_SUFFIX, Settings
@@ -42,6 +48,8 @@ from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
 from sinks.clickhouse.encoded import EncodedCalls, NotTaken
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
 from sinks.errors import SinkError, one_line
+
+_SLICE_S = 0.05  # the longest one consume() waits while a batch fills
 
 
 class CallSink:
@@ -100,6 +108,7 @@ class CallSink:
         self._pending: list[ApiCall] = []
         self._origin: dict[str, str] = {}
         self._rows = self._bytes = 0  # calls and message bytes pending
+        self._oldest: float | None = None  # when the first message pending was produced
         self._consumed = False
         self._paused = False  # partitions paused while the store is unavailable
         # Store and commit before partitions move, so their next owner starts after what
@@ -136,15 +145,21 @@ class CallSink:
         return stored
 
     def _fill(self) -> None:
-        """Gather a batch: max_rows calls, or what came within max_wait_s; then what is
-        already waiting (a backlog) joins it, up to backlog_rows calls."""
+        """Gather a batch: max_rows calls, or what came until the oldest call pending is
+        max_wait_s old (from when it was produced: what waited during the last insert,
+        or in the worker, is not held for a whole max_wait_s more); then what is already
+        waiting (a backlog) joins it, up to backlog_rows calls."""
         deadline = time.monotonic() + self.max_wait_s
         while self._rows < self.max_rows and self._bytes < self.max_bytes:
+            if self._oldest is not None:
+                deadline = min(deadline, self._oldest + self.max_wait_s)
             left = deadline - time.monotonic()
             if left < 0.001:  # librdkafka counts whole milliseconds
                 break
             want = min(100, self.max_rows - self._rows)
-            self._take(self._consumer.consume(num_messages=want, timeout=left))
+            # In slices: consume() waits out its whole timeout unless `want` came, and
+            # a call that came (and already waited) may move the deadline closer.
+            self._take(self._consumer.consume(num_messages=want, timeout=min(left, _SLICE_S)))
         while self._rows < self.backlog_rows and self._bytes < self.max_bytes:
             taken = self._bytes
             want = min(100, self.backlog_rows - self._rows)
@@ -166,6 +181,8 @@ class CallSink:
             if msg.partition() not in self._owned:
                 continue  # fetched before its partition moved: the new owner reads it
             self._consumed = True
+            if self._oldest is None:
+                self._oldest = _produced_at(msg)
             origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
             value = msg.value()
             self._bytes += len(value or b"")
@@ -237,6 +254,7 @@ class CallSink:
     def _clear(self) -> None:
         self._encoded, self._encoded_from, self._pending, self._origin = [], [], [], {}
         self._rows = self._bytes = 0
+        self._oldest = None
         self._consumed = False
 
     def _commit(self) -> None:
@@ -308,6 +326,16 @@ class CallSink:
             counts = {"written": self.written, "dead_letters": self.dead_letters}
             status = dataclasses.replace(self.status, **counts, pid=os.getpid())
             status.write(self.settings.data)
+
+
+def _produced_at(msg: object) -> float:
+    """When `msg` was produced, on this process's monotonic clock (now when the message
+    carries no time; never later than now, whatever the producer's clock said)."""
+    kind, ms = msg.timestamp()
+    now = time.monotonic()
+    if kind == TIMESTAMP_NOT_AVAILABLE or ms <= 0:
+        return now
+    return now - max(0.0, time.time() - ms / 1000)
 
 
 def _count_insert(rows: int) -> None:

@@ -67,3 +67,30 @@ def test_a_backlog_batch_stays_within_max_bytes(kafka, topics, tmp_path):  # noq
         assert max(sizes) < 350 and sizes[0] > 100, sizes
         assert count_calls(store) == _BACKLOG
         sink.run(lambda: True)
+
+
+def test_a_call_that_already_waited_max_wait_s_is_stored_without_waiting_again(
+    kafka,
+    topics,  # noqa: F811
+    tmp_path,
+):
+    """The wait counts from when the call was produced: one that sat in Kafka (during the
+    last insert, in a slow worker) past max_wait_s is stored in the next step."""
+    settings = topics.replace(kafka=kafka)
+    with open_store(f"chdb://{tmp_path / 'store'}") as store:
+        producer = publish(settings, [])
+        old_ms = int(time.time() * 1000) - 700_000  # produced 700 s ago: past max_wait_s
+        producer.produce(
+            settings.calls_topic,
+            key=b"flow",
+            value=encode_call_batch("flow", [make_call(0)]),
+            timestamp=old_ms,
+        )
+        producer.flush(30)
+        sink = CallSink(settings, CallWriter(store), max_rows=100, max_wait_s=600.0)
+        # Without the age, the step would hold the call for max_wait_s (600 s) first.
+        started = time.monotonic()
+        assert stored_per_step(sink, 1, timeout=300) == [1]
+        assert time.monotonic() - started < 300
+        assert count_calls(store) == 1
+        sink.run(lambda: True)
