@@ -4,11 +4,12 @@
                                  [--no-tshark]
 
 The capture's segments are batched as the agent batches them (`FlowBatcher`), encoded as
-the agent publishes them (columns, version 2 of the segments wire), and keyed to partitions like Kafka's consistent partitioner
-(crc32 of the flow key); that part is not timed. Then every message goes through the
-worker's own path, `streams.app.Streams.on_message` (decode, reassemble, dissect, redact,
-enrich, rules, encode one call batch per flow, produce), one pipeline per partition, with
-an end-of-capture marker per partition last; `produce` is a counter instead of a Kafka
+the agent publishes them (columns, version 2 of the segments wire), and keyed to
+partitions like Kafka's consistent partitioner (crc32 of the flow key); that part is not
+timed. Then every message goes through the worker's own path,
+`streams.app.Streams.on_message` (decode, reassemble, dissect, redact, enrich, rules,
+encode one call batch per flow, produce), one pipeline per partition, with an
+end-of-capture marker per partition last; `produce` is a counter instead of a Kafka
 producer (librdkafka's cost stays out). Timed: CPU seconds of this process
 (`time.process_time`), not wall time, which other processes on the machine distort.
 

@@ -41,6 +41,12 @@ def _days(raw: str, what: str) -> int:
     return int(raw)
 
 
+def _metrics_port(raw: str, what: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise WiretideError(f"{what} must be a port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
 def _data(raw: str, what: str) -> Path:
     return Path(raw).expanduser().resolve()
 
@@ -59,6 +65,7 @@ _ENV: dict[str, tuple[str, _Parser]] = {
     "rules": ("WIRETIDE_RULES", _TEXT),
     "redaction": ("WIRETIDE_REDACTION", _TEXT),
     "node": ("WIRETIDE_NODE", _TEXT),
+    "metrics_port": ("WIRETIDE_METRICS_PORT", _metrics_port),
     "kafka_port": ("WIRETIDE_KAFKA_PORT", checked_port),
     "kafka_security_protocol": ("WIRETIDE_KAFKA_SECURITY_PROTOCOL", lambda raw, _: raw.upper()),
     "kafka_sasl_mechanism": ("WIRETIDE_KAFKA_SASL_MECHANISM", _TEXT),
@@ -69,7 +76,13 @@ _ENV: dict[str, tuple[str, _Parser]] = {
     "cache": ("WIRETIDE_CACHE", _TEXT),
     "helm": ("WIRETIDE_HELM", _TEXT),
 }
-_STRIPPED = {"partitions", "retention_days", "kafka_port", "hub_token"}  # blanks: the default
+_STRIPPED = {
+    "partitions",
+    "retention_days",
+    "kafka_port",
+    "hub_token",
+    "metrics_port",
+}  # blanks: the default
 
 
 class _Prefixed:
@@ -97,6 +110,7 @@ class Settings:
     rules: str | None = None  # validation rules file the workers and the hub use
     redaction: str | None = None  # redaction policy file of the workers
     node: str | None = None  # this capture's node name; None: the host name
+    metrics_port: int | None = None  # agent/worker/sink serve /metrics here; None: off
     kafka_port: int | None = None  # the local broker's preferred port; None: 9092
     kafka_security_protocol: str | None = None  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     kafka_sasl_mechanism: str | None = None  # None: SCRAM-SHA-512

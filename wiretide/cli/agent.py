@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise WiretideError(f"{', '.join(used)}: for live capture only; leave out --pcap")
     from wiretide.cli import capture  # producers, streams' rules and Kafka (~0.5 s)
 
-    metrics_port.start(args, NAME)
+    metrics_port.start(args, NAME, settings)
 
     if args.pcap:
         return capture.publish_pcap(args, settings)

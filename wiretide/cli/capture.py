@@ -434,7 +434,7 @@ def _run_loop(
     last_status = [0.0]
     from wiretide.cli.metrics_port import capture_counters
 
-    counters = capture_counters()  # the agent's /metrics (--metrics-port)
+    counters = capture_counters(settings)  # the agent's /metrics (--metrics-port)
 
     def on_status() -> None:
         if handover is not None and handover.publisher is None:

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-ENV = "WIRETIDE_METRICS_PORT"
+from schemas.config import Settings
 
 
 def add(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add(p: argparse.ArgumentParser) -> None:
         "--metrics-port",
         metavar="PORT",
         type=_port,
-        help=f"serve this process's Prometheus metrics on PORT (default: ${ENV}, else off)",
+        help="serve Prometheus metrics on PORT (default: $WIRETIDE_METRICS_PORT, else off)",
     )
 
 
@@ -29,19 +29,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def start(args: argparse.Namespace, role: str) -> None:
-    """Start the listener if a port was given; a port that cannot be had is one line on
-    stderr, and the process goes on without it."""
-    port = getattr(args, "metrics_port", None)
+def start(args: argparse.Namespace, role: str, settings: Settings) -> None:
+    """Start the listener if a port was given (the flag, else the settings); a port that
+    cannot be had is one line on stderr, and the process goes on without it."""
+    port = getattr(args, "metrics_port", None) or settings.metrics_port
     if port is None:
-        text = os.environ.get(ENV, "").strip()
-        if not text:
-            return
-        try:
-            port = _port(text)
-        except argparse.ArgumentTypeError as ex:
-            print(f"wiretide {role}: {ENV}: {ex}; metrics not served", file=sys.stderr)
-            return
+        return
     from schemas.runtime.metrics import serve
 
     why = serve(port)
@@ -49,11 +42,11 @@ def start(args: argparse.Namespace, role: str) -> None:
         print(f"wiretide {role}: {why}", file=sys.stderr, flush=True)
 
 
-def capture_counters():  # noqa: ANN201
+def capture_counters(settings: Settings):  # noqa: ANN201
     """The agent's capture counters, labelled with this node."""
     from schemas.runtime.metrics import CaptureCounters
 
-    return CaptureCounters(os.environ.get("WIRETIDE_NODE") or os.uname().nodename)
+    return CaptureCounters(settings.node or os.uname().nodename)
 
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode

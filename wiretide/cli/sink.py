@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from wiretide.local import connect
 
     settings = connect(settings)
-    metrics_port.start(args, NAME)
+    metrics_port.start(args, NAME, settings)
 
     data = settings.data
     store = open_store(

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = connect(settings)
 
-    metrics_port.start(args, NAME)
+    metrics_port.start(args, NAME, settings)
     tune_gc()
     return run_worker(settings)
 
