@@ -26,6 +26,7 @@ from producers.pcap_writer import PcapWriter
 from schemas.config import Settings
 from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
 from tests.e2e.test_map import ENDPOINTS, PLAN, _moved
+from tests.gobuild import build_go_peer
 from wiretide.broker import free_port_pair
 from wiretide.kube.publish import EndpointPublisher
 
@@ -141,13 +142,7 @@ def jaeger_built() -> None:
     build install.sh started in the background)."""
     if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
         pytest.skip("Go is not installed: Jaeger cannot be built")
-    build = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build-jaeger.sh")],
-        capture_output=True,
-        text=True,
-        timeout=2000,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
+    build_go_peer("jaeger")
 
 
 @pytest.fixture(scope="module")
