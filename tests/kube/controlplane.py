@@ -131,7 +131,10 @@ class Rest:
             except ValueError:
                 doc = {"message": raw.decode(errors="replace")}
             raise ApiError(ex.code, doc) from None
-        return json.loads(raw) if raw.strip().startswith(b"{") else {"raw": raw.decode()}
+        try:
+            return json.loads(raw)
+        except ValueError:  # /readyz's "ok", a watch's lines of events
+            return {"raw": raw.decode()}
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)
@@ -324,7 +327,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
-            "--controllers=*,-node-lifecycle-controller",  # kwok heartbeats; no evictions
+            "--controllers=*",  # node-lifecycle lifts the new node's not-ready taint
             "--concurrent-deployment-syncs=2", "--profiling=false", "-v=1"], logs))  # fmt: skip
         self.procs.append(start("kube-scheduler", [
             str(BIN / "kube-scheduler"), f"--kubeconfig={kc}", "--leader-elect=false",
