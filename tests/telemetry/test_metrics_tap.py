@@ -43,7 +43,8 @@ def _tap_and_scrape(env: dict[str, str], pcap) -> dict[str, list]:  # noqa: ANN0
     try:
         for line in tap.stderr:
             said.append(line)
-            if line.startswith("UI: http://localhost:"):
+            # The kept UI's line (the one at start-up is the writer's, mid-capture).
+            if line.startswith("UI: http://localhost:") and "Ctrl-C stops it" in line:
                 return scrape(f"http://127.0.0.1:{port}/metrics")
         raise AssertionError(f"tap exited {tap.wait()} without keeping the UI: {''.join(said)}")
     finally:
@@ -59,6 +60,8 @@ def test_kept_hub_adds_up_the_taps_workers_and_writer(kafka, cluster_pcap, tmp_p
     emitted = total(first["wiretide_worker_calls"], "wiretide_worker_calls_total", ("protocol",))
     assert emitted == per_protocol
     assert total(first["wiretide_sink_rows"], "wiretide_sink_rows_total")[()] == len(calls)
+    # The kept hub reads the store the writer filled: every stored call in its RED totals.
+    assert total(first["wiretide_calls"], "wiretide_calls_total")[()] == len(calls)
     unanswered = count(
         [c for c in calls if "no_response" in c["flags"]], lambda c: (c["protocol"],)
     )
