@@ -64,7 +64,7 @@ def test_endpoints_travel_through_the_compacted_topic_to_every_worker(
     new = NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})
     admin.create_topics([new])[topic].result()
     targeting = Targeting(KubeApi(kubeconfig), PodSelector.parse(None, [ns]))
-    publisher = EndpointPublisher(Settings(kafka=kafka), topic)
+    publisher = EndpointPublisher(Settings(kafka=kafka), topic, linger_s=0)
     first = targeting.refresh()
     assert publisher.sync(first.endpoints) == len(first.endpoints)
     assert publisher.sync(first.endpoints) == 0  # nothing changed, nothing sent
