@@ -176,13 +176,21 @@ class SegmentPublisher:
             self.outage.waiting(f"Kafka to serve {self.topic} ({topic.error.str()})")
             self.outage.sleep()
 
+    def _flush(self, timeout: float) -> int:
+        try:
+            return self._producer.flush(timeout)
+        except SystemError as exc:
+            # Ctrl-C inside librdkafka's flush: confluent-kafka loses the KeyboardInterrupt
+            # and returns NULL ("without setting an exception"); it was an interruption.
+            raise KeyboardInterrupt from exc
+
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every message is delivered. Raises if one failed, or if `timeout`
         seconds pass with no delivery while the broker is not known to be away."""
-        left = self._producer.flush(0)
+        left = self._flush(0)
         last_change, last_left = time.monotonic(), left
         while left:
-            left = self._producer.flush(1.0)
+            left = self._flush(1.0)
             if left != last_left or self.outage.active:
                 last_change, last_left = time.monotonic(), left
             elif time.monotonic() - last_change > timeout:
