@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the test Kubernetes control plane (tests/kube) from pinned Go modules into
+# Build the test Kubernetes control plane (tests/wiretide/kube) from pinned Go modules into
 # ~/.cache/wiretide/k8s/bin: kube-apiserver, kube-controller-manager and kube-scheduler
 # v1.35.4, etcd v3.6.5 and kwok v0.8.0 (the kubelet stand-in), plus kwok's stage YAMLs
 # in ~/.cache/wiretide/k8s/kwok-stages.yaml.

@@ -1,6 +1,6 @@
 """Kubernetes targeting without a cluster: no kubeconfig, a bad regex, container
 processes by cgroup. Everything that talks to an API server runs against a real one in
-tests/kube/. `Replay` (an HTTP server answering with API-shaped JSON) stays only for
+tests/wiretide/kube/. `Replay` (an HTTP server answering with API-shaped JSON) stays only for
 tests/e2e/test_live_kube.py, which imports it.
 """
 

@@ -1,10 +1,9 @@
-"""Fixtures over a real Kubernetes control plane (tests/kube/controlplane.py): one per
+"""Fixtures over a real Kubernetes control plane (tests/wiretide/kube/controlplane.py): one per
 session, built by scripts/build-k8s.sh, a fresh namespace per test."""
 
 from __future__ import annotations
 
 import secrets
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,20 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.kube.controlplane import IP_ANNOTATION, NODE, ApiError, ControlPlane, Rest, build
+from tests.gobuild import build_go_peer
+from tests.wiretide.kube.controlplane import IP_ANNOTATION, NODE, ApiError, ControlPlane, Rest
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    # A cold build (or waiting on CI's background one) takes far longer than a test's
-    # timeout, which counts fixture set-up: pytest-timeout's alarm is paused meanwhile.
-    left, _ = signal.getitimer(signal.ITIMER_REAL)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    try:
-        build()
-    finally:
-        if left:
-            signal.setitimer(signal.ITIMER_REAL, left)
+    build_go_peer("k8s")  # cached: at once; in CI: waits for the background build
     plane = ControlPlane(tmp_path_factory.mktemp("k8s"))
     try:
         plane.start()

@@ -36,16 +36,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build() -> None:
-    """scripts/build-k8s.sh: at once when cached; waits on its lock while a build runs."""
-    proc = subprocess.run(["bash", str(ROOT / "scripts/build-k8s.sh")], capture_output=True,
-                          text=True, timeout=3600)  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"scripts/build-k8s.sh failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-        )
-
-
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 

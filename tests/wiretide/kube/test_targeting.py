@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.kube.conftest import (
+from tests.wiretide.kube.conftest import (
     create_pod,
     delete_pod,
     make_namespace,
@@ -19,7 +19,7 @@ from tests.kube.conftest import (
     service,
     wait_running,
 )
-from tests.kube.controlplane import ControlPlane, Rest
+from tests.wiretide.kube.controlplane import ControlPlane, Rest
 from wiretide.kube.client import KubeApi, KubeError
 from wiretide.kube.model import PodSelector
 from wiretide.kube.targeting import Picture, Targeting

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, _free_port_pair
-from tests.kube.controlplane import ControlPlane, Rest
+from tests.wiretide.kube.controlplane import ControlPlane, Rest
 from wiretide.deploy import find_helm
 from wiretide.deploy_tap import hub_token_secret
 

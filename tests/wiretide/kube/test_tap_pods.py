@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import run_wiretide
 from tests.e2e.test_live_tap import curl, start_tap
-from tests.kube.conftest import create_pod, delete_pod, make_namespace, service
-from tests.kube.controlplane import Rest
 from tests.producers.test_afpacket import Lan, lan, start_server, stop_server  # noqa: F401
+from tests.wiretide.kube.conftest import create_pod, delete_pod, make_namespace, service
+from tests.wiretide.kube.controlplane import Rest
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root"),

@@ -13,8 +13,8 @@ from streams.dissect.registry import default_registry
 from streams.enrich import Directory
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
-from tests.kube.conftest import create_pod, delete_pod, make_namespace, service
-from tests.kube.controlplane import Rest
+from tests.wiretide.kube.conftest import create_pod, delete_pod, make_namespace, service
+from tests.wiretide.kube.controlplane import Rest
 from wiretide.kube.client import KubeApi
 from wiretide.kube.model import PodSelector
 from wiretide.kube.targeting import Targeting

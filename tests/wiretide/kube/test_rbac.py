@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_wiretide
-from tests.kube.conftest import pod, sa_token, user_rest
-from tests.kube.controlplane import ApiError, ControlPlane, Rest
+from tests.wiretide.kube.conftest import pod, sa_token, user_rest
+from tests.wiretide.kube.controlplane import ApiError, ControlPlane, Rest
 from wiretide.deploy import find_helm
 from wiretide.kube.client import KubeApi
 from wiretide.kube.model import PodSelector
