@@ -1,79 +1,16 @@
 """Kubernetes targeting without a cluster: no kubeconfig, a bad regex, container
 processes by cgroup. Everything that talks to an API server runs against a real one in
-tests/wiretide/kube/. `Replay` (an HTTP server answering with API-shaped JSON) stays only for
-tests/e2e/test_live_kube.py, which imports it.
-"""
+tests/wiretide/kube/."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from wiretide.kube.client import KubeApi, NoCluster
 from wiretide.kube.model import PodSelector
-
-
-class Replay(BaseHTTPRequestHandler):
-    routes: dict[str, bytes] = {}
-    watch: bytes = b""
-    status = 200
-    seen: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        url = urlparse(self.path)
-        self.seen.append(self.path)
-        if self.status != 200:
-            body = json.dumps({"kind": "Status", "code": self.status, "reason": "Forbidden",
-                               "message": "pods is forbidden"}).encode()  # fmt: skip
-            self.send_response(self.status)
-        elif parse_qs(url.query).get("watch") == ["true"]:
-            body = self.watch
-            self.watch = b""  # one stream of events; later watches see none
-            type(self).watch = b""
-            self.send_response(200)
-        elif url.path in self.routes:
-            body = self.routes[url.path]
-            self.send_response(200)
-        else:
-            body = b'{"kind":"Status","code":404}'
-            self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve_replay(tmp_path: Path) -> tuple[ThreadingHTTPServer, str]:
-    """Start the replay server (with what `Replay` holds now) and write a kubeconfig that
-    points the kubernetes client at it; (server, kubeconfig path)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Replay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters:
-- name: replay
-  cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}
-users:
-- name: tester
-  user: {{token: "t0ken"}}
-contexts:
-- name: replay
-  context: {{cluster: replay, user: tester}}
-current-context: replay
-"""
-    )
-    return server, str(kubeconfig)
 
 
 def test_no_kubeconfig_says_how_to_fix(tmp_path, monkeypatch):
