@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from confluent_kafka import KafkaError
 
@@ -40,6 +40,26 @@ _TRANSIENT = frozenset(
 def transient(err: KafkaError) -> bool:
     """True for an error that a broker coming back cures (retry), False for one it does not."""
     return not err.fatal() and (err.code() in _TRANSIENT or err.retriable())
+
+
+def owned_messages(
+    messages: Iterable, owned: Collection[int], kafka: Outage, fail: Callable[[str], Exception]
+) -> Iterator:
+    """The messages of a consume() that carry a value of a partition this consumer still
+    owns. End-of-partition events are skipped; a transient error is waited out (`kafka`
+    says so once), any other error raises `fail(line)`."""
+    for msg in messages:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                continue
+            if not transient(err):
+                raise fail(f"Kafka consumer error: {err.str()}")
+            kafka.waiting(f"Kafka ({err.str()})")
+            continue
+        kafka.over()
+        if msg.partition() in owned:  # else fetched before it moved: the new owner reads it
+            yield msg
 
 
 class Outage:

@@ -42,7 +42,7 @@ from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.metrics import DEAD_LETTERS, SINK_BATCH_ROWS, SINK_INSERT_SECONDS, SINK_ROWS
-from schemas.runtime.outage import Outage, transient
+from schemas.runtime.outage import Outage, owned_messages, transient
 from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
 from sinks.clickhouse.encoded import EncodedCalls, NotTaken
@@ -168,18 +168,7 @@ class CallSink:
                 break  # nothing (more) was waiting
 
     def _take(self, messages: list) -> None:
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if not transient(err):
-                    raise SinkError(f"Kafka consumer error: {err.str()}")
-                self._kafka.waiting(f"Kafka ({err.str()})")
-                continue
-            self._kafka.over()
-            if msg.partition() not in self._owned:
-                continue  # fetched before its partition moved: the new owner reads it
+        for msg in owned_messages(messages, self._owned, self._kafka, SinkError):
             self._consumed = True
             if self._oldest is None:
                 self._oldest = _produced_at(msg)

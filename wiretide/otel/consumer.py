@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.runtime import health
-from schemas.runtime.outage import Outage, transient
+from schemas.runtime.outage import Outage, owned_messages, transient
 from schemas.serde import decode_call_batch
 from wiretide.otel.context import sampled
 from wiretide.otel.sdk import OtlpOut, SpanBuilder
@@ -116,18 +116,7 @@ class CallExporter:
             self._take(self._consumer.consume(num_messages=16, timeout=left))
 
     def _take(self, messages: list) -> None:
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if not transient(err):
-                    raise WiretideError(f"Kafka consumer error: {err.str()}")
-                self._kafka.waiting(f"Kafka ({err.str()})")
-                continue
-            self._kafka.over()
-            if msg.partition() not in self._owned:
-                continue  # fetched before its partition moved: the new owner reads it
+        for msg in owned_messages(messages, self._owned, self._kafka, WiretideError):
             self._consumed = True
             try:
                 calls = decode_call_batch(msg.value())
