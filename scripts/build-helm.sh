@@ -20,15 +20,8 @@ if [ -x "$helm" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$HELM_VERSION" ] \
   exit 0
 fi
 
-if ! command -v go >/dev/null; then
-  for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-    [ -x "$candidate" ] && PATH="$(dirname "$candidate"):$PATH" && break
-  done
-fi
-if ! command -v go >/dev/null; then
-  echo "build-helm.sh: Go not found: install Go 1.24+ (e.g. apt-get install golang-go) and retry" >&2
-  exit 2
-fi
+. "$(dirname "$0")/go-tools.sh"
+need_go build-helm.sh 1.24
 
 mkdir -p "$dest"
 echo "building helm ${HELM_VERSION} with $(go version | cut -d' ' -f3) into $dest (a few minutes)..."

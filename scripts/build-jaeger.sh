@@ -18,19 +18,11 @@ if built; then
   exit 0
 fi
 
-if ! command -v go >/dev/null; then
-  for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-    [ -x "$candidate" ] && PATH="$(dirname "$candidate"):$PATH" && break
-  done
-fi
-if ! command -v go >/dev/null; then
-  echo "build-jaeger.sh: Go not found: install Go 1.24+ (e.g. apt-get install golang-go) and retry" >&2
-  exit 2
-fi
+. "$(dirname "$0")/go-tools.sh"
+need_go build-jaeger.sh 1.24
 
 mkdir -p "$dest"
-exec 9>"$cache/jaeger.lock"
-flock 9
+hold_lock "$cache/jaeger.lock" build-jaeger.sh
 if built; then  # another run built it while we waited on the lock
   echo "jaeger ${JAEGER_VERSION} already built: $jaeger"
   exit 0

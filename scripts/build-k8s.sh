@@ -27,22 +27,11 @@ if built; then
   exit 0
 fi
 
-if ! command -v go >/dev/null; then
-  for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-    [ -x "$candidate" ] && PATH="$(dirname "$candidate"):$PATH" && break
-  done
-fi
-if ! command -v go >/dev/null; then
-  echo "build-k8s.sh: Go not found: install Go 1.26+ and retry" >&2
-  exit 2
-fi
+. "$PWD/scripts/go-tools.sh"  # (cwd: the repository, see above)
+need_go build-k8s.sh 1.26
 
 mkdir -p "$bin"
-exec 9>"$dest.lock"
-if ! flock -n 9; then
-  echo "build-k8s.sh: another build holds $dest.lock; waiting for it..."
-  flock 9
-fi
+hold_lock "$dest.lock" build-k8s.sh
 if built; then
   echo "k8s control plane already built: $bin"
   exit 0
