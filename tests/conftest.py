@@ -35,6 +35,21 @@ def _free_port_pair() -> int:
 
 
 @pytest.fixture(scope="session")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate and key for localhost and 127.0.0.1 (TLS servers in tests)."""
+    d = tmp_path_factory.mktemp("cert")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    return str(crt), str(key)
+
+
+@pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Bootstrap address of a real one-node Kafka broker started for this test session."""
     broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), port=_free_port_pair())

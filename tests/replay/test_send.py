@@ -115,22 +115,6 @@ def test_grpc_calls_of_the_golden_capture_reach_a_grpcio_server() -> None:
     assert answers["List"] == b"\x00\x00\x00\x00\x02\x08\x01\x00\x00\x00\x00\x02\x08\x02"
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    import subprocess
-
-    d = tmp_path_factory.mktemp("cert")
-    crt, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )
-    return str(crt), str(key)
-
-
 @needs("openssl")
 def test_https_targets_check_certificates_unless_insecure(cert: tuple[str, str]) -> None:
     calls = [make_call(1, path="/tls")]

@@ -41,20 +41,6 @@ def _ebpf_ready() -> None:
         pytest.skip("eBPF TLS capture unavailable here: " + "; ".join(support.problems))
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    d = tmp_path_factory.mktemp("cert")
-    crt, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )
-    return str(crt), str(key)
-
-
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[str]]]:
     out: list[subprocess.Popen[str]] = []
