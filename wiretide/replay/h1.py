@@ -13,6 +13,7 @@ import time
 import zlib
 from urllib.parse import urlsplit
 
+from wiretide.replay.conn import StreamConnection
 from wiretide.replay.model import ReplayedResponse, SentRequest
 
 _LIMIT = 1 << 20  # longest header block we read
@@ -57,22 +58,13 @@ def decode_body(body: bytes, encoding: str) -> bytes:
     return body
 
 
-class H1Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.reusable = True
-        self.used = False
-
+class H1Connection(StreamConnection):
     @classmethod
     async def open(cls, host: str, port: int, tls: ssl.SSLContext | None) -> H1Connection:
         reader, writer = await asyncio.open_connection(
             host, port, ssl=tls, server_hostname=host if tls else None, limit=_LIMIT
         )
         return cls(reader, writer)
-
-    def close(self) -> None:
-        self.reusable = False
-        self.writer.close()
 
     async def request(self, req: SentRequest) -> ReplayedResponse:
         self.used = True

@@ -11,26 +11,18 @@ from streams.dissect.base import DissectError
 from streams.dissect.redis.events import RespError
 from streams.dissect.redis.parser import RespParser
 from streams.dissect.redis.render import dumps
+from wiretide.replay.conn import StreamConnection
 from wiretide.replay.h1 import ProtocolError
 from wiretide.replay.model import ReplayedResponse, SentRequest
 
 _READ = 65536
 
 
-class RespConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.reusable = True
-        self.used = False
-
+class RespConnection(StreamConnection):
     @classmethod
     async def open(cls, host: str, port: int) -> RespConnection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
-
-    def close(self) -> None:
-        self.reusable = False
-        self.writer.close()
 
     async def request(self, req: SentRequest) -> ReplayedResponse:
         self.used = True
