@@ -108,3 +108,57 @@ def test_tap_names_pods_and_services_while_pods_are_recreated_with_new_ips(
     kfl_filter = f'dst.pod.name == "web-2" && src.namespace == "{shop}"'
     kfl = run_wiretide(["query", "--json", kfl_filter], wt_env)
     assert len(kfl.stdout.splitlines()) == 3
+
+
+REDIS_PORT = 21796
+
+
+def _redis_cli(lan: Lan, pod: str, host: str, *command: str) -> str:  # noqa: F811
+    argv = ["ip", "netns", "exec", lan.netns(pod), "redis-cli", "-h", host,
+            "-p", str(REDIS_PORT), *command]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_tap_names_both_sides_of_redis_calls_between_pods(
+    rest: Rest,
+    kubeconfig: str,
+    lan: Lan,  # noqa: F811
+    wt_env: dict[str, str],
+) -> None:
+    """Not only HTTP: a real redis-server in one pod, redis-cli in another."""
+    ips = {name: lan.add_pod(name) for name in ("cache", "front")}
+    shop = make_namespace(rest, "shop")
+    rest.post(f"/api/v1/namespaces/{shop}/services", service("cache", {"app": "cache"}, REDIS_PORT))
+    create_pod(rest, shop, "cache-1", {"app": "cache"}, ips["cache"])
+    create_pod(rest, shop, "front-1", {"app": "front"}, ips["front"])
+    redis = subprocess.Popen(
+        ["ip", "netns", "exec", lan.netns("cache"), "redis-server", "--bind", ips["cache"],
+         "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while _redis_cli(lan, "front", ips["cache"], "PING") != "PONG":
+            assert time.monotonic() < deadline and redis.poll() is None, (
+                "redis-server did not start"
+            )
+            time.sleep(0.2)
+        tap = TapLog(start_tap(["^(cache|front)-", "-n", shop, "--kubeconfig", kubeconfig],
+                               wt_env))  # fmt: skip
+        assert _redis_cli(lan, "front", ips["cache"], "SET", "cart", "3") == "OK"
+        assert _redis_cli(lan, "front", ips["cache"], "GET", "cart") == "3"
+        assert _redis_cli(lan, "front", ips["cache"], "INCR", "visits") == "1"
+        out = tap.finish()
+    finally:
+        redis.terminate()
+        redis.wait(30)
+    assert "stored 3 calls" in out, out
+    calls = [
+        json.loads(x)
+        for x in run_wiretide(["query", "--json", "redis"], wt_env).stdout.splitlines()
+    ]
+    assert sorted(c["request"]["method"] for c in calls) == ["GET", "INCR", "SET"], calls
+    for call in calls:
+        assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
+        assert call["dst"]["pod"] == {"name": "cache-1", "namespace": shop}, call
+        assert call["dst"]["service"] == {"name": "cache", "namespace": shop}, call
