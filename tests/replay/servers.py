@@ -112,7 +112,7 @@ def stock_request(sku: str) -> bytes:
     return pb_string(1, sku)
 
 
-def serve_grpc(port: int, v2: bool) -> None:
+def serve_grpc(port: int, v2: bool, host: str = "127.0.0.1") -> None:
     import grpc
 
     def get(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -132,11 +132,14 @@ def serve_grpc(port: int, v2: bool) -> None:
     )
     server = grpc.server(futures.ThreadPoolExecutor(4))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.add_insecure_port(f"{host}:{port}")
     server.start()
     server.wait_for_termination()
 
 
 if __name__ == "__main__":
-    kind, port, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    (serve_http if kind == "http" else serve_grpc)(port, version == "v2")
+    kind, port, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]  # [host] for gRPC
+    if kind == "http":
+        serve_http(port, version == "v2")
+    else:
+        serve_grpc(port, version == "v2", *sys.argv[4:5])

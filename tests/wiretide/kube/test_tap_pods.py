@@ -10,12 +10,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from tests.conftest import run_wiretide
+from tests.conftest import ROOT, run_wiretide
 from tests.e2e.test_live_tap import curl, start_tap
 from tests.producers.test_afpacket import Lan, lan, start_server, stop_server  # noqa: F401
 from tests.wiretide.kube.conftest import create_pod, delete_pod, make_namespace, service
@@ -162,3 +163,57 @@ def test_tap_names_both_sides_of_redis_calls_between_pods(
         assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
         assert call["dst"]["pod"] == {"name": "cache-1", "namespace": shop}, call
         assert call["dst"]["service"] == {"name": "cache", "namespace": shop}, call
+
+
+GRPC_PORT = 21797
+_GRPC_CALL = """
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+get = channel.unary_unary("/stock.Stock/Get")
+for sku in sys.argv[2:]:
+    print(len(get(b"\\x0a" + bytes([len(sku)]) + sku.encode(), timeout=30)))
+"""
+
+
+def test_tap_names_both_sides_of_grpc_calls_between_pods(
+    rest: Rest,
+    kubeconfig: str,
+    lan: Lan,  # noqa: F811
+    wt_env: dict[str, str],
+) -> None:
+    """A real grpcio server in one pod (tests/replay/servers.py), a grpcio client in another."""
+    ips = {name: lan.add_pod(name) for name in ("stock", "front")}
+    shop = make_namespace(rest, "shop")
+    rest.post(f"/api/v1/namespaces/{shop}/services", service("stock", {"app": "stock"}, GRPC_PORT))
+    create_pod(rest, shop, "stock-1", {"app": "stock"}, ips["stock"])
+    create_pod(rest, shop, "front-1", {"app": "front"}, ips["front"])
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lan.netns("stock"), sys.executable, "tests/replay/servers.py",
+         "grpc", str(GRPC_PORT), "v1", ips["stock"]],
+        cwd=ROOT,
+    )  # fmt: skip
+    client = ["ip", "netns", "exec", lan.netns("front"), sys.executable, "-c", _GRPC_CALL,
+              f"{ips['stock']}:{GRPC_PORT}"]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([*client, "ready"], capture_output=True, timeout=60).returncode:
+            assert time.monotonic() < deadline and server.poll() is None, "no gRPC server"
+            time.sleep(0.3)
+        tap = TapLog(start_tap(["^(stock|front)-", "-n", shop, "--kubeconfig", kubeconfig],
+                               wt_env))  # fmt: skip
+        sent = subprocess.run([*client, "a1", "b2", "c3"], capture_output=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        out = tap.finish()
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "stored 3 calls" in out, out
+    calls = [
+        json.loads(x) for x in run_wiretide(["query", "--json", "grpc"], wt_env).stdout.splitlines()
+    ]
+    assert len(calls) == 3, calls
+    for call in calls:
+        assert call["request"]["path"] == "/stock.Stock/Get", call
+        assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
+        assert call["dst"]["pod"] == {"name": "stock-1", "namespace": shop}, call
+        assert call["dst"]["service"] == {"name": "stock", "namespace": shop}, call
