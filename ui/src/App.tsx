@@ -3,6 +3,7 @@ import { ApiError, type Call } from "./api";
 import { Coverage } from "./Coverage";
 import { Detail } from "./Detail";
 import { Feed } from "./feed";
+import { Dot } from "./icons";
 import { KflBar } from "./KflBar";
 import { boundsOf, compose, hasLimit, type Place, placeError, type TimeRange } from "./query";
 import { Replay } from "./Replay";
@@ -147,7 +148,8 @@ function Status({ feed, applying }: { feed: Feed; applying: boolean }) {
         data-testid="live"
         title={live.kind === "down" ? live.why : "new calls appear at the top"}
       >
-        {live.kind === "live" ? "● live" : live.kind === "connecting" ? "○ connecting" : "○ live off"}
+        <Dot filled={live.kind === "live"} />
+        {live.kind === "live" ? "live" : live.kind === "connecting" ? "connecting" : "live off"}
       </span>
       {feed.dropped > 0 && <span class="error">{feed.dropped} live calls missed</span>}
     </div>

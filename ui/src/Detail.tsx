@@ -4,6 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, type Call, getJson, type RequestPart, type ResponsePart } from "./api";
 import { bytes, bytesAsText, decodeBase64, elapsed, endpoint, hexDump, prettyJson } from "./format";
+import { Close, Lock } from "./icons";
 import { verdictsOf } from "./verdict";
 
 type Props = { call: Call; onClose: () => void };
@@ -39,7 +40,7 @@ export function Detail({ call, onClose }: Props) {
           <span class="path">{c.request.path}</span>
         </h2>
         <button type="button" class="close" onClick={onClose} title="close (Esc)">
-          ×
+          <Close />
         </button>
       </header>
       {error && <div class="error">{error}</div>}
@@ -63,7 +64,13 @@ export function Detail({ call, onClose }: Props) {
         <dt>Elapsed</dt>
         <dd>{elapsed(c.elapsed_ms)}</dd>
         <dt>TLS</dt>
-        <dd data-testid="detail-tls">{c.tls ? "🔒 captured as TLS plaintext" : "no"}</dd>
+        <dd data-testid="detail-tls">{c.tls ? (
+            <>
+              <Lock /> captured as TLS plaintext
+            </>
+          ) : (
+            "no"
+          )}</dd>
         <dt>Flags</dt>
         <dd>{c.flags.length ? c.flags.map((f) => <span class="flag">{f}</span>) : "none"}</dd>
         <dt>Captured</dt>

@@ -4,6 +4,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, getJson } from "./api";
+import { Arrow } from "./icons";
 
 export type Counts = { total: number; matched: number; changed: number; failed: number };
 export type RunSummary = { run_id: string; first_sent_ns: number; last_sent_ns: number; counts: Counts };
@@ -194,7 +195,7 @@ function ChangedCall({ call, copies, open, onOpen }: { call: ReplayedCall; copie
       data-copies={copies.length}
     >
       <button type="button" class="replay-call-head" onClick={onOpen}>
-        <span class="method">{call.method}</span> <span class="path">{call.path}</span> → {call.dst}
+        <span class="method">{call.method}</span> <span class="path">{call.path}</span> <Arrow /> {call.dst}
         <span class="muted">
           {" "}
           {call.outcome}

@@ -7,6 +7,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, getJson } from "./api";
 import { elapsed } from "./format";
 import type { Bounds } from "./query";
+import { Arrow } from "./icons";
 
 type Raw = Record<string, unknown>;
 type MapNode = { key: string; name: string; namespace: string; raw: Raw };
@@ -243,7 +244,7 @@ function EdgeFacts({ edge }: { edge: MapEdge }) {
   return (
     <div data-testid="edge-facts">
       <h3>
-        {edge.source} → {edge.target}
+        {edge.source} <Arrow /> {edge.target}
       </h3>
       <dl class="facts">
         <dt>Protocol</dt>

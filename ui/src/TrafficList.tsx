@@ -6,8 +6,9 @@ import type { Call } from "./api";
 import type { Feed } from "./feed";
 import { clock, elapsed, endpoint, statusClass } from "./format";
 import { verdictsOf } from "./verdict";
+import { Arrow, Lock } from "./icons";
 
-const ROW = 26; // px, fixed so a row's place is index × ROW
+const ROW = 26; // px, fixed so a row's place is index * ROW
 const OVERSCAN = 10;
 const PAGE_AHEAD = 40; // rows from the end at which the next page is fetched
 
@@ -98,7 +99,9 @@ export function TrafficList({ feed, version, selected, onSelect }: Props) {
         <span>Path</span>
         <span>Status</span>
         <span class="num">Elapsed</span>
-        <span>Source → Destination</span>
+        <span>
+          Source <Arrow /> Destination
+        </span>
         <span title="captured as TLS plaintext">TLS</span>
       </div>
       <div
@@ -140,9 +143,9 @@ function Row({ call, index, selected, onSelect }: RowProps) {
       <span class={`status ${statusClass(call)}`}>{call.response ? call.response.status : "–"}</span>
       <span class="num">{elapsed(call.elapsed_ms)}</span>
       <span class="peers" title={`${call.src.ip}:${call.src.port} → ${call.dst.ip}:${call.dst.port}`}>
-        {endpoint(call.src)} → {endpoint(call.dst)}
+        {endpoint(call.src)} <Arrow /> {endpoint(call.dst)}
       </span>
-      <span>{call.tls ? <span class="tls" title="TLS">🔒</span> : ""}</span>
+      <span>{call.tls ? <span class="tls" title="captured as TLS plaintext"><Lock /></span> : ""}</span>
     </div>
   );
 }
