@@ -45,6 +45,8 @@ export function Detail({ call, onClose }: Props) {
       </header>
       {error && <div class="error">{error}</div>}
       <dl class="facts">
+        <dt>Query</dt>
+        <dd data-testid="detail-query">{c.request.query ? <QueryString query={c.request.query} /> : "none"}</dd>
         <dt>Status</dt>
         <dd data-testid="detail-status">
           {c.response ? `${c.response.status} ${c.response.reason}` : "no response"}
@@ -101,6 +103,31 @@ export function Detail({ call, onClose }: Props) {
         </section>
       )}
     </aside>
+  );
+}
+
+/** The raw query string, then its parameters one a line, decoded (a redacted value
+ * stays `[REDACTED]`: redaction happened before the call was stored). */
+function QueryString({ query }: { query: string }) {
+  const params = [...new URLSearchParams(query)];
+  return (
+    <>
+      <code class="query" data-testid="detail-query-raw">
+        ?{query}
+      </code>
+      {params.length > 0 && (
+        <table class="headers params" data-testid="detail-query-params">
+          <tbody>
+            {params.map(([name, value]) => (
+              <tr>
+                <th>{name}</th>
+                <td class={value.includes("[REDACTED]") ? "redacted" : ""}>{value}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
   );
 }
 
