@@ -139,8 +139,15 @@ def test_bad_filter_shows_its_error_in_place(page: Page, ui_hub: Hub, api) -> No
         "status >> 3",
         " " * 8 + "^",
     ]
-    # the list still shows what the last good filter found
-    assert shown_ids(page) == login
+    # the last good filter's calls are gone, not left to read as this one's matches
+    expect(page.locator('[data-testid="row"]')).to_have_count(0)
+    expect(page.get_by_test_id("no-results")).to_have_text(
+        "No results: the filter above was refused."
+    )
+    # and a good filter again brings its calls back
+    type_filter(page, 'http and path == "/login"')
+    wait_for_rows(page, login)
+    expect(page.get_by_test_id("kfl-error")).to_have_count(0)
 
 
 def test_error_position_is_the_users_own_under_a_time_range(page: Page, ui_hub: Hub) -> None:

@@ -51,6 +51,12 @@ export function App() {
         (ex) => {
           if (gen !== generation.current) return;
           setApplying(false);
+          // The list showed the last good filter's calls: with this one refused they
+          // would read as its matches, so they go, and the error stands in their place.
+          current.current?.stop();
+          current.current = null;
+          setFeed(null);
+          setSelected(null);
           if (ex instanceof ApiError && ex.status === 400) {
             const place = placeError(user, composed, ex.body.error, ex.body.line, ex.body.column);
             setKflError(place);
@@ -117,7 +123,9 @@ export function App() {
             {feed ? (
               <TrafficList feed={feed} version={version} selected={selected?.id ?? null} onSelect={setSelected} />
             ) : (
-              <div class="traffic empty">{plainError ? "" : "Loading…"}</div>
+              <div class="traffic empty" data-testid="no-results">
+                {kflError ? "No results: the filter above was refused." : plainError ? "No results: see the error above." : "Loading…"}
+              </div>
             )}
             {selected && <Detail call={selected} onClose={() => setSelected(null)} />}
           </main>
