@@ -255,6 +255,9 @@ class LocalBroker:
             "-Xmx1g",
             f"-Dlog4j.configuration=file:{log4j}",
             "-XX:+UseG1GC",
+            # C1 only: C2's compiler threads were half the broker's CPU in a tap-long run
+            # (bench/e2e.py, 160k calls: 9.7-10.5 -> 4.7-6.3 CPU-s, same run A/B/A/B).
+            "-XX:TieredStopAtLevel=1",
             "-cp",
             cp,
         ]
