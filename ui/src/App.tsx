@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Call } from "./api";
+import { addClause } from "./clause";
 import { Coverage } from "./Coverage";
 import { Detail } from "./Detail";
 import { Feed } from "./feed";
@@ -127,7 +128,13 @@ export function App() {
                 {kflError ? "No results: the filter above was refused." : plainError ? "No results: see the error above." : "Loading…"}
               </div>
             )}
-            {selected && <Detail call={selected} onClose={() => setSelected(null)} />}
+            {selected && (
+              <Detail
+                call={selected}
+                onClose={() => setSelected(null)}
+                onFilter={(add) => setText((now) => addClause(now, add))}
+              />
+            )}
           </main>
         </>
       ) : tab === "map" ? (

@@ -1,17 +1,19 @@
 // One call in full: summary, timings, TLS mark, flags, rule verdicts, then request and
 // response with their (already redacted) headers and bodies.
 
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, type Call, getJson, type RequestPart, type ResponsePart } from "./api";
 import { bytes, bytesAsText, decodeBase64, elapsed, endpoint, hexDump, prettyJson } from "./format";
+import { clause, headerField } from "./clause";
 import { Close, Lock } from "./icons";
 import { verdictsOf } from "./verdict";
 
-type Props = { call: Call; onClose: () => void };
+type Props = { call: Call; onClose: () => void; onFilter: (clause: string) => void };
 
 const isFull = (c: Call) => c.request.headers !== undefined;
 
-export function Detail({ call, onClose }: Props) {
+export function Detail({ call, onClose, onFilter }: Props) {
   const [full, setFull] = useState<Call | null>(isFull(call) ? call : null);
   const [error, setError] = useState<string | null>(null);
 
@@ -36,8 +38,15 @@ export function Detail({ call, onClose }: Props) {
     <aside class="detail" data-testid="detail">
       <header>
         <h2>
-          <span class={`proto p-${c.protocol}`}>{c.protocol}</span> {c.request.method}{" "}
-          <span class="path">{c.request.path}</span>
+          <Pick field="protocol" value={c.protocol} onFilter={onFilter}>
+            <span class={`proto p-${c.protocol}`}>{c.protocol}</span>
+          </Pick>{" "}
+          <Pick field="method" value={c.request.method} onFilter={onFilter}>
+            {c.request.method}
+          </Pick>{" "}
+          <Pick field="path" value={c.request.path} onFilter={onFilter}>
+            <span class="path">{c.request.path}</span>
+          </Pick>
         </h2>
         <button type="button" class="close" onClick={onClose} title="close (Esc)">
           <Close />
@@ -49,15 +58,21 @@ export function Detail({ call, onClose }: Props) {
         <dd data-testid="detail-query">{c.request.query ? <QueryString query={c.request.query} /> : "none"}</dd>
         <dt>Status</dt>
         <dd data-testid="detail-status">
-          {c.response ? `${c.response.status} ${c.response.reason}` : "no response"}
+          {c.response ? (
+            <Pick field="response.status" value={c.response.status} onFilter={onFilter}>
+              {`${c.response.status} ${c.response.reason}`}
+            </Pick>
+          ) : (
+            "no response"
+          )}
         </dd>
         <dt>From</dt>
         <dd>
-          <Peer e={c.src} />
+          <Peer e={c.src} side="src" onFilter={onFilter} />
         </dd>
         <dt>To</dt>
         <dd>
-          <Peer e={c.dst} />
+          <Peer e={c.dst} side="dst" onFilter={onFilter} />
         </dd>
         <dt>Request at</dt>
         <dd>{c.timestamp}</dd>
@@ -93,9 +108,9 @@ export function Detail({ call, onClose }: Props) {
           </ul>
         </section>
       ) : null}
-      <Part title="Request" part={c.request} loading={!full && !error} testid="request" />
+      <Part title="Request" part={c.request} loading={!full && !error} testid="request" onFilter={onFilter} />
       {c.response ? (
-        <Part title="Response" part={c.response} loading={!full && !error} testid="response" />
+        <Part title="Response" part={c.response} loading={!full && !error} testid="response" onFilter={onFilter} />
       ) : (
         <section class="part">
           <h3>Response</h3>
@@ -131,12 +146,54 @@ function QueryString({ query }: { query: string }) {
   );
 }
 
-function Peer({ e }: { e: Call["src"] }) {
+type PeerProps = { e: Call["src"]; side: "src" | "dst"; onFilter: (clause: string) => void };
+
+/** Pod and namespace when known (each a click-to-filter value), then the address. */
+function Peer({ e, side, onFilter }: PeerProps) {
   const address = e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+  const who = e.pod ? { kind: "pod", ...e.pod } : e.service ? { kind: "service", ...e.service } : null;
+  const ip = (
+    <Pick field={`${side}.ip`} value={e.ip} onFilter={onFilter}>
+      {address}
+    </Pick>
+  );
+  if (!who) return e.name ? <>{endpoint(e)} <small>{ip}</small></> : ip;
   return (
     <>
-      {endpoint(e)} {e.name && <small>{address}</small>}
+      <Pick field={`${side}.${who.kind}.namespace`} value={who.namespace} onFilter={onFilter}>
+        {who.namespace}
+      </Pick>
+      /
+      <Pick field={`${side}.${who.kind}.name`} value={who.name} onFilter={onFilter}>
+        {who.name}
+      </Pick>{" "}
+      <small>{ip}</small>
     </>
+  );
+}
+
+type PickProps = {
+  field: string;
+  value: string | number;
+  onFilter: (clause: string) => void;
+  children: ComponentChildren;
+};
+
+/** A value that filters on click (`field == value`), or on shift-click (`!=`). */
+function Pick({ field, value, onFilter, children }: PickProps) {
+  return (
+    <span
+      class="pick"
+      role="button"
+      tabIndex={0}
+      data-testid="pick"
+      data-field={field}
+      title={`click: ${field} == ...   shift-click: ${field} != ...`}
+      onClick={(ev) => onFilter(clause(field, value, ev.shiftKey))}
+      onKeyDown={(ev) => ev.key === "Enter" && onFilter(clause(field, value, ev.shiftKey))}
+    >
+      {children}
+    </span>
   );
 }
 
@@ -145,9 +202,11 @@ type PartProps = {
   part: RequestPart | ResponsePart;
   loading: boolean;
   testid: string;
+  onFilter: (clause: string) => void;
 };
 
-function Part({ title, part, loading, testid }: PartProps) {
+function Part({ title, part, loading, testid, onFilter }: PartProps) {
+  const side = testid === "request" ? "request" : "response";
   const headers = Object.entries(part.headers ?? {});
   return (
     <section class="part" data-testid={testid}>
@@ -161,7 +220,11 @@ function Part({ title, part, loading, testid }: PartProps) {
             {headers.map(([name, value]) => (
               <tr>
                 <th>{name}</th>
-                <td class={value.includes("[REDACTED]") ? "redacted" : ""}>{value}</td>
+                <td class={value.includes("[REDACTED]") ? "redacted" : ""}>
+                  <Pick field={headerField(side, name)} value={value} onFilter={onFilter}>
+                    {value}
+                  </Pick>
+                </td>
               </tr>
             ))}
           </tbody>
