@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 from playwright.sync_api import Page, expect
@@ -118,3 +122,71 @@ def test_pod_and_namespace_click_into_the_filter(page: Page, ui_hub: Hub, ui_env
     expect(page.get_by_test_id("kfl-input")).to_have_value(want)
     assert api.get("/api/calls", params={"q": want}).status_code == 200
     expect(page.get_by_test_id("kfl-error")).to_have_count(0)
+
+
+def test_copy_as_curl_leaves_redacted_values_visible(page: Page, ui_hub: Hub, api) -> None:
+    kfl = 'http and method == "POST" and request.headers["authorization"] == "[REDACTED]"'
+    found = stored(api, kfl) or stored(api, 'http and method == "POST"')
+    call = api.get(f"/api/calls/{found[0]['id']}").json()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_detail(page, ui_hub, api, call["id"])
+    page.get_by_test_id("copy-curl").click()
+    expect(page.get_by_test_id("curl-note")).to_have_text("copied")
+    shown = page.get_by_test_id("curl").inner_text()
+    assert page.evaluate("navigator.clipboard.readText()") == shown
+
+    args = shlex.split(shown)
+    request = call["request"]
+    assert args[:3] == ["curl", "-X", request["method"]]
+    headers = request["headers"]
+    host = headers.get("host") or f"{call['dst']['ip']}:{call['dst']['port']}"
+    query = f"?{request['query']}" if request["query"] else ""
+    assert args[3] == f"http{'s' if call['tls'] else ''}://{host}{request['path']}{query}"
+    sent = [args[i + 1] for i, a in enumerate(args) if a == "-H"]
+    skip = {"host", "content-length", "transfer-encoding", "connection"}
+    assert sent == [f"{n}: {v}" for n, v in headers.items() if n.lower() not in skip]
+    assert any(v == "[REDACTED]" for v in headers.values())
+    assert any(h.endswith(": [REDACTED]") for h in sent)  # left visible, not filled in
+    if request["body"]:
+        assert args[args.index("--data-raw") + 1] == request["body"]
+    if not call["tls"]:
+        got = run_against_a_server(shown)
+        assert got["method"] == request["method"]
+        assert got["target"] == request["path"] + query
+        assert got["body"] == (request["body"] or "").encode()
+        for name, value in headers.items():
+            if name.lower() not in skip:
+                assert got["headers"][name.lower()] == value
+
+
+def run_against_a_server(command: str) -> dict:
+    """Runs the copied command in a shell, aimed (curl --connect-to) at a real HTTP server
+    here, and returns the request that server read."""
+    seen: dict = {}
+
+    class Record(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            size = int(self.headers.get("content-length") or 0)
+            seen.update(
+                method=self.command,
+                target=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(size),
+            )
+            self.send_response(204)
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Record) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        aim = f" --connect-to ::127.0.0.1:{server.server_address[1]} -sS -o /dev/null"
+        proc = subprocess.run(
+            ["bash", "-c", command + aim], capture_output=True, text=True, timeout=120
+        )
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    return seen

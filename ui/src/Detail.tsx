@@ -6,6 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, type Call, getJson, type RequestPart, type ResponsePart } from "./api";
 import { bytes, bytesAsText, decodeBase64, elapsed, endpoint, hexDump, prettyJson } from "./format";
 import { clause, headerField } from "./clause";
+import { canCurl, curlOf } from "./curl";
 import { Close, Lock } from "./icons";
 import { verdictsOf } from "./verdict";
 
@@ -108,6 +109,7 @@ export function Detail({ call, onClose, onFilter }: Props) {
           </ul>
         </section>
       ) : null}
+      {full && canCurl(c) && <CopyAsCurl call={c} />}
       <Part title="Request" part={c.request} loading={!full && !error} testid="request" onFilter={onFilter} />
       {c.response ? (
         <Part title="Response" part={c.response} loading={!full && !error} testid="response" onFilter={onFilter} />
@@ -143,6 +145,31 @@ function QueryString({ query }: { query: string }) {
         </table>
       )}
     </>
+  );
+}
+
+/** The command goes to the clipboard where the page may write it (a secure context),
+ * and is shown either way, to select and copy by hand. */
+function CopyAsCurl({ call }: { call: Call }) {
+  const [shown, setShown] = useState<{ text: string; note: string } | null>(null);
+  useEffect(() => setShown(null), [call.id]);
+  const copy = () => {
+    const text = curlOf(call);
+    const done = (note: string) => setShown({ text, note });
+    if (!navigator.clipboard) return done("select it and copy");
+    navigator.clipboard.writeText(text).then(
+      () => done("copied"),
+      () => done("select it and copy"),
+    );
+  };
+  return (
+    <section class="curl">
+      <button type="button" data-testid="copy-curl" onClick={copy}>
+        Copy as curl
+      </button>{" "}
+      {shown && <small data-testid="curl-note">{shown.note}</small>}
+      {shown && <pre data-testid="curl">{shown.text}</pre>}
+    </section>
   );
 }
 
