@@ -16,6 +16,7 @@ type Props = { feed: Feed; version: number; selected: string | null; onSelect: (
 
 export function TrafficList({ feed, version, selected, onSelect }: Props) {
   const box = useRef<HTMLDivElement>(null);
+  const head = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
   const seenLive = useRef({ feed, count: feed.liveCount });
@@ -92,23 +93,31 @@ export function TrafficList({ feed, version, selected, onSelect }: Props) {
   }
   return (
     <div class="traffic">
-      <div class="row head" role="row">
-        <span>Time</span>
-        <span>Protocol</span>
-        <span>Method</span>
-        <span>Path</span>
-        <span>Status</span>
-        <span class="num">Elapsed</span>
-        <span>
-          Source <Arrow /> Destination
-        </span>
-        <span title="captured as TLS plaintext">TLS</span>
+      <div class="head-box" ref={head}>
+        <div class="row head" role="row">
+          <span>Time</span>
+          <span>Protocol</span>
+          <span>Method</span>
+          <span>Path</span>
+          <span>Status</span>
+          <span class="num">Elapsed</span>
+          <span>
+            Source <Arrow /> Destination
+          </span>
+          <span title="captured as TLS plaintext">TLS</span>
+        </div>
       </div>
       <div
         class="rows"
         ref={box}
         data-testid="rows"
-        onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}
+        onScroll={(e) => {
+          const el = e.currentTarget as HTMLDivElement;
+          setTop(el.scrollTop);
+          // Too narrow for every column (a small window, the detail open): the list
+          // scrolls sideways, and the header with it.
+          if (head.current) head.current.scrollLeft = el.scrollLeft;
+        }}
       >
         <div style={{ height: `${total * ROW}px`, position: "relative" }}>{rows}</div>
         {total === 0 && !feed.loading && <div class="empty">No calls match.</div>}
