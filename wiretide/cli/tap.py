@@ -80,9 +80,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise WiretideError(
                 f"{', '.join(used)}: for live capture only; leave out --pcap to capture live"
             )
+    from wiretide.cli import capture  # producers, streams' rules and Kafka (~0.5 s)
     from wiretide.cli.metrics_port import share_with_children
 
+    capture.check_inputs(args, settings)  # a bad rules file: one line, the data dir untouched
     share_with_children(settings.data)  # the tap's hub serves its processes' counters
-    from wiretide.cli import capture  # producers, streams' rules and Kafka (~0.5 s)
 
     return capture.tap_pcap(args, settings) if args.pcap else capture.capture_live(args, settings)
