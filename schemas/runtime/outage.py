@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 # Kafka errors that pass when the broker or the group coordinator comes back.
 _TRANSIENT = frozenset(
@@ -60,6 +60,26 @@ def owned_messages(
         kafka.over()
         if msg.partition() in owned:  # else fetched before it moved: the new owner reads it
             yield msg
+
+
+def commit_through_outages(consumer, kafka: Outage, alive: Callable[[], None]) -> None:  # noqa: ANN001
+    """Commit a consumer's positions, waiting out a broker or coordinator outage (`alive`
+    is called while it waits: a liveness probe must not restart a waiter). Nothing to
+    commit, or a group that moved on (a rebalance during the outage), returns: the new
+    owner reads those records again, and the store or the backend collapses them."""
+    while True:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as ex:
+            err = ex.args[0]
+            if err.code() == KafkaError._NO_OFFSET or not transient(err):
+                return
+            kafka.waiting(f"Kafka to commit ({err.str()})")
+            alive()
+            kafka.sleep()
+            continue
+        kafka.over()
+        return
 
 
 class Outage:

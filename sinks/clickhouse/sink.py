@@ -33,7 +33,6 @@ from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
-    KafkaException,
     Producer,
 )
 
@@ -42,7 +41,7 @@ from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.metrics import DEAD_LETTERS, SINK_BATCH_ROWS, SINK_INSERT_SECONDS, SINK_ROWS
-from schemas.runtime.outage import Outage, owned_messages, transient
+from schemas.runtime.outage import Outage, commit_through_outages, owned_messages, transient
 from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
 from sinks.clickhouse.encoded import EncodedCalls, NotTaken
@@ -248,24 +247,9 @@ class CallSink:
 
     def _commit(self) -> None:
         """Commit the consumed positions, waiting out a broker or coordinator outage."""
-        while True:
-            try:
-                self._consumer.commit(asynchronous=False)
-            except KafkaException as ex:
-                err = ex.args[0]
-                if err.code() == KafkaError._NO_OFFSET or not transient(err):
-                    # Nothing to commit; or the group moved on (a rebalance during an
-                    # outage): the stored calls are read again by their new owner and
-                    # collapse in the table.
-                    return
-                self._kafka.waiting(f"Kafka to commit ({err.str()})")
-                health.beat(
-                    "sink", self.settings.data
-                )  # waiting is alive: a liveness probe must not restart it
-                self._kafka.sleep()
-                continue
-            self._kafka.over()
-            return
+        commit_through_outages(
+            self._consumer, self._kafka, lambda: health.beat("sink", self.settings.data)
+        )
 
     def _deliver_dead_letters(self) -> None:
         """Every dead letter delivered before the commit, however long Kafka is away."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError
 
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.runtime import health
-from schemas.runtime.outage import Outage, owned_messages, transient
+from schemas.runtime.outage import Outage, commit_through_outages, owned_messages, transient
 from schemas.serde import decode_call_batch
 from wiretide.otel.context import sampled
 from wiretide.otel.sdk import OtlpOut, SpanBuilder
@@ -153,19 +153,9 @@ class CallExporter:
 
     def _commit(self) -> None:
         """Commit the consumed positions, waiting out a broker or coordinator outage."""
-        while True:
-            try:
-                self._consumer.commit(asynchronous=False)
-            except KafkaException as ex:
-                err = ex.args[0]
-                if err.code() == KafkaError._NO_OFFSET or not transient(err):
-                    return  # nothing to commit, or the group moved on: its new owner replays
-                self._kafka.waiting(f"Kafka to commit ({err.str()})")
-                health.beat("otel", self.settings.data)
-                self._kafka.sleep()
-                continue
-            self._kafka.over()
-            return
+        commit_through_outages(
+            self._consumer, self._kafka, lambda: health.beat("otel", self.settings.data)
+        )
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self._owned.update(tp.partition for tp in partitions)
