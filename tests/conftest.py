@@ -4,12 +4,13 @@ topic/group prefix, and a helper that runs the `wiretide` CLI as a user would.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,39 @@ GOLDEN = ROOT / "tests" / "golden"
 def _free_port_pair() -> int:
     """A free port and its neighbour, outside the ephemeral range (see free_port_pair)."""
     return free_port_pair()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright in the browser tests
+ARTIFACTS = ROOT / "test-artifacts" / "ui"  # their screenshots
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the whole session: Playwright's sync API allows one
+    instance at a time, so every browser test (ui, replay, telemetry) shares this one."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # noqa: ANN001
+    """A fresh page in UTC; its screenshot is saved when the test ends, passed or not.
+    An uncaught script error on the page fails the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda ex: errors.append(str(ex)))
+    yield tab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    tab.screenshot(path=str(Path(ARTIFACTS, f"{name}.png")))
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from producers.pcap_writer import PcapWriter
 from schemas.config import Settings
 from schemas.coverage import NodeCoverage, TlsProcess
 from schemas.records import ACK, FIN, PSH, SYN, Segment
-from tests.conftest import pipeline_env, run_wiretide
+from tests.conftest import CHROMIUM, pipeline_env, run_wiretide
 from tests.hub.conftest import Hub, start_hub
-from tests.ui.conftest import CHROMIUM, UI_DIST, browser, page  # noqa: F401
+from tests.ui.conftest import UI_DIST
 from wiretide.coverage import CoveragePublisher
 
 pytestmark = [

@@ -1,24 +1,21 @@
 """Browser tests: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright
 over the hub serving the built UI, on a data dir that `wiretide tap --pcap` filled from
-golden captures. Every test leaves a screenshot in test-artifacts/ui/<test>.png."""
+golden captures. Every test leaves a screenshot in test-artifacts/ui/<test>.png (the
+`browser` and `page` fixtures are tests/conftest.py's, shared with every browser test)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
+from tests.conftest import CHROMIUM, GOLDEN, ROOT, pipeline_env, run_wiretide
 from tests.hub.conftest import Hub, start_hub
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts" / "ui"
 UI_DIST = ROOT / "wiretide" / "hub" / "ui_dist" / "index.html"
 CAPTURES = [
     GOLDEN / "e2e" / "http_basic.pcap",
@@ -69,28 +66,3 @@ def ui_hub(ui_env: dict[str, str]) -> Iterator[Hub]:
 def api(ui_hub: Hub) -> Iterator[httpx.Client]:
     with ui_hub.client() as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # noqa: ANN001
-    """A fresh page in UTC; its screenshot is saved when the test ends, passed or not.
-    An uncaught script error on the page fails the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
-    tab = context.new_page()
-    tab.set_default_timeout(30_000)
-    errors: list[str] = []
-    tab.on("pageerror", lambda ex: errors.append(str(ex)))
-    yield tab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^\w.-]+", "_", request.node.name)
-    tab.screenshot(path=str(Path(ARTIFACTS, f"{name}.png")))
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
