@@ -39,10 +39,11 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright in the browser 
 ARTIFACTS = ROOT / "test-artifacts" / "ui"  # their screenshots
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless Chromium for the whole session: Playwright's sync API allows one
-    instance at a time, so every browser test (ui, replay, telemetry) shares this one."""
+    """One headless Chromium per test module. Playwright's sync API allows one instance
+    at a time, and while it runs it holds an asyncio loop on the main thread, so a later
+    module's asyncio.run() fails: module scope stops it before the next module starts."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
