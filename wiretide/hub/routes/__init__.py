@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from wiretide.hub.store import HubStore
 
-ROUTES: tuple[str, ...] = ("export", "map", "rules", "coverage", "replay")
+ROUTES: tuple[str, ...] = ("export", "map", "rules", "coverage", "replay", "span")
 
 
 def routers(store: HubStore) -> list[APIRouter]:
