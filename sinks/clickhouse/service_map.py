@@ -4,6 +4,11 @@ how many failed, how many bytes, and how fast.
     graph = read_map(store, since, until)                   # from the service_map view
     graph = read_map(store, since, until, exact=True)       # from `calls FINAL`
     graph = read_map(store, since, until, to_sql(parse("dst.namespace == 'shop'")))
+    graph = read_map(store, since, until, by="namespace")   # a node per namespace
+
+Grouped `by="namespace"`, the workloads of a namespace are one node (kind `namespace`,
+id the namespace) and their edges are merged (quantiles merged from their states, not
+averaged); addresses outside the cluster stay nodes of their own.
 
 Windows are whole minutes (the view's resolution): every minute that overlaps
 [since, until) is in, and `Graph.since`/`until` say which minutes were read.
@@ -52,11 +57,18 @@ _Q = ", ".join(map(str, QUANTILES))
 _EDGE = ", ".join(k for k in EDGE_KEYS if k != "minute")
 # Per edge over the window: the per-minute rows (view parts, or the exact inner query)
 # merged into one. Parameter names start with map_ (KFL's are kfl*, the reader's wt_*).
-_OUTER = f"""SELECT {_EDGE}, max(src_kind), max(dst_kind), sum(calls), sum(errors), sum(bytes),
-    quantilesMerge({_Q})(latency)
+_OUTER = f"""SELECT {{keys}}, max(src_kind), max(dst_kind), sum(calls), sum(errors), sum(bytes),
+    quantilesMerge({_Q})(latency), min(minute), max(minute)
 FROM ({{inner}})
 GROUP BY {_EDGE}
 ORDER BY sum(calls) DESC, {_EDGE}"""
+# by namespace: a workload in the cluster becomes its namespace ('' as workload)
+_BY = {
+    "workload": _EDGE,
+    "namespace": "src_namespace, if(src_namespace = '', src, '') AS src, "
+    "dst_namespace, if(dst_namespace = '', dst, '') AS dst, protocol",
+}
+GROUPINGS = tuple(_BY)
 _VIEW_ROWS = (
     f"SELECT * FROM {SERVICE_MAP}"
     " WHERE minute >= toDateTime({map_since:Int64}, 'UTC')"
@@ -74,7 +86,9 @@ class Node:
     id: str  # "namespace/workload", or the workload alone outside the cluster
     workload: str
     namespace: str
-    kind: str  # pod | service | ip
+    kind: str  # pod | service | ip, or namespace when grouped by namespace
+    calls: int  # calls it made or answered (a call to itself once)
+    errors: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,7 @@ class Edge:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    per_second: float  # calls / Graph.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,7 @@ class Graph:
     since: datetime  # first minute read (UTC)
     until: datetime  # end of the last minute read
     exact: bool  # from calls FINAL (each call once), not the view
+    seconds: int  # the rates' span: first to end of last minute with calls (0: none)
     nodes: tuple[Node, ...]  # sorted by namespace, then workload
     edges: tuple[Edge, ...]  # most calls first
 
@@ -120,9 +136,13 @@ def read_map(
     kfl_where: tuple[str, dict] | None = None,
     *,
     exact: bool = False,
+    by: str = "workload",
 ) -> Graph:
     """The map of the calls in the minutes overlapping [since, until); with `kfl_where`
-    (the SQL and parameters of `wiretide.kfl.to_sql`), only of the calls it takes."""
+    (the SQL and parameters of `wiretide.kfl.to_sql`), only of the calls it takes;
+    `by` one of GROUPINGS."""
+    if by not in _BY:
+        raise ValueError(f"group the map by {' or '.join(GROUPINGS)}, not {by!r}")
     start, end = minute_window(since, until)
     params: dict[str, object] = {
         "map_since": int(start.timestamp()),
@@ -141,7 +161,7 @@ def read_map(
         inner = _VIEW_ROWS
     try:
         rows = store.client.query(
-            _OUTER.format(inner=inner), parameters=params, settings=_SETTINGS
+            _OUTER.format(keys=_BY[by], inner=inner), parameters=params, settings=_SETTINGS
         ).result_rows
     except Exception as ex:
         raise SinkError(f"cannot read the service map from {store.where}: {one_line(ex)}") from ex
@@ -154,6 +174,7 @@ def graph_dict(graph: Graph) -> dict[str, Any]:
         "since": _rfc3339(graph.since),
         "until": _rfc3339(graph.until),
         "exact": graph.exact,
+        "seconds": graph.seconds,
         "nodes": [asdict(n) for n in graph.nodes],
         "edges": [asdict(e) for e in graph.edges],
     }
@@ -164,34 +185,64 @@ def _rfc3339(at: datetime) -> str:
 
 
 def node_id(namespace: str, workload: str) -> str:
-    return f"{namespace}/{workload}" if namespace else workload
+    """`namespace/workload`; the namespace alone for a namespace's node (no workload)."""
+    return f"{namespace}/{workload}" if namespace and workload else namespace or workload
 
 
 def _graph(start: datetime, end: datetime, exact: bool, rows: list) -> Graph:
     kinds: dict[tuple[str, str], int] = {}
+    totals: dict[str, list[int]] = {}  # node id -> [calls, errors]
+    spans: list[tuple[datetime, datetime]] = []
     edges = []
-    for s_ns, src, d_ns, dst, protocol, s_kind, d_kind, calls, errors, size, q in rows:
+    for s_ns, src, d_ns, dst, protocol, s_kind, d_kind, calls, errors, size, q, lo, hi in rows:
         for key, kind in (((s_ns, src), s_kind), ((d_ns, dst), d_kind)):
             kinds[key] = max(kinds.get(key, 0), int(kind))
-        p50, p95, p99 = (_ms(v) for v in q)
-        edges.append(
-            Edge(
-                node_id(s_ns, src),
-                node_id(d_ns, dst),
-                protocol,
-                int(calls),
-                int(errors),
-                int(size),
-                p50,
-                p95,
-                p99,
-            )
-        )
+        ends = {node_id(s_ns, src), node_id(d_ns, dst)}  # one node for a call to itself
+        for nid in ends:
+            total = totals.setdefault(nid, [0, 0])
+            total[0] += int(calls)
+            total[1] += int(errors)
+        spans.append((lo, hi))
+        edges.append((node_id(s_ns, src), node_id(d_ns, dst), protocol, calls, errors, size, q))
+    seconds = _seconds(start, end, spans)
     nodes = tuple(
-        Node(node_id(ns, workload), workload, ns, KIND_CODES[kind])
+        Node(
+            node_id(ns, workload),
+            workload,
+            ns,
+            "namespace" if ns and not workload else KIND_CODES[kind],
+            *totals[node_id(ns, workload)],
+        )
         for (ns, workload), kind in sorted(kinds.items())
     )
-    return Graph(start, end, exact, nodes, tuple(edges))
+    return Graph(
+        start,
+        end,
+        exact,
+        seconds,
+        nodes,
+        tuple(
+            Edge(s, d, p, int(c), int(e), int(b), *(_ms(v) for v in q), _rate(c, seconds))
+            for s, d, p, c, e, b, q in edges
+        ),
+    )
+
+
+def _seconds(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> int:
+    """From the first minute with calls to the end of the last, inside the window."""
+    if not spans:
+        return 0
+    first = max(start, min(_utc(lo) for lo, _ in spans))
+    last = min(end, max(_utc(hi) for _, hi in spans) + _MINUTE)
+    return max(60, int((last - first).total_seconds()))
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def _rate(calls: int, seconds: int) -> float:
+    return round(int(calls) / seconds, 4) if seconds else 0.0
 
 
 def _ms(ns: float) -> float | None:

@@ -20,14 +20,28 @@ def test_map_of_the_stored_capture(hub: Hub) -> None:
     assert answer.status_code == 200, answer.text
     graph = answer.json()
     assert graph["exact"] is False
-    assert graph["nodes"] == [
-        {"id": "127.0.0.1", "workload": "127.0.0.1", "namespace": "", "kind": "ip"}
-    ]
     [edge] = graph["edges"]
+    assert graph["nodes"] == [
+        {
+            "id": "127.0.0.1",
+            "workload": "127.0.0.1",
+            "namespace": "",
+            "kind": "ip",
+            "calls": edge["calls"],  # its calls to itself, once
+            "errors": edge["errors"],
+        }
+    ]
     assert (edge["src"], edge["dst"], edge["protocol"]) == ("127.0.0.1", "127.0.0.1", "http")
     assert edge["calls"] == len(EXPECTED)
     assert edge["errors"] == sum(c["response"]["status"] >= 500 for c in EXPECTED)
     assert edge["p50_ms"] <= edge["p95_ms"] <= edge["p99_ms"]
+    # the capture's calls fall in a minute or two: the rate is over those, not since 2000
+    assert graph["seconds"] in (60, 120)
+    assert edge["per_second"] == round(edge["calls"] / graph["seconds"], 4)
+    # grouped by namespace: an address outside the cluster stays its own node
+    with hub.client() as client:
+        by_ns = client.get("/api/map", params={**WHOLE, "by": "namespace"}).json()
+    assert (by_ns["nodes"], by_ns["edges"]) == (graph["nodes"], graph["edges"])
 
 
 def test_filter_exact_and_empty_windows(hub: Hub) -> None:
@@ -51,6 +65,7 @@ def test_filter_exact_and_empty_windows(hub: Hub) -> None:
         ({"since": "1h", "until": "2h"}, "before it starts"),
         ({"since": "1800-01-01"}, "between 1970 and 2100"),
         ({"q": "status =="}, "1:10: expected a value"),
+        ({"by": "pod"}, "by:"),
     ],
 )
 def test_bad_parameters_are_400_with_one_line(hub: Hub, params: dict, says: str) -> None:

@@ -19,15 +19,21 @@ _log = logging.getLogger("wiretide.hub")
 
 
 class MapNode(BaseModel):
-    id: str = Field(description="`namespace/workload`, or the workload alone (an IP) outside")
+    id: str = Field(
+        description="`namespace/workload`, or the workload alone (an IP) outside; "
+        "grouped by namespace, the namespace alone"
+    )
     workload: str = Field(
         description="the pod's owner (Deployment, StatefulSet, ...) name, else the service "
-        "name, else the IP"
+        "name, else the IP; empty for a namespace's node"
     )
     namespace: str = Field(description="empty outside the cluster")
-    kind: Literal["pod", "service", "ip"] = Field(
-        description="pod if any call named one of its pods, else service, else ip"
+    kind: Literal["pod", "service", "ip", "namespace"] = Field(
+        description="pod if any call named one of its pods, else service, else ip; "
+        "namespace for a namespace's node (by=namespace)"
     )
+    calls: int = Field(ge=0, description="calls it made or answered (a call to itself once)")
+    errors: int = Field(ge=0, description="of those, failed (as the edges count them)")
 
 
 class MapEdge(BaseModel):
@@ -47,6 +53,7 @@ class MapEdge(BaseModel):
     )
     p95_ms: float | None
     p99_ms: float | None
+    per_second: float = Field(ge=0, description="calls per second over `seconds`")
 
 
 class ServiceMap(BaseModel):
@@ -55,6 +62,11 @@ class ServiceMap(BaseModel):
     exact: bool = Field(
         description="counted from the stored calls (each once); false: from the per-minute "
         "map, which counts a batch a writer replayed after a crash twice"
+    )
+    seconds: int = Field(
+        ge=0,
+        description="the span rates are over: from the first minute with calls to the "
+        "end of the last, inside the window (0 without calls)",
     )
     nodes: list[MapNode] = Field(description="by namespace, then workload")
     edges: list[MapEdge] = Field(description="most calls first")
@@ -91,6 +103,13 @@ def router(store: HubStore) -> APIRouter:
         exact: Annotated[
             bool, Query(description="count from the stored calls, each once (slower)")
         ] = False,
+        by: Annotated[
+            Literal["workload", "namespace"],
+            Query(
+                description="a node per workload, or per namespace (addresses outside "
+                "the cluster stay nodes of their own)"
+            ),
+        ] = "workload",
     ) -> dict[str, Any]:
         """Who called whom in the window: workloads as nodes, per-protocol edges with
         calls, errors, bytes and latency quantiles."""
@@ -113,7 +132,7 @@ def router(store: HubStore) -> APIRouter:
                 raise ApiError(400, f"this filter could not be read (a KFL bug: {ex!r})") from None
         try:
             with store.reading():  # one query at a time (see HubStore)
-                graph = read_map(store.reads, start, end, where, exact=exact)
+                graph = read_map(store.reads, start, end, where, exact=exact, by=by)
         except SinkError as ex:
             raise ApiError(503, str(ex)) from None
         return graph_dict(graph)
