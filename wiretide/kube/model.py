@@ -64,6 +64,12 @@ def is_running(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running"
 
 
+def has_ended(pod: Obj) -> bool:
+    """Succeeded or Failed: its containers are gone and its IP back in the node's pool
+    (the API keeps such a pod, and its podIP, until someone deletes it)."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def selects(service: Obj, pod: Obj) -> bool:
     """The service's selector matches the pod's labels (same namespace)."""
     s_meta, p_meta = service.get("metadata") or {}, pod.get("metadata") or {}
@@ -84,7 +90,9 @@ def service_ips(service: Obj) -> list[str]:
 
 def endpoints(pods: Iterable[Obj], services: Iterable[Obj]) -> list[Endpoint]:
     """IP → identity for the given pods (host-network pods excluded: their IP is the
-    node's) and for the cluster IPs of services."""
+    node's; ended pods too: a new pod may have their IP already) and for the cluster IPs
+    of services. An IP left out keeps its last identity for the publisher's linger, as
+    a deleted pod's does, unless a new pod takes it first."""
     services = list(services)
     now = 0  # stamped when published
     out: list[Endpoint] = []
@@ -94,7 +102,7 @@ def endpoints(pods: Iterable[Obj], services: Iterable[Obj]) -> list[Endpoint]:
             out.append(Endpoint(ip, "service", meta.get("name", ""), meta.get("namespace", ""),
                                 meta.get("name", ""), "", (), now))  # fmt: skip
     for pod in pods:
-        if is_host_network(pod):
+        if is_host_network(pod) or has_ended(pod):
             continue
         meta = pod.get("metadata") or {}
         service = next(
