@@ -101,6 +101,11 @@ class RedactionPolicy:
     )
     # (the spellings they were made for, finder in ASCII bytes, finder in squeezed bytes)
     _finders: tuple | None = field(init=False, repr=False, compare=False, default=None)
+    # (body, declared type) -> what `_body` made of it (None: unchanged); servers send the
+    # same bodies again (static pages, fixed JSON), and `_body` is pure
+    _body_memo: dict[tuple[bytes, str], bytes | None] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         fields = tuple(dict.fromkeys(f for f in (normalize(x) for x in self.fields) if f))
@@ -332,9 +337,9 @@ def redact(call: ApiCall, policy: RedactionPolicy = DEFAULT_POLICY) -> ApiCall:
     if call.query:
         query = _query(call.query, policy)
     if call.request_body and (sniff or req_ctype):
-        req_body = _body(call.request_body, req_ctype, policy)
+        req_body = _remembered_body(call.request_body, req_ctype, policy)
     if call.response_body and (sniff or resp_ctype):
-        resp_body = _body(call.response_body, resp_ctype, policy)
+        resp_body = _remembered_body(call.response_body, resp_ctype, policy)
     if (
         req_headers is None
         and resp_headers is None
@@ -569,6 +574,29 @@ def _body(body: bytes, ctype: str, policy: RedactionPolicy, depth: int = 0) -> b
 
 
 _GUNZIP_MAX = 64 * 1024  # as much as the HTTP dissector keeps of a decoded body
+
+
+_BODY_MEMO_MAX = 512  # bodies remembered per policy
+_BODY_MEMO_BYTES = 8192  # longer bodies are redacted each time (hashing them is cheap,
+# but they seldom repeat and would hold memory)
+
+
+def _remembered_body(body: bytes, ctype: str, policy: RedactionPolicy) -> bytes | None:
+    """`_body` at depth 0, from memory when the same bytes with the same declared type
+    came before. A miss costs a hash of at most 8 KiB (~0.1 us); a hit spares the sniff,
+    the field scan and any parse (5-9 us for a 0.2-2 KB JSON or HTML body)."""
+    if len(body) > _BODY_MEMO_BYTES:
+        return _body(body, ctype, policy)
+    memo = policy._body_memo
+    key = (body, ctype)
+    new = memo.get(key, _UNSEEN)
+    if new is _UNSEEN:
+        new = _body(body, ctype, policy)
+        if new is None or len(new) <= _BODY_MEMO_BYTES:  # a gunzipped one may be longer
+            if len(memo) >= _BODY_MEMO_MAX:
+                memo.clear()
+            memo[key] = new
+    return new
 
 
 def _gzipped(body: bytes, ctype: str, policy: RedactionPolicy, depth: int) -> bytes | None:

@@ -512,6 +512,24 @@ def test_repeated_headers_are_redacted_alike_and_unhashable_ones_too():
     assert listed.request_headers == (("Authorization", R),)
 
 
+def test_repeated_bodies_are_redacted_alike_whatever_their_declared_type():
+    """A body met before comes from the policy's memory, keyed by its bytes and declared
+    type: the same bytes declared otherwise are redacted as that type says."""
+    policy = RedactionPolicy.default()
+    # multipart behind a preamble: only its declared type says so
+    parts = b'hi\r\n--b\r\nContent-Disposition: form-data; name="user"\r\n\r\nbob\r\n--b--\r\n'
+    for _ in range(2):  # the second time from memory
+        out = redact(body_call("application/json", b'{"user":"bob","id":7}'), policy)
+        assert out.response_body == b'{"user":"[REDACTED]","id":7}'
+        assert redact(body_call("text/plain", parts), policy).response_body == parts
+        declared = redact(body_call("multipart/form-data; boundary=b", parts), policy)
+        assert b"bob" not in declared.response_body
+    big = b'{"user":"bob","pad":"' + b"x" * 9000 + b'"}'  # too long to be remembered
+    for _ in range(2):
+        assert b"bob" not in redact(body_call("application/json", big), policy).response_body
+    assert len(policy._body_memo) == 3
+
+
 # JSON that orjson reads differently from json.loads, or not at all.
 ODD_JSON = st.sampled_from(
     [
