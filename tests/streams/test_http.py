@@ -23,6 +23,7 @@ from streams.dissect.base import DissectFailed, call_id
 from streams.dissect.http import HTTP1, Http1Dissector, Http1Factory
 from streams.dissect.http_semantics import split_target
 from streams.reassembly.events import Direction, Flow
+from tests.conftest import _free_port_pair
 from tests.streams import dissect_kit as kit
 from tests.streams.dissect_kit import calls_of, failures_of, spans
 
@@ -733,7 +734,7 @@ def test_h2c_upgrade_is_handed_to_the_http2_dissector(tmp_path):
     pytest.importorskip("hypercorn")
     pytest.importorskip("streams.dissect.http2")
     (tmp_path / "h2c_app.py").write_text(H2C_APP)
-    port = 21620
+    port = _free_port_pair()  # a fixed port fails when another test run holds it
     server = subprocess.Popen(
         [sys.executable, "-m", "hypercorn", "h2c_app:app", "--bind", f"127.0.0.1:{port}"],
         cwd=tmp_path,
@@ -779,7 +780,7 @@ def test_websocket_upgrade_through_a_real_server_and_client():
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
 
-    port = 21621
+    port = _free_port_pair()
     ready = threading.Event()
     stop: list = []
 
