@@ -1,4 +1,10 @@
+import { useEffect, useState } from "preact/hooks";
+import { getJson } from "./api";
+import { stamp } from "./format";
 import { LAST_OPTIONS, type TimeRange } from "./query";
+
+/** GET /api/span: the first and last capture time of the calls a filter takes. */
+type Span = { first: string | null; last: string | null };
 
 type Props = { range: TimeRange; onChange: (r: TimeRange) => void };
 
@@ -44,6 +50,61 @@ export function TimeRangePicker({ range, onChange }: Props) {
           />
         </>
       )}
+    </div>
+  );
+}
+
+/** The chosen range in words: "in the last 15 minutes", "between ... and ...". */
+export function rangeWords(range: TimeRange): string {
+  if (range.kind === "last") {
+    const label = LAST_OPTIONS.find(([, m]) => m === range.minutes)?.[0] ?? `Last ${range.minutes} minutes`;
+    return `in the ${label.toLowerCase()}`;
+  }
+  if (range.kind === "custom") {
+    const at = (v: string) => stamp(new Date(v));
+    if (range.since && range.until) return `between ${at(range.since)} and ${at(range.until)}`;
+    if (range.since) return `since ${at(range.since)}`;
+    if (range.until) return `until ${at(range.until)}`;
+  }
+  return "stored";
+}
+
+/** A custom range holding [first, last]: whole seconds, local time (datetime-local). */
+export function spanRange(first: string, last: string): TimeRange {
+  const local = (ms: number) => stamp(new Date(ms)).replace(" ", "T");
+  const since = Math.floor(Date.parse(first) / 1000) * 1000;
+  const until = (Math.floor(Date.parse(last) / 1000) + 1) * 1000; // until is inclusive
+  return { kind: "custom", since: local(since), until: local(until) };
+}
+
+type StoredSpanProps = { range: TimeRange; filter: string; onRange: (r: TimeRange) => void };
+
+/** What an empty list says: when the range holds no calls but others are stored, their
+ * span, and a button that shows it (old captures under a "last 15 minutes" preset). */
+export function StoredSpan({ range, filter, onRange }: StoredSpanProps) {
+  const [span, setSpan] = useState<Span | null>(null);
+  useEffect(() => {
+    if (range.kind === "all") return;
+    const aborted = new AbortController();
+    setSpan(null);
+    getJson<Span>("span", { q: filter }, aborted.signal).then(setSpan, () => {
+      // no span (a store error, the hub gone): the plain message stands
+    });
+    return () => aborted.abort();
+  }, [filter, range.kind === "all"]);
+  if (range.kind === "all" || !span?.first || !span.last) return <>No calls match.</>;
+  const what = filter.trim() ? "matching calls" : "calls";
+  const stored = filter.trim() ? "matching stored calls" : "stored calls";
+  const from = stamp(span.first);
+  const to = stamp(span.last);
+  return (
+    <div class="stored-span" data-testid="stored-span">
+      <p data-testid="stored-span-text">
+        No {what} {rangeWords(range)}; {stored} span {from}–{to}.
+      </p>
+      <button type="button" data-testid="show-stored-span" onClick={() => onRange(spanRange(span.first!, span.last!))}>
+        Show {from}–{to}
+      </button>
     </div>
   );
 }

@@ -21,6 +21,44 @@ export function endpoint(e: Endpoint): string {
   return e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
 }
 
+/** IP:port, the IPv6 address in brackets. */
+export function address(e: Endpoint): string {
+  return e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+}
+
+/** Who one side of a call is, names first: its pod (else its service) and namespace;
+ * null outside the cluster, where the address is all there is. */
+export function who(e: Endpoint): { name: string; namespace: string; kind: "pod" | "service" } | null {
+  if (e.pod) return { ...e.pod, kind: "pod" };
+  if (e.service) return { ...e.service, kind: "service" };
+  if (e.name) return { name: e.name, namespace: e.namespace ?? "", kind: "pod" };
+  return null;
+}
+
+/** Everything known of one side, one fact a line (a hover title). */
+export function peerTitle(e: Endpoint): string {
+  const lines: string[] = [];
+  if (e.pod) lines.push(`pod ${e.pod.name}`);
+  if (e.service) lines.push(`service ${e.service.name}`);
+  const ns = e.pod?.namespace || e.service?.namespace || e.namespace;
+  if (ns) lines.push(`namespace ${ns}`);
+  lines.push(address(e));
+  return lines.join("\n");
+}
+
+/** Local date and time to the second, e.g. 2026-05-01 14:03:07. */
+export function stamp(at: string | Date): string {
+  const d = typeof at === "string" ? new Date(at) : at;
+  if (Number.isNaN(d.getTime())) return String(at);
+  const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return `${day} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Local date, e.g. 2026-05-01. */
+export function day(iso: string): string {
+  return stamp(iso).split(" ")[0];
+}
+
 export function statusClass(call: Call): string {
   const s = call.response?.status;
   if (s === undefined) return "st-none";
