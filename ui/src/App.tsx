@@ -9,8 +9,8 @@ import { KflBar } from "./KflBar";
 import { boundsOf, compose, hasLimit, type Place, placeError, type TimeRange } from "./query";
 import { Replay } from "./Replay";
 import { ServiceMap } from "./ServiceMap";
-import { TimeRangePicker } from "./TimeRange";
-import { TrafficList } from "./TrafficList";
+import { StoredSpan, TimeRangePicker } from "./TimeRange";
+import { DensityToggle, TrafficList, useDensity } from "./TrafficList";
 
 const DEBOUNCE_MS = 400;
 
@@ -25,6 +25,7 @@ export function App() {
   const [selected, setSelected] = useState<Call | null>(null);
   const [applying, setApplying] = useState(false);
   const [appliedText, setAppliedText] = useState("");
+  const [density, setDensity] = useDensity();
   const generation = useRef(0);
   const current = useRef<Feed | null>(null);
   const timer = useRef<number | undefined>(undefined);
@@ -109,6 +110,7 @@ export function App() {
           </button>
         </nav>
         <TimeRangePicker range={range} onChange={setRange} />
+        {tab === "traffic" && <DensityToggle density={density} onChange={setDensity} />}
         {feed && <Status feed={feed} applying={applying} />}
       </header>
       <KflBar
@@ -122,7 +124,14 @@ export function App() {
         <>
           <main class={`split${selected ? " with-detail" : ""}`}>
             {feed ? (
-              <TrafficList feed={feed} version={version} selected={selected?.id ?? null} onSelect={setSelected} />
+              <TrafficList
+                feed={feed}
+                version={version}
+                selected={selected?.id ?? null}
+                onSelect={setSelected}
+                density={density}
+                empty={<StoredSpan range={range} filter={appliedText} onRange={setRange} />}
+              />
             ) : (
               <div class="traffic empty" data-testid="no-results">
                 {kflError ? "No results: the filter above was refused." : plainError ? "No results: see the error above." : "Loading…"}
