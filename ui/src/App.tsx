@@ -23,6 +23,7 @@ export function App() {
   const [kflError, setKflError] = useState<Place | null>(null);
   const [plainError, setPlainError] = useState<string | null>(null);
   const [selected, setSelected] = useState<Call | null>(null);
+  const [replayCall, setReplayCall] = useState<Call | null>(null); // "Open in replay"
   const [applying, setApplying] = useState(false);
   const [appliedText, setAppliedText] = useState("");
   const [density, setDensity] = useDensity();
@@ -142,6 +143,10 @@ export function App() {
                 call={selected}
                 onClose={() => setSelected(null)}
                 onFilter={(add) => setText((now) => addClause(now, add))}
+                onReplay={(call) => {
+                  setReplayCall(call);
+                  setTab("replay");
+                }}
               />
             )}
           </main>
@@ -151,7 +156,7 @@ export function App() {
       ) : tab === "coverage" ? (
         <Coverage />
       ) : (
-        <Replay />
+        <Replay call={replayCall} onClear={() => setReplayCall(null)} />
       )}
     </div>
   );

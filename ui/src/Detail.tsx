@@ -8,13 +8,20 @@ import { bytes, bytesAsText, decodeBase64, elapsed, endpoint, hexDump, prettyJso
 import { clause, headerField } from "./clause";
 import { canCurl, curlOf } from "./curl";
 import { Close, Lock } from "./icons";
+import { fetchPackets, save } from "./packets";
+import { canReplay } from "./replayCommand";
 import { verdictsOf } from "./verdict";
 
-type Props = { call: Call; onClose: () => void; onFilter: (clause: string) => void };
+type Props = {
+  call: Call;
+  onClose: () => void;
+  onFilter: (clause: string) => void;
+  onReplay?: (call: Call) => void;
+};
 
 const isFull = (c: Call) => c.request.headers !== undefined;
 
-export function Detail({ call, onClose, onFilter }: Props) {
+export function Detail({ call, onClose, onFilter, onReplay }: Props) {
   const [full, setFull] = useState<Call | null>(isFull(call) ? call : null);
   const [error, setError] = useState<string | null>(null);
 
@@ -109,6 +116,14 @@ export function Detail({ call, onClose, onFilter }: Props) {
           </ul>
         </section>
       ) : null}
+      <section class="call-tools" data-testid="call-tools">
+        <DownloadPackets key={c.id} call={c} />
+        {full && onReplay && canReplay(c) && (
+          <button type="button" data-testid="open-replay" onClick={() => onReplay(c)}>
+            Open in replay
+          </button>
+        )}
+      </section>
       {full && canCurl(c) && <CopyAsCurl call={c} />}
       <Part title="Request" part={c.request} loading={!full && !error} testid="request" onFilter={onFilter} />
       {c.response ? (
@@ -170,6 +185,41 @@ function CopyAsCurl({ call }: { call: Call }) {
       {shown && <small data-testid="curl-note">{shown.note}</small>}
       {shown && <pre data-testid="curl">{shown.text}</pre>}
     </section>
+  );
+}
+
+/** The call's packets as a pcap (its own only, not its connection's other calls); what
+ * went wrong (packets gone from Kafka, no broker) is said beside the button. */
+function DownloadPackets({ call }: { call: Call }) {
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState<{ text: string; error: boolean } | null>(null);
+  const download = () => {
+    setBusy(true);
+    setNote(null);
+    fetchPackets(call).then(
+      (got) => {
+        save(got);
+        setNote({ text: `${got.packets} packets`, error: false });
+        setBusy(false);
+      },
+      (ex) => {
+        setNote({ text: ex instanceof Error ? ex.message : String(ex), error: true });
+        setBusy(false);
+      },
+    );
+  };
+  return (
+    <>
+      <button type="button" data-testid="download-packets" disabled={busy} onClick={download}>
+        Download packets (pcap)
+      </button>{" "}
+      {busy && <small>exporting…</small>}
+      {note && (
+        <small data-testid="packets-note" class={note.error ? "error" : ""}>
+          {note.text}
+        </small>
+      )}
+    </>
   );
 }
 

@@ -3,8 +3,10 @@
 // call that did not match with its differences and both answers side by side.
 
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, getJson } from "./api";
-import { Arrow } from "./icons";
+import { ApiError, type Call, getJson } from "./api";
+import { endpoint } from "./format";
+import { Arrow, Close } from "./icons";
+import { replayCommand, targetPlaceholder } from "./replayCommand";
 
 export type Counts = { total: number; matched: number; changed: number; failed: number };
 export type RunSummary = { run_id: string; first_sent_ns: number; last_sent_ns: number; counts: Counts };
@@ -45,28 +47,100 @@ function ms(ns: number | null): string {
   return ns === null || ns < 0 ? "–" : `${(ns / 1e6).toFixed(1)} ms`;
 }
 
-export function Replay() {
+type ReplayProps = { call?: Call | null; onClear?: () => void };
+
+/** The runs and their reports; with `call` (from the detail's "Open in replay"), first
+ * the command that sends that call again. */
+export function Replay({ call = null, onClear }: ReplayProps) {
   const [runs, setRuns] = useState<RunSummary[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [runId, setRunId] = useState<string | null>(null);
+  const [loads, setLoads] = useState(0);
   useEffect(() => {
     getJson<RunSummary[]>("replay/runs").then(
       (got) => {
         setRuns(got);
-        if (got.length && runId === null) setRunId(got[0].run_id);
+        setError(null);
+        // Asked again (after a run): the newest is most likely the one just run.
+        if (got.length && (runId === null || loads > 0)) setRunId(got[0].run_id);
       },
       (ex) => setError(message(ex)),
     );
-  }, []);
-  if (error) return <div class="replay empty error">{error}</div>;
-  if (!runs) return <div class="replay empty">Loading…</div>;
+  }, [loads]);
+  const refresh = () => setLoads((n) => n + 1);
+  const panel = call && <ReplayThisCall key={call.id} call={call} onClose={onClear} onRefresh={refresh} />;
+  if (error) return <div class="replay empty error">{panel}{error}</div>;
+  if (!runs) return <div class="replay empty">{panel}Loading…</div>;
   if (!runs.length)
-    return <div class="replay empty">No replay runs yet: wiretide replay --target URL sends stored calls again.</div>;
+    return (
+      <div class="replay empty">
+        {panel}No replay runs yet: wiretide replay --target URL sends stored calls again.
+      </div>
+    );
   return (
-    <main class="replay">
+    <main class={`replay${panel ? " with-call" : ""}`}>
+      {panel}
       <RunList runs={runs} selected={runId} onSelect={setRunId} />
       {runId && <RunView key={runId} runId={runId} />}
     </main>
+  );
+}
+
+/** What to run to send one call again: its `wiretide replay` command for a target the
+ * user types, to copy (the hub does not send calls itself); its run lists here once done. */
+function ReplayThisCall({ call, onClose, onRefresh }: { call: Call; onClose?: () => void; onRefresh: () => void }) {
+  const [target, setTarget] = useState("");
+  const [copied, setCopied] = useState<string | null>(null);
+  const command = replayCommand(call, target);
+  const copy = () => {
+    if (!navigator.clipboard) return setCopied("select it and copy");
+    navigator.clipboard.writeText(command.text).then(
+      () => setCopied("copied"),
+      () => setCopied("select it and copy"),
+    );
+  };
+  return (
+    <section class="replay-this" data-testid="replay-this" data-call={call.id}>
+      <h2>
+        Replay this call: <span class="method">{call.request.method}</span> <span class="path">{call.request.path}</span>{" "}
+        <Arrow /> {endpoint(call.dst)}
+        {onClose && (
+          <button type="button" class="close" onClick={onClose} title="close">
+            <Close />
+          </button>
+        )}
+      </h2>
+      <label>
+        Target{" "}
+        <input
+          type="text"
+          data-testid="replay-target"
+          placeholder={targetPlaceholder(call)}
+          value={target}
+          onInput={(ev) => {
+            setTarget((ev.target as HTMLInputElement).value);
+            setCopied(null);
+          }}
+        />
+      </label>{" "}
+      <button type="button" data-testid="copy-replay" onClick={copy}>
+        Copy command
+      </button>{" "}
+      {copied && <small data-testid="replay-copy-note">{copied}</small>}
+      <pre data-testid="replay-command">{command.text}</pre>
+      {command.notes.map((n) => (
+        <p class="muted" data-testid="replay-note">
+          {n}
+        </p>
+      ))}
+      <p class="muted">
+        Run it where the hub's data is (the same data dir); once it ends,{" "}
+        <button type="button" data-testid="replay-refresh" onClick={onRefresh}>
+          show new runs
+        </button>{" "}
+        to see its answers beside the recorded ones.
+      </p>
+    </section>
   );
 }
 

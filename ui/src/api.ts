@@ -54,6 +54,9 @@ export class ApiError extends Error {
 
 const token = new URLSearchParams(location.search).get("token");
 
+/** The token's header, for requests other than getJson's (downloads). */
+export const authHeaders = (): Record<string, string> => (token ? { Authorization: `Bearer ${token}` } : {});
+
 export function apiUrl(path: string, params: Record<string, string | undefined> = {}): URL {
   const url = new URL(`api/${path}`, document.baseURI);
   for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, v);

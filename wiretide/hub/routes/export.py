@@ -1,7 +1,7 @@
 """Export routes: the packets behind a filter as a capture file, and the calls themselves
 as JSON lines (what `wiretide query --json` prints).
 
-    GET /api/export.pcap?q=KFL&since=&until=&format=pcap|pcapng
+    GET /api/export.pcap?q=KFL&since=&until=&format=pcap|pcapng&exact=false
     GET /api/export.jsonl?q=KFL&limit=N
 
 The pcap's segments come from the segments topic on the Kafka of the hub's settings (set
@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from schemas.config import Settings
 from sinks.errors import SinkError
+from wiretide.call_packets import neighbour_spans, tighten
 from wiretide.export import ExportError, export_from_kafka, find_spans, parse_time
 from wiretide.hub.app import ApiError
 from wiretide.hub.models import ErrorBody
@@ -28,6 +29,10 @@ _PAGE = 5000
 _PCAP_TYPES = {"pcap": "application/vnd.tcpdump.pcap", "pcapng": "application/x-pcapng"}
 _KFL = Annotated[str, Query(max_length=10_000, description="KFL filter")]
 _TIME = "a time ago (30s, 5m, 2h, 1d) or an ISO time (2026-05-01T12:00:00Z)"
+_EXACT = (
+    "only these calls' packets: each call's window stops at the calls before and after it "
+    "on its connection (default: a second around each call, neighbours included)"
+)
 
 
 def _bad_filter(ex: Exception) -> ApiError:
@@ -75,6 +80,7 @@ def _add_pcap_route(api: APIRouter, store: HubStore) -> None:
         since: Annotated[str | None, Query(max_length=100, description=_TIME)] = None,
         until: Annotated[str | None, Query(max_length=100, description=_TIME)] = None,
         format: Literal["pcap", "pcapng"] = "pcap",  # noqa: A002 - the query parameter's name
+        exact: Annotated[bool, Query(description=_EXACT)] = False,
     ) -> Response:
         """The packets behind the matching calls (raw IP, real ports, seq/ack and flags),
         read from the segments topic while Kafka still keeps them."""
@@ -90,6 +96,9 @@ def _add_pcap_route(api: APIRouter, store: HubStore) -> None:
         try:
             with store.reading():  # chDB takes one query at a time
                 spans = find_spans(store.reads.client, q, since_ns, until_ns)
+                if exact and spans:
+                    around = neighbour_spans(store.reads.client, (s.flow_id for s in spans))
+                    spans = tighten(spans, around)
         except ExportError as ex:
             raise ApiError(503, str(ex)) from None
         if not spans:

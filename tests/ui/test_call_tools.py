@@ -1,0 +1,228 @@
+"""From a call to the tools people already use (issue 17): its packets downloaded as a
+pcap that tshark reads, and "Open in replay" with the `wiretide replay` command that a
+shell then runs against a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import needs
+from tests.hub.conftest import Hub
+from tests.ui.test_detail import open_detail
+from tests.ui.test_ui import stored
+
+
+def _uri(call: dict) -> str:
+    query = call["request"]["query"]
+    return call["request"]["path"] + (f"?{query}" if query else "")
+
+
+def middle_of_a_keep_alive_connection(api) -> dict:  # noqa: ANN001
+    """An HTTP call with calls before and after it on its connection, none overlapping
+    (not pipelined): the one whose packets must come without its neighbours'."""
+    flows: dict[str, list[dict]] = {}
+    for call in stored(api, "http"):
+        flows.setdefault(call["flow_id"], []).append(call)
+    for calls in flows.values():
+        calls.sort(key=lambda c: c["timestamp_ns"])
+        for before, call, after in zip(calls, calls[1:], calls[2:], strict=False):
+            ends = [c["timestamp_ns"] + (c["elapsed_ms"] or 0) * 1e6 for c in (before, call)]
+            apart = ends[0] < call["timestamp_ns"] and ends[1] < after["timestamp_ns"]
+            if call["response"] and apart:
+                return call
+    raise AssertionError("the HTTP capture has a keep-alive connection of three calls")
+
+
+def tshark_fields(
+    pcap: Path, port: int, display: str | None, *fields: str
+) -> list[tuple[str, ...]]:
+    shown = ["-Y", display] if display else []
+    proc = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},http", *shown, "-T", "fields"]
+        + [arg for f in fields for arg in ("-e", f)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(line.split("\t")) for line in proc.stdout.splitlines()]
+
+
+@needs("tshark")
+def test_download_the_packets_of_this_call(page: Page, ui_hub: Hub, api, tmp_path: Path) -> None:
+    call = middle_of_a_keep_alive_connection(api)
+    port = call["dst"]["port"]
+    # Its connection's export (a second around the call) holds the neighbours too:
+    whole = tmp_path / "around.pcap"
+    got = api.get("/api/export.pcap", params={"q": f'id == "{call["id"]}"'})
+    assert got.status_code == 200, got.text
+    whole.write_bytes(got.content)
+    assert len(tshark_fields(whole, port, "http.request", "http.request.uri")) > 1
+
+    open_detail(page, ui_hub, api, call["id"])
+    with page.expect_download() as info:
+        page.get_by_test_id("download-packets").click()
+    download = info.value
+    assert download.suggested_filename == f"wiretide-{call['id']}.pcap"
+    pcap = tmp_path / download.suggested_filename
+    download.save_as(pcap)
+
+    requests = tshark_fields(pcap, port, "http.request", "http.request.method", "http.request.uri")
+    assert requests == [(call["request"]["method"], _uri(call))]
+    responses = tshark_fields(pcap, port, "http.response", "http.response.code")
+    assert responses == [(str(call["response"]["status"]),)]
+    frames = tshark_fields(pcap, port, None, "frame.number")
+    expect(page.get_by_test_id("packets-note")).to_have_text(f"{len(frames)} packets")
+
+
+class Recorder(ThreadingHTTPServer):
+    """A real HTTP server that keeps every request it reads."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                size = int(self.headers.get("content-length") or 0)
+                outer.seen.append(
+                    dict(
+                        method=self.command,
+                        target=self.path,
+                        headers={k.lower(): v for k, v in self.headers.items()},
+                        body=self.rfile.read(size),
+                    )
+                )
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    server = Recorder()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def open_in_replay(page: Page, hub: Hub, api, call: dict) -> None:  # noqa: ANN001
+    open_detail(page, hub, api, call["id"])
+    page.get_by_test_id("open-replay").click()
+    expect(page.get_by_test_id("tab-replay")).to_have_class("on")
+    panel = page.get_by_test_id("replay-this")
+    expect(panel).to_have_attribute("data-call", call["id"])
+    expect(panel).to_contain_text(f"{call['request']['method']} {call['request']['path']}")
+
+
+def words(command: str) -> list[str]:
+    """The command's words as bash reads them (a backslash-newline joins lines)."""
+    return shlex.split(command.replace("\\\n", ""))
+
+
+def copy_command(page: Page, target: str) -> str:
+    page.get_by_test_id("replay-target").fill(target)
+    page.get_by_test_id("copy-replay").click()
+    expect(page.get_by_test_id("replay-copy-note")).to_have_text("copied")
+    shown = page.get_by_test_id("replay-command").inner_text()
+    assert page.evaluate("navigator.clipboard.readText()") == shown
+    return shown
+
+
+def run_in_bash(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = dict(env, PATH=path)
+    proc = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_open_in_replay_gives_the_command_that_sends_this_call(
+    page: Page, ui_hub: Hub, ui_env, api, recorder: Recorder
+) -> None:
+    plain = [
+        api.get(f"/api/calls/{c['id']}").json()
+        for c in stored(api, 'http and method == "GET" and request.query != ""')
+    ]
+    call = next(c for c in plain if c["response"] and "[REDACTED]" not in json.dumps(c["request"]))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_in_replay(page, ui_hub, api, call)
+    kfl = f'id == "{call["id"]}"'
+    shown = page.get_by_test_id("replay-command")
+    expect(shown).to_have_text(f"wiretide replay '{kfl}' \\\n  --target 'http://HOST:PORT'")
+    expect(page.get_by_test_id("replay-note")).to_have_count(0)
+
+    command = copy_command(page, recorder.url)
+    assert words(command) == ["wiretide", "replay", kfl, "--target", recorder.url]
+    run_in_bash(command, ui_env)
+    assert recorder.seen, "the server got the call"
+    for got in recorder.seen:  # learning what is volatile sends a GET more than once
+        assert (got["method"], got["target"]) == ("GET", _uri(call))
+    run_id = recorder.seen[-1]["headers"]["x-wiretide-replay"]
+
+    # The run lists on the Replay page once the hub has it, with the API's counts.
+    deadline = time.monotonic() + 120
+    while not any(r["run_id"] == run_id for r in api.get("/api/replay/runs").json()):
+        assert time.monotonic() < deadline, f"run {run_id} never reached the hub"
+        time.sleep(1)
+    page.get_by_test_id("replay-refresh").click()
+    expect(page.locator(f'[data-testid="replay-run"][data-run="{run_id}"]')).to_have_class(
+        "selected"
+    )
+    counts = api.get(f"/api/replay/runs/{run_id}").json()["counts"]
+    shown_counts = page.get_by_test_id("replay-counts")
+    for outcome in ("matched", "changed", "failed"):
+        expect(shown_counts).to_have_attribute(f"data-{outcome}", str(counts[outcome]))
+
+
+def test_a_post_with_a_redacted_password_asks_for_it(
+    page: Page, ui_hub: Hub, ui_env, api, recorder: Recorder
+) -> None:
+    posts = [api.get(f"/api/calls/{c['id']}").json() for c in stored(api, 'path == "/login"')]
+    call = next(c for c in posts if '"[REDACTED]"' in (c["request"]["body"] or ""))
+    recorded = json.loads(call["request"]["body"])
+    hidden = [k for k, v in recorded.items() if v == "[REDACTED]"]
+    assert "password" in hidden
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_in_replay(page, ui_hub, api, call)
+    command = copy_command(page, recorder.url)
+    args = words(command)
+    # sent once (no learning pass), and only because it is allowed in so many words
+    assert args[args.index("--allow-methods") + 1 :][:3] == ["POST", "--learn", "0"]
+    set_json = [args[i + 1] for i, a in enumerate(args) if a == "--set-json"]
+    assert set_json == [f"$.{k}=<{k}>" for k in hidden]
+    expect(page.get_by_test_id("replay-note")).to_contain_text("Replace each <...>")
+
+    run_in_bash(command, ui_env)
+    [got] = recorder.seen
+    assert (got["method"], got["target"]) == ("POST", "/login")
+    assert got["headers"]["x-wiretide-replay"]
+    # each placeholder where the user fills the value in, the rest as recorded
+    filled = {k: f"<{k}>" if k in hidden else v for k, v in recorded.items()}
+    assert json.loads(got["body"]) == filled
