@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from schemas.config import DLQ_SUFFIX, Settings
 from schemas.errors import BrokerError
@@ -13,8 +16,14 @@ KAFKA_DEFAULT_METADATA_MAX = 4096  # offset.metadata.max.bytes when a broker doe
 WIRE_METADATA_MAX = 32767  # an OffsetCommit's metadata is a string with an int16 length
 
 
-def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
-    """`partitions` (default: the settings') for the segments, calls and violations topics."""
+def ensure_topics(
+    settings: Settings,
+    partitions: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> None:
+    """`partitions` (default: the settings') for the segments, calls and violations topics.
+    An existing topic with fewer is grown (more workers need more; Kafka only ever adds
+    partitions), said in one line; one with more is left as it is."""
     partitions = partitions or settings.partitions
     admin = AdminClient(settings.kafka_client(log_level=3))
     wanted = [
@@ -36,14 +45,53 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {settings.kafka}: {exc}") from None
     missing = [t for t in wanted if t.topic not in existing]
-    if not missing:
+    if missing:
+        for topic, fut in admin.create_topics(missing, operation_timeout=30).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise BrokerError(f"cannot create topic {topic}: {exc}") from None
+    have = {name: len(meta.partitions) for name, meta in existing.items()}
+    _grow(admin, _to_grow(wanted, have), say)
+
+
+def _to_grow(wanted: list[NewTopic], have: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """topic -> (partitions it has, partitions wanted), for the existing topics with fewer."""
+    return {
+        t.topic: (have[t.topic], t.num_partitions)
+        for t in wanted
+        if 0 < have.get(t.topic, 0) < t.num_partitions
+    }
+
+
+def _grow(
+    admin: AdminClient, grow: dict[str, tuple[int, int]], say: Callable[[str], None] | None
+) -> None:
+    if not grow:
         return
-    for topic, fut in admin.create_topics(missing, operation_timeout=30).items():
+    asked = [NewPartitions(topic, new) for topic, (_, new) in grow.items()]
+    for topic, fut in admin.create_partitions(asked, operation_timeout=30).items():
         try:
             fut.result()
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"cannot create topic {topic}: {exc}") from None
+            # Another process may have grown it first (a second tap, a worker starting).
+            if _partition_count(admin, topic) < grow[topic][1]:
+                raise BrokerError(f"cannot add partitions to topic {topic}: {exc}") from None
+    growth = ", ".join(f"{topic} {old} -> {new}" for topic, (old, new) in grow.items())
+    (say or _stderr)(f"wiretide: more partitions for more workers: {growth}")
+
+
+def _partition_count(admin: AdminClient, topic: str) -> int:
+    try:
+        meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+    except KafkaException:
+        return 0
+    return len(meta.partitions) if meta is not None and meta.error is None else 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def commit_metadata_limit(settings: Settings) -> int:
