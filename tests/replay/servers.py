@@ -17,6 +17,8 @@ import uuid
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from schemas.codec import varint  # protobuf's base-128 varint is Avro's
+
 SLOW_V2_S = 0.3
 # What a replay against v2 must report changed: "METHOD path" -> where.
 CHANGED_IN_V2 = {
@@ -90,22 +92,13 @@ GRPC_METHOD = "/stock.Stock/Get"
 GRPC_CHANGED_SKU = "b"
 
 
-def pb_varint(u: int) -> bytes:
-    out = bytearray()
-    while u > 127:
-        out.append((u & 127) | 128)
-        u >>= 7
-    out.append(u)
-    return bytes(out)
-
-
 def pb_string(field: int, text: str) -> bytes:
     data = text.encode()
-    return pb_varint(field << 3 | 2) + pb_varint(len(data)) + data
+    return varint(field << 3 | 2) + varint(len(data)) + data
 
 
 def pb_int(field: int, value: int) -> bytes:
-    return pb_varint(field << 3) + pb_varint(value)
+    return varint(field << 3) + varint(value)
 
 
 def stock_request(sku: str) -> bytes:
