@@ -3,6 +3,7 @@ session, built by scripts/build-k8s.sh, a fresh namespace per test."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,11 @@ import pytest
 
 from tests.gobuild import build_go_peer
 from tests.wiretide.kube.controlplane import IP_ANNOTATION, NODE, ApiError, ControlPlane, Rest
+from wiretide.deploy import find_helm
+
+needs_helm = pytest.mark.skipif(
+    find_helm(os.environ.get("WIRETIDE_HELM")) is None, reason="no helm: run scripts/build-helm.sh"
+)
 
 
 @pytest.fixture(scope="session")

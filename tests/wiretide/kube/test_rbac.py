@@ -11,20 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_wiretide
-from tests.wiretide.kube.conftest import pod, sa_token, user_rest
+from tests.wiretide.kube.conftest import needs_helm, pod, sa_token, user_rest
 from tests.wiretide.kube.controlplane import ApiError, ControlPlane, Rest
 from wiretide.deploy import find_helm
 from wiretide.kube.client import KubeApi
 from wiretide.kube.model import PodSelector
 from wiretide.kube.targeting import Targeting
 
-pytestmark = [
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        find_helm(os.environ.get("WIRETIDE_HELM")) is None,
-        reason="no helm: run scripts/build-helm.sh",
-    ),  # fmt: skip
-]
+pytestmark = [pytest.mark.timeout(900), needs_helm]
 
 AGENT = "wiretide-wiretide"  # the chart's ServiceAccount for release "wiretide"
 

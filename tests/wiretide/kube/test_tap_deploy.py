@@ -20,17 +20,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, _free_port_pair
+from tests.wiretide.kube.conftest import needs_helm
 from tests.wiretide.kube.controlplane import ControlPlane, Rest
 from wiretide.deploy import find_helm
 from wiretide.deploy_tap import hub_token_secret
 
-pytestmark = [
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        find_helm(os.environ.get("WIRETIDE_HELM")) is None,
-        reason="no helm: run scripts/build-helm.sh",
-    ),  # fmt: skip
-]
+pytestmark = [pytest.mark.timeout(900), needs_helm]
 
 
 @pytest.fixture
