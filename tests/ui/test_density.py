@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import ARTIFACTS
 from tests.hub.conftest import Hub
+from tests.ui.test_glyphs import odd_characters
 from tests.ui.test_ui import open_ui, stored
 
 # Heights of the drawn rows, and how many of them lie wholly inside the list's viewport.
@@ -72,6 +73,7 @@ def test_compact_fits_more_rows_and_detailed_adds_a_second_line(
     expect(first.get_by_test_id("sizes")).to_have_text(sizes)
     day = datetime.fromtimestamp(call["timestamp_ns"] / 1e9, UTC).strftime("%Y-%m-%d")
     expect(first.locator(".l2-time")).to_have_text(day)  # the page runs in UTC
+    assert odd_characters(page) == []  # no missing-glyph boxes
 
     # remembered: a reload comes back detailed, and compact again on request
     page.reload()

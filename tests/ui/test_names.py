@@ -21,8 +21,9 @@ from playwright.sync_api import Page, expect
 from producers.pcap_writer import PcapWriter
 from schemas.config import Settings
 from tests.conftest import GOLDEN, pipeline_env, run_wiretide
-from tests.e2e.test_map import ENDPOINTS, _moved
+from tests.e2e.test_map import ENDPOINTS, OWNER, _moved
 from tests.hub.conftest import Hub, start_hub
+from tests.ui.test_glyphs import odd_characters
 from tests.ui.test_ui import open_ui, stored, type_filter, wait_for_rows
 from wiretide.kube.publish import EndpointPublisher
 
@@ -127,10 +128,17 @@ def test_a_pod_is_named_with_its_namespace_and_the_detail_keeps_the_address(
     title = row.get_by_test_id("peer-src").get_attribute("title").split("\n")
     assert title == [
         "pod front-7d9c4b-z9v4c",
+        f"workload {OWNER['front-7d9c4b-z9v4c']}",  # as the service map names it
         f"service {call['src']['service']['name']}",
         "namespace shop",
         address(call["src"]),
     ]
+    # detailed rows add both addresses under the names
+    page.get_by_test_id("density-detailed").click()
+    expect(row.get_by_test_id("addresses")).to_have_text(
+        f"{address(call['src'])} {address(call['dst'])}"  # an SVG arrow between them
+    )
+    assert odd_characters(page) == []
     row.click()
     detail = page.get_by_test_id("detail")
     expect(detail).to_contain_text(f"shop/front-7d9c4b-z9v4c {address(call['src'])}")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from playwright.sync_api import Page, expect
 
 from tests.hub.conftest import Hub
+from tests.ui.test_glyphs import odd_characters
 from tests.ui.test_ui import count, open_ui, stored, type_filter
 
 
@@ -42,6 +43,7 @@ def test_an_empty_preset_offers_the_stored_span(page: Page, ui_hub: Hub, api) ->
         f"No calls in the last 15 minutes; stored calls span {words(first)}–{words(last)}."
     )
     expect(page.locator('[data-testid="row"]')).to_have_count(0)
+    assert odd_characters(page) == []  # no missing-glyph boxes
 
     page.get_by_test_id("show-stored-span").click()
     # the range is now the stored span, to the second, and the list shows every call

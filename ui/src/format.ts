@@ -35,10 +35,21 @@ export function who(e: Endpoint): { name: string; namespace: string; kind: "pod"
   return null;
 }
 
+// A pod's owner from its name, as the service map's workload_sql (sinks/clickhouse/ddl.py)
+// has it: ReplicaSet hash + pod id, StatefulSet ordinal or pod id, in Kubernetes' safe
+// alphabet (no vowels, no 0/1/3), so names like `redis` keep their tail.
+const SAFE = "[bcdfghjklmnpqrstvwxz2456789]";
+const POD_OWNER = new RegExp(`^(.+?)(?:-${SAFE}{6,10}-${SAFE}{5}|-[0-9]+|-${SAFE}{5})$`);
+
+/** The workload a pod belongs to (a Deployment's `front-7d9c4b-x2x9q` is `front`). */
+export function workloadOf(pod: string): string {
+  return POD_OWNER.exec(pod)?.[1] ?? pod;
+}
+
 /** Everything known of one side, one fact a line (a hover title). */
 export function peerTitle(e: Endpoint): string {
   const lines: string[] = [];
-  if (e.pod) lines.push(`pod ${e.pod.name}`);
+  if (e.pod) lines.push(`pod ${e.pod.name}`, `workload ${workloadOf(e.pod.name)}`);
   if (e.service) lines.push(`service ${e.service.name}`);
   const ns = e.pod?.namespace || e.service?.namespace || e.namespace;
   if (ns) lines.push(`namespace ${ns}`);
