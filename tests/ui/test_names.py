@@ -88,7 +88,10 @@ def check_rows(page: Page, calls: list[dict]) -> None:
         for name in ("src", "dst"):
             cell = row.get_by_test_id(f"peer-{name}")
             expect(cell).to_have_text(shown_as(call[name]))
-            assert address(call[name]) in cell.get_attribute("title").split("\n")
+            title = cell.get_attribute("title").split("\n")
+            assert address(call[name]) in title
+            if call[name]["pod"]:  # its workload as the service map names it
+                assert f"workload {OWNER[call[name]['pod']['name']]}" in title
 
 
 @pytest.mark.parametrize(
