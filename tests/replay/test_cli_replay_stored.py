@@ -5,9 +5,7 @@ GraphQL and HTTP/2 captures replayed at real servers."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,8 @@ import pytest
 
 from sinks.clickhouse.connect import open_store
 from sinks.clickhouse.writer import CallWriter
-from tests.conftest import ROOT, needs, stop_all
+from tests.conftest import ROOT, needs
+from tests.hub.conftest import start_hub
 from tests.replay.send_kit import access_log, http_server, nginx
 from tests.replay.test_cli_replay import PCAP, SAFE_CALLS, marked, wiretide
 from wiretide.replay.source import pcap_calls
@@ -46,26 +45,11 @@ def test_stored_calls_are_replayed_within_the_window(data_dir: Path) -> None:
 
 @pytest.fixture
 def hub(data_dir: Path) -> Iterator[str]:
-    env = {**__import__("os").environ, "WIRETIDE_DATA": str(data_dir / "data")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wiretide", "hub", "--listen", "127.0.0.1:0"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    running = start_hub({**os.environ, "WIRETIDE_DATA": str(data_dir / "data")})
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            m = re.search(r"listening on (http://[0-9.:]+)", line)
-            if m:
-                yield m.group(1)
-                break
-        else:
-            raise AssertionError(f"hub exited {proc.wait()}")
+        yield running.url
     finally:
-        stop_all([proc])
+        running.stop()
 
 
 def test_stored_calls_come_through_the_hub_that_holds_the_store(data_dir: Path, hub) -> None:
