@@ -23,9 +23,12 @@ For each rate, in one run:
 It prints, per rate: the achieved rate; p50/p99/max seconds from send to queryable (and
 from the stored capture timestamp, a cross-check); calls sent vs stored; kernel drops;
 CPU seconds of each wiretide process during the load (from /proc, start-up excluded), per
-call and as a share of a core; and each process's peak RSS. The reference, measured in
-the same run: the poll's own round trip (the floor of what can be seen) and the sender's
-CPU, which competes for the same two cores.
+call and as a share of a core; and each process's peak RSS. Then where the time went, per
+timed call: agent (send -> its segment batch produced, Kafka CreateTime), worker (-> its
+call batch produced), sink (-> the sink's committed offset passed that message, which it
+commits only after the insert; asked every 50 ms) and hub (-> first seen by a poll).
+The reference, measured in the same run: the poll's own round trip (the floor of what
+can be seen) and the sender's CPU, which competes for the same two cores.
 
 Exit status: 0 every call sent was stored once; 1 some were missing or stored twice;
 2 a tool is missing or failed. Latency targets are printed, never enforced (issue 14:
@@ -309,8 +312,61 @@ class Poller:
 
 
 # ---------------------------------------------------------------------------------------
-# Where the time goes: when each stage produced its Kafka message (CreateTime)
+# Where the time goes: when each stage produced its Kafka message (CreateTime), and when
+# the sink committed the call's message (it commits only after the insert: stored)
 # ---------------------------------------------------------------------------------------
+
+
+class CommitWatcher(threading.Thread):
+    """Notes when the sink group's committed offset of each calls partition moves (asked
+    every `interval` s, outside the group: it never joins it)."""
+
+    def __init__(self, data: Path, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.data, self.interval = data, interval
+        self.stop = threading.Event()
+        self.moves: dict[int, list[tuple[float, int]]] = {}  # partition -> (wall, offset)
+        self.errors = 0
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition as TP
+
+        from schemas.config import Settings
+        from wiretide.broker import local_broker
+
+        settings = Settings.from_env(data=str(self.data))
+        consumer = Consumer(
+            {
+                "bootstrap.servers": local_broker(settings).bootstrap,
+                "group.id": settings.sink_group,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            topic = settings.calls_topic
+            parts = list(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+            tps = [TP(topic, p) for p in parts]
+            while not self.stop.wait(self.interval):
+                try:
+                    got = consumer.committed(tps, timeout=5)
+                except Exception:  # noqa: BLE001 - a slow coordinator: ask again
+                    self.errors += 1
+                    continue
+                at = time.time()
+                for tp in got:
+                    seen = self.moves.setdefault(tp.partition, [])
+                    if tp.offset >= 0 and (not seen or seen[-1][1] != tp.offset):
+                        seen.append((at, tp.offset))
+        finally:
+            consumer.close()
+
+    def stored_at(self, partition: int, offset: int) -> float | None:
+        """When the commit past `offset` was first seen (None: not seen)."""
+        for at, committed in self.moves.get(partition, ()):
+            if committed > offset:
+                return at
+        return None
 
 
 def _read_all(consumer, topic: str) -> list:
@@ -335,9 +391,10 @@ def _read_all(consumer, topic: str) -> list:
     return got
 
 
-def stage_times(data: Path, tag: str) -> tuple[dict[int, float], dict[int, float]]:
+def stage_times(data: Path, tag: str) -> tuple[dict[int, float], dict[int, tuple[float, int, int]]]:
     """Per timed call i: when the agent produced the segment batch with its request, and
-    when a worker produced the call batch with it (wall seconds, Kafka CreateTime)."""
+    when a worker produced the call batch with it (wall seconds, Kafka CreateTime; with
+    the call message's partition and offset)."""
     from confluent_kafka import Consumer
 
     from schemas.config import EOF_HEADER, Settings
@@ -358,7 +415,7 @@ def stage_times(data: Path, tag: str) -> tuple[dict[int, float], dict[int, float
     request = re.compile(rb"GET /lat/" + re.escape(tag.encode()) + rb"/t/(\d+) ")
     path = re.compile("/lat/" + re.escape(tag) + r"/t/(\d+)$")
     segment_at: dict[int, float] = {}
-    call_at: dict[int, float] = {}
+    call_at: dict[int, tuple[float, int, int]] = {}
     try:
         for msg in _read_all(consumer, settings.segments_topic):
             if not msg.value() or EOF_HEADER in dict(msg.headers() or ()):
@@ -374,7 +431,7 @@ def stage_times(data: Path, tag: str) -> tuple[dict[int, float], dict[int, float
             for call in decode_call_batch(msg.value()):
                 found = path.search(call.path)
                 if found:
-                    call_at.setdefault(int(found.group(1)), at)
+                    call_at.setdefault(int(found.group(1)), (at, msg.partition(), msg.offset()))
     finally:
         consumer.close()
     return segment_at, call_at
@@ -478,6 +535,40 @@ def count_stored(wiretide: list[str], data: Path, tag: str, timeout: float) -> t
     return distinct, len(ids) - distinct
 
 
+def stage_breakdown(
+    sent_at: array,
+    track_every: int,
+    poller: Poller,
+    segment_at: dict[int, float],
+    call_at: dict[int, tuple[float, int, int]],
+    commits: CommitWatcher,
+) -> dict[str, list[float]]:
+    """Seconds per stage of each timed call seen everywhere. A message's CreateTime is
+    when produce() was called: a producer's linger counts in the next stage."""
+    stages: dict[str, list[float]] = {}
+    for k, at in enumerate(sent_at):
+        i = k * track_every
+        seen = poller.first_seen.get(i)
+        if i not in segment_at or i not in call_at or seen is None:
+            continue
+        produced, partition, offset = call_at[i]
+        stored = commits.stored_at(partition, offset)
+        parts = [
+            ("agent (wire -> segments produced)", segment_at[i] - at),
+            ("worker (segments produced -> call produced)", produced - segment_at[i]),
+        ]
+        if stored is not None:
+            parts += [
+                ("sink (call produced -> stored and committed)", stored - produced),
+                ("hub (stored -> seen by a poll)", seen - stored),
+            ]
+        else:
+            parts.append(("sink+hub (call produced -> seen by a poll)", seen - produced))
+        for name, seconds in parts:
+            stages.setdefault(name, []).append(seconds)
+    return stages
+
+
 def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: int, rate: int):
     tag = f"{secrets.token_hex(3)}-{rate}"
     track_every = max(1, rate // args.timed_per_s)
@@ -487,10 +578,12 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
           f"{track_every} timed, paths /lat/{tag}/...", flush=True)  # fmt: skip
     tap = start_tap(wiretide, port, data, log, shlex.split(args.tap_args))
     sampler = TreeSampler(tap.pid, BROKER_RE, interval=0.1)
+    commits = CommitWatcher(data)
     stop_polling = threading.Event()
     try:
         ui_port = wait_capturing(tap, log, args.start_timeout)
         sampler.start()
+        commits.start()
         time.sleep(1.0)  # settle: the start-up's CPU is not the load's
         cpu0 = dict(sampler.cpu)
         ctx = multiprocessing.get_context("spawn")
@@ -526,6 +619,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
             time.sleep(0.2)
         stop_polling.set()
         polling.join(60)
+        commits.stop.set()
         load_seconds = time.monotonic() - load_started
         load_after = os.getloadavg()[0]
         time.sleep(0.2)  # one more sample
@@ -540,6 +634,7 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
             ) from None
     finally:
         stop_polling.set()
+        commits.stop.set()
         sampler.stop.set()
         if tap.poll() is None:
             _killpg(tap.pid)
@@ -556,22 +651,12 @@ def run_rate(args: argparse.Namespace, wiretide: list[str], data: Path, port: in
         if seen is not None:
             latencies.append(seen - at)
             from_capture.append(seen - poller.capture_ns[k * track_every] / 1e9)
-    stages: dict[str, list[float]] = {}
     try:
         segment_at, call_at = stage_times(data, tag)
     except Exception as ex:  # a diagnosis only: the figures above stand without it
         print(f"stage breakdown unavailable: {type(ex).__name__}: {ex}")
         segment_at, call_at = {}, {}
-    for k, at in enumerate(sent_at):
-        i = k * track_every
-        if i in segment_at and i in call_at and i in poller.first_seen:
-            stages.setdefault("agent (wire -> segments produced)", []).append(segment_at[i] - at)
-            stages.setdefault("worker (segments -> call produced)", []).append(
-                call_at[i] - segment_at[i]
-            )
-            stages.setdefault("sink (call produced -> queryable)", []).append(
-                poller.first_seen[i] - call_at[i]
-            )
+    stages = stage_breakdown(sent_at, track_every, poller, segment_at, call_at, commits)
     drops = DROPS_RE.search(text)
     said = STORED_RE.search(text)
     if poller.errors:
