@@ -111,6 +111,24 @@ def test_tap_names_pods_and_services_while_pods_are_recreated_with_new_ips(
     assert len(kfl.stdout.splitlines()) == 3
 
 
+def _front_and_server(rest: Rest, lan: Lan, app: str, port: int) -> tuple[dict[str, str], str]:  # noqa: F811
+    """Pods `front-1` and `<app>-1` behind service `<app>` (port) in a new namespace: the
+    netns IPs by name ("front", app) and the namespace."""
+    ips = {name: lan.add_pod(name) for name in (app, "front")}
+    shop = make_namespace(rest, "shop")
+    rest.post(f"/api/v1/namespaces/{shop}/services", service(app, {"app": app}, port))
+    create_pod(rest, shop, f"{app}-1", {"app": app}, ips[app])
+    create_pod(rest, shop, "front-1", {"app": "front"}, ips["front"])
+    return ips, shop
+
+
+def _assert_front_called(call: dict, shop: str, app: str) -> None:
+    """A stored call from front-1 to <app>-1 of service <app>, both sides named."""
+    assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
+    assert call["dst"]["pod"] == {"name": f"{app}-1", "namespace": shop}, call
+    assert call["dst"]["service"] == {"name": app, "namespace": shop}, call
+
+
 REDIS_PORT = 21796
 
 
@@ -127,11 +145,7 @@ def test_tap_names_both_sides_of_redis_calls_between_pods(
     wt_env: dict[str, str],
 ) -> None:
     """Not only HTTP: a real redis-server in one pod, redis-cli in another."""
-    ips = {name: lan.add_pod(name) for name in ("cache", "front")}
-    shop = make_namespace(rest, "shop")
-    rest.post(f"/api/v1/namespaces/{shop}/services", service("cache", {"app": "cache"}, REDIS_PORT))
-    create_pod(rest, shop, "cache-1", {"app": "cache"}, ips["cache"])
-    create_pod(rest, shop, "front-1", {"app": "front"}, ips["front"])
+    ips, shop = _front_and_server(rest, lan, "cache", REDIS_PORT)
     redis = subprocess.Popen(
         ["ip", "netns", "exec", lan.netns("cache"), "redis-server", "--bind", ips["cache"],
          "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no", "--protected-mode", "no"],
@@ -160,9 +174,7 @@ def test_tap_names_both_sides_of_redis_calls_between_pods(
     ]
     assert sorted(c["request"]["method"] for c in calls) == ["GET", "INCR", "SET"], calls
     for call in calls:
-        assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
-        assert call["dst"]["pod"] == {"name": "cache-1", "namespace": shop}, call
-        assert call["dst"]["service"] == {"name": "cache", "namespace": shop}, call
+        _assert_front_called(call, shop, "cache")
 
 
 GRPC_PORT = 21797
@@ -182,11 +194,7 @@ def test_tap_names_both_sides_of_grpc_calls_between_pods(
     wt_env: dict[str, str],
 ) -> None:
     """A real grpcio server in one pod (tests/replay/servers.py), a grpcio client in another."""
-    ips = {name: lan.add_pod(name) for name in ("stock", "front")}
-    shop = make_namespace(rest, "shop")
-    rest.post(f"/api/v1/namespaces/{shop}/services", service("stock", {"app": "stock"}, GRPC_PORT))
-    create_pod(rest, shop, "stock-1", {"app": "stock"}, ips["stock"])
-    create_pod(rest, shop, "front-1", {"app": "front"}, ips["front"])
+    ips, shop = _front_and_server(rest, lan, "stock", GRPC_PORT)
     server = subprocess.Popen(
         ["ip", "netns", "exec", lan.netns("stock"), sys.executable, "tests/replay/servers.py",
          "grpc", str(GRPC_PORT), "v1", ips["stock"]],
@@ -214,6 +222,4 @@ def test_tap_names_both_sides_of_grpc_calls_between_pods(
     assert len(calls) == 3, calls
     for call in calls:
         assert call["request"]["path"] == "/stock.Stock/Get", call
-        assert (call["src"]["name"], call["src"]["namespace"]) == ("front-1", shop), call
-        assert call["dst"]["pod"] == {"name": "stock-1", "namespace": shop}, call
-        assert call["dst"]["service"] == {"name": "stock", "namespace": shop}, call
+        _assert_front_called(call, shop, "stock")
