@@ -4,10 +4,10 @@ neighbours, so an export of one call of a keep-alive connection holds no other c
 `wiretide.export` keeps a call's segments within one second of it (MARGIN_NS): enough
 for the handshake and the closing ACKs, but on a keep-alive connection that second also
 holds the calls before and after. Here each call's window runs from just after the end
-of the call before it on the same flow (or a second before it, if that is later) to
-just before the start of the call after it (or a second after it). Calls that overlap
-(pipelined requests sharing a packet) keep at least their own span, shared packets
-included.
+of the last call on the same flow that ended before it began (or a second before it, if
+that is later) to just before the start of the first call that began after it ended (or
+a second after it). Calls that overlap it (pipelined HTTP/1.1 requests sharing a packet,
+HTTP/2 streams) do not clip it: their packets interleave with its own.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ def tighten(spans: Iterable[CallSpan], neighbours: Iterable[CallSpan]) -> list[C
         by_flow.setdefault(n.flow_id, []).append(n)
     out = []
     for s in spans:
-        others = [n for n in by_flow.get(s.flow_id, ()) if n.call_id != s.call_id]
-        before = [n.end_ns for n in others if (n.start_ns, n.call_id) < (s.start_ns, s.call_id)]
-        after = [n.start_ns for n in others if (n.start_ns, n.call_id) > (s.start_ns, s.call_id)]
+        others = by_flow.get(s.flow_id, ())
+        before = [n.end_ns for n in others if n.end_ns < s.start_ns]
+        after = [n.start_ns for n in others if n.start_ns > s.end_ns]
         low = max(s.start_ns - MARGIN_NS, max(before, default=-(2**62)) + 1)
         high = min(s.end_ns + MARGIN_NS, min(after, default=2**62) - 1)
-        low, high = min(low, s.start_ns), max(high, s.end_ns)
         out.append(CallSpan(s.call_id, s.flow_id, low + MARGIN_NS, high - MARGIN_NS, s.replayed))
     return out
 

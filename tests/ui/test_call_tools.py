@@ -28,20 +28,25 @@ def _uri(call: dict) -> str:
     return call["request"]["path"] + (f"?{query}" if query else "")
 
 
-def middle_of_a_keep_alive_connection(api) -> dict:  # noqa: ANN001
-    """An HTTP call with calls before and after it on its connection, none overlapping
-    (not pipelined): the one whose packets must come without its neighbours'."""
+def connections(api) -> list[list[dict]]:  # noqa: ANN001
+    """The stored HTTP calls by connection, each in order, where none overlaps the next
+    (a keep-alive connection, not pipelined)."""
     flows: dict[str, list[dict]] = {}
     for call in stored(api, "http"):
         flows.setdefault(call["flow_id"], []).append(call)
+    out = []
     for calls in flows.values():
         calls.sort(key=lambda c: c["timestamp_ns"])
-        for before, call, after in zip(calls, calls[1:], calls[2:], strict=False):
-            ends = [c["timestamp_ns"] + (c["elapsed_ms"] or 0) * 1e6 for c in (before, call)]
-            apart = ends[0] < call["timestamp_ns"] and ends[1] < after["timestamp_ns"]
-            if call["response"] and apart:
-                return call
-    raise AssertionError("the HTTP capture has a keep-alive connection of three calls")
+        ends = [c["timestamp_ns"] + (c["elapsed_ms"] or 0) * 1e6 for c in calls]
+        if all(end < c["timestamp_ns"] for end, c in zip(ends, calls[1:], strict=False)):
+            out.append(calls)
+    return out
+
+
+def middle_of_a_keep_alive_connection(api) -> dict:  # noqa: ANN001
+    """An HTTP call with calls before and after it on its connection: the one whose
+    packets must come without its neighbours'."""
+    return next(c for calls in connections(api) for c in calls[1:-1] if c["response"])
 
 
 def tshark_fields(
@@ -84,6 +89,24 @@ def test_download_the_packets_of_this_call(page: Page, ui_hub: Hub, api, tmp_pat
     assert responses == [(str(call["response"]["status"]),)]
     frames = tshark_fields(pcap, port, None, "frame.number")
     expect(page.get_by_test_id("packets-note")).to_have_text(f"{len(frames)} packets")
+
+
+@needs("tshark")
+def test_the_first_call_of_a_connection_comes_with_its_handshake(api, tmp_path: Path) -> None:
+    """What the button downloads (export.pcap?exact=true) for a connection's first call:
+    the TCP handshake before it, not the next call after it."""
+    first, second = next(calls[:2] for calls in connections(api) if len(calls) > 1)
+    got = api.get("/api/export.pcap", params={"q": f'id == "{first["id"]}"', "exact": "true"})
+    assert got.status_code == 200, got.text
+    pcap = tmp_path / "first.pcap"
+    pcap.write_bytes(got.content)
+    port = first["dst"]["port"]
+    syn = tshark_fields(pcap, port, "tcp.flags.syn == 1", "tcp.flags.ack")
+    assert sorted(syn) == [("0",), ("1",)]  # SYN, SYN-ACK
+    requests = tshark_fields(pcap, port, "http.request", "http.request.uri")
+    assert requests == [(_uri(first),)] != [(_uri(second),)]
+    frames = tshark_fields(pcap, port, None, "frame.number")
+    assert got.headers["x-wiretide-packets"] == str(len(frames))
 
 
 class Recorder(ThreadingHTTPServer):

@@ -123,8 +123,8 @@ export function Detail({ call, onClose, onFilter, onReplay }: Props) {
             Open in replay
           </button>
         )}
+        {full && canCurl(c) && <CopyAsCurl call={c} />}
       </section>
-      {full && canCurl(c) && <CopyAsCurl call={c} />}
       <Part title="Request" part={c.request} loading={!full && !error} testid="request" onFilter={onFilter} />
       {c.response ? (
         <Part title="Response" part={c.response} loading={!full && !error} testid="response" onFilter={onFilter} />
@@ -178,13 +178,17 @@ function CopyAsCurl({ call }: { call: Call }) {
     );
   };
   return (
-    <section class="curl">
+    <>
       <button type="button" data-testid="copy-curl" onClick={copy}>
         Copy as curl
-      </button>{" "}
+      </button>
       {shown && <small data-testid="curl-note">{shown.note}</small>}
-      {shown && <pre data-testid="curl">{shown.text}</pre>}
-    </section>
+      {shown && (
+        <pre class="curl" data-testid="curl">
+          {shown.text}
+        </pre>
+      )}
+    </>
   );
 }
 
@@ -212,7 +216,7 @@ function DownloadPackets({ call }: { call: Call }) {
     <>
       <button type="button" data-testid="download-packets" disabled={busy} onClick={download}>
         Download packets (pcap)
-      </button>{" "}
+      </button>
       {busy && <small>exporting…</small>}
       {note && (
         <small data-testid="packets-note" class={note.error ? "error" : ""}>
