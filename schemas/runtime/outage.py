@@ -2,7 +2,8 @@
 back off between tries, and say so once per outage instead of exiting or flooding the log.
 
 Every long-running Kafka client uses it: the sink's consumer, commits and dead-letter
-producer, the segment publisher, the endpoints follower.
+producer, the segment publisher, the endpoints follower. `PartitionHold` is the consumers'
+side of an outage downstream (the sink's store, the OTLP exporter's collector).
 """
 
 from __future__ import annotations
@@ -125,3 +126,43 @@ class Outage:
             self._say(f"wiretide {self.who}: back after {gone:.0f}s, going on")
             self._back_at = time.monotonic()
         self.active, self._delay = False, 0.2
+
+
+class PartitionHold:
+    """A consumer's partitions while what it hands its records to (a store, a collector)
+    is away: `hold` pauses them (the consumer stays in its group and fetches nothing more),
+    `wait` polls between tries with the outage's backoff, `release` resumes them.
+    Partitions assigned while held come paused. `owned` is what the consumer is assigned
+    now, for owned_messages; the consumer's rebalance callbacks call `assigned`/`revoked`.
+    A consumer that holds nothing back (a rebalance took what it held) releases: held with
+    nothing to retry, it would stay paused for good."""
+
+    def __init__(self, away: Outage) -> None:
+        self.away = away
+        self.owned: set[int] = set()
+        self.held = False
+
+    def hold(self, consumer) -> None:  # noqa: ANN001
+        if not self.held and self.owned:
+            consumer.pause(consumer.assignment())
+        self.held = True
+
+    def release(self, consumer) -> None:  # noqa: ANN001
+        if self.held:
+            consumer.resume(consumer.assignment())
+            self.held = False
+
+    def wait(self, consumer) -> list:  # noqa: ANN001
+        """Poll while held (rebalances and errors come in; records of paused partitions
+        do not), for as long as the outage's next backoff."""
+        return consumer.consume(num_messages=1, timeout=self.away.next_delay())
+
+    def assigned(self, consumer, partitions: list) -> None:  # noqa: ANN001
+        self.owned.update(tp.partition for tp in partitions)
+        if self.held:
+            consumer.pause(partitions)
+        else:  # librdkafka keeps a partition's pause across a revoke: one paused by an
+            consumer.resume(partitions)  # earlier hold would come back never fetched
+
+    def revoked(self, partitions: list) -> None:
+        self.owned.difference_update(tp.partition for tp in partitions)

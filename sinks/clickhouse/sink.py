@@ -41,7 +41,13 @@ from schemas.config import DLQ_SUFFIX, Settings
 from schemas.records import ApiCall
 from schemas.runtime import health
 from schemas.runtime.metrics import DEAD_LETTERS, SINK_BATCH_ROWS, SINK_INSERT_SECONDS, SINK_ROWS
-from schemas.runtime.outage import Outage, commit_through_outages, owned_messages, transient
+from schemas.runtime.outage import (
+    Outage,
+    PartitionHold,
+    commit_through_outages,
+    owned_messages,
+    transient,
+)
 from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
 from sinks.clickhouse.encoded import EncodedCalls, NotTaken
@@ -109,10 +115,10 @@ class CallSink:
         self._rows = self._bytes = 0  # calls and message bytes pending
         self._oldest: float | None = None  # when the first message pending was produced
         self._consumed = False
-        self._paused = False  # partitions paused while the store is unavailable
-        # Store and commit before partitions move, so their next owner starts after what
-        # this writer stored (with one store per writer, it would store them again).
-        self._owned: set[int] = set()  # partitions assigned to this writer right now
+        # Partitions paused while the store is unavailable. Store and commit before
+        # partitions move, so their next owner starts after what this writer stored
+        # (with one store per writer, it would store them again).
+        self._hold = PartitionHold(self._store)
         self._consumer.subscribe(
             [settings.calls_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -125,21 +131,17 @@ class CallSink:
     def step(self) -> int:
         """Take one batch (see `_fill`), store it, commit. Returns rows stored."""
         health.beat("sink", self.settings.data)
-        if self._paused:  # the store was unavailable: poll (stay in the group), retry
-            self._take(self._consumer.consume(num_messages=1, timeout=self._store.next_delay()))
+        if self._hold.held:  # the store was unavailable: poll (stay in the group), retry
+            self._take(self._hold.wait(self._consumer))
         else:
             self._fill()
         try:
             stored = self._flush()
         except StoreUnavailable as ex:
             self._store.waiting(f"the store to take writes ({ex})")
-            if not self._paused and self._owned:
-                self._consumer.pause(self._consumer.assignment())
-            self._paused = True
+            self._hold.hold(self._consumer)
             return 0
-        if self._paused:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+        self._hold.release(self._consumer)
         self._store.over()
         return stored
 
@@ -167,7 +169,7 @@ class CallSink:
                 break  # nothing (more) was waiting
 
     def _take(self, messages: list) -> None:
-        for msg in owned_messages(messages, self._owned, self._kafka, SinkError):
+        for msg in owned_messages(messages, self._hold.owned, self._kafka, SinkError):
             self._consumed = True
             if self._oldest is None:
                 self._oldest = _produced_at(msg)
@@ -260,9 +262,7 @@ class CallSink:
             raise SinkError(f"cannot deliver a dead letter: {self._dlq_failed[0]}")
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
-        self._owned.update(tp.partition for tp in partitions)
-        if self._paused:
-            consumer.pause(partitions)
+        self._hold.assigned(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         try:
@@ -270,7 +270,7 @@ class CallSink:
         except StoreUnavailable:
             # Nothing stored, nothing committed: their next owner reads them again.
             self._clear()
-        self._owned.difference_update(tp.partition for tp in partitions)
+        self._hold.revoked(partitions)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         if transient(err):

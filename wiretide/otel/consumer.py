@@ -20,7 +20,13 @@ from confluent_kafka import Consumer, KafkaError
 from schemas.config import Settings
 from schemas.errors import WiretideError
 from schemas.runtime import health
-from schemas.runtime.outage import Outage, commit_through_outages, owned_messages, transient
+from schemas.runtime.outage import (
+    Outage,
+    PartitionHold,
+    commit_through_outages,
+    owned_messages,
+    transient,
+)
 from schemas.serde import decode_call_batch
 from wiretide.otel.context import sampled
 from wiretide.otel.sdk import OtlpOut, SpanBuilder
@@ -55,8 +61,7 @@ class CallExporter:
         self._builder = SpanBuilder()
         self._pending: list = []  # SDK spans of what was consumed and not yet committed
         self._consumed = False
-        self._paused = False
-        self._owned: set[int] = set()
+        self._hold = PartitionHold(self._collector)
         self._consumer = Consumer(
             {
                 **settings.kafka_client(),
@@ -86,21 +91,18 @@ class CallExporter:
         """Take a batch (or, while the collector is away, wait), export it, commit.
         Returns the spans exported."""
         health.beat("otel", self.settings.data)
-        if self._paused:
-            self._consumer.consume(num_messages=1, timeout=self._collector.next_delay())
+        if self._hold.held:
+            self._hold.wait(self._consumer)
         elif not self._consumed:
             self._fill()
-        if not self._consumed:
+        if not self._consumed:  # nothing held back (a rebalance may have dropped it)
+            self._hold.release(self._consumer)
             return 0
         count = len(self._pending)
         if not self._export():
-            if not self._paused and self._owned:
-                self._consumer.pause(self._consumer.assignment())
-            self._paused = True
+            self._hold.hold(self._consumer)
             return 0
-        if self._paused:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+        self._hold.release(self._consumer)
         self._commit()
         return count
 
@@ -116,7 +118,7 @@ class CallExporter:
             self._take(self._consumer.consume(num_messages=16, timeout=left))
 
     def _take(self, messages: list) -> None:
-        for msg in owned_messages(messages, self._owned, self._kafka, WiretideError):
+        for msg in owned_messages(messages, self._hold.owned, self._kafka, WiretideError):
             self._consumed = True
             try:
                 calls = decode_call_batch(msg.value())
@@ -158,9 +160,7 @@ class CallExporter:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
-        self._owned.update(tp.partition for tp in partitions)
-        if self._paused:
-            consumer.pause(partitions)
+        self._hold.assigned(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         # Export and commit before partitions move; if the collector is away, drop the
@@ -168,7 +168,7 @@ class CallExporter:
         if self._consumed and self._export():
             self._commit()
         self._pending, self._consumed = [], False
-        self._owned.difference_update(tp.partition for tp in partitions)
+        self._hold.revoked(partitions)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         if transient(err):
