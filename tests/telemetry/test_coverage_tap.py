@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_wiretide, stop_all
+from tests.conftest import run_wiretide, stop_all
 from tests.e2e.test_live_tap import finish_tap, start_tap
+from tests.hub.conftest import start_hub
 from tests.producers.test_tls import PY_CLIENT, PY_SERVER
 from tests.telemetry.coverage_peers import build_go
 
@@ -69,21 +70,9 @@ def _run_client(argv: list[str], procs: list[subprocess.Popen[str]]) -> str:
 
 def _hub(env: dict[str, str], procs: list[subprocess.Popen[str]]) -> str:
     """`wiretide hub` over the tap's data dir; its base URL once it listens."""
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "wiretide", "hub", "--listen", "127.0.0.1:0"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    procs.append(hub)
-    assert hub.stdout is not None
-    for line in hub.stdout:
-        m = re.search(r"listening on (http://[0-9.:]+)", line)
-        if m:
-            return m.group(1)
-    raise AssertionError(f"hub exited {hub.wait()}")
+    hub = start_hub(env)
+    procs.append(hub.proc)
+    return hub.url
 
 
 def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
