@@ -159,10 +159,12 @@ class PartitionHold:
 
     def assigned(self, consumer, partitions: list) -> None:  # noqa: ANN001
         self.owned.update(tp.partition for tp in partitions)
+        # Resumed too: librdkafka keeps a partition's pause across a revoke, so one paused
+        # by an earlier hold would come back paused and never be fetched again.
         if self.held:
             consumer.pause(partitions)
-        else:  # librdkafka keeps a partition's pause across a revoke: one paused by an
-            consumer.resume(partitions)  # earlier hold would come back never fetched
+        else:
+            consumer.resume(partitions)
 
     def revoked(self, partitions: list) -> None:
         self.owned.difference_update(tp.partition for tp in partitions)
