@@ -23,7 +23,9 @@ def ensure_topics(
 ) -> None:
     """`partitions` (default: the settings') for the segments, calls and violations topics.
     An existing topic with fewer is grown (more workers need more; Kafka only ever adds
-    partitions), said in one line; one with more is left as it is."""
+    partitions), said in one line; one with more is left as it is. A flow open while a
+    running pipeline's topics grow may hash to another partition, and so to another
+    worker, mid-connection: grow them before the workers start, as a tap does."""
     partitions = partitions or settings.partitions
     admin = AdminClient(settings.kafka_client(log_level=3))
     wanted = [
