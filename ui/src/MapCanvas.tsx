@@ -155,7 +155,7 @@ type EdgeProps = {
 };
 
 function EdgePath({ edge, slot, from, to, width, label, picked, onPick, onHover }: EdgeProps) {
-  const { d, at } = edge.source === edge.target ? loop(from, slot) : bend(from, to, slot);
+  const { d, at, anchor } = edge.source === edge.target ? loop(from, slot) : bend(from, to, slot);
   const events = { onMouseEnter: onHover, onMouseMove: onHover, onMouseLeave: onHover, onClick: onPick };
   return (
     <g
@@ -171,7 +171,7 @@ function EdgePath({ edge, slot, from, to, width, label, picked, onPick, onHover 
       <path d={d} class="hit" />
       <path d={d} class="line" style={{ strokeWidth: width }} marker-end="url(#arrow)" />
       {label && (
-        <text x={at.x} y={at.y} text-anchor="middle">
+        <text x={at.x} y={at.y} text-anchor={anchor}>
           {edge.protocol} · {edge.calls}
         </text>
       )}
@@ -182,14 +182,18 @@ function EdgePath({ edge, slot, from, to, width, label, picked, onPick, onHover 
 /** A self-call: a loop out of the node and back, spread round it when there are several,
  * alternately long and short so their labels do not meet. */
 function loop(p: Point, [slot, of]: [number, number]) {
-  // one loop straight up; several spread round, off the vertical (the name is below)
-  const a = -Math.PI / 2 + (2 * Math.PI * (slot + (of > 1 ? 0.5 : 0))) / of;
-  const spread = Math.min(0.5, Math.PI / of);
+  // one loop straight up; several fanned round from the top, clear of the name below
+  const step = Math.min((2 * Math.PI) / of, (4 * Math.PI) / 3 / of);
+  const a = -Math.PI / 2 + (slot - (of - 1) / 2) * step;
+  const spread = Math.min(0.5, step * 0.4);
   const reach = p.r + 70 + (slot % 2) * 40;
   const at = (angle: number, r: number) => `${p.x + r * Math.cos(angle)},${p.y + r * Math.sin(angle)}`;
   const d = `M${at(a - spread, p.r)} C${at(a - spread * 1.6, reach)} ${at(a + spread * 1.6, reach)} ${at(a + spread, p.r + 3)}`;
-  const out = reach * 0.8 + 12;
-  return { d, at: { x: p.x + out * Math.cos(a), y: p.y + out * Math.sin(a) + 4 } };
+  // the label just past the loop's tip, anchored on the side that faces the loop
+  const out = reach * 0.8 + 8;
+  const c = Math.cos(a);
+  const anchor = c > 0.3 ? "start" : c < -0.3 ? "end" : "middle";
+  return { d, anchor, at: { x: p.x + out * c, y: p.y + out * Math.sin(a) + 4 } };
 }
 
 /** Between two nodes: bent to one side so A->B and B->A do not overlap, from rim to rim. */
@@ -206,7 +210,8 @@ function bend(from: Point, to: Point, [slot]: [number, number]) {
   };
   const s = rim(from, from.r);
   const e = rim(to, to.r + 2);
-  return { d: `M${s.x},${s.y} Q${cx},${cy} ${e.x},${e.y}`, at: { x: (s.x + 2 * cx + e.x) / 4, y: (s.y + 2 * cy + e.y) / 4 } };
+  const at = { x: (s.x + 2 * cx + e.x) / 4, y: (s.y + 2 * cy + e.y) / 4 };
+  return { d: `M${s.x},${s.y} Q${cx},${cy} ${e.x},${e.y}`, at, anchor: "middle" };
 }
 
 function TipBox({ tip }: { tip: Tip }) {

@@ -10,7 +10,7 @@ export const VIEW_H = 420;
 const GOLDEN = Math.PI * (3 - Math.sqrt(5));
 const LABEL = 64; // room for a node's name beside its neighbours
 const GAP = 40; // between namespace discs
-const LOOP = 150; // a self-call's loop and its label reach this far past the node
+const LOOP = 190; // a self-call's loop and its label reach this far past the node
 
 export type Point = { x: number; y: number; r: number };
 export type Halo = { namespace: string; x: number; y: number; r: number };
