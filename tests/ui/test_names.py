@@ -112,6 +112,8 @@ def test_list_shows_names_first_and_the_address_on_hover(
     assert all(bool(c["dst"]["name"]) == dst_named for c in calls)
     open_ui(page, named_hub)
     type_filter(page, kfl)
+    assert len(calls) < 100  # one page: the count says when the filter is in force
+    expect(page.get_by_test_id("count")).to_have_text(f"{len(calls)} calls")
     expect(page.locator('[data-testid="row"]').first).to_have_attribute("data-id", calls[0]["id"])
     check_rows(page, calls[:15])  # the first rows, in view
 
