@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_wiretide
 from tests.replay.send_kit import http_server
 
 PCAP = str(ROOT / "tests/golden/e2e/http_basic.pcap")
@@ -22,14 +21,7 @@ SAFE_CALLS = 12
 def wiretide(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WIRETIDE_DATA": str(tmp / "data")}
     env.pop("WIRETIDE_KAFKA", None)
-    return subprocess.run(
-        [sys.executable, "-m", "wiretide.cli", "replay", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=240,
-    )
+    return run_wiretide(["replay", *args], env, timeout=240, check=False)
 
 
 def marked(log, run: str) -> list:

@@ -5,22 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 
 from confluent_kafka import Consumer, Producer
 
-from tests.conftest import ROOT, _free_port_pair
+from tests.conftest import _free_port_pair, run_wiretide
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wiretide", "broker", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_wiretide(["broker", *args], env, timeout=180, check=False)
 
 
 def test_start_status_stop_and_messages_survive_a_restart(tmp_path) -> None:
