@@ -10,6 +10,7 @@ counts, errors and latencies that differ per edge.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,22 @@ def fill(data: Path) -> int:
     with open_store(f"chdb://{data / 'chdb'}") as store:
         CallWriter(store).write(calls)
     return len(calls)
+
+
+def filled_env(top: Path) -> dict[str, str]:
+    """The environment of a hub over a fresh data dir holding these calls (no Kafka);
+    filled in a process of its own, as chDB opens one store per process."""
+    from tests.conftest import ROOT
+    from tests.hub.conftest import empty_env
+
+    env = empty_env(top)
+    subprocess.run(
+        [sys.executable, "-m", "tests.ui.synthetic_map", env["WIRETIDE_DATA"]],
+        cwd=ROOT,
+        check=True,
+        timeout=600,
+    )
+    return env
 
 
 if __name__ == "__main__":

@@ -7,15 +7,12 @@ dir): the table first, radii by calls, grouping by namespace, zoom, pan and fit.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.conftest import ROOT
-from tests.hub.conftest import Hub, empty_env, start_hub
+from tests.hub.conftest import Hub, start_hub
 from tests.ui import synthetic_map
 from tests.ui.test_ui import open_ui
 
@@ -34,16 +31,7 @@ CIRCLES = """() => [...document.querySelectorAll('[data-testid=map-node]')].map(
 @pytest.fixture(scope="module")
 def big_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """A hub over 240 workloads in 12 namespaces (calls of the last few minutes)."""
-    top = tmp_path_factory.mktemp("bigmap")
-    env = empty_env(top)
-    # its own process: chDB opens one store per process, and the hub opens it next
-    subprocess.run(
-        [sys.executable, "-m", "tests.ui.synthetic_map", env["WIRETIDE_DATA"]],
-        cwd=ROOT,
-        check=True,
-        timeout=600,
-    )
-    running = start_hub(env)
+    running = start_hub(synthetic_map.filled_env(tmp_path_factory.mktemp("bigmap")))
     yield running
     running.stop()
 
