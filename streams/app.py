@@ -4,7 +4,9 @@ pipeline per partition it owns, on plain Kafka clients (confluent-kafka).
 Delivery, the same after a crash and after a rebalance:
 - a partition's offset is committed at its pipeline's checkpoint (the lowest message a
   flow still needs), with the positions of the flows open across that cut in the commit's
-  metadata, atomically, and only after the producer delivered every call made so far;
+  metadata, atomically, and only after the producer delivered every call made before the
+  cut (`Deliveries`: the loop goes on reading while they are acknowledged, instead of
+  stopping in a flush at every commit);
 - whoever owns the partition next (this worker after a restart, another after a move)
   reads the commit and its metadata and starts a pipeline from exactly there, so it
   skips the bytes of calls already emitted and re-emits the rest under the same ids;
@@ -16,6 +18,7 @@ Faust was dropped here: its commits carry no metadata and its acks race generati
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import signal
 import time
@@ -82,6 +85,44 @@ class Partition:
 
 
 Produce = Callable[..., None]  # Producer.produce's signature (topic, key=, value=, ...)
+
+
+class Deliveries:
+    """Which produced messages are acknowledged, as a low-water mark: every message
+    numbered below `low` is delivered. Sans-IO: `sent` numbers a message, `done` is told
+    its delivery (in any order across partitions)."""
+
+    def __init__(self) -> None:
+        self.sent_count = 0
+        self.low = 0
+        self._done: set[int] = set()
+
+    def sent(self) -> int:
+        seq = self.sent_count
+        self.sent_count += 1
+        return seq
+
+    def done(self, seq: int) -> None:
+        if seq != self.low:
+            self._done.add(seq)
+            return
+        self.low += 1
+        done = self._done
+        while self.low in done:
+            done.remove(self.low)
+            self.low += 1
+
+    def covers(self, cut: int) -> bool:
+        """Whether every message numbered below `cut` is delivered."""
+        return self.low >= cut
+
+
+@dataclass
+class PendingCommit:
+    """Offsets cut at `cut` messages produced, committed once those are delivered."""
+
+    cut: int
+    offsets: list  # (partition, Checkpoint, TopicPartition)
 
 
 class Streams:
@@ -211,7 +252,9 @@ class Worker:
             )
         )
         self._failed: list[str] = []
-        self._streams = Streams(settings, self._producer.produce, self._delivered)
+        self._deliveries = Deliveries()
+        self._waiting: list[PendingCommit] = []  # cut, not yet delivered: in cut order
+        self._streams = Streams(settings, self._produce, self._delivered)
         self._parts = self._streams.parts
         self._last_commit = time.monotonic()
         self._consumer.subscribe(
@@ -229,7 +272,8 @@ class Worker:
                     self._on_message(msg)
                 self._producer.poll(0)
                 if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
-                    self.commit()
+                    self._cut()
+                self._commit_delivered()
             self.commit()
         finally:
             self._consumer.close()  # revokes (and so commits) what it still owns
@@ -246,14 +290,64 @@ class Worker:
             msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers()
         )
 
+    def _produce(self, topic: str, **kwargs: object) -> None:
+        """Producer.produce, the message numbered for `Deliveries`."""
+        seq = self._deliveries.sent()
+        delivered = kwargs.pop("on_delivery")
+        self._producer.produce(
+            topic, on_delivery=functools.partial(self._numbered, seq, delivered), **kwargs
+        )
+
+    def _numbered(self, seq: int, delivered: Callable, err: object, msg: object) -> None:
+        delivered(err, msg)
+        if err is None:
+            self._deliveries.done(seq)
+
     def _delivered(self, err: object, msg: object) -> None:
         if err is not None:
             self._failed.append(f"{msg.topic()}: {err}")
 
     # -- commits ---------------------------------------------------------------------------
     def commit(self, only: set[int] | None = None) -> None:
-        """Commit each partition's checkpoint once everything produced so far is delivered."""
+        """Commit each partition's checkpoint now, after every message produced so far
+        is delivered (a flush): at a stop and before partitions are revoked."""
         self._last_commit = time.monotonic()
+        self._waiting.clear()  # superseded: this cut is later than theirs
+        offsets = self._checkpoints(only)
+        if not offsets:
+            return
+        left = self._producer.flush(60)
+        if left or self._failed:
+            raise WorkerError(f"calls not delivered: {self._failed[:1] or [f'{left} pending']}")
+        self._commit_offsets(offsets)
+
+    def _cut(self) -> None:
+        """Take each partition's checkpoint now; it is committed by `_commit_delivered`
+        once every message produced before it is delivered, while the loop reads on."""
+        self._last_commit = time.monotonic()
+        offsets = self._checkpoints(None)
+        if offsets:
+            self._waiting.append(PendingCommit(self._deliveries.sent_count, offsets))
+
+    def _commit_delivered(self) -> None:
+        """Commit the latest cut whose messages are all delivered (with any earlier cut's
+        partitions it does not carry)."""
+        if self._failed:
+            raise WorkerError(f"calls not delivered: {self._failed[0]}")
+        ready = 0
+        while ready < len(self._waiting) and self._deliveries.covers(self._waiting[ready].cut):
+            ready += 1
+        if not ready:
+            return
+        latest: dict[int, tuple] = {}
+        for pending in self._waiting[:ready]:
+            for entry in pending.offsets:
+                latest[entry[0]] = entry
+        del self._waiting[:ready]
+        self._commit_offsets(list(latest.values()))
+
+    def _checkpoints(self, only: set[int] | None) -> list[tuple]:
+        """(partition, checkpoint, TopicPartition) of each partition with a new cut."""
         offsets = []
         for p, part in self._parts.items():
             if (only is not None and p not in only) or part.next_offset is None:
@@ -272,11 +366,9 @@ class Worker:
             offsets.append(
                 (p, cp, KafkaTP(self._settings.segments_topic, p, cp.token, metadata=metadata))
             )
-        if not offsets:
-            return
-        left = self._producer.flush(60)
-        if left or self._failed:
-            raise WorkerError(f"calls not delivered: {self._failed[:1] or [f'{left} pending']}")
+        return offsets
+
+    def _commit_offsets(self, offsets: list[tuple]) -> None:
         try:
             self._consumer.commit(offsets=[tp for _, _, tp in offsets], asynchronous=False)
         except KafkaException as exc:
@@ -286,9 +378,11 @@ class Worker:
                 return  # the partitions moved: their next owner replays from the last commit
             raise WorkerError(f"cannot commit: {exc}") from None
         for p, cp, _ in offsets:
-            self._parts[p].committed = cp
+            if p in self._parts:
+                self._parts[p].committed = cp
 
     def _on_assign(self, consumer: Consumer, tps: list) -> None:
+        self._waiting.clear()  # cut under the last assignment: cut again
         committed = consumer.committed(tps, timeout=30)
         start = []
         for tp in committed:
