@@ -249,3 +249,60 @@ def test_a_post_with_a_redacted_password_asks_for_it(
     # each placeholder where the user fills the value in, the rest as recorded
     filled = {k: f"<{k}>" if k in hidden else v for k, v in recorded.items()}
     assert json.loads(got["body"]) == filled
+
+
+def plain_get(api) -> dict:  # noqa: ANN001
+    """A GET with a query string and nothing redacted: sent as recorded."""
+    calls = stored(api, 'http and method == "GET" and request.query != ""')
+    full = (api.get(f"/api/calls/{c['id']}").json() for c in calls)
+    return next(c for c in full if c["response"] and "[REDACTED]" not in json.dumps(c["request"]))
+
+
+def test_run_now_sends_the_call_from_the_hub_and_shows_its_run(
+    page: Page, ui_hub: Hub, api, recorder: Recorder
+) -> None:
+    call = plain_get(api)
+    open_in_replay(page, ui_hub, api, call)
+    expect(page.get_by_test_id("run-replay")).to_be_disabled()  # no target yet
+    page.get_by_test_id("replay-target").fill(recorder.url)
+    page.get_by_test_id("run-replay").click()
+    row = page.locator('[data-testid="replay-run"].selected')
+    expect(row).to_have_count(1, timeout=120_000)
+
+    [got] = recorder.seen  # once: no learning pass from the hub
+    assert (got["method"], got["target"]) == ("GET", _uri(call))
+    run_id = got["headers"]["x-wiretide-replay"]
+    expect(row).to_have_attribute("data-run", run_id)
+    report = api.get(f"/api/replay/runs/{run_id}").json()
+    assert report["counts"]["total"] == 1
+    shown = page.get_by_test_id("replay-counts")
+    for outcome in ("matched", "changed", "failed"):
+        expect(shown).to_have_attribute(f"data-{outcome}", str(report["counts"][outcome]))
+    # the recorder's "ok" is not the recorded answer: the call shows as changed
+    changed = page.locator(f'[data-testid="replay-call"][data-path="{call["request"]["path"]}"]')
+    expect(changed).to_have_attribute("data-outcome", "changed")
+
+
+def test_run_now_refuses_what_the_command_must_do(
+    page: Page, ui_hub: Hub, api, recorder: Recorder
+) -> None:
+    """A POST whose body the capture redacted is not sent from the hub: the page says
+    why and points at the command; a target that is not a URL is refused in one line."""
+    posts = [api.get(f"/api/calls/{c['id']}").json() for c in stored(api, 'path == "/login"')]
+    call = next(c for c in posts if '"[REDACTED]"' in (c["request"]["body"] or ""))
+    open_in_replay(page, ui_hub, api, call)
+    page.get_by_test_id("replay-target").fill(recorder.url)
+    page.get_by_test_id("run-replay").click()
+    error = page.get_by_test_id("replay-run-error")
+    expect(error).to_have_text(
+        "not sent: method POST not allowed; copy the command and give --allow-methods POST"
+    )
+    page.get_by_test_id("replay-target").fill("127.0.0.1:1")
+    page.get_by_test_id("run-replay").click()
+    expect(error).to_have_text("target '127.0.0.1:1': expected a URL (http://HOST:PORT)")
+    assert recorder.seen == []
+    # JSON only, so a cross-site form cannot start a run
+    body = json.dumps({"call_id": plain_get(api)["id"], "target": recorder.url})
+    form = api.post("/api/replay/runs", content=body, headers={"content-type": "text/plain"})
+    assert form.status_code in (400, 415), form.text
+    assert recorder.seen == []

@@ -7,6 +7,7 @@ import { ApiError, type Call, getJson } from "./api";
 import { endpoint } from "./format";
 import { Arrow, Close } from "./icons";
 import { replayCommand, targetPlaceholder } from "./replayCommand";
+import { startReplay } from "./replayRun";
 
 export type Counts = { total: number; matched: number; changed: number; failed: number };
 export type RunSummary = { run_id: string; first_sent_ns: number; last_sent_ns: number; counts: Counts };
@@ -56,41 +57,69 @@ export function Replay({ call = null, onClear }: ReplayProps) {
   const [error, setError] = useState<string | null>(null);
   const [runId, setRunId] = useState<string | null>(null);
   const [loads, setLoads] = useState(0);
+  const [wanted, setWanted] = useState<string | null>(null); // a run just started here
   useEffect(() => {
     getJson<RunSummary[]>("replay/runs").then(
       (got) => {
         setRuns(got);
         setError(null);
         // Asked again (after a run): the newest is most likely the one just run.
-        if (got.length && (runId === null || loads > 0)) setRunId(got[0].run_id);
+        if (got.length && (runId === null || loads > 0)) setRunId(wanted ?? got[0].run_id);
       },
       (ex) => setError(message(ex)),
     );
   }, [loads]);
-  const refresh = () => setLoads((n) => n + 1);
+  const refresh = (run: string | null = null) => {
+    setWanted(run);
+    setLoads((n) => n + 1);
+  };
+  // The panel stays first in one <main> whatever the runs' state, so it keeps what the
+  // user typed while they load.
   const panel = call && <ReplayThisCall key={call.id} call={call} onClose={onClear} onRefresh={refresh} />;
-  if (error) return <div class="replay empty error">{panel}{error}</div>;
-  if (!runs) return <div class="replay empty">{panel}Loading…</div>;
-  if (!runs.length)
-    return (
-      <div class="replay empty">
-        {panel}No replay runs yet: wiretide replay --target URL sends stored calls again.
-      </div>
-    );
+  const empty = error ? (
+    <span class="error">{error}</span>
+  ) : !runs ? (
+    "Loading…"
+  ) : !runs.length ? (
+    "No replay runs yet: wiretide replay --target URL sends stored calls again."
+  ) : null;
   return (
-    <main class={`replay${panel ? " with-call" : ""}`}>
+    <main class={`replay${empty ? " empty" : ""}${panel ? " with-call" : ""}`}>
       {panel}
-      <RunList runs={runs} selected={runId} onSelect={setRunId} />
-      {runId && <RunView key={runId} runId={runId} />}
+      {empty ?? (
+        <>
+          <RunList runs={runs ?? []} selected={runId} onSelect={setRunId} />
+          {runId && <RunView key={runId} runId={runId} />}
+        </>
+      )}
     </main>
   );
 }
 
-/** What to run to send one call again: its `wiretide replay` command for a target the
- * user types, to copy (the hub does not send calls itself); its run lists here once done. */
-function ReplayThisCall({ call, onClose, onRefresh }: { call: Call; onClose?: () => void; onRefresh: () => void }) {
+/** How to send one call again: its `wiretide replay` command for a target the user
+ * types, to copy, or "Run now" from the hub for what needs nothing filled in; the run
+ * lists here once done. */
+type ThisCallProps = { call: Call; onClose?: () => void; onRefresh: (run?: string | null) => void };
+
+function ReplayThisCall({ call, onClose, onRefresh }: ThisCallProps) {
   const [target, setTarget] = useState("");
   const [copied, setCopied] = useState<string | null>(null);
+  const [sending, setSending] = useState(false);
+  const [runError, setRunError] = useState<string | null>(null);
+  const run = () => {
+    setSending(true);
+    setRunError(null);
+    startReplay(call.id, target.trim()).then(
+      (report) => {
+        setSending(false);
+        onRefresh(report.run_id);
+      },
+      (ex) => {
+        setSending(false);
+        setRunError(message(ex));
+      },
+    );
+  };
   const command = replayCommand(call, target);
   const copy = () => {
     if (!navigator.clipboard) return setCopied("select it and copy");
@@ -126,7 +155,16 @@ function ReplayThisCall({ call, onClose, onRefresh }: { call: Call; onClose?: ()
       <button type="button" data-testid="copy-replay" onClick={copy}>
         Copy command
       </button>{" "}
+      <button type="button" data-testid="run-replay" disabled={sending || !target.trim()} onClick={run}>
+        Run now
+      </button>{" "}
       {copied && <small data-testid="replay-copy-note">{copied}</small>}
+      {sending && <small>sending…</small>}
+      {runError && (
+        <p class="error" data-testid="replay-run-error">
+          {runError}
+        </p>
+      )}
       <pre data-testid="replay-command">{command.text}</pre>
       {command.notes.map((n) => (
         <p class="muted" data-testid="replay-note">
@@ -134,8 +172,9 @@ function ReplayThisCall({ call, onClose, onRefresh }: { call: Call; onClose?: ()
         </p>
       ))}
       <p class="muted">
-        Run it where the hub's data is (the same data dir); once it ends,{" "}
-        <button type="button" data-testid="replay-refresh" onClick={onRefresh}>
+        Run now sends it once from the hub (read-only methods, nothing the capture redacted); the command does the rest.
+        Run the command where the hub's data is (the same data dir); once it ends,{" "}
+        <button type="button" data-testid="replay-refresh" onClick={() => onRefresh()}>
           show new runs
         </button>{" "}
         to see its answers beside the recorded ones.
