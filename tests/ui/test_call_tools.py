@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import needs
-from tests.hub.conftest import Hub
+from tests.conftest import GOLDEN, needs, pipeline_env, run_wiretide
+from tests.hub.conftest import Hub, start_hub
 from tests.ui.test_detail import open_detail
 from tests.ui.test_ui import stored
 
@@ -107,6 +107,42 @@ def test_the_first_call_of_a_connection_comes_with_its_handshake(api, tmp_path: 
     assert requests == [(_uri(first),)] != [(_uri(second),)]
     frames = tshark_fields(pcap, port, None, "frame.number")
     assert got.headers["x-wiretide-packets"] == str(len(frames))
+
+
+TOKEN = "call-tools-token"
+
+
+@pytest.fixture(scope="module")
+def token_hub(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Hub:
+    """A hub beyond loopback (it wants a token) over the golden HTTP capture's calls."""
+    env = pipeline_env(kafka, tmp_path_factory.mktemp("tools-token") / "data")
+    run_wiretide(["tap", "--pcap", str(GOLDEN / "e2e" / "http_basic.pcap"), "--quiet"], env)
+    running = start_hub(dict(env, WIRETIDE_HUB_TOKEN=TOKEN), listen="0.0.0.0:0")
+    yield running
+    running.stop()
+
+
+@needs("tshark")
+def test_packets_download_from_a_hub_that_wants_a_token(
+    page: Page, token_hub: Hub, tmp_path: Path
+) -> None:
+    """The page opened with ?token= downloads with it (a bare link to the API would be
+    refused: it cannot carry the Authorization header)."""
+    with token_hub.client(TOKEN) as api:
+        call = middle_of_a_keep_alive_connection(api)
+    q = {"q": f'id == "{call["id"]}"', "exact": "true"}
+    with token_hub.client() as anonymous:
+        assert anonymous.get("/api/export.pcap", params=q).status_code == 401
+    page.goto(f"{token_hub.url}/?token={TOKEN}")
+    page.get_by_test_id("kfl-input").fill(f'id == "{call["id"]}"')
+    page.locator(f'[data-testid="row"][data-id="{call["id"]}"]').click()
+    with page.expect_download() as info:
+        page.get_by_test_id("download-packets").click()
+    pcap = tmp_path / "call.pcap"
+    info.value.save_as(pcap)
+    port = call["dst"]["port"]
+    requests = tshark_fields(pcap, port, "http.request", "http.request.method", "http.request.uri")
+    assert requests == [(call["request"]["method"], _uri(call))]
 
 
 class Recorder(ThreadingHTTPServer):
