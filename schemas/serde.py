@@ -246,6 +246,28 @@ _ZZ1: list[int | None] = [(b >> 1) ^ -(b & 1) if b < 128 else None for b in rang
 _LEN1: list[int] = [b >> 1 if b < 128 and not b & 1 else -1 for b in range(256)]
 
 
+# Runs of consecutive record fields whose values repeat together, call after call: the
+# flow's endpoints (and the method), the response's status line, the flags and the
+# Kubernetes names (the same per flow) with the verdicts. Each run is encoded whole and
+# remembered by the tuple of its values: one lookup instead of one per field.
+_RUNS: tuple[tuple[str, ...], ...] = (
+    ("src_ip", "src_port", "dst_ip", "dst_port", "flow_id", "node", "source", "tls", "method"),
+    ("status", "reason", "response_version"),
+    ("flags", "src_pod", "src_namespace", "src_service", "dst_pod", "dst_namespace",
+     "dst_service", "verdicts"),
+)  # fmt: skip
+_RUN_MEMO_MAX = 4096  # keys remembered per run before its memo starts over
+
+
+def _run_at(fields: list[dict], i: int) -> list[dict] | None:
+    """The run of `_RUNS` that starts at fields[i] with exactly its names, if any."""
+    for run in _RUNS:
+        n = len(run)
+        if tuple(f["name"] for f in fields[i : i + n]) == run:
+            return fields[i : i + n]
+    return None
+
+
 class _Compiler:
     """Emits one Python function per message type (see the module notes).
 
@@ -270,10 +292,12 @@ class _Compiler:
             "_LEN1": _LEN1,
             "_new": object.__new__,
             "_Fallback": _Fallback,
+            "_RUN_MEMO_MAX": _RUN_MEMO_MAX,
         }
         self.lines: list[str] = []
         self.depth = 1
         self.k = 0
+        self.runs = 0
 
     # -- helpers ---------------------------------------------------------------------
     def var(self, stem: str) -> str:
@@ -405,8 +429,54 @@ class _Compiler:
             o = self.var("o")
             self.emit(f"{o} = {expr}")
             self.emit(f"if type({o}) is not {self.export(cls)}: raise _Fallback")
-            for f in t["fields"]:
+            fields = t["fields"]
+            i = 0
+            while i < len(fields):
+                run = _run_at(fields, i)
+                if run:
+                    self.write_run(run, o)
+                    i += len(run)
+                    continue
+                f = fields[i]
                 self.write(f["type"], f"{o}.{f['name']}", repeats=f["name"] in _REPEATING)
+                i += 1
+
+    def write_run(self, run: list[dict], o: str) -> None:
+        """Fields that repeat together from record to record (see _RUNS): one lookup of
+        their values' tuple for their whole encoding. Numbers are checked to be ints first,
+        as 1 == 1.0 == True would otherwise find another type's encoding."""
+        values = [self.var("r") for _ in run]
+        for f, v in zip(run, values, strict=True):
+            self.emit(f"{v} = {o}.{f['name']}")
+            kind = self.kind(f["type"])
+            if kind in ("int", "long"):
+                self.emit(f"if type({v}) is not int: raise _Fallback")
+            elif kind == "array":
+                self.emit(f"if type({v}) is not tuple: raise _Fallback")
+        key = self.var("k")
+        self.emit(f"{key} = ({', '.join(values)},)")
+        memo, fn = self.run_encoder(run)
+        self.emit(f"out += {memo}.get({key}) or {fn}({key})")
+
+    def run_encoder(self, run: list[dict]) -> tuple[str, str]:
+        """(name of the run's memo, name of a function that encodes a key and remembers
+        it); only keys encoded without error are remembered."""
+        self.runs += 1
+        memo, fn = f"_RUN_MEMO{self.runs}", f"_run_encode{self.runs}"
+        self.ns[memo] = {}
+        sub = _Compiler(self.named, self.classes)
+        sub.ns = self.ns
+        args = [sub.var("a") for _ in run]
+        sub.emit("out = bytearray()")
+        sub.emit(f"{', '.join(args)}, = key")
+        for f, a in zip(run, args, strict=True):
+            sub.write(f["type"], a, repeats=f["name"] in _REPEATING)
+        sub.emit("enc = bytes(out)")
+        sub.emit(f"if len({memo}) >= _RUN_MEMO_MAX: {memo}.clear()")
+        sub.emit(f"{memo}[key] = enc")
+        sub.emit("return enc")
+        sub.function(fn, "key")
+        return memo, fn
 
     def export(self, cls: type) -> str:
         name = f"_cls_{cls.__name__}"

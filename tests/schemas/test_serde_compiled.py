@@ -251,3 +251,26 @@ def test_header_arrays_seen_again_encode_the_same(odd: tuple) -> None:
     assert serde.encode_call_batch("f", good) == serde._generic_encode_call_batch("f", good)
     usual_only = [calls[0], calls[2], calls[4]]
     assert serde._ENC_CALLS("f", usual_only) == serde._generic_encode_call_batch("f", usual_only)
+
+
+def test_runs_of_repeating_fields_seen_again_encode_the_same() -> None:
+    """Endpoints, status line and names are remembered as whole runs by their values: a
+    repeat gives the generic path's bytes, and so do equal values of another type
+    (True == 1 == 1.0), which must not find an int's remembered encoding."""
+    base = dict(src_ip="10.0.0.1", dst_ip="10.0.0.2", flow_id="f", method="GET", status=200,
+                reason="OK", response_version="HTTP/1.1", flags=("gap",), src_pod="p",
+                verdicts=(("r", "pass"),))  # fmt: skip
+    variants = [
+        {}, {}, {"tls": 1}, {"tls": True}, {"src_port": True}, {"status": 200.0},
+        {"flags": ["gap"]}, {"dst_service": "s"}, {},
+    ]  # fmt: skip
+    for i, extra in enumerate(variants):
+        fields = {"src_port": 1, "dst_port": 80, **base, **extra}
+        call = ApiCall(str(i), "http", i, **fields)  # type: ignore[arg-type]
+        assert _raises(serde.encode_call_batch, "f", [call]) == _raises(
+            serde._generic_encode_call_batch, "f", [call]
+        )
+        if _raises(serde._generic_encode_call_batch, "f", [call]) is None:
+            generic = serde._generic_encode_call_batch("f", [call])
+            assert serde.encode_call_batch("f", [call]) == generic
+            assert serde.decode_call_batch(generic)[0].status == 200
