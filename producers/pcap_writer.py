@@ -11,6 +11,8 @@ they came from; in pcapng each such packet carries a comment saying so.
     for seg in segments:
         out.write(writer.packets(seg))
 
+    out.writelines(capture_file(segments))   # the same, segments put in time order first
+
 Timestamps keep nanoseconds (the nanosecond pcap magic; if_tsresol 9 in pcapng), so a
 replay of the file sees exactly the times the pipeline saw. A payload too long for one
 IP packet is split into several TCP segments at consecutive sequence numbers (UDP: cut).
@@ -23,6 +25,7 @@ import ipaddress
 import struct
 import sys
 from array import array
+from collections.abc import Iterable, Iterator
 
 from schemas.records import Segment
 
@@ -170,3 +173,14 @@ class PcapngWriter:
 def writer_for(path: str) -> PcapWriter | PcapngWriter:
     """pcapng for a `.pcapng` name, classic pcap otherwise."""
     return PcapngWriter() if path.lower().endswith(".pcapng") else PcapWriter()
+
+
+def capture_file(
+    segments: Iterable[Segment], writer: PcapWriter | PcapngWriter | None = None
+) -> Iterator[bytes]:
+    """A whole capture file, header first, the segments in time order (a stable sort:
+    the segments of a flow that share a time keep their order)."""
+    writer = writer or PcapWriter()
+    yield writer.header()
+    for seg in sorted(segments, key=lambda s: s.ts_ns):
+        yield writer.packets(seg)

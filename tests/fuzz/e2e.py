@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from producers.pcap_writer import PcapWriter
+from producers.pcap_writer import capture_file
 from sinks.clickhouse import open_store
 from sinks.clickhouse.ddl import CALLS
 from tests.fuzz.corpus import ROOT, seed_corpus
@@ -58,12 +58,9 @@ def write_capture(path: Path, hostile: int, good_calls: int, seed: int = 0) -> C
         placed.append(replace(f, transcript=t, client_ip=ip, client_port=30_000 + k % 30_000,
                               ts0=ts0 + k * 331_000, server_port=pool[k % len(pool)]))  # fmt: skip
     bad = placed
-    segs = sorted((s for f in [*good, *bad] for s in f.segments()), key=lambda s: s.ts_ns)
-    writer = PcapWriter()
+    segs = [s for f in [*good, *bad] for s in f.segments()]
     with open(path, "wb") as out:
-        out.write(writer.header())
-        for seg in segs:
-            out.write(writer.packets(seg))
+        out.writelines(capture_file(segs))
     return Capture(path, len(bad), len(good), frozenset(good_ids), len(segs))
 
 

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.pcap_writer import PcapWriter
+from producers.pcap_writer import capture_file
 from schemas.config import Settings
 from tests.conftest import pipeline_env, run_wiretide
 from tests.e2e.test_map import ENDPOINTS, OWNER, _failed, _moved, _plan
@@ -30,13 +30,9 @@ def cluster_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
     segments = []
     for capture, (client, server) in _plan().items():
         segments += _moved(capture, client, server)
-    segments.sort(key=lambda s: s.ts_ns)  # stable: each flow keeps its order
     merged = tmp_path_factory.mktemp("metrics") / "cluster.pcap"
-    writer = PcapWriter()
     with merged.open("wb") as out:
-        out.write(writer.header())
-        for s in segments:
-            out.write(writer.packets(s))
+        out.writelines(capture_file(segments))
     return merged
 
 

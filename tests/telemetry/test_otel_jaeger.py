@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.pcap import read_segments
-from producers.pcap_writer import PcapWriter
+from producers.pcap_writer import capture_file
 from schemas.config import Settings
 from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
 from tests.e2e.test_map import ENDPOINTS, PLAN, _moved
@@ -205,12 +205,8 @@ def _wait_for(ok, what: str, within: float = 180.0) -> None:  # noqa: ANN001
 
 
 def write_capture(path: Path, segments: list) -> Path:
-    segments = sorted(segments, key=lambda s: s.ts_ns)  # stable: each flow keeps its order
-    writer = PcapWriter()
     with path.open("wb") as out:
-        out.write(writer.header())
-        for segment in segments:
-            out.write(writer.packets(segment))
+        out.writelines(capture_file(segments))
     return path
 
 
