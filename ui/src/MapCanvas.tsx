@@ -133,7 +133,7 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
 
 function NodeMark({ node, at, onHover }: { node: MapNode; at: Point; onHover: (ev: MouseEvent) => void }) {
   return (
-    <g class={`node k-${node.kind} ${health(node.calls, node.errors)}`} data-testid="map-node" data-key={node.key} data-calls={node.calls} onMouseEnter={onHover} onMouseMove={onHover} onMouseLeave={onHover}>
+    <g class={`node k-${node.kind} ${health(node.calls, node.errors)}`} data-testid="map-node" data-key={node.key} data-calls={node.calls} onMouseEnter={onHover} onMouseLeave={onHover}>
       <circle cx={at.x} cy={at.y} r={at.r} />
       <text x={at.x} y={at.y + at.r + 15} text-anchor="middle">
         {node.name}
@@ -156,7 +156,8 @@ type EdgeProps = {
 
 function EdgePath({ edge, slot, from, to, width, label, picked, onPick, onHover }: EdgeProps) {
   const { d, at, anchor } = edge.source === edge.target ? loop(from, slot) : bend(from, to, slot);
-  const events = { onMouseEnter: onHover, onMouseMove: onHover, onMouseLeave: onHover, onClick: onPick };
+  // the tip stays where the pointer came in: no redraw of the whole map per mouse move
+  const events = { onMouseEnter: onHover, onMouseLeave: onHover, onClick: onPick };
   return (
     <g
       class={`edge ${health(edge.calls, edge.errors)}${picked ? " picked" : ""}`}
