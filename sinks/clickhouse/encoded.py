@@ -61,8 +61,9 @@ class NotTaken(Exception):
     """The store did not take the messages as they are: decode them, write the calls."""
 
 
-def insert_encoded(store: Store, batch: EncodedCalls) -> int:
-    """Insert every call of `batch` (see the module notes); returns how many rows."""
+def insert_encoded(store: Store, batch: EncodedCalls, *, skip_stored: bool = False) -> int:
+    """Insert every call of `batch` (see the module notes), but with `skip_stored` those
+    `calls` holds already (writer.py, invariant 5); returns how many rows it read."""
     if not store.embedded:
         raise NotTaken("a ClickHouse server takes decoded calls")
     try:  # a small or full /dev/shm (a pod's is 64 MiB) costs the fast path only
@@ -80,7 +81,7 @@ def insert_encoded(store: Store, batch: EncodedCalls) -> int:
         if not sentinels:
             return 0
         try:
-            store.client.command(_insert_sql(path, sentinels))
+            store.client.command(_insert_sql(path, sentinels, skip_stored))
         except Exception as ex:
             raise NotTaken(one_line(ex)) from ex
     finally:
@@ -156,7 +157,19 @@ _EXPRESSIONS = {
 _SETTINGS = "async_insert = 0, optimize_on_insert = 0, max_threads = 1, max_block_size = 8192"
 
 
-def _insert_sql(path: str, sentinels: list[int]) -> str:
+def _not_stored(path: str) -> str:
+    """The file's calls that `calls` does not hold: looked up within the file's time range
+    (partitions and the sorting key's hour prune) by the call id index."""
+    calls = f"FROM file('{path}', 'Avro') WHERE call_id != '{_MARK}'"
+    ts = "fromUnixTimestamp64Nano({}(ts_ns), 'UTC')"
+    return (
+        f"\n  AND call_id NOT IN (SELECT call_id FROM {CALLS} WHERE ts BETWEEN"
+        f" (SELECT {ts.format('min')} {calls}) AND (SELECT {ts.format('max')} {calls})"
+        f" AND call_id IN (SELECT call_id {calls}))"
+    )
+
+
+def _insert_sql(path: str, sentinels: list[int], skip_stored: bool = False) -> str:
     if "'" in path or "\\" in path:
         raise NotTaken(f"cannot name {path!r} in SQL")
     at_sentinel = f"rowNumberInAllBlocks() IN ({', '.join(map(str, sentinels))})"
@@ -166,6 +179,7 @@ def _insert_sql(path: str, sentinels: list[int]) -> str:
         f"FROM file('{path}', 'Avro')\n"
         f"WHERE throwIf((call_id = '{_MARK}') != ({at_sentinel}), 'misframed message') = 0\n"
         f"  AND call_id != '{_MARK}'\n"
-        f"  AND throwIf(NOT ({_SAME_AS_DECODED}), 'a call to decode first') = 0\n"
+        f"  AND throwIf(NOT ({_SAME_AS_DECODED}), 'a call to decode first') = 0"
+        f"{_not_stored(path) if skip_stored else ''}\n"
         f"SETTINGS {_SETTINGS}"
     )

@@ -19,6 +19,13 @@
    calls repeated inside a batch are sent once (the last wins). An insert spanning
    several days writes one part per day and is not atomic across them, nor is a batch
    bisected by (2) and cut short by (3); retrying it whole stores each call once.
+5. `write(calls, replay=True)`: the calls `calls` already holds are not written again.
+   The views on `calls` (red_totals, service_map: ddl.py) count rows as they are
+   inserted, so a call written twice is counted twice even though FINAL collapses it;
+   a batch that may have been stored before (a writer that crashed between its insert
+   and its Kafka commit, a retry after (3) or after NotTaken) is written this way, and
+   each call is counted once. It costs a lookup of the batch's call ids (by time range
+   and the call id index), so only such batches pay it.
 """
 
 from __future__ import annotations
@@ -60,13 +67,18 @@ class CallWriter:
         self._store = store
         self._purged = -_PURGE_EVERY_S  # when freed memory was last handed back
 
-    def write(self, calls: Sequence[ApiCall] | EncodedCalls) -> list[RejectedCall]:
+    def write(
+        self, calls: Sequence[ApiCall] | EncodedCalls, *, replay: bool = False
+    ) -> list[RejectedCall]:
         """Store `calls`; returns the rejected ones (see the module contract)."""
         try:
             if isinstance(calls, EncodedCalls):  # (0)
-                insert_encoded(self._store, calls)
+                insert_encoded(self._store, calls, skip_stored=replay)  # (5)
                 return []
             batch = list({call.call_id: call for call in calls}.values())  # (4) sent once
+            if replay and batch:  # (5)
+                stored = self._stored_ids(batch)
+                batch = [call for call in batch if call.call_id not in stored]
             good, table, rejected = _to_arrow(batch)  # (2) the calls with no row form
             if good:
                 rejected += self._insert(good, table)
@@ -83,6 +95,26 @@ class CallWriter:
             self._purged = now
             with contextlib.suppress(Exception):  # a build without jemalloc: nothing kept
                 self._store.client.command("SYSTEM JEMALLOC PURGE")
+
+    def _stored_ids(self, batch: list[ApiCall]) -> set[str]:
+        """The call ids of `batch` that `calls` holds already (5)."""
+        times = [call.ts_ns for call in batch]
+        query = (
+            f"SELECT DISTINCT call_id FROM {CALLS}"
+            " WHERE ts BETWEEN fromUnixTimestamp64Nano(toInt64(%(lo)s), 'UTC')"
+            " AND fromUnixTimestamp64Nano(toInt64(%(hi)s), 'UTC') AND call_id IN %(ids)s"
+        )
+        ids = tuple(call.call_id for call in batch)
+        try:
+            rows = self._store.client.query(
+                query, parameters={"lo": max(0, min(times)), "hi": max(0, max(times)), "ids": ids}
+            ).result_rows
+        except Exception as ex:
+            raise StoreUnavailable(
+                f"cannot look up which calls {self._store.where} holds: {one_line(ex)}; "
+                "the batch can be retried as is"
+            ) from ex
+        return {row[0] for row in rows}
 
     def _insert(self, calls: list[ApiCall], table: pa.Table) -> list[RejectedCall]:
         """Insert `calls` (as `table`), bisecting on data errors down to the calls refused."""

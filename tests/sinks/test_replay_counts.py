@@ -1,0 +1,89 @@
+"""A batch stored twice is counted once (sinks/clickhouse/writer.py, invariant 5), on real
+chDB: the views on `calls` (red_totals for /metrics, service_map) count rows as they are
+inserted, so a writer that replays a batch it may have stored already (it crashed after
+the insert and before its Kafka commit, or retries after a failure) writes it with
+replay=True, and the calls already held are not inserted again. Both ways a batch is
+written: as the CallBatch messages came (encoded.py) and as decoded calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.serde import call_batch_records, encode_call_batch
+from sinks.clickhouse import CallWriter, count_calls, open_store
+from sinks.clickhouse.encoded import EncodedCalls
+from sinks.clickhouse.red import read_red
+from sinks.clickhouse.service_map import read_map
+from tests.sinks.test_service_map import T0, call
+
+N = 40
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with open_store(f"chdb://{tmp_path / 'store'}") as opened:
+        yield opened
+
+
+def calls(start: int = 0, stop: int = N) -> list:
+    # Two minutes, two destinations, some errors, a call without an answer.
+    return [
+        call(
+            i,
+            at_ms=(i % 2) * 60_000,
+            dst_service="catalogue" if i % 3 else "carts",
+            status=503 if i % 7 == 0 else 200,
+            **({"elapsed_ms": None} if i == 5 else {}),
+        )
+        for i in range(start, stop)
+    ]
+
+
+def as_messages(batch: list) -> EncodedCalls:
+    messages = [encode_call_batch(f"flow-{i}", batch[i : i + 8]) for i in range(0, len(batch), 8)]
+    return EncodedCalls([(m, *call_batch_records(m)) for m in messages])
+
+
+def counted(store) -> tuple[int, int, int]:  # noqa: ANN001
+    """(RED calls, RED errors, map calls): what the views counted."""
+    rows = read_red(store)
+    graph = read_map(store, T0, T0.replace(minute=T0.minute + 3))
+    red_calls, red_errors = sum(r.calls for r in rows), sum(r.errors for r in rows)
+    return red_calls, red_errors, sum(e.calls for e in graph.edges)
+
+
+def raw_rows(store) -> int:  # noqa: ANN001
+    return store.client.query("SELECT count() FROM calls").result_rows[0][0]
+
+
+@pytest.mark.parametrize("encoded", [True, False], ids=["as encoded", "decoded"])
+def test_a_replayed_batch_is_counted_once(store, encoded: bool) -> None:
+    writer = CallWriter(store)
+    batch = calls()
+    form = as_messages if encoded else list
+    writer.write(form(batch))
+    once = counted(store)
+    assert once[0] == N and once[2] == N and once[1] > 0
+
+    # The crashed writer stored half of the next batch (a batch over days, cut short);
+    # the replay carries it whole, with the calls before it.
+    more = calls(N, N + 20)
+    writer.write(form(more[:10]))
+    assert writer.write(form(batch + more), replay=True) == []
+
+    assert count_calls(store) == raw_rows(store) == N + 20
+    assert counted(store)[0] == counted(store)[2] == N + 20
+    errors = sum(1 for c in batch + more if c.status >= 500 or c.call_id == "c00005")
+    assert counted(store)[1] == errors
+
+
+def test_without_replay_a_batch_written_twice_is_counted_twice(store) -> None:
+    """Why the sink says which batches may be replays: the table collapses the copies
+    (FINAL), the views do not."""
+    writer = CallWriter(store)
+    writer.write(as_messages(calls()))
+    writer.write(as_messages(calls()))
+    assert count_calls(store) == N
+    assert counted(store)[0] == 2 * N
