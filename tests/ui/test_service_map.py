@@ -288,3 +288,36 @@ def test_zoom_buttons_wheel_and_drag_then_fit_shows_every_node(page: Page, big_h
     assert all(inside(c[3:], canvas) for c in fitted)
     for c in fitted:  # back where they were
         assert c[3:] == pytest.approx(before[c[0]][3:], abs=0.5)
+
+
+def test_clicking_a_node_shows_its_figures_and_brings_out_its_edges(
+    page: Page, big_hub: Hub
+) -> None:
+    with big_hub.client() as client:
+        by_ns = client.get("/api/map", params={**ALL, "by": "namespace"}).json()
+    node = by_ns["nodes"][0]
+    touching = {
+        (e["src"], e["dst"], e["protocol"])
+        for e in by_ns["edges"]
+        if node["id"] in (e["src"], e["dst"])
+    }
+    open_map(page, big_hub)
+    page.get_by_test_id("map-view-graph").click()
+    page.get_by_test_id("map-group").select_option("namespace")
+    expect(page.get_by_test_id("map-node")).to_have_count(len(by_ns["nodes"]))
+    page.locator(f'[data-testid="map-node"][data-key="{node["id"]}"] circle').click()
+    facts = page.get_by_test_id("node-facts")
+    expect(facts.get_by_test_id("node-calls")).to_have_text(str(node["calls"]))
+    expect(facts.get_by_test_id("node-errors")).to_have_text(str(node["errors"]))
+    expect(facts.get_by_test_id("node-edge")).to_have_count(len(touching))
+    drawn = page.get_by_test_id("map-edge").evaluate_all(
+        "es => es.map(e => [e.dataset.source, e.dataset.target, e.dataset.protocol,"
+        " e.classList.contains('picked'), e.classList.contains('faded')])"
+    )
+    assert {tuple(d[:3]) for d in drawn if d[3] and not d[4]} == touching
+    assert all(d[4] for d in drawn if tuple(d[:3]) not in touching)
+    # from the node's list to one edge's figures
+    facts.get_by_test_id("node-edge").first.locator("button").click()
+    expect(page.get_by_test_id("edge-facts")).to_be_visible()
+    arrow = page.get_by_test_id("edge-facts").locator("svg.icon").bounding_box()
+    assert arrow["height"] <= 24  # the source -> target arrow is text-sized

@@ -10,9 +10,12 @@ import { FIT, panBy, STEP, transform, type Zoom, zoomAt } from "./mapZoom";
 const LABELS_UP_TO = 60; // edges: more than this and their labels show on hover only
 
 type Tip = { x: number; y: number; edge?: MapEdge; node?: MapNode };
+// `picked`: an edge's key, or NODE + a node's key (its edges stand out, the rest fade)
+export const NODE = "node:";
 type Props = { graph: Graph; halos: boolean; picked: string | null; onPick: (key: string) => void };
 
 export function MapCanvas({ graph, halos, picked, onPick }: Props) {
+  const focus = picked?.startsWith(NODE) ? picked.slice(NODE.length) : null;
   const placed = useMemo(() => layout(graph.nodes, halos), [graph, halos]);
   const slots = useMemo(() => fanOut(graph.edges), [graph]);
   const busiest = useMemo(() => Math.max(0, ...graph.edges.map((e) => e.perSecond)), [graph]);
@@ -103,13 +106,21 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
               to={placed.where.get(e.target)!}
               width={strokeWidth(e.perSecond, busiest)}
               label={labels || e.key === picked || tip?.edge?.key === e.key}
-              picked={e.key === picked}
+              picked={e.key === picked || e.source === focus || e.target === focus}
+              faded={focus !== null && e.source !== focus && e.target !== focus}
               onPick={() => drag.current?.moved || onPick(e.key)}
               onHover={(ev) => hover(ev, ev.type === "mouseleave" ? null : { edge: e })}
             />
           ))}
           {graph.nodes.map((n) => (
-            <NodeMark key={n.key} node={n} at={placed.where.get(n.key)!} onHover={(ev) => hover(ev, ev.type === "mouseleave" ? null : { node: n })} />
+            <NodeMark
+              key={n.key}
+              node={n}
+              at={placed.where.get(n.key)!}
+              picked={n.key === focus}
+              onPick={() => drag.current?.moved || onPick(NODE + n.key)}
+              onHover={(ev) => hover(ev, ev.type === "mouseleave" ? null : { node: n })}
+            />
           ))}
         </g>
       </svg>
@@ -131,9 +142,19 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
   );
 }
 
-function NodeMark({ node, at, onHover }: { node: MapNode; at: Point; onHover: (ev: MouseEvent) => void }) {
+type NodeProps = { node: MapNode; at: Point; picked: boolean; onPick: () => void; onHover: (ev: MouseEvent) => void };
+
+function NodeMark({ node, at, picked, onPick, onHover }: NodeProps) {
   return (
-    <g class={`node k-${node.kind} ${health(node.calls, node.errors)}`} data-testid="map-node" data-key={node.key} data-calls={node.calls} onMouseEnter={onHover} onMouseLeave={onHover}>
+    <g
+      class={`node k-${node.kind} ${health(node.calls, node.errors)}${picked ? " picked" : ""}`}
+      data-testid="map-node"
+      data-key={node.key}
+      data-calls={node.calls}
+      onMouseEnter={onHover}
+      onMouseLeave={onHover}
+      onClick={onPick}
+    >
       <circle cx={at.x} cy={at.y} r={at.r} />
       <text x={at.x} y={at.y + at.r + 15} text-anchor="middle">
         {node.name}
@@ -150,17 +171,18 @@ type EdgeProps = {
   width: number;
   label: boolean;
   picked: boolean;
+  faded: boolean;
   onPick: () => void;
   onHover: (ev: MouseEvent) => void;
 };
 
-function EdgePath({ edge, slot, from, to, width, label, picked, onPick, onHover }: EdgeProps) {
+function EdgePath({ edge, slot, from, to, width, label, picked, faded, onPick, onHover }: EdgeProps) {
   const { d, at, anchor } = edge.source === edge.target ? loop(from, slot) : bend(from, to, slot);
   // the tip stays where the pointer came in: no redraw of the whole map per mouse move
   const events = { onMouseEnter: onHover, onMouseLeave: onHover, onClick: onPick };
   return (
     <g
-      class={`edge ${health(edge.calls, edge.errors)}${picked ? " picked" : ""}`}
+      class={`edge ${health(edge.calls, edge.errors)}${picked ? " picked" : ""}${faded ? " faded" : ""}`}
       data-testid="map-edge"
       data-source={edge.source}
       data-target={edge.target}

@@ -9,8 +9,8 @@ import { ApiError, getJson } from "./api";
 import { elapsed } from "./format";
 import type { Bounds } from "./query";
 import { Arrow } from "./icons";
-import { MapCanvas } from "./MapCanvas";
-import { type Graph, type Grouping, type MapEdge, rate, toGraph } from "./mapGraph";
+import { MapCanvas, NODE } from "./MapCanvas";
+import { type Graph, type Grouping, type MapEdge, type MapNode, rate, toGraph } from "./mapGraph";
 import { MapTable } from "./MapTable";
 
 export const AUTO_TABLE = 150; // nodes: more than this and the table is shown first
@@ -50,6 +50,7 @@ export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string 
   const big = graph.nodes.length > AUTO_TABLE;
   const shown = chosen ?? (big ? "table" : "graph");
   const edge = graph.edges.find((e) => e.key === picked) ?? null;
+  const node = graph.nodes.find((n) => NODE + n.key === picked) ?? null;
   const halos = by === "workload" && graph.nodes.some((n) => n.namespace !== "");
   return (
     <div class="map">
@@ -82,8 +83,42 @@ export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string 
         )}
       </div>
       <aside class="edge-detail" data-testid="edge-detail">
-        {edge ? <EdgeFacts edge={edge} /> : <p>Click an edge for its calls, errors and latency; hover for its rate and p95.</p>}
+        {edge ? (
+          <EdgeFacts edge={edge} />
+        ) : node ? (
+          <NodeFacts node={node} edges={graph.edges} onPick={setPicked} />
+        ) : (
+          <p>Click an edge for its calls, errors and latency, a node for its edges; hover for rate and p95.</p>
+        )}
       </aside>
+    </div>
+  );
+}
+
+function NodeFacts({ node, edges, onPick }: { node: MapNode; edges: MapEdge[]; onPick: (key: string) => void }) {
+  const mine = edges.filter((e) => e.source === node.key || e.target === node.key);
+  return (
+    <div data-testid="node-facts">
+      <h3>{node.key}</h3>
+      <dl class="facts">
+        <dt>Kind</dt>
+        <dd>{node.kind}</dd>
+        <dt>Namespace</dt>
+        <dd>{node.namespace || "outside the cluster"}</dd>
+        <dt>Calls</dt>
+        <dd data-testid="node-calls">{node.calls}</dd>
+        <dt>Errors</dt>
+        <dd data-testid="node-errors">{node.errors}</dd>
+      </dl>
+      <ul class="node-edges">
+        {mine.map((e) => (
+          <li key={e.key} data-testid="node-edge">
+            <button type="button" class="link" onClick={() => onPick(e.key)}>
+              {e.source === node.key ? (e.target === node.key ? "itself" : `to ${e.target}`) : `from ${e.source}`} ({e.protocol}): {e.calls}
+            </button>
+          </li>
+        ))}
+      </ul>
     </div>
   );
 }
