@@ -736,6 +736,10 @@ class Http1Parser:
             except Exception as e:
                 self._fail_exc(e)
                 return i
+        elif take == self.rem and self.body is None and not self.encoding and take <= self.max_body:
+            # The whole body in this segment, plain and within the cap: it is the message's
+            # body as it is (what a `Body` would give back, without building one).
+            self.msg.body = chunk
         elif take:  # a lenient head, or a gap (the body is stopped then)
             self.on_body(chunk)
         self.msg.wire_size += take
