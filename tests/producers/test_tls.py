@@ -25,6 +25,7 @@ from schemas.records import FIN, ApiCall, Segment
 from streams.dissect.registry import default_registry
 from streams.pipeline import Pipeline
 from streams.redact import RedactionPolicy
+from tests.conftest import _free_port_pair
 
 GO_SOURCE = Path(__file__).parent / "tls_go"
 
@@ -307,7 +308,7 @@ def _stream(segments: list[Segment], dst_port: int) -> bytes:
 
 def test_python_https_plaintext_and_calls(cert, processes) -> None:
     crt, key = cert
-    port = 21810
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
     processes += [server, client]
@@ -362,7 +363,7 @@ def test_python_https_plaintext_and_calls(cert, processes) -> None:
 def test_discovers_processes_without_pids(cert, processes) -> None:
     """pids=None traces every process that maps libssl, including ones started later."""
     crt, key = cert
-    port = 21811
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     processes.append(server)
     with TlsCapture() as cap:
@@ -379,7 +380,7 @@ def test_discovers_processes_without_pids(cert, processes) -> None:
 
 def test_go_https_plaintext_and_calls(cert, go_binary, processes) -> None:
     crt, key = cert
-    port = 21812
+    port = _free_port_pair()
     server = _spawn([go_binary, "server", str(port), crt, key])
     url = f"https://127.0.0.1:{port}/echo?x=1"
     client = _spawn([go_binary, "client", url, crt, '{"go": 1}'])
@@ -407,7 +408,7 @@ def test_go_https_plaintext_and_calls(cert, go_binary, processes) -> None:
 def test_go_client_alone_gives_both_directions(cert, go_binary, processes) -> None:
     """Tracing only one end (a Go client against a Python server) still gives the call."""
     crt, key = cert
-    port = 21813
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([go_binary, "client", f"https://127.0.0.1:{port}/p", crt, '{"a": 2}'])
     processes += [server, client]
@@ -421,7 +422,7 @@ def test_go_client_alone_gives_both_directions(cert, go_binary, processes) -> No
 
 def test_asyncio_memory_bio_tls(cert, processes) -> None:
     crt, key = cert
-    port = 21814
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", ASYNC_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", ASYNC_CLIENT, str(port), crt])
     processes += [server, client]
@@ -445,7 +446,7 @@ def test_node_static_openssl_client_exits_without_close(cert, processes) -> None
     if node is None:
         pytest.skip("Node.js is not installed")
     crt, key = cert
-    port = 21815
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([node, "-e", NODE_CLIENT, str(port), crt, '{"node": true}'])
     processes += [server, client]
@@ -469,7 +470,7 @@ def test_node_static_openssl_client_exits_without_close(cert, processes) -> None
 
 def test_go_http2_over_tls(cert, go_binary, processes) -> None:
     crt, key = cert
-    port = 21816
+    port = _free_port_pair()
     h2 = {"TLSGO_H2": "1"}
     server = _spawn([go_binary, "server", str(port), crt, key], h2)
     url = f"https://127.0.0.1:{port}/echo?v=2"
@@ -495,7 +496,7 @@ def test_go_http2_over_tls(cert, go_binary, processes) -> None:
 def test_ciphertext_of_a_captured_tls_connection_is_no_tcp_row(cert, processes) -> None:
     """--tls beside AF_PACKET: the connection is stored as its plaintext calls only."""
     crt, key = cert
-    port = 21817
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", PY_CLIENT, str(port), crt])
     processes += [server, client]
@@ -572,7 +573,7 @@ def test_go_short_lived_concurrent_connections_never_swap_calls(cert, go_binary,
     heap addresses and goroutines reused all the time). Traced alone, the client's request
     is the only copy (no server copy to fill in)."""
     crt, key = cert
-    port, total = 21818 if traced == "both ends" else 21819, 300
+    port, total = _free_port_pair(), 300
     server = _spawn([go_binary, "server", str(port), crt, key])
     url = f"https://127.0.0.1:{port}/conn"
     client = _spawn([go_binary, "storm", url, crt, str(total), "32"])
@@ -585,7 +586,7 @@ def test_openssl_short_lived_concurrent_connections_never_swap_calls(cert, proce
     """The same storm between two threaded Python processes (OpenSSL's SSL_read_ex and
     SSL_write_ex over socket BIOs; fds and SSL objects reused all the time)."""
     crt, key = cert
-    port, total = 21820 if traced == "both ends" else 21821, 300
+    port, total = _free_port_pair(), 300
     server = _spawn([sys.executable, "-c", PY_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", PY_STORM_CLIENT, str(port), crt, str(total), "32"])
     processes += [server, client]
@@ -598,7 +599,7 @@ def test_openssl_write_ends_after_another_thread_closed_its_fd(cert, processes) 
     syscall, so its bytes stay there (not on the new connection, which keeps its own
     numbering), and the first connection's FINs wait for them."""
     crt, key = cert
-    port = 21822
+    port = _free_port_pair()
     server = _spawn([sys.executable, "-c", RACE_SERVER, str(port), crt, key])
     client = _spawn([sys.executable, "-c", RACE_CLIENT, str(port), crt])
     processes += [server, client]
