@@ -26,7 +26,8 @@ CPU seconds of each wiretide process during the load (from /proc, start-up exclu
 call and as a share of a core; and each process's peak RSS. Then where the time went, per
 timed call: agent (send -> its segment batch produced, Kafka CreateTime), worker (-> its
 call batch produced), sink (-> the sink's committed offset passed that message, which it
-commits only after the insert; asked every 50 ms) and hub (-> first seen by a poll).
+commits only after the insert; asked every 50 ms, and that ask lags on a busy machine
+too, so a hub figure may dip below zero) and hub (-> first seen by a poll).
 The reference, measured in the same run: the poll's own round trip (the floor of what
 can be seen) and the sender's CPU, which competes for the same two cores.
 
