@@ -130,11 +130,14 @@ def _add_identity(table: str, on_cluster: str = "") -> tuple[str, ...]:
 # `agent-x2x9q` → `agent`), else the service name, else the IP. The hash suffixes use
 # Kubernetes' safe alphabet (no vowels, no 0/1/3), so names like `redis` keep their tail.
 #
-# The view counts inserts, not distinct calls: `calls` collapses a call written twice (a
-# writer that crashed after inserting but before committing its Kafka offsets replays
-# that batch) only when it is read with FINAL, but the view has already added both
-# copies. So after a crash (or a capture replayed twice into the same store) the map
-# over-counts those calls, at most one writer batch per crash; `read_map(exact=True)` and
+# The view counts inserts, not distinct calls: `calls` collapses a call written twice
+# only when it is read with FINAL, but the view has already added both copies. A batch
+# the sink replays (a writer that crashed after inserting but before committing its
+# Kafka offsets, a retry after a failed insert) is written without the calls already
+# stored (writer.py, invariant 5; sinks/clickhouse/in_flight.py), so it is counted once.
+# What still over-counts: a capture replayed twice into the same store through a new
+# consumer group, a writer that kept inserting after its partitions moved (a zombie),
+# a commit of the in-flight marker that Kafka did not take. `read_map(exact=True)` and
 # every filtered map aggregate `calls FINAL` instead (see service_map.py for the cost).
 SERVICE_MAP = "service_map"
 SERVICE_MAP_VIEW = "service_map_mv"
@@ -339,8 +342,9 @@ def _paths_and_namespaces(table: str, on_cluster: str = "") -> tuple[str, ...]:
 # calls expire). Label values are bounded: a workload (never a pod, never an IP: outside
 # the cluster it is "unknown"), methods of the HTTP family from the standard set, other
 # protocols' method names only as short identifiers (their own command vocabulary), else
-# "other". Like the map, the view counts inserts: a batch a writer replays after a crash
-# is counted twice (see the service map's notes).
+# "other". Like the map, the view counts inserts: a batch the sink replays after a crash
+# is written without the calls already stored, so it is counted once (see the service
+# map's notes for what still over-counts).
 RED_TOTALS = "red_totals"
 RED_TOTALS_VIEW = "red_totals_mv"
 RED_TOTALS_LOCAL = "red_totals_local"

@@ -19,7 +19,9 @@ Never stop, never leak:
   nothing dead-lettered) and is retried with backoff; said once;
 * a broker outage (consumer, commit, dead-letter producer) is waited out with backoff;
   said once. Offsets are committed only after the batch is stored and its dead letters
-  are delivered, so a crash or a lost commit replays it, and the table collapses replays.
+  are delivered, so a crash or a lost commit replays it, and the table collapses replays;
+  a batch that may be a replay (in_flight.py) is written so that the calls already stored
+  are skipped, and the views on the table (RED totals, service map) count each call once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from schemas.runtime.outage import (
 from schemas.runtime.sink_status import SinkStatus
 from schemas.serde import RejectedCall, call_batch_records, decode_call_batch
 from sinks.clickhouse.encoded import EncodedCalls, NotTaken
+from sinks.clickhouse.in_flight import InFlight
 from sinks.clickhouse.writer import CallWriter, StoreUnavailable
 from sinks.errors import SinkError, one_line
 
@@ -119,6 +122,7 @@ class CallSink:
         # partitions move, so their next owner starts after what this writer stored
         # (with one store per writer, it would store them again).
         self._hold = PartitionHold(self._store)
+        self._flight = InFlight()  # the pending batch's offsets; is it a replay?
         self._consumer.subscribe(
             [settings.calls_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -139,6 +143,7 @@ class CallSink:
             stored = self._flush()
         except StoreUnavailable as ex:
             self._store.waiting(f"the store to take writes ({ex})")
+            self._flight.maybe_stored = True  # in part, maybe: retried as a replay
             self._hold.hold(self._consumer)
             return 0
         self._hold.release(self._consumer)
@@ -171,6 +176,7 @@ class CallSink:
     def _take(self, messages: list) -> None:
         for msg in owned_messages(messages, self._hold.owned, self._kafka, SinkError):
             self._consumed = True
+            self._flight.took(msg.partition(), msg.offset())
             if self._oldest is None:
                 self._oldest = _produced_at(msg)
             origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
@@ -204,8 +210,9 @@ class CallSink:
         self._encoded, self._encoded_from = [], []
         try:
             with SINK_INSERT_SECONDS.time():
-                self.writer.write(EncodedCalls(encoded))
+                self.writer.write(EncodedCalls(encoded), replay=self._flight.replay())
         except NotTaken:
+            self._flight.maybe_stored = True  # the failed insert may have stored part
             self._rows -= sum(count for _, count, _, _ in encoded)
             for (value, *_), (key, origin) in zip(encoded, came_from, strict=True):
                 self._decode(key, value, origin)
@@ -220,6 +227,7 @@ class CallSink:
         positions consumed (never the other way)."""
         if not self._consumed:
             return 0
+        self._flight.mark(self._consumer, self.settings.calls_topic)
         from_encoded = self._store_encoded() if self._encoded else 0
         calls = self._pending
         rejected: list[RejectedCall] = self._write_decoded(calls) if calls else []
@@ -229,6 +237,7 @@ class CallSink:
             self._dead_letter(bad.call.flow_id.encode(), value, bad.reason, origin, form)
         self._deliver_dead_letters()
         self._commit()
+        self._flight.stored()
         self._clear()
         stored = len({call.call_id for call in calls}) - len(rejected)
         self.written += stored
@@ -237,7 +246,7 @@ class CallSink:
 
     def _write_decoded(self, calls: list[ApiCall]) -> list[RejectedCall]:
         with SINK_INSERT_SECONDS.time():
-            rejected = self.writer.write(calls)
+            rejected = self.writer.write(calls, replay=self._flight.replay())
         _count_insert(len(calls) - len(rejected))
         return rejected
 
@@ -246,6 +255,7 @@ class CallSink:
         self._rows = self._bytes = 0
         self._oldest = None
         self._consumed = False
+        self._flight.dropped()
 
     def _commit(self) -> None:
         """Commit the consumed positions, waiting out a broker or coordinator outage."""
@@ -263,6 +273,7 @@ class CallSink:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self._hold.assigned(consumer, partitions)
+        self._flight.assigned(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         try:

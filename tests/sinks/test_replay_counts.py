@@ -3,19 +3,26 @@ chDB: the views on `calls` (red_totals for /metrics, service_map) count rows as 
 inserted, so a writer that replays a batch it may have stored already (it crashed after
 the insert and before its Kafka commit, or retries after a failure) writes it with
 replay=True, and the calls already held are not inserted again. Both ways a batch is
-written: as the CallBatch messages came (encoded.py) and as decoded calls."""
+written: as the CallBatch messages came (encoded.py) and as decoded calls. Then a sink
+that crashed after its insert and before its commit, against a real broker: the next
+owner of its partitions replays the batch, and it is counted once (in_flight.py)."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
+from schemas.config import Settings
 from schemas.serde import call_batch_records, encode_call_batch
 from sinks.clickhouse import CallWriter, count_calls, open_store
 from sinks.clickhouse.encoded import EncodedCalls
 from sinks.clickhouse.red import read_red
 from sinks.clickhouse.service_map import read_map
+from sinks.clickhouse.sink import CallSink
 from tests.sinks.test_service_map import T0, call
 
 N = 40
@@ -87,3 +94,44 @@ def test_without_replay_a_batch_written_twice_is_counted_twice(store) -> None:
     writer.write(as_messages(calls()))
     assert count_calls(store) == N
     assert counted(store)[0] == 2 * N
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashesBeforeItCommits(CallSink):
+    """A writer that dies between its insert and its Kafka commit."""
+
+    def _commit(self) -> None:
+        raise Crash
+
+
+def test_the_next_owner_of_a_batch_a_crashed_writer_stored_counts_it_once(
+    kafka, store, tmp_path
+) -> None:
+    settings = Settings(prefix=f"t{uuid.uuid4().hex[:8]}-", kafka=kafka)
+    producer = Producer({"bootstrap.servers": kafka, "acks": "all"})
+    for message, *_ in as_messages(calls()).messages:
+        producer.produce(settings.calls_topic, value=message)
+    producer.flush(30)
+
+    crashed = CrashesBeforeItCommits(settings, CallWriter(store))
+    deadline = time.monotonic() + 120
+    with pytest.raises(Crash):
+        while time.monotonic() < deadline:
+            crashed.step()
+    assert raw_rows(store) > 0  # its first batch (all or some of the calls): not committed
+    crashed._clear()  # what it held in memory died with it
+    crashed.run(lambda: True)  # leaves the group
+
+    sink = CallSink(settings, CallWriter(store))
+    while sink.written < N:
+        assert time.monotonic() < deadline, "the next owner did not store the batch in time"
+        sink.step()
+    assert raw_rows(store) == N and counted(store)[0] == counted(store)[2] == N
+    # committed past the batch: nothing is a replay any more, nothing is left to read
+    for _ in range(3):
+        assert sink.step() == 0
+    assert not sink._flight.replay()
+    sink.run(lambda: True)
