@@ -134,4 +134,7 @@ def test_the_next_owner_of_a_batch_a_crashed_writer_stored_counts_it_once(
     for _ in range(3):
         assert sink.step() == 0
     assert not sink._flight.replay()
+    committed = sink._consumer.committed(sink._consumer.assignment(), 30)
+    assert sum(max(tp.offset, 0) for tp in committed) == len(as_messages(calls()).messages)
+    assert not any(tp.metadata for tp in committed)  # the marker is cleared
     sink.run(lambda: True)
