@@ -969,3 +969,47 @@ def test_heads_read_from_memory_whatever_the_cut(rec, data):
     parsed, cold, warm = _feed_three_ways(rec, events=recut(rec, data))
     assert cold == parsed
     assert warm == parsed
+
+
+def test_whole_messages_from_memory_frame_like_parsed_ones():
+    """A message whole in its segment, its head known, is framed in one step
+    (Http1Parser._known_message): HEAD and 204/304 answers without their declared body,
+    bodies at and past the cap, pipelined and split messages give what parsing gives."""
+    from streams.dissect.http.parser import _KNOWN_HEADS, Http1Parser
+
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    head = b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
+    sized = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789"
+    steps = [
+        ("c", GET), ("s", OK), ("c", post), ("s", OK), ("c", head), ("s", sized),
+        ("c", GET + GET), ("s", b"HTTP/1.1 204 No Content\r\n\r\n" + OK),
+        ("c", GET), ("s", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+        ("c", post[:-1]), ("c", post[-1:]), ("s", OK[:-1]), ("s", OK[-1:]),
+        ("c", GET), ("s", big), ("c", GET + post), ("s", OK + OK),
+    ]  # fmt: skip
+
+    def calls(factory: Http1Factory) -> list:
+        return [
+            (c.method, c.path, c.status, c.request_body, c.response_body, c.flags,
+             c.response_body_size, c.response_end_ns)
+            for c in calls_of(run(*steps, factory=factory)[0])
+        ]  # fmt: skip
+
+    small = Http1Factory(max_body=8)
+    for memo in _KNOWN_HEADS:
+        memo.clear()
+    learn = Http1Parser._learn
+    Http1Parser._learn = lambda self, key: None
+    try:
+        parsed, parsed_small = calls(HTTP1), calls(small)
+    finally:
+        Http1Parser._learn = learn
+    calls(HTTP1)  # learns the heads
+    assert calls(HTTP1) == parsed
+    assert calls(small) == parsed_small
+    assert [c[:3] for c in parsed[:5]] == [
+        ("GET", "/a", 200), ("POST", "/p", 200), ("HEAD", "/h", 200), ("GET", "/a", 204),
+        ("GET", "/a", 200),
+    ]  # fmt: skip
+    assert parsed_small[-3][4] == b"12345678"  # cut at the cap, and flagged

@@ -435,8 +435,11 @@ class Http1Parser:
                     m = _NOT_CRLF.search(data, i)
                     i = n if m is None else m.start()
                     continue
-                self._begin(ts, (seq + i) & MASK)
-                i = self._head(data, i, ts)
+                k = self._known_message(data, i, ts, seq) if self.kind is not None else -1
+                if k < 0:
+                    self._begin(ts, (seq + i) & MASK)
+                    k = self._head(data, i, ts)
+                i = k
             elif st == HEAD:
                 i = self._head(data, i, ts)
             elif st == BODY_CL:
@@ -460,6 +463,66 @@ class Http1Parser:
                 return
         if sink.opaque:
             sink.on_stopped(self.direction, data[i:], ts, (seq + i) & MASK)
+
+    def _known_message(self, data: bytes, i: int, ts: int, seq: int) -> int:
+        """A message whole in `data` from `i` whose head was read before, with no body or a
+        plain Content-Length one within the cap (a client's usual request, a server's
+        usual response): `_begin`, `_head`, `_head_done` and `_body_cl` in one step, the
+        sink told the same things in the same order. The offset after what it took, or
+        -1 (nothing done) when the message is not such a one."""
+        end = data.find(b"\r\n\r\n", i)
+        if end < 0:
+            return -1
+        end += 4
+        kind = self.kind
+        known = _KNOWN_HEADS[kind].get(data[i:end])
+        if known is None or known.encoding or end - i > self.max_header:
+            return -1
+        clen = known.clen
+        length = int(clen) if clen is not None else 0  # digits: see _learn
+        stop = end + length
+        if stop > len(data) or length > self.max_body or (length and known.mc):
+            return -1
+        # What `_begin` and `_head` leave for a head from memory (the rest of `_begin`'s
+        # state is only read while a message is in progress, and this one ends here).
+        msg = self.msg = HttpMessage(kind, ts, (seq + i) & MASK)
+        self.state = _NEXT[IDLE][BEGIN]
+        self.body = None
+        self.upgraded = False
+        self.mc = known.mc
+        if not known.mc:
+            self.llp = None  # it did not see this head: llhttp starts fresh next time
+        self.clen = clen
+        self.te = None
+        self.encoding = ""
+        msg.url = known.url
+        msg.reason = known.reason
+        msg.headers = known.headers
+        msg.version = known.version
+        sink = self.sink
+        if kind == REQUEST:
+            msg.method = known.method
+            sink.on_request_head(msg)
+            if sink.opaque:
+                return end
+        else:
+            status = msg.status = known.status  # 200 or more: see _learn
+            method = sink.on_response_head(msg)
+            if sink.opaque:
+                return end
+            if method == "CONNECT" and status < 300:
+                msg.upgrade = True
+                length = 0
+            elif method == "HEAD" or status == 204 or status == 304:
+                length = 0
+        if length:
+            self.state = _NEXT[self.state][SIZED_BODY]
+            msg.body = data[end:stop]
+            msg.wire_size = length
+            self.rem = 0
+            end = stop
+        self._complete(ts)
+        return end
 
     def _new_llp(self) -> None:
         cls = HttpRequestParser if self.kind == REQUEST else HttpResponseParser
