@@ -84,9 +84,9 @@ class SharedStoreWriter:
     def __init__(self, writer: object, lock: threading.Lock) -> None:
         self._writer, self._lock = writer, lock
 
-    def write(self, calls: list) -> list:
+    def write(self, calls: list, *, replay: bool = False) -> list:
         with self._lock:
-            return self._writer.write(calls)
+            return self._writer.write(calls, replay=replay)
 
 
 class ServedHub:
