@@ -2,12 +2,13 @@
 // as a loop beside its node. Zoom with the wheel or the buttons, pan by dragging, "Fit"
 // shows everything; hovering an edge shows its rate and p95.
 
-import { useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { fanOut, type Graph, health, type MapEdge, type MapNode, p95Text, rate, strokeWidth } from "./mapGraph";
 import { layout, type Point } from "./mapLayout";
 import { FIT, panBy, STEP, transform, type Zoom, zoomAt } from "./mapZoom";
 
-const LABELS_UP_TO = 60; // edges: more than this and their labels show on hover only
+const LABELS_UP_TO = 60; // edges: more than this and their labels wait for a zoom-in
+const LEGIBLE_PX = 8; // a name smaller than this on screen is noise: drawn once zoomed in
 
 type Tip = { x: number; y: number; edge?: MapEdge; node?: MapNode };
 // `picked`: an edge's key, or NODE + a node's key (its edges stand out, the rest fade)
@@ -65,7 +66,20 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
     setTip({ x: ev.clientX - r.left + 14, y: ev.clientY - r.top + 14, ...what });
   };
 
-  const labels = graph.edges.length <= LABELS_UP_TO;
+  // screen pixels per drawing unit at this zoom: names show once they can be read
+  const [unit, setUnit] = useState(1);
+  useEffect(() => {
+    const el = svg.current;
+    if (!el) return;
+    const measure = () => setUnit(el.getScreenCTM()?.a || 1);
+    measure();
+    const seen = new ResizeObserver(measure);
+    seen.observe(el);
+    return () => seen.disconnect();
+  }, [view]);
+  const px = unit * zoom.k;
+  const names = px * 12 >= LEGIBLE_PX;
+  const labels = (graph.edges.length <= LABELS_UP_TO && px * 11 >= LEGIBLE_PX) || px * 11 >= 1.5 * LEGIBLE_PX;
   const nsFont = Math.max(13, view.w / 70); // namespace names stay legible when fitted
   return (
     <div class="map-canvas" ref={box} data-testid="map-canvas">
@@ -118,6 +132,7 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
               node={n}
               at={placed.where.get(n.key)!}
               picked={n.key === focus}
+              named={names || n.key === focus || tip?.node?.key === n.key}
               onPick={() => drag.current?.moved || onPick(NODE + n.key)}
               onHover={(ev) => hover(ev, ev.type === "mouseleave" ? null : { node: n })}
             />
@@ -142,9 +157,9 @@ export function MapCanvas({ graph, halos, picked, onPick }: Props) {
   );
 }
 
-type NodeProps = { node: MapNode; at: Point; picked: boolean; onPick: () => void; onHover: (ev: MouseEvent) => void };
+type NodeProps = { node: MapNode; at: Point; picked: boolean; named: boolean; onPick: () => void; onHover: (ev: MouseEvent) => void };
 
-function NodeMark({ node, at, picked, onPick, onHover }: NodeProps) {
+function NodeMark({ node, at, picked, named, onPick, onHover }: NodeProps) {
   return (
     <g
       class={`node k-${node.kind} ${health(node.calls, node.errors)}${picked ? " picked" : ""}`}
@@ -156,9 +171,11 @@ function NodeMark({ node, at, picked, onPick, onHover }: NodeProps) {
       onClick={onPick}
     >
       <circle cx={at.x} cy={at.y} r={at.r} />
-      <text x={at.x} y={at.y + at.r + 15} text-anchor="middle">
-        {node.name}
-      </text>
+      {named && (
+        <text x={at.x} y={at.y + at.r + 15} text-anchor="middle">
+          {node.name}
+        </text>
+      )}
     </g>
   );
 }
