@@ -77,13 +77,17 @@ def reads_as(text: str, value: float | None, unit: str = "") -> bool:
 # --- loopback: the golden captures -----------------------------------------------------
 
 
+@pytest.mark.parametrize("width", [1400, 1000])
 def test_loopback_is_one_centred_node_with_a_labelled_loop_per_protocol(
-    page: Page, ui_hub: Hub, api
+    page: Page, ui_hub: Hub, api, width: int
 ) -> None:
     graph = api.get("/api/map", params=ALL).json()
     [node] = graph["nodes"]
     assert {(e["src"], e["dst"]) for e in graph["edges"]} == {(node["id"], node["id"])}
+    page.set_viewport_size({"width": width, "height": 800})
     open_map(page, ui_hub)
+    for control in ("map-group", "map-view-graph", "map-view-table", "map-fit", "map-legend"):
+        expect(page.get_by_test_id(control)).to_be_in_viewport(ratio=1)
     expect(page.get_by_test_id("map-counts")).to_have_text(f"1 nodes, {len(graph['edges'])} edges")
     canvas = box(page.get_by_test_id("map-canvas"))
     mark = page.locator(f'[data-testid="map-node"][data-key="{node["id"]}"]')
