@@ -140,9 +140,10 @@ class Pipeline:
         feed = self.reassembler.feed
         handle = self._handle
         fids = self._fids
+        max_ts = self.max_ts_ns
         for seg in segments:
-            if seg.ts_ns > self.max_ts_ns:
-                self.max_ts_ns = seg.ts_ns
+            if seg.ts_ns > max_ts:
+                max_ts = self.max_ts_ns = seg.ts_ns
             if seg.transport != "tcp":
                 if seg.transport == "udp":
                     fid = segment_flow_id(seg)
@@ -201,13 +202,13 @@ class Pipeline:
     # -- stages ------------------------------------------------------------------------
     def _handle(self, events: list[StreamEvent], out: Processed) -> None:
         for ev in events:
-            if isinstance(ev, DataReceived):
+            if type(ev) is DataReceived:  # (a final class: the usual event, tested first)
                 fid = ev.flow.flow_id
                 if self._resume and fid in self._resume:
                     ev = self._skip_handled(ev)
                     if ev is None:
                         continue
-                if not fid.startswith("udp"):  # datagrams are whole: nothing to skip
+                if fid[0] != "u":  # not "udp:...": datagrams are whole, nothing to skip
                     ends = self._ends.get(fid)
                     if ends is None:
                         ends = self._ends[fid] = [ev.flow, None, None]
