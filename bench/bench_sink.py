@@ -10,7 +10,10 @@ from those messages in batches of B calls into a fresh chDB data dir, two ways:
 * decoded: each message decoded to ApiCalls, which `CallWriter` turns into Arrow and
   inserts (what the sink did before issue 14, and still does when the fast way fails);
 * as encoded: the messages handed to `CallWriter` as they came (sinks/clickhouse/
-  encoded.py: chDB reads their records and builds the rows itself).
+  encoded.py: chDB reads their records and builds the rows itself);
+* replayed: the first half again as encoded with replay=True, as the sink writes a
+  batch it may have stored already (writer.py, invariant 5): the lookup's cost, and no
+  row inserted twice.
 
 For each: CPU microseconds per call (decode + build + insert, this process's CPU time,
 chDB's threads included) and how far the peak RSS rose above the RSS before it (VmHWM,
@@ -137,6 +140,11 @@ def store_encoded(writer: CallWriter, batch: list[bytes]) -> None:
     writer.write(EncodedCalls([(m, *call_batch_records(m)) for m in batch]))
 
 
+def store_replayed(writer: CallWriter, batch: list[bytes]) -> None:
+    """As encoded, as the sink writes a batch that may be stored already (a replay)."""
+    writer.write(EncodedCalls([(m, *call_batch_records(m)) for m in batch]), replay=True)
+
+
 def timed(store_batch, writer: CallWriter, message_batches: list[list[bytes]]) -> tuple:  # noqa: ANN001
     """(wall s, CPU s, how far the peak RSS rose in MB) storing every batch."""
     reset_peak_rss()
@@ -196,6 +204,11 @@ def run(base: Path, args: argparse.Namespace) -> None:
         store.client.command("TRUNCATE TABLE calls")
         encoded = timed(store_encoded, writer, message_batches)
         write_s, write_cpu = encoded[:2]
+        half = message_batches[: len(message_batches) // 2]
+        again = timed(store_replayed, writer, half)  # skips them all: nothing inserted
+        again_n = sum(len(batch) for batch in half) * args.per_message
+        rows = store.client.query("SELECT count() FROM calls").result_rows[0][0]
+        assert rows == n, f"a replay=True write inserted {rows - n} calls again"
 
         t0 = time.perf_counter()
         for chunk in chunks[: len(chunks) // 2]:
@@ -239,6 +252,8 @@ def run(base: Path, args: argparse.Namespace) -> None:
     print(f"{'from CallBatch messages':24}{'CPU us/call':>12}{'RSS rise MB':>13}{'wall s':>8}")
     for name, (wall, cpu, rss) in (("as encoded", encoded), ("decoded (old way)", decoded)):
         print(f"  {name:22}{cpu / n * 1e6:>12.2f}{rss:>13.0f}{wall:>8.2f}")
+    print(f"  {'replayed (replay=True)':22}{again[1] / again_n * 1e6:>12.2f}{again[2]:>13.0f}"
+          f"{again[0]:>8.2f}  ({again_n} calls stored already, none inserted)")  # fmt: skip
     floor = insert_cpu / n * 1e6
     print(f"reference insert_arrow  {floor:>12.2f}{'':>13}{insert_s:>8.2f}  (tables prebuilt)")
     print(f"{'':22}{'wall calls/s':>14}{'CPU calls/s':>14}")

@@ -135,9 +135,10 @@ def _add_identity(table: str, on_cluster: str = "") -> tuple[str, ...]:
 # the sink replays (a writer that crashed after inserting but before committing its
 # Kafka offsets, a retry after a failed insert) is written without the calls already
 # stored (writer.py, invariant 5; sinks/clickhouse/in_flight.py), so it is counted once.
-# What still over-counts: a capture replayed twice into the same store through a new
-# consumer group, a writer that kept inserting after its partitions moved (a zombie),
-# a commit of the in-flight marker that Kafka did not take. `read_map(exact=True)` and
+# What still over-counts: a call that reaches the calls topic twice (an agent restarted
+# over a pcap sends it again: bench/chaos.py's producer faults, thousands of calls; a
+# capture stored twice), a writer that kept inserting after its partitions moved (a
+# zombie), an in-flight marker Kafka did not take. `read_map(exact=True)` and
 # every filtered map aggregate `calls FINAL` instead (see service_map.py for the cost).
 SERVICE_MAP = "service_map"
 SERVICE_MAP_VIEW = "service_map_mv"
