@@ -152,7 +152,11 @@ export function App() {
           </main>
         </>
       ) : tab === "map" ? (
-        <ServiceMap bounds={bounds} filter={appliedText} />
+        <ServiceMap
+          bounds={bounds}
+          filter={appliedText}
+          empty={<StoredSpan range={range} filter={appliedText} onRange={setRange} />}
+        />
       ) : tab === "coverage" ? (
         <Coverage />
       ) : (

@@ -4,6 +4,7 @@
 // read as a drawing, a sortable table (MapTable), which is offered by itself above
 // AUTO_TABLE nodes. Click an edge (or a row) for its figures.
 
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, getJson } from "./api";
 import { elapsed } from "./format";
@@ -18,7 +19,13 @@ const ALL_TIME = "1970-01-01T00:00:00Z";
 
 type Shown = "graph" | "table" | null; // null: by the node count
 
-export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string }) {
+type Props = {
+  bounds: Bounds;
+  filter: string;
+  empty?: ComponentChildren; // what an empty window says (App: the stored span, if any)
+};
+
+export function ServiceMap({ bounds, filter, empty }: Props) {
   const [graph, setGraph] = useState<Graph | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string | null>(null);
@@ -46,7 +53,11 @@ export function ServiceMap({ bounds, filter }: { bounds: Bounds; filter: string 
   if (error) return <div class="map-message error" data-testid="map-error">{error}</div>;
   if (!graph) return <div class="map-message">Loading the service map…</div>;
   if (graph.edges.length === 0)
-    return <div class="map-message" data-testid="map-empty">No calls in this time range.</div>;
+    return (
+      <div class="map-message" data-testid="map-empty">
+        {empty ?? "No calls in this time range."}
+      </div>
+    );
   const big = graph.nodes.length > AUTO_TABLE;
   const shown = chosen ?? (big ? "table" : "graph");
   const edge = graph.edges.find((e) => e.key === picked) ?? null;
