@@ -27,7 +27,7 @@ class _SlowWriter:
     def __init__(self, store: object, started: threading.Event) -> None:
         self._store, self._started = store, started
 
-    def write(self, calls: list) -> list:
+    def write(self, calls: list, *, replay: bool = False) -> list:
         self._started.set()  # within the writer's turn: SharedStoreWriter holds it
         self._store.client.command(_SLOW_INSERT.format(rows=len(calls)))
         return []
