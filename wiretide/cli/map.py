@@ -2,6 +2,7 @@
 
     wiretide map                      # the last 15 minutes
     wiretide map --since 2h --json    # the graph the hub's GET /api/map returns
+    wiretide map --by namespace       # a node per namespace, as the hub's by=namespace
     wiretide map --since 2024-05-06T07:00:00Z --until 2024-05-06T08:00:00Z 'http'
 
 While another process owns the embedded data dir (a hub, or `wiretide tap` storing), the
@@ -26,8 +27,11 @@ HELP = "print the service map: who calls whom, how often, errors, latency"
 DESCRIPTION = (
     "Edges between workloads (a pod's Deployment/StatefulSet name, else "
     "the service, else the IP) per protocol in a time window, grouped by the caller's "
-    "namespace, busiest first. Windows are whole minutes."
+    "namespace, busiest first; --by namespace merges each namespace's workloads into one "
+    "node. Windows are whole minutes."
 )
+# sinks.clickhouse.service_map.GROUPINGS, not imported: that loads the store client (0.5 s)
+GROUPINGS = ("workload", "namespace")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="count each call once even after a writer replayed a batch (slower: reads calls)",
     )
+    p.add_argument(
+        "--by",
+        default="workload",
+        metavar="GROUPING",
+        help="a node per workload (default) or per namespace (addresses outside the "
+        "cluster stay nodes of their own)",
+    )
     p.add_argument("--json", action="store_true", help="the graph as one JSON object")
     common(p, kafka=False)
 
@@ -53,8 +64,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         since, until = window(args.since, args.until)
     except ValueError as ex:
         raise WiretideError(f"--since/--until: {ex}") from None
+    if args.by not in GROUPINGS:  # checked here, not by argparse: one line, no usage
+        raise WiretideError(f"--by: group the map by workload or namespace, not {args.by!r}")
     graph = _read(args, settings, since, until)
-    sys.stdout.write(json.dumps(graph, ensure_ascii=False) + "\n" if args.json else render(graph))
+    text = json.dumps(graph, ensure_ascii=False) + "\n" if args.json else render(graph, args.by)
+    sys.stdout.write(text)
     return 0
 
 
@@ -69,6 +83,7 @@ def _read(
         if hub is not None:
             params = {"since": since.isoformat(), "until": until.isoformat()}
             params.update({"q": args.filter or None, "exact": "true" if args.exact else None})
+            params["by"] = args.by
             return hub.get_json("/api/map", params)
     from sinks.clickhouse import datadir
     from sinks.clickhouse.connect import open_store
@@ -79,26 +94,28 @@ def _read(
     dsn = settings.store_dsn
     datadir.require_store(dsn)
     with open_store(dsn, ttl_days=None, cluster=settings.clickhouse_cluster) as store:
-        return graph_dict(read_map(store, since, until, where, exact=args.exact))
+        return graph_dict(read_map(store, since, until, where, exact=args.exact, by=args.by))
 
 
 # --- the table --------------------------------------------------------------------
 
 _HEAD = ("SOURCE", "DESTINATION", "PROTO", "CALLS", "ERRORS", "BYTES", "P50", "P95", "P99")
 _RIGHT = {3, 4, 5, 6, 7, 8}
+_ALL = "\0all"  # by namespace: one group for every edge
 
 
-def render(graph: dict[str, Any]) -> str:
+def render(graph: dict[str, Any], by: str = "workload") -> str:
     """Edges grouped by the caller's namespace (cluster namespaces first, then callers
     outside the cluster), busiest first; a destination in another namespace keeps its
-    `namespace/` prefix."""
+    `namespace/` prefix. By namespace, one table of namespaces (and outside addresses)."""
     span = f"{graph['since']} .. {graph['until']}"
     if not graph["edges"]:
         return f"no calls between {span}\n"
     nodes = {n["id"]: n for n in graph["nodes"]}
     groups: dict[str, list[dict]] = {}
     for edge in graph["edges"]:
-        groups.setdefault(nodes[edge["src"]]["namespace"], []).append(edge)
+        ns = nodes[edge["src"]]["namespace"] if by == "workload" else _ALL
+        groups.setdefault(ns, []).append(edge)
     out = []
     for ns in sorted(groups, key=lambda n: (n == "", n)):
         rows = [_HEAD]
@@ -106,8 +123,8 @@ def render(graph: dict[str, Any]) -> str:
             src, dst = nodes[e["src"]], nodes[e["dst"]]
             rows.append(
                 (
-                    src["workload"],
-                    dst["workload"] if dst["namespace"] == ns else dst["id"],
+                    _name(src, ns),
+                    _name(dst, ns),
                     e["protocol"],
                     str(e["calls"]),
                     _errors(e["errors"], e["calls"]),
@@ -115,13 +132,25 @@ def render(graph: dict[str, Any]) -> str:
                     *(_ms(e[q]) for q in ("p50_ms", "p95_ms", "p99_ms")),
                 )
             )
-        out.append(f"namespace {ns}" if ns else "outside the cluster")
+        out.append(_heading(ns))
         out.extend(_table(rows))
         out.append("")
     calls = sum(e["calls"] for e in graph["edges"])
     exact = "" if graph["exact"] else " (from the map view; --exact recounts from calls)"
     out.append(f"{len(graph['edges'])} edges, {calls} calls, {span}{exact}")
     return "\n".join(out) + "\n"
+
+
+def _heading(ns: str) -> str:
+    if ns == _ALL:
+        return "between namespaces"
+    return f"namespace {ns}" if ns else "outside the cluster"
+
+
+def _name(node: dict[str, Any], ns: str) -> str:
+    """A workload of the group's namespace by its name; others (and a namespace's node,
+    which has no workload) by their id."""
+    return node["workload"] if node["workload"] and node["namespace"] == ns else node["id"]
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
