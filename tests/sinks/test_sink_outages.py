@@ -211,6 +211,31 @@ def test_the_publisher_and_the_endpoint_follower_wait_out_a_broker_restart(tmp_p
         assert len(waits) == 1, "\n".join(said)
 
 
+def test_the_endpoint_follower_sees_a_topic_created_after_it_started(kafka):
+    """A worker up before the first endpoint: the producer auto-creates the topic (all its
+    partitions at once) and every endpoint, whatever its partition, reaches the worker.
+    A topic not there yet is no outage: nothing is said."""
+    topic = f"t{uuid.uuid4().hex[:8]}-ep"
+    directory = Directory()
+    said: list[str] = []
+    follower = EndpointFollower(Settings(kafka=kafka), topic, directory, say=said.append)
+    follower.start()
+    try:
+        assert follower.caught_up.wait(60)  # nothing to catch up with: no topic yet
+        time.sleep(1)  # it has looked for the topic and not found it
+        ips = [f"10.0.1.{i}" for i in range(1, 13)]  # keys on every partition
+        producer = Producer({"bootstrap.servers": kafka, "message.timeout.ms": 0})
+        for ip in ips:
+            endpoint = Endpoint(ip=ip, kind="pod", name=f"pod-{ip}", namespace="default")
+            producer.produce(topic, key=ip.encode(), value=encode_endpoint(endpoint))
+        assert producer.flush(60) == 0
+        _wait(lambda: all(directory.get(ip) is not None for ip in ips))
+        assert follower.is_alive() and said == []
+    finally:
+        follower.stop()
+        follower.join(10)
+
+
 def _segment(seq: int) -> Segment:
     return Segment(1, "10.0.0.1", 1000, "10.0.0.2", 80, seq, 0, 0x18, b"x")
 
