@@ -266,9 +266,7 @@ class Worker:
         try:
             while not should_stop():
                 health.beat("worker", self._settings.data)
-                # librdkafka waits out the whole timeout unless 500 messages come: at a
-                # live rate that wait is the worker's latency (bench/bench_latency.py)
-                for msg in self._consumer.consume(num_messages=500, timeout=0.05):
+                for msg in self._take():
                     self._on_message(msg)
                 self._producer.poll(0)
                 if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
@@ -277,6 +275,18 @@ class Worker:
             self.commit()
         finally:
             self._consumer.close()  # revokes (and so commits) what it still owns
+
+    def _take(self) -> list:
+        """What is fetched already, else the first message to come (up to 50 ms) and what
+        came with it: consume() with a timeout waits it out unless 500 messages come, and
+        at a live rate that wait was the worker's latency (bench/bench_latency.py)."""
+        msgs = self._consumer.consume(num_messages=500, timeout=0)
+        if msgs:
+            return msgs
+        first = self._consumer.poll(0.05)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(num_messages=499, timeout=0)]
 
     def _on_message(self, msg: object) -> None:
         err = msg.error()
