@@ -35,6 +35,17 @@ def _free_port_pair() -> int:
     return free_port_pair()
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports outside the ephemeral range, for a test's servers: fixed
+    ports clash when two test runs share a machine."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port_pair()
+        if port not in ports and port + 1 not in ports:
+            ports += [port, port + 1]
+    return ports[:n]
+
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright in the browser tests
 ARTIFACTS = ROOT / "test-artifacts" / "ui"  # their screenshots
 

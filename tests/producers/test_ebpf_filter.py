@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from producers.ebpf.ip_filter import IpFilter
-from wiretide.broker import free_port_pair
+from tests.conftest import free_ports
 
 if os.geteuid() != 0:
     pytest.skip("AF_PACKET and BPF need root (CI runs these as root)", allow_module_level=True)
@@ -19,17 +19,7 @@ ETH_P_ALL = 0x0003
 A, B = "127.0.0.2", "127.0.0.3"
 
 
-def _free_ports(n: int) -> list[int]:
-    """`n` distinct free ports: two runs on one machine must not see each other's packets."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port_pair()
-        if port not in ports and port + 1 not in ports:
-            ports += [port, port + 1]
-    return ports[:n]
-
-
-UDP_PORT, TCP_PORT, V6_PORT, END_PORT = _free_ports(4)
+UDP_PORT, TCP_PORT, V6_PORT, END_PORT = free_ports(4)  # two runs must not see each other's
 TCP_FLAGS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04}
 
 

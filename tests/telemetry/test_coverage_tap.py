@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_wiretide, stop_all
+from tests.conftest import free_ports, run_wiretide, stop_all
 from tests.e2e.test_live_tap import finish_tap, start_tap
 from tests.hub.conftest import start_hub
 from tests.producers.test_tls import PY_CLIENT, PY_SERVER
@@ -31,7 +31,8 @@ pytestmark = [
     pytest.mark.timeout(900),
 ]
 
-PY_PORT, GO_PORT, STRIPPED_PORT = 23711, 23712, 23713  # this module's share: 23710-23719
+# Free ports of this run: two runs on one machine must not capture each other's calls.
+PY_PORT, GO_PORT, STRIPPED_PORT, POD_PORT, STATIC_PORT, AGENT_PORT = free_ports(6)
 
 
 def _ebpf_ready() -> None:
@@ -107,8 +108,10 @@ def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
     line = [ln for ln in out.splitlines() if ln.startswith("TLS: ")]
     assert line, out
     assert "OpenSSL 3." in line[0] and f"Go {minor}" in line[0], line
-    # every process on the host is traced: others may be listed beside ours
-    assert re.search(r"\d+ not \(.*stripped Go binary: [^;)]*" + re.escape(stripped), line[0])
+    # Every process on the host is traced, and the line names at most 3 binaries per
+    # reason: another run's stripped Go binary may stand in ours' place. Which process was
+    # not hooked, and why, is asserted by pid on `wiretide status --json` below.
+    assert re.search(r"\d+ not \(.*stripped Go binary: ", line[0]), line
     assert line[0].endswith(", 1 flow undecrypted"), line  # the stripped pair's only
 
     # The stored calls: plaintext calls of the hooked pairs and no `tcp` row for them;
@@ -116,12 +119,14 @@ def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
     calls = [json.loads(x) for x in run_wiretide(["query", "--json"], wt_env).stdout.splitlines()]
     mine = [c for c in calls if c["dst"]["port"] in (PY_PORT, GO_PORT, STRIPPED_PORT)]
     rows = sorted((c["dst"]["port"], c["protocol"], c["tls"]) for c in mine)
-    assert rows == [
-        (PY_PORT, "http", True),
-        (PY_PORT, "http", True),
-        (GO_PORT, "http", True),
-        (STRIPPED_PORT, "tcp", False),
-    ], rows
+    assert rows == sorted(
+        [
+            (PY_PORT, "http", True),
+            (PY_PORT, "http", True),
+            (GO_PORT, "http", True),
+            (STRIPPED_PORT, "tcp", False),
+        ]
+    ), rows
     (raw,) = [c for c in mine if c["protocol"] == "tcp"]
     assert "encrypted" in raw["flags"], raw
 
@@ -132,10 +137,14 @@ def test_tap_tls_coverage_names_hooked_unhooked_and_undecrypted(
     assert "capture: AF_PACKET on interface 'lo'; TLS uprobes" in status, status
     assert re.search(r"hooked OpenSSL 3\.\S+  /\S+/libssl\.so\.3: \d+ process", status), status
     assert f"hooked Go {go_version}  {go}: 1 process (tlsgo {go_server.pid})" in status
-    assert re.search(
-        rf"NOT +pid {bare_server.pid} +tlsgo-stripped +Go {minor} +stripped Go binary", status
-    ), status
     assert "undecrypted TLS: 1 flows" in status, status
+    # The human list shows 20 unhooked processes: on a busy host (browsers, JVMs) ours
+    # may be among "... and N more", so the process is checked in the full list.
+    (listed,) = [n for n in json.loads(run_wiretide(["status", "--json"], wt_env).stdout)["nodes"]
+                 if n["node"] == node]  # fmt: skip
+    (bare,) = [p for p in listed["processes"] if p["pid"] == bare_server.pid]
+    assert (bare["hooked"], bare["library"], bare["exe"]) == (False, "Go", stripped)
+    assert bare["reason"].startswith("stripped Go binary") and bare["version"].startswith(minor)
 
     # /api/coverage: the same facts as JSON.
     base = _hub(wt_env, procs)
@@ -170,7 +179,7 @@ def test_a_pods_tls_process_is_reported_under_its_pod(cert: tuple[str, str], pro
     group = root / f"wt-coverage-{cid}"
     group.mkdir(exist_ok=True)
     try:
-        app = _spawn([sys.executable, "-c", PY_SERVER, "23714", *cert], procs)
+        app = _spawn([sys.executable, "-c", PY_SERVER, str(POD_PORT), *cert], procs)
         (group / "cgroup.procs").write_text(str(app.pid))
         pod = {
             "metadata": {"name": "api-7", "namespace": "shop"},
@@ -204,14 +213,14 @@ def test_capture_names_static_openssl_stripped_go_and_java(
 
     _ebpf_ready()
     crt, key = cert
-    server = _spawn([sys.executable, "-c", PY_SERVER, "23715", crt, key], procs)
+    server = _spawn([sys.executable, "-c", PY_SERVER, str(STATIC_PORT), crt, key], procs)
     static = build_static_openssl(tmp_path, stripped=False)
     bare_static = build_static_openssl(tmp_path, stripped=True)
     bare_go = build_go(tmp_path / "tlsgo-stripped", stripped=True)
     java = java_client(tmp_path)
     with TlsCapture(rescan_interval_s=0.5) as cap:
         clients = {
-            "static": _spawn([static, "23715"], procs),
+            "static": _spawn([static, str(STATIC_PORT)], procs),
             "bare_static": _spawn([bare_static], procs),
             "bare_go": _spawn([bare_go, "client", "https://127.0.0.1:1/", crt, "{}"], procs),
         }
@@ -254,7 +263,7 @@ def test_agent_publishes_its_coverage_and_says_its_tls_line(wt_env: dict[str, st
 
     _ebpf_ready()
     env = dict(wt_env, WIRETIDE_NODE="agent-node-1")
-    args = ["agent", "--tls", "-i", "lo", "--port", "23716", "--for", "4"]
+    args = ["agent", "--tls", "-i", "lo", "--port", str(AGENT_PORT), "--for", "4"]
     out = run_wiretide(args, env).stdout
     assert re.search(r"^TLS: \d+ process(es)? hooked", out, re.MULTILINE), out
     settings = Settings(kafka=env["WIRETIDE_KAFKA"], prefix=env["WIRETIDE_PREFIX"])

@@ -16,12 +16,11 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_wiretide
+from tests.conftest import ROOT, free_ports, run_wiretide
 from tests.e2e.test_live_tap import curl, start_tap
 from tests.producers.test_afpacket import Lan, lan, start_server, stop_server  # noqa: F401
 from tests.wiretide.kube.conftest import create_pod, delete_pod, make_namespace, service
 from tests.wiretide.kube.controlplane import Rest
-from wiretide.broker import free_port_pair
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root"),
@@ -29,7 +28,7 @@ pytestmark = [
 ]
 
 # Free ports of this run: two runs on one machine must not capture each other's calls.
-PORT = free_port_pair()
+PORT, REDIS_PORT, GRPC_PORT = free_ports(3)
 
 
 class TapLog:
@@ -131,9 +130,6 @@ def _assert_front_called(call: dict, shop: str, app: str) -> None:
     assert call["dst"]["service"] == {"name": app, "namespace": shop}, call
 
 
-REDIS_PORT = PORT + 1  # free_port_pair: its neighbour is free too
-
-
 def _redis_cli(lan: Lan, pod: str, host: str, *command: str) -> str:  # noqa: F811
     argv = ["ip", "netns", "exec", lan.netns(pod), "redis-cli", "-h", host,
             "-p", str(REDIS_PORT), *command]  # fmt: skip
@@ -179,7 +175,6 @@ def test_tap_names_both_sides_of_redis_calls_between_pods(
         _assert_front_called(call, shop, "cache")
 
 
-GRPC_PORT = next(p for p in iter(free_port_pair, 0) if p not in (PORT, REDIS_PORT))
 _GRPC_CALL = """
 import sys, grpc
 channel = grpc.insecure_channel(sys.argv[1])
