@@ -55,6 +55,8 @@ _INSERT_SETTINGS = {"async_insert": 0, "optimize_on_insert": 0}
 _DATA_ERRORS = frozenset({6, 26, 27, 38, 41, 43, 53, 69, 70, 72, 117, 131, 190, 321, 407})
 _CODE = re.compile(r"\bCode: (\d+)\b")
 _PURGE_EVERY_S = 5.0
+# Call ids per lookup of a replayed batch: ~40 bytes each inline, well under 256 KiB of SQL.
+_IDS_PER_LOOKUP = 2000
 _TOO_WIDE = "Too many partitions for single INSERT block"  # many days: smaller batches do
 
 
@@ -104,17 +106,21 @@ class CallWriter:
             " WHERE ts BETWEEN fromUnixTimestamp64Nano(toInt64(%(lo)s), 'UTC')"
             " AND fromUnixTimestamp64Nano(toInt64(%(hi)s), 'UTC') AND call_id IN %(ids)s"
         )
-        ids = tuple(call.call_id for call in batch)
+        window = {"lo": max(0, min(times)), "hi": max(0, max(times))}
+        ids = [call.call_id for call in batch]
+        stored: set[str] = set()
         try:
-            rows = self._store.client.query(
-                query, parameters={"lo": max(0, min(times)), "hi": max(0, max(times)), "ids": ids}
-            ).result_rows
+            # The ids go inline in the SQL: in slices that stay under max_query_size (256 KiB).
+            for at in range(0, len(ids), _IDS_PER_LOOKUP):
+                part = tuple(ids[at : at + _IDS_PER_LOOKUP])
+                rows = self._store.client.query(query, parameters={**window, "ids": part})
+                stored.update(row[0] for row in rows.result_rows)
         except Exception as ex:
             raise StoreUnavailable(
                 f"cannot look up which calls {self._store.where} holds: {one_line(ex)}; "
                 "the batch can be retried as is"
             ) from ex
-        return {row[0] for row in rows}
+        return stored
 
     def _insert(self, calls: list[ApiCall], table: pa.Table) -> list[RejectedCall]:
         """Insert `calls` (as `table`), bisecting on data errors down to the calls refused."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,15 @@ def test_the_next_owner_of_a_batch_a_crashed_writer_stored_counts_it_once(
     assert sum(max(tp.offset, 0) for tp in committed) == len(as_messages(calls()).messages)
     assert not any(tp.metadata for tp in committed)  # the marker is cleared
     sink.run(lambda: True)
+
+
+def test_a_replayed_batch_of_many_calls_is_looked_up_in_slices(store) -> None:
+    """A sink's batch holds up to 25k calls; their ids inline in one lookup passed chDB's
+    max_query_size (256 KiB), so a replay after a store fault failed for good (chaos seeds
+    with a fill_store fault: "storing made no progress")."""
+    writer = CallWriter(store)
+    batch = [replace(c, call_id=uuid.uuid4().hex) for c in calls(0, 12_000)]  # ids as long as ours
+    writer.write(batch[:7_000])
+    writer.write(batch, replay=True)
+    assert raw_rows(store) == 12_000
+    assert counted(store)[0] == 12_000
