@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
@@ -13,6 +14,7 @@ from schemas.errors import BrokerError
 
 _HOUR_MS = 3600 * 1000
 KAFKA_DEFAULT_METADATA_MAX = 4096  # offset.metadata.max.bytes when a broker does not say
+REACH_S = 60.0  # how long a start waits for an unreachable broker
 WIRE_METADATA_MAX = 32767  # an OffsetCommit's metadata is a string with an int16 length
 
 
@@ -42,10 +44,7 @@ def ensure_topics(
         NewTopic(settings.segments_topic + DLQ_SUFFIX, 1, 1),
         NewTopic(settings.calls_topic + DLQ_SUFFIX, 1, 1),
     ]
-    try:
-        existing = admin.list_topics(timeout=10).topics
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {settings.kafka}: {exc}") from None
+    existing = _list_topics(admin, settings.kafka, say or _stderr)
     missing = [t for t in wanted if t.topic not in existing]
     if missing:
         for topic, fut in admin.create_topics(missing, operation_timeout=30).items():
@@ -56,6 +55,23 @@ def ensure_topics(
                     raise BrokerError(f"cannot create topic {topic}: {exc}") from None
     have = {name: len(meta.partitions) for name, meta in existing.items()}
     _grow(admin, _to_grow(wanted, have), say)
+
+
+def _list_topics(admin: AdminClient, kafka: str, say: Callable[[str], None]) -> dict:
+    """The broker's topics, waiting up to REACH_S for it: a broker that is starting or
+    restarting (a chaos fault, a node under load) is not yet a reason to give up."""
+    deadline = time.monotonic() + REACH_S
+    waited = False
+    while True:
+        try:
+            return admin.list_topics(timeout=3).topics
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"cannot reach Kafka at {kafka}: {exc}") from None
+            if not waited:
+                say(f"wiretide: waiting for Kafka at {kafka} (up to {REACH_S:.0f} s)")
+                waited = True
+            time.sleep(1)
 
 
 def _to_grow(wanted: list[NewTopic], have: dict[str, int]) -> dict[str, tuple[int, int]]:

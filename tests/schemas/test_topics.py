@@ -5,12 +5,16 @@ them would be lost)."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from schemas.config import DLQ_SUFFIX, Settings
 from schemas.runtime.topics import ensure_topics
+from wiretide.broker import LocalBroker, free_port_pair
 
 
 def partition_counts(settings: Settings) -> dict[str, int]:
@@ -46,3 +50,31 @@ def test_more_workers_grow_the_partitions_and_fewer_never_shrink_them(kafka: str
     ensure_topics(settings, partitions=6, say=said.append)  # as many: nothing to do
     assert said == []
     assert partition_counts(settings) == {**dict.fromkeys(grown, 6), **dict.fromkeys(single, 1)}
+
+
+def test_a_start_waits_for_a_broker_that_is_still_starting(tmp_path: Path) -> None:
+    """An agent or worker started before its broker (a node booting, a broker restarting)
+    says it waits, once, and goes on when the broker answers, instead of exiting."""
+    port = free_port_pair()
+    settings = Settings(prefix="t-", kafka=f"127.0.0.1:{port}")
+    said: list[str] = []
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            ensure_topics(settings, partitions=2, say=said.append)
+        except BaseException as ex:  # noqa: BLE001 - reported by the assertion below
+            failed.append(ex)
+
+    waiting = threading.Thread(target=start)
+    waiting.start()
+    time.sleep(4)  # past its first try (3 s)
+    broker = LocalBroker(home=tmp_path / "kafka", port=port)
+    try:
+        broker.start()
+        waiting.join(120)
+        assert not waiting.is_alive() and not failed, failed
+        assert said == [f"wiretide: waiting for Kafka at 127.0.0.1:{port} (up to 60 s)"]
+        assert partition_counts(settings)[settings.calls_topic] == 2
+    finally:
+        broker.stop()
