@@ -70,7 +70,11 @@ export async function getJson<T>(
 ): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(apiUrl(path, params), { headers, signal });
+  return readJson<T>(await fetch(apiUrl(path, params), { headers, signal }));
+}
+
+/** A response's JSON body; an error answer (or a body that is not JSON) as an ApiError. */
+export async function readJson<T>(res: Response): Promise<T> {
   const text = await res.text();
   let body: unknown;
   try {
