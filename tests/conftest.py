@@ -115,6 +115,23 @@ def pipeline_env(kafka: str, data: Path) -> dict[str, str]:
     )
 
 
+def env_with_endpoints(kafka: str, data: Path, endpoints: list) -> dict[str, str]:
+    """pipeline_env whose endpoints topic already names `endpoints` (pods and services),
+    as the cluster agent publishes them: the workers name the calls they make."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from schemas.config import Settings
+    from wiretide.kube.publish import EndpointPublisher
+
+    env = pipeline_env(kafka, data)
+    topic = env["WIRETIDE_PREFIX"] + "wiretide.endpoints"
+    new = NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})
+    admin = AdminClient({"bootstrap.servers": kafka})  # kept: its futures die with it
+    admin.create_topics([new])[topic].result()
+    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(endpoints) == len(endpoints)
+    return env
+
+
 @pytest.fixture
 def wt_env(kafka: str, tmp_path: Path) -> dict[str, str]:
     """A test's own pipeline environment on the session's broker."""

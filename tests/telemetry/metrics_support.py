@@ -12,14 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers.pcap_writer import capture_file
-from schemas.config import Settings
-from tests.conftest import pipeline_env, run_wiretide
+from tests.conftest import env_with_endpoints as named_env
+from tests.conftest import run_wiretide
 from tests.e2e.test_map import ENDPOINTS, OWNER, _failed, _moved, _plan
-from wiretide.kube.publish import EndpointPublisher
 
 HTTP_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"}
 
@@ -38,13 +36,7 @@ def cluster_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def env_with_endpoints(kafka: str, data: Path) -> dict[str, str]:
     """A pipeline environment whose endpoints topic names the plan's pods and services."""
-    env = pipeline_env(kafka, data)
-    topic = env["WIRETIDE_PREFIX"] + "wiretide.endpoints"
-    admin = AdminClient({"bootstrap.servers": kafka})
-    new = NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})
-    admin.create_topics([new])[topic].result()
-    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(ENDPOINTS) == len(ENDPOINTS)
-    return env
+    return named_env(kafka, data, ENDPOINTS)
 
 
 def stored_calls(env: dict[str, str]) -> list[dict]:

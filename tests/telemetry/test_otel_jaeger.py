@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.pcap import read_segments
 from producers.pcap_writer import capture_file
-from schemas.config import Settings
 from tests.conftest import GOLDEN, ROOT, pipeline_env, run_wiretide
+from tests.conftest import env_with_endpoints as named_env
 from tests.e2e.test_map import ENDPOINTS, PLAN, _moved
 from tests.gobuild import build_go_peer
 from wiretide.broker import free_port_pair
-from wiretide.kube.publish import EndpointPublisher
 
 pytestmark = pytest.mark.timeout(2400)  # a cold Jaeger build takes minutes on 2 cores
 
@@ -218,14 +216,7 @@ def moved(name: str, capture: Path) -> list:
 
 def env_with_endpoints(kafka: str, data: Path) -> dict[str, str]:
     """A pipeline environment whose endpoints topic names those pods and services."""
-    env = pipeline_env(kafka, data)
-    topic = env["WIRETIDE_PREFIX"] + "wiretide.endpoints"
-    admin = AdminClient({"bootstrap.servers": kafka})
-    admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[
-        topic
-    ].result()
-    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(ENDPOINTS) == len(ENDPOINTS)
-    return env
+    return named_env(kafka, data, ENDPOINTS)
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from playwright.sync_api import Page, expect
 
 from producers.pcap_writer import PcapWriter
-from schemas.config import Settings
-from tests.conftest import GOLDEN, pipeline_env, run_wiretide
+from tests.conftest import GOLDEN, env_with_endpoints, run_wiretide
 from tests.e2e.test_map import ENDPOINTS, OWNER, _moved
 from tests.hub.conftest import Hub, start_hub
 from tests.ui.test_glyphs import odd_characters
 from tests.ui.test_ui import open_ui, stored, type_filter, wait_for_rows
-from wiretide.kube.publish import EndpointPublisher
 
 # capture -> (client IP, server IP); 192.0.2.10 and the Kafka pair are nobody's
 PLAN = {
@@ -52,13 +49,7 @@ def _cluster_pcap(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def named_hub(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tmp = tmp_path_factory.mktemp("names")
-    env = pipeline_env(kafka, tmp / "data")
-    topic = env["WIRETIDE_PREFIX"] + "wiretide.endpoints"
-    admin = AdminClient({"bootstrap.servers": kafka})
-    admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[
-        topic
-    ].result()
-    assert EndpointPublisher(Settings(kafka=kafka), topic).sync(ENDPOINTS) == len(ENDPOINTS)
+    env = env_with_endpoints(kafka, tmp / "data", ENDPOINTS)
     run_wiretide(["tap", "--quiet", "--pcap", str(_cluster_pcap(tmp / "cluster.pcap"))], env)
     running = start_hub(env)
     yield running

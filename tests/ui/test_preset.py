@@ -29,6 +29,20 @@ def choose_last_15_minutes(page: Page) -> None:
     page.get_by_test_id("time-range").select_option("15")
 
 
+def show_the_span_of_redis_calls(page: Page, api) -> None:  # noqa: ANN001
+    """Under "Last 15 minutes", filter on redis: the notice names the matching calls' span;
+    then click its button."""
+    first, last = span(api, "redis")
+    choose_last_15_minutes(page)
+    expect(page.get_by_test_id("stored-span")).to_be_visible()
+    type_filter(page, "redis")
+    expect(page.get_by_test_id("stored-span-text")).to_have_text(
+        "No matching calls in the last 15 minutes; matching stored calls span"
+        f" {words(first)}–{words(last)}."
+    )
+    page.get_by_test_id("show-stored-span").click()
+
+
 def test_an_empty_preset_offers_the_stored_span(page: Page, ui_hub: Hub, api) -> None:
     first, last = span(api)
     assert last < datetime.now(UTC) - timedelta(minutes=15), "the captures are old"
@@ -71,16 +85,8 @@ def test_an_empty_preset_offers_the_stored_span(page: Page, ui_hub: Hub, api) ->
 def test_the_notice_follows_the_filter(page: Page, ui_hub: Hub, api) -> None:
     redis = stored(api, "redis")
     assert 0 < len(redis) < min(100, len(stored(api)))
-    first, last = span(api, "redis")
     open_ui(page, ui_hub)
-    choose_last_15_minutes(page)
-    expect(page.get_by_test_id("stored-span")).to_be_visible()
-    type_filter(page, "redis")
-    expect(page.get_by_test_id("stored-span-text")).to_have_text(
-        "No matching calls in the last 15 minutes; matching stored calls span"
-        f" {words(first)}–{words(last)}."
-    )
-    page.get_by_test_id("show-stored-span").click()
+    show_the_span_of_redis_calls(page, api)
     expect(page.get_by_test_id("count")).to_have_text(f"{len(redis)} calls")  # one page
     expect(page.locator('[data-testid="row"]').first).to_have_attribute("data-id", redis[0]["id"])
     # a filter nothing stored matches: no span to offer

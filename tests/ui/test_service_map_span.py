@@ -10,7 +10,12 @@ from playwright.sync_api import Page, expect
 
 from tests.hub.conftest import Hub
 from tests.ui.test_glyphs import odd_characters
-from tests.ui.test_preset import choose_last_15_minutes, span, words
+from tests.ui.test_preset import (
+    choose_last_15_minutes,
+    show_the_span_of_redis_calls,
+    span,
+    words,
+)
 from tests.ui.test_ui import open_ui, type_filter
 
 ALL_TIME = "1970-01-01T00:00:00Z"
@@ -59,17 +64,9 @@ def test_an_empty_preset_on_the_map_offers_the_stored_span(page: Page, ui_hub: H
 
 
 def test_the_maps_notice_follows_the_filter(page: Page, ui_hub: Hub, api) -> None:
-    first, last = span(api, "redis")
     open_ui(page, ui_hub)
     page.get_by_test_id("tab-map").click()
-    choose_last_15_minutes(page)
-    expect(page.get_by_test_id("stored-span")).to_be_visible()
-    type_filter(page, "redis")
-    expect(page.get_by_test_id("stored-span-text")).to_have_text(
-        "No matching calls in the last 15 minutes; matching stored calls span"
-        f" {words(first)}–{words(last)}."
-    )
-    page.get_by_test_id("show-stored-span").click()
+    show_the_span_of_redis_calls(page, api)
     graph = api.get("/api/map", params={"q": "redis", "since": ALL_TIME}).json()
     assert {e["protocol"] for e in graph["edges"]} == {"redis"}
     expect(page.get_by_test_id("map-edge")).to_have_count(len(graph["edges"]))
